@@ -1,0 +1,130 @@
+// Package cli builds reconciler's command tree. Each invocation of Main builds
+// a fresh cobra tree: there are no package-level commands or settings, so the
+// CLI can run many times in one process (testscript does exactly that).
+//
+// Exit codes: 0 success, 1 failure, 2 usage error.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes shared by every command.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+// env is what a command may take from the process: streams, environment and
+// working directory. Commands never read os.* directly, so tests can drive them.
+type env struct {
+	stdout io.Writer
+	stderr io.Writer
+	stdin  io.Reader
+	getenv func(string) string
+}
+
+// exitError carries an exit code out of a command whose message was already
+// printed (for example a list of validation errors).
+type exitError struct{ code int }
+
+func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// usageError marks an error as the user's misuse of flags or arguments (exit 2).
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+// Main runs the command line with the process's arguments and streams and
+// returns the exit code.
+func Main() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	e := &env{stdout: os.Stdout, stderr: os.Stderr, stdin: os.Stdin, getenv: os.Getenv}
+	return run(ctx, e, os.Args[1:])
+}
+
+func run(ctx context.Context, e *env, args []string) int {
+	root := newRootCmd(e)
+	root.SetArgs(args)
+	root.SetOut(e.stdout)
+	root.SetErr(e.stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	fmt.Fprintf(e.stderr, "reconciler: %v\n", err)
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return exitUsage
+	}
+	return exitFailure
+}
+
+func newRootCmd(e *env) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "reconciler",
+		Short: "Fleet-wide, zero-downtime application upgrades driven by Git",
+		Long: `reconciler keeps a fleet's application versions in a Git repository.
+Agents on every node converge to it in waves gated by leases, verify signed
+releases, check health between waves and roll back by commit.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	// Flag parse errors are usage errors (exit 2).
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return &usageError{fmt.Errorf("%w\nRun '%s --help' for usage.", err, c.CommandPath())}
+	})
+	for _, add := range commandSets() {
+		for _, c := range add(e) {
+			root.AddCommand(c)
+		}
+	}
+	return root
+}
+
+// commandSets lists the constructors of every command group; each group lives
+// in its own file.
+func commandSets() []func(*env) []*cobra.Command {
+	return []func(*env) []*cobra.Command{
+		specCommands,    // validate, export, plan (spec.go)
+		signingCommands, // keygen, sign, verify, release (signing.go)
+		stateCommands,   // leases (state.go)
+		agentCommands,   // agent (agent.go)
+		fleetCommands,   // upgrade, rollback, pause, resume, status, audit, history, versions, diff (fleet.go)
+	}
+}
+
+// exactArgs is cobra.ExactArgs that reports a usage error.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if err := cobra.ExactArgs(n)(c, args); err != nil {
+			return &usageError{err}
+		}
+		return nil
+	}
+}
+
+// rangeArgs is cobra.RangeArgs that reports a usage error.
+func rangeArgs(min, max int) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if err := cobra.RangeArgs(min, max)(c, args); err != nil {
+			return &usageError{err}
+		}
+		return nil
+	}
+}

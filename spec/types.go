@@ -1,0 +1,135 @@
+package spec
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Fleet is a fleet repo's resolved desired state: every app spec and the
+// declared node inventory, with defaults applied.
+type Fleet struct {
+	Apps  map[string]App  `json:"apps"`
+	Nodes map[string]Node `json:"nodes,omitempty"`
+}
+
+// App is one app's desired version, artifact, rollout options, health check
+// and targets (DESIGN.md section 3).
+type App struct {
+	Name     string   `json:"name"`
+	Version  string   `json:"version"`
+	Artifact Artifact `json:"artifact"`
+	Rollout  Rollout  `json:"rollout"`
+	Health   Health   `json:"health"`
+	Nodes    Targets  `json:"nodes"`
+	Paused   bool     `json:"paused"`
+}
+
+// Artifact says where the signed release of this version is.
+type Artifact struct {
+	URL       string `json:"url"`
+	SHA256    string `json:"sha256,omitempty"`
+	Signature string `json:"signature"`
+}
+
+// Strategies.
+const (
+	StrategyRolling    = "rolling"
+	StrategyCanary     = "canary"
+	StrategyAllAtOnce  = "all_at_once"
+	OnUnreachableSkip  = "skip"
+	OnUnreachableFail  = "fail"
+	RequiredStatusOK   = "ok"
+	RequiredStatusDegr = "degraded"
+)
+
+// Rollout holds how a new version moves through the fleet.
+type Rollout struct {
+	Strategy       string   `json:"strategy"`
+	BatchSize      int      `json:"batchSize"`
+	BatchDelay     Duration `json:"batchDelay"`
+	NodeTimeout    Duration `json:"nodeTimeout"`
+	RollbackOnFail bool     `json:"rollbackOnFail"`
+	OnUnreachable  string   `json:"onUnreachable"`
+	Canary         Canary   `json:"canary"`
+}
+
+// Canary configures the canary strategy.
+type Canary struct {
+	Count   int      `json:"count"`
+	Monitor Duration `json:"monitor"`
+}
+
+// Health is the check a node runs after switching versions. Exactly one of
+// HTTP, TCP and Exec is set.
+type Health struct {
+	HTTP           string   `json:"http,omitempty"`
+	TCP            string   `json:"tcp,omitempty"`
+	Exec           []string `json:"exec,omitempty"`
+	RequiredStatus string   `json:"requiredStatus"`
+	Retries        int      `json:"retries"`
+	RetryDelay     Duration `json:"retryDelay"`
+}
+
+// Targets selects the nodes an app runs on: all nodes, a list of names, or
+// a label selector (every label must match). Exactly one form is set.
+type Targets struct {
+	All      bool              `json:"-"`
+	Names    []string          `json:"-"`
+	Selector map[string]string `json:"-"`
+}
+
+// MarshalJSON renders targets the way they are written in CUE.
+func (t Targets) MarshalJSON() ([]byte, error) {
+	switch {
+	case t.Names != nil:
+		return json.Marshal(t.Names)
+	case t.Selector != nil:
+		return json.Marshal(t.Selector)
+	default:
+		return json.Marshal("all")
+	}
+}
+
+// UnmarshalJSON accepts "all", a list of names or a selector map.
+func (t *Targets) UnmarshalJSON(b []byte) error {
+	*t = Targets{}
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		if s != "all" {
+			return fmt.Errorf("nodes: want \"all\", a list of node names or a label selector, got %q", s)
+		}
+		t.All = true
+		return nil
+	}
+	if err := json.Unmarshal(b, &t.Names); err == nil {
+		return nil
+	}
+	return json.Unmarshal(b, &t.Selector)
+}
+
+// Node is a declared node: its labels and its per-node variables.
+type Node struct {
+	Labels map[string]string `json:"labels,omitempty"`
+	Vars   map[string]string `json:"vars,omitempty"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("30s").
+type Duration struct{ time.Duration }
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// UnmarshalJSON reads a Go duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration: want a string such as \"30s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
