@@ -1,0 +1,124 @@
+package reconciler
+
+import (
+	"time"
+)
+
+// This file holds the shared state the agents exchange through Git: node
+// reports, rollout records and leases. Package fleetrepo stores them; the
+// rollout engine (rollout.go) decides from them.
+
+// NodeReport is what a node says about itself, kept at
+// refs/reconciler/nodes/<node>, written only by that node.
+type NodeReport struct {
+	Node         string               `json:"node"`
+	Labels       map[string]string    `json:"labels,omitempty"`
+	AgentVersion string               `json:"agentVersion,omitempty"`
+	Time         time.Time            `json:"time"`
+	SpecCommit   string               `json:"specCommit,omitempty"` // tip of the tracked branch last evaluated
+	SpecError    string               `json:"specError,omitempty"`  // why that spec could not be applied
+	Apps         map[string]AppReport `json:"apps,omitempty"`
+}
+
+// App states in a node report.
+const (
+	AppHealthy   = "healthy"   // Version runs and passed its health check
+	AppUpgrading = "upgrading" // moving to Target under Lease
+	AppWaiting   = "waiting"   // Target known, waiting for its wave or a lease
+	AppFailed    = "failed"    // moving to Target failed; Version (the previous) restored if any
+	AppUnhealthy = "unhealthy" // Version runs but fails its health check
+	AppStopped   = "stopped"   // nothing runs
+)
+
+// AppReport is one app on one node.
+type AppReport struct {
+	Version  string    `json:"version,omitempty"` // running version, "" when none
+	Previous string    `json:"previous,omitempty"`
+	State    string    `json:"state"`
+	Target   string    `json:"target,omitempty"`  // version being moved to
+	Rollout  string    `json:"rollout,omitempty"` // rollout id the state refers to
+	Lease    string    `json:"lease,omitempty"`   // fencing token of the lease held for it
+	Error    string    `json:"error,omitempty"`
+	Since    time.Time `json:"since"`
+}
+
+// Rollout event types, one commit each on refs/reconciler/rollouts/<app>.
+const (
+	EventStarted         = "started"          // Target, From, Waves
+	EventWaveDone        = "wave_done"        // Wave
+	EventNodeDone        = "node_done"        // Node, Lease
+	EventNodeFailed      = "node_failed"      // Node, Reason, Lease
+	EventNodeUnreachable = "node_unreachable" // Node, Reason
+	EventPaused          = "paused"
+	EventResumed         = "resumed"
+	EventOptionsChanged  = "options_changed"
+	EventCompleted       = "completed"   // Result
+	EventFailed          = "failed"      // Node, Reason
+	EventRolledBack      = "rolled_back" // RollbackCommit, Reason
+	EventSuperseded      = "superseded"  // by a newer target
+)
+
+// Event is one entry of a rollout record. Rollout is the id of the rollout:
+// the commit of the tracked branch that first set Target.
+type Event struct {
+	Type           string        `json:"type"`
+	Rollout        string        `json:"rollout"`
+	By             string        `json:"by"`   // node (or operator) that wrote it
+	Time           time.Time     `json:"time"` // the writer's clock, informational only
+	Target         string        `json:"target,omitempty"`
+	From           string        `json:"from,omitempty"`
+	Waves          [][]string    `json:"waves,omitempty"` // the frozen plan
+	Wave           int           `json:"wave,omitempty"`
+	Node           string        `json:"node,omitempty"`
+	Lease          string        `json:"lease,omitempty"`
+	Reason         string        `json:"reason,omitempty"`
+	RollbackCommit string        `json:"rollbackCommit,omitempty"`
+	Result         *Result       `json:"result,omitempty"`
+	Options        *RolloutFlags `json:"options,omitempty"`
+}
+
+// RolloutFlags are the options an options_changed event records.
+type RolloutFlags struct {
+	BatchSize  int           `json:"batchSize"`
+	BatchDelay time.Duration `json:"batchDelay"`
+}
+
+// Result is a finished rollout's outcome, in the original design's shape.
+type Result struct {
+	Total    int          `json:"total"`
+	Upgraded int          `json:"upgraded"`
+	Failed   int          `json:"failed"`
+	Skipped  int          `json:"skipped"`
+	Nodes    []NodeResult `json:"nodes"`
+}
+
+// NodeResult is one node's part in a Result.
+type NodeResult struct {
+	Node    string `json:"node"`
+	Outcome string `json:"outcome"` // upgraded | failed | skipped
+	Version string `json:"version,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// Lease is one slot of an app's lease set as an observer sees it, at
+// refs/reconciler/leases/<app>/<slot>.
+type Lease struct {
+	App      string        `json:"app"`
+	Slot     int           `json:"slot"`
+	Holder   string        `json:"holder,omitempty"` // "" when free
+	Rollout  string        `json:"rollout,omitempty"`
+	Acquired time.Time     `json:"acquired,omitempty"` // holder's clock, informational
+	Renewed  time.Time     `json:"renewed,omitempty"`  // holder's clock, informational
+	TTL      time.Duration `json:"ttl"`
+	// Token is the commit id of the lease ref: the fencing token.
+	Token string `json:"token"`
+	// Unchanged is how long this observer has seen the lease unchanged, on
+	// its own monotonic clock. A held lease unchanged for TTL is expired.
+	Unchanged time.Duration `json:"unchanged"`
+}
+
+// Held reports whether the slot has a holder (expired or not).
+func (l Lease) Held() bool { return l.Holder != "" }
+
+// Expired reports whether a held lease has not been seen to change for its TTL.
+func (l Lease) Expired() bool { return l.Holder != "" && l.Unchanged >= l.TTL }
