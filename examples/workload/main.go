@@ -1,0 +1,118 @@
+// Command workload is the example app that reconciler upgrades in its tests,
+// benchmarks and demo: a small HTTP service.
+//
+// It serves on the first socket it inherits with systemd's convention
+// (LISTEN_FDS, fd 3; LISTEN_PID is honoured when set and may be absent) or,
+// when run alone, on its own address (-listen, or $WORKLOAD_LISTEN).
+// GET / answers its version, GET /health answers {"status":"ok","version":...}.
+// On SIGTERM or SIGINT it stops accepting and drains in-flight requests,
+// exiting only once http.Server.Shutdown has returned.
+//
+// Build settings: -ldflags "-X main.version=1.2.0" sets the version;
+// "-X main.broken=true" builds a version whose health check fails.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// Set with -ldflags -X. They are strings because -X sets only strings.
+var (
+	version = "dev"
+	broken  = "false"
+)
+
+func main() {
+	listen := flag.String("listen", os.Getenv("WORKLOAD_LISTEN"), "address to listen on when no socket is inherited")
+	drain := flag.Duration("drain", 30*time.Second, "how long to drain in-flight requests on SIGTERM")
+	flag.Parse()
+	if err := run(*listen, *drain); err != nil {
+		log.Printf("workload %s: %v", version, err)
+		os.Exit(1)
+	}
+}
+
+func run(addr string, drain time.Duration) error {
+	ln, err := listener(addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: handler(), ReadHeaderTimeout: 10 * time.Second}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	shutdown := make(chan error, 1)
+	go func() {
+		<-ctx.Done()
+		dctx, cancel := context.WithTimeout(context.Background(), drain)
+		defer cancel()
+		shutdown <- srv.Shutdown(dctx)
+	}()
+	log.Printf("workload %s (pid %d) serving on %s", version, os.Getpid(), ln.Addr())
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	// Serve returns as soon as the listener is closed; the drain is only
+	// over when Shutdown returns.
+	if err := <-shutdown; err != nil {
+		return fmt.Errorf("drain: %w", err)
+	}
+	log.Printf("workload %s (pid %d) drained", version, os.Getpid())
+	return nil
+}
+
+// listener returns the inherited socket (fd 3) when LISTEN_FDS says there is
+// one for this process, otherwise a socket of its own on addr.
+func listener(addr string) (net.Listener, error) {
+	n, _ := strconv.Atoi(os.Getenv("LISTEN_FDS"))
+	pid := os.Getenv("LISTEN_PID")
+	if n >= 1 && (pid == "" || pid == strconv.Itoa(os.Getpid())) {
+		f := os.NewFile(3, "LISTEN_FD_3")
+		defer f.Close()
+		ln, err := net.FileListener(f)
+		if err != nil {
+			return nil, fmt.Errorf("inherited socket fd 3: %w", err)
+		}
+		return ln, nil
+	}
+	if addr == "" {
+		return nil, errors.New("no inherited socket (LISTEN_FDS) and no -listen address")
+	}
+	return net.Listen("tcp", addr)
+}
+
+func handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+		status, code := "ok", http.StatusOK
+		if broken == "true" {
+			status, code = "error", http.StatusServiceUnavailable
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_ = json.NewEncoder(w).Encode(map[string]string{"status": status, "version": version})
+	})
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		// ?delay=100ms holds the request, to show that a drain finishes it.
+		if d, err := time.ParseDuration(r.URL.Query().Get("delay")); err == nil && d > 0 {
+			select {
+			case <-time.After(d):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		fmt.Fprintln(w, version)
+	})
+	return mux
+}
