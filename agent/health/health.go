@@ -1,0 +1,193 @@
+package health
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"time"
+)
+
+// Statuses a JSON health body may report, best first.
+const (
+	StatusOK       = "ok"
+	StatusDegraded = "degraded"
+	StatusError    = "error"
+)
+
+// ErrOtherVersion is returned (wrapped) by Probe when the answer came from a
+// version other than Check.Version.
+var ErrOtherVersion = errors.New("answered by another version")
+
+// Check is one health check. Exactly one of HTTP, TCP and Exec is set.
+type Check struct {
+	HTTP string   // URL; passes on 2xx and an acceptable JSON "status"
+	TCP  string   // host:port; passes when it connects
+	Exec []string // argv; passes on exit 0
+	Dir  string   // working directory of Exec
+	Env  []string // environment of Exec (nil: the agent's)
+
+	// RequiredStatus is the worst acceptable JSON status: "ok" (default)
+	// or "degraded".
+	RequiredStatus string
+	// Retries is how many more attempts follow a failed one (0: one attempt).
+	Retries int
+	// RetryDelay is the wait between attempts (default 1s).
+	RetryDelay time.Duration
+	// Timeout bounds one attempt (default 5s).
+	Timeout time.Duration
+	// Version, when set, is the version expected in the JSON body's
+	// "version" field. Answers from another version are asked again every
+	// OtherVersionDelay (default 20ms) without using up a retry.
+	Version           string
+	OtherVersionDelay time.Duration
+}
+
+// Run probes until an attempt passes, the retries are used up or ctx ends,
+// and returns the last attempt's error.
+func (c Check) Run(ctx context.Context) error {
+	failures := 0
+	for {
+		err := c.Probe(ctx)
+		if err == nil {
+			return nil
+		}
+		delay := c.retryDelay()
+		if errors.Is(err, ErrOtherVersion) {
+			delay = c.otherVersionDelay()
+		} else if failures++; failures > c.Retries {
+			return fmt.Errorf("%w (after %d attempts)", err, failures)
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (stopped waiting: %w)", err, context.Cause(ctx))
+		case <-t.C:
+		}
+	}
+}
+
+// Probe makes one attempt.
+func (c Check) Probe(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout())
+	defer cancel()
+	switch {
+	case c.HTTP != "":
+		return c.probeHTTP(ctx)
+	case c.TCP != "":
+		return c.probeTCP(ctx)
+	case len(c.Exec) > 0:
+		return c.probeExec(ctx)
+	}
+	return errors.New("health check has no http, tcp or exec target")
+}
+
+func (c Check) probeHTTP(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.HTTP, nil)
+	if err != nil {
+		return fmt.Errorf("health %s: %w", c.HTTP, err)
+	}
+	// A fresh connection per attempt: a kept-alive one would keep asking the
+	// process that answered first.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("health %s: %w", c.HTTP, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return fmt.Errorf("health %s: read body: %w", c.HTTP, err)
+	}
+	return c.judge(resp.StatusCode, body)
+}
+
+// judge decides from an HTTP answer.
+func (c Check) judge(code int, body []byte) error {
+	var doc struct {
+		Status  string `json:"status"`
+		Version string `json:"version"`
+	}
+	isJSON := json.Unmarshal(body, &doc) == nil
+	if isJSON && c.Version != "" && doc.Version != "" && doc.Version != c.Version {
+		return fmt.Errorf("health %s: %w %s, want %s", c.HTTP, ErrOtherVersion, doc.Version, c.Version)
+	}
+	if code < 200 || code > 299 {
+		return fmt.Errorf("health %s: status %d %q", c.HTTP, code, truncate(body))
+	}
+	if isJSON && doc.Status != "" && rank(doc.Status) > rank(c.requiredStatus()) {
+		return fmt.Errorf("health %s: status %q, required %q", c.HTTP, doc.Status, c.requiredStatus())
+	}
+	return nil
+}
+
+func (c Check) probeTCP(ctx context.Context) error {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", c.TCP)
+	if err != nil {
+		return fmt.Errorf("health tcp %s: %w", c.TCP, err)
+	}
+	return conn.Close()
+}
+
+func (c Check) probeExec(ctx context.Context) error {
+	cmd := exec.CommandContext(ctx, c.Exec[0], c.Exec[1:]...)
+	cmd.Dir, cmd.Env = c.Dir, c.Env
+	cmd.WaitDelay = time.Second
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("health exec %v: %w: %q", c.Exec, err, truncate(out))
+	}
+	return nil
+}
+
+// rank orders statuses from best (0) to worst; unknown ones are worst.
+func rank(status string) int {
+	switch status {
+	case StatusOK:
+		return 0
+	case StatusDegraded:
+		return 1
+	}
+	return 2
+}
+
+func (c Check) requiredStatus() string {
+	if c.RequiredStatus == "" {
+		return StatusOK
+	}
+	return c.RequiredStatus
+}
+
+func (c Check) retryDelay() time.Duration {
+	if c.RetryDelay <= 0 {
+		return time.Second
+	}
+	return c.RetryDelay
+}
+
+func (c Check) otherVersionDelay() time.Duration {
+	if c.OtherVersionDelay <= 0 {
+		return 20 * time.Millisecond
+	}
+	return c.OtherVersionDelay
+}
+
+func (c Check) timeout() time.Duration {
+	if c.Timeout <= 0 {
+		return 5 * time.Second
+	}
+	return c.Timeout
+}
+
+func truncate(b []byte) string {
+	if len(b) > 200 {
+		return string(b[:200]) + "…"
+	}
+	return string(b)
+}

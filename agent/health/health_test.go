@@ -1,0 +1,144 @@
+package health
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestJudge(t *testing.T) {
+	tests := []struct {
+		name     string
+		required string
+		version  string
+		code     int
+		body     string
+		want     string // "" passes; otherwise a substring of the error
+	}{
+		{"2xx plain", "", "", 200, "fine", ""},
+		{"5xx", "", "", 503, "down", "status 503"},
+		{"json ok", "ok", "", 200, `{"status":"ok"}`, ""},
+		{"json degraded, ok required", "ok", "", 200, `{"status":"degraded"}`, `required "ok"`},
+		{"json degraded, degraded allowed", "degraded", "", 200, `{"status":"degraded"}`, ""},
+		{"json error", "degraded", "", 200, `{"status":"error"}`, `status "error"`},
+		{"json unknown status", "degraded", "", 200, `{"status":"meh"}`, `status "meh"`},
+		{"json without status", "ok", "", 200, `{"up":true}`, ""},
+		{"expected version", "ok", "2", 200, `{"status":"ok","version":"2"}`, ""},
+		{"other version", "ok", "2", 200, `{"status":"ok","version":"1"}`, "another version 1"},
+		{"other version failing", "ok", "2", 503, `{"status":"error","version":"1"}`, "another version 1"},
+		{"expected version failing", "ok", "2", 503, `{"status":"error","version":"2"}`, "status 503"},
+		{"no version in body", "ok", "2", 200, `{"status":"ok"}`, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Check{HTTP: "http://x/health", RequiredStatus: tt.required, Version: tt.version}
+			err := c.judge(tt.code, []byte(tt.body))
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("judge: %v, want pass", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("judge: %v, want error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// server answers with the bodies in order, then repeats the last one.
+func server(t *testing.T, answers ...string) (*httptest.Server, *atomic.Int32) {
+	var n atomic.Int32
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		i := int(n.Add(1)) - 1
+		a := answers[min(i, len(answers)-1)]
+		code, body, _ := strings.Cut(a, " ")
+		var c int
+		fmt.Sscan(code, &c)
+		w.WriteHeader(c)
+		fmt.Fprint(w, body)
+	}))
+	t.Cleanup(s.Close)
+	return s, &n
+}
+
+func TestRunRetries(t *testing.T) {
+	s, n := server(t, `503 {"status":"error"}`, `503 {"status":"error"}`, `200 {"status":"ok"}`)
+	c := Check{HTTP: s.URL, Retries: 2, RetryDelay: time.Millisecond}
+	if err := c.Run(context.Background()); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := n.Load(); got != 3 {
+		t.Fatalf("attempts = %d, want 3", got)
+	}
+}
+
+func TestRunGivesUp(t *testing.T) {
+	s, n := server(t, `503 {"status":"error"}`)
+	c := Check{HTTP: s.URL, Retries: 2, RetryDelay: time.Millisecond}
+	err := c.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "after 3 attempts") {
+		t.Fatalf("Run: %v, want failure after 3 attempts", err)
+	}
+	if got := n.Load(); got != 3 {
+		t.Fatalf("attempts = %d, want 3", got)
+	}
+}
+
+func TestRunOtherVersionDoesNotUseRetries(t *testing.T) {
+	old := `200 {"status":"ok","version":"1"}`
+	s, n := server(t, old, old, old, old, old, `200 {"status":"ok","version":"2"}`)
+	c := Check{HTTP: s.URL, Version: "2", RetryDelay: time.Hour, OtherVersionDelay: time.Millisecond}
+	if err := c.Run(context.Background()); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := n.Load(); got != 6 {
+		t.Fatalf("attempts = %d, want 6", got)
+	}
+}
+
+func TestRunStopsWithContext(t *testing.T) {
+	s, _ := server(t, `200 {"status":"ok","version":"1"}`)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	c := Check{HTTP: s.URL, Version: "2", OtherVersionDelay: time.Millisecond}
+	err := c.Run(ctx)
+	if !errors.Is(err, ErrOtherVersion) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Run: %v, want other version and deadline", err)
+	}
+}
+
+func TestTCP(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	if err := (Check{TCP: addr}).Probe(context.Background()); err != nil {
+		t.Fatalf("Probe open port: %v", err)
+	}
+	ln.Close()
+	if err := (Check{TCP: addr}).Probe(context.Background()); err == nil {
+		t.Fatal("Probe closed port: passed")
+	}
+}
+
+func TestExec(t *testing.T) {
+	if err := (Check{Exec: []string{"true"}}).Probe(context.Background()); err != nil {
+		t.Fatalf("true: %v", err)
+	}
+	err := (Check{Exec: []string{"sh", "-c", "echo sick; exit 3"}}).Probe(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "sick") {
+		t.Fatalf("failing command: %v, want its output in the error", err)
+	}
+}
+
+func TestNoTarget(t *testing.T) {
+	if err := (Check{}).Probe(context.Background()); err == nil {
+		t.Fatal("empty check passed")
+	}
+}
