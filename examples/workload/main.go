@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -45,10 +46,11 @@ func main() {
 }
 
 func run(addr string, drain time.Duration) error {
-	ln, err := listener(addr)
+	ln, inherited, err := listener(addr)
 	if err != nil {
 		return err
 	}
+	defer runtime.KeepAlive(inherited)
 	srv := &http.Server{Handler: handler(), ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
@@ -74,22 +76,25 @@ func run(addr string, drain time.Duration) error {
 
 // listener returns the inherited socket (fd 3) when LISTEN_FDS says there is
 // one for this process, otherwise a socket of its own on addr.
-func listener(addr string) (net.Listener, error) {
+// The inherited *os.File is returned so that the caller keeps fd 3 open.
+func listener(addr string) (net.Listener, *os.File, error) {
 	n, _ := strconv.Atoi(os.Getenv("LISTEN_FDS"))
 	pid := os.Getenv("LISTEN_PID")
 	if n >= 1 && (pid == "" || pid == strconv.Itoa(os.Getpid())) {
+		// fd 3 stays open for the life of the process: a restarted agent
+		// takes its copy of the socket back from it (pidfd_getfd).
 		f := os.NewFile(3, "LISTEN_FD_3")
-		defer f.Close()
 		ln, err := net.FileListener(f)
 		if err != nil {
-			return nil, fmt.Errorf("inherited socket fd 3: %w", err)
+			return nil, nil, fmt.Errorf("inherited socket fd 3: %w", err)
 		}
-		return ln, nil
+		return ln, f, nil
 	}
 	if addr == "" {
-		return nil, errors.New("no inherited socket (LISTEN_FDS) and no -listen address")
+		return nil, nil, errors.New("no inherited socket (LISTEN_FDS) and no -listen address")
 	}
-	return net.Listen("tcp", addr)
+	ln, err := net.Listen("tcp", addr)
+	return ln, nil, err
 }
 
 func handler() http.Handler {
