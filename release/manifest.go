@@ -1,5 +1,12 @@
 package release
 
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
 // ManifestName is the file at the root of every release artifact.
 const ManifestName = "release.json"
 
@@ -44,3 +51,48 @@ type Hooks struct {
 	Rollback []string `json:"rollback,omitempty"`
 	Health   []string `json:"health,omitempty"`
 }
+
+// Defaults applied by ParseManifest and DrainTimeoutDuration.
+const (
+	DefaultDriver       = "process"
+	DefaultDrainTimeout = 10 * time.Second
+	// MaxManifestSize bounds release.json.
+	MaxManifestSize = 1 << 20
+)
+
+// ParseManifest decodes release.json strictly (unknown keys and trailing data
+// are errors), applies the defaults (driver "process") and validates it.
+func ParseManifest(data []byte) (*Manifest, error) {
+	if len(data) > MaxManifestSize {
+		return nil, fmt.Errorf("%s: %d bytes, more than %d", ManifestName, len(data), MaxManifestSize)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var m Manifest
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("%s: %w", ManifestName, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%s: data after the JSON object", ManifestName)
+	}
+	if m.Driver == "" {
+		m.Driver = DefaultDriver
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// DrainTimeoutDuration returns drainTimeout, or DefaultDrainTimeout when it
+// is empty or invalid (Validate reports invalid ones).
+func (m *Manifest) DrainTimeoutDuration() time.Duration {
+	d, err := time.ParseDuration(m.DrainTimeout)
+	if m.DrainTimeout == "" || err != nil || d < 0 {
+		return DefaultDrainTimeout
+	}
+	return d
+}
+
+// String names the release: "web 1.1.0".
+func (m *Manifest) String() string { return m.App + " " + m.Version }

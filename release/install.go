@@ -1,0 +1,148 @@
+package release
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/fleetops/reconciler/signing"
+)
+
+// Source says where a release artifact and its signature are.
+type Source struct {
+	// URL of the artifact: a local path, file:// or http(s)://.
+	URL string
+	// SignatureURL of its cosign signature (base64, as `cosign sign-blob
+	// --output-signature` writes it): a local path, file:// or http(s)://.
+	SignatureURL string
+	// SHA256 optionally pins the artifact's digest (64 hex digits).
+	SHA256 string
+}
+
+// Install fetches the artifact, verifies it (the signature against keys, the
+// sha256 pin when there is one) and only then unpacks it into dest, which must
+// not exist, through a staging directory and an atomic rename. On any failure
+// nothing is left at dest. Errors name the release and the failed step:
+//
+//	verify release web 1.1.0: signature does not match any trusted key (cosign.pub, ops.pub)
+//
+// They wrap signing.ErrNoMatchingKey, signing.ErrMalformedSignature,
+// ErrDigestMismatch, ErrNotFound, ErrUnsafe or ErrWrongRelease for callers
+// that branch on them.
+func (f *Fetcher) Install(ctx context.Context, src Source, keys *signing.KeySet, want Want, dest string) (*Manifest, error) {
+	name := want.App + " " + want.Version
+	if want.App == "" {
+		name = src.URL
+	}
+	pin, err := parsePin(src.SHA256)
+	if err != nil {
+		return nil, fmt.Errorf("install release %s: %w", name, err)
+	}
+	if keys == nil || keys.Len() == 0 || src.SignatureURL == "" {
+		return nil, fmt.Errorf("install release %s: refusing an unsigned install: need trusted keys and a signature", name)
+	}
+	sig, err := f.readSmall(ctx, src.SignatureURL, signing.MaxSignatureSize)
+	if err != nil {
+		return nil, fmt.Errorf("fetch signature of release %s: %w", name, err)
+	}
+	p, err := f.fetch(ctx, src.URL, pin)
+	if err != nil {
+		return nil, fmt.Errorf("fetch release %s: %w", name, err)
+	}
+	file, err := openLocal(p)
+	if err != nil {
+		return nil, fmt.Errorf("fetch release %s: %w", name, err)
+	}
+	defer file.Close()
+	v, err := verify(ctx, file, keys, sig, pin, f.opts.MaxSize)
+	if err != nil {
+		return nil, fmt.Errorf("verify release %s: %w", name, err)
+	}
+	if _, err := file.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("unpack release %s: %w", name, err)
+	}
+	m, err := unpack(ctx, file, dest, want, f.opts.Limits, v.sum)
+	if err != nil {
+		return nil, fmt.Errorf("unpack release %s: %w", name, err)
+	}
+	return m, nil
+}
+
+// Verified is what Verify established about an artifact.
+type Verified struct {
+	KeyID  string // the trusted key that verified the signature; "" if none was asked
+	SHA256 string // hex
+	Size   int64
+	sum    []byte
+}
+
+// Verify reads the artifact at path once, computing its sha256 and checking
+// the signature (when keys is non-nil) and the pin (when pinHex is non-empty)
+// from the same read. It reads at most maxSize bytes (0: DefaultMaxSize).
+func Verify(ctx context.Context, path string, keys *signing.KeySet, sig []byte, pinHex string, maxSize int64) (*Verified, error) {
+	pin, err := parsePin(pinHex)
+	if err != nil {
+		return nil, err
+	}
+	if maxSize <= 0 {
+		maxSize = DefaultMaxSize
+	}
+	f, err := openLocal(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return verify(ctx, f, keys, sig, pin, maxSize)
+}
+
+func verify(ctx context.Context, r io.Reader, keys *signing.KeySet, sig, pin []byte, maxSize int64) (*Verified, error) {
+	if keys == nil {
+		keys = &signing.KeySet{}
+	}
+	d := keys.NewDigester()
+	n, err := io.Copy(d, &ctxReader{ctx: ctx, r: io.LimitReader(r, maxSize+1)})
+	if err != nil {
+		return nil, fmt.Errorf("read artifact: %w", err)
+	}
+	if n > maxSize {
+		return nil, fmt.Errorf("artifact larger than the %d bytes allowed", maxSize)
+	}
+	v := &Verified{sum: d.SHA256(), Size: n}
+	v.SHA256 = hex.EncodeToString(v.sum)
+	if pin != nil && !equalDigest(v.sum, pin) {
+		return nil, fmt.Errorf("%w: artifact has %s, pinned %x", ErrDigestMismatch, v.SHA256, pin)
+	}
+	if keys.Len() > 0 {
+		if v.KeyID, err = keys.VerifyDigest(d, sig); err != nil {
+			return nil, err
+		}
+	}
+	return v, nil
+}
+
+// parsePin decodes an optional sha256 pin.
+func parsePin(pinHex string) ([]byte, error) {
+	if pinHex == "" {
+		return nil, nil
+	}
+	pin, err := hex.DecodeString(pinHex)
+	if err != nil || len(pin) != 32 {
+		return nil, fmt.Errorf("sha256 pin %q: want 64 hex digits", pinHex)
+	}
+	return pin, nil
+}
+
+func equalDigest(a, b []byte) bool { return bytes.Equal(a, b) }
+
+// openLocal opens a local file, mapping "does not exist" to ErrNotFound.
+func openLocal(p string) (*os.File, error) {
+	f, err := os.Open(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", p, ErrNotFound)
+	}
+	return f, err
+}
