@@ -1,0 +1,1 @@
+yTZKg6KFfGPR/8cxxDdpNHi+18v54Gv0c+1aL+g+GCCQEuQtW0g+YVQ24HgG2V+NdS/yV46j/kjpybGmFEeXBg==
