@@ -1,0 +1,166 @@
+package spec
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"cuelang.org/go/cue"
+	"golang.org/x/mod/semver"
+)
+
+// runCheck runs the Go check named by v's @check attribute, if any.
+func (c *checker) runCheck(v cue.Value) {
+	rule, ok := attrString(v, "check")
+	if !ok {
+		return
+	}
+	switch rule {
+	case "semver":
+		c.checkString(v, validVersion)
+	case "duration":
+		c.checkString(v, validDuration)
+	case "health":
+		c.checkHealth(v)
+	case "targets":
+		c.checkTargets(v)
+	case "names":
+		c.checkNames(v)
+	default:
+		panic(fmt.Sprintf("spec: schema names unknown check %q", rule))
+	}
+}
+
+// checkString records "got X, want Y" when the string v fails ok.
+func (c *checker) checkString(v cue.Value, ok func(string) bool) {
+	s, err := v.String()
+	if err != nil || ok(s) {
+		return
+	}
+	want, _ := attrString(v, "want")
+	c.errs.add(c.pos(v.Path()), "%s: got %q, want %s", v.Path(), s, want)
+}
+
+// validVersion accepts MAJOR.MINOR.PATCH with an optional leading "v",
+// pre-release and build metadata (semver 2.0.0).
+func validVersion(s string) bool {
+	v := "v" + strings.TrimPrefix(s, "v")
+	return semver.IsValid(v) && semver.Canonical(v) == strings.TrimSuffix(v, semver.Build(v))
+}
+
+// validDuration accepts a non-negative Go duration string.
+func validDuration(s string) bool {
+	d, err := time.ParseDuration(s)
+	return err == nil && d >= 0
+}
+
+// checkHealth requires exactly one of http, tcp and exec.
+func (c *checker) checkHealth(v cue.Value) {
+	var set []string
+	for _, k := range []string{"http", "tcp", "exec"} {
+		if c.user.LookupPath(v.Path()).LookupPath(cue.ParsePath(k)).Exists() {
+			set = append(set, k)
+		}
+	}
+	switch len(set) {
+	case 1:
+	case 0:
+		c.errs.add(c.pos(v.Path()), "%s: missing, want exactly one of http, tcp or exec", v.Path())
+	default:
+		c.errs.add(c.pos(v.Path()), "%s: got %s, want exactly one of http, tcp or exec", v.Path(), strings.Join(set, " and "))
+	}
+}
+
+// checkTargets requires a label selector to match at least one declared
+// node when the fleet declares nodes. A list may name nodes not declared
+// yet: agents announce themselves, and the planner reports them.
+func (c *checker) checkTargets(v cue.Value) {
+	if len(c.declared) == 0 || v.Kind() != cue.StructKind {
+		return
+	}
+	var t Targets
+	if err := v.Decode(&t.Selector); err != nil {
+		return
+	}
+	for name, n := range c.declared {
+		if t.Match(name, n.Labels) {
+			return
+		}
+	}
+	c.errs.add(c.pos(v.Path()), "%s: selector %s matches no declared node, want labels of at least one of %s",
+		v.Path(), formatSelector(t.Selector), strings.Join(slices.Sorted(maps.Keys(c.declared)), ", "))
+}
+
+// checkNames requires every app or node name to be usable in refs and paths.
+func (c *checker) checkNames(v cue.Value) {
+	it, err := v.Fields()
+	if err != nil {
+		return
+	}
+	for it.Next() {
+		if name := it.Selector().Unquoted(); !validName(name) {
+			c.errs.add(c.pos(it.Value().Path()), "%s: invalid name %q, want letters, digits, \".\", \"_\" or \"-\", starting with a letter or digit",
+				it.Value().Path(), name)
+		}
+	}
+}
+
+// validName reports whether an app or node name is letters, digits, ".",
+// "_" and "-", starting with a letter or digit: names become parts of Git
+// ref names and file names.
+func validName(s string) bool {
+	for i, r := range s {
+		alnum := r < 128 && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+		if !alnum && (i == 0 || !strings.ContainsRune("._-", r)) {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// formatSelector writes a selector as CUE: {region: "eu", tier: "web"}.
+func formatSelector(sel map[string]string) string {
+	parts := make([]string, 0, len(sel))
+	for _, k := range slices.Sorted(maps.Keys(sel)) {
+		parts = append(parts, fmt.Sprintf("%s: %q", k, sel[k]))
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
+}
+
+// closest returns the name in names nearest to s (same letters ignoring
+// case, or at most two edits away), or "" when none is close.
+func closest(s string, names []string) string {
+	best, bestDist := "", 3
+	for _, n := range names {
+		if strings.EqualFold(s, n) {
+			return n
+		}
+		if d := editDistance(s, n); d < bestDist && d < len(n)/2 {
+			best, bestDist = n, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}

@@ -1,0 +1,158 @@
+package spec
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// header starts every test file: a template that makes apps valid unless a
+// case says otherwise, and three declared nodes.
+const header = `package fleet
+
+apps: [Name=_]: {
+	version: string
+	artifact: url: "https://r.example/\(Name)-\(version).tar.gz"
+}
+nodes: {
+	a: labels: region: "eu"
+	b: labels: region: "eu"
+	c: labels: region: "us"
+}
+`
+
+// loadErrors loads header+src as f.cue and returns the error lines.
+func loadErrors(t *testing.T, files map[string]string) []string {
+	t.Helper()
+	in := make(map[string][]byte, len(files))
+	for name, src := range files {
+		in[name] = []byte(src)
+	}
+	_, err := LoadFiles(in)
+	if err == nil {
+		return nil
+	}
+	var errs *Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("LoadFiles: got %T %v, want *Errors", err, err)
+	}
+	return strings.Split(errs.Error(), "\n")
+}
+
+func TestCheckMistakes(t *testing.T) {
+	tests := []struct {
+		name string
+		app  string // the body of apps: x: {...}, after the header
+		want []string
+	}{
+		{"valid", `version: "1.0.0", health: http: "http://127.0.0.1:8080/health"`, nil},
+		{"misspelled field with other errors", `version: "1.0", health: http: "http://h/x", rollout: batchsize: 2`, []string{
+			`f.cue:12:20: apps.x.version: got "1.0", want a semantic version such as "1.2.3" or "v1.2.3"`,
+			`f.cue:12:64: apps.x.rollout.batchsize: unknown field "batchsize", did you mean "batchSize"?`,
+		}},
+		{"unknown field far from any", `version: "1.0.0", health: http: "http://h/x", colour: "red"`, []string{
+			`f.cue:12:57: apps.x.colour: unknown field "colour", want one of artifact, health, nodes, paused, rollout, version`,
+		}},
+		{"unknown strategy", `version: "1.0.0", health: http: "http://h/x", rollout: strategy: "blue_green"`, []string{
+			`f.cue:12:66: apps.x.rollout.strategy: got "blue_green", want "rolling", "canary" or "all_at_once"`,
+		}},
+		{"bad semver", `version: "latest", health: http: "http://h/x"`, []string{
+			`f.cue:12:20: apps.x.version: got "latest", want a semantic version such as "1.2.3" or "v1.2.3"`,
+		}},
+		{"bad duration", `version: "1.0.0", health: {http: "http://h/x", retryDelay: "5 sec"}`, []string{
+			`f.cue:12:58: apps.x.health.retryDelay: got "5 sec", want a Go duration such as "5s"`,
+		}},
+		{"negative duration", `version: "1.0.0", health: http: "http://h/x", rollout: canary: monitor: "-5m"`, []string{
+			`f.cue:12:74: apps.x.rollout.canary.monitor: got "-5m", want a Go duration such as "5m"`,
+		}},
+		{"batchSize 0", `version: "1.0.0", health: http: "http://h/x", rollout: batchSize: 0`, []string{
+			`f.cue:12:66: apps.x.rollout.batchSize: got 0, want an integer >= 1`,
+		}},
+		{"two health kinds", `version: "1.0.0", health: {http: "http://h/x", tcp: "h:1"}`, []string{
+			`f.cue:12:29: apps.x.health: got http and tcp, want exactly one of http, tcp or exec`,
+		}},
+		{"no health kind", `version: "1.0.0", health: retries: 1`, []string{
+			`f.cue:12:29: apps.x.health: missing, want exactly one of http, tcp or exec`,
+		}},
+		{"selector matching no node", `version: "1.0.0", health: http: "http://h/x", nodes: {region: "mars"}`, []string{
+			`f.cue:12:57: apps.x.nodes: selector {region: "mars"} matches no declared node, want labels of at least one of a, b, c`,
+		}},
+		{"list naming undeclared node is fine", `version: "1.0.0", health: http: "http://h/x", nodes: ["a", "z"]`, nil},
+		{"nodes of the wrong type", `version: "1.0.0", health: http: "http://h/x", nodes: 3`, []string{
+			`f.cue:12:57: apps.x.nodes: got 3, want "all", a list of node names or a label selector such as {region: "eu"}`,
+		}},
+		{"missing version", `health: http: "http://h/x"`, []string{
+			`f.cue:4:2: apps.x.version: missing, want a semantic version such as "1.2.3" or "v1.2.3"`,
+		}},
+		{"bad sha256", `version: "1.0.0", health: http: "http://h/x", artifact: sha256: "abc"`, []string{
+			`f.cue:12:67: apps.x.artifact.sha256: got "abc", want 64 lowercase hex digits`,
+		}},
+		{"bad exec", `version: "1.0.0", health: exec: []`, []string{
+			`f.cue:12:37: apps.x.health.exec: got [], want a non-empty list of strings: the command and its arguments`,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := loadErrors(t, map[string]string{"f.cue": header + "apps: x: {" + tt.app + "}\n"})
+			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+				t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+}
+
+func TestCheckFleetLevel(t *testing.T) {
+	tests := []struct {
+		name  string
+		files map[string]string
+		want  []string
+	}{
+		{"unknown top-level field", map[string]string{"f.cue": "package fleet\napp: x: {}\n"}, []string{
+			`f.cue:2:1: app: unknown field "app", did you mean "apps"?`,
+		}},
+		{"invalid app name", map[string]string{"f.cue": header + `apps: "my app": {version: "1.0.0", health: tcp: "h:1"}` + "\n"}, []string{
+			`f.cue:12:7: apps."my app": invalid name "my app", want letters, digits, ".", "_" or "-", starting with a letter or digit`,
+		}},
+		{"conflict between files", map[string]string{
+			"a.cue": header + `apps: x: {version: "1.0.0", health: tcp: "h:1"}` + "\n",
+			"b.cue": "package fleet\napps: x: version: \"1.1.0\"\n",
+		}, []string{
+			`a.cue:12:20: apps.x.version: conflicting values "1.1.0" and "1.0.0"`,
+		}},
+		{"two packages", map[string]string{
+			"a.cue": header,
+			"b.cue": "package other\n",
+		}, []string{
+			`b.cue:1:1: package "other", want package "fleet" like the other files (one package per directory)`,
+		}},
+		{"syntax error", map[string]string{"a.cue": "package fleet\napps: x: {\n"}, []string{
+			`a.cue:2:12: expected '}', found 'EOF'`,
+		}},
+		{"undefined reference", map[string]string{"a.cue": header + `apps: x: {version: v, health: tcp: "h:1"}` + "\n"}, []string{
+			`a.cue:12:20: reference "v" not found`,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := loadErrors(t, tt.files)
+			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+				t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+}
+
+func TestClosest(t *testing.T) {
+	names := []string{"batchDelay", "batchSize", "canary", "strategy"}
+	for in, want := range map[string]string{
+		"batchsize": "batchSize",
+		"stratgey":  "strategy",
+		"canery":    "canary",
+		"colour":    "",
+		"x":         "",
+	} {
+		if got := closest(in, names); got != want {
+			t.Errorf("closest(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -1,0 +1,27 @@
+package spec
+
+// Match reports whether the targets select the node called name with the
+// given labels: "all" selects every node, a list selects the nodes it names,
+// and a selector selects the nodes that carry every one of its labels (an
+// empty selector selects every node). The zero Targets means "all", as in
+// its JSON form.
+func (t Targets) Match(name string, labels map[string]string) bool {
+	switch {
+	case t.Names != nil:
+		for _, n := range t.Names {
+			if n == name {
+				return true
+			}
+		}
+		return false
+	case t.Selector != nil:
+		for k, v := range t.Selector {
+			if got, ok := labels[k]; !ok || got != v {
+				return false
+			}
+		}
+		return true
+	default:
+		return true
+	}
+}
