@@ -5,8 +5,9 @@
 // (LISTEN_FDS, fd 3; LISTEN_PID is honoured when set and may be absent) or,
 // when run alone, on its own address (-listen, or $WORKLOAD_LISTEN).
 // GET / answers its version, GET /health answers {"status":"ok","version":...}.
-// On SIGTERM or SIGINT it stops accepting and drains in-flight requests,
-// exiting only once http.Server.Shutdown has returned.
+// On SIGTERM or SIGINT it stops accepting, lets accepted connections send
+// their request, and drains in-flight requests, exiting only once
+// http.Server.Shutdown has returned (see drainAndStop).
 //
 // Build settings: -ldflags "-X main.version=1.2.0" sets the version;
 // "-X main.broken=true" builds a version whose health check fails.
@@ -25,6 +26,7 @@ import (
 	"os/signal"
 	"runtime"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -51,27 +53,71 @@ func run(addr string, drain time.Duration) error {
 		return err
 	}
 	defer runtime.KeepAlive(inherited)
-	srv := &http.Server{Handler: handler(), ReadHeaderTimeout: 10 * time.Second}
+	conns := &tracker{state: map[net.Conn]http.ConnState{}}
+	srv := &http.Server{Handler: handler(), ReadHeaderTimeout: 10 * time.Second, ConnState: conns.track}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	shutdown := make(chan error, 1)
-	go func() {
-		<-ctx.Done()
-		dctx, cancel := context.WithTimeout(context.Background(), drain)
-		defer cancel()
-		shutdown <- srv.Shutdown(dctx)
-	}()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
 	log.Printf("workload %s (pid %d) serving on %s", version, os.Getpid(), ln.Addr())
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+	select {
+	case err := <-served:
 		return err
+	case <-ctx.Done():
 	}
-	// Serve returns as soon as the listener is closed; the drain is only
-	// over when Shutdown returns.
-	if err := <-shutdown; err != nil {
+	if err := drainAndStop(srv, ln, served, conns, drain); err != nil {
 		return fmt.Errorf("drain: %w", err)
 	}
 	log.Printf("workload %s (pid %d) drained", version, os.Getpid())
 	return nil
+}
+
+// drainAndStop hands the shared socket over without losing a request.
+// http.Server.Shutdown alone is not enough on a shared socket: a connection
+// it sees before its request has been read is closed unanswered. So: stop
+// accepting (queued connections stay in the socket for the next version),
+// let accepted connections deliver their request, then Shutdown, which
+// waits for the requests in flight. Keep-alives are off from the start, so
+// no connection takes a new request after its current one.
+func drainAndStop(srv *http.Server, ln net.Listener, served <-chan error, conns *tracker, drain time.Duration) error {
+	srv.SetKeepAlivesEnabled(false)
+	ln.Close()
+	<-served // from here every accepted connection is tracked
+	deadline := time.Now().Add(min(drain, time.Second))
+	for conns.anyNew() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	return srv.Shutdown(ctx)
+}
+
+// tracker knows each connection's state (http.Server.ConnState).
+type tracker struct {
+	mu    sync.Mutex
+	state map[net.Conn]http.ConnState
+}
+
+func (t *tracker) track(c net.Conn, s http.ConnState) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if s == http.StateClosed || s == http.StateHijacked {
+		delete(t.state, c)
+		return
+	}
+	t.state[c] = s
+}
+
+// anyNew reports whether a connection has not yet sent its first request.
+func (t *tracker) anyNew() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, s := range t.state {
+		if s == http.StateNew {
+			return true
+		}
+	}
+	return false
 }
 
 // listener returns the inherited socket (fd 3) when LISTEN_FDS says there is
