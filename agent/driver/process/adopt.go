@@ -1,0 +1,82 @@
+package process
+
+import (
+	"context"
+	"fmt"
+	"syscall"
+	"time"
+
+	"github.com/fleetops/reconciler/agent/driver"
+)
+
+// Adopt implements driver.Driver. It settles what a previous agent left
+// (see the package doc): a candidate whose health was never confirmed is
+// stopped, draining processes are stopped, the current process is adopted
+// with its sockets, or started again when it died meanwhile. The outcome is
+// reported through Options.OnChange.
+func (d *Driver) Adopt(ctx context.Context, r driver.Running) error {
+	rec, err := decodeRecord(r)
+	if err != nil {
+		return err
+	}
+	for _, p := range append(rec.Draining, derefs(rec.Candidate)...) {
+		d.stopRecord(ctx, p)
+	}
+	cur := rec.Current
+	if cur == nil {
+		return nil
+	}
+	a := d.app(r.App)
+	if !cur.alive() {
+		d.log.Warn("workload gone: starting it again", "app", r.App, "version", cur.Release.Version, "pid", cur.PID)
+		_, err := d.Switch(ctx, nil, cur.Release, func(context.Context) error { return nil })
+		return err
+	}
+	p := &proc{rec: *cur, started: time.Now(), done: make(chan struct{})}
+	if err := d.watch(d.ctx, p, nil); err != nil {
+		return fmt.Errorf("adopt %s %s: %w", r.App, cur.Release.Version, err)
+	}
+	socks, err := takeSockets(cur.PID, cur.Release.Manifest.Listen, cur.Sockets)
+	if err != nil {
+		d.log.Warn("adopted without sockets: the next swap stops before it starts", "app", r.App, "err", err)
+	}
+	a.update(d, func() { a.cur, a.sockets, a.cold = p, socks, err != nil })
+	d.log.Info("adopted", "app", r.App, "version", cur.Release.Version, "pid", cur.PID, "sockets", len(socks))
+	return nil
+}
+
+func derefs(p *procRecord) []procRecord {
+	if p == nil {
+		return nil
+	}
+	return []procRecord{*p}
+}
+
+// stopRecord stops a recorded process that is not ours to keep.
+func (d *Driver) stopRecord(ctx context.Context, pr procRecord) {
+	if !pr.alive() {
+		return
+	}
+	p := &proc{rec: pr, done: make(chan struct{})}
+	if err := d.watch(d.ctx, p, nil); err != nil {
+		d.log.Warn("cannot watch leftover process: killing it", "app", pr.Release.App, "pid", pr.PID, "err", err)
+		signalGroup(pr.PID, syscall.SIGKILL)
+		return
+	}
+	if err := d.stop(ctx, p, d.drainTimeout(pr.Release)); err != nil {
+		d.log.Warn("stop leftover process", "app", pr.Release.App, "pid", pr.PID, "err", err)
+	}
+}
+
+// stopRecorded stops the processes of an app this driver does not manage
+// (a Stop before any Adopt).
+func (d *Driver) stopRecorded(ctx context.Context, r driver.Running) error {
+	rec, err := decodeRecord(r)
+	if err != nil {
+		return err
+	}
+	for _, p := range append(rec.Draining, append(derefs(rec.Candidate), derefs(rec.Current)...)...) {
+		d.stopRecord(ctx, p)
+	}
+	return nil
+}

@@ -1,0 +1,217 @@
+package process
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fleetops/reconciler/agent/driver"
+)
+
+// shim sets LISTEN_PID to the shell's own pid, which exec keeps.
+const shim = `LISTEN_PID=$$; export LISTEN_PID; exec "$0" "$@"`
+
+// proc is one workload process, started by this agent or adopted.
+type proc struct {
+	rec     procRecord
+	started time.Time
+	// done is closed once the process has exited; exitErr is set before.
+	done    chan struct{}
+	exitErr error
+	// stopping is set before the driver signals it: its exit is no crash.
+	stopping atomic.Bool
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// start runs rel's command with socks as fds 3.. and watches it until it
+// exits or ctx ends.
+func (d *Driver) start(ctx context.Context, rel driver.Release, socks []*socket) (*proc, error) {
+	cmd, err := d.command(rel, socks)
+	if err != nil {
+		return nil, err
+	}
+	log, err := d.openLog(rel.App)
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = log, log
+	err = cmd.Start()
+	log.Close()
+	if err != nil {
+		return nil, fmt.Errorf("start %s %s: %w", rel.App, rel.Version, err)
+	}
+	p := &proc{rec: procRecord{PID: cmd.Process.Pid, Release: rel}, started: time.Now(), done: make(chan struct{})}
+	for _, s := range socks {
+		p.rec.Sockets = append(p.rec.Sockets, s.bound)
+	}
+	p.rec.StartTime, _, _ = procStat(p.rec.PID)
+	if err := d.watch(ctx, p, cmd.Wait); err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return nil, fmt.Errorf("start %s %s: %w", rel.App, rel.Version, err)
+	}
+	d.log.Info("started", "app", rel.App, "version", rel.Version, "pid", p.rec.PID)
+	return p, nil
+}
+
+// command builds the workload's exec.Cmd: argv[0] relative to the release,
+// its own session, sockets from fd 3 and the environment.
+func (d *Driver) command(rel driver.Release, socks []*socket) (*exec.Cmd, error) {
+	argv := rel.Manifest.Command
+	if len(argv) == 0 {
+		return nil, fmt.Errorf("start %s %s: release manifest has no command", rel.App, rel.Version)
+	}
+	path := argv[0]
+	if !filepath.IsAbs(path) && strings.ContainsRune(path, '/') {
+		path = filepath.Join(rel.Dir, path)
+	}
+	var cmd *exec.Cmd
+	if d.opts.Shell == "-" {
+		cmd = exec.Command(path, argv[1:]...)
+	} else {
+		cmd = exec.Command(d.opts.Shell, append([]string{"-c", shim, path}, argv[1:]...)...)
+	}
+	cmd.Dir = rel.Dir
+	cmd.Env = environ(rel, socks)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	for _, s := range socks {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, s.file)
+	}
+	return cmd, nil
+}
+
+// environ is the agent's environment without socket-activation variables,
+// then the manifest's env, then rel.Env, then LISTEN_FDS and LISTEN_FDNAMES.
+func environ(rel driver.Release, socks []*socket) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "LISTEN_") && !strings.HasPrefix(kv, "NOTIFY_SOCKET=") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, sortedEnv(rel.Manifest.Env)...)
+	env = append(env, sortedEnv(rel.Env)...)
+	if len(socks) > 0 {
+		names := make([]string, len(socks))
+		for i, s := range socks {
+			names[i] = s.name
+		}
+		env = append(env, "LISTEN_FDS="+strconv.Itoa(len(socks)), "LISTEN_FDNAMES="+strings.Join(names, ":"))
+	}
+	return env
+}
+
+func sortedEnv(m map[string]string) []string {
+	var env []string
+	for k, v := range m {
+		env = append(env, k+"="+v)
+	}
+	sort.Strings(env)
+	return env
+}
+
+func (d *Driver) openLog(app string) (*os.File, error) {
+	if err := os.MkdirAll(d.opts.LogDir, 0o755); err != nil {
+		return nil, fmt.Errorf("log of %s: %w", app, err)
+	}
+	return os.OpenFile(filepath.Join(d.opts.LogDir, app+".log"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+}
+
+// watch closes p.done when the process exits, through a pidfd on the
+// runtime's poller; reap (cmd.Wait for children, nil when adopted) collects
+// the exit status. Watching stops, without closing done, when ctx ends.
+func (d *Driver) watch(ctx context.Context, p *proc, reap func() error) error {
+	fd, err := unix.PidfdOpen(p.rec.PID, unix.PIDFD_NONBLOCK)
+	if err != nil {
+		return fmt.Errorf("pidfd of pid %d: %w", p.rec.PID, err)
+	}
+	f := os.NewFile(uintptr(fd), "pidfd")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		defer f.Close()
+		stop := context.AfterFunc(ctx, func() { _ = f.SetReadDeadline(time.Now()) })
+		defer stop()
+		err := rc.Read(func(fd uintptr) bool {
+			n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
+			return err == nil && n > 0
+		})
+		if err != nil {
+			return // ctx ended: the process still runs
+		}
+		if reap != nil {
+			p.exitErr = reap()
+		}
+		close(p.done)
+	}()
+	return nil
+}
+
+// stop sends SIGTERM to the process's group, waits up to drain for it to
+// exit, then sends SIGKILL. It returns when the process has exited or ctx
+// ends (the process then finishes its drain on its own).
+func (d *Driver) stop(ctx context.Context, p *proc, drain time.Duration) error {
+	p.stopping.Store(true)
+	if p.exited() {
+		return nil
+	}
+	d.log.Info("stopping", "app", p.rec.Release.App, "version", p.rec.Release.Version, "pid", p.rec.PID, "drain", drain)
+	signalGroup(p.rec.PID, syscall.SIGTERM)
+	t := time.NewTimer(drain)
+	defer t.Stop()
+	select {
+	case <-p.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stop %s %s pid %d: %w", p.rec.Release.App, p.rec.Release.Version, p.rec.PID, ctx.Err())
+	case <-t.C:
+	}
+	d.log.Warn("drain timeout: killing", "app", p.rec.Release.App, "version", p.rec.Release.Version, "pid", p.rec.PID)
+	signalGroup(p.rec.PID, syscall.SIGKILL)
+	select {
+	case <-p.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stop %s %s pid %d: %w", p.rec.Release.App, p.rec.Release.Version, p.rec.PID, ctx.Err())
+	}
+}
+
+// signalGroup signals the session the workload leads (its pid is the
+// group's id), falling back to the pid alone.
+func signalGroup(pid int, sig syscall.Signal) {
+	if err := syscall.Kill(-pid, sig); errors.Is(err, syscall.ESRCH) {
+		_ = syscall.Kill(pid, sig)
+	}
+}
+
+// drainTimeout is the manifest's drainTimeout or the driver's default.
+func (d *Driver) drainTimeout(rel driver.Release) time.Duration {
+	if v, err := time.ParseDuration(rel.Manifest.DrainTimeout); err == nil && v > 0 {
+		return v
+	}
+	return d.opts.DrainTimeout
+}
