@@ -1,6 +1,222 @@
 package cli
 
-import "github.com/spf13/cobra"
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 
-// signingCommands builds keygen, sign, verify and release. Not built yet (issue 3).
-func signingCommands(e *env) []*cobra.Command { return nil }
+	"github.com/spf13/cobra"
+
+	"github.com/fleetops/reconciler/signing"
+)
+
+// signingCommands builds keygen, sign, verify (this file) and release
+// (release_cmd.go).
+func signingCommands(e *env) []*cobra.Command {
+	return []*cobra.Command{keygenCmd(e), signCmd(e), verifyCmd(e), releaseCmd(e)}
+}
+
+// password returns the private key password: RECONCILER_PASSWORD, else
+// COSIGN_PASSWORD, else empty (allowed, as with cosign).
+func (e *env) password() []byte {
+	if p := e.getenv("RECONCILER_PASSWORD"); p != "" {
+		return []byte(p)
+	}
+	return []byte(e.getenv("COSIGN_PASSWORD"))
+}
+
+func keygenCmd(e *env) *cobra.Command {
+	var prefix string
+	c := &cobra.Command{
+		Use:   "keygen",
+		Short: "Make a cosign-compatible ECDSA P-256 key pair (NAME.key, NAME.pub)",
+		Long: `keygen writes NAME.key, encrypted as cosign does (ENCRYPTED SIGSTORE PRIVATE
+KEY) with the password in RECONCILER_PASSWORD or COSIGN_PASSWORD (empty is
+allowed), and NAME.pub. It never overwrites existing files.`,
+		Args: exactArgs(0),
+		RunE: func(c *cobra.Command, _ []string) error {
+			return runKeygen(e, prefix)
+		},
+	}
+	c.Flags().StringVar(&prefix, "output-key-prefix", "cosign", "write `NAME`.key and NAME.pub")
+	return c
+}
+
+func runKeygen(e *env, prefix string) error {
+	keyPath, pubPath := prefix+".key", prefix+".pub"
+	for _, p := range []string{keyPath, pubPath} {
+		if _, err := os.Lstat(p); err == nil {
+			return fmt.Errorf("keygen: %s already exists; remove it or choose another --output-key-prefix", p)
+		}
+	}
+	priv, pub, err := signing.GenerateKeyPair(e.password())
+	if err != nil {
+		return fmt.Errorf("keygen: %w", err)
+	}
+	if err := writeNew(keyPath, priv, 0o600); err != nil {
+		return fmt.Errorf("keygen: %w", err)
+	}
+	if err := writeNew(pubPath, pub, 0o644); err != nil {
+		return fmt.Errorf("keygen: %w", err)
+	}
+	fmt.Fprintf(e.stdout, "Private key written to %s\nPublic key written to %s\n", keyPath, pubPath)
+	return nil
+}
+
+func signCmd(e *env) *cobra.Command {
+	var key, out string
+	var ph bool
+	c := &cobra.Command{
+		Use:   "sign --key KEY FILE",
+		Short: "Sign FILE as `cosign sign-blob --key` does; writes FILE.sig",
+		Long: `sign writes the base64 signature of FILE to FILE.sig (or --output-signature),
+the same bytes 'cosign sign-blob --key KEY --output-signature' writes, so
+'cosign verify-blob --key PUB --signature FILE.sig --insecure-ignore-tlog FILE'
+accepts it. The key password comes from RECONCILER_PASSWORD or COSIGN_PASSWORD.
+
+ECDSA keys sign the SHA-256 of FILE, read as a stream. ed25519 keys sign plain
+ed25519 (FILE up to 32 MiB, held in memory) unless --ed25519ph is given.`,
+		Args: exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if key == "" {
+				return &usageError{errors.New("sign: --key is required")}
+			}
+			if out == "" {
+				out = args[0] + ".sig"
+			}
+			return runSign(e, key, args[0], out, ph)
+		},
+	}
+	c.Flags().StringVar(&key, "key", "", "private key `KEY` (cosign format)")
+	c.Flags().StringVar(&out, "output-signature", "", "write the signature to `PATH` (default FILE.sig)")
+	c.Flags().BoolVar(&ph, "ed25519ph", false, "sign ed25519 keys pre-hashed (streaming; what cosign signs for its transparency log)")
+	return c
+}
+
+func runSign(e *env, keyPath, file, out string, ph bool) error {
+	pemBytes, err := os.ReadFile(keyPath)
+	if err != nil {
+		return fmt.Errorf("sign: %w", err)
+	}
+	key, err := signing.LoadPrivateKey(pemBytes, e.password())
+	if err != nil {
+		return fmt.Errorf("sign: key %s: %w", keyPath, err)
+	}
+	key.Ed25519ph = ph
+	f, err := os.Open(file)
+	if err != nil {
+		return fmt.Errorf("sign: %w", err)
+	}
+	defer f.Close()
+	sig, err := signing.Sign(f, key)
+	if err != nil {
+		return fmt.Errorf("sign %s: %w", file, err)
+	}
+	if err := writeAtomic(out, sig, 0o644); err != nil {
+		return fmt.Errorf("sign %s: %w", file, err)
+	}
+	fmt.Fprintf(e.stdout, "Wrote signature to %s\n", out)
+	return nil
+}
+
+func verifyCmd(e *env) *cobra.Command {
+	var keys []string
+	var sigPath string
+	c := &cobra.Command{
+		Use:   "verify --key PUB [--key PUB...] --signature SIG FILE",
+		Short: "Check a cosign signature of FILE against trusted public keys",
+		Long: `verify exits 0 when one of the --key public keys (ECDSA or ed25519, as cosign
+makes them) verifies SIG over FILE, and 1 with the reason otherwise. ed25519
+signatures are accepted pre-hashed (ed25519ph, cosign's) and plain.`,
+		Args: exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(keys) == 0 || sigPath == "" {
+				return &usageError{errors.New("verify: --key and --signature are required")}
+			}
+			return runVerify(e, keys, sigPath, args[0])
+		},
+	}
+	c.Flags().StringArrayVar(&keys, "key", nil, "trusted public key `PUB` (repeatable)")
+	c.Flags().StringVar(&sigPath, "signature", "", "base64 signature file `SIG`")
+	return c
+}
+
+func runVerify(e *env, keyPaths []string, sigPath, file string) error {
+	keys, sig, err := loadVerifyInputs(keyPaths, sigPath)
+	if err != nil {
+		return fmt.Errorf("verify %s: %w", file, err)
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	defer f.Close()
+	id, err := keys.Verify(f, sig)
+	if err != nil {
+		return fmt.Errorf("verify %s with %s: %w", file, sigPath, err)
+	}
+	fmt.Fprintf(e.stdout, "Verified OK (key %s)\n", id)
+	return nil
+}
+
+func loadVerifyInputs(keyPaths []string, sigPath string) (*signing.KeySet, []byte, error) {
+	keys, err := signing.LoadKeySet(keyPaths...)
+	if err != nil {
+		return nil, nil, err
+	}
+	sig, err := os.ReadFile(sigPath)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read signature: %w", err)
+	}
+	return keys, sig, nil
+}
+
+// writeNew creates path, failing if it exists.
+func writeNew(path string, data []byte, perm os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+	}
+	return err
+}
+
+// writeAtomic replaces path with data through a temporary file in the same
+// directory.
+func writeAtomic(path string, data []byte, perm os.FileMode) error {
+	return replaceFile(path, perm, func(f *os.File) error {
+		_, err := bytes.NewReader(data).WriteTo(f)
+		return err
+	})
+}
+
+// replaceFile writes path through a temporary file: write, sync, close, rename.
+func replaceFile(path string, perm os.FileMode, write func(*os.File) error) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	err = write(tmp)
+	if err == nil {
+		err = tmp.Chmod(perm)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	return err
+}
