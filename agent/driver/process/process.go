@@ -202,4 +202,3 @@ func (d *Driver) Stop(ctx context.Context, r driver.Running) error {
 	}
 	return errors.Join(errs...)
 }
-
