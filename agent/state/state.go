@@ -1,0 +1,200 @@
+package state
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/fleetops/reconciler/agent/driver"
+)
+
+// FileName is the state file in the state directory.
+const FileName = "state.json"
+
+// State is everything the agent keeps about its node.
+type State struct {
+	Apps map[string]*App `json:"apps"`
+}
+
+// App is one app's local state.
+type App struct {
+	Active    string          `json:"active,omitempty"`   // the version that runs, "" when none
+	Previous  string          `json:"previous,omitempty"` // the version before it
+	Driver    string          `json:"driver,omitempty"`   // the driver that runs Active
+	Installed []string        `json:"installed,omitempty"`
+	Running   *driver.Running `json:"running,omitempty"`
+	LastError string          `json:"lastError,omitempty"`
+	ErrorTime time.Time       `json:"errorTime,omitzero"`
+	Failed    *Failure        `json:"failed,omitempty"`
+	Step      *Step           `json:"step,omitempty"`
+	Since     time.Time       `json:"since,omitzero"` // when Active or the state last changed
+}
+
+// Failure is a version whose switch failed on this node.
+type Failure struct {
+	Version string    `json:"version"`
+	Reason  string    `json:"reason"`
+	Time    time.Time `json:"time"`
+}
+
+// Step is an operation in progress.
+type Step struct {
+	Op      string    `json:"op"` // StepSwitch or StepStop
+	From    string    `json:"from,omitempty"`
+	To      string    `json:"to,omitempty"`
+	Started time.Time `json:"started"`
+}
+
+// Step operations.
+const (
+	StepSwitch = "switch"
+	StepStop   = "stop"
+)
+
+// AddInstalled records v as installed (once).
+func (a *App) AddInstalled(v string) {
+	if !slices.Contains(a.Installed, v) {
+		a.Installed = append(a.Installed, v)
+		slices.Sort(a.Installed)
+	}
+}
+
+// Store holds the state in memory and on disk. It is safe for concurrent use.
+type Store struct {
+	dir string
+	mu  sync.Mutex
+	st  State
+}
+
+// Open reads dir/state.json, or starts empty when there is none.
+func Open(dir string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("state dir %s: %w", dir, err)
+	}
+	s := &Store{dir: dir, st: State{Apps: map[string]*App{}}}
+	b, err := os.ReadFile(filepath.Join(dir, FileName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return s, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read state: %w", err)
+	}
+	if err := json.Unmarshal(b, &s.st); err != nil {
+		return nil, fmt.Errorf("read state %s: %w", filepath.Join(dir, FileName), err)
+	}
+	if s.st.Apps == nil {
+		s.st.Apps = map[string]*App{}
+	}
+	return s, nil
+}
+
+// Dir is the state directory.
+func (s *Store) Dir() string { return s.dir }
+
+// Get returns a copy of the state.
+func (s *Store) Get() State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return clone(s.st)
+}
+
+// App returns a copy of one app's state (zero when unknown).
+func (s *Store) App(name string) App {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a, ok := s.st.Apps[name]; ok {
+		return clone(*a)
+	}
+	return App{}
+}
+
+// UpdateApp changes one app's state with f and writes the state. When the
+// write fails the change is not kept.
+func (s *Store) UpdateApp(name string, f func(*App)) error {
+	return s.Update(func(st *State) {
+		a, ok := st.Apps[name]
+		if !ok {
+			a = &App{}
+			st.Apps[name] = a
+		}
+		f(a)
+	})
+}
+
+// DeleteApp forgets an app.
+func (s *Store) DeleteApp(name string) error {
+	return s.Update(func(st *State) { delete(st.Apps, name) })
+}
+
+// Update changes the state with f and writes it atomically.
+func (s *Store) Update(f func(*State)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := clone(s.st)
+	f(&next)
+	b, err := json.MarshalIndent(next, "", "  ")
+	if err != nil {
+		return fmt.Errorf("write state: %w", err)
+	}
+	if err := WriteFile(filepath.Join(s.dir, FileName), append(b, '\n')); err != nil {
+		return err
+	}
+	s.st = next
+	return nil
+}
+
+func clone[T any](v T) T {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("state: plain data does not marshal: %v", err))
+	}
+	var c T
+	if err := json.Unmarshal(b, &c); err != nil {
+		panic(fmt.Sprintf("state: plain data does not unmarshal: %v", err))
+	}
+	return c
+}
+
+// WriteFile replaces path with data atomically: a temporary file in the same
+// directory, synced, renamed over path, then the directory synced.
+func WriteFile(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // after a successful rename: no-op
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err == nil {
+		err = syncDir(dir)
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
