@@ -1,0 +1,270 @@
+package otp
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fleetops/reconciler/agent/driver"
+	"github.com/fleetops/reconciler/release"
+)
+
+// The counter fixture (examples/otp) is built once per source content and
+// kept in the system's temp directory, so only the first run pays for
+// rebar3 (about 10s).
+var fixture struct {
+	once sync.Once
+	dir  string
+	err  error
+	skip string
+}
+
+const fixtureSrc = "../../../examples/otp"
+
+// fixtureDir returns the directory holding counter-<v>.tar.gz for 1.0.0,
+// 1.1.0 and 1.2.0, building them when needed. It skips the test when erl or
+// rebar3 is missing.
+func fixtureDir(t *testing.T) string {
+	t.Helper()
+	fixture.once.Do(func() {
+		for _, tool := range []string{"erl", "rebar3", "epmd"} {
+			if _, err := exec.LookPath(tool); err != nil {
+				fixture.skip = tool + " not found; install Erlang/OTP and rebar3 (Debian: apt-get install erlang rebar3; .ci/run does)"
+				return
+			}
+		}
+		fixture.dir, fixture.err = buildFixture()
+	})
+	if fixture.skip != "" {
+		t.Skip(fixture.skip)
+	}
+	if fixture.err != nil {
+		t.Fatalf("build the OTP fixture: %v", fixture.err)
+	}
+	return fixture.dir
+}
+
+func buildFixture() (string, error) {
+	sum, err := hashTree(fixtureSrc)
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(os.TempDir(), "reconciler-otp-fixture-"+sum[:16])
+	if _, err := os.Stat(filepath.Join(dir, "counter-1.2.0.tar.gz")); err == nil {
+		return dir, nil
+	}
+	tmp, err := os.MkdirTemp(os.TempDir(), "reconciler-otp-fixture-build-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, filepath.Join(fixtureSrc, "build.sh"), filepath.Join(tmp, "out")).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("examples/otp/build.sh: %w\n%s", err, out)
+	}
+	if err := os.Rename(filepath.Join(tmp, "out"), dir); err != nil {
+		if _, serr := os.Stat(filepath.Join(dir, "counter-1.2.0.tar.gz")); serr == nil {
+			return dir, nil // another test process built it meanwhile
+		}
+		return "", err
+	}
+	return dir, nil
+}
+
+// hashTree hashes the names and contents of the fixture's sources.
+func hashTree(root string) (string, error) {
+	h := sha256.New()
+	err := filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if e.IsDir() && (e.Name() == "_build" || e.Name() == "out") {
+			return filepath.SkipDir
+		}
+		if !e.Type().IsRegular() {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(h, "%s %d\n", p, len(b))
+		h.Write(b)
+		return nil
+	})
+	return hex.EncodeToString(h.Sum(nil)), err
+}
+
+// node is one test's BEAM node: its own epmd port, node name, cookie and
+// HTTP port, and a driver whose roots live in the test's temp dir.
+type node struct {
+	t        *testing.T
+	drv      *Driver
+	dir      string // Options.Dir
+	env      map[string]string
+	httpPort int
+	tarballs string
+}
+
+func newNode(t *testing.T) *node {
+	t.Helper()
+	tarballs := fixtureDir(t)
+	dir := t.TempDir()
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	drv, err := New(Options{Dir: filepath.Join(dir, "otp"), StartTimeout: 30 * time.Second, ScriptTimeout: time.Minute, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &node{t: t, drv: drv, dir: filepath.Join(dir, "otp"), httpPort: freePort(t), tarballs: tarballs}
+	epmdPort := freePort(t)
+	n.env = map[string]string{
+		// A private epmd per test: no clash with a developer's nodes or
+		// with parallel tests, and it can be killed at the end.
+		"ERL_EPMD_PORT":     strconv.Itoa(epmdPort),
+		"COUNTER_NODE":      "t" + randHex(t, 6) + "@localhost",
+		"COUNTER_COOKIE":    randHex(t, 16),
+		"COUNTER_HTTP_PORT": strconv.Itoa(n.httpPort),
+	}
+	t.Cleanup(func() { n.cleanup(epmdPort) })
+	return n
+}
+
+// release returns the artifact of counter version v, as the agent hands it
+// to drivers: a directory with release.json and the relx tarball.
+func (n *node) release(v string) driver.Release {
+	n.t.Helper()
+	dir := filepath.Join(n.t.TempDir(), "counter-"+v)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		n.t.Fatal(err)
+	}
+	name := "counter-" + v + ".tar.gz"
+	if err := os.Symlink(filepath.Join(n.tarballs, name), filepath.Join(dir, name)); err != nil {
+		n.t.Fatal(err)
+	}
+	m := release.Manifest{App: "counter", Version: v, Driver: "otp"}
+	manifest := fmt.Sprintf(`{"app": "counter", "version": %q, "driver": "otp"}`, v)
+	if err := os.WriteFile(filepath.Join(dir, release.ManifestName), []byte(manifest), 0o644); err != nil {
+		n.t.Fatal(err)
+	}
+	return driver.Release{App: "counter", Version: v, Dir: dir, Manifest: m, Env: n.env}
+}
+
+// healthy is the HealthFunc: GET /health answers 200, with a few retries.
+func (n *node) healthy(ctx context.Context) error {
+	url := fmt.Sprintf("http://127.0.0.1:%d/health", n.httpPort)
+	var err error
+	for range 20 {
+		err = get(ctx, url)
+		if err == nil || strings.Contains(err.Error(), "status 503") {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return err
+}
+
+// alive is a HealthFunc that only asks whether the node answers.
+func (n *node) alive(ctx context.Context) error {
+	if !n.script().alive(ctx) {
+		return errors.New("node is down")
+	}
+	return nil
+}
+
+func get(ctx context.Context, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: status %d", url, resp.StatusCode)
+	}
+	return nil
+}
+
+// script returns a start script of the node: any root will do, the node
+// name and cookie are the same.
+func (n *node) script() script {
+	roots, _ := filepath.Glob(filepath.Join(n.dir, "counter", "*", "bin", "counter"))
+	if len(roots) == 0 {
+		return script{}
+	}
+	root := filepath.Dir(filepath.Dir(roots[0]))
+	return n.drv.script(Data{Root: root, Release: "counter", Env: n.env})
+}
+
+// eval evaluates expr in the running node.
+func (n *node) eval(expr string) string {
+	n.t.Helper()
+	out, err := n.script().eval(context.Background(), expr)
+	if err != nil {
+		n.t.Fatalf("eval %s: %v", expr, err)
+	}
+	return strings.ReplaceAll(lastLines(out, 1), " ", "")
+}
+
+// cleanup stops the node and its epmd, and fails the test if a process
+// started from its directory survives (killing it).
+func (n *node) cleanup(epmdPort int) {
+	ctx := context.Background()
+	if s := n.script(); s.root != "" {
+		if err := s.stop(ctx); err != nil {
+			n.t.Errorf("cleanup: stop: %v", err)
+		}
+	}
+	// The VM started epmd (from the release's ERTS) on the test's port.
+	cmd := exec.Command("epmd", "-kill")
+	cmd.Env = append(os.Environ(), "ERL_EPMD_PORT="+strconv.Itoa(epmdPort))
+	if out, err := cmd.CombinedOutput(); err != nil && !strings.Contains(string(out), "Cannot connect") {
+		n.t.Errorf("cleanup: epmd -kill: %v: %s", err, out)
+	}
+	for _, pid := range processesUnder(n.dir) {
+		n.t.Errorf("cleanup: process %d still runs from %s; killing it", pid, n.dir)
+		_ = syscallKill(pid)
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func randHex(t *testing.T, n int) string {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}

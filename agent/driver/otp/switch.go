@@ -1,0 +1,216 @@
+package otp
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/fleetops/reconciler/agent/driver"
+)
+
+// safeVersion is what may go into an Erlang string literal unescaped (the
+// manifest allows less).
+var safeVersion = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]*$`)
+
+// Switch makes next the running version of its app: a first install, a hot
+// upgrade or downgrade through a relup, or a restart of the VM when no relup
+// leads to next. On error, what runs is returned: the previous version.
+func (drv *Driver) Switch(ctx context.Context, cur *driver.Running, next driver.Release, healthy driver.HealthFunc) (driver.Running, error) {
+	fail := func(err error) (driver.Running, error) {
+		if cur != nil {
+			return *cur, err
+		}
+		return driver.Running{}, err
+	}
+	rel, err := releaseName(next.Manifest)
+	if err != nil {
+		return fail(err)
+	}
+	if !safeVersion.MatchString(next.Version) {
+		return fail(fmt.Errorf("otp driver: %s: version %q: want letters, digits, '.', '_', '+' or '-'", next.App, next.Version))
+	}
+	if len(next.Manifest.Listen) > 0 {
+		return fail(fmt.Errorf("otp driver: %s %s: listen: the VM opens its own sockets; remove listen from %s", next.App, next.Version, "release.json"))
+	}
+	tgz, err := tarball(next, rel)
+	if err != nil {
+		return fail(err)
+	}
+	if cur == nil {
+		return drv.install(ctx, next, rel, tgz, healthy)
+	}
+	cd, err := DataOf(*cur)
+	if err != nil {
+		return fail(err)
+	}
+	s := drv.script(cd)
+	if cd.Release != rel || !s.alive(ctx) {
+		drv.log.Info("restarting: the VM is down or runs another release", "app", next.App, "from", cur.Version, "to", next.Version)
+		return drv.restart(ctx, *cur, cd, next, rel, tgz, healthy)
+	}
+	hot, why, err := drv.prepare(ctx, s, cur.Version, next.Version, tgz)
+	if err != nil {
+		return fail(fmt.Errorf("switch %s to %s: %w", next.App, next.Version, err))
+	}
+	if !hot {
+		drv.log.Info("restarting: no relup", "app", next.App, "from", cur.Version, "to", next.Version, "release_handler", why)
+		return drv.restart(ctx, *cur, cd, next, rel, tgz, healthy)
+	}
+	return drv.hot(ctx, *cur, cd, next, healthy)
+}
+
+// prepare makes sure release_handler knows version (copying the tarball into
+// the root and unpacking it when needed) and reports whether it can install
+// it in the running VM; when it cannot, why is release_handler's reason.
+func (drv *Driver) prepare(ctx context.Context, s script, from, version, tgz string) (hot bool, why string, err error) {
+	if version == from {
+		return true, "", nil // upgrade and install are no-ops
+	}
+	out, err := drv.unpack(ctx, s, version, tgz)
+	if err != nil {
+		return false, "", err
+	}
+	unpacked := strings.Contains(out, "Unpacked successfully")
+	expr := fmt.Sprintf(`case release_handler:check_install_release("%s") of {ok, _, _} -> relup; Other -> Other end.`, version)
+	out, err = s.eval(ctx, expr)
+	if err != nil {
+		return false, "", err
+	}
+	if strings.TrimSpace(lastLines(out, 1)) == "relup" {
+		return true, "", nil
+	}
+	if unpacked {
+		if _, err := s.run(ctx, "uninstall", version); err != nil {
+			drv.log.Warn("could not remove the unpacked release", "version", version, "err", err)
+		}
+	}
+	return false, out, nil
+}
+
+// unpack places tgz where the release script looks for it and has
+// release_handler unpack it into the root (the script does nothing when
+// release_handler knows the version already).
+func (drv *Driver) unpack(ctx context.Context, s script, version, tgz string) (string, error) {
+	dst := filepath.Join(s.root, "releases", s.rel+"-"+version+".tar.gz")
+	if err := copyFile(tgz, dst); err != nil {
+		return "", fmt.Errorf("place the relx tarball: %w", err)
+	}
+	defer os.Remove(dst) // unpacked into lib/ and releases/<version>/: not needed any more
+	return s.run(ctx, "unpack", version)
+}
+
+// hot installs next in the running VM, checks its health and makes it
+// permanent; on any failure it goes back to cur.
+func (drv *Driver) hot(ctx context.Context, cur driver.Running, cd Data, next driver.Release, healthy driver.HealthFunc) (driver.Running, error) {
+	s := drv.script(cd)
+	pid0, err := s.pid(ctx)
+	if err != nil {
+		return cur, fmt.Errorf("switch %s to %s: %w", next.App, next.Version, err)
+	}
+	if _, err := s.run(ctx, "upgrade", next.Version, "--no-permanent"); err != nil {
+		return drv.restore(ctx, cur, cd, next.Version, fmt.Errorf("release_handler: %w", err))
+	}
+	pid, err := s.pid(ctx)
+	if err != nil {
+		return drv.restore(ctx, cur, cd, next.Version, err)
+	}
+	if pid != pid0 {
+		// A relup may restart the emulator (restart_new_emulator): allowed,
+		// but not what "hot" promises, so say it.
+		drv.log.Warn("the VM restarted during the upgrade", "app", next.App, "pid_before", pid0, "pid_after", pid)
+	}
+	if err := healthy(ctx); err != nil {
+		return drv.restore(ctx, cur, cd, next.Version, fmt.Errorf("not healthy: %w", err))
+	}
+	if _, err := s.run(ctx, "install", next.Version); err != nil {
+		return drv.restore(ctx, cur, cd, next.Version, fmt.Errorf("make permanent: %w", err))
+	}
+	drv.prune(ctx, s, next.Version, cur.Version)
+	drv.log.Info("hot upgrade done", "app", next.App, "from", cur.Version, "to", next.Version, "pid", pid)
+	nd := cd
+	nd.Switch = SwitchRelup
+	return nd.running(next.App, next.Version, pid), nil
+}
+
+// restore brings cur back after a failed hot switch to failed: a downgrade in
+// the running VM, else a restart of the VM on its permanent release (cur's,
+// since failed was never made permanent, or was made permanent last). It
+// runs even when ctx is done: the previous version must run again.
+func (drv *Driver) restore(ctx context.Context, cur driver.Running, cd Data, failed string, cause error) (driver.Running, error) {
+	ctx = context.WithoutCancel(ctx)
+	s := drv.script(cd)
+	cause = fmt.Errorf("switch %s to %s: %w", cur.App, failed, cause)
+	if failed == cur.Version && s.alive(ctx) {
+		return cur, cause // nothing was changed
+	}
+	how := "downgraded in the running VM"
+	if !s.alive(ctx) {
+		how = "the VM died; restarted"
+		if _, err := drv.start(ctx, s); err != nil {
+			return driver.Running{}, fmt.Errorf("%w; starting %s again failed: %v", cause, cur.Version, err)
+		}
+	}
+	if _, err := s.run(ctx, "downgrade", cur.Version); err != nil {
+		drv.log.Error("hot downgrade failed, restarting the VM", "app", cur.App, "to", cur.Version, "err", err)
+		how = "the downgrade failed; restarted the VM"
+		if err := drv.reboot(ctx, s); err != nil {
+			return driver.Running{}, fmt.Errorf("%w; restarting %s failed too: %v", cause, cur.Version, err)
+		}
+	}
+	if _, err := s.run(ctx, "uninstall", failed); err != nil {
+		drv.log.Warn("could not remove the failed release", "app", cur.App, "version", failed, "err", err)
+	}
+	pid, err := s.pid(ctx)
+	if err != nil {
+		return cur, fmt.Errorf("%w; back on %s (%s) but: %v", cause, cur.Version, how, err)
+	}
+	drv.log.Warn("switch failed, previous version restored", "app", cur.App, "version", cur.Version, "how", how, "err", cause)
+	return cd.running(cur.App, cur.Version, pid), fmt.Errorf("%w; back on %s (%s)", cause, cur.Version, how)
+}
+
+// reboot stops the VM and starts it again on its permanent release.
+func (drv *Driver) reboot(ctx context.Context, s script) error {
+	if err := s.stop(ctx); err != nil {
+		return err
+	}
+	_, err := drv.start(ctx, s)
+	return err
+}
+
+// prune uninstalls the releases marked old other than keep, so a root holds
+// the running release and the one before it.
+func (drv *Driver) prune(ctx context.Context, s script, running, keep string) {
+	rs, err := s.releases(ctx)
+	if err != nil {
+		drv.log.Warn("could not list releases", "err", err)
+		return
+	}
+	for _, r := range rs {
+		if r.Version != running && r.Version != keep && (r.Status == "old" || r.Status == "unpacked") {
+			if _, err := s.run(ctx, "uninstall", r.Version); err != nil {
+				drv.log.Warn("could not remove an old release", "version", r.Version, "err", err)
+			}
+		}
+	}
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
