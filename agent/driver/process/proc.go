@@ -81,7 +81,7 @@ func (d *Driver) command(rel driver.Release, socks []*socket) (*exec.Cmd, error)
 		return nil, fmt.Errorf("start %s %s: release manifest has no command", rel.App, rel.Version)
 	}
 	path := argv[0]
-	if !filepath.IsAbs(path) && strings.ContainsRune(path, '/') {
+	if !filepath.IsAbs(path) { // release.Manifest.Validate: always relative to the release
 		path = filepath.Join(rel.Dir, path)
 	}
 	var cmd *exec.Cmd
