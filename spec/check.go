@@ -75,7 +75,7 @@ func (c *checker) leaf(v, schema cue.Value) {
 		return // the field it refers to is reported instead
 	}
 	if want, ok := attrString(v, "want"); ok && u.Exists() && u.Err() == nil {
-		c.errs.add(c.pos(path), "%s: got %s, want %s", path, show(u), want)
+		c.errs.add(c.valuePos(path), "%s: got %s, want %s", path, show(u), want)
 		return
 	}
 	c.addCUE(path, err)
@@ -115,10 +115,10 @@ func (c *checker) unknownField(path cue.Path, sel cue.Selector, schema cue.Value
 	allowed := fieldNames(schema)
 	name := sel.Unquoted()
 	if s := closest(name, allowed); s != "" {
-		c.errs.add(c.pos(path), "%s: unknown field %q, did you mean %q?", path, name, s)
+		c.errs.add(c.labelPos(path), "%s: unknown field %q, did you mean %q?", path, name, s)
 		return
 	}
-	c.errs.add(c.pos(path), "%s: unknown field %q, want one of %s", path, name, strings.Join(allowed, ", "))
+	c.errs.add(c.labelPos(path), "%s: unknown field %q, want one of %s", path, name, strings.Join(allowed, ", "))
 }
 
 // pos is the position of path in the user's files, or of its nearest
@@ -131,6 +131,24 @@ func (c *checker) pos(path cue.Path) token.Pos {
 		}
 	}
 	return token.NoPos
+}
+
+// valuePos is where the user wrote the value of path.
+func (c *checker) valuePos(path cue.Path) token.Pos { return c.fieldPos(path, false) }
+
+// labelPos is where the user wrote the name of the field at path.
+func (c *checker) labelPos(path cue.Path) token.Pos { return c.fieldPos(path, true) }
+
+func (c *checker) fieldPos(path cue.Path, label bool) token.Pos {
+	f, ok := c.user.LookupPath(path).Source().(*ast.Field)
+	switch {
+	case !ok:
+		return c.pos(path)
+	case label:
+		return f.Label.Pos()
+	default:
+		return f.Value.Pos()
+	}
 }
 
 // userPos is where the user wrote u. When u unifies several declarations

@@ -40,7 +40,7 @@ func (c *checker) checkString(v cue.Value, ok func(string) bool) {
 		return
 	}
 	want, _ := attrString(v, "want")
-	c.errs.add(c.pos(v.Path()), "%s: got %q, want %s", v.Path(), s, want)
+	c.errs.add(c.valuePos(v.Path()), "%s: got %q, want %s", v.Path(), s, want)
 }
 
 // validVersion accepts MAJOR.MINOR.PATCH with an optional leading "v",
@@ -69,7 +69,7 @@ func (c *checker) checkHealth(v cue.Value) {
 	case 0:
 		c.errs.add(c.pos(v.Path()), "%s: missing, want exactly one of http, tcp or exec", v.Path())
 	default:
-		c.errs.add(c.pos(v.Path()), "%s: got %s, want exactly one of http, tcp or exec", v.Path(), strings.Join(set, " and "))
+		c.errs.add(c.valuePos(v.Path()), "%s: got %s, want exactly one of http, tcp or exec", v.Path(), strings.Join(set, " and "))
 	}
 }
 
@@ -89,7 +89,7 @@ func (c *checker) checkTargets(v cue.Value) {
 			return
 		}
 	}
-	c.errs.add(c.pos(v.Path()), "%s: selector %s matches no declared node, want labels of at least one of %s",
+	c.errs.add(c.valuePos(v.Path()), "%s: selector %s matches no declared node, want labels of at least one of %s",
 		v.Path(), formatSelector(t.Selector), strings.Join(slices.Sorted(maps.Keys(c.declared)), ", "))
 }
 
@@ -101,7 +101,7 @@ func (c *checker) checkNames(v cue.Value) {
 	}
 	for it.Next() {
 		if name := it.Selector().Unquoted(); !validName(name) {
-			c.errs.add(c.pos(it.Value().Path()), "%s: invalid name %q, want letters, digits, \".\", \"_\" or \"-\", starting with a letter or digit",
+			c.errs.add(c.labelPos(it.Value().Path()), "%s: invalid name %q, want letters, digits, \".\", \"_\" or \"-\", starting with a letter or digit",
 				it.Value().Path(), name)
 		}
 	}

@@ -54,41 +54,41 @@ func TestCheckMistakes(t *testing.T) {
 			`f.cue:12:57: apps.x.colour: unknown field "colour", want one of artifact, health, nodes, paused, rollout, version`,
 		}},
 		{"unknown strategy", `version: "1.0.0", health: http: "http://h/x", rollout: strategy: "blue_green"`, []string{
-			`f.cue:12:66: apps.x.rollout.strategy: got "blue_green", want "rolling", "canary" or "all_at_once"`,
+			`f.cue:12:76: apps.x.rollout.strategy: got "blue_green", want "rolling", "canary" or "all_at_once"`,
 		}},
 		{"bad semver", `version: "latest", health: http: "http://h/x"`, []string{
 			`f.cue:12:20: apps.x.version: got "latest", want a semantic version such as "1.2.3" or "v1.2.3"`,
 		}},
 		{"bad duration", `version: "1.0.0", health: {http: "http://h/x", retryDelay: "5 sec"}`, []string{
-			`f.cue:12:58: apps.x.health.retryDelay: got "5 sec", want a Go duration such as "5s"`,
+			`f.cue:12:70: apps.x.health.retryDelay: got "5 sec", want a Go duration such as "5s"`,
 		}},
 		{"negative duration", `version: "1.0.0", health: http: "http://h/x", rollout: canary: monitor: "-5m"`, []string{
-			`f.cue:12:74: apps.x.rollout.canary.monitor: got "-5m", want a Go duration such as "5m"`,
+			`f.cue:12:83: apps.x.rollout.canary.monitor: got "-5m", want a Go duration such as "5m"`,
 		}},
 		{"batchSize 0", `version: "1.0.0", health: http: "http://h/x", rollout: batchSize: 0`, []string{
-			`f.cue:12:66: apps.x.rollout.batchSize: got 0, want an integer >= 1`,
+			`f.cue:12:77: apps.x.rollout.batchSize: got 0, want an integer >= 1`,
 		}},
 		{"two health kinds", `version: "1.0.0", health: {http: "http://h/x", tcp: "h:1"}`, []string{
-			`f.cue:12:29: apps.x.health: got http and tcp, want exactly one of http, tcp or exec`,
+			`f.cue:12:37: apps.x.health: got http and tcp, want exactly one of http, tcp or exec`,
 		}},
 		{"no health kind", `version: "1.0.0", health: retries: 1`, []string{
 			`f.cue:12:29: apps.x.health: missing, want exactly one of http, tcp or exec`,
 		}},
 		{"selector matching no node", `version: "1.0.0", health: http: "http://h/x", nodes: {region: "mars"}`, []string{
-			`f.cue:12:57: apps.x.nodes: selector {region: "mars"} matches no declared node, want labels of at least one of a, b, c`,
+			`f.cue:12:64: apps.x.nodes: selector {region: "mars"} matches no declared node, want labels of at least one of a, b, c`,
 		}},
 		{"list naming undeclared node is fine", `version: "1.0.0", health: http: "http://h/x", nodes: ["a", "z"]`, nil},
 		{"nodes of the wrong type", `version: "1.0.0", health: http: "http://h/x", nodes: 3`, []string{
-			`f.cue:12:57: apps.x.nodes: got 3, want "all", a list of node names or a label selector such as {region: "eu"}`,
+			`f.cue:12:64: apps.x.nodes: got 3, want "all", a list of node names or a label selector such as {region: "eu"}`,
 		}},
 		{"missing version", `health: http: "http://h/x"`, []string{
 			`f.cue:4:2: apps.x.version: missing, want a semantic version such as "1.2.3" or "v1.2.3"`,
 		}},
 		{"bad sha256", `version: "1.0.0", health: http: "http://h/x", artifact: sha256: "abc"`, []string{
-			`f.cue:12:67: apps.x.artifact.sha256: got "abc", want 64 lowercase hex digits`,
+			`f.cue:12:75: apps.x.artifact.sha256: got "abc", want 64 lowercase hex digits`,
 		}},
 		{"bad exec", `version: "1.0.0", health: exec: []`, []string{
-			`f.cue:12:37: apps.x.health.exec: got [], want a non-empty list of strings: the command and its arguments`,
+			`f.cue:12:43: apps.x.health.exec: got [], want a non-empty list of strings: the command and its arguments`,
 		}},
 	}
 	for _, tt := range tests {

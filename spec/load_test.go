@@ -132,7 +132,7 @@ func TestLoadCommit(t *testing.T) {
 	if !errors.As(err, &errs) {
 		t.Fatalf("LoadCommit(fleet) = %v, want *Errors", err)
 	}
-	if got, want := errs.Error(), `fleet/bad.cue:2:12: apps.web.paused: got "no", want true or false`; got != want {
+	if got, want := errs.Error(), `fleet/bad.cue:2:20: apps.web.paused: got "no", want true or false`; got != want {
 		t.Errorf("errors:\n%s\nwant:\n%s", got, want)
 	}
 	for _, dir := range []string{"", ".", "/"} {

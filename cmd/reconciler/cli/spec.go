@@ -1,6 +1,146 @@
 package cli
 
-import "github.com/spf13/cobra"
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
 
-// specCommands builds validate, export and plan. Not built yet (issue 2).
-func specCommands(e *env) []*cobra.Command { return nil }
+	"github.com/spf13/cobra"
+
+	"github.com/fleetops/reconciler/reconciler"
+	"github.com/fleetops/reconciler/spec"
+)
+
+// specCommands builds validate, export and plan: the commands that read a
+// fleet directory and change nothing.
+func specCommands(e *env) []*cobra.Command {
+	return []*cobra.Command{validateCmd(e), exportCmd(e), planCmd(e)}
+}
+
+func validateCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "validate [DIR]",
+		Short: "Check a fleet directory's specs; every problem as file:line:col: message",
+		Long: `validate loads the .cue files of the fleet in DIR (default ".") with the
+schema built into reconciler, and reports every problem, one per line on
+stderr, as "file:line:col: message". It exits 0 when the specs are valid
+(printing a one-line summary), 1 when they are not, 2 on a usage error.`,
+		Example: `  reconciler validate examples/fleet
+  reconciler validate            # the fleet in the current directory`,
+		Args: rangeArgs(0, 1),
+		RunE: func(c *cobra.Command, args []string) error {
+			dir := dirArg(args, 1)
+			f, err := loadFleet(e, dir)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "%s: %s, %s: valid\n", dir, count(len(f.Apps), "app"), count(len(f.Nodes), "node"))
+			return nil
+		},
+	}
+}
+
+func exportCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "export [DIR]",
+		Short: "Print a fleet directory's resolved specs as JSON, defaults filled in",
+		Long: `export loads the fleet in DIR (default ".") and prints it as JSON: every app
+with templates applied and every default filled in, and the declared nodes.
+Invalid specs are reported as by validate (exit 1).`,
+		Example: `  reconciler export examples/fleet
+  reconciler export examples/fleet | jq '.apps.workload.rollout'`,
+		Args: rangeArgs(0, 1),
+		RunE: func(c *cobra.Command, args []string) error {
+			f, err := loadFleet(e, dirArg(args, 1))
+			if err != nil {
+				return err
+			}
+			return writeJSON(e, f)
+		},
+	}
+}
+
+func planCmd(e *env) *cobra.Command {
+	var output string
+	c := &cobra.Command{
+		Use:   "plan [DIR] APP",
+		Short: "Show the waves in which APP's version reaches the declared nodes",
+		Long: `plan loads the fleet in DIR (default ".") and shows the waves in which APP's
+version would reach the nodes the fleet declares, in order: rolling in
+batches of batchSize, canary with canary.count nodes first, or all at once.
+Nodes are ordered by name. Nodes the app lists but the fleet does not declare
+are shown apart ("unknown"): they join when their agents announce themselves.`,
+		Example: `  reconciler plan examples/fleet snake_game
+  reconciler plan examples/fleet workload --output json`,
+		Args: rangeArgs(1, 2),
+		RunE: func(c *cobra.Command, args []string) error {
+			if output != "text" && output != "json" {
+				return &usageError{fmt.Errorf("--output %q: want text or json", output)}
+			}
+			return runPlan(e, dirArg(args, 2), args[len(args)-1], output)
+		},
+	}
+	c.Flags().StringVarP(&output, "output", "o", "text", "output `FORMAT`: text or json")
+	return c
+}
+
+func runPlan(e *env, dir, appName, output string) error {
+	f, err := loadFleet(e, dir)
+	if err != nil {
+		return err
+	}
+	app, ok := f.Apps[appName]
+	if !ok {
+		names := slices.Sorted(maps.Keys(f.Apps))
+		return fmt.Errorf("plan: no app %q in %s (apps: %s)", appName, dir, strings.Join(names, ", "))
+	}
+	p := reconciler.PlanWaves(app, reconciler.Inventory(f.Nodes))
+	if output == "json" {
+		return writeJSON(e, p)
+	}
+	writePlan(e, p, app, len(f.Nodes))
+	return nil
+}
+
+// dirArg is the DIR argument: the first of args when there are n of them,
+// else the current directory.
+func dirArg(args []string, n int) string {
+	if len(args) == n {
+		return args[0]
+	}
+	return "."
+}
+
+// loadFleet loads the fleet in dir. Spec problems are printed on stderr, one
+// per line, and turn into exit status 1.
+func loadFleet(e *env, dir string) (*spec.Fleet, error) {
+	f, err := spec.LoadDir(dir)
+	var errs *spec.Errors
+	if errors.As(err, &errs) {
+		for _, x := range errs.List {
+			fmt.Fprintln(e.stderr, x.Error())
+		}
+		return nil, &exitError{exitFailure}
+	}
+	return f, err
+}
+
+func writeJSON(e *env, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(e.stdout, "%s\n", b)
+	return err
+}
+
+// count writes "1 app", "4 apps".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}

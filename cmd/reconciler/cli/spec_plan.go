@@ -1,0 +1,53 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/fleetops/reconciler/reconciler"
+	"github.com/fleetops/reconciler/spec"
+)
+
+// writePlan prints a plan for people:
+//
+//	snake_game v1.1.0: canary, 6 nodes in 3 waves
+//	  wave 1: eu-1  (canary, then 5m0s of monitoring)
+//	  wave 2: eu-2 eu-3 us-1
+//	  wave 3: us-2 us-3
+func writePlan(e *env, p reconciler.Plan, app spec.App, declared int) {
+	nodes := 0
+	for _, w := range p.Waves {
+		nodes += len(w)
+	}
+	fmt.Fprintf(e.stdout, "%s %s: %s, %s in %s\n", p.App, p.Version, p.Strategy, count(nodes, "node"), count(len(p.Waves), "wave"))
+	for i, w := range p.Waves {
+		note := ""
+		if i == 0 && p.Strategy == spec.StrategyCanary {
+			note = fmt.Sprintf("  (canary, then %s of monitoring)", app.Rollout.Canary.Monitor)
+		}
+		fmt.Fprintf(e.stdout, "  wave %d: %s%s\n", i+1, strings.Join(w, " "), note)
+	}
+	for _, line := range planNotes(p, app, declared) {
+		fmt.Fprintln(e.stdout, line)
+	}
+}
+
+// planNotes are the remarks under a plan: why it is empty, which listed
+// nodes are not declared, whether the app is paused.
+func planNotes(p reconciler.Plan, app spec.App, declared int) []string {
+	var notes []string
+	switch {
+	case declared == 0:
+		notes = append(notes, "The fleet declares no nodes: agents plan over the nodes that announce themselves.")
+	case len(p.Waves) == 0:
+		notes = append(notes, "No declared node is targeted.")
+	}
+	if len(p.Unknown) > 0 {
+		notes = append(notes, fmt.Sprintf("Unknown (listed, not declared; planned once their agents announce themselves): %s",
+			strings.Join(p.Unknown, " ")))
+	}
+	if app.Paused {
+		notes = append(notes, "Paused: agents keep the version they run until the app is resumed.")
+	}
+	return notes
+}
