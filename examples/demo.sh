@@ -1,8 +1,48 @@
 #!/usr/bin/env bash
 # make demo: the best real thing available so far (see README "Status").
+# It validates the example fleet repo and plans its rollouts; the fleet demo
+# (several agents on this machine upgrading in waves, a canary rollback) is
+# still to come.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-echo "== validate examples/fleet"
-./bin/reconciler validate examples/fleet || true
-echo
-echo "The fleet demo (five agents, rolling upgrade, canary rollback) is not built yet."
+bin=$PWD/bin/reconciler
+go build -o "$bin" ./cmd/reconciler
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "reconciler validate examples/fleet"
+"$bin" validate examples/fleet
+
+for app in workload snake_game metrics_relay ledger; do
+	step "reconciler plan examples/fleet $app"
+	"$bin" plan examples/fleet "$app"
+done
+
+step "reconciler plan examples/fleet snake_game --output json"
+"$bin" plan examples/fleet snake_game --output json
+
+step "a fleet with mistakes: every one is reported as file:line:col (exit 1)"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+mkdir "$tmp/bad"
+cat >"$tmp/bad/apps.cue" <<'CUE'
+package fleet
+
+apps: web: {
+	version: "1.2"
+	artifact: url: "https://releases.example.com/web-1.2.tar.gz"
+	rollout: {strategy: "blue_green", batchsize: 2}
+	health: {http: "http://127.0.0.1:8080/health", tcp: "127.0.0.1:8080"}
+}
+CUE
+if (cd "$tmp" && "$bin" validate bad); then
+	echo "expected validate to fail" >&2
+	exit 1
+fi
+
+cat <<'NOTE'
+
+That is all the demo does for now: the specs are checked and the waves
+planned, but nothing is deployed yet. The fleet demo (local agents upgrading
+examples/workload in waves gated by leases, with a canary rollback) is to come.
+NOTE
