@@ -21,6 +21,7 @@ import (
 // testKey is a fresh ECDSA P-256 key pair and the key set trusting it.
 type testKey struct {
 	priv *signing.PrivateKey
+	pub  []byte
 	keys *signing.KeySet
 }
 
@@ -47,7 +48,7 @@ func newTestKey(t testing.TB, id string) testKey {
 	if err := keys.Add(id, pubPEM); err != nil {
 		t.Fatal(err)
 	}
-	return testKey{priv: priv, keys: keys}
+	return testKey{priv: priv, pub: pubPEM, keys: keys}
 }
 
 func (k testKey) sign(t testing.TB, data []byte) []byte {

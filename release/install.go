@@ -99,12 +99,16 @@ func Verify(ctx context.Context, path string, keys *signing.KeySet, sig []byte, 
 	return verify(ctx, f, keys, sig, pin, maxSize)
 }
 
-func verify(ctx context.Context, r io.Reader, keys *signing.KeySet, sig, pin []byte, maxSize int64) (*Verified, error) {
+func verify(ctx context.Context, f *os.File, keys *signing.KeySet, sig, pin []byte, maxSize int64) (*Verified, error) {
 	if keys == nil {
 		keys = &signing.KeySet{}
 	}
-	d := keys.NewDigester()
-	n, err := io.Copy(d, &ctxReader{ctx: ctx, r: io.LimitReader(r, maxSize+1)})
+	size := int64(-1)
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+		size = fi.Size()
+	}
+	d := keys.NewDigesterSize(size)
+	n, err := io.Copy(d, &ctxReader{ctx: ctx, r: io.LimitReader(f, maxSize+1)})
 	if err != nil {
 		return nil, fmt.Errorf("read artifact: %w", err)
 	}

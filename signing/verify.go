@@ -43,13 +43,26 @@ type Digester struct {
 	size   int64
 }
 
-// NewDigester returns a Digester for this key set. It always computes
-// SHA-256; it computes SHA-512 and keeps up to MaxPlainEd25519Size bytes of
-// the message only when the set holds an ed25519 key.
-func (ks *KeySet) NewDigester() *Digester {
+// NewDigester returns a Digester for this key set, for a message of unknown
+// length. It always computes SHA-256; it computes SHA-512 and keeps up to
+// MaxPlainEd25519Size bytes of the message only when the set holds an
+// ed25519 key.
+func (ks *KeySet) NewDigester() *Digester { return ks.NewDigesterSize(-1) }
+
+// NewDigesterSize is NewDigester for a message of known length (-1:
+// unknown). A message known to be longer than MaxPlainEd25519Size is never
+// held in memory; a shorter one is held in a single allocation.
+func (ks *KeySet) NewDigesterSize(size int64) *Digester {
 	d := &Digester{sha256: sha256.New()}
-	if ks.hasEd25519() {
-		d.sha512 = sha512.New()
+	if !ks.hasEd25519() {
+		return d
+	}
+	d.sha512 = sha512.New()
+	switch {
+	case size > MaxPlainEd25519Size:
+	case size >= 0:
+		d.plain = bytes.NewBuffer(make([]byte, 0, size))
+	default:
 		d.plain = &bytes.Buffer{}
 	}
 	return d
