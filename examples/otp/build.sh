@@ -5,6 +5,12 @@
 #   counter-1.1.0.tar.gz   with releases/1.1.0/relup (1.0.0 <-> 1.1.0)
 #   counter-1.2.0.tar.gz   with releases/1.2.0/relup (1.1.0 <-> 1.2.0); broken
 #
+# and, for each version V, the directory OUTDIR/counter-V/ to pack as a
+# reconciler release (release.json with driver "otp" and the tarball):
+#
+#   reconciler release pack OUTDIR/counter-V --app counter --version V \
+#       -o counter-V.release.tar.gz
+#
 # Usage: examples/otp/build.sh OUTDIR
 #
 # Needs erl and rebar3 (Debian: apt-get install erlang rebar3). The build
@@ -50,6 +56,17 @@ for v in "${versions[@]}"; do
 	fi
 	rebar3 tar -n counter -v "$v"
 	cp "_build/default/rel/counter/counter-$v.tar.gz" "$out/"
+	mkdir -p "$out/counter-$v"
+	cp "$out/counter-$v.tar.gz" "$out/counter-$v/"
+	cat >"$out/counter-$v/release.json" <<JSON
+{
+  "app": "counter",
+  "version": "$v",
+  "driver": "otp",
+  "env": {"COUNTER_HTTP_PORT": "8080"},
+  "health": {"http": "http://127.0.0.1:8080/health"}
+}
+JSON
 	prev="$v"
 done
-ls -l "$out"
+ls -l "$out"/*.tar.gz

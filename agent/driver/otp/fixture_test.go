@@ -146,24 +146,69 @@ func newNode(t *testing.T) *node {
 	return n
 }
 
-// release returns the artifact of counter version v, as the agent hands it
-// to drivers: a directory with release.json and the relx tarball.
+// release returns counter version v as the agent hands it to drivers: the
+// fixture's artifact directory (release.json with driver "otp" and the relx
+// tarball) packed as a reconciler release and unpacked again by package
+// release. Env carries the test's node name, cookie and ports.
 func (n *node) release(v string) driver.Release {
 	n.t.Helper()
-	dir := filepath.Join(n.t.TempDir(), "counter-"+v)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		n.t.Fatal(err)
+	a, _ := artifacts.LoadOrStore(v, &artifact{})
+	art := a.(*artifact)
+	art.once.Do(func() { art.dir, art.m, art.err = packAndUnpack(n.tarballs, v) })
+	if art.err != nil {
+		n.t.Fatal(art.err)
 	}
-	name := "counter-" + v + ".tar.gz"
-	if err := os.Symlink(filepath.Join(n.tarballs, name), filepath.Join(dir, name)); err != nil {
-		n.t.Fatal(err)
+	return driver.Release{App: "counter", Version: v, Dir: art.dir, Manifest: *art.m, Env: n.env}
+}
+
+// artifacts holds each version's unpacked artifact, made once per test
+// process (release directories are read-only for drivers).
+var (
+	artifacts   sync.Map // version → *artifact
+	artifactDir string   // made by TestMain
+)
+
+type artifact struct {
+	once sync.Once
+	dir  string
+	m    *release.Manifest
+	err  error
+}
+
+func packAndUnpack(tarballs, v string) (string, *release.Manifest, error) {
+	packed := filepath.Join(artifactDir, "counter-"+v+".release.tar.gz")
+	f, err := os.Create(packed)
+	if err != nil {
+		return "", nil, err
 	}
-	m := release.Manifest{App: "counter", Version: v, Driver: "otp"}
-	manifest := fmt.Sprintf(`{"app": "counter", "version": %q, "driver": "otp"}`, v)
-	if err := os.WriteFile(filepath.Join(dir, release.ManifestName), []byte(manifest), 0o644); err != nil {
-		n.t.Fatal(err)
+	if err := release.Pack(filepath.Join(tarballs, "counter-"+v), "counter", v, f); err != nil {
+		f.Close()
+		return "", nil, err
 	}
-	return driver.Release{App: "counter", Version: v, Dir: dir, Manifest: m, Env: n.env}
+	if err := f.Close(); err != nil {
+		return "", nil, err
+	}
+	dir := filepath.Join(artifactDir, "counter-"+v)
+	m, err := release.Unpack(context.Background(), packed, dir, release.Want{App: "counter", Version: v}, release.Limits{})
+	if err != nil {
+		return "", nil, err
+	}
+	if m.Driver != "otp" {
+		return "", nil, fmt.Errorf("counter %s: release.json driver = %q, want otp", v, m.Driver)
+	}
+	return dir, m, nil
+}
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "reconciler-otp-artifacts-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	artifactDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
 
 // healthy is the HealthFunc: GET /health answers 200, with a few retries.

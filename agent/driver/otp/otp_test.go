@@ -35,8 +35,9 @@ func TestHotUpgradeAndRollback(t *testing.T) {
 		t.Fatalf("1.0.0 state = %s, want {state,3}", got)
 	}
 
+	next := n.release("1.1.0")
 	start := time.Now()
-	r2, err := n.drv.Switch(ctx, &r1, n.release("1.1.0"), n.healthy)
+	r2, err := n.drv.Switch(ctx, &r1, next, n.healthy)
 	took := time.Since(start)
 	if err != nil {
 		t.Fatalf("upgrade to 1.1.0: %v", err)
