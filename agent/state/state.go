@@ -198,3 +198,20 @@ func syncDir(dir string) error {
 	defer d.Close()
 	return d.Sync()
 }
+
+// RecordRunning keeps what a driver reports running for an app (a driver's
+// OnChange callback): its pids and data, and, when the driver settled on
+// another version (finishing a switch a killed agent left half-done), that
+// version as the active one.
+func (s *Store) RecordRunning(r driver.Running) error {
+	return s.UpdateApp(r.App, func(a *App) {
+		if r.Version == "" && len(r.PIDs) == 0 {
+			a.Running = nil
+			return
+		}
+		a.Running = &r
+		if r.Version != "" && r.Version != a.Active {
+			a.Previous, a.Active, a.Since = a.Active, r.Version, time.Now()
+		}
+	})
+}

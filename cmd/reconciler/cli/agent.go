@@ -1,6 +1,119 @@
 package cli
 
-import "github.com/spf13/cobra"
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"regexp"
+	"strings"
+	"time"
 
-// agentCommands builds agent. Not built yet (issue 5).
-func agentCommands(e *env) []*cobra.Command { return nil }
+	"github.com/spf13/cobra"
+)
+
+// agentOptions are the agent command's flags.
+type agentOptions struct {
+	repo, shared, branch, dir string
+	node, stateDir, listen    string
+	labels                    map[string]string
+	trustKeys, vars           []string
+	poll                      time.Duration
+	once                      bool
+	logFormat                 string
+}
+
+// agentCommands builds agent.
+func agentCommands(e *env) []*cobra.Command {
+	o := &agentOptions{}
+	c := &cobra.Command{
+		Use:   "agent --repo URL --node NAME --state-dir DIR --trust-key PUB [flags]",
+		Short: "Run the agent on this node: converge it to the fleet repo",
+		Long: `agent watches the fleet repo's tracked branch and converges this node to it:
+for each app targeting the node it installs the signed release (verified
+against the --trust-key keys only), switches to it through the release's
+driver (process: hot swap on agent-held sockets; exec: the release's hooks;
+otp: release_handler), checks health with the spec's retries and keeps or
+restores the previous version on failure. It writes this node's report to
+the shared state and serves /healthz and /metrics on --listen.
+
+Workloads keep running when the agent stops (SIGTERM) or dies; a restarted
+agent adopts them. See docs/agent.md.`,
+		Args: exactArgs(0),
+		RunE: func(c *cobra.Command, _ []string) error {
+			if err := o.validate(); err != nil {
+				return &usageError{err}
+			}
+			return runAgent(c.Context(), e, o)
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&o.repo, "repo", "", "fleet repo URL: a path, file://, http(s)://, ssh:// (required)")
+	f.StringVar(&o.shared, "shared-repo", "", "repository for node reports (default: --repo)")
+	f.StringVar(&o.branch, "branch", "main", "tracked branch")
+	f.StringVar(&o.dir, "dir", "", "directory of the specs in the fleet repo (default: its root)")
+	f.StringVar(&o.node, "node", "", "this node's name (required)")
+	f.StringToStringVar(&o.labels, "labels", nil, "this node's labels, k=v,...")
+	f.StringVar(&o.stateDir, "state-dir", "", "local state, releases and workload logs (required)")
+	f.StringArrayVar(&o.trustKeys, "trust-key", nil, "public key trusted to sign releases (repeatable; at least one)")
+	f.StringArrayVar(&o.vars, "var", nil, "node variable K=V for ${K} in manifests and health targets (repeatable; wins over the fleet repo's)")
+	f.StringVar(&o.listen, "listen", "127.0.0.1:9180", "address of /healthz and /metrics (\"\": none)")
+	f.DurationVar(&o.poll, "poll", 30*time.Second, "re-evaluation period besides watch events")
+	f.BoolVar(&o.once, "once", false, "one pass: exit 0 when converged, 1 otherwise")
+	f.StringVar(&o.logFormat, "log-format", "auto", "auto (text on a terminal, JSON otherwise), text or json")
+	return []*cobra.Command{c}
+}
+
+var varName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+func (o *agentOptions) validate() error {
+	var errs []error
+	for flag, v := range map[string]string{"--repo": o.repo, "--node": o.node, "--state-dir": o.stateDir} {
+		if v == "" {
+			errs = append(errs, fmt.Errorf("%s is required", flag))
+		}
+	}
+	if len(o.trustKeys) == 0 {
+		errs = append(errs, errors.New("--trust-key is required: the agent runs only releases signed by a key it trusts"))
+	}
+	if _, err := parseVars(o.vars); err != nil {
+		errs = append(errs, err)
+	}
+	if o.poll <= 0 {
+		errs = append(errs, fmt.Errorf("--poll %v: want a positive duration", o.poll))
+	}
+	switch o.logFormat {
+	case "auto", "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("--log-format %q: want auto, text or json", o.logFormat))
+	}
+	return errors.Join(errs...)
+}
+
+func parseVars(kvs []string) (map[string]string, error) {
+	vars := map[string]string{}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || !varName.MatchString(k) {
+			return nil, fmt.Errorf("--var %q: want NAME=value, NAME of letters, digits and '_'", kv)
+		}
+		vars[k] = v
+	}
+	return vars, nil
+}
+
+// newLogger logs text on a terminal and JSON otherwise.
+func newLogger(e *env, format string) *slog.Logger {
+	if format == "auto" {
+		format = "json"
+		if f, ok := e.stderr.(*os.File); ok {
+			if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+				format = "text"
+			}
+		}
+	}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(e.stderr, nil))
+	}
+	return slog.New(slog.NewJSONHandler(e.stderr, nil))
+}

@@ -1,0 +1,283 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+
+	"github.com/fleetops/reconciler/agent/driver"
+	"github.com/fleetops/reconciler/agent/state"
+	"github.com/fleetops/reconciler/reconciler"
+	"github.com/fleetops/reconciler/spec"
+)
+
+// Agent converges one node. Use New, then Run (or Reconcile for one pass).
+type Agent struct {
+	cfg     Config
+	log     *slog.Logger
+	store   *state.Store
+	metrics *metrics
+	last    atomic.Pointer[reconciler.NodeReport] // served on /healthz
+	addr    atomic.Pointer[net.Addr]              // of /healthz, once listening
+}
+
+// New checks cfg and opens the local state.
+func New(cfg Config) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	st := cfg.State
+	if st == nil {
+		var err error
+		if st, err = state.Open(cfg.StateDir); err != nil {
+			return nil, fmt.Errorf("agent %s: %w", cfg.Node, err)
+		}
+	}
+	return &Agent{cfg: cfg, log: cfg.Logger.With("node", cfg.Node), store: st, metrics: newMetrics(cfg.Registry)}, nil
+}
+
+// Run runs the agent until ctx ends (nil), or for one pass with Config.Once
+// (nil when converged, ErrNotConverged otherwise). Workloads keep running
+// when it returns.
+func Run(ctx context.Context, cfg Config) error {
+	a, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}
+
+// State gives the agent's local state.
+func (a *Agent) State() *state.Store { return a.store }
+
+// Addr is the address /healthz and /metrics are served on, once listening.
+func (a *Agent) Addr() net.Addr {
+	if p := a.addr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Run implements the package's loop: recover, then one select over watch
+// events, the poll ticker and ctx.
+func (a *Agent) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	if err := a.startHTTP(ctx, &wg); err != nil {
+		return err
+	}
+	a.Recover(ctx)
+	wake := make(chan struct{}, 1)
+	if !a.cfg.Once {
+		wg.Go(func() { a.watch(ctx, wake) })
+	}
+	tick := time.NewTicker(a.cfg.Poll)
+	defer tick.Stop()
+	for {
+		converged := a.Reconcile(ctx)
+		if a.cfg.Once {
+			if !converged {
+				return ErrNotConverged
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			a.log.Info("agent stopping; workloads keep running")
+			return nil
+		case <-wake:
+		case <-tick.C:
+		}
+	}
+}
+
+func (a *Agent) watch(ctx context.Context, wake chan<- struct{}) {
+	err := a.cfg.Desired.Watch(ctx, func() {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	})
+	if err != nil && ctx.Err() == nil {
+		a.log.Warn("watching the fleet repo failed; polling only", "err", err)
+	}
+}
+
+func (a *Agent) startHTTP(ctx context.Context, wg *sync.WaitGroup) error {
+	if a.cfg.Listen == "" {
+		return nil
+	}
+	ln, err := new(net.ListenConfig).Listen(ctx, "tcp", a.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("agent %s: listen for /healthz: %w", a.cfg.Node, err)
+	}
+	addr := ln.Addr()
+	a.addr.Store(&addr)
+	a.log.Info("serving /healthz and /metrics", "addr", addr.String())
+	wg.Go(func() {
+		if err := a.serve(ctx, ln); err != nil {
+			a.log.Error("http server", "err", err)
+		}
+	})
+	return nil
+}
+
+// Reconcile makes one pass (see the package doc) and reports whether every
+// app targeting this node runs its decided version, healthy.
+func (a *Agent) Reconcile(ctx context.Context) bool {
+	report := reconciler.NodeReport{Node: a.cfg.Node, Labels: a.cfg.Labels, AgentVersion: a.cfg.AgentVersion, Time: a.cfg.Now()}
+	commit, fleet, err := a.load(ctx)
+	if !commit.IsZero() {
+		report.SpecCommit = commit.String()
+	}
+	if err != nil {
+		report.SpecError = err.Error()
+	}
+	if fleet == nil {
+		report.Apps = a.localReports()
+		a.publish(ctx, report)
+		return false
+	}
+	report.Labels = nodeLabels(fleet, a.cfg.Node, a.cfg.Labels)
+	apps, converged := a.applyFleet(ctx, commit, fleet, report.Labels)
+	report.Apps = apps
+	a.publish(ctx, report)
+	return converged && err == nil
+}
+
+// load fetches the tip and loads its spec. A fetch error with a previously
+// accepted tip still returns that tip's fleet, with the error.
+func (a *Agent) load(ctx context.Context) (plumbing.Hash, *spec.Fleet, error) {
+	start := time.Now()
+	commit, ferr := a.cfg.Desired.Fetch(ctx)
+	a.metrics.fetchSeconds.Observe(time.Since(start).Seconds())
+	if ferr != nil {
+		a.metrics.reconcileErrors.WithLabelValues("fetch").Inc()
+		a.log.Warn("fetch fleet repo", "err", ferr)
+	}
+	if commit.IsZero() {
+		return commit, nil, ferr
+	}
+	var fleet *spec.Fleet
+	err := a.cfg.Desired.View(func(repo *git.Repository) error {
+		var err error
+		fleet, err = spec.LoadCommit(repo, commit, a.cfg.SpecDir)
+		return err
+	})
+	if err != nil {
+		a.metrics.reconcileErrors.WithLabelValues("spec").Inc()
+		a.log.Error("spec not applied: keeping what runs", "commit", commit.String(), "err", err)
+		return commit, nil, fmt.Errorf("spec at %s not applied: %w", commit.String()[:12], err)
+	}
+	return commit, fleet, ferr
+}
+
+// applyFleet converges every app targeting this node and stops the others.
+func (a *Agent) applyFleet(ctx context.Context, commit plumbing.Hash, fleet *spec.Fleet, labels map[string]string) (map[string]reconciler.AppReport, bool) {
+	vars := nodeVars(fleet, a.cfg.Node, a.cfg.Vars)
+	reports := map[string]reconciler.AppReport{}
+	converged := true
+	for _, name := range slices.Sorted(maps.Keys(fleet.Apps)) {
+		app := fleet.Apps[name]
+		if app.Name == "" {
+			app.Name = name
+		}
+		if !app.Nodes.Match(a.cfg.Node, labels) {
+			continue
+		}
+		rep, ok := a.step(ctx, commit, fleet, app, vars)
+		reports[name] = rep
+		converged = converged && ok
+	}
+	for name := range a.store.Get().Apps {
+		if _, ok := reports[name]; !ok {
+			if err := a.remove(ctx, name); err != nil {
+				converged = false
+				reports[name] = a.localReport(name)
+			}
+		}
+	}
+	return reports, converged
+}
+
+// step decides one app's version and converges to it.
+func (a *Agent) step(ctx context.Context, commit plumbing.Hash, fleet *spec.Fleet, app spec.App, vars map[string]string) (reconciler.AppReport, bool) {
+	st := a.store.App(app.Name)
+	in := DecideInput{Node: a.cfg.Node, Commit: commit, Fleet: fleet, App: app,
+		Local: Local{Active: st.Active, Previous: st.Previous}}
+	if st.Failed != nil {
+		in.Local.Failed = st.Failed.Version
+	}
+	d, err := a.cfg.Decider.Decide(ctx, in)
+	if err != nil {
+		a.metrics.reconcileErrors.WithLabelValues("decide").Inc()
+		rep := a.localReport(app.Name)
+		rep.Target, rep.Error = app.Version, fmt.Sprintf("decide %s on %s: %v", app.Name, a.cfg.Node, err)
+		return rep, false
+	}
+	if d.Version == "" {
+		rep := a.localReport(app.Name)
+		if d.Waiting != "" {
+			rep.State, rep.Target, rep.Error = reconciler.AppWaiting, app.Version, d.Waiting
+		}
+		rep.Rollout, rep.Lease = d.Rollout, d.Lease
+		return rep, d.Waiting == "" && rep.State == reconciler.AppHealthy
+	}
+	rep, err := a.Converge(ctx, Target{App: app, Version: d.Version, Vars: vars, Rollout: d.Rollout, Lease: d.Lease})
+	return rep, err == nil && rep.State == reconciler.AppHealthy
+}
+
+// remove stops an app that no longer targets this node and forgets it.
+func (a *Agent) remove(ctx context.Context, name string) error {
+	st := a.store.App(name)
+	if st.Running != nil {
+		drv, err := a.driver(st.Driver)
+		if err == nil {
+			a.log.Info("app no longer targets this node: stopping it", "app", name, "version", st.Active)
+			err = drv.Stop(ctx, *st.Running)
+		}
+		if err != nil {
+			a.metrics.reconcileErrors.WithLabelValues("stop").Inc()
+			a.log.Error("stop app", "app", name, "err", err)
+			_ = a.store.UpdateApp(name, func(s *state.App) { s.LastError = err.Error() })
+			return fmt.Errorf("stop %s %s on %s: %w", name, st.Active, a.cfg.Node, err)
+		}
+	}
+	return a.store.DeleteApp(name)
+}
+
+func (a *Agent) driver(name string) (driver.Driver, error) {
+	if name == "" {
+		name = "process"
+	}
+	d, ok := a.cfg.Drivers[name]
+	if !ok {
+		return nil, fmt.Errorf("no %q driver on this agent (have %v)", name, slices.Sorted(maps.Keys(a.cfg.Drivers)))
+	}
+	return d, nil
+}
+
+// publish serves the report on /healthz and writes it to the Reporter.
+func (a *Agent) publish(ctx context.Context, r reconciler.NodeReport) {
+	a.last.Store(&r)
+	if a.cfg.Reporter == nil {
+		return
+	}
+	if err := a.cfg.Reporter.WriteReport(ctx, r); err != nil && !errors.Is(err, context.Canceled) {
+		a.metrics.reconcileErrors.WithLabelValues("report").Inc()
+		a.log.Warn("write node report", "err", err)
+	}
+}

@@ -1,0 +1,188 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/fleetops/reconciler/agent/driver"
+	"github.com/fleetops/reconciler/agent/health"
+	"github.com/fleetops/reconciler/agent/state"
+	"github.com/fleetops/reconciler/reconciler"
+	"github.com/fleetops/reconciler/release"
+	"github.com/fleetops/reconciler/spec"
+)
+
+// Target is one app at the version this node should run now.
+type Target struct {
+	App     spec.App
+	Version string
+	// Vars are the node variables for ${NAME} substitution.
+	Vars map[string]string
+	// Rollout and Lease are copied into the report (coordination).
+	Rollout, Lease string
+}
+
+// prepared is a release ready to switch to.
+type prepared struct {
+	rel    driver.Release
+	check  *health.Check // nil: no health check
+	driver string
+}
+
+// Converge moves one app to t.Version on this node: install the verified
+// release (or reuse it), switch through its driver with the health check,
+// and record the outcome. A failure leaves the previous version running and
+// is returned with the report; a version whose switch failed is remembered
+// and not tried again (the report stays "failed") until the target changes.
+// It is the reusable per-app step under any coordination.
+func (a *Agent) Converge(ctx context.Context, t Target) (reconciler.AppReport, error) {
+	name, v := t.App.Name, t.Version
+	st := a.store.App(name)
+	if st.Active == v && st.Running != nil {
+		return a.steady(ctx, t, st), nil
+	}
+	if st.Failed != nil && st.Failed.Version == v {
+		return a.appReport(st, t, reconciler.AppFailed, st.Failed.Reason), nil
+	}
+	p, err := a.prepare(ctx, t)
+	if err != nil {
+		a.metrics.reconcileErrors.WithLabelValues("install").Inc()
+		a.log.Error("release not applied: keeping what runs", "app", name, "version", v, "err", err)
+		_ = a.store.UpdateApp(name, func(s *state.App) { s.LastError, s.ErrorTime = err.Error(), a.cfg.Now() })
+		return a.appReport(a.store.App(name), t, reconciler.AppFailed, err.Error()), err
+	}
+	return a.switchTo(ctx, t, st, p)
+}
+
+// prepare installs the release (reusing an installed one) and resolves its
+// node variables and health check.
+func (a *Agent) prepare(ctx context.Context, t Target) (prepared, error) {
+	name, v := t.App.Name, t.Version
+	dir := a.releaseDir(t)
+	m, err := a.install(ctx, t, dir)
+	if err != nil {
+		return prepared{}, err
+	}
+	em, err := expandManifest(*m, t.Vars)
+	if err != nil {
+		return prepared{}, fmt.Errorf("release %s %s on node %s: %w", name, v, a.cfg.Node, err)
+	}
+	rel := driver.Release{App: name, Version: v, Dir: dir, Manifest: em, Env: map[string]string{
+		"RECONCILER_NODE": a.cfg.Node, "RECONCILER_APP": name, "RECONCILER_VERSION": v}}
+	check, err := healthCheck(t, rel)
+	if err != nil {
+		return prepared{}, fmt.Errorf("health check of %s %s on node %s: %w", name, v, a.cfg.Node, err)
+	}
+	return prepared{rel: rel, check: check, driver: em.Driver}, nil
+}
+
+// install returns the manifest of the release in dir, installing it first
+// when it is not there.
+func (a *Agent) install(ctx context.Context, t Target, dir string) (*release.Manifest, error) {
+	b, err := os.ReadFile(filepath.Join(dir, release.ManifestName))
+	if err == nil {
+		return release.ParseManifest(b)
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("installed release %s %s: %w", t.App.Name, t.Version, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return nil, fmt.Errorf("install %s %s: %w", t.App.Name, t.Version, err)
+	}
+	art := t.App.Artifact
+	if t.Version != t.App.Version {
+		return nil, fmt.Errorf("install %s %s: the spec's artifact is for version %s", t.App.Name, t.Version, t.App.Version)
+	}
+	a.log.Info("installing release", "app", t.App.Name, "version", t.Version, "url", art.URL)
+	src := release.Source{URL: art.URL, SignatureURL: art.Signature, SHA256: art.SHA256}
+	m, err := a.cfg.Installer.Install(ctx, src, release.Want{App: t.App.Name, Version: t.Version}, dir)
+	if err != nil {
+		return nil, err
+	}
+	_ = a.store.UpdateApp(t.App.Name, func(s *state.App) { s.AddInstalled(t.Version) })
+	return m, nil
+}
+
+// switchTo runs the driver's switch and records the outcome.
+func (a *Agent) switchTo(ctx context.Context, t Target, st state.App, p prepared) (reconciler.AppReport, error) {
+	name, v := t.App.Name, t.Version
+	drv, err := a.driver(p.driver)
+	if err != nil {
+		err = fmt.Errorf("switch %s to %s on %s: %w", name, v, a.cfg.Node, err)
+		return a.appReport(st, t, reconciler.AppFailed, err.Error()), err
+	}
+	cur := st.Running
+	if st.Driver != p.driver && st.Running != nil {
+		cur = nil // another driver runs it: start fresh, stop the old one after
+	}
+	if err := a.store.UpdateApp(name, func(s *state.App) {
+		s.Step = &state.Step{Op: state.StepSwitch, From: st.Active, To: v, Started: a.cfg.Now()}
+	}); err != nil {
+		return a.appReport(st, t, reconciler.AppFailed, err.Error()), err
+	}
+	a.log.Info("switching", "app", name, "from", st.Active, "to", v, "driver", p.driver)
+	a.metrics.active.Inc()
+	start := time.Now()
+	running, err := drv.Switch(ctx, cur, p.rel, a.healthFunc(p.check))
+	a.metrics.active.Dec()
+	if err != nil {
+		return a.switchFailed(t, st, running, time.Since(start), err)
+	}
+	if cur == nil && st.Running != nil {
+		a.stopOther(ctx, name, st)
+	}
+	a.metrics.upgradeSeconds.WithLabelValues(name, ResultSuccess).Observe(time.Since(start).Seconds())
+	a.metrics.upgrades.WithLabelValues(name, ResultSuccess).Inc()
+	a.log.Info("switched", "app", name, "version", v, "took", time.Since(start))
+	err = a.store.UpdateApp(name, func(s *state.App) {
+		if s.Active != v {
+			s.Previous, s.Active = s.Active, v
+		}
+		s.Driver, s.Running, s.Step, s.Failed, s.LastError = p.driver, &running, nil, nil, ""
+		s.Since = a.cfg.Now()
+		s.AddInstalled(v)
+	})
+	return a.appReport(a.store.App(name), t, reconciler.AppHealthy, ""), err
+}
+
+// switchFailed records a failed switch: the previous version runs (or
+// nothing, when nothing ran), and v is not retried.
+func (a *Agent) switchFailed(t Target, st state.App, running driver.Running, took time.Duration, err error) (reconciler.AppReport, error) {
+	name, v := t.App.Name, t.Version
+	result := ResultRolledBack
+	if st.Active == "" {
+		result = ResultFailed
+	}
+	a.metrics.upgradeSeconds.WithLabelValues(name, result).Observe(took.Seconds())
+	a.metrics.upgrades.WithLabelValues(name, result).Inc()
+	a.metrics.reconcileErrors.WithLabelValues("switch").Inc()
+	a.log.Error("switch failed: previous version kept", "app", name, "version", v, "previous", st.Active, "err", err)
+	now := a.cfg.Now()
+	_ = a.store.UpdateApp(name, func(s *state.App) {
+		if running.App != "" {
+			s.Running = &running
+		}
+		if s.Running == nil {
+			s.Active = ""
+		}
+		s.Step, s.LastError, s.ErrorTime, s.Since = nil, err.Error(), now, now
+		s.Failed = &state.Failure{Version: v, Reason: err.Error(), Time: now}
+	})
+	return a.appReport(a.store.App(name), t, reconciler.AppFailed, err.Error()), err
+}
+
+// stopOther stops the version another driver ran, after a switch of drivers.
+func (a *Agent) stopOther(ctx context.Context, name string, st state.App) {
+	old, err := a.driver(st.Driver)
+	if err == nil {
+		err = old.Stop(ctx, *st.Running)
+	}
+	if err != nil {
+		a.log.Error("stop the version the previous driver ran", "app", name, "version", st.Active, "err", err)
+	}
+}

@@ -1,0 +1,50 @@
+package agent
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Upgrade results, the "result" label of the upgrade metrics.
+const (
+	ResultSuccess    = "success"     // the new version runs, healthy
+	ResultRolledBack = "rolled_back" // it failed; the previous version runs
+	ResultFailed     = "failed"      // it failed; nothing ran before, nothing runs
+)
+
+// metrics are the agent's Prometheus metrics, on its own registry.
+type metrics struct {
+	upgradeSeconds  *prometheus.HistogramVec
+	upgrades        *prometheus.CounterVec
+	active          prometheus.Gauge
+	reconcileErrors *prometheus.CounterVec
+	fetchSeconds    prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		upgradeSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "reconciler_upgrade_duration_seconds",
+			Help:    "Time from the start of a switch to its outcome (install excluded).",
+			Buckets: prometheus.ExponentialBuckets(0.05, 2, 12),
+		}, []string{"app", "result"}),
+		upgrades: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "reconciler_upgrades_total",
+			Help: "Upgrades (switches) by app and result: success, rolled_back, failed.",
+		}, []string{"app", "result"}),
+		active: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "reconciler_upgrades_active",
+			Help: "Switches in progress on this node.",
+		}),
+		reconcileErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "reconciler_reconcile_errors_total",
+			Help: "Reconcile errors by stage: fetch, spec, decide, install, switch, stop, report.",
+		}, []string{"stage"}),
+		fetchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "reconciler_git_fetch_duration_seconds",
+			Help:    "Time to fetch the tip of the tracked branch.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
+		}),
+	}
+	reg.MustRegister(m.upgradeSeconds, m.upgrades, m.active, m.reconcileErrors, m.fetchSeconds)
+	return m
+}

@@ -1,0 +1,55 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"path/filepath"
+	"slices"
+
+	"github.com/fleetops/reconciler/agent/state"
+)
+
+// Recover adopts the workloads a previous agent process left running and
+// settles a step it was killed in: drivers finish or undo their half-done
+// work on Adopt (and report what runs through state.Store.RecordRunning);
+// the agent then clears the step, and the next pass converges again.
+// Run calls it before its first pass.
+func (a *Agent) Recover(ctx context.Context) {
+	apps := a.store.Get().Apps
+	for _, name := range slices.Sorted(maps.Keys(apps)) {
+		st := apps[name]
+		if st.Step != nil {
+			a.log.Warn("the previous agent was stopped mid-step", "app", name, "op", st.Step.Op, "from", st.Step.From, "to", st.Step.To)
+		}
+		if st.Running != nil {
+			if err := a.adopt(ctx, name, st); err != nil {
+				a.log.Error("adopt workload", "app", name, "version", st.Active, "err", err)
+				_ = a.store.UpdateApp(name, func(s *state.App) { s.LastError = err.Error() })
+			}
+		}
+		if st.Step != nil {
+			step := *st.Step
+			_ = a.store.UpdateApp(name, func(s *state.App) {
+				s.Step = nil
+				s.LastError = fmt.Sprintf("agent restarted during %s from %q to %q; settled on %q", step.Op, step.From, step.To, s.Active)
+			})
+		}
+	}
+}
+
+func (a *Agent) adopt(ctx context.Context, name string, st *state.App) error {
+	drv, err := a.driver(st.Driver)
+	if err != nil {
+		return fmt.Errorf("adopt %s %s on %s: %w", name, st.Active, a.cfg.Node, err)
+	}
+	if err := drv.Adopt(ctx, *st.Running); err != nil {
+		return fmt.Errorf("adopt %s %s on %s: %w", name, st.Active, a.cfg.Node, err)
+	}
+	a.log.Info("adopted workload", "app", name, "version", st.Active, "pids", st.Running.PIDs)
+	return nil
+}
+
+func (a *Agent) releaseDir(t Target) string {
+	return filepath.Join(a.cfg.StateDir, "releases", t.App.Name, t.Version)
+}

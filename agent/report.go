@@ -1,0 +1,126 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/fleetops/reconciler/agent/driver"
+	"github.com/fleetops/reconciler/agent/health"
+	"github.com/fleetops/reconciler/agent/state"
+	"github.com/fleetops/reconciler/reconciler"
+	"github.com/fleetops/reconciler/release"
+)
+
+// probeTimeout bounds the steady-state health probe of a running version.
+const probeTimeout = 5 * time.Second
+
+// appReport is an app's report from its local state.
+func (a *Agent) appReport(st state.App, t Target, stateName, errText string) reconciler.AppReport {
+	r := reconciler.AppReport{Version: st.Active, Previous: st.Previous, State: stateName,
+		Rollout: t.Rollout, Lease: t.Lease, Error: errText, Since: st.Since}
+	if stateName != reconciler.AppHealthy {
+		r.Target = t.Version
+	}
+	if r.Version == "" && stateName == reconciler.AppFailed {
+		r.Previous = "" // nothing ran before; nothing runs
+	}
+	return r
+}
+
+// localReport describes an app from local state alone (no spec to compare).
+func (a *Agent) localReport(name string) reconciler.AppReport {
+	st := a.store.App(name)
+	r := reconciler.AppReport{Version: st.Active, Previous: st.Previous, State: reconciler.AppHealthy, Since: st.Since}
+	switch {
+	case st.Active == "":
+		r.State = reconciler.AppStopped
+	case st.LastError != "":
+		r.Error = st.LastError
+	}
+	if st.Failed != nil {
+		r.State, r.Target, r.Error = reconciler.AppFailed, st.Failed.Version, st.Failed.Reason
+	}
+	return r
+}
+
+func (a *Agent) localReports() map[string]reconciler.AppReport {
+	apps := a.store.Get().Apps
+	out := map[string]reconciler.AppReport{}
+	for _, name := range slices.Sorted(maps.Keys(apps)) {
+		out[name] = a.localReport(name)
+	}
+	return out
+}
+
+// steady reports an app that runs its target version: one health probe.
+func (a *Agent) steady(ctx context.Context, t Target, st state.App) reconciler.AppReport {
+	rel := driver.Release{App: t.App.Name, Version: t.Version, Dir: st.Running.Dir}
+	if m, err := a.installedManifest(t); err == nil {
+		rel.Manifest = m
+	}
+	check, err := healthCheck(t, rel)
+	if err == nil && check != nil {
+		c := *check
+		c.Retries = 0
+		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+		err = c.Run(pctx)
+		cancel()
+	}
+	if err != nil {
+		return a.appReport(st, t, reconciler.AppUnhealthy, err.Error())
+	}
+	return a.appReport(st, t, reconciler.AppHealthy, "")
+}
+
+// installedManifest is the target's installed manifest with node variables.
+func (a *Agent) installedManifest(t Target) (release.Manifest, error) {
+	p, err := a.install(context.Background(), Target{App: t.App, Version: t.Version}, a.releaseDir(t))
+	if err != nil {
+		return release.Manifest{}, err
+	}
+	return expandManifest(*p, t.Vars)
+}
+
+// healthCheck is the app spec's check, with the release manifest's target
+// when it names one, node variables substituted. Nil when neither names one.
+func healthCheck(t Target, rel driver.Release) (*health.Check, error) {
+	h := t.App.Health
+	c := health.Check{HTTP: h.HTTP, TCP: h.TCP, Exec: h.Exec, RequiredStatus: h.RequiredStatus,
+		Retries: h.Retries, RetryDelay: h.RetryDelay.Duration, Version: t.Version, Dir: rel.Dir}
+	if m := rel.Manifest.Health; m != nil && (m.HTTP != "" || m.TCP != "" || len(m.Exec) > 0) {
+		c.HTTP, c.TCP, c.Exec = m.HTTP, m.TCP, m.Exec // already substituted
+	}
+	var err error
+	if c.HTTP, err = expand(c.HTTP, t.Vars); err != nil {
+		return nil, err
+	}
+	if c.TCP, err = expand(c.TCP, t.Vars); err != nil {
+		return nil, err
+	}
+	if c.Exec, err = expandAll(c.Exec, t.Vars); err != nil {
+		return nil, err
+	}
+	if c.HTTP == "" && c.TCP == "" && len(c.Exec) == 0 {
+		return nil, nil
+	}
+	return &c, nil
+}
+
+// healthFunc runs check within the agent's health timeout; without a check
+// a version counts as healthy once its driver started it.
+func (a *Agent) healthFunc(check *health.Check) driver.HealthFunc {
+	return func(ctx context.Context) error {
+		if check == nil {
+			return nil
+		}
+		ctx, cancel := context.WithTimeout(ctx, a.cfg.HealthTimeout)
+		defer cancel()
+		if err := check.Run(ctx); err != nil {
+			return fmt.Errorf("health check: %w", err)
+		}
+		return nil
+	}
+}

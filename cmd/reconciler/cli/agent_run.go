@@ -1,0 +1,112 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/fleetops/reconciler/agent"
+	"github.com/fleetops/reconciler/agent/driver"
+	execdriver "github.com/fleetops/reconciler/agent/driver/exec"
+	"github.com/fleetops/reconciler/agent/driver/otp"
+	"github.com/fleetops/reconciler/agent/driver/process"
+	"github.com/fleetops/reconciler/agent/state"
+	"github.com/fleetops/reconciler/fleetrepo"
+	"github.com/fleetops/reconciler/release"
+	"github.com/fleetops/reconciler/signing"
+)
+
+// runAgent wires the agent from the flags and runs it.
+func runAgent(ctx context.Context, e *env, o *agentOptions) error {
+	log := newLogger(e, o.logFormat)
+	vars, _ := parseVars(o.vars) // checked by validate
+	keys, err := signing.LoadKeySet(o.trustKeys...)
+	if err != nil {
+		return fmt.Errorf("agent %s: trusted keys: %w", o.node, err)
+	}
+	st, err := state.Open(o.stateDir)
+	if err != nil {
+		return fmt.Errorf("agent %s: %w", o.node, err)
+	}
+	fetcher, err := release.NewFetcher(release.Options{CacheDir: filepath.Join(o.stateDir, "cache")})
+	if err != nil {
+		return fmt.Errorf("agent %s: %w", o.node, err)
+	}
+	desired, reporter, err := openRepos(ctx, e, o, log)
+	if err != nil {
+		return err
+	}
+	drivers, closeDrivers, err := newDrivers(o, st, log)
+	if err != nil {
+		return err
+	}
+	defer closeDrivers()
+	cfg := agent.Config{
+		Node: o.node, Labels: o.labels, Vars: vars, StateDir: o.stateDir, State: st,
+		Desired: desired, Installer: agent.VerifiedInstaller{Fetcher: fetcher, Keys: keys}, Reporter: reporter,
+		Drivers: drivers, SpecDir: o.dir, Poll: o.poll, Listen: o.listen, Once: o.once, Logger: log,
+	}
+	log.Info("agent starting", "node", o.node, "repo", o.repo, "branch", o.branch, "state", o.stateDir, "keys", keys.IDs())
+	err = agent.Run(ctx, cfg)
+	if errors.Is(err, agent.ErrNotConverged) {
+		fmt.Fprintf(e.stderr, "reconciler: agent %s: not converged (see the log above and /healthz)\n", o.node)
+		return &exitError{code: exitFailure}
+	}
+	return err
+}
+
+// openRepos opens the tracked branch and the shared state (reports).
+func openRepos(ctx context.Context, e *env, o *agentOptions, log *slog.Logger) (agent.Desired, agent.Reporter, error) {
+	auth, err := fleetrepo.AuthFromEnv(o.repo, e.getenv)
+	if err != nil {
+		return nil, nil, fmt.Errorf("agent %s: %w", o.node, err)
+	}
+	id := fleetrepo.Identity{Name: o.node}
+	desired, err := fleetrepo.OpenDesired(ctx, fleetrepo.DesiredOptions{URL: o.repo, Branch: o.branch, Auth: auth,
+		CacheDir: filepath.Join(o.stateDir, "git", "desired"), Identity: id, Logger: log})
+	if err != nil {
+		return nil, nil, fmt.Errorf("agent %s: %w", o.node, err)
+	}
+	sharedURL := o.shared
+	if sharedURL == "" {
+		sharedURL = o.repo
+	}
+	if sharedURL != o.repo {
+		if auth, err = fleetrepo.AuthFromEnv(sharedURL, e.getenv); err != nil {
+			return nil, nil, fmt.Errorf("agent %s: %w", o.node, err)
+		}
+	}
+	shared, err := fleetrepo.OpenShared(ctx, fleetrepo.SharedOptions{URL: sharedURL, Auth: auth,
+		CacheDir: filepath.Join(o.stateDir, "git", "shared"), Identity: id, Logger: log})
+	if err != nil {
+		return nil, nil, fmt.Errorf("agent %s: %w", o.node, err)
+	}
+	return desired, shared, nil
+}
+
+// newDrivers builds the process, exec and otp drivers; the process driver
+// reports what runs into the local state.
+func newDrivers(o *agentOptions, st *state.Store, log *slog.Logger) (map[string]driver.Driver, func(), error) {
+	proc, err := process.New(process.Options{Logger: log, LogDir: filepath.Join(o.stateDir, "logs"),
+		OnChange: func(r driver.Running) {
+			if err := st.RecordRunning(r); err != nil {
+				log.Error("record running workload", "app", r.App, "err", err)
+			}
+		}})
+	if err != nil {
+		return nil, nil, fmt.Errorf("agent %s: %w", o.node, err)
+	}
+	otpDrv, err := otp.New(otp.Options{Dir: filepath.Join(o.stateDir, "otp"), Logger: log})
+	if err != nil {
+		proc.Close()
+		return nil, nil, fmt.Errorf("agent %s: %w", o.node, err)
+	}
+	drivers := map[string]driver.Driver{
+		"process": proc,
+		"exec":    execdriver.New(execdriver.Options{Logger: log}),
+		"otp":     otpDrv,
+	}
+	return drivers, func() { proc.Close() }, nil
+}
