@@ -88,7 +88,7 @@ func ParseManifest(data []byte) (*Manifest, error) {
 // is empty or invalid (Validate reports invalid ones).
 func (m *Manifest) DrainTimeoutDuration() time.Duration {
 	d, err := time.ParseDuration(m.DrainTimeout)
-	if m.DrainTimeout == "" || err != nil || d < 0 {
+	if m.DrainTimeout == "" || err != nil || d <= 0 {
 		return DefaultDrainTimeout
 	}
 	return d

@@ -43,8 +43,8 @@ func (m *Manifest) Validate() error {
 	m.validateRun(add)
 	m.validateListen(add)
 	if m.DrainTimeout != "" {
-		if d, err := time.ParseDuration(m.DrainTimeout); err != nil || d < 0 {
-			add("drainTimeout", "%q: want a non-negative Go duration such as \"10s\"", m.DrainTimeout)
+		if d, err := time.ParseDuration(m.DrainTimeout); err != nil || d <= 0 {
+			add("drainTimeout", "%q: want a positive Go duration such as \"10s\"", m.DrainTimeout)
 		}
 	}
 	m.validateHealth(add)
@@ -67,6 +67,9 @@ func (m *Manifest) validateRun(add addFunc) {
 	}
 	required := m.Driver == "" || m.Driver == "process"
 	validateArgv("command", m.Command, required, add)
+	if m.Driver == "exec" && (m.Hooks == nil || len(m.Hooks.Activate) == 0) {
+		add("hooks.activate", "required by the exec driver")
+	}
 	for k, v := range m.Env {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
 			add("env", "name %q: must be non-empty, without '=' or NUL", k)
