@@ -74,11 +74,25 @@ func (c *checker) leaf(v, schema cue.Value) {
 	if refersElsewhere(u.Source()) && causedElsewhere(err, u.Source()) {
 		return // the field it refers to is reported instead
 	}
-	if want, ok := attrString(v, "want"); ok && u.Exists() && u.Err() == nil {
+	if want, ok := wantOf(v, schema); ok && u.Exists() && u.Err() == nil {
 		c.errs.add(c.valuePos(path), "%s: got %s, want %s", path, show(u), want)
 		return
 	}
 	c.addCUE(path, err)
+}
+
+// wantOf says what a field expects: its @want attribute, or for a struct
+// of the schema (an app, a node) the fields it takes.
+func wantOf(v, schema cue.Value) (string, bool) {
+	if want, ok := attrString(v, "want"); ok {
+		return want, true
+	}
+	if schema.Exists() && schema.IncompleteKind() == cue.StructKind {
+		if names := fieldNames(schema); len(names) > 0 {
+			return "a struct with " + strings.Join(names, ", "), true
+		}
+	}
+	return "", false
 }
 
 // addCUE records err with CUE's own message.
@@ -205,14 +219,20 @@ func (c *checker) errPos(path cue.Path, err error) token.Pos {
 // disjunction ("3 errors in empty disjunction:").
 func cueMessage(err error) string {
 	list := cueerrors.Errors(err)
+	format, args := list[0].Msg()
 	for _, e := range list {
-		format, args := e.Msg()
-		if !strings.Contains(format, "empty disjunction") {
-			return fmt.Sprintf(format, args...)
+		if f, a := e.Msg(); !strings.Contains(f, "empty disjunction") {
+			format, args = f, a
+			break
 		}
 	}
-	format, args := list[0].Msg()
-	return fmt.Sprintf(format, args...)
+	msg := fmt.Sprintf(format, args...)
+	if msg == "field not allowed" {
+		// The schema's own closedness is checked by the walk, so this
+		// comes from a definition in the fleet's files.
+		msg += " by a closed definition in the fleet (end it with \"...\" or use a hidden field such as _base)"
+	}
+	return msg
 }
 
 // show renders a value the way it would be written, on one short line.

@@ -123,7 +123,27 @@ func TestCheckFleetLevel(t *testing.T) {
 			"a.cue": header,
 			"b.cue": "package other\n",
 		}, []string{
-			`b.cue:1:1: package "other", want package "fleet" like the other files (one package per directory)`,
+			`b.cue:1:1: package other, want package fleet like a.cue (one package per directory)`,
+		}},
+		{"no package clause next to a package", map[string]string{
+			"a.cue": "apps: {}\n",
+			"b.cue": "package fleet\n",
+		}, []string{
+			`b.cue:1:1: package fleet, want no package clause like a.cue (one package per directory)`,
+		}},
+		{"import outside the standard library", map[string]string{"a.cue": "package fleet\nimport \"example.com/foo\"\napps: x: foo.x\n"}, []string{
+			`a.cue:2:8: import "example.com/foo": want a package of CUE's standard library (such as "strings"); a fleet repo is one package`,
+		}},
+		{"an app that is not a struct", map[string]string{"a.cue": "package fleet\napps: web: 5\nnodes: n: 1\n"}, []string{
+			`a.cue:2:12: apps.web: got 5, want a struct with artifact, health, nodes, paused, rollout, version`,
+			`a.cue:3:11: nodes.n: got 1, want a struct with labels, vars`,
+		}},
+		{"closed user definition", map[string]string{"a.cue": "package fleet\n#Base: {artifact: url: \"https://x/y\"}\napps: web: #Base & {version: \"1.0.0\", health: tcp: \"h:1\"}\n"}, []string{
+			`a.cue:2:9: apps.web.artifact.signature: field not allowed by a closed definition in the fleet (end it with "..." or use a hidden field such as _base)`,
+			`a.cue:3:20: apps.web.nodes: field not allowed by a closed definition in the fleet (end it with "..." or use a hidden field such as _base)`,
+			`a.cue:3:20: apps.web.paused: field not allowed by a closed definition in the fleet (end it with "..." or use a hidden field such as _base)`,
+			`a.cue:3:20: apps.web.rollout: field not allowed by a closed definition in the fleet (end it with "..." or use a hidden field such as _base)`,
+			`a.cue:3:21: apps.web.version: field not allowed by a closed definition in the fleet (end it with "..." or use a hidden field such as _base)`,
 		}},
 		{"syntax error", map[string]string{"a.cue": "package fleet\napps: x: {\n"}, []string{
 			`a.cue:2:12: expected '}', found 'EOF'`,

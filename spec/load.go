@@ -16,6 +16,7 @@ import (
 	"cuelang.org/go/cue/ast"
 	"cuelang.org/go/cue/build"
 	"cuelang.org/go/cue/cuecontext"
+	"cuelang.org/go/cue/literal"
 	"cuelang.org/go/cue/parser"
 	"cuelang.org/go/cue/token"
 	"github.com/go-git/go-git/v5"
@@ -155,19 +156,21 @@ func LoadFiles(files map[string][]byte) (*Fleet, error) {
 func buildUser(ctx *cue.Context, files map[string][]byte) (cue.Value, error) {
 	var errs errorList
 	inst := build.NewContext().NewInstance("", nil)
-	pkg := ""
+	var first *ast.File // the first file parsed: its package is the fleet's
 	for _, name := range slices.Sorted(maps.Keys(files)) {
 		f, err := parser.ParseFile(name, files[name], parser.AllErrors)
 		if err != nil {
 			errs.addCUE(err)
 			continue
 		}
-		if pkg == "" {
-			pkg = f.PackageName()
-		} else if f.PackageName() != pkg {
-			errs.add(packagePos(f), "package %q, want package %q like the other files (one package per directory)", f.PackageName(), pkg)
+		if first == nil {
+			first = f
+		} else if f.PackageName() != first.PackageName() {
+			errs.add(packagePos(f), "%s, want %s like %s (one package per directory)",
+				packageClause(f), packageClause(first), first.Filename)
 			continue
 		}
+		checkImports(&errs, f)
 		if err := inst.AddSyntax(f); err != nil {
 			errs.addCUE(err)
 		}
@@ -175,8 +178,21 @@ func buildUser(ctx *cue.Context, files map[string][]byte) (cue.Value, error) {
 	if err := errs.err(); err != nil {
 		return cue.Value{}, err
 	}
-	v := ctx.BuildInstance(inst)
-	return v, nil
+	return ctx.BuildInstance(inst), nil
+}
+
+// checkImports records imports outside CUE's standard library: a fleet is
+// one package, read without a module.
+func checkImports(errs *errorList, f *ast.File) {
+	for spec := range f.ImportSpecs() {
+		path, err := literal.Unquote(spec.Path.Value)
+		if err != nil {
+			continue // the parser has reported it
+		}
+		if first, _, _ := strings.Cut(path, "/"); strings.Contains(first, ".") {
+			errs.add(spec.Path.Pos(), "import %q: want a package of CUE's standard library (such as \"strings\"); a fleet repo is one package", path)
+		}
+	}
 }
 
 // packagePos is the position of f's package clause, or of the file.
@@ -187,6 +203,14 @@ func packagePos(f *ast.File) token.Pos {
 		}
 	}
 	return f.Pos()
+}
+
+// packageClause describes f's package clause.
+func packageClause(f *ast.File) string {
+	if f.PackageName() == "" {
+		return "no package clause"
+	}
+	return "package " + f.PackageName()
 }
 
 // check walks the fleet v (user unified with the schema def) and returns

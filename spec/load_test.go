@@ -68,6 +68,27 @@ func appEqual(a, b App) bool {
 		a.Health.Retries == b.Health.Retries && a.Health.RetryDelay == b.Health.RetryDelay
 }
 
+func TestLoadFilesStandardLibraryAndHelpers(t *testing.T) {
+	src := `package fleet
+
+import "strings"
+
+_base: {artifact: url: "https://r.example/\(strings.ToLower("WEB")).tar.gz"}
+#Health: {http: "http://127.0.0.1:8080/health", ...}
+apps: web: _base & {version: "1.0.0", health: #Health & {retries: 1}}
+`
+	f, err := LoadFiles(map[string][]byte{"a.cue": []byte(src)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.Apps["web"].Artifact.URL; got != "https://r.example/web.tar.gz" {
+		t.Errorf("url = %q", got)
+	}
+	if got := f.Apps["web"].Health.Retries; got != 1 {
+		t.Errorf("retries = %d, want 1", got)
+	}
+}
+
 func TestLoadDirExample(t *testing.T) {
 	f, err := LoadDir("../examples/fleet")
 	if err != nil {
