@@ -1,0 +1,429 @@
+package reconciler
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/fleetops/reconciler/spec"
+)
+
+// Action is what a node should do next for one app.
+type Action int
+
+// Actions, in the order an agent typically meets them.
+const (
+	// Wait: nothing to do now; decide again on the next change or at Until.
+	Wait Action = iota
+	// Append: append Event to the app's rollout record (compare-and-swap),
+	// then decide again.
+	Append
+	// Acquire: try to take lease slot Slot, then decide again.
+	Acquire
+	// Upgrade: switch to Version under Lease, renewing it meanwhile; then
+	// append node_done (or node_failed) and release the lease.
+	Upgrade
+	// Converge: switch to Version now, without waves or a lease (a rollback).
+	Converge
+	// Monitor: the canary keeps checking its health every retryDelay until
+	// Until; a failure is appended as node_failed.
+	Monitor
+	// Rollback: write the rollback commit restoring Version (the rollout's
+	// From) on the tracked branch, then append rolled_back.
+	Rollback
+)
+
+var actionNames = [...]string{"wait", "append", "acquire", "upgrade", "converge", "monitor", "rollback"}
+
+func (a Action) String() string {
+	if int(a) < len(actionNames) {
+		return actionNames[a]
+	}
+	return fmt.Sprintf("action(%d)", int(a))
+}
+
+// Input is everything a node knows when it decides about one app. Decide
+// does no I/O: the agent gathers Input and carries out the Decision.
+type Input struct {
+	Node     string    // this node
+	App      spec.App  // the app's spec at the tip of the tracked branch
+	Tip      string    // that tip's commit id: the id of a rollout started now
+	Targeted bool      // whether App targets this node
+	Self     AppReport // this node's own state for the app
+	// From is the version before the change, when the caller knows it (the
+	// app's version in the tip's parent); empty lets Decide infer it.
+	From string
+	// Inventory is every node known (declared and reported), for a new plan.
+	Inventory []NodeInfo
+	// Reports are the nodes' latest reports (for inferring From).
+	Reports map[string]NodeReport
+	Record  []Event
+	// Seen[i] is when this node first saw Record[i], on its own clock.
+	Seen   []time.Time
+	Leases []Lease
+	Now    time.Time
+}
+
+// Decision is what to do next, and why.
+type Decision struct {
+	Action  Action
+	Event   *Event    // Append
+	Slot    int       // Acquire
+	Lease   Lease     // Upgrade: the lease held
+	Version string    // Upgrade, Converge, Rollback
+	Until   time.Time // Wait, Monitor: decide again no later than this (zero: on change)
+	Reason  string    // for logs and status
+	Rollout *Rollout  // the rollout decided about, nil when none
+}
+
+// Decide returns this node's next step for one app. It is a pure function of
+// its input, so every rule of DESIGN.md section 6 is table-tested.
+func Decide(in Input) Decision {
+	r := Latest(in.Record)
+	if r == nil || r.Target != in.App.Version || r.Outcome == OutcomeSuperseded {
+		return decideNewTarget(in, r)
+	}
+	d := decideCurrent(in, r)
+	d.Rollout = r
+	return d
+}
+
+// decideNewTarget handles a tip whose version is not the latest rollout's.
+func decideNewTarget(in Input, r *Rollout) Decision {
+	target := in.App.Version
+	if r != nil && !r.Ended() {
+		return appendEvent(in, r, Event{Type: EventSuperseded, Reason: "new target " + target})
+	}
+	if r != nil && (r.Outcome == OutcomeFailed || r.Outcome == OutcomeRolledBack) && target == r.From {
+		// A rollback is applied at once, without waves or leases.
+		d := converge(in, target)
+		d.Rollout = r
+		return d
+	}
+	plan := PlanWaves(in.App, in.Inventory)
+	opts := flagsOf(in.App)
+	return Decision{Action: Append, Reason: "start rollout of " + target, Event: &Event{
+		Type: EventStarted, Rollout: in.Tip, By: in.Node, Time: in.Now,
+		Target: target, From: inferFrom(in, r), Waves: plan.Waves, Options: &opts,
+	}}
+}
+
+// decideCurrent handles the rollout of the tip's version.
+func decideCurrent(in Input, r *Rollout) Decision {
+	if r.Ended() {
+		return decideEnded(in, r)
+	}
+	if d, ok := bookkeeping(in, r); ok {
+		return d
+	}
+	return decideSelf(in, r)
+}
+
+func decideEnded(in Input, r *Rollout) Decision {
+	switch r.Outcome {
+	case OutcomeFailed:
+		if in.App.Rollout.RollbackOnFail && r.From != "" {
+			return Decision{Action: Rollback, Version: r.From,
+				Reason: fmt.Sprintf("rollout of %s failed on %s: %s", r.Target, r.FailedBy, r.Reason)}
+		}
+		return Decision{Action: Wait, Reason: "rollout failed; no previous version to roll back to"}
+	case OutcomeRolledBack:
+		return Decision{Action: Wait, Reason: "rolled back; waiting for the rollback commit"}
+	}
+	// Completed: late joiners and skipped nodes converge under a lease.
+	if !in.Targeted || upToDate(in) {
+		return Decision{Action: Wait, Reason: "up to date"}
+	}
+	return leaseOrWait(in, r)
+}
+
+// bookkeeping returns the record entry this node should append, if any:
+// pauses, timeouts, expired leases, failures, finished waves, completion.
+// Whoever notices first writes it; the compare-and-swap keeps it single.
+func bookkeeping(in Input, r *Rollout) (Decision, bool) {
+	if in.App.Paused != r.Paused {
+		t := EventResumed
+		if in.App.Paused {
+			t = EventPaused
+		}
+		return appendEvent(in, r, Event{Type: t}), true
+	}
+	if opts := flagsOf(in.App); opts != r.Options {
+		return appendEvent(in, r, replan(in.App, r, opts)), true
+	}
+	for _, l := range in.Leases {
+		if l.Rollout == r.ID && l.Expired() && slices.Contains(planned(r), l.Holder) && !r.terminal(l.Holder) {
+			return appendEvent(in, r, Event{Type: EventNodeFailed, Node: l.Holder, Lease: l.Token,
+				Reason: fmt.Sprintf("lease %s/%d expired: holder stopped renewing for %s", l.App, l.Slot, l.TTL)}), true
+		}
+	}
+	if in.App.Rollout.RollbackOnFail {
+		for _, n := range planned(r) {
+			if reason, failed := r.Failed[n]; failed {
+				return appendEvent(in, r, Event{Type: EventFailed, Node: n, Reason: reason}), true
+			}
+		}
+	}
+	if k, ok := nextWaveDone(in, r); ok {
+		return appendEvent(in, r, Event{Type: EventWaveDone, Wave: k}), true
+	}
+	if len(r.WaveDone) >= len(r.Waves) {
+		return appendEvent(in, r, Event{Type: EventCompleted, Result: r.Result()}), true
+	}
+	if e, ok := unreachable(in, r); ok {
+		return appendEvent(in, r, e), true
+	}
+	return Decision{}, false
+}
+
+// nextWaveDone finds the first wave not yet recorded done whose nodes all
+// have a verdict.
+func nextWaveDone(in Input, r *Rollout) (int, bool) {
+	for k := range r.Waves {
+		if _, done := r.WaveDone[k]; done {
+			continue
+		}
+		return k, r.WaveComplete(k, in.App.Rollout.RollbackOnFail)
+	}
+	return 0, false
+}
+
+// unreachable finds a node of an open wave that has not taken a lease within
+// nodeTimeout of the wave opening (on this observer's clock).
+func unreachable(in Input, r *Rollout) (Event, bool) {
+	if r.Paused {
+		return Event{}, false
+	}
+	k := openWave(in, r)
+	if k < 0 {
+		return Event{}, false
+	}
+	at, _ := openAt(in, r, k)
+	if in.Now.Sub(at) < in.App.Rollout.NodeTimeout.Duration {
+		return Event{}, false
+	}
+	for _, n := range r.Waves[k] {
+		if r.terminal(n) || holdsLease(in.Leases, r.ID, n) {
+			continue
+		}
+		reason := fmt.Sprintf("took no lease within nodeTimeout %s of wave %d opening", in.App.Rollout.NodeTimeout, k)
+		if in.App.Rollout.OnUnreachable == spec.OnUnreachableFail {
+			return Event{Type: EventNodeFailed, Node: n, Reason: reason}, true
+		}
+		return Event{Type: EventNodeUnreachable, Node: n, Reason: reason}, true
+	}
+	return Event{}, false
+}
+
+// decideSelf is this node's own part in a rollout in progress.
+func decideSelf(in Input, r *Rollout) Decision {
+	k := r.WaveOf(in.Node)
+	switch {
+	case !in.Targeted:
+		return Decision{Action: Wait, Reason: "not targeted"}
+	case k < 0:
+		return Decision{Action: Wait, Reason: "joined after the plan was frozen; converges when the rollout ends"}
+	case hasKey(r.Done, in.Node):
+		return monitorOrWait(in, r, k)
+	case r.terminal(in.Node):
+		return Decision{Action: Wait, Reason: "has a verdict in this rollout"}
+	case holdsLease(in.Leases, r.ID, in.Node):
+		return leaseOrWait(in, r) // in flight: finishes even when paused
+	case r.Paused:
+		return Decision{Action: Wait, Reason: "rollout paused"}
+	}
+	at, known := openAt(in, r, k)
+	if !known {
+		return Decision{Action: Wait, Reason: fmt.Sprintf("wave %d waits for earlier waves", k)}
+	}
+	if in.Now.Before(at) {
+		return Decision{Action: Wait, Until: at, Reason: fmt.Sprintf("wave %d opens in %s", k, at.Sub(in.Now).Round(time.Millisecond))}
+	}
+	if upToDate(in) {
+		return appendEvent(in, r, Event{Type: EventNodeDone, Node: in.Node, Reason: "already on target"})
+	}
+	return leaseOrWait(in, r)
+}
+
+// monitorOrWait keeps a canary checking its health until the next wave opens.
+func monitorOrWait(in Input, r *Rollout, k int) Decision {
+	if in.App.Rollout.Strategy != spec.StrategyCanary || k != 0 || len(r.Waves) < 2 {
+		return Decision{Action: Wait, Reason: "upgraded; waiting for the rollout to finish"}
+	}
+	if at, known := openAt(in, r, 1); !known || in.Now.Before(at) {
+		return Decision{Action: Monitor, Until: at, Version: r.Target, Reason: "canary monitor"}
+	}
+	return Decision{Action: Wait, Reason: "canary monitor passed"}
+}
+
+// leaseOrWait upgrades under the lease this node holds, or asks for a free slot.
+func leaseOrWait(in Input, r *Rollout) Decision {
+	for _, l := range in.Leases {
+		if l.Holder == in.Node && l.Rollout == r.ID && !l.Expired() {
+			return Decision{Action: Upgrade, Lease: l, Version: r.Target, Reason: "holds lease"}
+		}
+	}
+	if slot, ok := freeSlot(in, r); ok {
+		return Decision{Action: Acquire, Slot: slot, Version: r.Target, Reason: "wave open"}
+	}
+	return Decision{Action: Wait, Reason: fmt.Sprintf("all %d lease slots are held", in.App.Rollout.BatchSize)}
+}
+
+// freeSlot returns a slot below batchSize that is free or whose expired
+// holder can no longer count (its failure is recorded, or it belongs to
+// another rollout).
+func freeSlot(in Input, r *Rollout) (int, bool) {
+	bySlot := map[int]Lease{}
+	for _, l := range in.Leases {
+		bySlot[l.Slot] = l
+	}
+	for s := range in.App.Rollout.BatchSize {
+		l, seen := bySlot[s]
+		if !seen || !l.Held() {
+			return s, true
+		}
+		if l.Expired() && (l.Rollout != r.ID || r.terminal(l.Holder)) {
+			return s, true
+		}
+	}
+	return 0, false
+}
+
+// openWave returns the highest wave whose earlier waves are all done and
+// whose opening time has passed, or -1.
+func openWave(in Input, r *Rollout) int {
+	open := -1
+	for k := range r.Waves {
+		at, known := openAt(in, r, k)
+		if !known || in.Now.Before(at) {
+			break
+		}
+		open = k
+	}
+	return open
+}
+
+// openAt is when wave k opens on this node's clock: wave 0 when the rollout
+// was first seen; wave k once wave k-1 was seen done plus batchDelay (and the
+// canary monitor after the canary wave). Resuming restarts the clock.
+func openAt(in Input, r *Rollout, k int) (time.Time, bool) {
+	var at time.Time
+	if k == 0 {
+		at = seen(in, r.Started)
+	} else {
+		i, done := r.WaveDone[k-1]
+		if !done {
+			return time.Time{}, false
+		}
+		at = seen(in, i).Add(in.App.Rollout.BatchDelay.Duration)
+		if k == 1 && in.App.Rollout.Strategy == spec.StrategyCanary {
+			at = at.Add(in.App.Rollout.Canary.Monitor.Duration)
+		}
+	}
+	if r.Resumed >= 0 {
+		if res := seen(in, r.Resumed); res.After(at) {
+			at = res
+		}
+	}
+	return at, true
+}
+
+func seen(in Input, i int) time.Time {
+	if i < len(in.Seen) && !in.Seen[i].IsZero() {
+		return in.Seen[i]
+	}
+	return in.Now
+}
+
+// replan records new options. Waves not yet open (those after the one in
+// progress) are re-chunked with the new batch size.
+func replan(app spec.App, r *Rollout, opts RolloutFlags) Event {
+	e := Event{Type: EventOptionsChanged, Options: &opts, Wave: -1}
+	first := len(r.WaveDone) + 1
+	if opts.BatchSize == r.Options.BatchSize || first >= len(r.Waves) || app.Rollout.Strategy == spec.StrategyAllAtOnce {
+		return e
+	}
+	var rest []string
+	for _, w := range r.Waves[first:] {
+		rest = append(rest, w...)
+	}
+	e.Wave, e.Waves = first, chunk(rest, opts.BatchSize)
+	return e
+}
+
+func chunk(nodes []string, size int) [][]string {
+	out := [][]string{}
+	for len(nodes) > 0 {
+		n := min(max(size, 1), len(nodes))
+		out = append(out, slices.Clone(nodes[:n]))
+		nodes = nodes[n:]
+	}
+	return out
+}
+
+// inferFrom is the version the fleet ran before this target: the caller's
+// answer, else what most targeted nodes report, else the last rollout's.
+func inferFrom(in Input, r *Rollout) string {
+	if in.From != "" && in.From != in.App.Version {
+		return in.From
+	}
+	count := map[string]int{}
+	best := ""
+	for _, rep := range in.Reports {
+		v := rep.Apps[in.App.Name].Version
+		if v == "" || v == in.App.Version {
+			continue
+		}
+		count[v]++
+		if count[v] > count[best] || (count[v] == count[best] && v < best) {
+			best = v
+		}
+	}
+	if best != "" {
+		return best
+	}
+	if r != nil {
+		if r.Outcome == OutcomeCompleted || r.Outcome == OutcomeSuperseded {
+			return r.Target
+		}
+		return r.From
+	}
+	return ""
+}
+
+func converge(in Input, version string) Decision {
+	if !in.Targeted || upToDate(in) {
+		return Decision{Action: Wait, Reason: "up to date"}
+	}
+	return Decision{Action: Converge, Version: version, Reason: "rollback applies at once"}
+}
+
+func appendEvent(in Input, r *Rollout, e Event) Decision {
+	e.Rollout, e.By, e.Time = r.ID, in.Node, in.Now
+	return Decision{Action: Append, Event: &e, Reason: e.Type, Rollout: r}
+}
+
+func upToDate(in Input) bool {
+	return in.Self.Version == in.App.Version && in.Self.State == AppHealthy
+}
+
+func holdsLease(ls []Lease, rollout, node string) bool {
+	for _, l := range ls {
+		if l.Holder == node && l.Rollout == rollout && !l.Expired() {
+			return true
+		}
+	}
+	return false
+}
+
+func planned(r *Rollout) []string {
+	var out []string
+	for _, w := range r.Waves {
+		out = append(out, w...)
+	}
+	return out
+}
+
+func flagsOf(app spec.App) RolloutFlags {
+	return RolloutFlags{BatchSize: app.Rollout.BatchSize, BatchDelay: app.Rollout.BatchDelay.Duration}
+}

@@ -1,0 +1,533 @@
+package reconciler
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/fleetops/reconciler/spec"
+)
+
+var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+func testApp(mut ...func(*spec.App)) spec.App {
+	a := spec.App{
+		Name: "web", Version: "1.1.0",
+		Rollout: spec.Rollout{
+			Strategy: spec.StrategyRolling, BatchSize: 2,
+			NodeTimeout:    spec.Duration{Duration: time.Minute},
+			RollbackOnFail: true, OnUnreachable: spec.OnUnreachableSkip,
+			Canary: spec.Canary{Count: 1, Monitor: spec.Duration{Duration: 5 * time.Minute}},
+		},
+		Nodes: spec.Targets{All: true},
+	}
+	for _, m := range mut {
+		m(&a)
+	}
+	return a
+}
+
+func inventory(names ...string) []NodeInfo {
+	var out []NodeInfo
+	for _, n := range names {
+		out = append(out, NodeInfo{Name: n})
+	}
+	return out
+}
+
+// started is a record with a rollout of 1.1.0 from 1.0.0 over waves.
+func started(waves ...[]string) []Event {
+	return []Event{{Type: EventStarted, Rollout: "c1", Target: "1.1.0", From: "1.0.0", Waves: waves,
+		Options: &RolloutFlags{BatchSize: 2}}}
+}
+
+func ev(typ string, mut ...func(*Event)) Event {
+	e := Event{Type: typ, Rollout: "c1"}
+	for _, m := range mut {
+		m(&e)
+	}
+	return e
+}
+
+func node(n string) func(*Event) { return func(e *Event) { e.Node = n } }
+func wave(k int) func(*Event)    { return func(e *Event) { e.Wave = k } }
+
+func lease(slot int, holder string, unchanged time.Duration) Lease {
+	return Lease{App: "web", Slot: slot, Holder: holder, Rollout: "c1", TTL: 30 * time.Second,
+		Token: "t" + holder, Unchanged: unchanged}
+}
+
+// seenAt marks every event as first seen at t.
+func seenAt(n int, t time.Time) []time.Time {
+	s := make([]time.Time, n)
+	for i := range s {
+		s[i] = t
+	}
+	return s
+}
+
+func base(nodeName string, rec []Event) Input {
+	return Input{
+		Node: nodeName, App: testApp(), Tip: "c1", Targeted: true,
+		Self:      AppReport{Version: "1.0.0", State: AppHealthy},
+		Inventory: inventory("a", "b", "c", "d", "e"),
+		Record:    rec, Seen: seenAt(len(rec), t0), Now: t0,
+	}
+}
+
+func TestDecide(t *testing.T) {
+	w3 := [][]string{{"a", "b"}, {"c", "d"}, {"e"}}
+	tests := []struct {
+		name   string
+		in     Input
+		action Action
+		check  func(*testing.T, Decision)
+	}{
+		{
+			name: "no record: the first agent writes the frozen plan",
+			in: func() Input {
+				in := base("c", nil)
+				in.Reports = map[string]NodeReport{"a": {Apps: map[string]AppReport{"web": {Version: "1.0.0"}}}}
+				return in
+			}(),
+			action: Append,
+			check: func(t *testing.T, d Decision) {
+				e := d.Event
+				if e.Type != EventStarted || e.Rollout != "c1" || e.Target != "1.1.0" || e.From != "1.0.0" {
+					t.Fatalf("event = %+v", e)
+				}
+				if !slices.EqualFunc(e.Waves, [][]string{{"a", "b"}, {"c", "d"}, {"e"}}, slices.Equal) {
+					t.Fatalf("waves = %v", e.Waves)
+				}
+			},
+		},
+		{
+			name:   "wave 0 node without a lease asks for a free slot",
+			in:     base("a", started(w3...)),
+			action: Acquire,
+			check:  wantSlot(0),
+		},
+		{
+			name: "slot 0 held by another node: take slot 1",
+			in: func() Input {
+				in := base("b", started(w3...))
+				in.Leases = []Lease{lease(0, "a", 0)}
+				return in
+			}(),
+			action: Acquire,
+			check:  wantSlot(1),
+		},
+		{
+			name: "all slots held: wait",
+			in: func() Input {
+				in := base("b", started([]string{"a", "b", "c"}))
+				in.Leases = []Lease{lease(0, "a", 0), lease(1, "c", 0)}
+				return in
+			}(),
+			action: Wait,
+		},
+		{
+			name: "holding a lease: upgrade under it",
+			in: func() Input {
+				in := base("a", started(w3...))
+				in.Leases = []Lease{lease(0, "a", time.Second)}
+				return in
+			}(),
+			action: Upgrade,
+			check: func(t *testing.T, d Decision) {
+				if d.Version != "1.1.0" || d.Lease.Token != "ta" {
+					t.Fatalf("decision = %+v", d)
+				}
+			},
+		},
+		{
+			name:   "wave 1 waits for wave 0",
+			in:     base("c", started(w3...)),
+			action: Wait,
+		},
+		{
+			name:   "wave 0 all done: record wave done",
+			in:     base("e", append(started(w3...), ev(EventNodeDone, node("a")), ev(EventNodeDone, node("b")))),
+			action: Append,
+			check:  wantEvent(EventWaveDone),
+		},
+		{
+			name: "batchDelay runs from when this node saw the wave done",
+			in: func() Input {
+				in := base("c", append(started(w3...), ev(EventNodeDone, node("a")), ev(EventNodeDone, node("b")), ev(EventWaveDone, wave(0))))
+				in.App.Rollout.BatchDelay.Duration = 30 * time.Second
+				in.Record[0].Options = &RolloutFlags{BatchSize: 2, BatchDelay: 30 * time.Second}
+				in.Now = t0.Add(10 * time.Second)
+				return in
+			}(),
+			action: Wait,
+			check: func(t *testing.T, d Decision) {
+				if !d.Until.Equal(t0.Add(30 * time.Second)) {
+					t.Fatalf("until = %v", d.Until)
+				}
+			},
+		},
+		{
+			name: "after batchDelay the next wave acquires",
+			in: func() Input {
+				in := base("c", append(started(w3...), ev(EventNodeDone, node("a")), ev(EventNodeDone, node("b")), ev(EventWaveDone, wave(0))))
+				in.App.Rollout.BatchDelay.Duration = 30 * time.Second
+				in.Record[0].Options = &RolloutFlags{BatchSize: 2, BatchDelay: 30 * time.Second}
+				in.Now = t0.Add(30 * time.Second)
+				return in
+			}(),
+			action: Acquire,
+		},
+		{
+			name: "canary watches its health during monitor",
+			in: func() Input {
+				in := base("a", append(started([]string{"a"}, []string{"b", "c"}), ev(EventNodeDone, node("a")), ev(EventWaveDone, wave(0))))
+				in.App.Rollout.Strategy = spec.StrategyCanary
+				in.Self = AppReport{Version: "1.1.0", State: AppHealthy}
+				in.Now = t0.Add(time.Minute)
+				return in
+			}(),
+			action: Monitor,
+			check: func(t *testing.T, d Decision) {
+				if !d.Until.Equal(t0.Add(5 * time.Minute)) {
+					t.Fatalf("until = %v", d.Until)
+				}
+			},
+		},
+		{
+			name: "after the canary wave, the next waits for the monitor",
+			in: func() Input {
+				in := base("b", append(started([]string{"a"}, []string{"b", "c"}), ev(EventNodeDone, node("a")), ev(EventWaveDone, wave(0))))
+				in.App.Rollout.Strategy = spec.StrategyCanary
+				in.Now = t0.Add(4 * time.Minute)
+				return in
+			}(),
+			action: Wait,
+		},
+		{
+			name: "an expired holder is recorded as failed by whoever notices",
+			in: func() Input {
+				in := base("e", started(w3...))
+				in.Leases = []Lease{lease(0, "a", 31*time.Second)}
+				return in
+			}(),
+			action: Append,
+			check: func(t *testing.T, d Decision) {
+				if d.Event.Type != EventNodeFailed || d.Event.Node != "a" || d.Event.Lease != "ta" {
+					t.Fatalf("event = %+v", d.Event)
+				}
+			},
+		},
+		{
+			name: "a failed node fails the rollout when rollbackOnFail",
+			in:   base("e", append(started(w3...), ev(EventNodeFailed, node("a"), func(e *Event) { e.Reason = "health" }))),
+			action: Append,
+			check: func(t *testing.T, d Decision) {
+				if d.Event.Type != EventFailed || d.Event.Node != "a" || d.Event.Reason != "health" {
+					t.Fatalf("event = %+v", d.Event)
+				}
+			},
+		},
+		{
+			name:   "a failed rollout asks for the rollback commit to From",
+			in:     base("e", append(started(w3...), ev(EventNodeFailed, node("a")), ev(EventFailed, node("a")))),
+			action: Rollback,
+			check: func(t *testing.T, d Decision) {
+				if d.Version != "1.0.0" {
+					t.Fatalf("version = %q", d.Version)
+				}
+			},
+		},
+		{
+			name: "without rollbackOnFail a failed node does not stop the wave",
+			in: func() Input {
+				in := base("e", append(started(w3...), ev(EventNodeFailed, node("a")), ev(EventNodeDone, node("b"))))
+				in.App.Rollout.RollbackOnFail = false
+				return in
+			}(),
+			action: Append,
+			check:  wantEvent(EventWaveDone),
+		},
+		{
+			name: "after the rollback commit the previous version applies at once",
+			in: func() Input {
+				in := base("d", append(started(w3...), ev(EventNodeFailed, node("a")), ev(EventFailed, node("a")),
+					ev(EventRolledBack, func(e *Event) { e.RollbackCommit = "c2" })))
+				in.App.Version = "1.0.0"
+				in.Tip = "c2"
+				in.Self = AppReport{Version: "1.1.0", State: AppHealthy}
+				return in
+			}(),
+			action: Converge,
+			check: func(t *testing.T, d Decision) {
+				if d.Version != "1.0.0" {
+					t.Fatalf("version = %q", d.Version)
+				}
+			},
+		},
+		{
+			name: "a node already on the rolled-back version has nothing to do",
+			in: func() Input {
+				in := base("d", append(started(w3...), ev(EventFailed, node("a")), ev(EventRolledBack)))
+				in.App.Version = "1.0.0"
+				return in
+			}(),
+			action: Wait,
+		},
+		{
+			name: "paused in the spec: record it",
+			in: func() Input {
+				in := base("c", started(w3...))
+				in.App.Paused = true
+				return in
+			}(),
+			action: Append,
+			check:  wantEvent(EventPaused),
+		},
+		{
+			name: "paused: no new node starts",
+			in: func() Input {
+				in := base("b", append(started(w3...), ev(EventPaused)))
+				in.App.Paused = true
+				return in
+			}(),
+			action: Wait,
+		},
+		{
+			name: "paused: a node in flight finishes",
+			in: func() Input {
+				in := base("a", append(started(w3...), ev(EventPaused)))
+				in.App.Paused = true
+				in.Leases = []Lease{lease(0, "a", 0)}
+				return in
+			}(),
+			action: Upgrade,
+		},
+		{
+			name:   "resumed in the spec: record it",
+			in:     base("a", append(started(w3...), ev(EventPaused))),
+			action: Append,
+			check:  wantEvent(EventResumed),
+		},
+		{
+			name: "no lease within nodeTimeout: skipped as unreachable",
+			in: func() Input {
+				in := base("e", append(started(w3...), ev(EventNodeDone, node("a"))))
+				in.Now = t0.Add(61 * time.Second)
+				return in
+			}(),
+			action: Append,
+			check: func(t *testing.T, d Decision) {
+				if d.Event.Type != EventNodeUnreachable || d.Event.Node != "b" {
+					t.Fatalf("event = %+v", d.Event)
+				}
+			},
+		},
+		{
+			name: "no lease within nodeTimeout with onUnreachable fail: failed",
+			in: func() Input {
+				in := base("e", append(started(w3...), ev(EventNodeDone, node("a"))))
+				in.App.Rollout.OnUnreachable = spec.OnUnreachableFail
+				in.Now = t0.Add(61 * time.Second)
+				return in
+			}(),
+			action: Append,
+			check:  wantEvent(EventNodeFailed),
+		},
+		{
+			name: "a holder renewing past nodeTimeout is not unreachable",
+			in: func() Input {
+				in := base("e", append(started(w3...), ev(EventNodeDone, node("a"))))
+				in.Leases = []Lease{lease(1, "b", time.Second)}
+				in.Now = t0.Add(61 * time.Second)
+				return in
+			}(),
+			action: Wait,
+		},
+		{
+			name: "a new target supersedes the rollout in progress",
+			in: func() Input {
+				in := base("a", started(w3...))
+				in.App.Version = "1.2.0"
+				in.Tip = "c9"
+				return in
+			}(),
+			action: Append,
+			check:  wantEvent(EventSuperseded),
+		},
+		{
+			name: "after superseding, the new rollout starts",
+			in: func() Input {
+				in := base("a", append(started(w3...), ev(EventSuperseded)))
+				in.App.Version = "1.2.0"
+				in.Tip = "c9"
+				return in
+			}(),
+			action: Append,
+			check: func(t *testing.T, d Decision) {
+				if d.Event.Type != EventStarted || d.Event.Rollout != "c9" || d.Event.Target != "1.2.0" {
+					t.Fatalf("event = %+v", d.Event)
+				}
+			},
+		},
+		{
+			name: "a late joiner waits for the rollout to end",
+			in: func() Input {
+				in := base("f", started(w3...))
+				return in
+			}(),
+			action: Wait,
+		},
+		{
+			name: "a late joiner converges under a lease after completion",
+			in: func() Input {
+				rec := append(started([]string{"a"}), ev(EventNodeDone, node("a")), ev(EventWaveDone, wave(0)), ev(EventCompleted))
+				return base("f", rec)
+			}(),
+			action: Acquire,
+		},
+		{
+			name:   "every wave done: complete with the result",
+			in:     base("a", append(started([]string{"a"}), ev(EventNodeDone, node("a")), ev(EventWaveDone, wave(0)))),
+			action: Append,
+			check: func(t *testing.T, d Decision) {
+				r := d.Event.Result
+				if d.Event.Type != EventCompleted || r == nil || r.Total != 1 || r.Upgraded != 1 {
+					t.Fatalf("event = %+v result %+v", d.Event, r)
+				}
+			},
+		},
+		{
+			name: "no targeted nodes: the empty rollout completes",
+			in: func() Input {
+				in := base("a", started())
+				in.Targeted = false
+				return in
+			}(),
+			action: Append,
+			check:  wantEvent(EventCompleted),
+		},
+		{
+			name: "a node already on the target is done without a lease",
+			in: func() Input {
+				in := base("a", started(w3...))
+				in.Self = AppReport{Version: "1.1.0", State: AppHealthy}
+				return in
+			}(),
+			action: Append,
+			check: func(t *testing.T, d Decision) {
+				if d.Event.Type != EventNodeDone || d.Event.Node != "a" {
+					t.Fatalf("event = %+v", d.Event)
+				}
+			},
+		},
+		{
+			name: "a batch size change re-plans the waves not yet open",
+			in: func() Input {
+				in := base("a", started(w3...))
+				in.App.Rollout.BatchSize = 1
+				return in
+			}(),
+			action: Append,
+			check: func(t *testing.T, d Decision) {
+				e := d.Event
+				want := [][]string{{"c"}, {"d"}, {"e"}}
+				if e.Type != EventOptionsChanged || e.Wave != 1 || !slices.EqualFunc(e.Waves, want, slices.Equal) {
+					t.Fatalf("event = %+v", e)
+				}
+			},
+		},
+		{
+			name: "a node not targeted only keeps the books",
+			in: func() Input {
+				in := base("z", started(w3...))
+				in.Targeted = false
+				return in
+			}(),
+			action: Wait,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := Decide(tt.in)
+			if d.Action != tt.action {
+				t.Fatalf("action = %v (%s), want %v", d.Action, d.Reason, tt.action)
+			}
+			if tt.check != nil {
+				tt.check(t, d)
+			}
+		})
+	}
+}
+
+func wantSlot(s int) func(*testing.T, Decision) {
+	return func(t *testing.T, d Decision) {
+		t.Helper()
+		if d.Slot != s {
+			t.Fatalf("slot = %d, want %d", d.Slot, s)
+		}
+	}
+}
+
+func wantEvent(typ string) func(*testing.T, Decision) {
+	return func(t *testing.T, d Decision) {
+		t.Helper()
+		if d.Event == nil || d.Event.Type != typ {
+			t.Fatalf("event = %+v, want type %s", d.Event, typ)
+		}
+		if d.Event.Rollout == "" || d.Event.By == "" {
+			t.Fatalf("event lacks rollout or author: %+v", d.Event)
+		}
+	}
+}
+
+func TestFoldFencing(t *testing.T) {
+	// A holder whose lease expired and was recorded failed cannot count
+	// its late success.
+	rec := append(started([]string{"a"}), ev(EventNodeFailed, node("a")), ev(EventNodeDone, node("a")))
+	r := Latest(rec)
+	if _, done := r.Done["a"]; done {
+		t.Fatal("a late node_done after node_failed counted")
+	}
+	if _, failed := r.Failed["a"]; !failed {
+		t.Fatal("failure lost")
+	}
+}
+
+func TestFoldCanaryFailsAfterDone(t *testing.T) {
+	rec := append(started([]string{"a"}, []string{"b"}), ev(EventNodeDone, node("a")), ev(EventNodeFailed, node("a")))
+	r := Latest(rec)
+	if _, failed := r.Failed["a"]; !failed || hasKey(r.Done, "a") {
+		t.Fatalf("done=%v failed=%v", r.Done, r.Failed)
+	}
+}
+
+func TestFailedTargets(t *testing.T) {
+	rec := append(started([]string{"a"}), ev(EventNodeFailed, node("a")),
+		ev(EventFailed, node("a"), func(e *Event) { e.Reason = "health check failed" }), ev(EventRolledBack))
+	got := FailedTargets(rec)
+	if got["1.1.0"] != "health check failed" {
+		t.Fatalf("failed targets = %v", got)
+	}
+}
+
+// TestDecideSimulation drives several nodes through whole rollouts with the
+// engine alone, checking the invariants: never more than batchSize holders,
+// no node switches without a lease, and every node ends on the target.
+func TestDecideSimulation(t *testing.T) {
+	for _, strategy := range []string{spec.StrategyRolling, spec.StrategyCanary, spec.StrategyAllAtOnce} {
+		t.Run(strategy, func(t *testing.T) {
+			sim := newSim(t, strategy, []string{"n1", "n2", "n3", "n4", "n5"}, 2)
+			sim.run(200)
+			r := Latest(sim.record)
+			if r == nil || r.Outcome != OutcomeCompleted {
+				t.Fatalf("rollout did not complete: %+v", r)
+			}
+			for n, v := range sim.version {
+				if v != "1.1.0" {
+					t.Fatalf("node %s on %s", n, v)
+				}
+			}
+		})
+	}
+}

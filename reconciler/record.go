@@ -1,0 +1,199 @@
+package reconciler
+
+import "slices"
+
+// Rollout outcomes, as folded from a record.
+const (
+	OutcomeNone       = ""            // still progressing
+	OutcomeCompleted  = "completed"   // every node upgraded, skipped or failed without rollback
+	OutcomeFailed     = "failed"      // a node failed; a rollback may follow
+	OutcomeRolledBack = "rolled_back" // a rollback commit restored From
+	OutcomeSuperseded = "superseded"  // a newer target replaced it
+)
+
+// Rollout is the state of one rollout, folded from its record's events.
+type Rollout struct {
+	ID       string
+	Target   string
+	From     string
+	Waves    [][]string
+	Started  int               // index in the record of the started event
+	WaveDone map[int]int       // wave -> index of its wave_done event
+	Done     map[string]string // node -> lease token of its node_done
+	Failed   map[string]string // node -> reason
+	Skipped  map[string]string // node -> reason (unreachable)
+	Paused   bool
+	Resumed  int          // index of the last resumed event, -1 if none
+	Options  RolloutFlags // batch size and delay in force
+	Outcome  string
+	Reason   string // why it failed or was rolled back
+	FailedBy string // the node whose failure failed it
+	Rollback string // the rollback commit, once written
+}
+
+// Latest folds the events of the most recent rollout in a record. It returns
+// nil when the record holds no rollout.
+func Latest(events []Event) *Rollout {
+	start := -1
+	for i := len(events) - 1; i >= 0; i-- {
+		if events[i].Type == EventStarted {
+			start = i
+			break
+		}
+	}
+	if start < 0 {
+		return nil
+	}
+	return fold(events, start)
+}
+
+func fold(events []Event, start int) *Rollout {
+	s := events[start]
+	r := &Rollout{
+		ID: s.Rollout, Target: s.Target, From: s.From, Started: start,
+		Waves: cloneWaves(s.Waves), Resumed: -1,
+		WaveDone: map[int]int{}, Done: map[string]string{},
+		Failed: map[string]string{}, Skipped: map[string]string{},
+	}
+	if s.Options != nil {
+		r.Options = *s.Options
+	}
+	for i := start + 1; i < len(events); i++ {
+		if events[i].Rollout == r.ID {
+			r.apply(i, events[i])
+		}
+	}
+	return r
+}
+
+func (r *Rollout) apply(i int, e Event) {
+	switch e.Type {
+	case EventWaveDone:
+		if _, ok := r.WaveDone[e.Wave]; !ok {
+			r.WaveDone[e.Wave] = i
+		}
+	case EventNodeDone:
+		// A failure is sticky: a holder whose lease was taken over cannot
+		// turn its failure into a success afterwards (fencing).
+		if _, failed := r.Failed[e.Node]; !failed {
+			r.Done[e.Node] = e.Lease
+		}
+	case EventNodeFailed:
+		r.Failed[e.Node] = e.Reason
+		delete(r.Done, e.Node)
+	case EventNodeUnreachable:
+		if !r.terminal(e.Node) {
+			r.Skipped[e.Node] = e.Reason
+		}
+	case EventPaused:
+		r.Paused = true
+	case EventResumed:
+		r.Paused, r.Resumed = false, i
+	case EventOptionsChanged:
+		if e.Options != nil {
+			r.Options = *e.Options
+		}
+		if e.Waves != nil && e.Wave >= 0 && e.Wave <= len(r.Waves) {
+			r.Waves = append(r.Waves[:e.Wave:e.Wave], cloneWaves(e.Waves)...)
+		}
+	case EventCompleted:
+		r.Outcome = OutcomeCompleted
+	case EventFailed:
+		r.Outcome, r.Reason, r.FailedBy = OutcomeFailed, e.Reason, e.Node
+	case EventRolledBack:
+		r.Outcome, r.Rollback = OutcomeRolledBack, e.RollbackCommit
+		if e.Reason != "" {
+			r.Reason = e.Reason
+		}
+	case EventSuperseded:
+		r.Outcome = OutcomeSuperseded
+	}
+}
+
+// terminal reports whether a node has a verdict in this rollout.
+func (r *Rollout) terminal(node string) bool {
+	_, d := r.Done[node]
+	_, f := r.Failed[node]
+	_, s := r.Skipped[node]
+	return d || f || s
+}
+
+// Ended reports whether the rollout has an outcome.
+func (r *Rollout) Ended() bool { return r.Outcome != OutcomeNone }
+
+// WaveOf returns the wave index of node in the plan, or -1.
+func (r *Rollout) WaveOf(node string) int {
+	for k, w := range r.Waves {
+		if slices.Contains(w, node) {
+			return k
+		}
+	}
+	return -1
+}
+
+// WaveComplete reports whether every node of wave k has a verdict that lets
+// the rollout move on: done, skipped, or failed when failures do not stop it.
+func (r *Rollout) WaveComplete(k int, rollbackOnFail bool) bool {
+	for _, n := range r.Waves[k] {
+		_, d := r.Done[n]
+		_, s := r.Skipped[n]
+		_, f := r.Failed[n]
+		if !d && !s && !(f && !rollbackOnFail) {
+			return false
+		}
+	}
+	return true
+}
+
+// Result summarises the rollout in the original design's shape.
+func (r *Rollout) Result() *Result {
+	res := &Result{Nodes: []NodeResult{}}
+	for _, w := range r.Waves {
+		for _, n := range w {
+			res.Total++
+			nr := NodeResult{Node: n}
+			switch {
+			case hasKey(r.Failed, n):
+				res.Failed++
+				nr.Outcome, nr.Reason = "failed", r.Failed[n]
+			case hasKey(r.Done, n):
+				res.Upgraded++
+				nr.Outcome, nr.Version = "upgraded", r.Target
+			case hasKey(r.Skipped, n):
+				res.Skipped++
+				nr.Outcome, nr.Reason = "skipped", r.Skipped[n]
+			default:
+				nr.Outcome = "pending"
+			}
+			res.Nodes = append(res.Nodes, nr)
+		}
+	}
+	return res
+}
+
+// FailedTargets lists the versions of app that were rolled back or failed in
+// a record, with the reason, newest last: `diff` warns when a change targets
+// one of them again.
+func FailedTargets(events []Event) map[string]string {
+	out := map[string]string{}
+	for i, e := range events {
+		if e.Type != EventStarted {
+			continue
+		}
+		r := fold(events, i)
+		if r.Outcome == OutcomeFailed || r.Outcome == OutcomeRolledBack {
+			out[r.Target] = r.Reason
+		}
+	}
+	return out
+}
+
+func hasKey(m map[string]string, k string) bool { _, ok := m[k]; return ok }
+
+func cloneWaves(w [][]string) [][]string {
+	out := make([][]string, len(w))
+	for i := range w {
+		out[i] = slices.Clone(w[i])
+	}
+	return out
+}
