@@ -347,18 +347,8 @@ func replan(app spec.App, r *Rollout, opts RolloutFlags) Event {
 	for _, w := range r.Waves[first:] {
 		rest = append(rest, w...)
 	}
-	e.Wave, e.Waves = first, chunk(rest, opts.BatchSize)
+	e.Wave, e.Waves = first, chunks(rest, opts.BatchSize)
 	return e
-}
-
-func chunk(nodes []string, size int) [][]string {
-	out := [][]string{}
-	for len(nodes) > 0 {
-		n := min(max(size, 1), len(nodes))
-		out = append(out, slices.Clone(nodes[:n]))
-		nodes = nodes[n:]
-	}
-	return out
 }
 
 // inferFrom is the version the fleet ran before this target: the caller's

@@ -219,8 +219,8 @@ func TestDecide(t *testing.T) {
 			},
 		},
 		{
-			name: "a failed node fails the rollout when rollbackOnFail",
-			in:   base("e", append(started(w3...), ev(EventNodeFailed, node("a"), func(e *Event) { e.Reason = "health" }))),
+			name:   "a failed node fails the rollout when rollbackOnFail",
+			in:     base("e", append(started(w3...), ev(EventNodeFailed, node("a"), func(e *Event) { e.Reason = "health" }))),
 			action: Append,
 			check: func(t *testing.T, d Decision) {
 				if d.Event.Type != EventFailed || d.Event.Node != "a" || d.Event.Reason != "health" {

@@ -1,6 +1,7 @@
 package reconciler
 
 import (
+	"maps"
 	"slices"
 	"time"
 
@@ -155,34 +156,24 @@ func Audit(app string, reports map[string]NodeReport) map[string][]string {
 	return out
 }
 
-// Inventory merges the declared nodes with those that reported themselves;
+// InventoryOf merges the declared nodes with those that reported themselves;
 // reported labels win over declared ones of the same key.
-func Inventory(declared map[string]spec.Node, reports map[string]NodeReport) []NodeInfo {
-	labels := map[string]map[string]string{}
-	for n, d := range declared {
-		labels[n] = cloneMap(d.Labels)
+func InventoryOf(declared map[string]spec.Node, reports map[string]NodeReport) []NodeInfo {
+	all := maps.Clone(declared)
+	if all == nil {
+		all = map[string]spec.Node{}
 	}
 	for n, r := range reports {
-		if labels[n] == nil {
-			labels[n] = map[string]string{}
+		d := all[n]
+		labels := maps.Clone(d.Labels)
+		if labels == nil {
+			labels = map[string]string{}
 		}
-		for k, v := range r.Labels {
-			labels[n][k] = v
-		}
+		maps.Copy(labels, r.Labels)
+		d.Labels = labels
+		all[n] = d
 	}
-	out := make([]NodeInfo, 0, len(labels))
-	for _, n := range sortedKeys(labels) {
-		out = append(out, NodeInfo{Name: n, Labels: labels[n]})
-	}
-	return out
-}
-
-func cloneMap(m map[string]string) map[string]string {
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
+	return Inventory(all)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -75,7 +75,7 @@ func TestAudit(t *testing.T) {
 }
 
 func TestInventoryMergesLabels(t *testing.T) {
-	inv := Inventory(map[string]spec.Node{"a": {Labels: map[string]string{"region": "eu", "tier": "web"}}},
+	inv := InventoryOf(map[string]spec.Node{"a": {Labels: map[string]string{"region": "eu", "tier": "web"}}},
 		map[string]NodeReport{"a": {Labels: map[string]string{"region": "us"}}, "b": {}})
 	if len(inv) != 2 || inv[0].Labels["region"] != "us" || inv[0].Labels["tier"] != "web" || inv[1].Name != "b" {
 		t.Fatalf("inventory = %+v", inv)
