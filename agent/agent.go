@@ -29,6 +29,9 @@ type Agent struct {
 	metrics *metrics
 	last    atomic.Pointer[reconciler.NodeReport] // served on /healthz
 	addr    atomic.Pointer[net.Addr]              // of /healthz, once listening
+
+	mu        sync.Mutex
+	recheckAt time.Time // earliest pass a decision asked for
 }
 
 // New checks cfg and opens the local state.
@@ -82,10 +85,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.Recover(ctx)
 	wake := make(chan struct{}, 1)
 	if !a.cfg.Once {
-		wg.Go(func() { a.watch(ctx, wake) })
+		wg.Go(func() { a.watch(ctx, a.cfg.Desired, "tracked branch", wake) })
+		if a.cfg.SharedWatch != nil {
+			wg.Go(func() { a.watch(ctx, a.cfg.SharedWatch, "shared state", wake) })
+		}
 	}
 	tick := time.NewTicker(a.cfg.Poll)
 	defer tick.Stop()
+	recheck := time.NewTimer(a.cfg.Poll)
+	defer recheck.Stop()
 	for {
 		converged := a.Reconcile(ctx)
 		if a.cfg.Once {
@@ -94,25 +102,52 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 			return nil
 		}
+		recheck.Reset(a.untilRecheck())
 		select {
 		case <-ctx.Done():
 			a.log.Info("agent stopping; workloads keep running")
 			return nil
 		case <-wake:
 		case <-tick.C:
+		case <-recheck.C:
 		}
 	}
 }
 
-func (a *Agent) watch(ctx context.Context, wake chan<- struct{}) {
-	err := a.cfg.Desired.Watch(ctx, func() {
+// untilRecheck is how long until the earliest recheck a decision of the
+// last pass asked for (at most Poll).
+func (a *Agent) untilRecheck() time.Duration {
+	a.mu.Lock()
+	at := a.recheckAt
+	a.recheckAt = time.Time{}
+	a.mu.Unlock()
+	if at.IsZero() {
+		return a.cfg.Poll
+	}
+	return min(max(time.Until(at), 10*time.Millisecond), a.cfg.Poll)
+}
+
+// askRecheck records a decision's wish for another pass at t.
+func (a *Agent) askRecheck(t time.Time) {
+	if t.IsZero() {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.recheckAt.IsZero() || t.Before(a.recheckAt) {
+		a.recheckAt = t
+	}
+}
+
+func (a *Agent) watch(ctx context.Context, w Watcher, what string, wake chan<- struct{}) {
+	err := w.Watch(ctx, func() {
 		select {
 		case wake <- struct{}{}:
 		default:
 		}
 	})
 	if err != nil && ctx.Err() == nil {
-		a.log.Warn("watching the fleet repo failed; polling only", "err", err)
+		a.log.Warn("watching failed; polling only", "what", what, "err", err)
 	}
 }
 
@@ -222,6 +257,7 @@ func (a *Agent) step(ctx context.Context, commit plumbing.Hash, fleet *spec.Flee
 		in.Local.Failed = st.Failed.Version
 	}
 	d, err := a.cfg.Decider.Decide(ctx, in)
+	a.askRecheck(d.Recheck)
 	if err != nil {
 		a.metrics.reconcileErrors.WithLabelValues("decide").Inc()
 		rep := a.localReport(app.Name)
@@ -237,6 +273,9 @@ func (a *Agent) step(ctx context.Context, commit plumbing.Hash, fleet *spec.Flee
 		return rep, d.Waiting == "" && rep.State == reconciler.AppHealthy
 	}
 	rep, err := a.Converge(ctx, Target{App: app, Version: d.Version, Vars: vars, Rollout: d.Rollout, Lease: d.Lease})
+	if d.Done != nil {
+		d.Done(ctx, rep, err)
+	}
 	return rep, err == nil && rep.State == reconciler.AppHealthy
 }
 

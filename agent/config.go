@@ -30,6 +30,11 @@ type Desired interface {
 	Watch(ctx context.Context, wake func()) error
 }
 
+// Watcher calls wake whenever what it watches may have moved, until ctx ends.
+type Watcher interface {
+	Watch(ctx context.Context, wake func()) error
+}
+
 // Reporter publishes node reports (*fleetrepo.Shared).
 type Reporter interface {
 	WriteReport(ctx context.Context, r reconciler.NodeReport) error
@@ -67,6 +72,9 @@ type Config struct {
 	Desired   Desired   // required
 	Installer Installer // required
 	Reporter  Reporter  // nil: reports are only served on /healthz
+	// SharedWatch wakes the agent when the shared state (leases, rollout
+	// records, reports) moves; nil: only the tracked branch and Poll do.
+	SharedWatch Watcher
 	// Drivers by release.json "driver"; "" means "process". Required.
 	Drivers map[string]driver.Driver
 	// Decider says which version to run now (default: SpecDecider).
@@ -158,6 +166,12 @@ type Decision struct {
 	Waiting string
 	// Rollout and Lease are copied into the app's report.
 	Rollout, Lease string
+	// Recheck asks for another pass no later than this time (a wave that
+	// opens after batchDelay, a canary monitor); zero: on the next change.
+	Recheck time.Time
+	// Done, when set, is called with the outcome of converging to Version
+	// (the coordinator records it and releases its lease).
+	Done func(ctx context.Context, rep reconciler.AppReport, err error)
 }
 
 // DeciderFunc adapts a function to Decider.
