@@ -28,7 +28,10 @@ type Agent struct {
 	store   *state.Store
 	metrics *metrics
 	last    atomic.Pointer[reconciler.NodeReport] // served on /healthz
-	addr    atomic.Pointer[net.Addr]              // of /healthz, once listening
+	// lastSpecErr is the spec error last logged: the same one is not
+	// logged again at every pass. Only the loop's goroutine uses it.
+	lastSpecErr string
+	addr        atomic.Pointer[net.Addr] // of /healthz, once listening
 
 	mu        sync.Mutex
 	recheckAt time.Time // earliest pass a decision asked for
@@ -214,9 +217,13 @@ func (a *Agent) load(ctx context.Context) (plumbing.Hash, *spec.Fleet, error) {
 	})
 	if err != nil {
 		a.metrics.reconcileErrors.WithLabelValues("spec").Inc()
-		a.log.Error("spec not applied: keeping what runs", "commit", commit.String(), "err", err)
+		if err.Error() != a.lastSpecErr {
+			a.log.Error("spec not applied: keeping what runs", "commit", commit.String(), "err", err)
+		}
+		a.lastSpecErr = err.Error()
 		return commit, nil, fmt.Errorf("spec at %s not applied: %w", commit.String()[:12], err)
 	}
+	a.lastSpecErr = ""
 	return commit, fleet, ferr
 }
 
