@@ -83,11 +83,6 @@ func (l *errorList) addCUE(err error) {
 	}
 }
 
-// addFile records a problem about a whole file.
-func (l *errorList) addFile(file, format string, args ...any) {
-	l.list = append(l.list, Error{File: file, Message: fmt.Sprintf(format, args...)})
-}
-
 // err returns nil when nothing was recorded, or the sorted, de-duplicated
 // problems as *Errors.
 func (l *errorList) err() error {

@@ -50,7 +50,7 @@ func TestLoadFilesDefaults(t *testing.T) {
 	if !appEqual(app, want) {
 		t.Errorf("app:\n%+v\nwant:\n%+v", app, want)
 	}
-	if f.Nodes != nil && len(f.Nodes) != 0 {
+	if len(f.Nodes) != 0 {
 		t.Errorf("nodes = %v, want none", f.Nodes)
 	}
 }
