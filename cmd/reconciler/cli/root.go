@@ -31,6 +31,7 @@ type env struct {
 	stderr io.Writer
 	stdin  io.Reader
 	getenv func(string) string
+	wd     string // the working directory ("" when unknown)
 }
 
 // exitError carries an exit code out of a command whose message was already
@@ -50,7 +51,8 @@ func (e *usageError) Unwrap() error { return e.err }
 func Main() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	e := &env{stdout: os.Stdout, stderr: os.Stderr, stdin: os.Stdin, getenv: os.Getenv}
+	wd, _ := os.Getwd()
+	e := &env{stdout: os.Stdout, stderr: os.Stderr, stdin: os.Stdin, getenv: os.Getenv, wd: wd}
 	return run(ctx, e, os.Args[1:])
 }
 
