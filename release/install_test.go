@@ -24,7 +24,6 @@ type badCase struct {
 	art     []byte // artifact bytes; signed with the trusted key unless sig is set
 	sig     []byte // signature file content, when not the valid one
 	pin     string
-	want    Want
 	limits  Limits
 	is      error  // sentinel the error must wrap (nil: none checked)
 	message string // substring the error must contain

@@ -161,7 +161,7 @@ func (s *scanner) check(h *tar.Header) (Entry, error) {
 	}
 	e := Entry{Name: name, Mode: normalMode(h)}
 	switch h.Typeflag {
-	case tar.TypeReg, tar.TypeRegA:
+	case tar.TypeReg: // archive/tar reports the old TypeRegA as TypeReg
 		return e, s.checkFile(h, &e)
 	case tar.TypeDir:
 		return e, nil
