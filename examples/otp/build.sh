@@ -3,7 +3,10 @@
 #
 #   counter-1.0.0.tar.gz   the first release
 #   counter-1.1.0.tar.gz   with releases/1.1.0/relup (1.0.0 <-> 1.1.0)
-#   counter-1.2.0.tar.gz   with releases/1.2.0/relup (1.1.0 <-> 1.2.0); broken
+#   counter-1.2.0.tar.gz   with releases/1.2.0/relup (1.1.0 <-> 1.2.0); its
+#                          health check fails
+#   counter-1.3.0.tar.gz   with releases/1.3.0/relup (1.1.0 <-> 1.3.0); its
+#                          relup crashes
 #
 # and, for each version V, the directory OUTDIR/counter-V/ to pack as a
 # reconciler release (release.json with driver "otp" and the tarball):
@@ -15,8 +18,8 @@
 #
 # Needs erl and rebar3 (Debian: apt-get install erlang rebar3). The build
 # runs in a scratch copy, so this directory stays clean. Set
-# COUNTER_VERSIONS to build fewer versions (in order, each upgrading from
-# the one before).
+# COUNTER_VERSIONS to build fewer versions. Each version's relup leads from
+# the version built before it, or from the one named in versions/V/upfrom.
 set -euo pipefail
 
 if [ $# -ne 1 ]; then
@@ -26,7 +29,7 @@ fi
 here="$(cd "$(dirname "$0")" && pwd)"
 mkdir -p "$1"
 out="$(cd "$1" && pwd)"
-versions=(${COUNTER_VERSIONS:-1.0.0 1.1.0 1.2.0})
+versions=(${COUNTER_VERSIONS:-1.0.0 1.1.0 1.2.0 1.3.0})
 
 work="$(mktemp -d)"
 trap '[ -n "${KEEP_WORK:-}" ] || rm -rf "$work"' EXIT
@@ -51,8 +54,12 @@ for v in "${versions[@]}"; do
 	# Every release goes to the same _build/default/rel/counter, so that the
 	# relup step finds the previous release beside the new one.
 	rebar3 release -n counter -v "$v"
-	if [ -n "$prev" ]; then
-		rebar3 relup -n counter -v "$v" -u "$prev"
+	from="$prev"
+	if [ -f "$here/versions/$v/upfrom" ]; then
+		from="$(cat "$here/versions/$v/upfrom")"
+	fi
+	if [ -n "$from" ]; then
+		rebar3 relup -n counter -v "$v" -u "$from"
 	fi
 	rebar3 tar -n counter -v "$v"
 	cp "_build/default/rel/counter/counter-$v.tar.gz" "$out/"

@@ -36,8 +36,9 @@ var fixture struct {
 
 const fixtureSrc = "../../../examples/otp"
 
-// fixtureDir returns the directory holding counter-<v>.tar.gz for 1.0.0,
-// 1.1.0 and 1.2.0, building them when needed. It skips the test when erl or
+// fixtureDir returns the directory holding counter-<v>.tar.gz (and the
+// artifact directory counter-<v>/) for 1.0.0 to 1.3.0, building them when
+// needed. It skips the test when erl or
 // rebar3 is missing.
 func fixtureDir(t *testing.T) string {
 	t.Helper()
@@ -65,7 +66,7 @@ func buildFixture() (string, error) {
 		return "", err
 	}
 	dir := filepath.Join(os.TempDir(), "reconciler-otp-fixture-"+sum[:16])
-	if _, err := os.Stat(filepath.Join(dir, "counter-1.2.0.tar.gz")); err == nil {
+	if _, err := os.Stat(filepath.Join(dir, "counter-1.3.0.tar.gz")); err == nil {
 		return dir, nil
 	}
 	tmp, err := os.MkdirTemp(os.TempDir(), "reconciler-otp-fixture-build-")
@@ -80,7 +81,7 @@ func buildFixture() (string, error) {
 		return "", fmt.Errorf("examples/otp/build.sh: %w\n%s", err, out)
 	}
 	if err := os.Rename(filepath.Join(tmp, "out"), dir); err != nil {
-		if _, serr := os.Stat(filepath.Join(dir, "counter-1.2.0.tar.gz")); serr == nil {
+		if _, serr := os.Stat(filepath.Join(dir, "counter-1.3.0.tar.gz")); serr == nil {
 			return dir, nil // another test process built it meanwhile
 		}
 		return "", err

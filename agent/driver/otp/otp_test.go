@@ -131,6 +131,36 @@ func TestRestartWithoutRelup(t *testing.T) {
 	wantReleases(t, n, r3, []ReleaseState{{"1.2.0", "permanent"}})
 }
 
+// TestRelupCrash: 1.3.0's code_change/3 crashes during the relup;
+// release_handler restarts the node's applications on the permanent 1.1.0
+// in the same OS process (the counter starts again from zero), and the
+// driver reports the failure with 1.1.0 running.
+func TestRelupCrash(t *testing.T) {
+	t.Parallel()
+	n := newNode(t)
+	ctx := context.Background()
+	r1, err := n.drv.Switch(ctx, nil, n.release("1.1.0"), n.healthy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.eval("counter_server:incr().")
+	r2, err := n.drv.Switch(ctx, &r1, n.release("1.3.0"), n.healthy)
+	if err == nil || !strings.Contains(err.Error(), "code_change_failed") {
+		t.Fatalf("switch to 1.3.0: err = %v, want code_change_failed", err)
+	}
+	t.Logf("1.3.0, relup crashes: %v", err)
+	if r2.Version != "1.1.0" || onePID(t, r2) != onePID(t, r1) {
+		t.Errorf("after the failed switch: %s pid %v, want 1.1.0 pid %d", r2.Version, r2.PIDs, onePID(t, r1))
+	}
+	if got := n.eval("sys:get_state(counter_server)."); got != "{state,0,1}" {
+		t.Errorf("state = %s, want {state,0,1} (applications restarted)", got)
+	}
+	if err := n.healthy(ctx); err != nil {
+		t.Errorf("1.1.0 after the failed relup: %v", err)
+	}
+	wantReleases(t, n, r2, []ReleaseState{{"1.1.0", "permanent"}})
+}
+
 // TestFirstInstallUnhealthy: an unhealthy first install leaves nothing.
 func TestFirstInstallUnhealthy(t *testing.T) {
 	t.Parallel()

@@ -76,7 +76,7 @@ func (s script) run(ctx context.Context, args ...string) (string, error) {
 		if strings.Contains(text, "Node is not running!") {
 			return text, fmt.Errorf("bin/%s %s: %w", s.rel, args[0], errNotRunning)
 		}
-		return text, fmt.Errorf("bin/%s %s: %w: %s", s.rel, strings.Join(args, " "), runErr, lastLines(text, 5))
+		return text, fmt.Errorf("bin/%s %s: %w: %s", s.rel, strings.Join(args, " "), runErr, summary(text))
 	}
 	return text, nil
 }
@@ -188,6 +188,22 @@ func status(rs []ReleaseState, version string) string {
 		}
 	}
 	return ""
+}
+
+// summary shortens a script's output for an error message: from its ERROR:
+// line when it has one (install_upgrade.escript prints the reason as a
+// multi-line Erlang term), else its last lines; whitespace runs collapsed.
+func summary(out string) string {
+	if i := strings.Index(out, "ERROR:"); i >= 0 {
+		out = out[i:]
+	} else {
+		out = lastLines(out, 5)
+	}
+	out = strings.Join(strings.Fields(out), " ")
+	if len(out) > 400 {
+		out = out[:400] + " ..."
+	}
+	return out
 }
 
 // lastLines returns the last n lines of s.

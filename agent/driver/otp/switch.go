@@ -2,12 +2,15 @@ package otp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/fleetops/reconciler/agent/driver"
 )
@@ -112,11 +115,11 @@ func (drv *Driver) hot(ctx context.Context, cur driver.Running, cd Data, next dr
 		return cur, fmt.Errorf("switch %s to %s: %w", next.App, next.Version, err)
 	}
 	if _, err := s.run(ctx, "upgrade", next.Version, "--no-permanent"); err != nil {
-		return drv.restore(ctx, cur, cd, next.Version, fmt.Errorf("release_handler: %w", err))
+		return drv.restore(ctx, cur, cd, next.Version, pid0, fmt.Errorf("release_handler: %w", err))
 	}
 	pid, err := s.pid(ctx)
 	if err != nil {
-		return drv.restore(ctx, cur, cd, next.Version, err)
+		return drv.restore(ctx, cur, cd, next.Version, pid0, err)
 	}
 	if pid != pid0 {
 		// A relup may restart the emulator (restart_new_emulator): allowed,
@@ -124,10 +127,10 @@ func (drv *Driver) hot(ctx context.Context, cur driver.Running, cd Data, next dr
 		drv.log.Warn("the VM restarted during the upgrade", "app", next.App, "pid_before", pid0, "pid_after", pid)
 	}
 	if err := healthy(ctx); err != nil {
-		return drv.restore(ctx, cur, cd, next.Version, fmt.Errorf("not healthy: %w", err))
+		return drv.restore(ctx, cur, cd, next.Version, pid0, fmt.Errorf("not healthy: %w", err))
 	}
 	if _, err := s.run(ctx, "install", next.Version); err != nil {
-		return drv.restore(ctx, cur, cd, next.Version, fmt.Errorf("make permanent: %w", err))
+		return drv.restore(ctx, cur, cd, next.Version, pid0, fmt.Errorf("make permanent: %w", err))
 	}
 	drv.prune(ctx, s, next.Version, cur.Version)
 	drv.log.Info("hot upgrade done", "app", next.App, "from", cur.Version, "to", next.Version, "pid", pid)
@@ -138,9 +141,10 @@ func (drv *Driver) hot(ctx context.Context, cur driver.Running, cd Data, next dr
 
 // restore brings cur back after a failed hot switch to failed: a downgrade in
 // the running VM, else a restart of the VM on its permanent release (cur's,
-// since failed was never made permanent, or was made permanent last). It
-// runs even when ctx is done: the previous version must run again.
-func (drv *Driver) restore(ctx context.Context, cur driver.Running, cd Data, failed string, cause error) (driver.Running, error) {
+// since failed was never made permanent, or was made permanent last). pid0
+// is the VM's OS pid before the switch. It runs even when ctx is done: the
+// previous version must run again.
+func (drv *Driver) restore(ctx context.Context, cur driver.Running, cd Data, failed string, pid0 int, cause error) (driver.Running, error) {
 	ctx = context.WithoutCancel(ctx)
 	s := drv.script(cd)
 	cause = fmt.Errorf("switch %s to %s: %w", cur.App, failed, cause)
@@ -148,7 +152,12 @@ func (drv *Driver) restore(ctx context.Context, cur driver.Running, cd Data, fai
 		return cur, cause // nothing was changed
 	}
 	how := "downgraded in the running VM"
-	if !s.alive(ctx) {
+	if strings.Contains(cause.Error(), "install_release failed") {
+		// release_handler's error action: init:restart/0, in the same OS
+		// process, on the permanent release.
+		how = "the relup failed and release_handler restarted the node on the permanent release"
+	}
+	if !drv.waitReady(ctx, s, pid0) {
 		how = "the VM died; restarted"
 		if _, err := drv.start(ctx, s); err != nil {
 			return driver.Running{}, fmt.Errorf("%w; starting %s again failed: %v", cause, cur.Version, err)
@@ -170,6 +179,32 @@ func (drv *Driver) restore(ctx context.Context, cur driver.Running, cd Data, fai
 	}
 	drv.log.Warn("switch failed, previous version restored", "app", cur.App, "version", cur.Version, "how", how, "err", cause)
 	return cd.running(cur.App, cur.Version, pid), fmt.Errorf("%w; back on %s (%s)", cause, cur.Version, how)
+}
+
+// waitReady waits until release_handler answers in the VM, as long as the
+// VM's process pid lives (a node restarting its applications does not
+// answer for a moment), for at most StartTimeout. False means the VM is gone.
+func (drv *Driver) waitReady(ctx context.Context, s script, pid int) bool {
+	deadline := time.Now().Add(drv.opts.StartTimeout)
+	for {
+		if _, err := s.releases(ctx); err == nil {
+			return true
+		}
+		if pid <= 0 || !processExists(pid) || time.Now().After(deadline) {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// processExists reports whether a process pid exists.
+func processExists(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // reboot stops the VM and starts it again on its permanent release.
