@@ -185,6 +185,11 @@ func (f *Fetcher) cachePath(sum []byte) string {
 	return filepath.Join(f.opts.CacheDir, "sha256-"+hex.EncodeToString(sum)+".tar.gz")
 }
 
+// inCache reports whether p is a file of the cache (not a local source).
+func (f *Fetcher) inCache(p string) bool {
+	return f.opts.CacheDir != "" && filepath.Dir(p) == filepath.Clean(f.opts.CacheDir)
+}
+
 // store writes body into the cache under its sha256, atomically.
 func (f *Fetcher) store(body io.Reader, pin []byte) (string, error) {
 	if err := os.MkdirAll(f.opts.CacheDir, 0o700); err != nil {

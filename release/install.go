@@ -38,30 +38,11 @@ func (f *Fetcher) Install(ctx context.Context, src Source, keys *signing.KeySet,
 	if want.App == "" {
 		name = src.URL
 	}
-	pin, err := parsePin(src.SHA256)
+	file, v, err := f.fetchVerified(ctx, src, keys, name)
 	if err != nil {
-		return nil, fmt.Errorf("install release %s: %w", name, err)
-	}
-	if keys == nil || keys.Len() == 0 || src.SignatureURL == "" {
-		return nil, fmt.Errorf("install release %s: refusing an unsigned install: need trusted keys and a signature", name)
-	}
-	sig, err := f.readSmall(ctx, src.SignatureURL, signing.MaxSignatureSize)
-	if err != nil {
-		return nil, fmt.Errorf("fetch signature of release %s: %w", name, err)
-	}
-	p, err := f.fetch(ctx, src.URL, pin)
-	if err != nil {
-		return nil, fmt.Errorf("fetch release %s: %w", name, err)
-	}
-	file, err := openLocal(p)
-	if err != nil {
-		return nil, fmt.Errorf("fetch release %s: %w", name, err)
+		return nil, err
 	}
 	defer file.Close()
-	v, err := verify(ctx, file, keys, sig, pin, f.opts.MaxSize)
-	if err != nil {
-		return nil, fmt.Errorf("verify release %s: %w", name, err)
-	}
 	if _, err := file.Seek(0, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("unpack release %s: %w", name, err)
 	}
@@ -70,6 +51,39 @@ func (f *Fetcher) Install(ctx context.Context, src Source, keys *signing.KeySet,
 		return nil, fmt.Errorf("unpack release %s: %w", name, err)
 	}
 	return m, nil
+}
+
+// fetchVerified fetches the signature and the artifact and verifies the
+// artifact, returning it open. A cached copy that fails its pin is removed.
+func (f *Fetcher) fetchVerified(ctx context.Context, src Source, keys *signing.KeySet, name string) (*os.File, *Verified, error) {
+	pin, err := parsePin(src.SHA256)
+	if err != nil {
+		return nil, nil, fmt.Errorf("install release %s: %w", name, err)
+	}
+	if keys == nil || keys.Len() == 0 || src.SignatureURL == "" {
+		return nil, nil, fmt.Errorf("install release %s: refusing an unsigned install: need trusted keys and a signature", name)
+	}
+	sig, err := f.readSmall(ctx, src.SignatureURL, signing.MaxSignatureSize)
+	if err != nil {
+		return nil, nil, fmt.Errorf("fetch signature of release %s: %w", name, err)
+	}
+	p, err := f.fetch(ctx, src.URL, pin)
+	if err != nil {
+		return nil, nil, fmt.Errorf("fetch release %s: %w", name, err)
+	}
+	file, err := openLocal(p)
+	if err != nil {
+		return nil, nil, fmt.Errorf("fetch release %s: %w", name, err)
+	}
+	v, err := verify(ctx, file, keys, sig, pin, f.opts.MaxSize)
+	if err != nil {
+		file.Close()
+		if errors.Is(err, ErrDigestMismatch) && f.inCache(p) {
+			os.Remove(p) // corrupted on disk: download again next time
+		}
+		return nil, nil, fmt.Errorf("verify release %s: %w", name, err)
+	}
+	return file, v, nil
 }
 
 // Verified is what Verify established about an artifact.

@@ -97,6 +97,16 @@ func TestPackInstallRoundTrip(t *testing.T) {
 	if hits.Load() != 1 {
 		t.Errorf("%d requests for a cached, pinned artifact, want 1 (the signature)", hits.Load())
 	}
+
+	// A cached copy corrupted on disk fails its pin, is removed, and the
+	// next install downloads it again.
+	cached := filepath.Join(dir, "cache", "sha256-"+v.SHA256+".tar.gz")
+	writeTestFile(t, cached, []byte("rotten"))
+	_, err = f.Install(context.Background(), src1, key.keys, Want{App: "web"}, filepath.Join(dir, "third"))
+	checkErr(t, err, ErrDigestMismatch, "verify release")
+	if _, err := f.Install(context.Background(), src1, key.keys, Want{App: "web"}, filepath.Join(dir, "third")); err != nil {
+		t.Fatalf("install after a corrupted cache entry: %v", err)
+	}
 }
 
 func checkTree(t *testing.T, dest string) {
