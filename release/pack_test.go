@@ -140,3 +140,15 @@ func TestInspectListsEntries(t *testing.T) {
 		t.Errorf("entries %q, want %q", got, want)
 	}
 }
+
+func TestInspectAndUnpackRefuseUnsafeEntries(t *testing.T) {
+	dir := t.TempDir()
+	art := writeTestFile(t, filepath.Join(dir, "in", "evil.tar.gz"), artifact(t, manifestEntry("web", "1"), symlink("lib", "/usr/lib")))
+	_, _, err := Inspect(context.Background(), art, Limits{})
+	checkErr(t, err, ErrUnsafe, `inspect `+art+`: unsafe entry "lib": symlink to absolute path "/usr/lib"`)
+	dest := filepath.Join(dir, "out", "web")
+	os.MkdirAll(filepath.Dir(dest), 0o755)
+	_, err = Unpack(context.Background(), art, dest, Want{}, Limits{})
+	checkErr(t, err, ErrUnsafe, `unpack `+art+`: unsafe entry "lib"`)
+	assertNothingLeft(t, dest)
+}
