@@ -89,7 +89,7 @@ func compare(b, h spec.App) (AppChange, bool) {
 	}
 	if b.Version != h.Version {
 		c.Kind = ChangeUpgrade
-		if semver.Compare(canonical(h.Version), canonical(b.Version)) < 0 {
+		if CompareVersions(h.Version, b.Version) < 0 {
 			c.Kind = ChangeDown
 		}
 	}
@@ -149,6 +149,12 @@ func unionKeys[V any](a, b map[string]V) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// CompareVersions orders two semantic versions (leading "v" optional) like
+// strings.Compare; invalid versions sort before valid ones.
+func CompareVersions(a, b string) int {
+	return semver.Compare(canonical(a), canonical(b))
 }
 
 // canonical adds the leading "v" that package semver wants.

@@ -2,5 +2,11 @@ package cli
 
 import "github.com/spf13/cobra"
 
-// fleetCommands builds the operator commands. Not built yet (issue 6).
-func fleetCommands(e *env) []*cobra.Command { return nil }
+// fleetCommands builds the operator commands: the ones that read the fleet's
+// state (status, audit, history, versions, diff) and the ones that write a
+// commit to the tracked branch (upgrade, rollback, pause, resume).
+func fleetCommands(e *env) []*cobra.Command {
+	return []*cobra.Command{
+		newStatusCmd(e), newAuditCmd(e), newHistoryCmd(e), newVersionsCmd(e), newDiffCmd(e),
+	}
+}

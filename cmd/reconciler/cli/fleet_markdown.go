@@ -1,0 +1,60 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+)
+
+// printDiffMarkdown renders a diff as a pull-request comment.
+func printDiffMarkdown(e *env, rep *diffReport) {
+	w := e.stdout
+	fmt.Fprintf(w, "### reconciler diff: `%s` → `%s`\n\n", orDash(rep.Base), orDash(rep.Head))
+	if len(rep.Errors) > 0 {
+		fmt.Fprintf(w, "**%d validation error(s): this change cannot be applied.**\n\n```\n%s\n```\n\n",
+			len(rep.Errors), strings.Join(rep.Errors, "\n"))
+	}
+	if len(rep.Changes) == 0 {
+		if len(rep.Errors) == 0 {
+			fmt.Fprintln(w, "No app changes.")
+		}
+	} else {
+		fmt.Fprintln(w, "| app | change | nodes | waves | estimate |")
+		fmt.Fprintln(w, "|---|---|---|---|---|")
+		for _, c := range rep.Changes {
+			waves := 0
+			if c.Plan != nil {
+				waves = len(c.Plan.Waves)
+			}
+			fmt.Fprintf(w, "| `%s` | %s | %d | %d | %s |\n", c.App, mdChange(changeLine(c)), len(c.Nodes), waves, c.Estimate)
+		}
+	}
+	for _, c := range rep.Changes {
+		if c.Plan == nil {
+			continue
+		}
+		fmt.Fprintf(w, "\n#### `%s`: %s\n\n", c.App, mdChange(changeLine(c)))
+		fmt.Fprintf(w, "Strategy `%s`, %d node(s), estimated %s.\n\n", c.Plan.Strategy, len(c.Nodes), c.Estimate)
+		if len(c.Plan.Waves) > 0 {
+			fmt.Fprintln(w, "| wave | nodes |")
+			fmt.Fprintln(w, "|---|---|")
+			for k, wave := range c.Plan.Waves {
+				fmt.Fprintf(w, "| %d | %s |\n", k+1, strings.Join(wave, ", "))
+			}
+			fmt.Fprintln(w)
+		}
+		for _, warn := range c.Warnings {
+			fmt.Fprintf(w, "> **Warning:** %s\n", warn)
+		}
+	}
+	if len(rep.Signatures) > 0 {
+		fmt.Fprintln(w, "\n#### Signatures\n\n| app | version | result |\n|---|---|---|")
+		for _, s := range rep.Signatures {
+			fmt.Fprintf(w, "| `%s` | %s | %s: %s |\n", s.App, s.Version, okWord(s.OK), s.Detail)
+		}
+	}
+	for _, n := range rep.Notes {
+		fmt.Fprintf(w, "\n_Note: %s_\n", n)
+	}
+}
+
+func mdChange(s string) string { return strings.ReplaceAll(s, " -> ", " → ") }

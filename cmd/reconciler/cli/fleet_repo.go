@@ -1,0 +1,159 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/spf13/cobra"
+
+	"github.com/fleetops/reconciler/fleetrepo"
+	"github.com/fleetops/reconciler/reconciler"
+	"github.com/fleetops/reconciler/spec"
+)
+
+// repoFlags are the flags every operator command shares.
+type repoFlags struct {
+	repo, shared, branch, dir, output string
+}
+
+func (f *repoFlags) register(c *cobra.Command, outputs ...string) {
+	fl := c.Flags()
+	fl.StringVar(&f.repo, "repo", "", "fleet repo URL: a path, file://, http(s)://, ssh:// (default: the current directory's repo, or its origin)")
+	fl.StringVar(&f.shared, "shared-repo", "", "repository of the shared state (default: --repo)")
+	fl.StringVar(&f.branch, "branch", "main", "tracked branch")
+	fl.StringVar(&f.dir, "dir", "", "directory of the specs in the fleet repo (default: its root)")
+	if len(outputs) == 0 {
+		outputs = []string{"text", "json"}
+	}
+	fl.StringVarP(&f.output, "output", "o", "text", strings.Join(outputs, "|"))
+}
+
+func (f *repoFlags) checkOutput(allowed ...string) error {
+	if len(allowed) == 0 {
+		allowed = []string{"text", "json"}
+	}
+	for _, a := range allowed {
+		if f.output == a {
+			return nil
+		}
+	}
+	return &usageError{fmt.Errorf("--output %q: want %s", f.output, strings.Join(allowed, " or "))}
+}
+
+// fleetHandles are the open fleet repo: its tracked branch and shared state.
+type fleetHandles struct {
+	desired *fleetrepo.Desired
+	shared  *fleetrepo.Shared
+	url     string
+	flags   *repoFlags
+}
+
+// openFleet opens the fleet repo named by the flags (in-memory caches: the
+// operator commands are one-shot).
+func openFleet(ctx context.Context, e *env, f *repoFlags, who string) (*fleetHandles, error) {
+	url, err := resolveRepo(e, f.repo)
+	if err != nil {
+		return nil, err
+	}
+	auth, err := fleetrepo.AuthFromEnv(url, e.getenv)
+	if err != nil {
+		return nil, err
+	}
+	id := fleetrepo.Identity{Name: who}
+	desired, err := fleetrepo.OpenDesired(ctx, fleetrepo.DesiredOptions{URL: url, Branch: f.branch, Auth: auth, Identity: id})
+	if err != nil {
+		return nil, err
+	}
+	sharedURL := f.shared
+	if sharedURL == "" {
+		sharedURL = url
+	} else if auth, err = fleetrepo.AuthFromEnv(sharedURL, e.getenv); err != nil {
+		return nil, err
+	}
+	shared, err := fleetrepo.OpenShared(ctx, fleetrepo.SharedOptions{URL: sharedURL, Auth: auth, Identity: id})
+	if err != nil {
+		return nil, err
+	}
+	return &fleetHandles{desired: desired, shared: shared, url: url, flags: f}, nil
+}
+
+// resolveRepo turns --repo (or its absence) into a URL: the flag as given,
+// else the current directory's repository: its origin when it has one (a
+// person's clone), else the repository itself.
+func resolveRepo(e *env, flag string) (string, error) {
+	if flag != "" {
+		return flag, nil
+	}
+	if e.wd == "" {
+		return "", &usageError{errors.New("no --repo and no working directory: name the fleet repo with --repo URL")}
+	}
+	repo, err := git.PlainOpenWithOptions(e.wd, &git.PlainOpenOptions{DetectDotGit: true})
+	if err != nil {
+		return "", &usageError{fmt.Errorf("no --repo and %s is not in a Git repository: name the fleet repo with --repo URL", e.wd)}
+	}
+	if rem, err := repo.Remote("origin"); err == nil && len(rem.Config().URLs) > 0 {
+		u := rem.Config().URLs[0]
+		if !strings.Contains(u, "://") && !strings.Contains(u, "@") && !filepath.IsAbs(u) {
+			u = filepath.Join(e.wd, u)
+		}
+		return u, nil
+	}
+	wt, err := repo.Worktree()
+	if err != nil { // a bare repository
+		return e.wd, nil
+	}
+	return wt.Filesystem.Root(), nil
+}
+
+// tip fetches the tracked branch and loads its specs.
+func (h *fleetHandles) tip(ctx context.Context) (plumbing.Hash, *spec.Fleet, error) {
+	commit, err := h.desired.Fetch(ctx)
+	if err != nil {
+		return commit, nil, fmt.Errorf("fetch %s of %s: %w", h.flags.branch, h.url, err)
+	}
+	fleet, err := h.load(commit)
+	return commit, fleet, err
+}
+
+// load reads the specs of a fetched commit.
+func (h *fleetHandles) load(commit plumbing.Hash) (*spec.Fleet, error) {
+	var fleet *spec.Fleet
+	err := h.desired.View(func(r *git.Repository) error {
+		var err error
+		fleet, err = spec.LoadCommit(r, commit, h.flags.dir)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("specs at %s: %w", commit.String()[:12], err)
+	}
+	return fleet, nil
+}
+
+// app returns one app of a fleet, or an error listing the apps there are.
+func appOf(fleet *spec.Fleet, name string) (spec.App, error) {
+	a, ok := fleet.Apps[name]
+	if !ok {
+		names := slices.Sorted(maps.Keys(fleet.Apps))
+		return a, fmt.Errorf("no app %q in the fleet (apps: %s)", name, strings.Join(names, ", "))
+	}
+	if a.Name == "" {
+		a.Name = name
+	}
+	return a, nil
+}
+
+// shared state reads, each naming what failed.
+func (h *fleetHandles) reports(ctx context.Context) (map[string]reconciler.NodeReport, error) {
+	r, err := h.shared.Reports(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read node reports from %s: %w", h.shared.URL(), err)
+	}
+	return r, nil
+}

@@ -1,0 +1,176 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fleetops/reconciler/reconciler"
+)
+
+func newStatusCmd(e *env) *cobra.Command {
+	f := &repoFlags{}
+	c := &cobra.Command{
+		Use:   "status [APP]",
+		Short: "Show rollouts now: target, state, waves, nodes, leases",
+		Long: `status shows, for one app or every app of the tracked branch, the rollout in
+force: its target and state (progressing, paused, complete, failed,
+rolled_back), each wave with every node's version and state, the lease
+holders and the elapsed time.`,
+		Example: `  reconciler status --repo /srv/fleet.git
+  reconciler status web --output json`,
+		Args: rangeArgs(0, 1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if err := f.checkOutput(); err != nil {
+				return err
+			}
+			h, err := openFleet(c.Context(), e, f, "reconciler-cli")
+			if err != nil {
+				return err
+			}
+			sts, err := statuses(c.Context(), h, args)
+			if err != nil {
+				return err
+			}
+			if f.output == "json" {
+				if len(args) == 1 {
+					return writeJSON(e, sts[0])
+				}
+				return writeJSON(e, sts)
+			}
+			for i, st := range sts {
+				if i > 0 {
+					fmt.Fprintln(e.stdout)
+				}
+				printStatus(e.stdout, st, time.Now())
+			}
+			return nil
+		},
+	}
+	f.register(c)
+	return c
+}
+
+// statuses computes the status of the named app, or of every app.
+func statuses(ctx context.Context, h *fleetHandles, args []string) ([]reconciler.Status, error) {
+	_, fleet, err := h.tip(ctx)
+	if err != nil {
+		return nil, err
+	}
+	names := slices.Sorted(maps.Keys(fleet.Apps))
+	if len(args) == 1 {
+		if _, err := appOf(fleet, args[0]); err != nil {
+			return nil, err
+		}
+		names = args
+	}
+	reports, err := h.reports(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []reconciler.Status
+	for _, name := range names {
+		app, _ := appOf(fleet, name)
+		record, err := h.shared.Record(ctx, name)
+		if err != nil {
+			return nil, fmt.Errorf("read the rollout record of %s: %w", name, err)
+		}
+		leases, err := h.shared.Leases(ctx, name)
+		if err != nil {
+			return nil, fmt.Errorf("read the leases of %s: %w", name, err)
+		}
+		out = append(out, reconciler.StatusOf(app, record, reports, leases, time.Now()))
+	}
+	return out, nil
+}
+
+func printStatus(w io.Writer, st reconciler.Status, now time.Time) {
+	head := fmt.Sprintf("%s  %s", st.App, st.Target)
+	if st.From != "" && st.From != st.Target {
+		head = fmt.Sprintf("%s  %s -> %s", st.App, st.From, st.Target)
+	}
+	fmt.Fprintf(w, "%s  %s", head, st.State)
+	if st.Rollout != "" {
+		fmt.Fprintf(w, "  (rollout %.12s, %s)", st.Rollout, st.Elapsed)
+	}
+	fmt.Fprintln(w)
+	if st.Reason != "" {
+		fmt.Fprintf(w, "  reason: %s\n", st.Reason)
+	}
+	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
+	for k, wave := range st.Waves {
+		for i, n := range wave {
+			label := ""
+			if i == 0 {
+				label = fmt.Sprintf("wave %d", k+1)
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", label, n.Node, orDash(n.Version), n.State, n.Reason)
+		}
+	}
+	for i, n := range st.Others {
+		label := ""
+		if i == 0 {
+			label = "not in plan"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", label, n.Node, orDash(n.Version), n.State, n.Reason)
+	}
+	tw.Flush()
+	for _, l := range st.Leases {
+		fmt.Fprintf(w, "  lease %d: %s since %s, unchanged for %s (ttl %s)\n",
+			l.Slot, l.Holder, l.Acquired.Format(time.TimeOnly), l.Unchanged.Round(time.Second), l.TTL)
+	}
+}
+
+func newAuditCmd(e *env) *cobra.Command {
+	f := &repoFlags{}
+	c := &cobra.Command{
+		Use:   "audit APP",
+		Short: "Show which nodes run which version of an app",
+		Example: `  reconciler audit web
+  reconciler audit web --output json   # {"1.1.0": ["node-1", "node-2"], "1.0.0": ["node-3"]}`,
+		Args: exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if err := f.checkOutput(); err != nil {
+				return err
+			}
+			h, err := openFleet(c.Context(), e, f, "reconciler-cli")
+			if err != nil {
+				return err
+			}
+			reports, err := h.reports(c.Context())
+			if err != nil {
+				return err
+			}
+			audit := reconciler.Audit(args[0], reports)
+			if f.output == "json" {
+				return writeJSON(e, audit)
+			}
+			if len(audit) == 0 {
+				fmt.Fprintf(e.stdout, "no node reports running %s\n", args[0])
+				return nil
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 2, 2, ' ', 0)
+			fmt.Fprintln(tw, "VERSION\tNODES")
+			for _, v := range slices.Sorted(maps.Keys(audit)) {
+				fmt.Fprintf(tw, "%s\t%s\n", orDash(v), strings.Join(audit[v], ", "))
+			}
+			return tw.Flush()
+		},
+	}
+	f.register(c)
+	return c
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
