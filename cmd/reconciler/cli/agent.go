@@ -21,6 +21,8 @@ type agentOptions struct {
 	poll                      time.Duration
 	once                      bool
 	logFormat                 string
+	coordination              string
+	leaseTTL                  time.Duration
 }
 
 // agentCommands builds agent.
@@ -61,6 +63,8 @@ agent adopts them. See docs/agent.md.`,
 	f.DurationVar(&o.poll, "poll", 30*time.Second, "re-evaluation period besides watch events")
 	f.BoolVar(&o.once, "once", false, "one pass: exit 0 when converged, 1 otherwise")
 	f.StringVar(&o.logFormat, "log-format", "auto", "auto (text on a terminal, JSON otherwise), text or json")
+	f.StringVar(&o.coordination, "coordination", "lease", "lease: upgrade in waves under leases with the fleet; none: switch to the spec's version at once, alone")
+	f.DurationVar(&o.leaseTTL, "lease-ttl", 20*time.Second, "how long a lease lives without renewal (renewed every third of it)")
 	return []*cobra.Command{c}
 }
 
@@ -78,6 +82,12 @@ func (o *agentOptions) validate() error {
 	}
 	if _, err := parseVars(o.vars); err != nil {
 		errs = append(errs, err)
+	}
+	if o.coordination != "lease" && o.coordination != "none" {
+		errs = append(errs, fmt.Errorf("--coordination %q: want lease or none", o.coordination))
+	}
+	if o.leaseTTL < time.Second {
+		errs = append(errs, fmt.Errorf("--lease-ttl %v: want at least 1s", o.leaseTTL))
 	}
 	if o.poll <= 0 {
 		errs = append(errs, fmt.Errorf("--poll %v: want a positive duration", o.poll))

@@ -12,6 +12,7 @@ import (
 	execdriver "github.com/fleetops/reconciler/agent/driver/exec"
 	"github.com/fleetops/reconciler/agent/driver/otp"
 	"github.com/fleetops/reconciler/agent/driver/process"
+	"github.com/fleetops/reconciler/agent/rollout"
 	"github.com/fleetops/reconciler/agent/state"
 	"github.com/fleetops/reconciler/fleetrepo"
 	"github.com/fleetops/reconciler/release"
@@ -34,7 +35,11 @@ func runAgent(ctx context.Context, e *env, o *agentOptions) error {
 	if err != nil {
 		return fmt.Errorf("agent %s: %w", o.node, err)
 	}
-	desired, reporter, err := openRepos(ctx, e, o, log)
+	desired, shared, err := openRepos(ctx, e, o, log)
+	if err != nil {
+		return err
+	}
+	decider, err := newDecider(o, desired, shared, log)
 	if err != nil {
 		return err
 	}
@@ -45,8 +50,8 @@ func runAgent(ctx context.Context, e *env, o *agentOptions) error {
 	defer closeDrivers()
 	cfg := agent.Config{
 		Node: o.node, Labels: o.labels, Vars: vars, StateDir: o.stateDir, State: st,
-		Desired: desired, Installer: agent.VerifiedInstaller{Fetcher: fetcher, Keys: keys}, Reporter: reporter,
-		Drivers: drivers, SpecDir: o.dir, Poll: o.poll, Listen: o.listen, Once: o.once, Logger: log,
+		Desired: desired, Installer: agent.VerifiedInstaller{Fetcher: fetcher, Keys: keys}, Reporter: shared,
+		SharedWatch: shared, Decider: decider, Drivers: drivers, SpecDir: o.dir, Poll: o.poll, Listen: o.listen, Once: o.once, Logger: log,
 	}
 	log.Info("agent starting", "node", o.node, "repo", o.repo, "branch", o.branch, "state", o.stateDir, "keys", keys.IDs())
 	err = agent.Run(ctx, cfg)
@@ -58,7 +63,7 @@ func runAgent(ctx context.Context, e *env, o *agentOptions) error {
 }
 
 // openRepos opens the tracked branch and the shared state (reports).
-func openRepos(ctx context.Context, e *env, o *agentOptions, log *slog.Logger) (agent.Desired, agent.Reporter, error) {
+func openRepos(ctx context.Context, e *env, o *agentOptions, log *slog.Logger) (*fleetrepo.Desired, *fleetrepo.Shared, error) {
 	auth, err := fleetrepo.AuthFromEnv(o.repo, e.getenv)
 	if err != nil {
 		return nil, nil, fmt.Errorf("agent %s: %w", o.node, err)
@@ -84,6 +89,20 @@ func openRepos(ctx context.Context, e *env, o *agentOptions, log *slog.Logger) (
 		return nil, nil, fmt.Errorf("agent %s: %w", o.node, err)
 	}
 	return desired, shared, nil
+}
+
+// newDecider picks how this node decides when to switch: with the fleet
+// (waves under leases, rollback commits) or alone (the spec's version at once).
+func newDecider(o *agentOptions, desired *fleetrepo.Desired, shared *fleetrepo.Shared, log *slog.Logger) (agent.Decider, error) {
+	if o.coordination == "none" {
+		return agent.SpecDecider{}, nil
+	}
+	c, err := rollout.New(rollout.Options{Node: o.node, Shared: shared, LeaseTTL: o.leaseTTL, Logger: log,
+		Rollback: rollbackCommitter(desired, o.node)})
+	if err != nil {
+		return nil, fmt.Errorf("agent %s: %w", o.node, err)
+	}
+	return c, nil
 }
 
 // newDrivers builds the process, exec and otp drivers; the process driver

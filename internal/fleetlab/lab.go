@@ -1,0 +1,219 @@
+// Package fleetlab builds a real fleet on one machine, for the fleet tests
+// and `make demo`: the reconciler binary, signed releases of the example
+// workload at several versions, a bare fleet repo, and agent processes, each
+// a node with its own state directory, port and log.
+//
+// Everything is real (git, signatures, processes, sockets); nothing is
+// mocked. Close kills every agent and workload it started.
+package fleetlab
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/fleetops/reconciler/release"
+	"github.com/fleetops/reconciler/signing"
+)
+
+// Options configure a lab.
+type Options struct {
+	// Dir holds everything the lab makes (required; it is not removed).
+	Dir string
+	// Root is the module root, where `go build` runs (required).
+	Root string
+	// Versions of the example workload to build, pack and sign as app App.
+	Versions []string
+	// Broken versions build with the setting that fails their health check.
+	Broken map[string]bool
+	// App is the app name of the releases (default "web").
+	App string
+	// Progress, when set, receives one line per step.
+	Progress io.Writer
+}
+
+// Lab is a fleet on this machine.
+type Lab struct {
+	opt        Options
+	Reconciler string // the reconciler binary
+	PubKey     string // the key agents trust
+	PrivKey    string // its private half (empty password)
+	Releases   string // directory of <app>-<version>.tar.gz and .sig
+
+	mu     sync.Mutex
+	agents []*Agent
+}
+
+// New builds the binaries and the signed releases.
+func New(ctx context.Context, opt Options) (*Lab, error) {
+	if opt.Dir == "" || opt.Root == "" {
+		return nil, errors.New("fleetlab: Dir and Root are required")
+	}
+	if opt.App == "" {
+		opt.App = "web"
+	}
+	l := &Lab{opt: opt, Releases: filepath.Join(opt.Dir, "releases")}
+	for _, d := range []string{l.Releases, filepath.Join(opt.Dir, "bin")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("fleetlab: %w", err)
+		}
+	}
+	l.Reconciler = filepath.Join(opt.Dir, "bin", "reconciler")
+	l.say("building reconciler")
+	if err := l.gobuild(ctx, l.Reconciler, "", "./cmd/reconciler"); err != nil {
+		return nil, err
+	}
+	key, err := l.keys()
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range opt.Versions {
+		if err := l.release(ctx, key, v); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+func (l *Lab) say(format string, args ...any) {
+	if l.opt.Progress != nil {
+		fmt.Fprintf(l.opt.Progress, format+"\n", args...)
+	}
+}
+
+func (l *Lab) gobuild(ctx context.Context, out, ldflags, pkg string) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-ldflags", ldflags, "-o", out, pkg)
+	cmd.Dir = l.opt.Root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("fleetlab: go build %s: %w\n%s", pkg, err, b)
+	}
+	return nil
+}
+
+// keys makes the release signing key pair (cosign format, empty password).
+func (l *Lab) keys() (*signing.PrivateKey, error) {
+	priv, pub, err := signing.GenerateKeyPair([]byte(""))
+	if err != nil {
+		return nil, fmt.Errorf("fleetlab: keys: %w", err)
+	}
+	l.PrivKey, l.PubKey = filepath.Join(l.opt.Dir, "release.key"), filepath.Join(l.opt.Dir, "release.pub")
+	if err := os.WriteFile(l.PrivKey, priv, 0o600); err != nil {
+		return nil, fmt.Errorf("fleetlab: %w", err)
+	}
+	if err := os.WriteFile(l.PubKey, pub, 0o644); err != nil {
+		return nil, fmt.Errorf("fleetlab: %w", err)
+	}
+	return signing.LoadPrivateKey(priv, []byte(""))
+}
+
+// release builds the workload at v, packs it with its manifest and signs it.
+func (l *Lab) release(ctx context.Context, key *signing.PrivateKey, v string) error {
+	l.say("building and signing release %s %s", l.opt.App, v)
+	dir := filepath.Join(l.opt.Dir, "src", v)
+	flags := "-X main.version=" + v
+	if l.opt.Broken[v] {
+		flags += " -X main.broken=true"
+	}
+	if err := l.gobuild(ctx, filepath.Join(dir, "bin", "workload"), flags, "./examples/workload"); err != nil {
+		return err
+	}
+	m := release.Manifest{App: l.opt.App, Version: v, Command: []string{"bin/workload", "-drain", "5s"},
+		Listen:       []release.Listener{{Name: "http", Address: "127.0.0.1:${PORT}"}},
+		DrainTimeout: "5s"}
+	mj, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, release.ManifestName), mj, 0o644); err != nil {
+		return fmt.Errorf("fleetlab: %w", err)
+	}
+	var art bytes.Buffer
+	if err := release.Pack(dir, l.opt.App, v, &art); err != nil {
+		return fmt.Errorf("fleetlab: pack %s: %w", v, err)
+	}
+	sig, err := signing.Sign(bytes.NewReader(art.Bytes()), key)
+	if err != nil {
+		return fmt.Errorf("fleetlab: sign %s: %w", v, err)
+	}
+	path := l.Artifact(v)
+	if err := os.WriteFile(path, art.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("fleetlab: %w", err)
+	}
+	return os.WriteFile(path+".sig", sig, 0o644)
+}
+
+// Artifact is the path of the release of version v.
+func (l *Lab) Artifact(v string) string {
+	return filepath.Join(l.Releases, l.opt.App+"-"+v+".tar.gz")
+}
+
+// FreePort returns a loopback port nobody listens on right now.
+func FreePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Git runs git in dir with no user configuration and a fixed identity.
+func Git(dir string, args ...string) (string, error) {
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL="+os.DevNull, "GIT_CONFIG_NOSYSTEM=1",
+		"GIT_AUTHOR_NAME=Fleet Operator", "GIT_AUTHOR_EMAIL=ops@example.com",
+		"GIT_COMMITTER_NAME=Fleet Operator", "GIT_COMMITTER_EMAIL=ops@example.com")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("git %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
+	}
+	return strings.TrimSpace(out.String()), nil
+}
+
+// InitRepo makes a bare fleet repo at dir whose main holds files.
+func InitRepo(dir string, files map[string]string) error {
+	if _, err := Git(".", "init", "-q", "--bare", "-b", "main", dir); err != nil {
+		return err
+	}
+	return Push(dir, files, "Initial fleet")
+}
+
+// Push commits files (replacing those paths) on main of the repository at
+// url and pushes, as a person would; it returns the new commit.
+func Push(url string, files map[string]string, message string) error {
+	work, err := os.MkdirTemp("", "fleetlab-clone-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	if _, err := Git(work, "clone", "-q", url, "."); err != nil {
+		return err
+	}
+	if _, err := Git(work, "checkout", "-q", "-B", "main"); err != nil {
+		return err
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(work, name), []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
+	if _, err := Git(work, "add", "-A"); err != nil {
+		return err
+	}
+	if _, err := Git(work, "commit", "-q", "-m", message); err != nil {
+		return err
+	}
+	_, err = Git(work, "push", "-q", "origin", "main")
+	return err
+}
