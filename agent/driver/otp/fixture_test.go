@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +20,7 @@ import (
 	"time"
 
 	"github.com/fleetops/reconciler/agent/driver"
+	"github.com/fleetops/reconciler/agent/health"
 	"github.com/fleetops/reconciler/release"
 )
 
@@ -38,8 +38,7 @@ const fixtureSrc = "../../../examples/otp"
 
 // fixtureDir returns the directory holding counter-<v>.tar.gz (and the
 // artifact directory counter-<v>/) for 1.0.0 to 1.3.0, building them when
-// needed. It skips the test when erl or
-// rebar3 is missing.
+// needed. It skips the test when erl, rebar3 or epmd is missing.
 func fixtureDir(t *testing.T) string {
 	t.Helper()
 	fixture.once.Do(func() {
@@ -212,44 +211,22 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// healthy is the HealthFunc: GET /health answers 200, with a few retries.
-func (n *node) healthy(ctx context.Context) error {
-	url := fmt.Sprintf("http://127.0.0.1:%d/health", n.httpPort)
-	var err error
-	for range 20 {
-		err = get(ctx, url)
-		if err == nil || strings.Contains(err.Error(), "status 503") {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return errors.Join(err, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
+// healthy returns the HealthFunc of version v: the agent's own HTTP check
+// of GET /health, which also wants v to be the version that answers.
+func (n *node) healthy(v string) driver.HealthFunc {
+	c := health.Check{HTTP: fmt.Sprintf("http://127.0.0.1:%d/health", n.httpPort), Version: v,
+		Retries: 10, RetryDelay: 100 * time.Millisecond, Timeout: 2 * time.Second}
+	return func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		return c.Run(ctx)
 	}
-	return err
 }
 
 // alive is a HealthFunc that only asks whether the node answers.
 func (n *node) alive(ctx context.Context) error {
 	if !n.script().alive(ctx) {
 		return errors.New("node is down")
-	}
-	return nil
-}
-
-func get(ctx context.Context, url string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: status %d", url, resp.StatusCode)
 	}
 	return nil
 }
@@ -279,19 +256,25 @@ func (n *node) eval(expr string) string {
 // started from its directory survives (killing it).
 func (n *node) cleanup(epmdPort int) {
 	ctx := context.Background()
-	if s := n.script(); s.root != "" {
-		if err := s.stop(ctx); err != nil {
+	if s := n.script(); s.root != "" && s.alive(ctx) {
+		// init:stop() without `bin/counter stop`, which polls every second.
+		if _, err := s.run(ctx, "rpc", "init", "stop"); err != nil {
 			n.t.Errorf("cleanup: stop: %v", err)
 		}
 	}
-	// The VM started epmd (from the release's ERTS) on the test's port.
+	// The VM and run_erl go; epmd (started by the VM from the release's
+	// ERTS, on the test's port) stays until told.
+	for _, pid := range processesUnder(n.dir, false) {
+		n.t.Errorf("cleanup: process %d still runs from %s; killing it", pid, n.dir)
+		_ = syscallKill(pid)
+	}
 	cmd := exec.Command("epmd", "-kill")
 	cmd.Env = append(os.Environ(), "ERL_EPMD_PORT="+strconv.Itoa(epmdPort))
 	if out, err := cmd.CombinedOutput(); err != nil && !strings.Contains(string(out), "Cannot connect") {
 		n.t.Errorf("cleanup: epmd -kill: %v: %s", err, out)
 	}
-	for _, pid := range processesUnder(n.dir) {
-		n.t.Errorf("cleanup: process %d still runs from %s; killing it", pid, n.dir)
+	for _, pid := range processesUnder(n.dir, true) {
+		n.t.Errorf("cleanup: epmd %d still runs from %s; killing it", pid, n.dir)
 		_ = syscallKill(pid)
 	}
 }

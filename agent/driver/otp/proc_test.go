@@ -10,12 +10,12 @@ import (
 )
 
 // processesUnder returns the live (not zombie) processes whose command line
-// mentions dir, waiting up to two seconds for exiting ones to go. Linux
-// only; elsewhere it finds none.
-func processesUnder(dir string) []int {
-	deadline := time.Now().Add(2 * time.Second)
+// mentions dir, epmd included or not, waiting up to ten seconds for exiting
+// ones to go. Linux only; elsewhere it finds none.
+func processesUnder(dir string, withEPMD bool) []int {
+	deadline := time.Now().Add(10 * time.Second)
 	for {
-		pids := scanProcesses(dir)
+		pids := scanProcesses(dir, withEPMD)
 		if len(pids) == 0 || time.Now().After(deadline) {
 			return pids
 		}
@@ -23,7 +23,7 @@ func processesUnder(dir string) []int {
 	}
 }
 
-func scanProcesses(dir string) []int {
+func scanProcesses(dir string, withEPMD bool) []int {
 	entries, _ := os.ReadDir("/proc")
 	var pids []int
 	for _, e := range entries {
@@ -33,6 +33,10 @@ func scanProcesses(dir string) []int {
 		}
 		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
 		if err != nil || !strings.Contains(string(cmdline), dir) {
+			continue
+		}
+		argv0, _, _ := strings.Cut(string(cmdline), "\x00")
+		if !withEPMD && filepath.Base(argv0) == "epmd" {
 			continue
 		}
 		if stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil {
