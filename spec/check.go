@@ -17,8 +17,9 @@ import (
 // names against the schema itself (a misspelled field is otherwise hidden by
 // any other error), and runs the @check rules CUE cannot express.
 type checker struct {
-	user     cue.Value       // the fleet as written: positions and "got" values
-	declared map[string]Node // the declared inventory, nil if it does not decode
+	user     cue.Value          // the fleet as written: positions and "got" values
+	declared map[string]Node    // the declared inventory, nil if it does not decode
+	rules    map[string]ruleSet // by schema path (check_quick.go)
 	errs     errorList
 }
 
@@ -26,6 +27,9 @@ type checker struct {
 // nothing more about it).
 func (c *checker) walk(v, schema cue.Value) {
 	if schema.Exists() && schema.IncompleteKind()&cue.StructKind != 0 {
+		if c.quick(v, schema) {
+			return
+		}
 		if it, err := v.Fields(); err == nil {
 			c.walkStruct(v, it, schema)
 			return
