@@ -44,17 +44,16 @@ apps: web: {
 type node struct {
 	repo, stateDir, port, healthz string
 	log                           *bytes.Buffer
-	signer                        *signer
 }
 
 func (n *node) start(t *testing.T, extra ...string) *agentProc {
-	args := []string{"--repo", n.repo, "--node", "n1", "--state-dir", n.stateDir, "--trust-key", n.signer.pubKey,
+	args := []string{"--repo", n.repo, "--node", "n1", "--state-dir", n.stateDir, "--trust-key", trustKey,
 		"--listen", n.healthz, "--poll", "500ms", "--var", "NODE_LABEL=n1", "--log-format", "text"}
 	return startAgent(t, n.log, append(args, extra...)...)
 }
 
 func (n *node) push(t *testing.T, version string) {
-	gittest.PushFiles(t, n.repo, "main", fleetCUE(n.signer.dir, n.port, version), "web "+version)
+	gittest.PushFiles(t, n.repo, "main", fleetCUE(releases, n.port, version), "web "+version)
 }
 
 func (n *node) serving() string {
@@ -76,12 +75,8 @@ func (n *node) app() reconciler.AppReport {
 }
 
 func TestAgentEndToEnd(t *testing.T) {
-	s := newSigner(t)
-	for _, v := range versions {
-		s.workload(t, v)
-	}
-	n := &node{stateDir: t.TempDir(), port: freePort(t), healthz: "127.0.0.1:" + freePort(t), log: &bytes.Buffer{}, signer: s}
-	n.repo = gittest.NewBare(t, fleetCUE(s.dir, n.port, "1.0.0"))
+	n := &node{stateDir: t.TempDir(), port: freePort(t), healthz: "127.0.0.1:" + freePort(t), log: &bytes.Buffer{}}
+	n.repo = gittest.NewBare(t, fleetCUE(releases, n.port, "1.0.0"))
 	t.Cleanup(func() {
 		killWorkloads(n.stateDir)
 		if t.Failed() {
@@ -91,8 +86,11 @@ func TestAgentEndToEnd(t *testing.T) {
 		}
 	})
 
+	start := time.Now()
+	phase := func(name string) { t.Logf("%6.2fs %s", time.Since(start).Seconds(), name) }
 	ag := n.start(t)
 	gittest.Eventually(t, within, func() bool { return n.serving() == "1.0.0" }, "first install serving 1.0.0")
+	phase("1.0.0 installed and serving")
 
 	// A pushed version bump is installed and serving, with no failed request.
 	l := startLoad("http://127.0.0.1:" + n.port + "/")
@@ -103,7 +101,7 @@ func TestAgentEndToEnd(t *testing.T) {
 	if l.failed != 0 || n.serving() != "1.1.0" {
 		t.Fatalf("upgrade to 1.1.0: %d of %d requests failed (first: %v); serving %q", l.failed, l.total, l.firstErr, n.serving())
 	}
-	t.Logf("upgrade 1.0.0 → 1.1.0: 0 of %d requests failed", l.total)
+	phase(fmt.Sprintf("upgrade 1.0.0 → 1.1.0: 0 of %d requests failed", l.total))
 
 	// A broken version is rolled back locally and reported.
 	l = startLoad("http://127.0.0.1:" + n.port + "/")
@@ -118,6 +116,7 @@ func TestAgentEndToEnd(t *testing.T) {
 		t.Fatalf("during the failed upgrade: %d of %d requests failed (first: %v); serving %q", l.failed, l.total, l.firstErr, n.serving())
 	}
 	checkSharedReport(t, n.repo, "1.1.0", reconciler.AppFailed)
+	phase("1.2.0-broken rolled back and reported")
 
 	// Killing the agent leaves the workload serving.
 	pid := workloadPID(t, n.stateDir, "web")
@@ -135,6 +134,7 @@ func TestAgentEndToEnd(t *testing.T) {
 	if got := workloadPID(t, n.stateDir, "web"); got != pid {
 		t.Fatalf("workload pid %d after the agent restart, want %d (adopted, not restarted)", got, pid)
 	}
+	phase("agent restarted, workload adopted")
 	l = startLoad("http://127.0.0.1:" + n.port + "/")
 	n.push(t, "1.3.0")
 	gittest.Eventually(t, within, func() bool { return n.app().Version == "1.3.0" && n.app().State == reconciler.AppHealthy },
@@ -143,7 +143,7 @@ func TestAgentEndToEnd(t *testing.T) {
 	if l.failed != 0 {
 		t.Fatalf("upgrade after adoption: %d of %d requests failed (first: %v)", l.failed, l.total, l.firstErr)
 	}
-	t.Logf("upgrade 1.1.0 → 1.3.0 after adoption: 0 of %d requests failed", l.total)
+	phase(fmt.Sprintf("upgrade 1.1.0 → 1.3.0 after adoption: 0 of %d requests failed", l.total))
 	if alive(pid) {
 		t.Fatalf("adopted 1.1.0 (pid %d) still runs after the upgrade", pid)
 	}
@@ -157,10 +157,12 @@ func TestAgentEndToEnd(t *testing.T) {
 		t.Fatalf("after SIGTERM of the agent: serving %q", got)
 	}
 
+	phase("agent stopped by SIGTERM, workload serving")
 	// --once on a converged node exits 0.
 	if code := n.start(t, "--once", "--listen", "").wait(t); code != 0 {
 		t.Fatalf("agent --once on a converged node: exit %d", code)
 	}
+	phase("agent --once: converged")
 }
 
 // checkSharedReport reads n1's report from the fleet repo's shared state.

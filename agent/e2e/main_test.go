@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -18,7 +17,6 @@ import (
 
 	"github.com/fleetops/reconciler/agent/state"
 	"github.com/fleetops/reconciler/release"
-	"github.com/fleetops/reconciler/signing"
 )
 
 // bin holds the binaries built once: "reconciler" and the workload at each
@@ -34,7 +32,11 @@ func TestMain(m *testing.M) {
 	}
 	code := func() int {
 		defer os.RemoveAll(dir)
-		if err := build(dir); err != nil {
+		err := build(dir)
+		if err == nil {
+			err = makeReleases(dir)
+		}
+		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
@@ -71,67 +73,64 @@ func gobuild(out, ldflags, pkg string) error {
 	return nil
 }
 
-// signer makes signed release artifacts in a directory.
-type signer struct {
-	dir    string
-	pubKey string // path of the trusted public key
-	key    *signing.PrivateKey
+// releases is the directory of signed artifacts made once by TestMain,
+// web-<version>.tar.gz and .sig, signed by the key whose public half is
+// trustKey.
+var releases, trustKey string
+
+// makeReleases signs a key pair and packs and signs every version of the
+// workload with the reconciler binary, as a release pipeline would.
+func makeReleases(dir string) error {
+	releases, trustKey = filepath.Join(dir, "releases"), filepath.Join(dir, "release.pub")
+	if err := os.MkdirAll(releases, 0o755); err != nil {
+		return err
+	}
+	if err := cli("keygen", "--output-key-prefix", filepath.Join(dir, "release")); err != nil {
+		return err
+	}
+	for _, v := range versions {
+		stage := filepath.Join(dir, "stage-"+v)
+		if err := stageWorkload(stage, v); err != nil {
+			return err
+		}
+		art := filepath.Join(releases, "web-"+v+".tar.gz")
+		if err := cli("release", "pack", stage, "--app", "web", "--version", v, "-o", art); err != nil {
+			return err
+		}
+		if err := cli("sign", "--key", filepath.Join(dir, "release.key"), art); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-func newSigner(t *testing.T) *signer {
-	priv, pub, err := signing.GenerateKeyPair(nil)
-	if err != nil {
-		t.Fatal(err)
+// stageWorkload lays out the release directory of version v.
+func stageWorkload(stage, v string) error {
+	if err := os.MkdirAll(filepath.Join(stage, "bin"), 0o755); err != nil {
+		return err
 	}
-	key, err := signing.LoadPrivateKey(priv, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &signer{dir: t.TempDir(), key: key}
-	s.pubKey = filepath.Join(s.dir, "release.pub")
-	if err := os.WriteFile(s.pubKey, pub, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-// workload packs and signs the example workload at version v as app "web";
-// the artifact is <dir>/web-<v>.tar.gz with a .sig beside it.
-func (s *signer) workload(t *testing.T, v string) {
-	rel := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(rel, "bin"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(bin[v])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(rel, "bin", "workload"), b, 0o755); err != nil {
-		t.Fatal(err)
+	if err := os.Link(bin[v], filepath.Join(stage, "bin", "workload")); err != nil {
+		return err
 	}
 	m := release.Manifest{App: "web", Version: v, Command: []string{"bin/workload", "-drain", "5s"},
 		Listen:       []release.Listener{{Name: "http", Address: "127.0.0.1:${PORT}"}},
 		Env:          map[string]string{"WORKLOAD_NODE": "${NODE_LABEL}"},
 		DrainTimeout: "5s"}
-	mj, _ := json.MarshalIndent(m, "", "  ")
-	if err := os.WriteFile(filepath.Join(rel, release.ManifestName), mj, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var art bytes.Buffer
-	if err := release.Pack(rel, "web", v, &art); err != nil {
-		t.Fatal(err)
-	}
-	sig, err := signing.Sign(bytes.NewReader(art.Bytes()), s.key)
+	mj, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	path := filepath.Join(s.dir, "web-"+v+".tar.gz")
-	if err := os.WriteFile(path, art.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
+	return os.WriteFile(filepath.Join(stage, release.ManifestName), mj, 0o644)
+}
+
+// cli runs the reconciler binary (not the agent).
+func cli(args ...string) error {
+	cmd := exec.Command(bin["reconciler"], args...)
+	cmd.Env = append(os.Environ(), "COSIGN_PASSWORD=", "RECONCILER_PASSWORD=")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("reconciler %v: %v\n%s", args, err, b)
 	}
-	if err := os.WriteFile(path+".sig", sig, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	return nil
 }
 
 // agentProc is a running `reconciler agent`.
