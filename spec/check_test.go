@@ -145,6 +145,17 @@ func TestCheckFleetLevel(t *testing.T) {
 			`a.cue:3:20: apps.web.rollout: field not allowed by a closed definition in the fleet (end it with "..." or use a hidden field such as _base)`,
 			`a.cue:3:21: apps.web.version: field not allowed by a closed definition in the fleet (end it with "..." or use a hidden field such as _base)`,
 		}},
+		{"typos in some apps next to errors in another", map[string]string{"f.cue": header + `apps: a: {version: "1.0.0", health: tcp: "h:1", rollout: batchSize: 0}
+apps: b: {version: "1.0.0", health: tcp: "h:1", rollout: batchsize: 2}
+apps: c: {version: "1.0", health: tcp: "h:1", colour: 2}
+nodes: d: {labels: region: "eu", lables: x: "y"}
+`}, []string{
+			`f.cue:12:69: apps.a.rollout.batchSize: got 0, want an integer >= 1`,
+			`f.cue:13:58: apps.b.rollout.batchsize: unknown field "batchsize", did you mean "batchSize"?`,
+			`f.cue:14:20: apps.c.version: got "1.0", want a semantic version such as "1.2.3" or "v1.2.3"`,
+			`f.cue:14:47: apps.c.colour: unknown field "colour", want one of artifact, health, nodes, paused, rollout, version`,
+			`f.cue:15:34: nodes.d.lables: unknown field "lables", did you mean "labels"?`,
+		}},
 		{"syntax error", map[string]string{"a.cue": "package fleet\napps: x: {\n"}, []string{
 			`a.cue:2:12: expected '}', found 'EOF'`,
 		}},
