@@ -163,7 +163,10 @@ func tarball(next driver.Release, rel string) (string, error) {
 }
 
 // Adopt takes back a VM left running by a previous agent process. A VM that
-// is down is started again on its permanent release.
+// is down is started again on its permanent release. A VM left in the
+// middle of a switch (another version installed, its health never
+// confirmed) goes back to r's version, in the running VM when a relup
+// allows it.
 func (drv *Driver) Adopt(ctx context.Context, r driver.Running) error {
 	d, err := DataOf(r)
 	if err != nil {
@@ -180,8 +183,17 @@ func (drv *Driver) Adopt(ctx context.Context, r driver.Running) error {
 	if err != nil {
 		return fmt.Errorf("adopt %s %s: %w", r.App, r.Version, err)
 	}
-	if v := running(rs); v != r.Version {
-		return fmt.Errorf("adopt %s %s: the VM runs %s", r.App, r.Version, v)
+	v := running(rs)
+	if v == r.Version {
+		return nil
+	}
+	if status(rs, r.Version) == "" {
+		return fmt.Errorf("adopt %s %s: the VM runs %s and does not know %s", r.App, r.Version, v, r.Version)
+	}
+	drv.log.Warn("VM left in the middle of a switch, going back", "app", r.App, "runs", v, "to", r.Version)
+	pid, _ := s.pid(ctx)
+	if _, _, err := drv.restore(ctx, r, d, v, pid); err != nil {
+		return fmt.Errorf("adopt %s %s: the VM ran %s: %w", r.App, r.Version, v, err)
 	}
 	return nil
 }

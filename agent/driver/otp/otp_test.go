@@ -215,6 +215,46 @@ func TestAdoptAndStop(t *testing.T) {
 	}
 }
 
+// TestAdoptInterruptedSwitch: the agent died after `upgrade --no-permanent`
+// and before the health check; the restarted agent adopts the VM on the
+// version it recorded, which takes the VM back by relup.
+func TestAdoptInterruptedSwitch(t *testing.T) {
+	t.Parallel()
+	n := newNode(t)
+	ctx := context.Background()
+	r, err := n.drv.Switch(ctx, nil, n.release("1.0.0"), n.healthy("1.0.0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.eval("counter_server:incr().")
+	n.eval("counter_server:incr().")
+	d, _ := DataOf(r)
+	s := n.drv.script(d)
+	next := n.release("1.1.0")
+	if _, err := n.drv.unpack(ctx, s, "1.1.0", filepath.Join(next.Dir, "counter-1.1.0.tar.gz")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.run(ctx, "upgrade", "1.1.0", "--no-permanent"); err != nil {
+		t.Fatal(err)
+	}
+	wantReleases(t, n, r, []ReleaseState{{"1.1.0", "current"}, {"1.0.0", "permanent"}})
+
+	again, err := New(Options{Dir: n.dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := again.Adopt(ctx, r); err != nil {
+		t.Fatalf("adopt: %v", err)
+	}
+	wantReleases(t, n, r, []ReleaseState{{"1.0.0", "permanent"}})
+	if pid, err := s.pid(ctx); err != nil || pid != onePID(t, r) {
+		t.Errorf("pid after adopt = %d, %v; want %d", pid, err, onePID(t, r))
+	}
+	if got := n.eval("sys:get_state(counter_server)."); got != "{state,2}" {
+		t.Errorf("state after adopt = %s, want {state,2}", got)
+	}
+}
+
 func onePID(t *testing.T, r driver.Running) int {
 	t.Helper()
 	if len(r.PIDs) != 1 {

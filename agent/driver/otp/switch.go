@@ -114,12 +114,31 @@ func (drv *Driver) hot(ctx context.Context, cur driver.Running, cd Data, next dr
 	if err != nil {
 		return cur, fmt.Errorf("switch %s to %s: %w", next.App, next.Version, err)
 	}
+	fail := func(cause error) (driver.Running, error) {
+		cause = fmt.Errorf("switch %s to %s: %w", next.App, next.Version, cause)
+		r, how, err := drv.restore(ctx, cur, cd, next.Version, pid0)
+		if err != nil {
+			return r, fmt.Errorf("%w; %w", cause, err)
+		}
+		if strings.Contains(cause.Error(), "install_release failed") && how == "downgraded in the running VM" {
+			// release_handler's error action: init:restart/0, in the same
+			// OS process, on the permanent release.
+			how = "the relup failed; release_handler restarted the node on the permanent release"
+		}
+		return r, fmt.Errorf("%w; back on %s (%s)", cause, cur.Version, how)
+	}
+	if next.Version == cur.Version {
+		if err := healthy(ctx); err != nil {
+			return cur, fmt.Errorf("switch %s to %s: not healthy: %w", next.App, next.Version, err)
+		}
+		return cur, nil
+	}
 	if _, err := s.run(ctx, "upgrade", next.Version, "--no-permanent"); err != nil {
-		return drv.restore(ctx, cur, cd, next.Version, pid0, fmt.Errorf("release_handler: %w", err))
+		return fail(fmt.Errorf("release_handler: %w", err))
 	}
 	pid, err := s.pid(ctx)
 	if err != nil {
-		return drv.restore(ctx, cur, cd, next.Version, pid0, err)
+		return fail(err)
 	}
 	if pid != pid0 {
 		// A relup may restart the emulator (restart_new_emulator): allowed,
@@ -127,10 +146,10 @@ func (drv *Driver) hot(ctx context.Context, cur driver.Running, cd Data, next dr
 		drv.log.Warn("the VM restarted during the upgrade", "app", next.App, "pid_before", pid0, "pid_after", pid)
 	}
 	if err := healthy(ctx); err != nil {
-		return drv.restore(ctx, cur, cd, next.Version, pid0, fmt.Errorf("not healthy: %w", err))
+		return fail(fmt.Errorf("not healthy: %w", err))
 	}
 	if _, err := s.run(ctx, "install", next.Version); err != nil {
-		return drv.restore(ctx, cur, cd, next.Version, pid0, fmt.Errorf("make permanent: %w", err))
+		return fail(fmt.Errorf("make permanent: %w", err))
 	}
 	drv.prune(ctx, s, next.Version, cur.Version)
 	drv.log.Info("hot upgrade done", "app", next.App, "from", cur.Version, "to", next.Version, "pid", pid)
@@ -139,35 +158,27 @@ func (drv *Driver) hot(ctx context.Context, cur driver.Running, cd Data, next dr
 	return nd.running(next.App, next.Version, pid), nil
 }
 
-// restore brings cur back after a failed hot switch to failed: a downgrade in
-// the running VM, else a restart of the VM on its permanent release (cur's,
-// since failed was never made permanent, or was made permanent last). pid0
-// is the VM's OS pid before the switch. It runs even when ctx is done: the
-// previous version must run again.
-func (drv *Driver) restore(ctx context.Context, cur driver.Running, cd Data, failed string, pid0 int, cause error) (driver.Running, error) {
+// restore brings cur back after a failed or interrupted hot switch to
+// failed: a downgrade in the running VM, else a restart of the VM on its
+// permanent release (cur's, since failed was never made permanent, or was
+// made permanent last). pid0 is the VM's OS pid before the switch. It runs
+// even when ctx is done: the previous version must run again. It returns
+// what runs and how it went back, or why it could not.
+func (drv *Driver) restore(ctx context.Context, cur driver.Running, cd Data, failed string, pid0 int) (driver.Running, string, error) {
 	ctx = context.WithoutCancel(ctx)
 	s := drv.script(cd)
-	cause = fmt.Errorf("switch %s to %s: %w", cur.App, failed, cause)
-	if failed == cur.Version && s.alive(ctx) {
-		return cur, cause // nothing was changed
-	}
 	how := "downgraded in the running VM"
-	if strings.Contains(cause.Error(), "install_release failed") {
-		// release_handler's error action: init:restart/0, in the same OS
-		// process, on the permanent release.
-		how = "the relup failed and release_handler restarted the node on the permanent release"
-	}
 	if !drv.waitReady(ctx, s, pid0) {
 		how = "the VM died; restarted"
 		if _, err := drv.start(ctx, s); err != nil {
-			return driver.Running{}, fmt.Errorf("%w; starting %s again failed: %v", cause, cur.Version, err)
+			return driver.Running{}, "", fmt.Errorf("starting %s again failed: %w", cur.Version, err)
 		}
 	}
 	if _, err := s.run(ctx, "downgrade", cur.Version); err != nil {
 		drv.log.Error("hot downgrade failed, restarting the VM", "app", cur.App, "to", cur.Version, "err", err)
 		how = "the downgrade failed; restarted the VM"
 		if err := drv.reboot(ctx, s); err != nil {
-			return driver.Running{}, fmt.Errorf("%w; restarting %s failed too: %v", cause, cur.Version, err)
+			return driver.Running{}, "", fmt.Errorf("restarting %s failed too: %w", cur.Version, err)
 		}
 	}
 	if _, err := s.run(ctx, "uninstall", failed); err != nil {
@@ -175,10 +186,10 @@ func (drv *Driver) restore(ctx context.Context, cur driver.Running, cd Data, fai
 	}
 	pid, err := s.pid(ctx)
 	if err != nil {
-		return cur, fmt.Errorf("%w; back on %s (%s) but: %v", cause, cur.Version, how, err)
+		return cur, how, fmt.Errorf("back on %s (%s) but: %w", cur.Version, how, err)
 	}
-	drv.log.Warn("switch failed, previous version restored", "app", cur.App, "version", cur.Version, "how", how, "err", cause)
-	return cd.running(cur.App, cur.Version, pid), fmt.Errorf("%w; back on %s (%s)", cause, cur.Version, how)
+	drv.log.Warn("previous version restored", "app", cur.App, "version", cur.Version, "failed", failed, "how", how)
+	return cd.running(cur.App, cur.Version, pid), how, nil
 }
 
 // waitReady waits until release_handler answers in the VM, as long as the
