@@ -266,7 +266,19 @@ func leaseOrWait(in Input, r *Rollout) Decision {
 	if slot, ok := freeSlot(in, r); ok {
 		return Decision{Action: Acquire, Slot: slot, Version: r.Target, Reason: "wave open"}
 	}
-	return Decision{Action: Wait, Reason: fmt.Sprintf("all %d lease slots are held", in.App.Rollout.BatchSize)}
+	return Decision{Action: Wait, Reason: fmt.Sprintf("all %d lease slots are held", slotCount(in.App, r))}
+}
+
+// slotCount is how many lease slots the app's rollout may hold at once:
+// batchSize, or every node of the wave for all_at_once.
+func slotCount(app spec.App, r *Rollout) int {
+	n := app.Rollout.BatchSize
+	if app.Rollout.Strategy == spec.StrategyAllAtOnce {
+		for _, w := range r.Waves {
+			n = max(n, len(w))
+		}
+	}
+	return n
 }
 
 // freeSlot returns a slot below batchSize that is free or whose expired
@@ -277,7 +289,7 @@ func freeSlot(in Input, r *Rollout) (int, bool) {
 	for _, l := range in.Leases {
 		bySlot[l.Slot] = l
 	}
-	for s := range in.App.Rollout.BatchSize {
+	for s := range slotCount(in.App, r) {
 		l, seen := bySlot[s]
 		if !seen || !l.Held() {
 			return s, true
