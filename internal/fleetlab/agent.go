@@ -44,8 +44,8 @@ func (l *Lab) StartAgent(name, repo string, extra ...string) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{Name: name, StateDir: filepath.Join(l.opt.Dir, "nodes", name), Port: port,
-		Healthz: "127.0.0.1:" + strconv.Itoa(hport), Log: filepath.Join(l.opt.Dir, "nodes", name+".log"), lab: l}
+	a := &Agent{Name: name, StateDir: filepath.Join(l.nodesDir, name), Port: port,
+		Healthz: "127.0.0.1:" + strconv.Itoa(hport), Log: filepath.Join(l.nodesDir, name+".log"), lab: l}
 	a.args = append([]string{"agent", "--repo", repo, "--node", name, "--state-dir", a.StateDir,
 		"--trust-key", l.PubKey, "--listen", a.Healthz, "--var", "PORT=" + strconv.Itoa(port),
 		"--log-format", "text"}, extra...)

@@ -49,8 +49,16 @@ type Lab struct {
 	PrivKey    string // its private half (empty password)
 	Releases   string // directory of <app>-<version>.tar.gz and .sig
 
-	mu     sync.Mutex
-	agents []*Agent
+	nodesDir string // where agents keep their state and logs
+	mu       sync.Mutex
+	agents   []*Agent
+}
+
+// Fleet returns a lab that shares l's binaries and releases but keeps its
+// agents' state and logs under dir, and closes only its own agents.
+func (l *Lab) Fleet(dir string) *Lab {
+	return &Lab{opt: l.opt, Reconciler: l.Reconciler, PubKey: l.PubKey, PrivKey: l.PrivKey,
+		Releases: l.Releases, nodesDir: dir}
 }
 
 // New builds the binaries and the signed releases.
@@ -61,7 +69,7 @@ func New(ctx context.Context, opt Options) (*Lab, error) {
 	if opt.App == "" {
 		opt.App = "web"
 	}
-	l := &Lab{opt: opt, Releases: filepath.Join(opt.Dir, "releases")}
+	l := &Lab{opt: opt, Releases: filepath.Join(opt.Dir, "releases"), nodesDir: filepath.Join(opt.Dir, "nodes")}
 	for _, d := range []string{l.Releases, filepath.Join(opt.Dir, "bin")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("fleetlab: %w", err)
