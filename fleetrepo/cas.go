@@ -1,0 +1,261 @@
+package fleetrepo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"bytes"
+	"io"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/format/packfile"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
+	"github.com/go-git/go-git/v5/plumbing/protocol/packp/capability"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/plumbing/transport/client"
+	"github.com/go-git/go-git/v5/utils/ioutil"
+)
+
+// cas sets ref on the remote to next if and only if it is still old (zero:
+// absent), and reports a lost race as *ConflictError. It speaks the push
+// protocol itself: one command "old next ref" and a pack of exactly the
+// objects writeCommit made. git-receive-pack checks the old value under the
+// ref's lock, so of many concurrent writers exactly one wins (go-git's
+// in-process server would not check: never point this at it). go-git's
+// Remote.Push would be a CAS too (RequireRemoteRefs), but it walks the
+// whole history of every remote ref to choose objects, so each write grows
+// slower as lease and report chains grow. Losing is decided by re-reading
+// the ref, never by parsing the error. Caller holds mu.
+func (s *store) cas(ctx context.Context, ref plumbing.ReferenceName, old, next plumbing.Hash) error {
+	objects := s.pending[next]
+	delete(s.pending, next)
+	if len(objects) == 0 {
+		objects = []plumbing.Hash{next}
+	}
+	pushErr := s.push(ctx, &packp.Command{Name: ref, Old: old, New: next}, objects)
+	if pushErr == nil {
+		return s.setLocal(ref, next)
+	}
+	var conflict *ConflictError
+	if errors.As(pushErr, &conflict) {
+		return pushErr
+	}
+	now, err := s.head(ctx, ref)
+	if err != nil {
+		return &TransientError{Op: "push " + ref.String() + " to", Repo: s.url,
+			Err: fmt.Errorf("%w (and re-reading it failed: %v)", pushErr, err)}
+	}
+	switch now {
+	case next:
+		return s.setLocal(ref, next) // it landed; the error came after
+	case old:
+		return &TransientError{Op: "push " + ref.String() + " to", Repo: s.url, Err: pushErr}
+	}
+	s.log.Debug("compare-and-swap lost", "ref", ref, "expected", old, "actual", now, "push", pushErr)
+	return &ConflictError{Repo: s.url, Ref: ref, Expected: old, Actual: now}
+}
+
+// push sends one ref update with a pack of objects. When the advertised
+// value already differs from cmd.Old it returns *ConflictError without
+// sending anything.
+func (s *store) push(ctx context.Context, cmd *packp.Command, objects []plumbing.Hash) (err error) {
+	ep, err := transport.NewEndpoint(s.url)
+	if err != nil {
+		return err
+	}
+	cl, err := client.NewClient(ep)
+	if err != nil {
+		return err
+	}
+	sess, err := cl.NewReceivePackSession(ep, s.auth)
+	if err != nil {
+		return err
+	}
+	defer ioutil.CheckClose(sess, &err)
+	ar, err := sess.AdvertisedReferencesContext(ctx)
+	if err != nil && !errors.Is(err, transport.ErrEmptyRemoteRepository) {
+		return err
+	}
+	if adv := advertised(ar, cmd.Name); adv != cmd.Old {
+		return &ConflictError{Repo: s.url, Ref: cmd.Name, Expected: cmd.Old, Actual: adv}
+	}
+	req := packp.NewReferenceUpdateRequestFromCapabilities(capabilities(ar))
+	req.Commands = []*packp.Command{cmd}
+	var pack bytes.Buffer
+	if _, err := packfile.NewEncoder(&pack, s.repo.Storer, false).Encode(objects, 10); err != nil {
+		return fmt.Errorf("pack %d objects: %w", len(objects), err)
+	}
+	req.Packfile = io.NopCloser(&pack)
+	rs, err := sess.ReceivePack(ctx, req)
+	if err != nil {
+		return err
+	}
+	if rs != nil {
+		return rs.Error()
+	}
+	return nil
+}
+
+func advertised(ar *packp.AdvRefs, name plumbing.ReferenceName) plumbing.Hash {
+	if ar == nil {
+		return plumbing.ZeroHash
+	}
+	return ar.References[name.String()]
+}
+
+func capabilities(ar *packp.AdvRefs) *capability.List {
+	if ar == nil {
+		return capability.NewList()
+	}
+	return ar.Capabilities
+}
+
+// commitSpec describes a commit to build in the cache without a worktree.
+type commitSpec struct {
+	base    plumbing.Hash     // tree to start from (commit), zero = empty tree
+	files   map[string][]byte // path → content; replaces or adds files
+	parents []plumbing.Hash
+	message string
+	author  object.Signature
+}
+
+// writeCommit stores blob, trees and commit in the cache. Caller holds mu.
+func (s *store) writeCommit(c commitSpec) (plumbing.Hash, error) {
+	var base *object.Tree
+	if !c.base.IsZero() {
+		commit, err := s.repo.CommitObject(c.base)
+		if err != nil {
+			return plumbing.ZeroHash, fmt.Errorf("read commit %s: %w", short(c.base), err)
+		}
+		if base, err = commit.Tree(); err != nil {
+			return plumbing.ZeroHash, fmt.Errorf("read tree of %s: %w", short(c.base), err)
+		}
+	}
+	tree, err := s.writeTree(base, c.files)
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	commit := &object.Commit{
+		Author: c.author, Committer: c.author, Message: c.message,
+		TreeHash: tree, ParentHashes: c.parents,
+	}
+	h, err := s.store(commit)
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	s.pending[h] = append(s.written, h)
+	s.written = nil
+	return h, nil
+}
+
+// writeTree writes base with files replaced, recursing into directories.
+func (s *store) writeTree(base *object.Tree, files map[string][]byte) (plumbing.Hash, error) {
+	entries := map[string]object.TreeEntry{}
+	if base != nil {
+		for _, e := range base.Entries {
+			entries[e.Name] = e
+		}
+	}
+	sub := map[string]map[string][]byte{}
+	for path, data := range files {
+		dir, rest, nested := strings.Cut(path, "/")
+		if nested {
+			if sub[dir] == nil {
+				sub[dir] = map[string][]byte{}
+			}
+			sub[dir][rest] = data
+			continue
+		}
+		h, err := s.store(blob(data))
+		if err != nil {
+			return plumbing.ZeroHash, err
+		}
+		entries[path] = object.TreeEntry{Name: path, Mode: filemode.Regular, Hash: h}
+	}
+	for dir, files := range sub {
+		var child *object.Tree
+		if e, ok := entries[dir]; ok && e.Mode == filemode.Dir && base != nil {
+			t, err := base.Tree(dir)
+			if err != nil {
+				return plumbing.ZeroHash, fmt.Errorf("read tree %s: %w", dir, err)
+			}
+			child = t
+		}
+		h, err := s.writeTree(child, files)
+		if err != nil {
+			return plumbing.ZeroHash, err
+		}
+		entries[dir] = object.TreeEntry{Name: dir, Mode: filemode.Dir, Hash: h}
+	}
+	return s.store(sortedTree(entries))
+}
+
+// sortedTree orders entries the way git does (directories compare as name + "/").
+func sortedTree(entries map[string]object.TreeEntry) *object.Tree {
+	t := &object.Tree{}
+	for _, e := range entries {
+		t.Entries = append(t.Entries, e)
+	}
+	key := func(e object.TreeEntry) string {
+		if e.Mode == filemode.Dir {
+			return e.Name + "/"
+		}
+		return e.Name
+	}
+	sort.Slice(t.Entries, func(i, j int) bool { return key(t.Entries[i]) < key(t.Entries[j]) })
+	return t
+}
+
+type blob []byte
+
+type encoder interface {
+	Encode(plumbing.EncodedObject) error
+}
+
+func (b blob) Encode(o plumbing.EncodedObject) error {
+	o.SetType(plumbing.BlobObject)
+	w, err := o.Writer()
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(b); err != nil {
+		w.Close()
+		return err
+	}
+	return w.Close()
+}
+
+func (s *store) store(obj encoder) (plumbing.Hash, error) {
+	o := s.repo.Storer.NewEncodedObject()
+	if err := obj.Encode(o); err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("encode object: %w", err)
+	}
+	h, err := s.repo.Storer.SetEncodedObject(o)
+	if err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("store object in cache: %w", err)
+	}
+	s.written = append(s.written, h)
+	return h, nil
+}
+
+// readFile returns one file of a commit's tree from the cache. Caller holds mu.
+func (s *store) readFile(commit plumbing.Hash, path string) ([]byte, error) {
+	c, err := s.repo.CommitObject(commit)
+	if err != nil {
+		return nil, fmt.Errorf("read commit %s: %w", short(commit), err)
+	}
+	f, err := c.File(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s in commit %s: %w", path, short(commit), err)
+	}
+	text, err := f.Contents()
+	if err != nil {
+		return nil, fmt.Errorf("read %s in commit %s: %w", path, short(commit), err)
+	}
+	return []byte(text), nil
+}

@@ -1,0 +1,297 @@
+package fleetrepo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fleetops/reconciler/fleetrepo/gittest"
+	"github.com/fleetops/reconciler/reconciler"
+)
+
+// holding is one interval during which a client believed it held a slot:
+// from the return of a successful Acquire or Renew to the earlier of its
+// Release call and the end of the lease's validity on its own clock.
+type holding struct {
+	client     int
+	slot       int
+	from, till time.Time
+	token      string
+}
+
+// contention is the shared log of a contention run.
+type contention struct {
+	mu       sync.Mutex
+	holdings []holding
+	tokens   map[string]bool // every token a client got from a successful write
+	stale    int             // renewals of a taken-over lease that failed
+	crashes  int
+	ops      map[string][]time.Duration
+}
+
+// timed runs op and records its duration under name.
+func (c *contention) timed(name string, op func()) {
+	start := time.Now()
+	op()
+	d := time.Since(start)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ops[name] = append(c.ops[name], d)
+}
+
+func (c *contention) logOps(t *testing.T) {
+	for name, ds := range c.ops {
+		slices.Sort(ds)
+		t.Logf("%-8s n=%4d median %6s p99 %6s", name, len(ds),
+			ds[len(ds)/2].Round(time.Millisecond), ds[len(ds)*99/100].Round(time.Millisecond))
+	}
+}
+
+func (c *contention) hold(client int, l reconciler.Lease, from, till time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.holdings = append(c.holdings, holding{client: client, slot: l.Slot, from: from, till: till, token: l.Token})
+	c.tokens[l.Token] = true
+}
+
+// TestLeaseContention: 20 clients, each with its own handle and clock,
+// compete for 3 slots over a local bare repository. Some crash while holding
+// (their lease must be taken over once it expired on the others' clocks) and
+// later try to renew it (which must fail). An independent observer then
+// checks every client's belief and every lease ref's history.
+func TestLeaseContention(t *testing.T) {
+	clients, rounds, ttl := 20, 8, 400*time.Millisecond
+	if testing.Short() {
+		clients, rounds = 8, 5
+	}
+	bare := gittest.NewBare(t, nil)
+	ctx := testContext(t)
+	c := &contention{tokens: map[string]bool{}, ops: map[string][]time.Duration{}}
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range clients {
+		sh := openShared(t, bare, fmt.Sprintf("c%d", i), nil)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.client(ctx, t, sh, i, rounds, ttl)
+		}()
+	}
+	wg.Wait()
+	t.Logf("%d clients × %d rounds, %d holdings, %d crashes, %d stale renewals refused, in %s",
+		clients, rounds, len(c.holdings), c.crashes, c.stale, time.Since(start).Round(time.Millisecond))
+	c.logOps(t)
+	c.checkBeliefs(t, 3)
+	takeovers := checkHistory(t, bare, c.tokens)
+	if !testing.Short() && (takeovers == 0 || c.stale == 0) {
+		t.Errorf("%d takeovers and %d refused stale renewals; want some of each", takeovers, c.stale)
+	}
+}
+
+// work stands for what a client does while it holds a lease.
+func work(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// pickSlot returns a random slot that is free, expired or never used.
+func pickSlot(leases []reconciler.Lease, slots int) (int, bool) {
+	var free []int
+	for slot := range slots {
+		i := slices.IndexFunc(leases, func(l reconciler.Lease) bool { return l.Slot == slot })
+		if i < 0 || !leases[i].Held() || leases[i].Expired() {
+			free = append(free, slot)
+		}
+	}
+	if len(free) == 0 {
+		return 0, false
+	}
+	return free[rand.IntN(len(free))], true
+}
+
+// client runs rounds of acquire, (sometimes crash), renew, release.
+func (c *contention) client(ctx context.Context, t *testing.T, sh *Shared, id, rounds int, ttl time.Duration) {
+	var stale []reconciler.Lease
+	for round := 0; round < rounds && ctx.Err() == nil; round++ {
+		l, ok := c.acquireAny(ctx, t, sh, id, ttl)
+		if !ok {
+			return
+		}
+		if id%5 == 0 && round%3 == 1 { // crash while holding: never renew nor release
+			c.endHold(id, l, time.Now()) // the incarnation that believed is gone
+			c.mu.Lock()
+			c.crashes++
+			c.mu.Unlock()
+			stale = append(stale, l)
+			continue
+		}
+		work(ctx, 20*time.Millisecond) // the upgrade under the lease
+		if l, ok = c.renew(ctx, t, sh, id, l); ok {
+			work(ctx, 10*time.Millisecond)
+			c.release(ctx, t, sh, id, l)
+		}
+	}
+	for _, l := range stale { // back from the dead: renewals must fail
+		if l2, err := sh.Renew(ctx, l); errors.Is(err, ErrLeaseLost) {
+			c.mu.Lock()
+			c.stale++
+			c.mu.Unlock()
+		} else if err == nil {
+			c.hold(id, l2, time.Now(), time.Now())
+			c.release(ctx, t, sh, id, l2)
+		} else {
+			t.Errorf("client %d: stale Renew: %v", id, err)
+		}
+	}
+}
+
+// acquireAny tries the slots that look free or expired until one is won.
+func (c *contention) acquireAny(ctx context.Context, t *testing.T, sh *Shared, id int, ttl time.Duration) (reconciler.Lease, bool) {
+	for ctx.Err() == nil {
+		var leases []reconciler.Lease
+		var err error
+		c.timed("leases", func() { leases, err = sh.Leases(ctx, "web") })
+		if err != nil {
+			t.Errorf("client %d: Leases: %v", id, err)
+			return reconciler.Lease{}, false
+		}
+		// Try one slot that looks free or expired, as a real agent would:
+		// trying every slot on each scan makes a thundering herd.
+		if slot, ok := pickSlot(leases, 3); ok {
+			var l reconciler.Lease
+			c.timed("acquire", func() { l, err = sh.Acquire(ctx, "web", slot, fmt.Sprintf("c%d", id), "r1", ttl) })
+			if err == nil {
+				now := time.Now()
+				c.hold(id, l, now, now.Add(sh.Validity(l)))
+				return l, true
+			}
+			if !errors.Is(err, ErrLeaseHeld) && !errors.Is(err, ErrConflict) {
+				t.Errorf("client %d: Acquire: %v", id, err)
+				return reconciler.Lease{}, false
+			}
+		}
+		select { // back off before looking again, as a real agent would
+		case <-ctx.Done():
+		case <-time.After(time.Duration(100+rand.IntN(200)) * time.Millisecond):
+		}
+	}
+	return reconciler.Lease{}, false
+}
+
+func (c *contention) renew(ctx context.Context, t *testing.T, sh *Shared, id int, l reconciler.Lease) (reconciler.Lease, bool) {
+	c.endHold(id, l, time.Now())
+	var l2 reconciler.Lease
+	var err error
+	c.timed("renew", func() { l2, err = sh.Renew(ctx, l) })
+	if errors.Is(err, ErrLeaseLost) {
+		return l, false // validity ran out under load and someone took it: fine
+	}
+	if err != nil {
+		t.Errorf("client %d: Renew: %v", id, err)
+		return l, false
+	}
+	now := time.Now()
+	c.hold(id, l2, now, now.Add(sh.Validity(l2)))
+	return l2, true
+}
+
+func (c *contention) release(ctx context.Context, t *testing.T, sh *Shared, id int, l reconciler.Lease) {
+	c.endHold(id, l, time.Now())
+	var err error
+	c.timed("release", func() { err = sh.Release(ctx, l) })
+	if err != nil && !errors.Is(err, ErrLeaseLost) {
+		t.Errorf("client %d: Release: %v", id, err)
+	}
+}
+
+// endHold ends the client's belief in l at t (if its validity had not already).
+func (c *contention) endHold(client int, l reconciler.Lease, at time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := len(c.holdings) - 1; i >= 0; i-- {
+		h := &c.holdings[i]
+		if h.client == client && h.token == l.Token {
+			if at.Before(h.till) {
+				h.till = at
+			}
+			return
+		}
+	}
+}
+
+// checkBeliefs sweeps the intervals: never more than max believers, never
+// two on one slot.
+func (c *contention) checkBeliefs(t *testing.T, max int) {
+	type edge struct {
+		at    time.Time
+		delta int
+		h     holding
+	}
+	var edges []edge
+	for _, h := range c.holdings {
+		if h.till.After(h.from) {
+			edges = append(edges, edge{h.from, +1, h}, edge{h.till, -1, h})
+		}
+	}
+	slices.SortFunc(edges, func(a, b edge) int { // ends before starts at the same instant
+		return cmpOr(a.at.Compare(b.at), a.delta-b.delta)
+	})
+	bySlot, total, peak := map[int]int{}, 0, 0
+	for _, e := range edges {
+		total += e.delta
+		bySlot[e.h.slot] += e.delta
+		peak = max2(peak, total)
+		if total > max || bySlot[e.h.slot] > 1 {
+			t.Fatalf("at %s %d clients believed they held a lease, %d on slot %d (client %d)",
+				e.at.Format(time.StampMicro), total, bySlot[e.h.slot], e.h.slot, e.h.client)
+		}
+	}
+	t.Logf("peak concurrent holders: %d", peak)
+}
+
+func max2(a, b int) int {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// checkHistory walks every lease ref's commit chain with the git CLI: each
+// must be linear (one parent per commit: no write ever forked the chain),
+// and every token a client was told it won must be in it. It returns the
+// number of takeovers recorded.
+func checkHistory(t *testing.T, bare string, tokens map[string]bool) int {
+	t.Helper()
+	seen := map[string]bool{}
+	takeovers := 0
+	for slot := range 3 {
+		ref := fmt.Sprintf("%sweb/%d", LeasePrefix, slot)
+		log := gittest.Git(t, bare, "log", "--format=%H %P|%s", ref)
+		for _, line := range strings.Split(log, "\n") {
+			ids, subject, _ := strings.Cut(line, "|")
+			f := strings.Fields(ids)
+			if len(f) > 2 {
+				t.Errorf("%s: commit %s has %d parents", ref, f[0], len(f)-1)
+			}
+			seen[f[0]] = true
+			if strings.Contains(subject, "taken over") {
+				takeovers++
+			}
+		}
+	}
+	for tok := range tokens {
+		if !seen[tok] {
+			t.Errorf("token %s was won by a client but is in no lease history: a lost update", tok)
+		}
+	}
+	t.Logf("lease history: %d commits, %d takeovers", len(seen), takeovers)
+	return takeovers
+}

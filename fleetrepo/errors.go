@@ -1,0 +1,92 @@
+package fleetrepo
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/go-git/go-git/v5/plumbing"
+)
+
+// Sentinel errors, for branching with errors.Is.
+var (
+	// ErrConflict: a compare-and-swap lost because the ref moved meanwhile.
+	// Re-read and decide again; the returned error is a *ConflictError.
+	ErrConflict = errors.New("ref moved concurrently")
+	// ErrLeaseHeld: the slot has an unexpired holder (as this observer sees it).
+	ErrLeaseHeld = errors.New("lease is held")
+	// ErrLeaseLost: the lease changed since the caller's token: it was taken
+	// over, broken or released. The caller no longer holds it.
+	ErrLeaseLost = errors.New("lease lost")
+	// ErrAlreadyRolledBack: another writer already pushed the rollback.
+	ErrAlreadyRolledBack = errors.New("already rolled back")
+	// ErrSuperseded: the tip no longer targets the failed version (a person
+	// pushed something newer); rollback commits lose to people.
+	ErrSuperseded = errors.New("superseded by a newer commit")
+	// ErrAppNotFound: no CUE file declares the app (or the field).
+	ErrAppNotFound = errors.New("app not found")
+	// ErrNoCommit: the tracked branch or the ref does not exist yet.
+	ErrNoCommit = errors.New("no commit")
+)
+
+// ConflictError is a lost compare-and-swap on Ref: the caller expected
+// Expected but the remote holds Actual (zero when the ref is absent).
+// It matches ErrConflict. What to do: re-read and decide again.
+type ConflictError struct {
+	Repo     string
+	Ref      plumbing.ReferenceName
+	Expected plumbing.Hash
+	Actual   plumbing.Hash
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("update %s in %s: expected %s but it is %s",
+		e.Ref, e.Repo, short(e.Expected), short(e.Actual))
+}
+
+// Is makes errors.Is(err, ErrConflict) true.
+func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
+
+// NotDescendantError refuses a tip of the tracked branch that does not
+// descend from the last accepted commit: a force-push backwards or sideways.
+// The last accepted state is kept. What to do: nothing until the branch moves
+// forward again (or an operator resets the cache).
+type NotDescendantError struct {
+	Repo     string
+	Ref      plumbing.ReferenceName
+	Accepted plumbing.Hash // last good tip, still in force
+	Got      plumbing.Hash // refused tip
+	Behind   bool          // Got is an ancestor of Accepted: the branch moved backwards
+}
+
+func (e *NotDescendantError) Error() string {
+	how := "sideways (force-push to an unrelated history)"
+	if e.Behind {
+		how = "backwards (force-push to an older commit)"
+	}
+	return fmt.Sprintf("refusing %s of %s at %s: it moved %s and does not descend from the last accepted commit %s; keeping %s",
+		e.Ref, e.Repo, short(e.Got), how, short(e.Accepted), short(e.Accepted))
+}
+
+// TransientError is a failure to reach or talk to the repository (network,
+// server, local I/O). What to do: retry with jittered backoff.
+type TransientError struct {
+	Op   string
+	Repo string
+	Err  error
+}
+
+func (e *TransientError) Error() string { return fmt.Sprintf("%s %s: %v", e.Op, e.Repo, e.Err) }
+func (e *TransientError) Unwrap() error { return e.Err }
+
+// IsTransient reports whether err is worth retrying with backoff.
+func IsTransient(err error) bool {
+	var t *TransientError
+	return errors.As(err, &t)
+}
+
+func short(h plumbing.Hash) string {
+	if h.IsZero() {
+		return "(absent)"
+	}
+	return h.String()[:12]
+}

@@ -1,0 +1,289 @@
+package fleetrepo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fleetops/reconciler/reconciler"
+	"github.com/go-git/go-git/v5/plumbing"
+)
+
+// observation is when this handle first saw a lease ref at its token, on
+// the handle's own clock. Expiry is measured from it, never from times other
+// nodes wrote.
+type observation struct {
+	token plumbing.Hash
+	since time.Time
+}
+
+// leaseDoc is lease.json, the content of each lease commit.
+type leaseDoc struct {
+	App      string        `json:"app"`
+	Slot     int           `json:"slot"`
+	Holder   string        `json:"holder,omitempty"`
+	Rollout  string        `json:"rollout,omitempty"`
+	Acquired time.Time     `json:"acquired,omitzero"`
+	Renewed  time.Time     `json:"renewed,omitzero"`
+	TTL      time.Duration `json:"ttl"`
+	Note     string        `json:"note,omitempty"` // "released", "broken by operator", ...
+}
+
+func leaseRef(app string, slot int) plumbing.ReferenceName {
+	return plumbing.ReferenceName(fmt.Sprintf("%s%s/%d", LeasePrefix, app, slot))
+}
+
+func checkLease(app string, slot int) error {
+	if slot < 0 {
+		return fmt.Errorf("invalid lease slot %d for app %s: slots count from 0", slot, app)
+	}
+	return checkName("app", app)
+}
+
+// observe records token as the lease's current value, seen at now (or keeps
+// the earlier time when unchanged), and returns the lease as it looks now.
+// Caller holds mu.
+func (sh *Shared) observe(ref plumbing.ReferenceName, token plumbing.Hash, doc leaseDoc, now time.Time) reconciler.Lease {
+	o, ok := sh.seen[ref]
+	if !ok || o.token != token {
+		o = observation{token: token, since: now}
+		sh.seen[ref] = o
+	}
+	return reconciler.Lease{
+		App: doc.App, Slot: doc.Slot, Holder: doc.Holder, Rollout: doc.Rollout,
+		Acquired: doc.Acquired, Renewed: doc.Renewed, TTL: doc.TTL,
+		Token: token.String(), Unchanged: sh.opts.Clock.Now().Sub(o.since),
+	}
+}
+
+// readLease fetches and reads one slot (a free zero lease when absent). Caller holds mu.
+func (sh *Shared) readLease(ctx context.Context, app string, slot int) (reconciler.Lease, plumbing.Hash, error) {
+	ref := leaseRef(app, slot)
+	tip, err := sh.tip(ctx, ref)
+	if err != nil {
+		return reconciler.Lease{}, tip, err
+	}
+	doc := leaseDoc{App: app, Slot: slot}
+	if !tip.IsZero() {
+		if err := sh.readJSON(tip, leaseFile, &doc); err != nil {
+			return reconciler.Lease{}, tip, err
+		}
+	}
+	return sh.observe(ref, tip, doc, sh.opts.Clock.Now()), tip, nil
+}
+
+// Acquire takes slot of app's lease set for holder and rollout. It succeeds
+// when the slot is free (never used, released or broken), when its holder's
+// lease has expired as this handle sees it (unchanged for its TTL on this
+// handle's clock: a handle that just opened must watch a lease for a full TTL
+// before it can take it over), or when holder already holds it. Otherwise
+// the error matches ErrLeaseHeld; a lost race matches ErrConflict.
+func (sh *Shared) Acquire(ctx context.Context, app string, slot int, holder, rollout string, ttl time.Duration) (reconciler.Lease, error) {
+	if err := checkLease(app, slot); err != nil {
+		return reconciler.Lease{}, fmt.Errorf("acquire lease: %w", err)
+	}
+	if holder == "" || ttl <= 0 {
+		return reconciler.Lease{}, fmt.Errorf("acquire lease %s/%d: need a holder and a positive TTL", app, slot)
+	}
+	sh.s.mu.Lock()
+	defer sh.s.mu.Unlock()
+	cur, tip, err := sh.readLease(ctx, app, slot)
+	if err != nil {
+		return reconciler.Lease{}, fmt.Errorf("acquire lease %s/%d: %w", app, slot, err)
+	}
+	if cur.Held() && !cur.Expired() && cur.Holder != holder {
+		return cur, fmt.Errorf("acquire lease %s/%d: held by %s for rollout %s, unchanged for %s of its %s TTL: %w",
+			app, slot, cur.Holder, cur.Rollout, cur.Unchanged.Round(time.Millisecond), cur.TTL, ErrLeaseHeld)
+	}
+	now := sh.opts.Clock.Now()
+	doc := leaseDoc{App: app, Slot: slot, Holder: holder, Rollout: rollout, Acquired: now, Renewed: now, TTL: ttl}
+	msg := fmt.Sprintf("lease %s/%d: acquired by %s for rollout %s", app, slot, holder, rollout)
+	if cur.Held() && cur.Holder != holder {
+		msg = fmt.Sprintf("lease %s/%d: taken over by %s from %s (unchanged for %s)", app, slot, holder, cur.Holder, cur.Unchanged.Round(time.Millisecond))
+	}
+	l, err := sh.writeLease(ctx, doc, tip, msg, now)
+	if err != nil {
+		return reconciler.Lease{}, fmt.Errorf("acquire lease %s/%d for %s: %w", app, slot, holder, err)
+	}
+	return l, nil
+}
+
+// writeLease commits doc after parent and swaps the ref. The observation of
+// the new token starts at sent, a time taken before the push: the holder's
+// view of its own lease is never longer than any observer's. Caller holds mu.
+func (sh *Shared) writeLease(ctx context.Context, doc leaseDoc, parent plumbing.Hash, msg string, sent time.Time) (reconciler.Lease, error) {
+	ref := leaseRef(doc.App, doc.Slot)
+	next, err := sh.writeJSON(leaseFile, doc, parent, msg)
+	if err != nil {
+		return reconciler.Lease{}, err
+	}
+	if err := sh.s.cas(ctx, ref, parent, next); err != nil {
+		return reconciler.Lease{}, err
+	}
+	sh.seen[ref] = observation{token: next, since: sent}
+	return sh.observe(ref, next, doc, sent), nil
+}
+
+// Renew extends a held lease: a compare-and-swap on its token. After a
+// takeover, break or release the error matches ErrLeaseLost and the caller
+// must stop acting under the lease. A *TransientError leaves the lease as it
+// was: retry while Validity says it is still held.
+func (sh *Shared) Renew(ctx context.Context, l reconciler.Lease) (reconciler.Lease, error) {
+	return sh.rewrite(ctx, l, "renew", func(doc *leaseDoc, now time.Time) string {
+		doc.Renewed = now
+		return fmt.Sprintf("lease %s/%d: renewed by %s", l.App, l.Slot, l.Holder)
+	})
+}
+
+// Release frees a held lease. ErrLeaseLost when it was no longer held.
+func (sh *Shared) Release(ctx context.Context, l reconciler.Lease) error {
+	_, err := sh.rewrite(ctx, l, "release", func(doc *leaseDoc, now time.Time) string {
+		*doc = leaseDoc{App: l.App, Slot: l.Slot, TTL: l.TTL, Renewed: now, Note: "released by " + l.Holder}
+		return fmt.Sprintf("lease %s/%d: released by %s", l.App, l.Slot, l.Holder)
+	})
+	return err
+}
+
+// rewrite swaps the lease from l.Token to an edited copy.
+func (sh *Shared) rewrite(ctx context.Context, l reconciler.Lease, op string, edit func(*leaseDoc, time.Time) string) (reconciler.Lease, error) {
+	if err := checkLease(l.App, l.Slot); err != nil || l.Token == "" || l.Holder == "" {
+		return l, fmt.Errorf("%s lease %s/%d: not a held lease (%v)", op, l.App, l.Slot, err)
+	}
+	token := plumbing.NewHash(l.Token)
+	sh.s.mu.Lock()
+	defer sh.s.mu.Unlock()
+	if err := sh.haveCommit(ctx, leaseRef(l.App, l.Slot), token); err != nil {
+		return l, fmt.Errorf("%s lease %s/%d held by %s: %w", op, l.App, l.Slot, l.Holder, err)
+	}
+	now := sh.opts.Clock.Now()
+	doc := leaseDoc{App: l.App, Slot: l.Slot, Holder: l.Holder, Rollout: l.Rollout, Acquired: l.Acquired, Renewed: l.Renewed, TTL: l.TTL}
+	msg := edit(&doc, now)
+	next, err := sh.writeLease(ctx, doc, token, msg, now)
+	if errors.Is(err, ErrConflict) {
+		return l, fmt.Errorf("%s lease %s/%d held by %s: %w: %w", op, l.App, l.Slot, l.Holder, ErrLeaseLost, err)
+	}
+	if err != nil {
+		return l, fmt.Errorf("%s lease %s/%d held by %s: %w", op, l.App, l.Slot, l.Holder, err)
+	}
+	return next, nil
+}
+
+// haveCommit makes sure token is in the cache (a lease read by another
+// handle); when the ref moved past it the lease is lost. Caller holds mu.
+func (sh *Shared) haveCommit(ctx context.Context, ref plumbing.ReferenceName, token plumbing.Hash) error {
+	if _, err := sh.s.repo.CommitObject(token); err == nil {
+		return nil
+	}
+	tip, err := sh.tip(ctx, ref)
+	if err != nil {
+		return err
+	}
+	if tip != token {
+		return fmt.Errorf("%w: %w", ErrLeaseLost, &ConflictError{Repo: sh.s.url, Ref: ref, Expected: token, Actual: tip})
+	}
+	return nil
+}
+
+// Validity is how much longer the caller may act under l, on this handle's
+// clock: l.TTL minus the time since this handle sent the write that made
+// l.Token (or first saw it). Zero or less: the lease must be treated as
+// lost, even if no one has taken it over yet; do not start a switch.
+func (sh *Shared) Validity(l reconciler.Lease) time.Duration {
+	sh.s.mu.Lock()
+	defer sh.s.mu.Unlock()
+	o, ok := sh.seen[leaseRef(l.App, l.Slot)]
+	if !ok || o.token.String() != l.Token {
+		return 0
+	}
+	return l.TTL - sh.opts.Clock.Now().Sub(o.since)
+}
+
+// Break frees a slot whatever its state (an operator's act, for a holder
+// that is known dead). It returns the lease as it was before.
+func (sh *Shared) Break(ctx context.Context, app string, slot int) (reconciler.Lease, error) {
+	if err := checkLease(app, slot); err != nil {
+		return reconciler.Lease{}, fmt.Errorf("break lease: %w", err)
+	}
+	sh.s.mu.Lock()
+	defer sh.s.mu.Unlock()
+	cur, tip, err := sh.readLease(ctx, app, slot)
+	if err != nil || !cur.Held() {
+		return cur, wrapIf(err, "break lease %s/%d", app, slot)
+	}
+	now := sh.opts.Clock.Now()
+	doc := leaseDoc{App: app, Slot: slot, TTL: cur.TTL, Renewed: now,
+		Note: fmt.Sprintf("broken by %s (was held by %s)", sh.opts.Identity.Name, cur.Holder)}
+	msg := fmt.Sprintf("lease %s/%d: broken by %s (was held by %s)", app, slot, sh.opts.Identity.Name, cur.Holder)
+	if _, err := sh.writeLease(ctx, doc, tip, msg, now); err != nil {
+		return cur, fmt.Errorf("break lease %s/%d held by %s: %w", app, slot, cur.Holder, err)
+	}
+	return cur, nil
+}
+
+func wrapIf(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf(format+": %w", append(args, err)...)
+}
+
+// Leases returns every slot of app's lease set that was ever used, by slot,
+// free ones included; app "" returns every app's, by app then slot.
+// Unchanged is measured on this handle's clock from when it first saw each
+// lease's current token, so call it regularly to let expiry be observed.
+func (sh *Shared) Leases(ctx context.Context, app string) ([]reconciler.Lease, error) {
+	prefix := LeasePrefix
+	if app != "" {
+		if err := checkName("app", app); err != nil {
+			return nil, fmt.Errorf("read leases: %w", err)
+		}
+		prefix += app + "/"
+	}
+	sh.s.mu.Lock()
+	defer sh.s.mu.Unlock()
+	refs, err := sh.current(ctx, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("read leases of %s: %w", orAll(app), err)
+	}
+	now := sh.opts.Clock.Now()
+	var out []reconciler.Lease
+	for ref, tip := range refs {
+		a, s, ok := parseLeaseRef(ref)
+		if !ok {
+			continue
+		}
+		doc := leaseDoc{App: a, Slot: s}
+		if err := sh.readJSON(tip, leaseFile, &doc); err != nil {
+			return nil, fmt.Errorf("read lease %s: %w", ref, err)
+		}
+		out = append(out, sh.observe(ref, tip, doc, now))
+	}
+	slices.SortFunc(out, func(a, b reconciler.Lease) int {
+		return cmpOr(strings.Compare(a.App, b.App), a.Slot-b.Slot)
+	})
+	return out, nil
+}
+
+func cmpOr(a, b int) int {
+	if a != 0 {
+		return a
+	}
+	return b
+}
+
+func orAll(app string) string {
+	if app == "" {
+		return "all apps"
+	}
+	return app
+}
+
+func parseLeaseRef(ref plumbing.ReferenceName) (app string, slot int, ok bool) {
+	app, s, ok := strings.Cut(strings.TrimPrefix(ref.String(), LeasePrefix), "/")
+	n, err := strconv.Atoi(s)
+	return app, n, ok && err == nil && n >= 0
+}

@@ -1,0 +1,93 @@
+package fleetrepo
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/fleetops/reconciler/fleetrepo/gittest"
+)
+
+func TestLeaseLifecycle(t *testing.T) {
+	transports(t, nil, func(t *testing.T, url, bare string) {
+		ctx := testContext(t)
+		a, b := openShared(t, url, "a", nil), openShared(t, url, "b", nil)
+		l, err := a.Acquire(ctx, "web", 0, "a", "r1", time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Token != gittest.RevParse(t, bare, LeasePrefix+"web/0") || l.Holder != "a" || a.Validity(l) <= 0 {
+			t.Fatalf("acquired lease %+v does not match the ref", l)
+		}
+		if _, err := b.Acquire(ctx, "web", 0, "b", "r1", time.Minute); !errors.Is(err, ErrLeaseHeld) {
+			t.Fatalf("second Acquire = %v, want ErrLeaseHeld", err)
+		}
+		l2, err := a.Renew(ctx, l)
+		if err != nil || l2.Token == l.Token {
+			t.Fatalf("Renew = %+v, %v", l2, err)
+		}
+		if _, err := a.Renew(ctx, l); !errors.Is(err, ErrLeaseLost) {
+			t.Fatalf("Renew with a stale token = %v, want ErrLeaseLost", err)
+		}
+		if err := a.Release(ctx, l2); err != nil {
+			t.Fatal(err)
+		}
+		lb, err := b.Acquire(ctx, "web", 0, "b", "r1", time.Minute)
+		if err != nil {
+			t.Fatalf("Acquire after release: %v", err)
+		}
+		before, err := openShared(t, url, "operator", nil).Break(ctx, "web", 0)
+		if err != nil || before.Holder != "b" {
+			t.Fatalf("Break = %+v, %v", before, err)
+		}
+		if _, err := b.Renew(ctx, lb); !errors.Is(err, ErrLeaseLost) {
+			t.Fatalf("Renew after Break = %v, want ErrLeaseLost", err)
+		}
+		leases, err := b.Leases(ctx, "")
+		if err != nil || len(leases) != 1 || leases[0].Held() {
+			t.Fatalf("Leases = %+v, %v; want one free slot", leases, err)
+		}
+	})
+}
+
+// An expired lease is taken over, measured only on the observer's clock;
+// the stale holder's renewal then fails.
+func TestLeaseTakeoverOnObserverClock(t *testing.T) {
+	bare := gittest.NewBare(t, nil)
+	ctx := testContext(t)
+	clockA, clockB := newFakeClock(), newFakeClock()
+	a, b := openShared(t, bare, "a", clockA), openShared(t, bare, "b", clockB)
+	const ttl = 30 * time.Second
+	held, err := a.Acquire(ctx, "web", 1, "a", "r1", ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// b first sees the lease now; a's clock racing ahead changes nothing for b.
+	clockA.Advance(time.Hour)
+	if _, err := b.Acquire(ctx, "web", 1, "b", "r1", ttl); !errors.Is(err, ErrLeaseHeld) {
+		t.Fatalf("Acquire of a fresh lease = %v, want ErrLeaseHeld", err)
+	}
+	clockB.Advance(ttl - time.Second)
+	if _, err := b.Acquire(ctx, "web", 1, "b", "r1", ttl); !errors.Is(err, ErrLeaseHeld) {
+		t.Fatalf("Acquire before TTL = %v, want ErrLeaseHeld", err)
+	}
+	leases, err := b.Leases(ctx, "web")
+	if err != nil || len(leases) != 1 || leases[0].Unchanged != ttl-time.Second || leases[0].Expired() {
+		t.Fatalf("Leases = %+v, %v; want unchanged for TTL-1s, not expired", leases, err)
+	}
+	clockB.Advance(time.Second)
+	taken, err := b.Acquire(ctx, "web", 1, "b", "r1", ttl)
+	if err != nil {
+		t.Fatalf("takeover of an expired lease: %v", err)
+	}
+	if taken.Holder != "b" || a.Validity(held) > 0 {
+		t.Fatalf("takeover = %+v; a's validity %s", taken, a.Validity(held))
+	}
+	if _, err := a.Renew(ctx, held); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("stale holder's Renew = %v, want ErrLeaseLost", err)
+	}
+	msg := gittest.Git(t, bare, "log", "-1", "--format=%s", LeasePrefix+"web/1")
+	if msg != "lease web/1: taken over by b from a (unchanged for 30s)" {
+		t.Errorf("takeover commit message = %q", msg)
+	}
+}

@@ -1,0 +1,137 @@
+package fleetrepo
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/go-git/go-git/v5/plumbing"
+)
+
+// Ref namespaces of the shared state. See docs/shared-state.md.
+const (
+	SharedPrefix  = "refs/reconciler/"
+	NodesPrefix   = SharedPrefix + "nodes/"    // + <node>
+	RolloutPrefix = SharedPrefix + "rollouts/" // + <app>
+	LeasePrefix   = SharedPrefix + "leases/"   // + <app>/<slot>
+)
+
+// File names inside the shared-state commits; each commit's tree holds one.
+const (
+	reportFile = "report.json"
+	eventFile  = "event.json"
+	leaseFile  = "lease.json"
+)
+
+// Shared is the shared state under refs/reconciler/: node reports, rollout
+// records and leases. It is safe for concurrent use; operations on one
+// handle are serialized, so give independent actors their own handle.
+type Shared struct {
+	opts SharedOptions
+	s    *store
+
+	// Guarded by s.mu.
+	seen    map[plumbing.ReferenceName]observation // leases, by ref
+	records map[string]recordCache                 // by app
+	reports map[string]reportCache                 // last written, by node
+}
+
+// OpenShared opens the shared state at opts.URL, creating the cache when
+// needed. It does not contact the repository.
+func OpenShared(ctx context.Context, opts SharedOptions) (*Shared, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	s, err := openStore(opts.URL, opts.CacheDir, opts.Auth, opts.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("open shared state: %w", err)
+	}
+	return &Shared{
+		opts:    opts,
+		s:       s,
+		seen:    map[plumbing.ReferenceName]observation{},
+		records: map[string]recordCache{},
+		reports: map[string]reportCache{},
+	}, nil
+}
+
+// URL returns the repository URL as dialled.
+func (sh *Shared) URL() string { return sh.s.url }
+
+// Watch calls wake once when it starts and then whenever any ref under
+// refs/reconciler/ moves, until ctx is done (then it returns nil). Local
+// repositories are watched with fsnotify, remote ones polled every
+// SharedOptions.PollInterval; see Desired.Watch.
+func (sh *Shared) Watch(ctx context.Context, wake func()) error {
+	match := func(n plumbing.ReferenceName) bool { return strings.HasPrefix(n.String(), SharedPrefix) }
+	return sh.s.watch(ctx, match, sh.opts.PollInterval, wake)
+}
+
+// checkName refuses names that cannot be one component of a ref.
+func checkName(kind, name string) error {
+	bad := name == "" || strings.ContainsAny(name, "/\\ ~^:?*[\x7f") || strings.Contains(name, "..") ||
+		strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".lock") || strings.Contains(name, "@{")
+	for _, r := range name {
+		if r < 0x20 {
+			bad = true
+		}
+	}
+	if bad {
+		return fmt.Errorf("invalid %s name %q: it must be usable as one component of a Git ref", kind, name)
+	}
+	return nil
+}
+
+// readJSON decodes the one file of a shared-state commit. Caller holds mu.
+func (sh *Shared) readJSON(commit plumbing.Hash, file string, v any) error {
+	data, err := sh.s.readFile(commit, file)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("decode %s of commit %s: %w", file, short(commit), err)
+	}
+	return nil
+}
+
+// writeJSON builds a commit holding v as file, with parent (if not zero).
+// Caller holds mu.
+func (sh *Shared) writeJSON(file string, v any, parent plumbing.Hash, message string) (plumbing.Hash, error) {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("encode %s: %w", file, err)
+	}
+	var parents []plumbing.Hash
+	if !parent.IsZero() {
+		parents = []plumbing.Hash{parent}
+	}
+	return sh.s.writeCommit(commitSpec{
+		files:   map[string][]byte{file: append(data, '\n')},
+		parents: parents,
+		message: message + "\n",
+		author:  sh.opts.Identity.signature(sh.opts.Clock.Now()),
+	})
+}
+
+// current lists refs under prefix and fetches those not in the cache.
+// Caller holds mu.
+func (sh *Shared) current(ctx context.Context, prefix string) (map[plumbing.ReferenceName]plumbing.Hash, error) {
+	refs, err := sh.s.list(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	if err := sh.s.fetch(ctx, refs); err != nil {
+		return nil, err
+	}
+	return refs, nil
+}
+
+// tip reads one ref's remote value and fetches it. Caller holds mu.
+func (sh *Shared) tip(ctx context.Context, ref plumbing.ReferenceName) (plumbing.Hash, error) {
+	refs, err := sh.current(ctx, ref.String())
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	return refs[ref], nil
+}

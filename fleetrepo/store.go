@@ -1,0 +1,199 @@
+package fleetrepo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/storage/memory"
+)
+
+// remoteName is the name of the fleet repo's remote in every cache.
+const remoteName = "origin"
+
+// store is one local cache of one remote repository. Every operation that
+// touches the cache holds mu: go-git storers are not safe for concurrent
+// writers, and a fetch racing a read would see half-written state.
+type store struct {
+	url    string // what go-git dials (local paths made absolute)
+	gitDir string // the repository's directory when it is on this machine
+	auth   transport.AuthMethod
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	repo    *git.Repository
+	remote  *git.Remote
+	written []plumbing.Hash                   // objects stored since the last commit
+	pending map[plumbing.Hash][]plumbing.Hash // commit → the objects it added, until pushed
+}
+
+// openStore opens (or creates) the cache at cacheDir ("" = in memory) for
+// the repository at rawURL.
+func openStore(rawURL, cacheDir string, auth transport.AuthMethod, log *slog.Logger) (*store, error) {
+	u, gitDir, err := normalizeURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	repo, err := openCache(cacheDir)
+	if err != nil {
+		return nil, fmt.Errorf("open cache %s for %s: %w", cacheDir, rawURL, err)
+	}
+	remote, err := setRemote(repo, u)
+	if err != nil {
+		return nil, fmt.Errorf("configure cache %s for %s: %w", cacheDir, rawURL, err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &store{url: u, gitDir: gitDir, auth: auth, log: log, repo: repo, remote: remote,
+		pending: map[plumbing.Hash][]plumbing.Hash{}}, nil
+}
+
+// normalizeURL returns the URL go-git should dial and, for a repository on
+// this machine (a path or file://), its git directory.
+func normalizeURL(raw string) (dial, gitDir string, err error) {
+	if raw == "" {
+		return "", "", errors.New("no repository URL")
+	}
+	p := raw
+	if strings.HasPrefix(raw, "file://") {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return "", "", fmt.Errorf("parse repository URL %s: %w", raw, err)
+		}
+		p = u.Path
+	} else if strings.Contains(raw, "://") || isSCPLike(raw) {
+		return raw, "", nil
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", "", fmt.Errorf("repository path %s: %w", raw, err)
+	}
+	gitDir = abs
+	if fi, err := os.Stat(filepath.Join(abs, ".git")); err == nil && fi.IsDir() {
+		gitDir = filepath.Join(abs, ".git")
+	}
+	return abs, gitDir, nil
+}
+
+// isSCPLike reports user@host:path, which git treats as ssh.
+func isSCPLike(s string) bool {
+	at, colon := strings.Index(s, "@"), strings.Index(s, ":")
+	return at > 0 && colon > at && !strings.Contains(s[:colon], "/")
+}
+
+func openCache(dir string) (*git.Repository, error) {
+	if dir == "" {
+		return git.Init(memory.NewStorage(), nil)
+	}
+	repo, err := git.PlainOpen(dir)
+	if errors.Is(err, git.ErrRepositoryNotExists) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+		return git.PlainInit(dir, true)
+	}
+	return repo, err
+}
+
+func setRemote(repo *git.Repository, u string) (*git.Remote, error) {
+	if r, err := repo.Remote(remoteName); err == nil {
+		if urls := r.Config().URLs; len(urls) == 1 && urls[0] == u {
+			return r, nil
+		}
+		if err := repo.DeleteRemote(remoteName); err != nil {
+			return nil, err
+		}
+	}
+	return repo.CreateRemote(&config.RemoteConfig{Name: remoteName, URLs: []string{u}})
+}
+
+// list returns the remote's refs whose names start with prefix. Callers hold mu
+// or accept that list does not touch the cache (it does not).
+func (s *store) list(ctx context.Context, prefix string) (map[plumbing.ReferenceName]plumbing.Hash, error) {
+	refs, err := s.remote.ListContext(ctx, &git.ListOptions{Auth: s.auth})
+	if err != nil {
+		if errors.Is(err, transport.ErrEmptyRemoteRepository) {
+			return map[plumbing.ReferenceName]plumbing.Hash{}, nil
+		}
+		return nil, &TransientError{Op: "list refs of", Repo: s.url, Err: err}
+	}
+	out := make(map[plumbing.ReferenceName]plumbing.Hash)
+	for _, r := range refs {
+		if r.Type() == plumbing.HashReference && strings.HasPrefix(r.Name().String(), prefix) {
+			out[r.Name()] = r.Hash()
+		}
+	}
+	return out, nil
+}
+
+// head returns the remote value of one ref (zero when absent).
+func (s *store) head(ctx context.Context, ref plumbing.ReferenceName) (plumbing.Hash, error) {
+	refs, err := s.list(ctx, ref.String())
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	return refs[ref], nil
+}
+
+// fetch copies the given refs (same names locally) and their objects into
+// the cache, skipping refs whose objects the cache already has. Caller holds mu.
+func (s *store) fetch(ctx context.Context, want map[plumbing.ReferenceName]plumbing.Hash) error {
+	var specs []config.RefSpec
+	for name, h := range want {
+		if _, err := s.repo.Storer.EncodedObject(plumbing.AnyObject, h); err == nil {
+			if err := s.setLocal(name, h); err != nil {
+				return err
+			}
+			continue
+		}
+		specs = append(specs, config.RefSpec(fmt.Sprintf("+%s:%s", name, name)))
+	}
+	if len(specs) == 0 {
+		return nil
+	}
+	err := s.remote.FetchContext(ctx, &git.FetchOptions{
+		RemoteName: remoteName, RefSpecs: specs, Auth: s.auth, Tags: git.NoTags, Force: true,
+	})
+	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
+		return &TransientError{Op: "fetch " + specsString(specs) + " from", Repo: s.url, Err: err}
+	}
+	// The remote may have moved between list and fetch: pin what was listed
+	// when we have it, so the caller reads what it decided on.
+	for name, h := range want {
+		if _, err := s.repo.Storer.EncodedObject(plumbing.AnyObject, h); err == nil {
+			if err := s.setLocal(name, h); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func specsString(specs []config.RefSpec) string {
+	var names []string
+	for _, s := range specs {
+		names = append(names, s.Dst("").String())
+	}
+	if len(names) > 3 {
+		return fmt.Sprintf("%s and %d more refs", strings.Join(names[:3], ", "), len(names)-3)
+	}
+	return strings.Join(names, ", ")
+}
+
+func (s *store) setLocal(name plumbing.ReferenceName, h plumbing.Hash) error {
+	if err := s.repo.Storer.SetReference(plumbing.NewHashReference(name, h)); err != nil {
+		return fmt.Errorf("cache %s: %w", name, err)
+	}
+	return nil
+}
