@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -41,4 +42,85 @@ func TestRollingUpgrade(t *testing.T) {
 	if len(r.Done) != 5 {
 		t.Fatalf("done = %v, want all 5 nodes", r.Done)
 	}
+}
+
+// TestPauseResume: pausing mid-rollout lets in-flight nodes finish and
+// starts no new one; resuming completes the rollout.
+func TestPauseResume(t *testing.T) {
+	f := newFleet(t, 5)
+	opts := specOptions{version: "1.1.0", rollout: `strategy: "rolling", batchSize: 1, batchDelay: "2s"`}
+	f.push(opts, "web 1.1.0, one node at a time")
+	f.eventually(time.Minute, func() (bool, string) {
+		n := f.upgraded("1.1.0")
+		return n >= 1, "upgraded nodes: none yet"
+	}, "the first node on 1.1.0")
+	opts.paused = true
+	f.push(opts, "pause web")
+	f.eventually(30*time.Second, func() (bool, string) {
+		r := reconciler.Latest(f.record("web"))
+		return r.Paused, "not paused yet"
+	}, "the pause to be recorded")
+	// In-flight nodes may finish; then nothing moves for a while.
+	time.Sleep(3 * time.Second)
+	before := f.upgraded("1.1.0")
+	time.Sleep(6 * time.Second) // three batch delays and more: a window, not a wait
+	if after := f.upgraded("1.1.0"); after != before {
+		t.Fatalf("%d nodes on 1.1.0 after pausing, %d six seconds later: a node started while paused", before, after)
+	}
+	if before == 5 {
+		t.Fatal("the rollout finished before the pause took effect; nothing was tested")
+	}
+	out, err := f.cli("status", "web")
+	if err != nil || !strings.Contains(out, "paused") {
+		t.Fatalf("status while paused: %v\n%s", err, out)
+	}
+	opts.paused = false
+	f.push(opts, "resume web")
+	f.waitAll("1.1.0", 2*time.Minute)
+	f.eventually(30*time.Second, func() (bool, string) {
+		r := reconciler.Latest(f.record("web"))
+		return r.Outcome == reconciler.OutcomeCompleted, "outcome " + r.Outcome
+	}, "the rollout to complete after resuming")
+}
+
+// TestKilledAgentSkipped: SIGKILL of an agent of the second wave before it
+// starts; with onUnreachable skip and rollbackOnFail false the rollout
+// skips it after nodeTimeout and completes; the dead node's workload keeps
+// serving the old version and no other node is left unhealthy.
+func TestKilledAgentSkipped(t *testing.T) {
+	f := newFleet(t, 5)
+	victim := f.agents[2] // node-3: wave 2 of [1 2] [3 4] [5]
+	victim.Kill()
+	pushed := time.Now()
+	commit := f.push(specOptions{version: "1.1.0",
+		rollout: `strategy: "rolling", batchSize: 2, nodeTimeout: "4s", rollbackOnFail: false`}, "web 1.1.0")
+	f.eventually(2*time.Minute, func() (bool, string) {
+		r := reconciler.Latest(f.record("web"))
+		return r != nil && r.ID == commit && r.Outcome == reconciler.OutcomeCompleted, "not complete"
+	}, "the rollout to complete without node-3")
+	t.Logf("rollout with one dead node took %s", time.Since(pushed).Round(time.Millisecond))
+	r := reconciler.Latest(f.record("web"))
+	if _, skipped := r.Skipped["node-3"]; !skipped {
+		t.Fatalf("node-3 not skipped: done %v failed %v skipped %v", r.Done, r.Failed, r.Skipped)
+	}
+	f.waitAll("1.1.0", 30*time.Second) // every live node
+	if got, err := victim.Serving(); err != nil || got != "1.0.0" {
+		t.Fatalf("the dead node's workload serves %q (%v), want 1.0.0", got, err)
+	}
+	// The node converges when it returns (after the rollout, under a lease).
+	if err := victim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	f.waitAll("1.1.0", time.Minute)
+}
+
+// upgraded counts the nodes that serve v.
+func (f *fleet) upgraded(v string) int {
+	n := 0
+	for _, a := range f.agents {
+		if got, err := a.Serving(); err == nil && got == v {
+			n++
+		}
+	}
+	return n
 }
