@@ -60,7 +60,10 @@ type Options struct {
 	// LeaseTTL is how long a lease lives without renewal (default 20s);
 	// it is renewed every third of that while the node switches.
 	LeaseTTL time.Duration
-	Logger   *slog.Logger     // default: discard
+	// ActivePoll is how often a node waiting in a rollout in progress looks
+	// at the shared state again (default 2s); idle nodes rely on watches.
+	ActivePoll time.Duration
+	Logger     *slog.Logger     // default: discard
 	Now      func() time.Time // default time.Now (monotonic readings matter)
 }
 
@@ -81,6 +84,9 @@ func New(opt Options) (*Coordinator, error) {
 	}
 	if opt.LeaseTTL <= 0 {
 		opt.LeaseTTL = 20 * time.Second
+	}
+	if opt.ActivePoll <= 0 {
+		opt.ActivePoll = 2 * time.Second
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
@@ -135,11 +141,15 @@ func (c *Coordinator) act(ctx context.Context, in agent.DecideInput, rin reconci
 	case reconciler.Rollback:
 		return true, out, c.rollback(ctx, in, d)
 	}
+	until := d.Until
+	if until.IsZero() && d.Rollout != nil && !d.Rollout.Ended() {
+		until = c.opt.Now().Add(c.opt.ActivePoll) // a rollout moves: look again soon
+	}
 	if in.Local.Active == in.App.Version {
 		// Up to date: let the agent probe its health as usual.
-		return false, agent.Decision{Version: in.App.Version, Rollout: rolloutID(d), Recheck: d.Until}, nil
+		return false, agent.Decision{Version: in.App.Version, Rollout: rolloutID(d), Recheck: until}, nil
 	}
-	return false, waiting(d, d.Reason, d.Until), nil
+	return false, waiting(d, d.Reason, until), nil
 }
 
 // input gathers the engine's input for one app.
