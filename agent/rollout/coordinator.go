@@ -64,7 +64,7 @@ type Options struct {
 	// at the shared state again (default 2s); idle nodes rely on watches.
 	ActivePoll time.Duration
 	Logger     *slog.Logger     // default: discard
-	Now      func() time.Time // default time.Now (monotonic readings matter)
+	Now        func() time.Time // default time.Now (monotonic readings matter)
 }
 
 // Coordinator is an agent.Decider that follows the lease protocol.
