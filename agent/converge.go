@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -52,7 +53,11 @@ func (a *Agent) Converge(ctx context.Context, t Target) (reconciler.AppReport, e
 	p, err := a.prepare(ctx, t)
 	if err != nil {
 		a.metrics.reconcileErrors.WithLabelValues("install").Inc()
-		a.log.Error("release not applied: keeping what runs", "app", name, "version", v, "err", err)
+		level := slog.LevelError
+		if err.Error() == st.LastError {
+			level = slog.LevelDebug // said already, at an earlier pass
+		}
+		a.log.Log(ctx, level, "release not applied: keeping what runs", "app", name, "version", v, "err", err)
 		_ = a.store.UpdateApp(name, func(s *state.App) { s.LastError, s.ErrorTime = err.Error(), a.cfg.Now() })
 		return a.appReport(a.store.App(name), t, reconciler.AppFailed, err.Error()), err
 	}

@@ -76,12 +76,12 @@ func gobuild(out, ldflags, pkg string) error {
 // releases is the directory of signed artifacts made once by TestMain,
 // web-<version>.tar.gz and .sig, signed by the key whose public half is
 // trustKey.
-var releases, trustKey string
+var releases, trustKey, keyDir string
 
 // makeReleases signs a key pair and packs and signs every version of the
 // workload with the reconciler binary, as a release pipeline would.
 func makeReleases(dir string) error {
-	releases, trustKey = filepath.Join(dir, "releases"), filepath.Join(dir, "release.pub")
+	keyDir, releases, trustKey = dir, filepath.Join(dir, "releases"), filepath.Join(dir, "release.pub")
 	if err := os.MkdirAll(releases, 0o755); err != nil {
 		return err
 	}
@@ -89,31 +89,42 @@ func makeReleases(dir string) error {
 		return err
 	}
 	for _, v := range versions {
-		stage := filepath.Join(dir, "stage-"+v)
-		if err := stageWorkload(stage, v); err != nil {
-			return err
-		}
-		art := filepath.Join(releases, "web-"+v+".tar.gz")
-		if err := cli("release", "pack", stage, "--app", "web", "--version", v, "-o", art); err != nil {
-			return err
-		}
-		if err := cli("sign", "--key", filepath.Join(dir, "release.key"), art); err != nil {
+		if err := packRelease(dir, "web", v); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// stageWorkload lays out the release directory of version v.
-func stageWorkload(stage, v string) error {
+// packRelease packs and signs the workload at version v as app into
+// releases/<app>-<v>.tar.gz; dir holds the signing key.
+func packRelease(dir, app, v string) error {
+	stage := filepath.Join(dir, "stage-"+app+"-"+v)
+	if err := stageWorkload(stage, app, v); err != nil {
+		return err
+	}
+	art := filepath.Join(releases, app+"-"+v+".tar.gz")
+	if err := cli("release", "pack", stage, "--app", app, "--version", v, "-o", art); err != nil {
+		return err
+	}
+	return cli("sign", "--key", filepath.Join(dir, "release.key"), art)
+}
+
+// stageWorkload lays out the release directory of the workload at version
+// v as app, listening on ${PORT_<app>} (or ${PORT} for app web).
+func stageWorkload(stage, app, v string) error {
 	if err := os.MkdirAll(filepath.Join(stage, "bin"), 0o755); err != nil {
 		return err
 	}
 	if err := os.Link(bin[v], filepath.Join(stage, "bin", "workload")); err != nil {
 		return err
 	}
-	m := release.Manifest{App: "web", Version: v, Command: []string{"bin/workload", "-drain", "5s"},
-		Listen:       []release.Listener{{Name: "http", Address: "127.0.0.1:${PORT}"}},
+	port := "${PORT}"
+	if app != "web" {
+		port = "${PORT_" + app + "}"
+	}
+	m := release.Manifest{App: app, Version: v, Command: []string{"bin/workload", "-drain", "5s"},
+		Listen:       []release.Listener{{Name: "http", Address: "127.0.0.1:" + port}},
 		Env:          map[string]string{"WORKLOAD_NODE": "${NODE_LABEL}"},
 		DrainTimeout: "5s"}
 	mj, err := json.MarshalIndent(m, "", "  ")
@@ -141,7 +152,7 @@ type agentProc struct {
 }
 
 // startAgent runs the agent with args; its output goes to log.
-func startAgent(t *testing.T, log io.Writer, args ...string) *agentProc {
+func startAgent(t testing.TB, log io.Writer, args ...string) *agentProc {
 	cmd := exec.Command(bin["reconciler"], append([]string{"agent"}, args...)...)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL="+os.DevNull, "GIT_CONFIG_NOSYSTEM=1")
@@ -188,7 +199,7 @@ func killWorkloads(stateDir string) {
 }
 
 // workloadPID is the current workload pid recorded in the state.
-func workloadPID(t *testing.T, stateDir, app string) int {
+func workloadPID(t testing.TB, stateDir, app string) int {
 	st, err := state.Open(stateDir)
 	if err != nil {
 		t.Fatal(err)
@@ -200,7 +211,7 @@ func workloadPID(t *testing.T, stateDir, app string) int {
 	return a.Running.PIDs[0]
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
