@@ -1,0 +1,247 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/fleetops/reconciler/agent/driver"
+	"github.com/fleetops/reconciler/agent/state"
+	"github.com/fleetops/reconciler/fleetrepo"
+	"github.com/fleetops/reconciler/fleetrepo/gittest"
+	"github.com/fleetops/reconciler/reconciler"
+	"github.com/fleetops/reconciler/release"
+)
+
+// fakeInstaller "installs" a release by writing its manifest.
+type fakeInstaller struct {
+	mu    sync.Mutex
+	calls []string
+	fail  map[string]error // by version
+}
+
+func (f *fakeInstaller) Install(_ context.Context, _ release.Source, want release.Want, dest string) (*release.Manifest, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, want.Version)
+	if err := f.fail[want.Version]; err != nil {
+		return nil, err
+	}
+	m := &release.Manifest{App: want.App, Version: want.Version, Command: []string{"bin/app", "--port=${PORT}"}}
+	b, _ := json.Marshal(m)
+	if err := os.MkdirAll(dest, 0o755); err != nil {
+		return nil, err
+	}
+	return m, os.WriteFile(filepath.Join(dest, release.ManifestName), b, 0o644)
+}
+
+// fakeDriver records calls; Switch fails for versions in fail.
+type fakeDriver struct {
+	mu       sync.Mutex
+	switches []string
+	adopted  []string
+	stopped  []string
+	fail     map[string]bool
+	lastArgs []string
+}
+
+func (f *fakeDriver) Switch(_ context.Context, cur *driver.Running, next driver.Release, healthy driver.HealthFunc) (driver.Running, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.switches = append(f.switches, next.Version)
+	f.lastArgs = next.Manifest.Command
+	if f.fail[next.Version] {
+		if cur != nil {
+			return *cur, fmt.Errorf("switch %s to %s: not healthy", next.App, next.Version)
+		}
+		return driver.Running{}, fmt.Errorf("switch %s to %s: not healthy", next.App, next.Version)
+	}
+	return driver.Running{App: next.App, Version: next.Version, Dir: next.Dir, PIDs: []int{1}}, nil
+}
+
+func (f *fakeDriver) Adopt(_ context.Context, r driver.Running) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.adopted = append(f.adopted, r.App+" "+r.Version)
+	return nil
+}
+
+func (f *fakeDriver) Stop(_ context.Context, r driver.Running) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stopped = append(f.stopped, r.App+" "+r.Version)
+	return nil
+}
+
+func specFiles(apps ...string) map[string]string {
+	cue := "package fleet\n\nnodes: n1: vars: PORT: \"8080\"\n"
+	for _, a := range apps {
+		name, version, _ := strings.Cut(a, "@")
+		cue += fmt.Sprintf("apps: %s: {version: %q, artifact: url: \"https://r.example/%s.tgz\", health: exec: [\"true\"]}\n", name, version, name)
+	}
+	return map[string]string{"fleet.cue": cue}
+}
+
+type harness struct {
+	repo string
+	a    *Agent
+	inst *fakeInstaller
+	drv  *fakeDriver
+}
+
+func newHarness(t *testing.T, decider Decider, apps ...string) *harness {
+	repo := gittest.NewBare(t, specFiles(apps...))
+	desired, err := fleetrepo.OpenDesired(context.Background(), fleetrepo.DesiredOptions{URL: repo})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{repo: repo, inst: &fakeInstaller{}, drv: &fakeDriver{fail: map[string]bool{}}}
+	h.a, err = New(Config{Node: "n1", StateDir: t.TempDir(), Desired: desired, Installer: h.inst,
+		Drivers: map[string]driver.Driver{"process": h.drv}, Decider: decider})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func (h *harness) push(t *testing.T, apps ...string) {
+	gittest.PushFiles(t, h.repo, "main", specFiles(apps...), "change")
+}
+
+func (h *harness) reconcile(t *testing.T) (reconciler.NodeReport, bool) {
+	ok := h.a.Reconcile(context.Background())
+	return *h.a.last.Load(), ok
+}
+
+func TestConvergeInstallsSwitchesAndSubstitutes(t *testing.T) {
+	h := newHarness(t, nil, "web@1.0.0")
+	r, ok := h.reconcile(t)
+	if !ok || r.Apps["web"].State != reconciler.AppHealthy || r.Apps["web"].Version != "1.0.0" {
+		t.Fatalf("first pass: converged %v, report %+v", ok, r.Apps)
+	}
+	if got := strings.Join(h.drv.lastArgs, " "); got != "bin/app --port=8080" {
+		t.Fatalf("command %q: node variable not substituted", got)
+	}
+	h.reconcile(t)
+	if len(h.inst.calls) != 1 || len(h.drv.switches) != 1 {
+		t.Fatalf("a converged app was installed %d and switched %d times", len(h.inst.calls), len(h.drv.switches))
+	}
+}
+
+func TestFailedVersionIsNotRetried(t *testing.T) {
+	h := newHarness(t, nil, "web@1.0.0")
+	h.reconcile(t)
+	h.drv.fail["2.0.0"] = true
+	h.push(t, "web@2.0.0")
+	for range 2 {
+		r, ok := h.reconcile(t)
+		w := r.Apps["web"]
+		if ok || w.State != reconciler.AppFailed || w.Version != "1.0.0" || w.Target != "2.0.0" || !strings.Contains(w.Error, "not healthy") {
+			t.Fatalf("after a failed switch: converged %v, report %+v", ok, w)
+		}
+	}
+	if got := strings.Join(h.drv.switches, ","); got != "1.0.0,2.0.0" {
+		t.Fatalf("switches %s, want 1.0.0,2.0.0 (the failed version not retried)", got)
+	}
+	h.push(t, "web@3.0.0")
+	if r, ok := h.reconcile(t); !ok || r.Apps["web"].Version != "3.0.0" || r.Apps["web"].Previous != "1.0.0" {
+		t.Fatalf("a new target after a failure: converged %v, %+v", ok, r.Apps["web"])
+	}
+}
+
+func TestUnverifiableReleaseChangesNothing(t *testing.T) {
+	h := newHarness(t, nil, "web@1.0.0")
+	h.reconcile(t)
+	h.inst.fail = map[string]error{"2.0.0": errors.New("verify release web 2.0.0: signature does not match any trusted key")}
+	h.push(t, "web@2.0.0")
+	r, ok := h.reconcile(t)
+	if w := r.Apps["web"]; ok || w.Version != "1.0.0" || w.State != reconciler.AppFailed || !strings.Contains(w.Error, "signature") {
+		t.Fatalf("unverifiable release: converged %v, %+v", ok, w)
+	}
+	if len(h.drv.switches) != 1 {
+		t.Fatalf("switched %v for an unverifiable release", h.drv.switches)
+	}
+	delete(h.inst.fail, "2.0.0") // an install error is retried (the network may be back)
+	if r, ok := h.reconcile(t); !ok || r.Apps["web"].Version != "2.0.0" {
+		t.Fatalf("install retried: converged %v, %+v", ok, r.Apps["web"])
+	}
+}
+
+func TestDeciderSeam(t *testing.T) {
+	wait := DeciderFunc(func(_ context.Context, in DecideInput) (Decision, error) {
+		if in.Local.Active == "" {
+			return Decision{Version: in.App.Version}, nil
+		}
+		return Decision{Waiting: "wave 2 not open", Rollout: "abc"}, nil
+	})
+	h := newHarness(t, wait, "web@1.0.0")
+	h.reconcile(t)
+	h.push(t, "web@2.0.0")
+	r, ok := h.reconcile(t)
+	if w := r.Apps["web"]; ok || w.State != reconciler.AppWaiting || w.Version != "1.0.0" || w.Target != "2.0.0" || w.Rollout != "abc" {
+		t.Fatalf("waiting: converged %v, %+v", ok, w)
+	}
+	if len(h.inst.calls) != 1 {
+		t.Fatalf("installed %v while waiting", h.inst.calls)
+	}
+}
+
+func TestAppNoLongerTargetedIsStopped(t *testing.T) {
+	h := newHarness(t, nil, "web@1.0.0", "api@1.0.0")
+	h.reconcile(t)
+	h.push(t, "web@1.0.0")
+	r, ok := h.reconcile(t)
+	if _, has := r.Apps["api"]; !ok || has {
+		t.Fatalf("after removing api: converged %v, apps %v", ok, r.Apps)
+	}
+	if got := strings.Join(h.drv.stopped, ","); got != "api 1.0.0" {
+		t.Fatalf("stopped %q, want api 1.0.0", got)
+	}
+	if _, has := h.a.State().Get().Apps["api"]; has {
+		t.Fatal("api still in the local state")
+	}
+}
+
+func TestInvalidSpecKeepsWhatRuns(t *testing.T) {
+	h := newHarness(t, nil, "web@1.0.0")
+	h.reconcile(t)
+	gittest.PushFiles(t, h.repo, "main", map[string]string{"fleet.cue": "package fleet\napps: web: version: 2.0\n"}, "typo")
+	r, ok := h.reconcile(t)
+	if ok || r.SpecError == "" || r.Apps["web"].Version != "1.0.0" || len(h.drv.switches) != 1 {
+		t.Fatalf("invalid spec: converged %v, report %+v, switches %v", ok, r, h.drv.switches)
+	}
+}
+
+func TestUndefinedVariableIsReported(t *testing.T) {
+	h := newHarness(t, nil)
+	gittest.PushFiles(t, h.repo, "main", map[string]string{"fleet.cue": "package fleet\napps: web: {version: \"1.0.0\", artifact: url: \"https://r.example/w.tgz\", health: tcp: \"127.0.0.1:${PORT}\"}\n"}, "no vars")
+	r, ok := h.reconcile(t)
+	if w := r.Apps["web"]; ok || w.State != reconciler.AppFailed || !strings.Contains(w.Error, "undefined node variable PORT") {
+		t.Fatalf("undefined variable: converged %v, %+v (spec error %q)", ok, w, r.SpecError)
+	}
+}
+
+func TestRecoverAdoptsAndSettlesStep(t *testing.T) {
+	h := newHarness(t, nil, "web@1.0.0")
+	h.reconcile(t)
+	err := h.a.State().UpdateApp("web", func(s *state.App) {
+		s.Step = &state.Step{Op: state.StepSwitch, From: "1.0.0", To: "2.0.0"}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.a.Recover(context.Background())
+	st := h.a.State().App("web")
+	if len(h.drv.adopted) != 1 || h.drv.adopted[0] != "web 1.0.0" {
+		t.Fatalf("adopted %v", h.drv.adopted)
+	}
+	if st.Step != nil || !strings.Contains(st.LastError, "agent restarted during switch") {
+		t.Fatalf("after recovery: step %+v, last error %q", st.Step, st.LastError)
+	}
+}
