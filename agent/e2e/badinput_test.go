@@ -23,6 +23,9 @@ func (n *node) report() reconciler.NodeReport {
 	return h.Report
 }
 
+// reportApp is one app's entry in the agent's /healthz report.
+func (n *node) reportApp(app string) reconciler.AppReport { return n.report().Apps[app] }
+
 // An invalid spec and an unverifiable release change nothing: the node
 // keeps serving what it ran and reports why.
 func TestAgentKeepsServingOnBadInput(t *testing.T) {
