@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetops/reconciler/internal/fleetlab"
 	"github.com/fleetops/reconciler/reconciler"
 )
 
@@ -123,4 +124,49 @@ func (f *fleet) upgraded(v string) int {
 		}
 	}
 	return n
+}
+
+// TestCanaryRollback: a broken version fails on the canary; a rollback
+// commit lands on main with its trailers, every node ends on the previous
+// version, and history shows both commits.
+func TestCanaryRollback(t *testing.T) {
+	f := newFleet(t, 5)
+	bad := f.push(specOptions{version: "1.2.0",
+		rollout: `strategy: "canary", batchSize: 2, canary: {count: 1, monitor: "3s"}`}, "web 1.2.0")
+	var rollback string
+	f.eventually(2*time.Minute, func() (bool, string) {
+		msg, err := fleetlab.Git(f.bare, "log", "-1", "--format=%H%n%B", "main")
+		if err != nil || !strings.Contains(msg, "Reconciler-Rollback-Of: "+bad) {
+			return false, "no rollback commit yet: " + msg
+		}
+		rollback = strings.SplitN(msg, "\n", 2)[0]
+		return true, ""
+	}, "the rollback commit on main")
+	msg, _ := fleetlab.Git(f.bare, "log", "-1", "--format=%B", rollback)
+	for _, want := range []string{"Reconciler-App: web", "Reconciler-From: 1.2.0", "Reconciler-To: 1.0.0",
+		"Reconciler-Node: node-1", "Reconciler-Reason: "} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("rollback commit lacks %q:\n%s", want, msg)
+		}
+	}
+	f.waitAll("1.0.0", time.Minute)
+	r := reconciler.Latest(f.record("web"))
+	if r.ID != bad || r.Outcome != reconciler.OutcomeRolledBack || r.Rollback != rollback {
+		t.Fatalf("rollout %s: outcome %q, rollback %q", r.ID, r.Outcome, r.Rollback)
+	}
+	if len(r.Done) != 0 {
+		t.Fatalf("nodes upgraded past the failed canary: %v", r.Done)
+	}
+	out, err := f.cli("history", "web", "--output", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, bad) || !strings.Contains(out, rollback) || !strings.Contains(out, `"rollback"`) {
+		t.Fatalf("history lacks the upgrade or the rollback:\n%s", out)
+	}
+	// Targeting the failed version again is warned about by diff.
+	out, err = f.cli("versions", "web")
+	if err != nil || !strings.Contains(out, "1.2.0") {
+		t.Fatalf("versions: %v\n%s", err, out)
+	}
 }
