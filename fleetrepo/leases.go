@@ -67,12 +67,13 @@ func (sh *Shared) readLease(ctx context.Context, app string, slot int) (reconcil
 	if err != nil {
 		return reconciler.Lease{}, tip, err
 	}
-	doc := leaseDoc{App: app, Slot: slot}
+	var doc leaseDoc
 	if !tip.IsZero() {
 		if err := sh.readJSON(tip, leaseFile, &doc); err != nil {
 			return reconciler.Lease{}, tip, err
 		}
 	}
+	doc.App, doc.Slot = app, slot
 	return sh.observe(ref, tip, doc, sh.opts.Clock.Now()), tip, nil
 }
 
@@ -256,10 +257,11 @@ func (sh *Shared) Leases(ctx context.Context, app string) ([]reconciler.Lease, e
 		if !ok {
 			continue
 		}
-		doc := leaseDoc{App: a, Slot: s}
+		var doc leaseDoc
 		if err := sh.readJSON(tip, leaseFile, &doc); err != nil {
 			return nil, fmt.Errorf("read lease %s: %w", ref, err)
 		}
+		doc.App, doc.Slot = a, s // the ref names the slot, whatever the file says
 		out = append(out, sh.observe(ref, tip, doc, now))
 	}
 	slices.SortFunc(out, func(a, b reconciler.Lease) int {

@@ -1,6 +1,194 @@
 package cli
 
-import "github.com/spf13/cobra"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
 
-// stateCommands builds leases. Not built yet (issue 4).
-func stateCommands(e *env) []*cobra.Command { return nil }
+	"github.com/spf13/cobra"
+
+	"github.com/fleetops/reconciler/fleetrepo"
+	"github.com/fleetops/reconciler/reconciler"
+)
+
+// stateCommands builds leases and leases break (the shared state, issue 4).
+func stateCommands(e *env) []*cobra.Command {
+	return []*cobra.Command{leasesCmd(e)}
+}
+
+// stateFlags name the repository of the shared state.
+type stateFlags struct {
+	repo, shared, output string
+}
+
+func (f *stateFlags) register(c *cobra.Command, output bool) {
+	fl := c.Flags()
+	fl.StringVar(&f.repo, "repo", "", "fleet repo URL: a path, file://, http(s)://, ssh:// (default: the current directory's repo, or its origin)")
+	fl.StringVar(&f.shared, "shared-repo", "", "repository of the shared state (default: --repo)")
+	if output {
+		fl.StringVarP(&f.output, "output", "o", "text", "text|json")
+	}
+}
+
+// open opens the shared state in memory (the commands are one-shot).
+func (f *stateFlags) open(ctx context.Context, e *env) (*fleetrepo.Shared, error) {
+	url := f.shared
+	if url == "" {
+		var err error
+		if url, err = resolveRepo(e, f.repo); err != nil {
+			return nil, err
+		}
+	}
+	auth, err := fleetrepo.AuthFromEnv(url, e.getenv)
+	if err != nil {
+		return nil, err
+	}
+	who := e.getenv("USER")
+	if who == "" {
+		who = "operator"
+	}
+	return fleetrepo.OpenShared(ctx, fleetrepo.SharedOptions{URL: url, Auth: auth, Identity: fleetrepo.Identity{Name: who}})
+}
+
+func leasesCmd(e *env) *cobra.Command {
+	var f stateFlags
+	c := &cobra.Command{
+		Use:   "leases [APP]",
+		Short: "Show who holds which lease slot, since when, renewed how long ago",
+		Long: `leases lists the lease slots of one app (or of every app) from
+refs/reconciler/leases/<app>/<slot> in the shared state.
+
+Times are the holder's own clock, for information: agents decide expiry only
+by how long they themselves have seen a lease unchanged, never from these
+times. A lease whose last renewal is older than its TTL is marked "stale?":
+its holder has probably stopped; agents take such a lease over by themselves,
+and "reconciler leases break" frees it at once.`,
+		Args: rangeArgs(0, 1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if f.output != "text" && f.output != "json" {
+				return &usageError{fmt.Errorf("--output %q: want text or json", f.output)}
+			}
+			app := ""
+			if len(args) == 1 {
+				app = args[0]
+			}
+			return runLeases(c.Context(), e, &f, app)
+		},
+	}
+	f.register(c, true)
+	c.AddCommand(leasesBreakCmd(e))
+	return c
+}
+
+func runLeases(ctx context.Context, e *env, f *stateFlags, app string) error {
+	sh, err := f.open(ctx, e)
+	if err != nil {
+		return err
+	}
+	leases, err := sh.Leases(ctx, app)
+	if err != nil {
+		return err
+	}
+	if f.output == "json" {
+		if leases == nil {
+			leases = []reconciler.Lease{}
+		}
+		return writeJSON(e, leases)
+	}
+	if len(leases) == 0 {
+		fmt.Fprintf(e.stdout, "no leases%s in %s\n", forApp(app), sh.URL())
+		return nil
+	}
+	printLeases(e, leases, time.Now())
+	return nil
+}
+
+func forApp(app string) string {
+	if app == "" {
+		return ""
+	}
+	return " for " + app
+}
+
+// printLeases writes the lease table; now is this machine's wall clock.
+func printLeases(e *env, leases []reconciler.Lease, now time.Time) {
+	tw := tabwriter.NewWriter(e.stdout, 0, 2, 2, ' ', 0)
+	fmt.Fprintln(tw, "APP\tSLOT\tHOLDER\tROLLOUT\tSINCE\tRENEWED\tTTL\tSTATE")
+	for _, l := range leases {
+		if !l.Held() {
+			fmt.Fprintf(tw, "%s\t%d\t-\t-\t-\t-\t%s\tfree\n", l.App, l.Slot, l.TTL)
+			continue
+		}
+		state := "held"
+		if !l.Renewed.IsZero() && now.Sub(l.Renewed) > l.TTL {
+			state = "stale?"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s ago\t%s\t%s\n", l.App, l.Slot, l.Holder, shortID(l.Rollout),
+			l.Acquired.UTC().Format(time.DateTime), ago(now.Sub(l.Renewed)), l.TTL, state)
+	}
+	tw.Flush()
+}
+
+func shortID(id string) string {
+	if len(id) == 40 {
+		return id[:12]
+	}
+	if id == "" {
+		return "-"
+	}
+	return id
+}
+
+func ago(d time.Duration) string {
+	if d < 0 {
+		return "0s"
+	}
+	return d.Round(time.Second).String()
+}
+
+func leasesBreakCmd(e *env) *cobra.Command {
+	var f stateFlags
+	c := &cobra.Command{
+		Use:   "break APP SLOT",
+		Short: "Free a lease slot whatever its state (for a holder known to be dead)",
+		Long: `break frees refs/reconciler/leases/<APP>/<SLOT> by a compare-and-swap
+commit naming you and the holder it had. The holder's next renewal fails and
+it stops acting under the lease. Use it for a holder you know is dead and
+whose slot you want back before its TTL runs out on the other agents.`,
+		Args: exactArgs(2),
+		RunE: func(c *cobra.Command, args []string) error {
+			slot, err := strconv.Atoi(args[1])
+			if err != nil || slot < 0 {
+				return &usageError{fmt.Errorf("slot %q: want a number from 0", args[1])}
+			}
+			return runBreak(c.Context(), e, &f, args[0], slot)
+		},
+	}
+	f.register(c, false)
+	return c
+}
+
+func runBreak(ctx context.Context, e *env, f *stateFlags, app string, slot int) error {
+	sh, err := f.open(ctx, e)
+	if err != nil {
+		return err
+	}
+	before, err := sh.Break(ctx, app, slot)
+	if errors.Is(err, fleetrepo.ErrConflict) {
+		return fmt.Errorf("%w\nThe lease changed while breaking it; run 'reconciler leases %s' and try again", err, app)
+	}
+	if err != nil {
+		return err
+	}
+	if !before.Held() {
+		fmt.Fprintf(e.stdout, "lease %s/%d is free: nothing to break\n", app, slot)
+		return nil
+	}
+	fmt.Fprintf(e.stdout, "broke lease %s/%d (was held by %s for rollout %s)\n", app, slot, before.Holder,
+		strings.TrimSpace(shortID(before.Rollout)))
+	return nil
+}
