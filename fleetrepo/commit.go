@@ -75,6 +75,9 @@ type CommitRequest struct {
 	Trailers Trailers
 	// Author of the commit (also its committer); default the handle's Identity.
 	Author Identity
+	// Branch, when set, receives the commit instead of the tracked branch:
+	// a new branch (it must not exist yet) for a pull request.
+	Branch string
 }
 
 // Commit writes req on top of req.Expect and moves the tracked branch to it
@@ -105,6 +108,13 @@ func (d *Desired) Commit(ctx context.Context, req CommitRequest) (plumbing.Hash,
 	})
 	if err != nil {
 		return plumbing.ZeroHash, fmt.Errorf("commit to %s: %w", d.ref, err)
+	}
+	if req.Branch != "" {
+		ref := plumbing.NewBranchReferenceName(req.Branch)
+		if err := d.s.cas(ctx, ref, plumbing.ZeroHash, next); err != nil {
+			return plumbing.ZeroHash, fmt.Errorf("commit to new branch %s: %w", ref, err)
+		}
+		return next, nil
 	}
 	if err := d.s.cas(ctx, d.ref, expect, next); err != nil {
 		return plumbing.ZeroHash, fmt.Errorf("commit to %s: %w", d.ref, err)
