@@ -58,7 +58,7 @@ func (a *Agent) localReports() map[string]reconciler.AppReport {
 // steady reports an app that runs its target version: one health probe.
 func (a *Agent) steady(ctx context.Context, t Target, st state.App) reconciler.AppReport {
 	rel := driver.Release{App: t.App.Name, Version: t.Version, Dir: st.Running.Dir}
-	if m, err := a.installedManifest(t); err == nil {
+	if m, err := a.installedManifest(ctx, t); err == nil {
 		rel.Manifest = m
 	}
 	check, err := healthCheck(t, rel)
@@ -76,8 +76,8 @@ func (a *Agent) steady(ctx context.Context, t Target, st state.App) reconciler.A
 }
 
 // installedManifest is the target's installed manifest with node variables.
-func (a *Agent) installedManifest(t Target) (release.Manifest, error) {
-	p, err := a.install(context.Background(), Target{App: t.App, Version: t.Version}, a.releaseDir(t))
+func (a *Agent) installedManifest(ctx context.Context, t Target) (release.Manifest, error) {
+	p, err := a.install(ctx, Target{App: t.App, Version: t.Version}, a.releaseDir(t))
 	if err != nil {
 		return release.Manifest{}, err
 	}

@@ -51,11 +51,16 @@ type Check struct {
 // and returns the last attempt's error.
 func (c Check) Run(ctx context.Context) error {
 	failures := 0
+	var last error // the last answer not cut short by ctx
 	for {
 		err := c.Probe(ctx)
 		if err == nil {
 			return nil
 		}
+		if ctx.Err() != nil {
+			return stopped(ctx, last, err)
+		}
+		last = err
 		delay := c.retryDelay()
 		if errors.Is(err, ErrOtherVersion) {
 			delay = c.otherVersionDelay()
@@ -66,10 +71,19 @@ func (c Check) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("%w (stopped waiting: %w)", err, context.Cause(ctx))
+			return stopped(ctx, last, err)
 		case <-t.C:
 		}
 	}
+}
+
+// stopped is Run's error when ctx ended: the last real answer, and why it
+// stopped waiting.
+func stopped(ctx context.Context, last, err error) error {
+	if last == nil {
+		last = err
+	}
+	return fmt.Errorf("%w (stopped waiting: %w)", last, context.Cause(ctx))
 }
 
 // Probe makes one attempt.

@@ -103,7 +103,7 @@ func TestRunOtherVersionDoesNotUseRetries(t *testing.T) {
 
 func TestRunStopsWithContext(t *testing.T) {
 	s, _ := server(t, `200 {"status":"ok","version":"1"}`)
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	c := Check{HTTP: s.URL, Version: "2", OtherVersionDelay: time.Millisecond}
 	err := c.Run(ctx)
