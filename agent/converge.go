@@ -141,14 +141,20 @@ func (a *Agent) switchTo(ctx context.Context, t Target, st state.App, p prepared
 	if cur == nil && st.Running != nil {
 		a.stopOther(ctx, name, st)
 	}
-	a.metrics.upgradeSeconds.WithLabelValues(name, ResultSuccess).Observe(time.Since(start).Seconds())
+	return a.switched(t, p.driver, running, time.Since(start))
+}
+
+// switched records a successful switch.
+func (a *Agent) switched(t Target, driverName string, running driver.Running, took time.Duration) (reconciler.AppReport, error) {
+	name, v := t.App.Name, t.Version
+	a.metrics.upgradeSeconds.WithLabelValues(name, ResultSuccess).Observe(took.Seconds())
 	a.metrics.upgrades.WithLabelValues(name, ResultSuccess).Inc()
-	a.log.Info("switched", "app", name, "version", v, "took", time.Since(start))
-	err = a.store.UpdateApp(name, func(s *state.App) {
+	a.log.Info("switched", "app", name, "version", v, "took", took)
+	err := a.store.UpdateApp(name, func(s *state.App) {
 		if s.Active != v {
 			s.Previous, s.Active = s.Active, v
 		}
-		s.Driver, s.Running, s.Step, s.Failed, s.LastError = p.driver, &running, nil, nil, ""
+		s.Driver, s.Running, s.Step, s.Failed, s.LastError = driverName, &running, nil, nil, ""
 		s.Since = a.cfg.Now()
 		s.AddInstalled(v)
 	})
