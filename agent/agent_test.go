@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -243,5 +244,47 @@ func TestRecoverAdoptsAndSettlesStep(t *testing.T) {
 	}
 	if st.Step != nil || !strings.Contains(st.LastError, "agent restarted during switch") {
 		t.Fatalf("after recovery: step %+v, last error %q", st.Step, st.LastError)
+	}
+}
+
+func TestMetricsAndHealthz(t *testing.T) {
+	h := newHarness(t, nil, "web@1.0.0")
+	h.drv.fail["2.0.0"] = true
+	h.reconcile(t)
+	h.push(t, "web@2.0.0")
+	h.reconcile(t)
+	families, err := h.a.cfg.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			key := f.GetName()
+			for _, l := range m.GetLabel() {
+				key += " " + l.GetName() + "=" + l.GetValue()
+			}
+			got[key] = m.GetCounter().GetValue() + float64(m.GetHistogram().GetSampleCount())
+		}
+	}
+	for key, want := range map[string]float64{
+		"reconciler_upgrades_total app=web result=success":               1,
+		"reconciler_upgrades_total app=web result=rolled_back":           1,
+		"reconciler_upgrade_duration_seconds app=web result=success":     1,
+		"reconciler_reconcile_errors_total stage=switch":                 1,
+		"reconciler_upgrade_duration_seconds app=web result=rolled_back": 1,
+	} {
+		if got[key] != want {
+			t.Errorf("%s = %v, want %v", key, got[key], want)
+		}
+	}
+	rec := httptest.NewRecorder()
+	h.a.healthz(rec, httptest.NewRequest("GET", "/healthz", nil))
+	var hz Healthz
+	if err := json.Unmarshal(rec.Body.Bytes(), &hz); err != nil {
+		t.Fatal(err)
+	}
+	if hz.Node != "n1" || hz.Status != "ok" || hz.Report.Apps["web"].Version != "1.0.0" || hz.Report.Apps["web"].State != reconciler.AppFailed {
+		t.Fatalf("/healthz: %s", rec.Body)
 	}
 }

@@ -50,6 +50,8 @@ type Driver interface {
 	// version (if any) still runs and the error says why.
 	Switch(ctx context.Context, cur *Running, next Release, healthy HealthFunc) (Running, error)
 	// Adopt takes back a workload left running by a previous agent process.
+	// It also settles a switch that process was killed in (what a driver
+	// records in Running.Data is its journal; see each driver's doc).
 	Adopt(ctx context.Context, r Running) error
 	// Stop stops the app's workload.
 	Stop(ctx context.Context, r Running) error

@@ -2,12 +2,17 @@ package process
 
 import (
 	"context"
+	"net"
+	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
+
+	"github.com/fleetops/reconciler/release"
 )
 
 func TestFirstInstallServes(t *testing.T) {
@@ -166,4 +171,26 @@ func TestStop(t *testing.T) {
 func alive(pid int) bool {
 	_, state, err := procStat(pid)
 	return err == nil && state != "Z"
+}
+
+func TestUnixSocket(t *testing.T) {
+	d := newDriver(t, nil)
+	path := filepath.Join(t.TempDir(), "web.sock")
+	r1 := rel("1", "")
+	r1.Manifest.Listen = []release.Listener{{Name: "http", Network: "unix", Address: path}}
+	r, err := d.Switch(context.Background(), nil, r1, nil2ok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return new(net.Dialer).DialContext(ctx, "unix", path)
+	}}}
+	resp, err := c.Get("http://web/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || len(r.PIDs) != 1 {
+		t.Fatalf("GET over the unix socket: %s, running %s", resp.Status, pretty(r))
+	}
 }
