@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fleetops/reconciler/agent/driver"
+	"github.com/fleetops/reconciler/release"
 )
 
 // safeVersion is what may go into an Erlang string literal unescaped (the
@@ -37,7 +38,7 @@ func (drv *Driver) Switch(ctx context.Context, cur *driver.Running, next driver.
 		return fail(fmt.Errorf("otp driver: %s: version %q: want letters, digits, '.', '_', '+' or '-'", next.App, next.Version))
 	}
 	if len(next.Manifest.Listen) > 0 {
-		return fail(fmt.Errorf("otp driver: %s %s: listen: the VM opens its own sockets; remove listen from %s", next.App, next.Version, "release.json"))
+		return fail(fmt.Errorf("otp driver: %s %s: %s: listen: the VM opens its own sockets; remove listen", next.App, next.Version, release.ManifestName))
 	}
 	tgz, err := tarball(next, rel)
 	if err != nil {
