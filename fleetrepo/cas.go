@@ -32,11 +32,11 @@ import (
 // slower as lease and report chains grow. Losing is decided by re-reading
 // the ref, never by parsing the error. Caller holds mu.
 func (s *store) cas(ctx context.Context, ref plumbing.ReferenceName, old, next plumbing.Hash) error {
-	objects := s.pending[next]
-	delete(s.pending, next)
-	if len(objects) == 0 {
-		objects = []plumbing.Hash{next}
+	objects := []plumbing.Hash{next}
+	if s.pending.commit == next {
+		objects = s.pending.objects
 	}
+	s.pending = pendingCommit{}
 	pushErr := s.push(ctx, &packp.Command{Name: ref, Old: old, New: next}, objects)
 	if pushErr == nil {
 		return s.setLocal(ref, next)
@@ -126,6 +126,7 @@ type commitSpec struct {
 
 // writeCommit stores blob, trees and commit in the cache. Caller holds mu.
 func (s *store) writeCommit(c commitSpec) (plumbing.Hash, error) {
+	s.written = nil
 	var base *object.Tree
 	if !c.base.IsZero() {
 		commit, err := s.repo.CommitObject(c.base)
@@ -148,7 +149,7 @@ func (s *store) writeCommit(c commitSpec) (plumbing.Hash, error) {
 	if err != nil {
 		return plumbing.ZeroHash, err
 	}
-	s.pending[h] = append(s.written, h)
+	s.pending = pendingCommit{commit: h, objects: append(s.written, h)}
 	s.written = nil
 	return h, nil
 }

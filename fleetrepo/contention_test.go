@@ -66,7 +66,7 @@ func (c *contention) hold(client int, l reconciler.Lease, from, till time.Time) 
 // later try to renew it (which must fail). An independent observer then
 // checks every client's belief and every lease ref's history.
 func TestLeaseContention(t *testing.T) {
-	clients, rounds, ttl := 20, 8, 400*time.Millisecond
+	clients, rounds, ttl := 20, 10, 400*time.Millisecond
 	if testing.Short() {
 		clients, rounds = 8, 5
 	}
@@ -100,21 +100,6 @@ func work(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
-}
-
-// pickSlot returns a random slot that is free, expired or never used.
-func pickSlot(leases []reconciler.Lease, slots int) (int, bool) {
-	var free []int
-	for slot := range slots {
-		i := slices.IndexFunc(leases, func(l reconciler.Lease) bool { return l.Slot == slot })
-		if i < 0 || !leases[i].Held() || leases[i].Expired() {
-			free = append(free, slot)
-		}
-	}
-	if len(free) == 0 {
-		return 0, false
-	}
-	return free[rand.IntN(len(free))], true
 }
 
 // client runs rounds of acquire, (sometimes crash), renew, release.
@@ -153,35 +138,24 @@ func (c *contention) client(ctx context.Context, t *testing.T, sh *Shared, id, r
 	}
 }
 
-// acquireAny tries the slots that look free or expired until one is won.
+// acquireAny tries a random slot until one is won, backing off between
+// attempts as a real agent would. Acquire reads the slot itself, and each
+// read lets this client observe how long a lease has been unchanged.
 func (c *contention) acquireAny(ctx context.Context, t *testing.T, sh *Shared, id int, ttl time.Duration) (reconciler.Lease, bool) {
 	for ctx.Err() == nil {
-		var leases []reconciler.Lease
+		var l reconciler.Lease
 		var err error
-		c.timed("leases", func() { leases, err = sh.Leases(ctx, "web") })
-		if err != nil {
-			t.Errorf("client %d: Leases: %v", id, err)
+		c.timed("acquire", func() { l, err = sh.Acquire(ctx, "web", rand.IntN(3), fmt.Sprintf("c%d", id), "r1", ttl) })
+		if err == nil {
+			now := time.Now()
+			c.hold(id, l, now, now.Add(sh.Validity(l)))
+			return l, true
+		}
+		if !errors.Is(err, ErrLeaseHeld) && !errors.Is(err, ErrConflict) {
+			t.Errorf("client %d: Acquire: %v", id, err)
 			return reconciler.Lease{}, false
 		}
-		// Try one slot that looks free or expired, as a real agent would:
-		// trying every slot on each scan makes a thundering herd.
-		if slot, ok := pickSlot(leases, 3); ok {
-			var l reconciler.Lease
-			c.timed("acquire", func() { l, err = sh.Acquire(ctx, "web", slot, fmt.Sprintf("c%d", id), "r1", ttl) })
-			if err == nil {
-				now := time.Now()
-				c.hold(id, l, now, now.Add(sh.Validity(l)))
-				return l, true
-			}
-			if !errors.Is(err, ErrLeaseHeld) && !errors.Is(err, ErrConflict) {
-				t.Errorf("client %d: Acquire: %v", id, err)
-				return reconciler.Lease{}, false
-			}
-		}
-		select { // back off before looking again, as a real agent would
-		case <-ctx.Done():
-		case <-time.After(time.Duration(100+rand.IntN(200)) * time.Millisecond):
-		}
+		work(ctx, time.Duration(50+rand.IntN(150))*time.Millisecond)
 	}
 	return reconciler.Lease{}, false
 }

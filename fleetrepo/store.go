@@ -33,8 +33,15 @@ type store struct {
 	mu      sync.Mutex
 	repo    *git.Repository
 	remote  *git.Remote
-	written []plumbing.Hash                   // objects stored since the last commit
-	pending map[plumbing.Hash][]plumbing.Hash // commit → the objects it added, until pushed
+	written []plumbing.Hash // objects stored since the last commit was built
+	pending pendingCommit   // the last commit built, with the objects it added
+}
+
+// pendingCommit is a commit built in the cache and the new objects it needs
+// on the remote: what cas sends. Every write builds, then pushes, under mu.
+type pendingCommit struct {
+	commit  plumbing.Hash
+	objects []plumbing.Hash
 }
 
 // openStore opens (or creates) the cache at cacheDir ("" = in memory) for
@@ -55,8 +62,7 @@ func openStore(rawURL, cacheDir string, auth transport.AuthMethod, log *slog.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &store{url: u, gitDir: gitDir, auth: auth, log: log, repo: repo, remote: remote,
-		pending: map[plumbing.Hash][]plumbing.Hash{}}, nil
+	return &store{url: u, gitDir: gitDir, auth: auth, log: log, repo: repo, remote: remote}, nil
 }
 
 // normalizeURL returns the URL go-git should dial and, for a repository on
