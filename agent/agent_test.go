@@ -154,6 +154,14 @@ func TestFailedVersionIsNotRetried(t *testing.T) {
 	if r, ok := h.reconcile(t); !ok || r.Apps["web"].Version != "3.0.0" || r.Apps["web"].Previous != "1.0.0" {
 		t.Fatalf("a new target after a failure: converged %v, %+v", ok, r.Apps["web"])
 	}
+	entries, _ := os.ReadDir(filepath.Join(h.a.cfg.StateDir, "releases", "web"))
+	var kept []string
+	for _, e := range entries {
+		kept = append(kept, e.Name())
+	}
+	if strings.Join(kept, ",") != "1.0.0,3.0.0" || strings.Join(h.a.State().App("web").Installed, ",") != "1.0.0,3.0.0" {
+		t.Fatalf("releases kept %v, installed %v; want the active and previous only", kept, h.a.State().App("web").Installed)
+	}
 }
 
 func TestUnverifiableReleaseChangesNothing(t *testing.T) {

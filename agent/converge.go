@@ -158,6 +158,7 @@ func (a *Agent) switched(t Target, driverName string, running driver.Running, to
 		s.Since = a.cfg.Now()
 		s.AddInstalled(v)
 	})
+	a.prune(name)
 	return a.appReport(a.store.App(name), t, reconciler.AppHealthy, ""), err
 }
 

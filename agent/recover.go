@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 
@@ -52,4 +53,33 @@ func (a *Agent) adopt(ctx context.Context, name string, st *state.App) error {
 
 func (a *Agent) releaseDir(t Target) string {
 	return filepath.Join(a.cfg.StateDir, "releases", t.App.Name, t.Version)
+}
+
+// prune removes the installed releases of an app other than its active and
+// previous versions (and leftovers of interrupted installs).
+func (a *Agent) prune(name string) {
+	st := a.store.App(name)
+	dir := filepath.Join(a.cfg.StateDir, "releases", name)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	var removed []string
+	for _, e := range entries {
+		v := e.Name()
+		if v == st.Active || v == st.Previous {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(dir, v)); err != nil {
+			a.log.Warn("prune old release", "app", name, "version", v, "err", err)
+			continue
+		}
+		removed = append(removed, v)
+	}
+	if len(removed) > 0 {
+		a.log.Info("pruned old releases", "app", name, "versions", removed)
+		_ = a.store.UpdateApp(name, func(s *state.App) {
+			s.Installed = slices.DeleteFunc(s.Installed, func(v string) bool { return slices.Contains(removed, v) })
+		})
+	}
 }
