@@ -5,7 +5,7 @@ BIN   := bin
 export GIT_CONFIG_GLOBAL := /dev/null
 export GIT_CONFIG_NOSYSTEM := 1
 
-.PHONY: help build test demo lint bench interop clean
+.PHONY: help build test demo tour lint bench interop clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -19,8 +19,11 @@ test: ## vet, gofmt, and every test with -race (what CI runs)
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) test -race -timeout 14m ./...
 
-demo: build ## the README's first command: a local fleet doing real work
-	./examples/demo.sh
+demo: ## the README's first command: five agents, a rolling upgrade and a canary rolled back by a commit
+	$(GO) run ./examples/demo
+
+tour: ## validate and plan the example fleet repo; see how mistakes are reported
+	./examples/spec-tour.sh
 
 lint: ## staticcheck and go mod tidy check
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.7.0 ./...

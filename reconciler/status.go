@@ -21,14 +21,17 @@ const (
 
 // Status is the rollout of one app now, as `reconciler status` shows it.
 type Status struct {
-	App     string         `json:"app"`
-	Target  string         `json:"target"`
-	From    string         `json:"from,omitempty"`
-	State   string         `json:"state"`
-	Rollout string         `json:"rollout,omitempty"`
-	Reason  string         `json:"reason,omitempty"`
-	Waves   [][]NodeStatus `json:"waves"`
-	Leases  []Lease        `json:"leases"`
+	App     string `json:"app"`
+	Target  string `json:"target"`
+	From    string `json:"from,omitempty"`
+	State   string `json:"state"`
+	Rollout string `json:"rollout,omitempty"`
+	// RolloutTarget is the version the latest rollout moved to: the failed
+	// one after a rollback, when Target is back to the previous version.
+	RolloutTarget string         `json:"rolloutTarget,omitempty"`
+	Reason        string         `json:"reason,omitempty"`
+	Waves         [][]NodeStatus `json:"waves"`
+	Leases        []Lease        `json:"leases"`
 	// Others are targeted nodes outside the frozen plan (late joiners).
 	Others  []NodeStatus  `json:"others,omitempty"`
 	Started time.Time     `json:"started,omitzero"`
@@ -52,7 +55,7 @@ func StatusOf(app spec.App, record []Event, reports map[string]NodeReport, lease
 	if r == nil {
 		return st
 	}
-	st.From, st.Rollout, st.Reason = r.From, r.ID, r.Reason
+	st.From, st.Rollout, st.RolloutTarget, st.Reason = r.From, r.ID, r.Target, r.Reason
 	st.State = stateOf(r, app)
 	st.Started = record[r.Started].Time
 	st.Elapsed = elapsed(record, r, now)

@@ -77,8 +77,8 @@ func run(ctx context.Context, keep bool) error {
 	}
 	cli := func(args ...string) error { return runCLI(ctx, lab, repo, args...) }
 
-	step("Rolling upgrade to 1.1.0, batch size 2: reconciler upgrade web 1.1.0 --batch-size 2 --push --wait")
-	if err := cli("upgrade", "web", "1.1.0", "--batch-size", "2", "--push", "--wait"); err != nil {
+	step("Rolling upgrade to 1.1.0, batch size 2: reconciler upgrade web 1.1.0 --strategy rolling --batch-size 2 --push --wait")
+	if err := cli("upgrade", "web", "1.1.0", "--strategy", "rolling", "--batch-size", "2", "--push", "--wait"); err != nil {
 		return err
 	}
 	step("Canary of the broken 1.2.0: reconciler upgrade web 1.2.0 --strategy canary --push --wait")

@@ -7,6 +7,7 @@ import "github.com/spf13/cobra"
 // commit to the tracked branch (upgrade, rollback, pause, resume).
 func fleetCommands(e *env) []*cobra.Command {
 	return []*cobra.Command{
+		newUpgradeCmd(e), newRollbackCmd(e), newPauseCmd(e, true), newPauseCmd(e, false),
 		newStatusCmd(e), newAuditCmd(e), newHistoryCmd(e), newVersionsCmd(e), newDiffCmd(e),
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/spf13/cobra"
 
+	"github.com/fleetops/reconciler/fleetrepo"
 	"github.com/fleetops/reconciler/reconciler"
 	"github.com/fleetops/reconciler/spec"
 )
@@ -134,10 +135,10 @@ func commitChanges(h *fleetHandles, c, parent *object.Commit) ([]reconciler.AppC
 func entryOf(ctx context.Context, h *fleetHandles, c *object.Commit, ch reconciler.AppChange, outcomes map[string]map[string]*reconciler.Rollout) historyEntry {
 	e := historyEntry{Commit: c.Hash.String(), Author: c.Author.Name, Time: c.Author.When, App: ch.App,
 		Kind: ch.Kind, From: ch.From, To: ch.To, Subject: strings.SplitN(c.Message, "\n", 2)[0]}
-	tr := trailers(c.Message)
+	tr := fleetrepo.ParseTrailers(c.Message)
 	switch {
-	case tr["Reconciler-Rollback-Of"] != "":
-		e.Kind, e.Reason = "rollback", tr["Reconciler-Reason"]
+	case tr.RollbackOf != "":
+		e.Kind, e.Reason = "rollback", tr.Reason
 	case ch.Kind == reconciler.ChangeEdited && slices.Equal(ch.Fields, []string{"paused"}):
 		e.Kind = "resume"
 		if strings.Contains(strings.ToLower(e.Subject), "pause") && !strings.Contains(strings.ToLower(e.Subject), "resume") {
@@ -185,18 +186,6 @@ func nextStart(events []reconciler.Event, i int) int {
 	return len(events)
 }
 
-// trailers parses "Key: value" lines of a commit message's last paragraph.
-func trailers(msg string) map[string]string {
-	paras := strings.Split(strings.TrimSpace(msg), "\n\n")
-	out := map[string]string{}
-	for _, line := range strings.Split(paras[len(paras)-1], "\n") {
-		if k, v, ok := strings.Cut(line, ": "); ok && !strings.Contains(k, " ") {
-			out[k] = strings.TrimSpace(v)
-		}
-	}
-	return out
-}
-
 func printHistory(e *env, entries []historyEntry) {
 	if len(entries) == 0 {
 		fmt.Fprintln(e.stdout, "no app changes on the tracked branch")
@@ -206,7 +195,10 @@ func printHistory(e *env, entries []historyEntry) {
 	fmt.Fprintln(tw, "COMMIT\tTIME\tAUTHOR\tAPP\tCHANGE\tOUTCOME\tREASON")
 	for _, en := range entries {
 		change := en.Kind
-		if en.From != en.To {
+		switch {
+		case en.From == "" && en.To != "":
+			change = en.Kind + " " + en.To
+		case en.From != en.To:
 			change = fmt.Sprintf("%s %s -> %s", en.Kind, orDash(en.From), orDash(en.To))
 		}
 		fmt.Fprintf(tw, "%.12s\t%s\t%s\t%s\t%s\t%s\t%s\n", en.Commit, en.Time.Format(time.DateTime),

@@ -27,7 +27,7 @@ func (f *repoFlags) register(c *cobra.Command, outputs ...string) {
 	fl := c.Flags()
 	fl.StringVar(&f.repo, "repo", "", "fleet repo URL: a path, file://, http(s)://, ssh:// (default: the current directory's repo, or its origin)")
 	fl.StringVar(&f.shared, "shared-repo", "", "repository of the shared state (default: --repo)")
-	fl.StringVar(&f.branch, "branch", "main", "tracked branch")
+	fl.StringVar(&f.branch, "tracked-branch", "main", "the branch agents track")
 	fl.StringVar(&f.dir, "dir", "", "directory of the specs in the fleet repo (default: its root)")
 	if len(outputs) == 0 {
 		outputs = []string{"text", "json"}

@@ -96,9 +96,12 @@ func printStatus(w io.Writer, st reconciler.Status, now time.Time) {
 	if st.From != "" && st.From != st.Target {
 		head = fmt.Sprintf("%s  %s -> %s", st.App, st.From, st.Target)
 	}
+	if st.RolloutTarget != "" && st.RolloutTarget != st.Target {
+		head = fmt.Sprintf("%s  %s", st.App, st.Target)
+	}
 	fmt.Fprintf(w, "%s  %s", head, st.State)
 	if st.Rollout != "" {
-		fmt.Fprintf(w, "  (rollout %.12s, %s)", st.Rollout, st.Elapsed)
+		fmt.Fprintf(w, "  (rollout of %s from %s, commit %.12s, %s)", st.RolloutTarget, orDash(st.From), st.Rollout, st.Elapsed)
 	}
 	fmt.Fprintln(w)
 	if st.Reason != "" {

@@ -1,8 +1,5 @@
 #!/usr/bin/env bash
-# make demo: the best real thing available so far (see README "Status").
-# It validates the example fleet repo and plans its rollouts; the fleet demo
-# (several agents on this machine upgrading in waves, a canary rollback) is
-# still to come.
+# make tour: validate and plan the example fleet repo, and show how mistakes are reported.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$PWD/bin/reconciler

@@ -1,0 +1,183 @@
+package cli
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/spf13/cobra"
+
+	"github.com/fleetops/reconciler/fleetrepo"
+	"github.com/fleetops/reconciler/release"
+	"github.com/fleetops/reconciler/spec"
+)
+
+// upgradeOptions are the upgrade command's flags.
+type upgradeOptions struct {
+	writeFlags
+	strategy, artifact, sha, branch string
+	batchSize                       int
+	push, wait                      bool
+	timeout                         time.Duration
+}
+
+func newUpgradeCmd(e *env) *cobra.Command {
+	o := &upgradeOptions{}
+	c := &cobra.Command{
+		Use:   "upgrade APP VERSION [flags]",
+		Short: "Write the commit that moves an app to a version",
+		Long: `upgrade edits the app's version (and, when asked, its strategy, batch size,
+artifact URL and sha256 pin) in the CUE file that declares it, changing only
+those lines, and validates the whole fleet with the change. Without --push or
+--branch it only shows the change. --push commits it to the tracked branch
+(compare-and-swap: a concurrent change makes it fail, never overwrite);
+--branch NAME commits it to a new branch for a pull request. --wait follows
+the rollout with live progress and exits 0 when it completes, 1 when it
+fails or is rolled back; with --output json it prints the result.`,
+		Example: `  reconciler upgrade web 1.1.0                       # preview
+  reconciler upgrade web 1.1.0 --push --wait
+  reconciler upgrade web 1.2.0 --strategy canary --sha256 auto --branch web-1.2.0`,
+		Args: exactArgs(2),
+		RunE: func(c *cobra.Command, args []string) error {
+			if err := o.check(); err != nil {
+				return err
+			}
+			return runUpgrade(c.Context(), e, o, args[0], args[1])
+		},
+	}
+	o.writeFlags.register(c)
+	fl := c.Flags()
+	fl.StringVar(&o.strategy, "strategy", "", "set rollout.strategy: rolling, canary or all_at_once")
+	fl.IntVar(&o.batchSize, "batch-size", 0, "set rollout.batchSize")
+	fl.StringVar(&o.artifact, "artifact", "", "set artifact.url")
+	fl.StringVar(&o.sha, "sha256", "", `set artifact.sha256: a hex digest, or "auto" to fetch the artifact and pin its digest`)
+	fl.BoolVar(&o.push, "push", false, "commit to the tracked branch")
+	fl.StringVar(&o.branch, "branch", "", "commit to this new branch instead (for a pull request)")
+	fl.BoolVar(&o.wait, "wait", false, "follow the rollout until it ends (with --push)")
+	fl.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up waiting after this long")
+	return c
+}
+
+func (o *upgradeOptions) check() error {
+	if err := o.checkOutput(); err != nil {
+		return err
+	}
+	switch {
+	case o.push && o.branch != "":
+		return &usageError{errors.New("--push and --branch exclude each other")}
+	case o.wait && !o.push:
+		return &usageError{errors.New("--wait follows a rollout: use it with --push")}
+	case o.batchSize < 0:
+		return &usageError{fmt.Errorf("--batch-size %d: want at least 1", o.batchSize)}
+	}
+	return nil
+}
+
+func runUpgrade(ctx context.Context, e *env, o *upgradeOptions, app, version string) error {
+	h, id, tip, fleet, err := o.open(ctx, e)
+	if err != nil {
+		return err
+	}
+	cur, err := appOf(fleet, app)
+	if err != nil {
+		return err
+	}
+	ed, next, err := upgradeEdit(ctx, e, o, h, tip, app, version)
+	if err != nil {
+		return err
+	}
+	msg := o.message
+	if msg == "" {
+		msg = fmt.Sprintf("%s: upgrade from %s to %s", app, cur.Version, next.Apps[app].Version)
+	}
+	if !o.push && o.branch == "" {
+		ed.printPatch(e.stdout)
+		fmt.Fprintf(e.stdout, "\n%s\n\nNothing written: add --push to commit it to %s, or --branch NAME for a pull request.\n", msg, o.branch0())
+		return nil
+	}
+	commit, err := h.desired.Commit(ctx, fleetrepo.CommitRequest{Expect: tip, Files: map[string][]byte{ed.path: ed.src},
+		Message: msg, Author: id, Branch: o.branch,
+		Trailers: fleetrepo.Trailers{App: app, From: cur.Version, To: next.Apps[app].Version, Reason: o.reason}})
+	if err != nil {
+		return fmt.Errorf("upgrade %s to %s: %w", app, version, err)
+	}
+	where := o.branch
+	if where == "" {
+		where = o.branch0()
+	}
+	fmt.Fprintf(e.stderr, "committed %.12s to %s: %s\n", commit.String(), where, msg)
+	if !o.wait {
+		return nil
+	}
+	return follow(ctx, e, h, o, app, next.Apps[app].Version, commit.String())
+}
+
+func (o *upgradeOptions) branch0() string { return o.repoFlags.branch }
+
+// upgradeEdit makes and validates the edit; --sha256 auto pins the digest
+// of the artifact the edited spec names.
+func upgradeEdit(ctx context.Context, e *env, o *upgradeOptions, h *fleetHandles, tip plumbing.Hash, app, version string) (*edit, *spec.Fleet, error) {
+	set := []fieldValue{{"version", version}}
+	if o.strategy != "" {
+		set = append(set, fieldValue{"rollout.strategy", o.strategy})
+	}
+	if o.batchSize > 0 {
+		set = append(set, fieldValue{"rollout.batchSize", o.batchSize})
+	}
+	if o.artifact != "" {
+		set = append(set, fieldValue{"artifact.url", o.artifact})
+	}
+	if o.sha != "" && o.sha != "auto" {
+		set = append(set, fieldValue{"artifact.sha256", o.sha})
+	}
+	ed, err := editApp(h, tip, app, set)
+	if err != nil {
+		return nil, nil, err
+	}
+	next, err := ed.validate(e)
+	if err != nil || o.sha != "auto" {
+		return ed, next, err
+	}
+	sum, err := artifactDigest(ctx, next.Apps[app].Artifact.URL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--sha256 auto: %w", err)
+	}
+	if ed, err = editApp(h, tip, app, append(set, fieldValue{"artifact.sha256", sum})); err != nil {
+		return nil, nil, err
+	}
+	next, err = ed.validate(e)
+	return ed, next, err
+}
+
+// artifactDigest fetches an artifact and returns its sha256, streaming.
+func artifactDigest(ctx context.Context, url string) (string, error) {
+	cache, err := os.MkdirTemp("", "reconciler-upgrade-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(cache)
+	f, err := release.NewFetcher(release.Options{CacheDir: cache})
+	if err != nil {
+		return "", err
+	}
+	p, err := f.Fetch(ctx, url)
+	if err != nil {
+		return "", err
+	}
+	file, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer file.Close()
+	hash := sha256.New()
+	if _, err := io.Copy(hash, file); err != nil {
+		return "", fmt.Errorf("read %s: %w", url, err)
+	}
+	return hex.EncodeToString(hash.Sum(nil)), nil
+}
