@@ -18,6 +18,7 @@ import (
 	"github.com/fleetops/reconciler/fleetrepo/gittest"
 	"github.com/fleetops/reconciler/reconciler"
 	"github.com/fleetops/reconciler/release"
+	"github.com/fleetops/reconciler/spec"
 )
 
 // fakeInstaller "installs" a release by writing its manifest.
@@ -294,5 +295,25 @@ func TestMetricsAndHealthz(t *testing.T) {
 	}
 	if hz.Node != "n1" || hz.Status != "ok" || hz.Report.Apps["web"].Version != "1.0.0" || hz.Report.Apps["web"].State != reconciler.AppFailed {
 		t.Fatalf("/healthz: %s", rec.Body)
+	}
+}
+
+func TestInterruptedSwitchIsRetried(t *testing.T) {
+	h := newHarness(t, nil, "web@1.0.0")
+	h.reconcile(t)
+	h.push(t, "web@2.0.0")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the agent is stopping while it switches
+	h.drv.fail["2.0.0"] = true
+	app := spec.App{Name: "web", Version: "2.0.0", Artifact: spec.Artifact{URL: "https://r.example/web.tgz"}}
+	if _, err := h.a.Converge(ctx, Target{App: app, Version: "2.0.0", Vars: map[string]string{"PORT": "1"}}); err == nil {
+		t.Fatal("a switch whose driver failed succeeded")
+	}
+	if st := h.a.State().App("web"); st.Failed != nil || st.Active != "1.0.0" || !strings.Contains(st.LastError, "interrupted") {
+		t.Fatalf("an interrupted switch: state %+v", st)
+	}
+	delete(h.drv.fail, "2.0.0")
+	if r, ok := h.reconcile(t); !ok || r.Apps["web"].Version != "2.0.0" {
+		t.Fatalf("after the interruption: converged %v, %+v", ok, r.Apps["web"])
 	}
 }

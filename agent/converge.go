@@ -135,6 +135,9 @@ func (a *Agent) switchTo(ctx context.Context, t Target, st state.App, p prepared
 	start := time.Now()
 	running, err := drv.Switch(ctx, cur, p.rel, a.healthFunc(p.check))
 	a.metrics.active.Dec()
+	if err != nil && ctx.Err() != nil {
+		return a.switchInterrupted(t, st, running, err)
+	}
 	if err != nil {
 		return a.switchFailed(t, st, running, time.Since(start), err)
 	}
@@ -186,6 +189,20 @@ func (a *Agent) switchFailed(t Target, st state.App, running driver.Running, too
 		s.Failed = &state.Failure{Version: v, Reason: err.Error(), Time: now}
 	})
 	return a.appReport(a.store.App(name), t, reconciler.AppFailed, err.Error()), err
+}
+
+// switchInterrupted records a switch abandoned because the agent is
+// stopping: the previous version runs, and the target is tried again by
+// the next agent (it did not fail).
+func (a *Agent) switchInterrupted(t Target, st state.App, running driver.Running, err error) (reconciler.AppReport, error) {
+	a.log.Warn("switch interrupted: previous version kept", "app", t.App.Name, "version", t.Version, "err", err)
+	_ = a.store.UpdateApp(t.App.Name, func(s *state.App) {
+		if running.App != "" {
+			s.Running = &running
+		}
+		s.Step, s.LastError = nil, "switch to "+t.Version+" interrupted: "+err.Error()
+	})
+	return a.appReport(a.store.App(t.App.Name), t, reconciler.AppFailed, err.Error()), err
 }
 
 // stopOther stops the version another driver ran, after a switch of drivers.
