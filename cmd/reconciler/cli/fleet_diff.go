@@ -139,7 +139,10 @@ func openDiffRepo(e *env, o *diffOptions) (*diffRepo, error) {
 		path = e.wd
 	}
 	path = strings.TrimPrefix(path, "file://")
-	repo, err := git.PlainOpenWithOptions(path, &git.PlainOpenOptions{DetectDotGit: true})
+	repo, err := git.PlainOpen(path) // a bare repository, or the top of a clone
+	if err != nil {
+		repo, err = git.PlainOpenWithOptions(path, &git.PlainOpenOptions{DetectDotGit: true})
+	}
 	if err != nil {
 		return nil, &usageError{fmt.Errorf("diff reads a repository on this machine: %s: %w (clone the fleet repo, or name one with --repo PATH)", path, err)}
 	}
