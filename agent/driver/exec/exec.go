@@ -143,8 +143,16 @@ func (d *Driver) hook(ctx context.Context, name string, argv []string, rel drive
 	return nil
 }
 
+// hookEnv is the agent's environment without its own secrets and settings
+// (RECONCILER_*, COSIGN_*), the manifest's env, rel.Env and the hook's
+// variables.
 func hookEnv(name string, rel driver.Release, prev *driver.Release) []string {
-	env := os.Environ()
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "RECONCILER_") && !strings.HasPrefix(kv, "COSIGN_") {
+			env = append(env, kv)
+		}
+	}
 	env = append(env, sorted(rel.Manifest.Env)...)
 	env = append(env, sorted(rel.Env)...)
 	pv, pd := "", ""

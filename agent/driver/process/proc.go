@@ -99,12 +99,13 @@ func (d *Driver) command(rel driver.Release, socks []*socket) (*exec.Cmd, error)
 	return cmd, nil
 }
 
-// environ is the agent's environment without socket-activation variables,
-// then the manifest's env, then rel.Env, then LISTEN_FDS and LISTEN_FDNAMES.
+// environ is the agent's environment without its own secrets and settings
+// (RECONCILER_*, COSIGN_*) or socket-activation variables, then the
+// manifest's env, then rel.Env, then LISTEN_FDS and LISTEN_FDNAMES.
 func environ(rel driver.Release, socks []*socket) []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "LISTEN_") && !strings.HasPrefix(kv, "NOTIFY_SOCKET=") {
+		if !hasAnyPrefix(kv, "LISTEN_", "NOTIFY_SOCKET=", "RECONCILER_", "COSIGN_") {
 			env = append(env, kv)
 		}
 	}
@@ -118,6 +119,15 @@ func environ(rel driver.Release, socks []*socket) []string {
 		env = append(env, "LISTEN_FDS="+strconv.Itoa(len(socks)), "LISTEN_FDNAMES="+strings.Join(names, ":"))
 	}
 	return env
+}
+
+func hasAnyPrefix(s string, prefixes ...string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
 }
 
 func sortedEnv(m map[string]string) []string {

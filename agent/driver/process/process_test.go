@@ -16,6 +16,7 @@ import (
 )
 
 func TestFirstInstallServes(t *testing.T) {
+	t.Setenv("RECONCILER_GIT_PASSWORD", "secret")
 	d := newDriver(t, nil)
 	r, err := d.Switch(context.Background(), nil, rel("1", "127.0.0.1:0"), nil2ok)
 	if err != nil {
@@ -35,6 +36,9 @@ func TestFirstInstallServes(t *testing.T) {
 		if !strings.Contains(string(env), want+"\x00") {
 			t.Errorf("workload environment lacks %s", want)
 		}
+	}
+	if strings.Contains(string(env), "RECONCILER_GIT_PASSWORD") {
+		t.Error("the agent's Git password leaked into the workload's environment")
 	}
 }
 
