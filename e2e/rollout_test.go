@@ -170,3 +170,30 @@ func TestCanaryRollback(t *testing.T) {
 		t.Fatalf("versions: %v\n%s", err, out)
 	}
 }
+
+// TestKilledAgentRollsBack: SIGKILL of an agent of the second wave; with
+// onUnreachable fail its silence fails the rollout after nodeTimeout, an
+// agent writes the rollback commit and every live node returns to 1.0.0.
+func TestKilledAgentRollsBack(t *testing.T) {
+	f := newFleet(t, 5)
+	victim := f.agents[2] // node-3, in wave 2
+	victim.Kill()
+	bad := f.push(specOptions{version: "1.1.0",
+		rollout: `strategy: "rolling", batchSize: 2, nodeTimeout: "4s", onUnreachable: "fail"`}, "web 1.1.0")
+	f.eventually(2*time.Minute, func() (bool, string) {
+		r := reconciler.Latest(f.record("web"))
+		return r != nil && r.ID == bad && r.Outcome == reconciler.OutcomeRolledBack, "not rolled back yet"
+	}, "the rollout to be rolled back")
+	r := reconciler.Latest(f.record("web"))
+	if _, failed := r.Failed["node-3"]; !failed || r.FailedBy != "node-3" {
+		t.Fatalf("failed %v (by %q), want node-3", r.Failed, r.FailedBy)
+	}
+	msg, err := fleetlab.Git(f.bare, "log", "-1", "--format=%B", "main")
+	if err != nil || !strings.Contains(msg, "Reconciler-Rollback-Of: "+bad) || !strings.Contains(msg, "Reconciler-To: 1.0.0") {
+		t.Fatalf("tip of main is not the rollback of %s: %v\n%s", bad, err, msg)
+	}
+	f.waitAll("1.0.0", time.Minute) // wave 1 came back; no live node left unhealthy
+	if got, err := victim.Serving(); err != nil || got != "1.0.0" {
+		t.Fatalf("the dead node's workload serves %q (%v), want 1.0.0", got, err)
+	}
+}
