@@ -126,9 +126,11 @@ func (d *Driver) Switch(ctx context.Context, cur *driver.Running, next driver.Re
 	old := a.promote(d, cand, socks)
 	if old != nil {
 		if err := d.stop(ctx, old, d.drainTimeout(old.rec.Release)); err != nil {
+			// Still draining: it stays recorded, for the next agent to finish.
 			d.log.Warn("old version still draining", "app", next.App, "err", err)
+		} else {
+			a.update(d, func() { a.dropDraining(old) })
 		}
-		a.update(d, func() { a.dropDraining(old) })
 	}
 	return a.running(), nil
 }
