@@ -170,7 +170,9 @@ func (d *Driver) coldSwitch(ctx context.Context, a *app, next driver.Release, he
 	d.log.Warn("sockets not held: stop-then-start swap", "app", a.name, "version", next.Version)
 	old := a.retireCold(d)
 	if old != nil {
-		_ = d.stop(ctx, old, d.drainTimeout(old.rec.Release))
+		if err := d.stop(ctx, old, d.drainTimeout(old.rec.Release)); err != nil {
+			return a.running(), fmt.Errorf("switch %s to %s: %w", next.App, next.Version, err)
+		}
 		a.update(d, func() { a.dropDraining(old) })
 	}
 	r, err := d.Switch(ctx, nil, next, healthy)
