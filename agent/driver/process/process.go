@@ -170,9 +170,8 @@ func (d *Driver) coldSwitch(ctx context.Context, a *app, next driver.Release, he
 	d.log.Warn("sockets not held: stop-then-start swap", "app", a.name, "version", next.Version)
 	old := a.retireCold(d)
 	if old != nil {
-		if err := d.stop(ctx, old, d.drainTimeout(old.rec.Release)); err != nil {
-			return a.running(), fmt.Errorf("switch %s to %s: %w", next.App, next.Version, err)
-		}
+		// Not cut short by ctx: once stopping, something must be started.
+		_ = d.stop(context.WithoutCancel(ctx), old, d.drainTimeout(old.rec.Release))
 		a.update(d, func() { a.dropDraining(old) })
 	}
 	r, err := d.Switch(ctx, nil, next, healthy)
