@@ -132,3 +132,26 @@ func load(a string, failed, total *atomic.Int64) (stop func()) {
 	}()
 	return func() { close(quit); <-done }
 }
+
+func TestColdAdoptionSwapsStopThenStart(t *testing.T) {
+	r := orphan(t, "1")
+	a := addr(t, r)
+	rec, _ := decodeRecord(r)
+	rec.Current.Sockets = []string{"127.0.0.1:1"} // not what it listens on: its socket cannot be found
+	var ch changes
+	d := newDriver(t, ch.record)
+	if err := d.Adopt(context.Background(), rec.running("web")); err != nil {
+		t.Fatal(err)
+	}
+	if !d.app("web").isCold() {
+		t.Fatal("adopted hot without its socket")
+	}
+	next := rel("2", a)
+	r2, err := d.Switch(context.Background(), &r, next, healthy(a, "2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body, err := get(a); err != nil || body != "2" || alive(r.PIDs[0]) {
+		t.Fatalf("after a cold swap: GET %q, %v; old alive %v; running %s", body, err, alive(r.PIDs[0]), pretty(r2))
+	}
+}
