@@ -121,10 +121,10 @@ func (drv *Driver) hot(ctx context.Context, cur driver.Running, cd Data, next dr
 		if err != nil {
 			return r, fmt.Errorf("%w; %w", cause, err)
 		}
-		if strings.Contains(cause.Error(), "install_release failed") && how == "downgraded in the running VM" {
+		if strings.Contains(cause.Error(), "install_release failed") && how == howDowngraded {
 			// release_handler's error action: init:restart/0, in the same
 			// OS process, on the permanent release.
-			how = "the relup failed; release_handler restarted the node on the permanent release"
+			how = howRelupFailed
 		}
 		return r, fmt.Errorf("%w; back on %s (%s)", cause, cur.Version, how)
 	}
@@ -159,6 +159,14 @@ func (drv *Driver) hot(ctx context.Context, cur driver.Running, cd Data, next dr
 	return nd.running(next.App, next.Version, pid), nil
 }
 
+// How restore went back, for error messages.
+const (
+	howDowngraded  = "downgraded in the running VM"
+	howRelupFailed = "the relup failed; release_handler restarted the node on the permanent release"
+	howRestarted   = "the VM died; restarted"
+	howRebooted    = "the downgrade failed; restarted the VM"
+)
+
 // restore brings cur back after a failed or interrupted hot switch to
 // failed: a downgrade in the running VM, else a restart of the VM on its
 // permanent release (cur's, since failed was never made permanent, or was
@@ -168,16 +176,16 @@ func (drv *Driver) hot(ctx context.Context, cur driver.Running, cd Data, next dr
 func (drv *Driver) restore(ctx context.Context, cur driver.Running, cd Data, failed string, pid0 int) (driver.Running, string, error) {
 	ctx = context.WithoutCancel(ctx)
 	s := drv.script(cd)
-	how := "downgraded in the running VM"
+	how := howDowngraded
 	if !drv.waitReady(ctx, s, pid0) {
-		how = "the VM died; restarted"
+		how = howRestarted
 		if _, err := drv.start(ctx, s); err != nil {
 			return driver.Running{}, "", fmt.Errorf("starting %s again failed: %w", cur.Version, err)
 		}
 	}
 	if _, err := s.run(ctx, "downgrade", cur.Version); err != nil {
 		drv.log.Error("hot downgrade failed, restarting the VM", "app", cur.App, "to", cur.Version, "err", err)
-		how = "the downgrade failed; restarted the VM"
+		how = howRebooted
 		if err := drv.reboot(ctx, s); err != nil {
 			return driver.Running{}, "", fmt.Errorf("restarting %s failed too: %w", cur.Version, err)
 		}
