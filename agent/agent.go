@@ -31,7 +31,11 @@ type Agent struct {
 	// lastSpecErr is the spec error last logged: the same one is not
 	// logged again at every pass. Only the loop's goroutine uses it.
 	lastSpecErr string
-	addr        atomic.Pointer[net.Addr] // of /healthz, once listening
+	// The fleet loaded from specCommit, reused while the tip stays there
+	// (loading CUE is the costliest part of an idle pass). Loop goroutine only.
+	specCommit plumbing.Hash
+	specFleet  *spec.Fleet
+	addr       atomic.Pointer[net.Addr] // of /healthz, once listening
 
 	mu        sync.Mutex
 	recheckAt time.Time // earliest pass a decision asked for
@@ -209,6 +213,9 @@ func (a *Agent) load(ctx context.Context) (plumbing.Hash, *spec.Fleet, error) {
 	if commit.IsZero() {
 		return commit, nil, ferr
 	}
+	if commit == a.specCommit && a.specFleet != nil {
+		return commit, a.specFleet, ferr
+	}
 	var fleet *spec.Fleet
 	err := a.cfg.Desired.View(func(repo *git.Repository) error {
 		var err error
@@ -224,6 +231,7 @@ func (a *Agent) load(ctx context.Context) (plumbing.Hash, *spec.Fleet, error) {
 		return commit, nil, fmt.Errorf("spec at %s not applied: %w", commit.String()[:12], err)
 	}
 	a.lastSpecErr = ""
+	a.specCommit, a.specFleet = commit, fleet
 	return commit, fleet, ferr
 }
 
