@@ -1,6 +1,7 @@
 package fleetrepo
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -33,6 +34,7 @@ type contention struct {
 	stale    int             // renewals of a taken-over lease that failed
 	crashes  int
 	ops      map[string][]time.Duration
+	stopBy   time.Time // no new rounds after this: a loaded machine ends early
 }
 
 // timed runs op and records its duration under name.
@@ -72,7 +74,7 @@ func TestLeaseContention(t *testing.T) {
 	}
 	bare := gittest.NewBare(t, nil)
 	ctx := testContext(t)
-	c := &contention{tokens: map[string]bool{}, ops: map[string][]time.Duration{}}
+	c := &contention{tokens: map[string]bool{}, ops: map[string][]time.Duration{}, stopBy: time.Now().Add(60 * time.Second)}
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i := range clients {
@@ -105,7 +107,7 @@ func work(ctx context.Context, d time.Duration) {
 // client runs rounds of acquire, (sometimes crash), renew, release.
 func (c *contention) client(ctx context.Context, t *testing.T, sh *Shared, id, rounds int, ttl time.Duration) {
 	var stale []reconciler.Lease
-	for round := 0; round < rounds && ctx.Err() == nil; round++ {
+	for round := 0; round < rounds && ctx.Err() == nil && time.Now().Before(c.stopBy); round++ {
 		l, ok := c.acquireAny(ctx, t, sh, id, ttl)
 		if !ok {
 			return
@@ -203,7 +205,7 @@ func (c *contention) endHold(client int, l reconciler.Lease, at time.Time) {
 
 // checkBeliefs sweeps the intervals: never more than max believers, never
 // two on one slot.
-func (c *contention) checkBeliefs(t *testing.T, max int) {
+func (c *contention) checkBeliefs(t *testing.T, limit int) {
 	type edge struct {
 		at    time.Time
 		delta int
@@ -216,26 +218,19 @@ func (c *contention) checkBeliefs(t *testing.T, max int) {
 		}
 	}
 	slices.SortFunc(edges, func(a, b edge) int { // ends before starts at the same instant
-		return cmpOr(a.at.Compare(b.at), a.delta-b.delta)
+		return cmp.Or(a.at.Compare(b.at), a.delta-b.delta)
 	})
 	bySlot, total, peak := map[int]int{}, 0, 0
 	for _, e := range edges {
 		total += e.delta
 		bySlot[e.h.slot] += e.delta
-		peak = max2(peak, total)
-		if total > max || bySlot[e.h.slot] > 1 {
+		peak = max(peak, total)
+		if total > limit || bySlot[e.h.slot] > 1 {
 			t.Fatalf("at %s %d clients believed they held a lease, %d on slot %d (client %d)",
 				e.at.Format(time.StampMicro), total, bySlot[e.h.slot], e.h.slot, e.h.client)
 		}
 	}
 	t.Logf("peak concurrent holders: %d", peak)
-}
-
-func max2(a, b int) int {
-	if a > b {
-		return a
-	}
-	return b
 }
 
 // checkHistory walks every lease ref's commit chain with the git CLI: each

@@ -27,6 +27,41 @@
 // URLs: a path or file:// (a repository on this machine, watched with
 // fsnotify), http(s)://, ssh:// or user@host:path (polled). Credentials come
 // in the options (AuthFromEnv builds them from environment variables).
+// CacheDir "" keeps a handle's cache in memory (one-shot commands); agents
+// give each handle a directory, which also remembers the accepted tip.
+//
+// # The desired state
+//
+//	(*Desired).Fetch(ctx) (plumbing.Hash, error)        tip, refusing non-descendants
+//	(*Desired).Accepted() plumbing.Hash                 last accepted tip
+//	(*Desired).Repository() *git.Repository             the cache, for reading trees
+//	(*Desired).View(func(*git.Repository) error) error  the same, locked against fetches
+//	(*Desired).CommitObject(h) (*object.Commit, error)
+//	(*Desired).Watch(ctx, wake func()) error            blocks until ctx is done
+//	(*Desired).Commit(ctx, CommitRequest) (plumbing.Hash, error)  CAS on the branch
+//	(*Desired).EditApp(ctx, AppChange) (plumbing.Hash, error)     fields of one app
+//	(*Desired).SetVersion(ctx, expect, app, version, reason, author)
+//	(*Desired).SetPaused(ctx, expect, app, paused, reason, author)
+//	(*Desired).Rollback(ctx, RollbackRequest) (plumbing.Hash, error)
+//	(*Desired).AppVersion(commit, app) (string, error)
+//	(*Desired).Log(ctx, LogOptions) ([]Change, error)  upgrades and rollbacks, newest first
+//	SetField(src, app, "rollout.batchSize", 5) ([]byte, error)     byte-splice a CUE value
+//	FindAppFile(tree, app) (string, error)
+//	Trailers, ParseTrailers                             Reconciler-App, -From, -To, -Reason, -Node, -Rollback-Of
+//
+// # The shared state
+//
+//	(*Shared).WriteReport(ctx, reconciler.NodeReport) error
+//	(*Shared).Reports(ctx) (map[string]reconciler.NodeReport, error)
+//	(*Shared).Record(ctx, app) ([]reconciler.Event, error)
+//	(*Shared).Append(ctx, app, decide func([]reconciler.Event) (*reconciler.Event, error)) error
+//	(*Shared).Acquire(ctx, app, slot, holder, rollout, ttl) (reconciler.Lease, error)
+//	(*Shared).Renew(ctx, lease) (reconciler.Lease, error)
+//	(*Shared).Release(ctx, lease) error
+//	(*Shared).Validity(lease) time.Duration             how long the holder may still act
+//	(*Shared).Break(ctx, app, slot) (reconciler.Lease, error)
+//	(*Shared).Leases(ctx, app) ([]reconciler.Lease, error)  app "" = every app
+//	(*Shared).Watch(ctx, wake func()) error
 //
 // # Compare-and-swap
 //

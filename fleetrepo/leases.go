@@ -1,6 +1,7 @@
 package fleetrepo
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -265,16 +266,9 @@ func (sh *Shared) Leases(ctx context.Context, app string) ([]reconciler.Lease, e
 		out = append(out, sh.observe(ref, tip, doc, now))
 	}
 	slices.SortFunc(out, func(a, b reconciler.Lease) int {
-		return cmpOr(strings.Compare(a.App, b.App), a.Slot-b.Slot)
+		return cmp.Or(strings.Compare(a.App, b.App), a.Slot-b.Slot)
 	})
 	return out, nil
-}
-
-func cmpOr(a, b int) int {
-	if a != 0 {
-		return a
-	}
-	return b
 }
 
 func orAll(app string) string {

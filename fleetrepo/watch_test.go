@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fleetops/reconciler/fleetrepo/gittest"
+	"github.com/fleetops/reconciler/reconciler"
 )
 
 // startWatch runs watch in a goroutine owned by the test and returns the
@@ -94,4 +95,21 @@ func TestWatchIgnoresOtherRefsAndFollowsNewDirectories(t *testing.T) {
 		t.Fatal("a push to refs/heads/feature woke the shared-state watcher")
 	case <-time.After(4 * debounce):
 	}
+}
+
+func TestSharedWatchPollsARemote(t *testing.T) {
+	bare := gittest.NewBare(t, nil)
+	url := gittest.Serve(t, bare)
+	ctx := testContext(t)
+	watcher, err := OpenShared(ctx, SharedOptions{URL: url, PollInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	woke := startWatch(t, watcher.Watch)
+	if err := openShared(t, url, "n1", nil).Append(ctx, "web", func(cur []reconciler.Event) (*reconciler.Event, error) {
+		return &reconciler.Event{Type: reconciler.EventPaused, Rollout: "r1", By: "n1"}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitWake(t, woke, "an event appended over HTTP")
 }
