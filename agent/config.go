@@ -145,7 +145,7 @@ type Decider interface {
 type DecideInput struct {
 	Node   string
 	Commit plumbing.Hash // the spec commit being applied
-	Fleet  *spec.Fleet // shared between passes: read-only
+	Fleet  *spec.Fleet   // shared between passes: read-only
 	App    spec.App
 	Local  Local // what this node runs
 }
