@@ -3,6 +3,7 @@ package fleetrepo
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -118,5 +119,34 @@ func TestAppendNilAppendsNothingAndRecordIsCached(t *testing.T) {
 	}
 	if n := gittest.Git(t, bare, "rev-list", "--count", RolloutPrefix+"web"); n != "1" {
 		t.Errorf("record has %s commits, want 1", n)
+	}
+}
+
+// Large fleets keep the shared state in a repository of its own, which
+// starts empty: no branch, no commit.
+func TestSharedStateInAnEmptyRepository(t *testing.T) {
+	for _, transport := range []string{"file", "http"} {
+		t.Run(transport, func(t *testing.T) {
+			bare := filepath.Join(t.TempDir(), "shared.git")
+			gittest.Git(t, "", "init", "--quiet", "--bare", bare)
+			url := bare
+			if transport == "http" {
+				url = gittest.Serve(t, bare)
+			}
+			ctx := testContext(t)
+			sh := openShared(t, url, "n1", nil)
+			if ls, err := sh.Leases(ctx, "web"); err != nil || len(ls) != 0 {
+				t.Fatalf("Leases of an empty repository = %v, %v", ls, err)
+			}
+			if _, err := sh.Acquire(ctx, "web", 0, "n1", "r1", time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			if err := sh.WriteReport(ctx, testReport("n1", "1.0.0")); err != nil {
+				t.Fatal(err)
+			}
+			if inv, err := openShared(t, url, "cli", nil).Reports(ctx); err != nil || len(inv) != 1 {
+				t.Fatalf("Reports = %v, %v", inv, err)
+			}
+		})
 	}
 }
