@@ -61,6 +61,7 @@
 //	(*Shared).Validity(lease) time.Duration             how long the holder may still act
 //	(*Shared).Break(ctx, app, slot) (reconciler.Lease, error)
 //	(*Shared).Leases(ctx, app) ([]reconciler.Lease, error)  app "" = every app
+//	(*Shared).LeaseHistory(ctx, app, slot, limit) ([]reconciler.Lease, error)  newest first
 //	(*Shared).Watch(ctx, wake func()) error
 //
 // # Compare-and-swap

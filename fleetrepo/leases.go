@@ -283,3 +283,33 @@ func parseLeaseRef(ref plumbing.ReferenceName) (app string, slot int, ok bool) {
 	n, err := strconv.Atoi(s)
 	return app, n, ok && err == nil && n >= 0
 }
+
+// LeaseHistory returns the writes of one slot, newest first, at most limit
+// (0: all): each as the lease it made, with Token its commit id and
+// Unchanged zero. For audits and fencing checks: the holding a token belongs
+// to runs from the commit that gave its holder the slot to the next commit
+// with another holder or none.
+func (sh *Shared) LeaseHistory(ctx context.Context, app string, slot int, limit int) ([]reconciler.Lease, error) {
+	if err := checkLease(app, slot); err != nil {
+		return nil, fmt.Errorf("lease history: %w", err)
+	}
+	sh.s.mu.Lock()
+	defer sh.s.mu.Unlock()
+	tip, err := sh.tip(ctx, leaseRef(app, slot))
+	if err != nil {
+		return nil, fmt.Errorf("lease history of %s/%d: %w", app, slot, err)
+	}
+	var out []reconciler.Lease
+	for h := tip; !h.IsZero() && (limit <= 0 || len(out) < limit); {
+		var doc leaseDoc
+		if err := sh.readJSON(h, leaseFile, &doc); err != nil {
+			return out, fmt.Errorf("lease history of %s/%d: %w", app, slot, err)
+		}
+		out = append(out, reconciler.Lease{App: app, Slot: slot, Holder: doc.Holder, Rollout: doc.Rollout,
+			Acquired: doc.Acquired, Renewed: doc.Renewed, TTL: doc.TTL, Token: h.String()})
+		if h, err = sh.parent(h); err != nil {
+			return out, fmt.Errorf("lease history of %s/%d: %w", app, slot, err)
+		}
+	}
+	return out, nil
+}

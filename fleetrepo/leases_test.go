@@ -2,6 +2,7 @@ package fleetrepo
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,6 +47,15 @@ func TestLeaseLifecycle(t *testing.T) {
 		leases, err := b.Leases(ctx, "")
 		if err != nil || len(leases) != 1 || leases[0].Held() {
 			t.Fatalf("Leases = %+v, %v; want one free slot", leases, err)
+		}
+		hist, err := b.LeaseHistory(ctx, "web", 0, 0)
+		var holders []string
+		for _, h := range hist {
+			holders = append(holders, h.Holder)
+		}
+		// broken, b acquired, a released, a renewed, a acquired
+		if err != nil || strings.Join(holders, ",") != ",b,,a,a" || hist[1].Token != lb.Token {
+			t.Fatalf("LeaseHistory = %v (%+v), %v", holders, hist, err)
 		}
 	})
 }
