@@ -81,7 +81,9 @@ func (s *store) push(ctx context.Context, cmd *packp.Command, objects []plumbing
 	if err != nil && !errors.Is(err, transport.ErrEmptyRemoteRepository) {
 		return err
 	}
-	if adv := advertised(ar, cmd.Name); adv != cmd.Old {
+	if adv := advertised(ar, cmd.Name); adv == cmd.New {
+		return nil // an identical commit is already there (same content, same second)
+	} else if adv != cmd.Old {
 		return &ConflictError{Repo: s.url, Ref: cmd.Name, Expected: cmd.Old, Actual: adv}
 	}
 	req := packp.NewReferenceUpdateRequestFromCapabilities(capabilities(ar))

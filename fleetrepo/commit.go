@@ -116,6 +116,13 @@ func (d *Desired) Commit(ctx context.Context, req CommitRequest) (plumbing.Hash,
 		}
 		return next, nil
 	}
+	if req.Branch != "" {
+		ref := plumbing.NewBranchReferenceName(req.Branch)
+		if err := d.s.cas(ctx, ref, plumbing.ZeroHash, next); err != nil {
+			return plumbing.ZeroHash, fmt.Errorf("commit to new branch %s: %w", ref, err)
+		}
+		return next, nil
+	}
 	if err := d.s.cas(ctx, d.ref, expect, next); err != nil {
 		return plumbing.ZeroHash, fmt.Errorf("commit to %s: %w", d.ref, err)
 	}
@@ -146,6 +153,7 @@ type AppChange struct {
 	Message  string
 	Trailers Trailers // App is filled in
 	Author   Identity
+	Branch   string // see CommitRequest.Branch
 }
 
 // EditApp changes fields of one app in the file that declares it
@@ -171,7 +179,7 @@ func (d *Desired) EditApp(ctx context.Context, c AppChange) (plumbing.Hash, erro
 	}
 	c.Trailers.App = c.App
 	return d.Commit(ctx, CommitRequest{Expect: c.Expect, Files: map[string][]byte{path: src},
-		Message: c.Message, Trailers: c.Trailers, Author: c.Author})
+		Message: c.Message, Trailers: c.Trailers, Author: c.Author, Branch: c.Branch})
 }
 
 // appFile finds and reads the file declaring app in commit.

@@ -165,3 +165,28 @@ func TestRollbackLosesToPeople(t *testing.T) {
 		t.Fatalf("Rollback = %v, want ErrSuperseded", err)
 	}
 }
+
+func TestEditAppToANewBranch(t *testing.T) {
+	bare := gittest.NewBare(t, fleetFiles())
+	ctx := testContext(t)
+	d := openDesired(t, bare)
+	tip, err := d.Fetch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	change := AppChange{Expect: tip, App: "web", Set: map[string]any{"version": "1.2.0"}, Branch: "upgrade-web-1.2.0"}
+	h, err := d.EditApp(ctx, change)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := gittest.RevParse(t, bare, "upgrade-web-1.2.0"); got != h.String() || gittest.RevParse(t, bare, "main") != tip.String() {
+		t.Fatalf("branch at %s (want %s), main moved: %s", got, h, gittest.RevParse(t, bare, "main"))
+	}
+	if d.Accepted() != tip {
+		t.Errorf("a commit to another branch moved the accepted tip")
+	}
+	change.Set["version"] = "1.2.1"
+	if _, err := d.EditApp(ctx, change); !errors.Is(err, ErrConflict) {
+		t.Fatalf("second commit to the same new branch = %v, want ErrConflict", err)
+	}
+}
