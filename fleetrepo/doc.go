@@ -13,7 +13,7 @@
 //
 //	d, err := fleetrepo.OpenDesired(ctx, fleetrepo.DesiredOptions{URL: url, CacheDir: dir})
 //	tip, err := d.Fetch(ctx)             // last accepted tip; *NotDescendantError on a force-push back
-//	fleet, err := spec.LoadCommit(d.Repository(), tip, ".")
+//	err = d.View(func(r *git.Repository) error { fleet, err = spec.LoadCommit(r, tip, "."); return err })
 //	go d.Watch(ctx, func() { select { case wake <- struct{}{}: default: } })
 //
 //	sh, err := fleetrepo.OpenShared(ctx, fleetrepo.SharedOptions{URL: url, Identity: fleetrepo.Identity{Name: node}})

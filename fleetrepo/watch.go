@@ -9,8 +9,9 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 )
 
-// debounce is how long the watcher waits after a file event before it
-// re-reads the refs: a push is a burst of lock, write, rename and create.
+// debounce is how long the watcher waits after the first file event of a
+// burst before it re-reads the refs: a push is a burst of lock, write,
+// rename and create.
 const debounce = 150 * time.Millisecond
 
 func defaultPoll(s *store) time.Duration {
@@ -25,8 +26,8 @@ func defaultPoll(s *store) time.Duration {
 // to bring the change in (and to have a backwards move refused).
 //
 // A repository on this machine is watched with fsnotify on its refs/ tree
-// and packed-refs: any event, or watcher error, re-reads the refs after
-// 150ms of quiet; PollInterval polls as a safety net. A remote repository
+// and packed-refs: any event, or watcher error, re-reads the refs 150ms
+// later; PollInterval polls as a safety net. A remote repository
 // is polled with a ref listing every PollInterval (±10% jitter). wake runs
 // on the watching goroutine and must not block for long: a non-blocking send
 // on a channel of capacity 1 is the usual body.
@@ -50,10 +51,10 @@ func (s *store) watch(ctx context.Context, match func(plumbing.ReferenceName) bo
 			return nil
 		case ev := <-n.events:
 			n.follow(ev)
-			settle = time.After(debounce)
+			settle = arm(settle)
 		case err := <-n.errors:
 			s.log.Debug("ref watcher error; re-reading refs", "repo", s.url, "err", err)
-			settle = time.After(debounce)
+			settle = arm(settle)
 		case <-settle:
 			settle = nil
 			last = s.recheck(ctx, match, last, wake)
@@ -62,6 +63,16 @@ func (s *store) watch(ctx context.Context, match func(plumbing.ReferenceName) bo
 			last = s.recheck(ctx, match, last, wake)
 		}
 	}
+}
+
+// arm starts the settle timer unless it runs already: the re-read happens
+// 150ms after the first event of a burst, so a stream of events (other
+// agents' lease renewals in the same repository) cannot postpone it forever.
+func arm(settle <-chan time.Time) <-chan time.Time {
+	if settle != nil {
+		return settle
+	}
+	return time.After(debounce)
 }
 
 // recheck lists the refs and wakes the caller when they differ from last.

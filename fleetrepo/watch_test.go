@@ -113,3 +113,32 @@ func TestSharedWatchPollsARemote(t *testing.T) {
 	}
 	waitWake(t, woke, "an event appended over HTTP")
 }
+
+// A stream of shared-state writes in the same repository (other agents
+// renewing leases) must not postpone waking for the tracked branch.
+func TestWatchIsNotStarvedByOtherWrites(t *testing.T) {
+	bare := gittest.NewBare(t, nil)
+	ctx := testContext(t)
+	d, err := OpenDesired(ctx, DesiredOptions{URL: bare, PollInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	woke := startWatch(t, d.Watch)
+	busy, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { // renew a lease as fast as possible until stopped
+		defer close(done)
+		sh := openShared(t, bare, "busy", nil)
+		l, err := sh.Acquire(busy, "web", 0, "busy", "r1", time.Minute)
+		for err == nil && busy.Err() == nil {
+			l, err = sh.Renew(busy, l)
+		}
+	}()
+	defer func() { stop(); <-done }()
+	gittest.PushFiles(t, bare, "main", map[string]string{"a": "a\n"}, "a")
+	select { // typically 150-300ms; a starved watcher waits for the stream to pause
+	case <-woke:
+	case <-time.After(3 * time.Second):
+		t.Fatal("a push to main among a stream of lease renewals did not wake the watcher within 3s")
+	}
+}
