@@ -47,7 +47,7 @@ func TestMain(m *testing.M) {
 
 // fleet is one test's fleet: a bare repo served over HTTP and its agents.
 type fleet struct {
-	t      *testing.T
+	t      testing.TB
 	bare   string // the repository on disk
 	url    string // its http-backend URL
 	lab    *fleetlab.Lab
@@ -87,7 +87,7 @@ apps: web: {
 
 // newFleet serves a fleet repo at version 1.0.0 (all at once) and starts n
 // agents; it returns once every node serves 1.0.0.
-func newFleet(t *testing.T, n int, agentFlags ...string) *fleet {
+func newFleet(t testing.TB, n int, agentFlags ...string) *fleet {
 	f := &fleet{t: t, lab: lab.Fleet(t.TempDir())}
 	for i := 1; i <= n; i++ {
 		f.nodes = append(f.nodes, fmt.Sprintf("node-%d", i))
