@@ -127,11 +127,11 @@ func (sh *Shared) current(ctx context.Context, prefix string) (map[plumbing.Refe
 	return refs, nil
 }
 
-// tip reads one ref's remote value and fetches it. Caller holds mu.
+// tip reads one ref's remote value (zero: absent) and fetches it. Caller holds mu.
 func (sh *Shared) tip(ctx context.Context, ref plumbing.ReferenceName) (plumbing.Hash, error) {
-	refs, err := sh.current(ctx, ref.String())
-	if err != nil {
-		return plumbing.ZeroHash, err
+	h, err := sh.s.head(ctx, ref)
+	if err != nil || h.IsZero() {
+		return h, err
 	}
-	return refs[ref], nil
+	return h, sh.s.fetch(ctx, map[plumbing.ReferenceName]plumbing.Hash{ref: h})
 }
