@@ -45,6 +45,8 @@ type Check struct {
 	// OtherVersionDelay (default 20ms) without using up a retry.
 	Version           string
 	OtherVersionDelay time.Duration
+
+	probe func(context.Context) error // tests: replaces Probe
 }
 
 // Run probes until an attempt passes, the retries are used up or ctx ends,
@@ -52,8 +54,12 @@ type Check struct {
 func (c Check) Run(ctx context.Context) error {
 	failures := 0
 	var last error // the last answer not cut short by ctx
+	probe := c.Probe
+	if c.probe != nil {
+		probe = c.probe
+	}
 	for {
-		err := c.Probe(ctx)
+		err := probe(ctx)
 		if err == nil {
 			return nil
 		}
