@@ -29,6 +29,9 @@ func (c *Coordinator) upgrade(ctx context.Context, in agent.DecideInput, d recon
 	c.log.Info("upgrading under lease", "app", app, "version", d.Version, "slot", l.Slot, "token", short(l.Token))
 	return agent.Decision{
 		Version: d.Version, Rollout: rolloutID(d), Lease: l.Token,
+		// Right after the switch, look again: this node may be the one to
+		// record its wave done, and the next wave waits for that.
+		Recheck: c.opt.Now(),
 		Done: func(ctx context.Context, rep reconciler.AppReport, err error) {
 			stop()
 			wg.Wait()
