@@ -1,14 +1,14 @@
 package fleetrepo
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
-
-	"bytes"
-	"io"
+	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
@@ -45,19 +45,42 @@ func (s *store) cas(ctx context.Context, ref plumbing.ReferenceName, old, next p
 	if errors.As(pushErr, &conflict) {
 		return pushErr
 	}
+	op := "push " + ref.String() + " to"
 	now, err := s.head(ctx, ref)
-	if err != nil {
-		return &TransientError{Op: "push " + ref.String() + " to", Repo: s.url,
-			Err: fmt.Errorf("%w (and re-reading it failed: %v)", pushErr, err)}
+	if err == nil && now == old && errors.Is(pushErr, ErrRejected) {
+		// A writer that won the race may still hold the ref's lock (git
+		// waits 100ms for it): look again once it must have finished.
+		now, err = s.headAfter(ctx, ref, lockSettle)
 	}
-	switch now {
-	case next:
+	if err != nil {
+		return classify(op, s.url, fmt.Errorf("%w (and re-reading it failed: %v)", pushErr, err))
+	}
+	switch {
+	case now == next:
 		return s.setLocal(ref, next) // it landed; the error came after
-	case old:
-		return &TransientError{Op: "push " + ref.String() + " to", Repo: s.url, Err: pushErr}
+	case now == old && errors.Is(pushErr, ErrRejected):
+		return fmt.Errorf("%s %s: %w", op, s.url, pushErr)
+	case now == old:
+		return classify(op, s.url, pushErr)
 	}
 	s.log.Debug("compare-and-swap lost", "ref", ref, "expected", old, "actual", now, "push", pushErr)
 	return &ConflictError{Repo: s.url, Ref: ref, Expected: old, Actual: now}
+}
+
+// lockSettle is how long a refused push waits before its second look at
+// the ref: longer than git's 100ms wait for a ref lock (core.filesRefLockTimeout).
+const lockSettle = 250 * time.Millisecond
+
+// headAfter reads the ref again after d.
+func (s *store) headAfter(ctx context.Context, ref plumbing.ReferenceName, d time.Duration) (plumbing.Hash, error) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return plumbing.ZeroHash, ctx.Err()
+	case <-t.C:
+	}
+	return s.head(ctx, ref)
 }
 
 // push sends one ref update with a pack of objects. When the advertised
@@ -94,13 +117,12 @@ func (s *store) push(ctx context.Context, cmd *packp.Command, objects []plumbing
 	}
 	req.Packfile = io.NopCloser(&pack)
 	rs, err := sess.ReceivePack(ctx, req)
-	if err != nil {
-		return err
-	}
 	if rs != nil {
-		return rs.Error()
+		if rerr := rs.Error(); rerr != nil { // the server answered, and said no
+			return fmt.Errorf("%w: %w", ErrRejected, rerr)
+		}
 	}
-	return nil
+	return err
 }
 
 func advertised(ar *packp.AdvRefs, name plumbing.ReferenceName) plumbing.Hash {

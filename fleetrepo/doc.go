@@ -89,8 +89,10 @@
 // Errors name the ref and the repository and are typed by what the caller
 // should do: *TransientError (IsTransient): retry with jittered backoff;
 // *ConflictError: re-read and decide again; *NotDescendantError: wait for
-// the branch to move forward; ErrLeaseHeld, ErrLeaseLost, ErrSuperseded,
-// ErrAlreadyRolledBack: the state says no.
+// the branch to move forward; ErrRejected (a hook, a protected branch,
+// missing rights), refused credentials and a missing repository: a person
+// must act; ErrLeaseHeld, ErrLeaseLost, ErrSuperseded, ErrAlreadyRolledBack:
+// the state says no.
 //
 // Handles are safe for concurrent use; operations on one handle are
 // serialized.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/transport"
 )
 
 // Sentinel errors, for branching with errors.Is.
@@ -26,6 +27,10 @@ var (
 	ErrAppNotFound = errors.New("app not found")
 	// ErrNoCommit: the tracked branch or the ref does not exist yet.
 	ErrNoCommit = errors.New("no commit")
+	// ErrRejected: the server refused a push for another reason than a
+	// lost race (a protected branch, a hook, missing rights). Retrying will
+	// not help; the configuration must change.
+	ErrRejected = errors.New("push rejected by the server")
 )
 
 // ConflictError is a lost compare-and-swap on Ref: the caller expected
@@ -77,6 +82,18 @@ type TransientError struct {
 
 func (e *TransientError) Error() string { return fmt.Sprintf("%s %s: %v", e.Op, e.Repo, e.Err) }
 func (e *TransientError) Unwrap() error { return e.Err }
+
+// classify wraps err from talking to repo: credentials refused or a missing
+// repository need a person; anything else (network, server) is transient.
+func classify(op, repo string, err error) error {
+	for _, permanent := range []error{transport.ErrAuthenticationRequired, transport.ErrAuthorizationFailed,
+		transport.ErrRepositoryNotFound, transport.ErrInvalidAuthMethod} {
+		if errors.Is(err, permanent) {
+			return fmt.Errorf("%s %s: %w", op, repo, err)
+		}
+	}
+	return &TransientError{Op: op, Repo: repo, Err: err}
+}
 
 // IsTransient reports whether err is worth retrying with backoff.
 func IsTransient(err error) bool {

@@ -2,6 +2,8 @@ package fleetrepo
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -99,5 +101,28 @@ func TestLeaseTakeoverOnObserverClock(t *testing.T) {
 	msg := gittest.Git(t, bare, "log", "-1", "--format=%s", LeasePrefix+"web/1")
 	if msg != "lease web/1: taken over by b from a (unchanged for 30s)" {
 		t.Errorf("takeover commit message = %q", msg)
+	}
+}
+
+// A push the server refuses for another reason than a race (here a hook)
+// is not worth retrying, and says so.
+func TestRejectedPushIsNotTransient(t *testing.T) {
+	transports(t, nil, func(t *testing.T, url, bare string) {
+		hook := filepath.Join(bare, "hooks", "pre-receive")
+		if err := os.WriteFile(hook, []byte("#!/bin/sh\necho 'protected by policy' >&2\nexit 1\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		_, err := openShared(t, url, "a", nil).Acquire(testContext(t), "web", 0, "a", "r1", time.Minute)
+		if !errors.Is(err, ErrRejected) || IsTransient(err) || errors.Is(err, ErrConflict) {
+			t.Fatalf("Acquire against a refusing hook = %v; want ErrRejected, not transient", err)
+		}
+		t.Log(err)
+	})
+}
+
+func TestMissingRepositoryIsNotTransient(t *testing.T) {
+	_, err := openShared(t, filepath.Join(t.TempDir(), "nowhere.git"), "a", nil).Leases(testContext(t), "web")
+	if err == nil || IsTransient(err) || !strings.Contains(err.Error(), "nowhere.git") {
+		t.Fatalf("Leases of a missing repository = %v; want a permanent error naming it", err)
 	}
 }

@@ -132,7 +132,7 @@ func (s *store) list(ctx context.Context, prefix string) (map[plumbing.Reference
 		if errors.Is(err, transport.ErrEmptyRemoteRepository) {
 			return map[plumbing.ReferenceName]plumbing.Hash{}, nil
 		}
-		return nil, &TransientError{Op: "list refs of", Repo: s.url, Err: err}
+		return nil, classify("list refs of", s.url, err)
 	}
 	out := make(map[plumbing.ReferenceName]plumbing.Hash)
 	for _, r := range refs {
@@ -172,7 +172,7 @@ func (s *store) fetch(ctx context.Context, want map[plumbing.ReferenceName]plumb
 		RemoteName: remoteName, RefSpecs: specs, Auth: s.auth, Tags: git.NoTags, Force: true,
 	})
 	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
-		return &TransientError{Op: "fetch " + specsString(specs) + " from", Repo: s.url, Err: err}
+		return classify("fetch "+specsString(specs)+" from", s.url, err)
 	}
 	// The remote may have moved between list and fetch: pin what was listed
 	// when we have it, so the caller reads what it decided on.
