@@ -150,3 +150,34 @@ func TestSharedStateInAnEmptyRepository(t *testing.T) {
 		})
 	}
 }
+
+// A report that changed only in Time is written again once ReportRefresh
+// has passed on the writer's clock, so readers can tell the node is alive.
+func TestReportRefresh(t *testing.T) {
+	bare := gittest.NewBare(t, nil)
+	ctx := testContext(t)
+	clock := newFakeClock()
+	sh, err := OpenShared(ctx, SharedOptions{URL: bare, Clock: clock, ReportRefresh: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := func() string { return gittest.Git(t, bare, "rev-list", "--count", NodesPrefix+"n1") }
+	for _, step := range []struct {
+		advance time.Duration
+		want    string
+	}{{0, "1"}, {30 * time.Second, "1"}, {31 * time.Second, "2"}, {time.Second, "2"}} {
+		clock.Advance(step.advance)
+		if err := sh.WriteReport(ctx, testReport("n1", "1.0.0")); err != nil {
+			t.Fatal(err)
+		}
+		if got := count(); got != step.want {
+			t.Fatalf("after %s: %s commits, want %s", step.advance, got, step.want)
+		}
+	}
+	r := testReport("n1", "1.0.0")
+	r.SpecError = "apps.web.version: conflicting values"
+	r.Apps["api"] = reconciler.AppReport{Version: "3.0.0", Target: "3.1.0", State: reconciler.AppUpgrading}
+	if got, want := Summary(r), "n1: api 3.0.0 upgrading to 3.1.0, web 1.0.0 healthy; spec error"; got != want {
+		t.Errorf("Summary = %q, want %q", got, want)
+	}
+}
