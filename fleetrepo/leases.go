@@ -20,6 +20,7 @@ import (
 type observation struct {
 	token plumbing.Hash
 	since time.Time
+	own   bool // this handle wrote token: since is when it sent the write
 }
 
 // leaseDoc is lease.json, the content of each lease commit.
@@ -126,7 +127,7 @@ func (sh *Shared) writeLease(ctx context.Context, doc leaseDoc, parent plumbing.
 	if err := sh.s.cas(ctx, ref, parent, next); err != nil {
 		return reconciler.Lease{}, err
 	}
-	sh.seen[ref] = observation{token: next, since: sent}
+	sh.seen[ref] = observation{token: next, since: sent, own: true}
 	return sh.observe(ref, next, doc, sent), nil
 }
 
@@ -192,13 +193,14 @@ func (sh *Shared) haveCommit(ctx context.Context, ref plumbing.ReferenceName, to
 
 // Validity is how much longer the caller may act under l, on this handle's
 // clock: l.TTL minus the time since this handle sent the write that made
-// l.Token (or first saw it). Zero or less: the lease must be treated as
-// lost, even if no one has taken it over yet; do not start a switch.
+// l.Token. Zero or less: the lease must be treated as lost, even if no one
+// has taken it over yet; do not start a switch. A lease this handle did not
+// write (a restarted holder finding its lease) has no validity until renewed.
 func (sh *Shared) Validity(l reconciler.Lease) time.Duration {
 	sh.s.mu.Lock()
 	defer sh.s.mu.Unlock()
 	o, ok := sh.seen[leaseRef(l.App, l.Slot)]
-	if !ok || o.token.String() != l.Token {
+	if !ok || !o.own || o.token.String() != l.Token {
 		return 0
 	}
 	return l.TTL - sh.opts.Clock.Now().Sub(o.since)

@@ -22,8 +22,12 @@ func TestLeaseLifecycle(t *testing.T) {
 		if l.Token != gittest.RevParse(t, bare, LeasePrefix+"web/0") || l.Holder != "a" || a.Validity(l) <= 0 {
 			t.Fatalf("acquired lease %+v does not match the ref", l)
 		}
-		if _, err := b.Acquire(ctx, "web", 0, "b", "r1", time.Minute); !errors.Is(err, ErrLeaseHeld) {
-			t.Fatalf("second Acquire = %v, want ErrLeaseHeld", err)
+		held, err := b.Acquire(ctx, "web", 0, "b", "r1", time.Minute)
+		if !errors.Is(err, ErrLeaseHeld) || held.Holder != "a" {
+			t.Fatalf("second Acquire = %+v, %v; want ErrLeaseHeld naming a", held, err)
+		}
+		if v := b.Validity(held); v > 0 {
+			t.Fatalf("validity of a lease b did not write = %s, want none", v)
 		}
 		l2, err := a.Renew(ctx, l)
 		if err != nil || l2.Token == l.Token {
