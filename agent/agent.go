@@ -38,7 +38,8 @@ type Agent struct {
 	addr       atomic.Pointer[net.Addr] // of /healthz, once listening
 
 	mu        sync.Mutex
-	recheckAt time.Time // earliest pass a decision asked for
+	recheckAt time.Time                 // earliest pass a decision asked for
+	releases  map[string]cachedReleases // by app, for drivers that list them
 }
 
 // New checks cfg and opens the local state.
@@ -54,7 +55,8 @@ func New(cfg Config) (*Agent, error) {
 			return nil, fmt.Errorf("agent %s: %w", cfg.Node, err)
 		}
 	}
-	return &Agent{cfg: cfg, log: cfg.Logger.With("node", cfg.Node), store: st, metrics: newMetrics(cfg.Registry)}, nil
+	return &Agent{cfg: cfg, log: cfg.Logger.With("node", cfg.Node), store: st, metrics: newMetrics(cfg.Registry),
+		releases: map[string]cachedReleases{}}, nil
 }
 
 // Run runs the agent until ctx ends (nil), or for one pass with Config.Once
@@ -249,6 +251,7 @@ func (a *Agent) applyFleet(ctx context.Context, commit plumbing.Hash, fleet *spe
 			continue
 		}
 		rep, ok := a.step(ctx, commit, fleet, app, vars)
+		rep.Releases = a.runtimeReleases(ctx, name)
 		reports[name] = rep
 		converged = converged && ok
 	}

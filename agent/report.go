@@ -124,3 +124,45 @@ func (a *Agent) healthFunc(check *health.Check) driver.HealthFunc {
 		return nil
 	}
 }
+
+// releasesTTL is how long a runtime's release list is reused: asking an
+// Erlang VM costs an escript run, so not on every pass.
+const releasesTTL = time.Minute
+
+// runtimeReleases are the releases the app's runtime knows, for drivers
+// that keep several (driver.ReleaseLister); nil for the others.
+func (a *Agent) runtimeReleases(ctx context.Context, name string) []reconciler.RuntimeRelease {
+	st := a.store.App(name)
+	if st.Running == nil {
+		return nil
+	}
+	drv, err := a.driver(st.Driver)
+	lister, ok := drv.(driver.ReleaseLister)
+	if err != nil || !ok {
+		return nil
+	}
+	a.mu.Lock()
+	c, hit := a.releases[name]
+	a.mu.Unlock()
+	if hit && c.version == st.Active && a.cfg.Now().Sub(c.at) < releasesTTL {
+		return c.list
+	}
+	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	list, err := lister.Releases(lctx, *st.Running)
+	if err != nil {
+		a.log.Warn("list the runtime's releases", "app", name, "err", err)
+		return c.list
+	}
+	a.mu.Lock()
+	a.releases[name] = cachedReleases{version: st.Active, at: a.cfg.Now(), list: list}
+	a.mu.Unlock()
+	return list
+}
+
+// cachedReleases is a runtime's release list as last read.
+type cachedReleases struct {
+	version string
+	at      time.Time
+	list    []reconciler.RuntimeRelease
+}

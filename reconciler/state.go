@@ -40,6 +40,16 @@ type AppReport struct {
 	Lease    string    `json:"lease,omitempty"`   // fencing token of the lease held for it
 	Error    string    `json:"error,omitempty"`
 	Since    time.Time `json:"since"`
+	// Releases are the versions the app's runtime itself knows, when it
+	// keeps several (an Erlang VM's release_handler:which_releases()).
+	Releases []RuntimeRelease `json:"releases,omitempty"`
+}
+
+// RuntimeRelease is one release as the app's runtime sees it.
+type RuntimeRelease struct {
+	Version string `json:"version"`
+	// Status is the runtime's word: "permanent", "current", "old", "unpacked".
+	Status string `json:"status"`
 }
 
 // Rollout event types, one commit each on refs/reconciler/rollouts/<app>.

@@ -148,12 +148,19 @@ func held(ls []Lease) []Lease {
 }
 
 // Audit lists which nodes run which version of app: version -> sorted nodes.
-// Nodes that run nothing are listed under "".
+// Nodes that run nothing are listed under "". When the app's runtime
+// reports its releases (an Erlang VM), the one it calls current counts.
 func Audit(app string, reports map[string]NodeReport) map[string][]string {
 	out := map[string][]string{}
 	for _, n := range sortedKeys(reports) {
 		if a, ok := reports[n].Apps[app]; ok {
-			out[a.Version] = append(out[a.Version], n)
+			v := a.Version
+			for _, r := range a.Releases {
+				if r.Status == "current" {
+					v = r.Version
+				}
+			}
+			out[v] = append(out[v], n)
 		}
 	}
 	return out

@@ -67,9 +67,12 @@ func TestAudit(t *testing.T) {
 		"a": {Apps: map[string]AppReport{"web": {Version: "1.1.0"}}},
 		"c": {Apps: map[string]AppReport{"web": {Version: "1.0.0"}}},
 		"d": {Apps: map[string]AppReport{"db": {Version: "9"}}},
+		// The runtime says what really runs.
+		"e": {Apps: map[string]AppReport{"web": {Version: "1.1.0", Releases: []RuntimeRelease{
+			{Version: "1.1.0", Status: "permanent"}, {Version: "1.0.0", Status: "current"}}}}},
 	}
 	got := Audit("web", reports)
-	if len(got) != 2 || len(got["1.1.0"]) != 2 || got["1.1.0"][0] != "a" || got["1.0.0"][0] != "c" {
+	if len(got) != 2 || len(got["1.1.0"]) != 2 || got["1.1.0"][0] != "a" || len(got["1.0.0"]) != 2 || got["1.0.0"][1] != "e" {
 		t.Fatalf("audit = %v", got)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/json"
 
+	"github.com/fleetops/reconciler/reconciler"
 	"github.com/fleetops/reconciler/release"
 )
 
@@ -55,4 +56,11 @@ type Driver interface {
 	Adopt(ctx context.Context, r Running) error
 	// Stop stops the app's workload.
 	Stop(ctx context.Context, r Running) error
+}
+
+// ReleaseLister is implemented by drivers whose runtime keeps several
+// releases side by side (otp); the agent puts them in its node report, so
+// `reconciler audit` and `versions` show what the runtime really runs.
+type ReleaseLister interface {
+	Releases(ctx context.Context, r Running) ([]reconciler.RuntimeRelease, error)
 }

@@ -10,11 +10,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fleetops/reconciler/agent"
 )
 
 // TestFleet upgrades three BEAM nodes, each with its own `reconciler agent`
@@ -53,6 +56,15 @@ func TestFleet(t *testing.T) {
 			t.Logf("node %s: pid %d before and after, state %s", n.name, pid, state)
 		}
 	}
+	// Node reports carry what release_handler says; audit counts its view.
+	f.eventually(func() bool {
+		for _, n := range f.nodes {
+			if !slices.Contains(f.runtimeReleases(n), "1.1.0 permanent") || !slices.Contains(f.runtimeReleases(n), "1.0.0 old") {
+				return false
+			}
+		}
+		return true
+	}, "every node report lists 1.1.0 permanent and 1.0.0 old")
 
 	f.push("1.2.0")
 	f.waitRollback("1.1.0")
@@ -195,6 +207,25 @@ func (f *fleet) startAgent(n *fleetNode) {
 			f.t.Logf("agent %s log:\n%s", n.name, lastLines(string(b), 80))
 		}
 	})
+}
+
+// runtimeReleases is the counter's runtime releases in a node's /healthz, as
+// "<version> <status>".
+func (f *fleet) runtimeReleases(n *fleetNode) []string {
+	resp, err := http.Get("http://" + n.healthz + "/healthz")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var h agent.Healthz
+	if json.NewDecoder(resp.Body).Decode(&h) != nil {
+		return nil
+	}
+	var out []string
+	for _, r := range h.Report.Apps["counter"].Releases {
+		out = append(out, r.Version+" "+r.Status)
+	}
+	return out
 }
 
 // report is the counter's entry in a node's /healthz.

@@ -56,7 +56,7 @@ func TestHotUpgradeAndRollback(t *testing.T) {
 	if got := n.eval("counter_server:incr()."); got != "4" {
 		t.Errorf("incr on 1.1.0 = %s, want 4", got)
 	}
-	wantReleases(t, n, r2, []ReleaseState{{"1.1.0", "permanent"}, {"1.0.0", "old"}})
+	wantReleases(t, n, r2, []ReleaseState{{Version: "1.1.0", Status: "permanent"}, {Version: "1.0.0", Status: "old"}})
 
 	r3, err := n.drv.Switch(ctx, &r2, n.release("1.2.0"), n.healthy("1.2.0"))
 	if err == nil {
@@ -72,7 +72,7 @@ func TestHotUpgradeAndRollback(t *testing.T) {
 	if err := n.healthy(r3.Version)(ctx); err != nil {
 		t.Errorf("1.1.0 after the rollback: %v", err)
 	}
-	wantReleases(t, n, r3, []ReleaseState{{"1.1.0", "permanent"}, {"1.0.0", "old"}})
+	wantReleases(t, n, r3, []ReleaseState{{Version: "1.1.0", Status: "permanent"}, {Version: "1.0.0", Status: "old"}})
 
 	r4, err := n.drv.Switch(ctx, &r3, n.release("1.0.0"), n.healthy("1.0.0"))
 	if err != nil {
@@ -84,7 +84,7 @@ func TestHotUpgradeAndRollback(t *testing.T) {
 	if got := n.eval("sys:get_state(counter_server)."); got != "{state,4}" {
 		t.Errorf("state after the downgrade = %s, want {state,4}", got)
 	}
-	wantReleases(t, n, r4, []ReleaseState{{"1.0.0", "permanent"}, {"1.1.0", "old"}})
+	wantReleases(t, n, r4, []ReleaseState{{Version: "1.0.0", Status: "permanent"}, {Version: "1.1.0", Status: "old"}})
 }
 
 // TestRestartWithoutRelup: no relup leads from 1.0.0 to 1.2.0, so the VM is
@@ -127,7 +127,7 @@ func TestRestartWithoutRelup(t *testing.T) {
 	if _, err := os.Stat(d1.Root); !os.IsNotExist(err) {
 		t.Errorf("the old root %s is still there (%v)", d1.Root, err)
 	}
-	wantReleases(t, n, r3, []ReleaseState{{"1.2.0", "permanent"}})
+	wantReleases(t, n, r3, []ReleaseState{{Version: "1.2.0", Status: "permanent"}})
 }
 
 // TestRelupCrash: 1.3.0's code_change/3 crashes during the relup;
@@ -157,7 +157,7 @@ func TestRelupCrash(t *testing.T) {
 	if err := n.healthy(r2.Version)(ctx); err != nil {
 		t.Errorf("1.1.0 after the failed relup: %v", err)
 	}
-	wantReleases(t, n, r2, []ReleaseState{{"1.1.0", "permanent"}})
+	wantReleases(t, n, r2, []ReleaseState{{Version: "1.1.0", Status: "permanent"}})
 }
 
 // TestFirstInstallUnhealthy: an unhealthy first install leaves nothing.
@@ -237,7 +237,7 @@ func TestAdoptInterruptedSwitch(t *testing.T) {
 	if _, err := s.run(ctx, "upgrade", "1.1.0", "--no-permanent"); err != nil {
 		t.Fatal(err)
 	}
-	wantReleases(t, n, r, []ReleaseState{{"1.1.0", "current"}, {"1.0.0", "permanent"}})
+	wantReleases(t, n, r, []ReleaseState{{Version: "1.1.0", Status: "current"}, {Version: "1.0.0", Status: "permanent"}})
 
 	again, err := New(Options{Dir: n.dir})
 	if err != nil {
@@ -246,7 +246,7 @@ func TestAdoptInterruptedSwitch(t *testing.T) {
 	if err := again.Adopt(ctx, r); err != nil {
 		t.Fatalf("adopt: %v", err)
 	}
-	wantReleases(t, n, r, []ReleaseState{{"1.0.0", "permanent"}})
+	wantReleases(t, n, r, []ReleaseState{{Version: "1.0.0", Status: "permanent"}})
 	if pid, err := s.pid(ctx); err != nil || pid != onePID(t, r) {
 		t.Errorf("pid after adopt = %d, %v; want %d", pid, err, onePID(t, r))
 	}

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/fleetops/reconciler/reconciler"
 )
 
 // script runs one release root's start script, bin/<rel>, with the VM's
@@ -26,12 +28,9 @@ type script struct {
 	log     *slog.Logger
 }
 
-// ReleaseState is one release as release_handler:which_releases/0 sees it.
-type ReleaseState struct {
-	Version string `json:"version"`
-	// Status is "permanent", "current", "old" or "unpacked".
-	Status string `json:"status"`
-}
+// ReleaseState is one release as release_handler:which_releases/0 sees it;
+// Status is "permanent", "current", "old" or "unpacked".
+type ReleaseState = reconciler.RuntimeRelease
 
 // errNotRunning is returned by commands that need the VM when it is down.
 var errNotRunning = errors.New("node is not running")

@@ -21,7 +21,7 @@ func TestParseVersions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []ReleaseState{{"1.2.0", "current"}, {"1.1.0", "permanent"}, {"1.0.0", "old"}}
+	want := []ReleaseState{{Version: "1.2.0", Status: "current"}, {Version: "1.1.0", Status: "permanent"}, {Version: "1.0.0", Status: "old"}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("parseVersions = %v, want %v", got, want)
 	}

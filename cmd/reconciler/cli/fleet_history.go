@@ -213,6 +213,9 @@ type versionInfo struct {
 	Commits []string `json:"commits,omitempty"` // commits that set it
 	Nodes   []string `json:"nodes,omitempty"`   // nodes running it
 	Failed  string   `json:"failed,omitempty"`  // why a rollout of it failed
+	// Runtime lists "node: status" where the app's runtime keeps this
+	// release (an Erlang VM: permanent, current, old, unpacked).
+	Runtime []string `json:"runtime,omitempty"`
 }
 
 func newVersionsCmd(e *env) *cobra.Command {
@@ -238,9 +241,10 @@ func newVersionsCmd(e *env) *cobra.Command {
 				return writeJSON(e, vs)
 			}
 			tw := tabwriter.NewWriter(e.stdout, 0, 2, 2, ' ', 0)
-			fmt.Fprintln(tw, "VERSION\tSET BY\tRUNNING ON\tFAILED")
+			fmt.Fprintln(tw, "VERSION\tSET BY\tRUNNING ON\tRUNTIME\tFAILED")
 			for _, v := range vs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", v.Version, orDash(shortList(v.Commits)), orDash(strings.Join(v.Nodes, ", ")), v.Failed)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", v.Version, orDash(shortList(v.Commits)),
+					orDash(strings.Join(v.Nodes, ", ")), orDash(strings.Join(v.Runtime, ", ")), v.Failed)
 			}
 			return tw.Flush()
 		},
@@ -273,6 +277,11 @@ func versions(ctx context.Context, h *fleetHandles, app string) ([]versionInfo, 
 	for v, nodes := range reconciler.Audit(app, reports) {
 		if v != "" {
 			get(v).Nodes = nodes
+		}
+	}
+	for _, node := range slices.Sorted(maps.Keys(reports)) {
+		for _, r := range reports[node].Apps[app].Releases {
+			get(r.Version).Runtime = append(get(r.Version).Runtime, node+": "+r.Status)
 		}
 	}
 	if events, err := h.shared.Record(ctx, app); err == nil {
