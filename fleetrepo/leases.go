@@ -84,7 +84,8 @@ func (sh *Shared) readLease(ctx context.Context, app string, slot int) (reconcil
 // lease has expired as this handle sees it (unchanged for its TTL on this
 // handle's clock: a handle that just opened must watch a lease for a full TTL
 // before it can take it over), or when holder already holds it. Otherwise
-// the error matches ErrLeaseHeld; a lost race matches ErrConflict.
+// the error matches ErrLeaseHeld and the lease returned is the one seen; a
+// lost race matches ErrConflict.
 func (sh *Shared) Acquire(ctx context.Context, app string, slot int, holder, rollout string, ttl time.Duration) (reconciler.Lease, error) {
 	if err := checkLease(app, slot); err != nil {
 		return reconciler.Lease{}, fmt.Errorf("acquire lease: %w", err)

@@ -29,7 +29,7 @@ func (sh *Shared) Record(ctx context.Context, app string) ([]reconciler.Event, e
 	sh.s.mu.Lock()
 	defer sh.s.mu.Unlock()
 	events, _, err := sh.record(ctx, app)
-	return events, err
+	return slices.Clone(events), err
 }
 
 // Append adds one event to the app's rollout record by compare-and-swap.
