@@ -364,7 +364,8 @@ func replan(app spec.App, r *Rollout, opts RolloutFlags) Event {
 }
 
 // inferFrom is the version the fleet ran before this target: the caller's
-// answer, else what most targeted nodes report, else the last rollout's.
+// answer, else what most nodes report, else what this node runs, else the
+// last rollout's.
 func inferFrom(in Input, r *Rollout) string {
 	if in.From != "" && in.From != in.App.Version {
 		return in.From
@@ -383,6 +384,9 @@ func inferFrom(in Input, r *Rollout) string {
 	}
 	if best != "" {
 		return best
+	}
+	if v := in.Self.Version; v != "" && v != in.App.Version {
+		return v // no reports yet: what this node runs
 	}
 	if r != nil {
 		if r.Outcome == OutcomeCompleted || r.Outcome == OutcomeSuperseded {

@@ -1,0 +1,184 @@
+package rollout
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+
+	"github.com/fleetops/reconciler/agent"
+	"github.com/fleetops/reconciler/fleetrepo"
+	"github.com/fleetops/reconciler/fleetrepo/gittest"
+	"github.com/fleetops/reconciler/reconciler"
+	"github.com/fleetops/reconciler/spec"
+)
+
+// clock is a fake clock shared by a coordinator and its Shared handle.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// node is one coordinator over its own Shared handle of a real bare repo.
+type node struct {
+	name   string
+	clock  *clock
+	shared *fleetrepo.Shared
+	coord  *Coordinator
+}
+
+func newNode(t *testing.T, repo, name string, rollback RollbackFunc) *node {
+	t.Helper()
+	c := &clock{now: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
+	sh, err := fleetrepo.OpenShared(context.Background(), fleetrepo.SharedOptions{URL: repo, Clock: c,
+		Identity: fleetrepo.Identity{Name: name}, ReportRefresh: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	co, err := New(Options{Node: name, Shared: sh, Rollback: rollback, LeaseTTL: 30 * time.Second, Now: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &node{name: name, clock: c, shared: sh, coord: co}
+}
+
+func app(rollbackOnFail bool) spec.App {
+	return spec.App{Name: "web", Version: "1.1.0", Nodes: spec.Targets{All: true},
+		Rollout: spec.Rollout{Strategy: spec.StrategyRolling, BatchSize: 1, RollbackOnFail: rollbackOnFail,
+			NodeTimeout: spec.Duration{Duration: time.Minute}, OnUnreachable: spec.OnUnreachableSkip}}
+}
+
+func input(a spec.App, nodes ...string) agent.DecideInput {
+	f := &spec.Fleet{Apps: map[string]spec.App{"web": a}, Nodes: map[string]spec.Node{}}
+	for _, n := range nodes {
+		f.Nodes[n] = spec.Node{}
+	}
+	return agent.DecideInput{Commit: plumbing.NewHash("c0ffee0000000000000000000000000000000001"), Fleet: f, App: a,
+		Local: agent.Local{Active: "1.0.0"}}
+}
+
+// TestUpgradeUnderLease: the first decision starts the rollout and takes a
+// lease; the switch is handed over with the lease's token; Done records
+// node_done fenced by that token and frees the slot.
+func TestUpgradeUnderLease(t *testing.T) {
+	ctx := context.Background()
+	repo := gittest.NewBare(t, nil)
+	a := newNode(t, repo, "a", nil)
+	in := input(app(true), "a")
+	d, err := a.coord.Decide(ctx, in)
+	if err != nil || d.Version != "1.1.0" || d.Lease == "" || d.Done == nil {
+		t.Fatalf("decision = %+v, %v: want an upgrade under a lease", d, err)
+	}
+	d.Done(ctx, reconciler.AppReport{Version: "1.1.0", State: reconciler.AppHealthy}, nil)
+	r := latest(t, a)
+	if r.Done["a"] != d.Lease {
+		t.Fatalf("node_done of a = %q, want its lease %s", r.Done["a"], d.Lease)
+	}
+	leases, _ := a.shared.Leases(ctx, "web")
+	for _, l := range leases {
+		if l.Held() {
+			t.Fatalf("slot %d still held by %s after Done", l.Slot, l.Holder)
+		}
+	}
+}
+
+// TestFencedAfterTakeover: a holder that went silent is recorded failed by
+// an observer; its late success does not count, and the failure leads to
+// the rollback commit through RollbackFunc.
+func TestFencedAfterTakeover(t *testing.T) {
+	ctx := context.Background()
+	repo := gittest.NewBare(t, nil)
+	var asked RollbackRequest
+	rollback := func(_ context.Context, req RollbackRequest) (string, error) {
+		asked = req
+		return "", ErrNoRollback // as when another agent already wrote it
+	}
+	a := newNode(t, repo, "a", rollback)
+	b := newNode(t, repo, "b", rollback)
+	in := input(app(true), "a", "b")
+	d, err := a.coord.Decide(ctx, in)
+	if err != nil || d.Done == nil {
+		t.Fatalf("a: %+v, %v", d, err)
+	}
+	// b sees a's lease, then a TTL passes on b's clock with no renewal.
+	in.Local = agent.Local{Active: "1.0.0"}
+	if _, err := b.coord.Decide(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	b.clock.advance(31 * time.Second)
+	if _, err := b.coord.Decide(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	r := latest(t, b)
+	if _, failed := r.Failed["a"]; !failed {
+		t.Fatalf("b did not record a's expired lease: %+v", r)
+	}
+	if asked.App != "web" || asked.Failed != "1.1.0" || asked.To != "1.0.0" || asked.Node != "a" {
+		t.Fatalf("rollback asked = %+v", asked)
+	}
+	// a finishes late: the success is fenced off, the release fails quietly.
+	d.Done(ctx, reconciler.AppReport{Version: "1.1.0", State: reconciler.AppHealthy}, nil)
+	r = latest(t, a)
+	if _, done := r.Done["a"]; done {
+		t.Fatal("a late node_done after takeover counted")
+	}
+	if r.Outcome != reconciler.OutcomeRolledBack {
+		t.Fatalf("outcome %q, want rolled_back", r.Outcome)
+	}
+}
+
+// TestLostLeaseBeforeSwitch: a node whose lease was broken before it
+// switches gives the slot up and does not switch.
+func TestLostLeaseBeforeSwitch(t *testing.T) {
+	ctx := context.Background()
+	repo := gittest.NewBare(t, nil)
+	a := newNode(t, repo, "a", nil)
+	in := input(app(false), "a")
+	// Start the rollout and take the lease, then have an operator break it.
+	if _, err := a.shared.Acquire(ctx, "web", 0, "a", "ignored", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	op := newNode(t, repo, "operator", nil)
+	if _, err := op.shared.Break(ctx, "web", 0); err != nil {
+		t.Fatal(err)
+	}
+	rin, err := a.coord.input(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := reconciler.Lease{App: "web", Slot: 0, Holder: "a", Rollout: "ignored", TTL: time.Minute,
+		Token: plumbing.NewHash("1111111111111111111111111111111111111111").String()}
+	out := a.coord.upgrade(ctx, in, reconciler.Decision{Action: reconciler.Upgrade, Lease: stale, Version: "1.1.0",
+		Rollout: reconciler.Latest(rin.Record)})
+	if out.Version != "" || out.Waiting == "" {
+		t.Fatalf("decision = %+v: want no switch without a renewed lease", out)
+	}
+}
+
+func latest(t *testing.T, n *node) *reconciler.Rollout {
+	t.Helper()
+	events, err := n.shared.Record(context.Background(), "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := reconciler.Latest(events)
+	if r == nil {
+		t.Fatal("no rollout recorded")
+	}
+	return r
+}
+
