@@ -181,4 +181,3 @@ func latest(t *testing.T, n *node) *reconciler.Rollout {
 	}
 	return r
 }
-
