@@ -57,10 +57,9 @@ type fleet struct {
 
 // specOptions shape the web app's spec.
 type specOptions struct {
-	version  string
-	rollout  string // CUE fields inside rollout: {...}
-	paused   bool
-	extraApp string
+	version string
+	rollout string // CUE fields inside rollout: {...}
+	paused  bool
 }
 
 func (f *fleet) spec(o specOptions) map[string]string {

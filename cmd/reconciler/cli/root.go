@@ -89,7 +89,7 @@ releases, check health between waves and roll back by commit.`,
 	}
 	// Flag parse errors are usage errors (exit 2).
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return &usageError{fmt.Errorf("%w\nRun '%s --help' for usage.", err, c.CommandPath())}
+		return &usageError{fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
 	})
 	for _, add := range commandSets() {
 		for _, c := range add(e) {
