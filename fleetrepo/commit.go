@@ -109,31 +109,34 @@ func (d *Desired) Commit(ctx context.Context, req CommitRequest) (plumbing.Hash,
 	if err != nil {
 		return plumbing.ZeroHash, fmt.Errorf("commit to %s: %w", d.ref, err)
 	}
-	if req.Branch != "" {
-		ref := plumbing.NewBranchReferenceName(req.Branch)
-		if err := d.s.cas(ctx, ref, plumbing.ZeroHash, next); err != nil {
-			return plumbing.ZeroHash, fmt.Errorf("commit to new branch %s: %w", ref, err)
-		}
-		return next, nil
-	}
-	if req.Branch != "" {
-		ref := plumbing.NewBranchReferenceName(req.Branch)
-		if err := d.s.cas(ctx, ref, plumbing.ZeroHash, next); err != nil {
-			return plumbing.ZeroHash, fmt.Errorf("commit to new branch %s: %w", ref, err)
-		}
-		return next, nil
-	}
-	if err := d.s.cas(ctx, d.ref, expect, next); err != nil {
-		return plumbing.ZeroHash, fmt.Errorf("commit to %s: %w", d.ref, err)
-	}
-	if old := d.acceptedLocked(); old.IsZero() || old == expect {
-		if err := d.s.setLocal(d.accepted, next); err != nil {
-			return next, err
-		}
-	} else if err := d.acceptLocked(old, next); err != nil {
-		d.s.log.Warn("committed on a tip that is not the accepted one", "commit", next, "err", err)
+	if err := d.publish(ctx, req.Branch, expect, next); err != nil {
+		return plumbing.ZeroHash, err
 	}
 	return next, nil
+}
+
+// publish moves the tracked branch from expect to next by compare-and-swap
+// and accepts next; or, with branch set, creates that branch at next.
+// Caller holds mu.
+func (d *Desired) publish(ctx context.Context, branch string, expect, next plumbing.Hash) error {
+	if branch != "" {
+		ref := plumbing.NewBranchReferenceName(branch)
+		if err := d.s.cas(ctx, ref, plumbing.ZeroHash, next); err != nil {
+			return fmt.Errorf("commit to new branch %s: %w", ref, err)
+		}
+		return nil
+	}
+	if err := d.s.cas(ctx, d.ref, expect, next); err != nil {
+		return fmt.Errorf("commit to %s: %w", d.ref, err)
+	}
+	old := d.acceptedLocked()
+	if old.IsZero() || old == expect {
+		return d.s.setLocal(d.accepted, next)
+	}
+	if err := d.acceptLocked(old, next); err != nil {
+		d.s.log.Warn("committed on a tip that is not the accepted one", "commit", next, "err", err)
+	}
+	return nil
 }
 
 func commitMessage(msg string, t Trailers) string {
