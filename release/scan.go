@@ -85,13 +85,22 @@ type scanner struct {
 	kinds    map[string]fs.FileMode // entry name → type bits
 	links    map[string]string      // symlink name → target
 	manifest []byte
+	// noManifest: an archive inside a release (Extract), which has none.
+	noManifest bool
 }
 
 // scan reads the whole artifact from r (to the end of the gzip stream, so a
 // hashing reader underneath sees every byte), calls visit for each entry and
 // returns the manifest's bytes once every symlink is known to stay inside.
 func scan(r io.Reader, limits Limits, visit visitFunc) ([]byte, error) {
-	s := &scanner{limits: limits.withDefaults(), kinds: map[string]fs.FileMode{}, links: map[string]string{}}
+	return newScanner(limits).run(r, visit)
+}
+
+func newScanner(limits Limits) *scanner {
+	return &scanner{limits: limits.withDefaults(), kinds: map[string]fs.FileMode{}, links: map[string]string{}}
+}
+
+func (s *scanner) run(r io.Reader, visit visitFunc) ([]byte, error) {
 	gz, err := gzip.NewReader(r)
 	if err != nil {
 		return nil, fmt.Errorf("not a gzip stream: %w", err)

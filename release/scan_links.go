@@ -27,7 +27,7 @@ func (s *scanner) finish() ([]byte, error) {
 			return nil, unsafeEntry(name, "symlink to %q %v", target, err)
 		}
 	}
-	if s.manifest == nil {
+	if s.manifest == nil && !s.noManifest {
 		return nil, fmt.Errorf("no %s at the root of the artifact", ManifestName)
 	}
 	return s.manifest, nil

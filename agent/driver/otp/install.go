@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/fleetops/reconciler/agent/driver"
+	"github.com/fleetops/reconciler/release"
 )
 
 // install unpacks next into a new release root, starts its VM and checks its
@@ -24,7 +25,7 @@ func (drv *Driver) install(ctx context.Context, next driver.Release, rel, tgz st
 	if err != nil {
 		return driver.Running{}, wrap(err)
 	}
-	if err := unpackTarball(ctx, tgz, root, drv.opts.MaxUnpackedSize); err != nil {
+	if err := release.Extract(ctx, tgz, root, release.Limits{MaxBytes: drv.opts.MaxUnpackedSize}); err != nil {
 		os.RemoveAll(root)
 		return driver.Running{}, wrap(err)
 	}
