@@ -47,10 +47,7 @@ commit, author, time and the outcome of the rollout it started.`,
   reconciler history web --limit 5 --output json`,
 		Args: rangeArgs(0, 1),
 		RunE: func(c *cobra.Command, args []string) error {
-			if err := f.checkOutput(); err != nil {
-				return err
-			}
-			h, err := openFleet(c.Context(), e, f, "reconciler-cli")
+			h, err := f.openReader(c.Context(), e)
 			if err != nil {
 				return err
 			}
@@ -226,10 +223,7 @@ func newVersionsCmd(e *env) *cobra.Command {
 		Example: `  reconciler versions web --output json`,
 		Args:    exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			if err := f.checkOutput(); err != nil {
-				return err
-			}
-			h, err := openFleet(c.Context(), e, f, "reconciler-cli")
+			h, err := f.openReader(c.Context(), e)
 			if err != nil {
 				return err
 			}

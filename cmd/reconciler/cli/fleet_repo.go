@@ -47,6 +47,15 @@ func (f *repoFlags) checkOutput(allowed ...string) error {
 	return &usageError{fmt.Errorf("--output %q: want %s", f.output, strings.Join(allowed, " or "))}
 }
 
+// openReader checks --output and opens the fleet for a command that only
+// reads it.
+func (f *repoFlags) openReader(ctx context.Context, e *env) (*fleetHandles, error) {
+	if err := f.checkOutput(); err != nil {
+		return nil, err
+	}
+	return openFleet(ctx, e, f, "reconciler-cli")
+}
+
 // fleetHandles are the open fleet repo: its tracked branch and shared state.
 type fleetHandles struct {
 	desired *fleetrepo.Desired

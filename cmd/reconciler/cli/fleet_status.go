@@ -28,10 +28,7 @@ holders and the elapsed time.`,
   reconciler status web --output json`,
 		Args: rangeArgs(0, 1),
 		RunE: func(c *cobra.Command, args []string) error {
-			if err := f.checkOutput(); err != nil {
-				return err
-			}
-			h, err := openFleet(c.Context(), e, f, "reconciler-cli")
+			h, err := f.openReader(c.Context(), e)
 			if err != nil {
 				return err
 			}
@@ -140,10 +137,7 @@ func newAuditCmd(e *env) *cobra.Command {
   reconciler audit web --output json   # {"1.1.0": ["node-1", "node-2"], "1.0.0": ["node-3"]}`,
 		Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			if err := f.checkOutput(); err != nil {
-				return err
-			}
-			h, err := openFleet(c.Context(), e, f, "reconciler-cli")
+			h, err := f.openReader(c.Context(), e)
 			if err != nil {
 				return err
 			}
