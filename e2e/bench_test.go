@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fleetops/reconciler/reconciler"
 )
 
 // BenchmarkRollout measures a rolling upgrade of 5 real agents, batch size
@@ -20,7 +22,7 @@ import (
 func BenchmarkRollout(b *testing.B) {
 	for _, transport := range []string{"local", "http"} {
 		b.Run(transport, func(b *testing.B) {
-			f := newFleet(b, 5, "--poll", "10s")
+			f := newFleet(b, 5, "--poll", "30s") // the agent's default
 			if transport == "local" {
 				for _, a := range f.agents { // restart them on the path instead of the URL
 					a.Kill()
@@ -31,6 +33,7 @@ func BenchmarkRollout(b *testing.B) {
 			var first, total, overhead time.Duration
 			for i := 0; i < b.N; i++ {
 				v := versions[i%2]
+				f.settle() // idle agents, as before a real push
 				pushed := time.Now()
 				f.push(specOptions{version: v, rollout: `strategy: "rolling", batchSize: 2`}, "web "+v)
 				f.waitAll(v, 2*time.Minute)
@@ -48,12 +51,22 @@ func BenchmarkRollout(b *testing.B) {
 	}
 }
 
+// settle waits for the latest rollout to end and the agents to go idle
+// (nodes in a rollout look at the shared state every 2 s; idle ones do not).
+func (f *fleet) settle() {
+	f.eventually(time.Minute, func() (bool, string) {
+		r := reconciler.Latest(f.record("web"))
+		return r == nil || r.Ended(), "rollout in progress"
+	}, "the rollout to end")
+	time.Sleep(3 * time.Second)
+}
+
 // relaunch starts a fresh set of agents on repo (same bare repository).
 func relaunch(b *testing.B, f *fleet, repo string) *fleet {
 	g := &fleet{t: b, bare: f.bare, url: f.url, lab: lab.Fleet(b.TempDir()), nodes: f.nodes}
 	b.Cleanup(func() { _ = g.lab.Close() })
 	for _, name := range g.nodes {
-		a, err := g.lab.StartAgent(name, repo, "--poll", "10s", "--lease-ttl", "3s")
+		a, err := g.lab.StartAgent(name, repo, "--poll", "30s", "--lease-ttl", "3s")
 		if err != nil {
 			b.Fatal(err)
 		}
