@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/url"
 	"os"
@@ -109,7 +110,34 @@ func openCache(dir string) (*git.Repository, error) {
 		}
 		return git.PlainInit(dir, true)
 	}
-	return repo, err
+	if err != nil {
+		return nil, err
+	}
+	if err := repairRefs(filepath.Join(dir, "refs")); err != nil {
+		return nil, fmt.Errorf("repair cache %s: %w", dir, err)
+	}
+	return repo, nil
+}
+
+// repairRefs removes ref files that a killed process left empty or half
+// written: go-git writes loose refs in place, and one SIGKILL at the wrong
+// moment would otherwise break every later fetch ("ref file is empty"). The
+// cache is only a cache: a removed ref is fetched again.
+func repairRefs(dir string) error {
+	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		line := strings.TrimSpace(string(b))
+		if strings.HasPrefix(line, "ref: ") || plumbing.IsHash(line) {
+			return nil
+		}
+		return os.Remove(path)
+	})
 }
 
 func setRemote(repo *git.Repository, u string) (*git.Remote, error) {
