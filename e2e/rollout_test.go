@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -9,15 +10,32 @@ import (
 	"github.com/fleetops/reconciler/reconciler"
 )
 
-// TestRollingUpgrade: 5 nodes, batch size 2, over git http-backend. Three
-// waves; the lease refs' history shows never more than 2 holders at once;
-// every node_done names a lease commit its node held; all end on 1.1.0.
+// TestRollingUpgrade: 5 nodes, batch size 2, over git http-backend, driven
+// as an operator would: `reconciler upgrade --push --wait --output json`.
+// Three waves; the lease refs' history shows never more than 2 holders at
+// once; every node_done names a lease commit its node held; all end on 1.1.0.
 func TestRollingUpgrade(t *testing.T) {
 	f := newFleet(t, 5)
 	pushed := time.Now()
-	commit := f.push(specOptions{version: "1.1.0", rollout: `strategy: "rolling", batchSize: 2`}, "web 1.1.0")
-	f.waitAll("1.1.0", 2*time.Minute)
-	t.Logf("rollout of 5 nodes in 3 waves took %s from push", time.Since(pushed).Round(time.Millisecond))
+	out, err := f.cli("upgrade", "web", "1.1.0", "--strategy", "rolling", "--batch-size", "2",
+		"--push", "--wait", "--timeout", "2m", "--output", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Commit, State           string
+		Total, Upgraded, Failed int
+		Nodes                   []reconciler.NodeResult
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("upgrade --wait --output json: %v\n%s", err, out)
+	}
+	if res.State != reconciler.StateComplete || res.Total != 5 || res.Upgraded != 5 || res.Failed != 0 || len(res.Nodes) != 5 {
+		t.Fatalf("result = %+v", res)
+	}
+	commit := res.Commit
+	f.waitAll("1.1.0", 30*time.Second)
+	t.Logf("rollout of 5 nodes in 3 waves took %s from the upgrade command", time.Since(pushed).Round(time.Millisecond))
 
 	events := f.record("web")
 	r := reconciler.Latest(events)
@@ -195,5 +213,50 @@ func TestKilledAgentRollsBack(t *testing.T) {
 	f.waitAll("1.0.0", time.Minute) // wave 1 came back; no live node left unhealthy
 	if got, err := victim.Serving(); err != nil || got != "1.0.0" {
 		t.Fatalf("the dead node's workload serves %q (%v), want 1.0.0", got, err)
+	}
+}
+
+// TestLateJoiner: a node that appears mid-rollout (not in the frozen plan)
+// waits for the rollout to end, then converges under a lease.
+func TestLateJoiner(t *testing.T) {
+	f := newFleet(t, 3)
+	commit := f.push(specOptions{version: "1.1.0", rollout: `strategy: "rolling", batchSize: 1, batchDelay: "2s"`}, "web 1.1.0")
+	f.eventually(time.Minute, func() (bool, string) {
+		r := reconciler.Latest(f.record("web"))
+		return r != nil && r.ID == commit, "not started"
+	}, "the rollout to start")
+	late, err := f.lab.StartAgent("node-late", f.url, "--poll", "1s", "--lease-ttl", "3s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.agents = append(f.agents, late)
+	f.waitAll("1.1.0", 2*time.Minute)
+	r := reconciler.Latest(f.record("web"))
+	if r.WaveOf("node-late") >= 0 {
+		t.Fatalf("node-late was put in the frozen plan %v", r.Waves)
+	}
+	if r.Outcome != reconciler.OutcomeCompleted {
+		t.Fatalf("outcome %q", r.Outcome)
+	}
+	// It switched only after the rollout ended: its lease came after the
+	// completed event, by the holders' own clocks.
+	var completed time.Time
+	for _, e := range f.record("web") {
+		if e.Rollout == commit && e.Type == reconciler.EventCompleted {
+			completed = e.Time
+		}
+	}
+	held := false
+	for _, h := range f.leaseHistory("web", commit) {
+		if h.holder != "node-late" {
+			continue
+		}
+		held = true
+		if h.from.Before(completed) {
+			t.Fatalf("node-late took a lease at %v, before the rollout completed at %v", h.from, completed)
+		}
+	}
+	if !held {
+		t.Fatal("node-late converged without a lease")
 	}
 }
