@@ -144,12 +144,12 @@ func (ed *edit) printPatch(w io.Writer) {
 		switch {
 		case i < len(old) && j < len(cur) && old[i] == cur[j]:
 			i, j = i+1, j+1
-		case j < len(cur) && (i >= len(old) || !contains(old[i:], cur[j])):
-			fmt.Fprintf(w, "+%s\n", cur[j])
-			j++
-		default:
+		case i < len(old) && (j >= len(cur) || !contains(cur[j:], old[i])):
 			fmt.Fprintf(w, "-%s\n", old[i])
 			i++
+		default:
+			fmt.Fprintf(w, "+%s\n", cur[j])
+			j++
 		}
 	}
 }
