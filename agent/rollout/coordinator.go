@@ -103,8 +103,15 @@ const maxSteps = 12
 
 // Decide implements agent.Decider.
 func (c *Coordinator) Decide(ctx context.Context, in agent.DecideInput) (agent.Decision, error) {
+	// Reports change slowly and only feed the inventory and From: read
+	// them once per decision, the record and leases at every step.
+	reports, err := c.opt.Shared.Reports(ctx)
+	if err != nil {
+		err = fmt.Errorf("read node reports: %w", err)
+		return agent.Decision{Waiting: "shared state unreadable: " + err.Error(), Recheck: c.opt.Now().Add(5 * time.Second)}, err
+	}
 	for range maxSteps {
-		rin, err := c.input(ctx, in)
+		rin, err := c.input(ctx, in, reports)
 		if err != nil {
 			return agent.Decision{Waiting: "shared state unreadable: " + err.Error(), Recheck: c.opt.Now().Add(5 * time.Second)}, err
 		}
@@ -153,12 +160,8 @@ func (c *Coordinator) act(ctx context.Context, in agent.DecideInput, rin reconci
 }
 
 // input gathers the engine's input for one app.
-func (c *Coordinator) input(ctx context.Context, in agent.DecideInput) (reconciler.Input, error) {
+func (c *Coordinator) input(ctx context.Context, in agent.DecideInput, reports map[string]reconciler.NodeReport) (reconciler.Input, error) {
 	app := in.App.Name
-	reports, err := c.opt.Shared.Reports(ctx)
-	if err != nil {
-		return reconciler.Input{}, fmt.Errorf("read node reports: %w", err)
-	}
 	record, err := c.opt.Shared.Record(ctx, app)
 	if err != nil {
 		return reconciler.Input{}, fmt.Errorf("read rollout record of %s: %w", app, err)
