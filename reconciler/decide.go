@@ -33,11 +33,10 @@ const (
 	Rollback
 )
 
-var actionNames = [...]string{"wait", "append", "acquire", "upgrade", "converge", "monitor", "rollback"}
-
 func (a Action) String() string {
-	if int(a) < len(actionNames) {
-		return actionNames[a]
+	names := [...]string{"wait", "append", "acquire", "upgrade", "converge", "monitor", "rollback"}
+	if a >= 0 && int(a) < len(names) {
+		return names[a]
 	}
 	return fmt.Sprintf("action(%d)", int(a))
 }
