@@ -75,6 +75,10 @@ type Coordinator struct {
 	mu       sync.Mutex
 	seen     map[string][]time.Time // app -> when each record event was first seen
 	failures map[string]int         // app -> consecutive canary monitor failures
+	// settled: app -> the tip and version at which this node was up to
+	// date with the rollout ended. Nothing in the shared state can change
+	// that until the tip moves, so an idle node reads no shared state.
+	settled map[string]string
 }
 
 // New returns a Coordinator.
@@ -95,7 +99,7 @@ func New(opt Options) (*Coordinator, error) {
 		opt.Now = time.Now
 	}
 	return &Coordinator{opt: opt, log: opt.Logger.With("node", opt.Node),
-		seen: map[string][]time.Time{}, failures: map[string]int{}}, nil
+		seen: map[string][]time.Time{}, failures: map[string]int{}, settled: map[string]string{}}, nil
 }
 
 // maxSteps bounds the bookkeeping one pass does for one app.
@@ -103,6 +107,9 @@ const maxSteps = 12
 
 // Decide implements agent.Decider.
 func (c *Coordinator) Decide(ctx context.Context, in agent.DecideInput) (agent.Decision, error) {
+	if c.isSettled(in) {
+		return agent.Decision{Version: in.App.Version}, nil
+	}
 	// Reports change slowly and only feed the inventory and From: read
 	// them once per decision, the record and leases at every step.
 	reports, err := c.opt.Shared.Reports(ctx)
@@ -153,10 +160,31 @@ func (c *Coordinator) act(ctx context.Context, in agent.DecideInput, rin reconci
 		until = c.opt.Now().Add(c.opt.ActivePoll) // a rollout moves: look again soon
 	}
 	if in.Local.Active == in.App.Version {
+		if d.Rollout != nil && d.Rollout.Ended() {
+			c.settle(in)
+		}
 		// Up to date: let the agent probe its health as usual.
 		return false, agent.Decision{Version: in.App.Version, Rollout: rolloutID(d), Recheck: until}, nil
 	}
 	return false, waiting(d, d.Reason, until), nil
+}
+
+func settledKey(in agent.DecideInput) string { return in.Commit.String() + "@" + in.App.Version }
+
+// settle remembers that this node is done with the app at this tip.
+func (c *Coordinator) settle(in agent.DecideInput) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.settled[in.App.Name] = settledKey(in)
+}
+
+// isSettled reports whether nothing can be left to do for the app: same
+// tip, same version running, as when this node last found it settled.
+func (c *Coordinator) isSettled(in agent.DecideInput) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return in.Local.Active == in.App.Version && in.Local.Failed != in.App.Version &&
+		c.settled[in.App.Name] == settledKey(in)
 }
 
 // input gathers the engine's input for one app.
