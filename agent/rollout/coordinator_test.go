@@ -181,3 +181,60 @@ func latest(t *testing.T, n *node) *reconciler.Rollout {
 	}
 	return r
 }
+
+// counting wraps the real shared state and counts reads.
+type counting struct {
+	Shared
+	reads int
+}
+
+func (c *counting) Record(ctx context.Context, app string) ([]reconciler.Event, error) {
+	c.reads++
+	return c.Shared.Record(ctx, app)
+}
+
+func (c *counting) Reports(ctx context.Context) (map[string]reconciler.NodeReport, error) {
+	c.reads++
+	return c.Shared.Reports(ctx)
+}
+
+// TestSettledNodeReadsNothing: once a node is up to date and the rollout has
+// ended, further passes at the same tip read no shared state; a new tip does.
+func TestSettledNodeReadsNothing(t *testing.T) {
+	ctx := context.Background()
+	repo := gittest.NewBare(t, nil)
+	a := newNode(t, repo, "a", nil)
+	cs := &counting{Shared: a.shared}
+	a.coord.opt.Shared = cs
+	in := input(app(true), "a")
+	d, err := a.coord.Decide(ctx, in)
+	if err != nil || d.Done == nil {
+		t.Fatalf("decision = %+v, %v", d, err)
+	}
+	d.Done(ctx, reconciler.AppReport{Version: "1.1.0", State: reconciler.AppHealthy}, nil)
+	in.Local.Active = "1.1.0"
+	for range 3 { // record wave done, completion; then settled
+		if _, err := a.coord.Decide(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := latest(t, a); r.Outcome != reconciler.OutcomeCompleted {
+		t.Fatalf("outcome %q", r.Outcome)
+	}
+	before := cs.reads
+	for range 5 {
+		if d, err := a.coord.Decide(ctx, in); err != nil || d.Version != "1.1.0" {
+			t.Fatalf("settled decision = %+v, %v", d, err)
+		}
+	}
+	if cs.reads != before {
+		t.Fatalf("%d shared-state reads by a settled node", cs.reads-before)
+	}
+	in.Commit = plumbing.NewHash("c0ffee0000000000000000000000000000000002")
+	if _, err := a.coord.Decide(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	if cs.reads == before {
+		t.Fatal("a new tip read no shared state")
+	}
+}
