@@ -80,42 +80,66 @@ func (o *upgradeOptions) check() error {
 }
 
 func runUpgrade(ctx context.Context, e *env, o *upgradeOptions, app, version string) error {
-	h, id, tip, fleet, err := o.open(ctx, e)
+	id, err := o.identity(e)
 	if err != nil {
 		return err
+	}
+	h, err := openFleet(ctx, e, &o.repoFlags, id.Name)
+	if err != nil {
+		return err
+	}
+	// A commit that lands meanwhile (another app's change) makes the
+	// compare-and-swap fail: edit the new tip and try again.
+	for attempt := 1; ; attempt++ {
+		commit, to, err := upgradeOnce(ctx, e, o, h, id, app, version)
+		if errors.Is(err, fleetrepo.ErrConflict) && attempt < 3 {
+			fmt.Fprintf(e.stderr, "%s moved meanwhile; editing the new tip\n", o.branch0())
+			continue
+		}
+		if err != nil || commit == "" || !o.wait {
+			return err
+		}
+		return follow(ctx, e, h, o, app, to, commit)
+	}
+}
+
+// upgradeOnce edits the tip and commits (or previews) the upgrade. It
+// returns the commit ("" for a preview) and the version set.
+func upgradeOnce(ctx context.Context, e *env, o *upgradeOptions, h *fleetHandles, id fleetrepo.Identity, app, version string) (string, string, error) {
+	tip, fleet, err := h.tip(ctx)
+	if err != nil {
+		return "", "", err
 	}
 	cur, err := appOf(fleet, app)
 	if err != nil {
-		return err
+		return "", "", err
 	}
 	ed, next, err := upgradeEdit(ctx, e, o, h, tip, app, version)
 	if err != nil {
-		return err
+		return "", "", err
 	}
+	to := next.Apps[app].Version
 	msg := o.message
 	if msg == "" {
-		msg = fmt.Sprintf("%s: upgrade from %s to %s", app, cur.Version, next.Apps[app].Version)
+		msg = fmt.Sprintf("%s: upgrade from %s to %s", app, cur.Version, to)
 	}
 	if !o.push && o.branch == "" {
 		ed.printPatch(e.stdout)
 		fmt.Fprintf(e.stdout, "\n%s\n\nNothing written: add --push to commit it to %s, or --branch NAME for a pull request.\n", msg, o.branch0())
-		return nil
+		return "", to, nil
 	}
 	commit, err := h.desired.Commit(ctx, fleetrepo.CommitRequest{Expect: tip, Files: map[string][]byte{ed.path: ed.src},
 		Message: msg, Author: id, Branch: o.branch,
-		Trailers: fleetrepo.Trailers{App: app, From: cur.Version, To: next.Apps[app].Version, Reason: o.reason}})
+		Trailers: fleetrepo.Trailers{App: app, From: cur.Version, To: to, Reason: o.reason}})
 	if err != nil {
-		return fmt.Errorf("upgrade %s to %s: %w", app, version, err)
+		return "", "", fmt.Errorf("upgrade %s to %s: %w", app, version, err)
 	}
 	where := o.branch
 	if where == "" {
 		where = o.branch0()
 	}
 	fmt.Fprintf(e.stderr, "committed %.12s to %s: %s\n", commit.String(), where, msg)
-	if !o.wait {
-		return nil
-	}
-	return follow(ctx, e, h, o, app, next.Apps[app].Version, commit.String())
+	return commit.String(), to, nil
 }
 
 func (o *upgradeOptions) branch0() string { return o.repoFlags.branch }
