@@ -182,10 +182,27 @@ func TestCanaryRollback(t *testing.T) {
 	if !strings.Contains(out, bad) || !strings.Contains(out, rollback) || !strings.Contains(out, `"rollback"`) {
 		t.Fatalf("history lacks the upgrade or the rollback:\n%s", out)
 	}
-	// Targeting the failed version again is warned about by diff.
-	out, err = f.cli("versions", "web")
-	if err != nil || !strings.Contains(out, "1.2.0") {
+	// versions: 1.0.0 runs everywhere, 1.2.0 is remembered as failed.
+	out, err = f.cli("versions", "web", "--output", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vs []struct {
+		Version, Failed  string
+		Nodes, Installed []string
+	}
+	if err := json.Unmarshal([]byte(out), &vs); err != nil {
 		t.Fatalf("versions: %v\n%s", err, out)
+	}
+	got := map[string]int{}
+	for _, v := range vs {
+		got[v.Version] = len(v.Nodes)
+		if v.Version == "1.2.0" && v.Failed == "" {
+			t.Errorf("versions does not remember why 1.2.0 failed: %+v", v)
+		}
+	}
+	if got["1.0.0"] != 5 || got["1.2.0"] != 0 {
+		t.Fatalf("versions = %s", out)
 	}
 }
 

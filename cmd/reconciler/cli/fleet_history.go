@@ -209,7 +209,10 @@ type versionInfo struct {
 	Version string   `json:"version"`
 	Commits []string `json:"commits,omitempty"` // commits that set it
 	Nodes   []string `json:"nodes,omitempty"`   // nodes running it
-	Failed  string   `json:"failed,omitempty"`  // why a rollout of it failed
+	// Installed lists the nodes that keep it installed: running it, or
+	// as the previous version a rollback goes back to.
+	Installed []string `json:"installed,omitempty"`
+	Failed    string   `json:"failed,omitempty"` // why a rollout of it failed
 	// Runtime lists "node: status" where the app's runtime keeps this
 	// release (an Erlang VM: permanent, current, old, unpacked).
 	Runtime []string `json:"runtime,omitempty"`
@@ -235,10 +238,11 @@ func newVersionsCmd(e *env) *cobra.Command {
 				return writeJSON(e, vs)
 			}
 			tw := tabwriter.NewWriter(e.stdout, 0, 2, 2, ' ', 0)
-			fmt.Fprintln(tw, "VERSION\tSET BY\tRUNNING ON\tRUNTIME\tFAILED")
+			fmt.Fprintln(tw, "VERSION\tSET BY\tRUNNING ON\tINSTALLED ON\tRUNTIME\tFAILED")
 			for _, v := range vs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", v.Version, orDash(shortList(v.Commits)),
-					orDash(strings.Join(v.Nodes, ", ")), orDash(strings.Join(v.Runtime, ", ")), v.Failed)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", v.Version, orDash(shortList(v.Commits)),
+					orDash(strings.Join(v.Nodes, ", ")), orDash(strings.Join(v.Installed, ", ")),
+					orDash(strings.Join(v.Runtime, ", ")), v.Failed)
 			}
 			return tw.Flush()
 		},
@@ -274,7 +278,13 @@ func versions(ctx context.Context, h *fleetHandles, app string) ([]versionInfo, 
 		}
 	}
 	for _, node := range slices.Sorted(maps.Keys(reports)) {
-		for _, r := range reports[node].Apps[app].Releases {
+		a, ok := reports[node].Apps[app]
+		for _, v := range []string{a.Version, a.Previous} {
+			if ok && v != "" {
+				get(v).Installed = append(get(v).Installed, node)
+			}
+		}
+		for _, r := range a.Releases {
 			get(r.Version).Runtime = append(get(r.Version).Runtime, node+": "+r.Status)
 		}
 	}
