@@ -76,6 +76,13 @@ func (a *app) isCold() bool {
 	return a.cold && a.cur != nil
 }
 
+// hasCurrent reports whether a version runs.
+func (a *app) hasCurrent() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.cur != nil
+}
+
 // all returns every process of the app.
 func (a *app) all() []*proc {
 	a.mu.Lock()

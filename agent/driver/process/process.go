@@ -120,7 +120,16 @@ func (d *Driver) Switch(ctx context.Context, cur *driver.Running, next driver.Re
 	}
 	a.update(d, func() { a.cand = cand })
 	if err := d.awaitHealthy(ctx, cand, healthy); err != nil {
+		exited := cand.exited()
 		d.abandon(ctx, a, cand, fresh)
+		if exited && len(next.Manifest.Listen) == 0 && a.hasCurrent() {
+			// A workload that opens its own port cannot start next to the
+			// old one; without sockets in the manifest the agent cannot
+			// hand one over, so it swaps stop-then-start instead.
+			d.log.Warn("new version exited beside the old one and the release declares no listen sockets: stop-then-start swap",
+				"app", next.App, "version", next.Version, "err", err)
+			return d.coldSwitch(ctx, a, next, healthy)
+		}
 		return a.running(), fmt.Errorf("switch %s to %s: %w", next.App, next.Version, err)
 	}
 	old := a.promote(d, cand, socks)

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/fleetops/reconciler/agent/driver"
 	"github.com/fleetops/reconciler/release"
 )
 
@@ -197,4 +198,45 @@ func TestUnixSocket(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || len(r.PIDs) != 1 {
 		t.Fatalf("GET over the unix socket: %s, running %s", resp.Status, pretty(r))
 	}
+}
+
+// TestOwnPortStopThenStart: a workload that opens its own port (no listen
+// sockets in its manifest) cannot start beside the old version; the driver
+// falls back to stop-then-start and the new version serves.
+func TestOwnPortStopThenStart(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := ln.Addr().String()
+	ln.Close()
+	own := func(v string) driver.Release {
+		r := rel(v, a)
+		r.Manifest.Listen = nil
+		r.Manifest.Command = []string{"bin/workload", "-drain", "1s", "-listen", a}
+		return r
+	}
+	d := newDriver(t, nil)
+	ctx := context.Background()
+	r, err := d.Switch(ctx, nil, own("1"), healthy(a, "1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := d.Switch(ctx, &r, own("2"), healthy(a, "2"))
+	if err != nil {
+		t.Fatalf("switch to 2: %v", err)
+	}
+	if body, err := get(a); err != nil || body != "2" || r2.Version != "2" {
+		t.Fatalf("after the switch: GET / = %q, %v; running %s", body, err, pretty(r2))
+	}
+	// A broken version brings the old one back.
+	r3, err := d.Switch(ctx, &r2, own("bad"), healthy(a, "bad"))
+	if err == nil {
+		t.Fatalf("switch to a broken version succeeded: %s", pretty(r3))
+	}
+	// Stop-then-start cannot avoid a gap; the old version is back soon.
+	waitFor(t, "version 2 serving again", func() bool {
+		body, err := get(a)
+		return err == nil && body == "2"
+	})
 }
