@@ -133,7 +133,7 @@ func (a *Agent) switchTo(ctx context.Context, t Target, st state.App, p prepared
 	a.log.Info("switching", "app", name, "from", st.Active, "to", v, "driver", p.driver)
 	a.metrics.active.Inc()
 	start := time.Now()
-	running, err := drv.Switch(ctx, cur, p.rel, a.healthFunc(p.check))
+	running, err := drv.Switch(ctx, cur, p.rel, a.healthFunc(versionGuard(p.check, st.Active, v)))
 	a.metrics.active.Dec()
 	if err != nil && ctx.Err() != nil {
 		return a.switchInterrupted(t, st, running, err)
@@ -145,6 +145,19 @@ func (a *Agent) switchTo(ctx context.Context, t Target, st state.App, p prepared
 		a.stopOther(ctx, name, st)
 	}
 	return a.switched(t, p.driver, running, time.Since(start))
+}
+
+// versionGuard makes a switch's health check ignore answers from the
+// version being replaced, which may still serve on a shared socket. With
+// nothing to replace (a first install) any answer counts, whatever version
+// the workload says it is.
+func versionGuard(c *health.Check, replacing, v string) *health.Check {
+	if c == nil || replacing == "" || replacing == v {
+		return c
+	}
+	g := *c
+	g.Version, g.Replacing = v, replacing
+	return &g
 }
 
 // switched records a successful switch.

@@ -89,7 +89,7 @@ func (a *Agent) installedManifest(ctx context.Context, t Target) (release.Manife
 func healthCheck(t Target, rel driver.Release) (*health.Check, error) {
 	h := t.App.Health
 	c := health.Check{HTTP: h.HTTP, TCP: h.TCP, Exec: h.Exec, RequiredStatus: h.RequiredStatus,
-		Retries: h.Retries, RetryDelay: h.RetryDelay.Duration, Version: t.Version, Dir: rel.Dir}
+		Retries: h.Retries, RetryDelay: h.RetryDelay.Duration, Dir: rel.Dir}
 	if m := rel.Manifest.Health; m != nil && (m.HTTP != "" || m.TCP != "" || len(m.Exec) > 0) {
 		c.HTTP, c.TCP, c.Exec = m.HTTP, m.TCP, m.Exec // already substituted
 	}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
+	"strings"
 	"time"
 )
 
@@ -43,7 +44,12 @@ type Check struct {
 	// Version, when set, is the version expected in the JSON body's
 	// "version" field. Answers from another version are asked again every
 	// OtherVersionDelay (default 20ms) without using up a retry.
-	Version           string
+	Version string
+	// Replacing, when set, narrows that: only an answer that names this
+	// version (the one being replaced, still serving on a shared socket) is
+	// asked again; any other answer is judged, so a workload that reports
+	// its version in its own way ("dev", "1.1.0+build.7") still passes.
+	Replacing         string
 	OtherVersionDelay time.Duration
 
 	probe func(context.Context) error // tests: replaces Probe
@@ -127,6 +133,19 @@ func (c Check) probeHTTP(ctx context.Context) error {
 	return c.judge(resp.StatusCode, body)
 }
 
+// fromOtherVersion reports whether an answer naming version v came from
+// another version than the one checked. A leading "v" does not count.
+func (c Check) fromOtherVersion(v string) bool {
+	same := func(a, b string) bool { return strings.TrimPrefix(a, "v") == strings.TrimPrefix(b, "v") }
+	switch {
+	case v == "" || c.Version == "" || same(v, c.Version):
+		return false
+	case c.Replacing != "":
+		return same(v, c.Replacing)
+	}
+	return true
+}
+
 // judge decides from an HTTP answer.
 func (c Check) judge(code int, body []byte) error {
 	var doc struct {
@@ -134,7 +153,7 @@ func (c Check) judge(code int, body []byte) error {
 		Version string `json:"version"`
 	}
 	isJSON := json.Unmarshal(body, &doc) == nil
-	if isJSON && c.Version != "" && doc.Version != "" && doc.Version != c.Version {
+	if isJSON && c.fromOtherVersion(doc.Version) {
 		return fmt.Errorf("health %s: %w %s, want %s", c.HTTP, ErrOtherVersion, doc.Version, c.Version)
 	}
 	if code < 200 || code > 299 {

@@ -142,3 +142,24 @@ func TestNoTarget(t *testing.T) {
 		t.Fatal("empty check passed")
 	}
 }
+
+func TestReplacingAsksAgainOnlyForTheOldVersion(t *testing.T) {
+	for _, tt := range []struct {
+		answer string
+		other  bool
+	}{
+		{"1", true},              // the version being replaced, on the shared socket
+		{"v1", true},             // a leading "v" does not count
+		{"2", false},             // the new one
+		{"v2", false},            // the new one, written with a "v"
+		{"dev", false},           // a workload that names itself its own way
+		{"2.0.0+build.7", false}, // ditto
+		{"", false},              // no version in the answer
+	} {
+		c := Check{HTTP: "http://x/health", Version: "2", Replacing: "1"}
+		err := c.judge(200, []byte(`{"status":"ok","version":"`+tt.answer+`"}`))
+		if got := errors.Is(err, ErrOtherVersion); got != tt.other {
+			t.Errorf("answer %q: other version = %v (%v), want %v", tt.answer, got, err, tt.other)
+		}
+	}
+}
