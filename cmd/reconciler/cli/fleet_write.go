@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/mail"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/go-git/go-git/v5"
@@ -144,7 +145,7 @@ func (ed *edit) printPatch(w io.Writer) {
 		switch {
 		case i < len(old) && j < len(cur) && old[i] == cur[j]:
 			i, j = i+1, j+1
-		case i < len(old) && (j >= len(cur) || !contains(cur[j:], old[i])):
+		case i < len(old) && (j >= len(cur) || !slices.Contains(cur[j:], old[i])):
 			fmt.Fprintf(w, "-%s\n", old[i])
 			i++
 		default:
@@ -152,13 +153,4 @@ func (ed *edit) printPatch(w io.Writer) {
 			j++
 		}
 	}
-}
-
-func contains(lines []string, l string) bool {
-	for _, x := range lines {
-		if x == l {
-			return true
-		}
-	}
-	return false
 }
