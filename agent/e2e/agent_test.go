@@ -16,6 +16,7 @@ import (
 	"github.com/fleetops/reconciler/agent"
 	"github.com/fleetops/reconciler/fleetrepo"
 	"github.com/fleetops/reconciler/fleetrepo/gittest"
+	"github.com/fleetops/reconciler/internal/fleetlab"
 	"github.com/fleetops/reconciler/reconciler"
 )
 
@@ -47,13 +48,13 @@ type node struct {
 }
 
 func (n *node) start(t *testing.T, extra ...string) *agentProc {
-	args := []string{"--repo", n.repo, "--node", "n1", "--state-dir", n.stateDir, "--trust-key", trustKey,
+	args := []string{"--repo", n.repo, "--node", "n1", "--state-dir", n.stateDir, "--trust-key", lab.PubKey,
 		"--listen", n.healthz, "--poll", "500ms", "--var", "NODE_LABEL=n1", "--log-format", "text"}
 	return startAgent(t, n.log, append(args, extra...)...)
 }
 
 func (n *node) push(t *testing.T, version string) {
-	gittest.PushFiles(t, n.repo, "main", fleetCUE(releases, n.port, version), "web "+version)
+	gittest.PushFiles(t, n.repo, "main", fleetCUE(lab.Releases, n.port, version), "web "+version)
 }
 
 func (n *node) serving() string {
@@ -76,9 +77,9 @@ func (n *node) app() reconciler.AppReport {
 
 func TestAgentEndToEnd(t *testing.T) {
 	n := &node{stateDir: t.TempDir(), port: freePort(t), healthz: "127.0.0.1:" + freePort(t), log: &bytes.Buffer{}}
-	n.repo = gittest.NewBare(t, fleetCUE(releases, n.port, "1.0.0"))
+	n.repo = gittest.NewBare(t, fleetCUE(lab.Releases, n.port, "1.0.0"))
 	t.Cleanup(func() {
-		killWorkloads(n.stateDir)
+		_ = fleetlab.KillWorkloads(n.stateDir)
 		if t.Failed() {
 			t.Logf("agent log:\n%s", n.log)
 			b, _ := os.ReadFile(filepath.Join(n.stateDir, "logs", "web.log"))

@@ -9,6 +9,7 @@ import (
 
 	"github.com/fleetops/reconciler/agent"
 	"github.com/fleetops/reconciler/fleetrepo/gittest"
+	"github.com/fleetops/reconciler/internal/fleetlab"
 	"github.com/fleetops/reconciler/reconciler"
 )
 
@@ -30,9 +31,9 @@ func (n *node) reportApp(app string) reconciler.AppReport { return n.report().Ap
 // keeps serving what it ran and reports why.
 func TestAgentKeepsServingOnBadInput(t *testing.T) {
 	n := &node{stateDir: t.TempDir(), port: freePort(t), healthz: "127.0.0.1:" + freePort(t), log: &bytes.Buffer{}}
-	n.repo = gittest.NewBare(t, fleetCUE(releases, n.port, "1.0.0"))
+	n.repo = gittest.NewBare(t, fleetCUE(lab.Releases, n.port, "1.0.0"))
 	t.Cleanup(func() {
-		killWorkloads(n.stateDir)
+		_ = fleetlab.KillWorkloads(n.stateDir)
 		if t.Failed() {
 			t.Logf("agent log:\n%s", n.log)
 		}
@@ -46,7 +47,7 @@ func TestAgentKeepsServingOnBadInput(t *testing.T) {
 		t.Fatalf("report with an invalid spec: %+v", r)
 	}
 
-	pinned := fleetCUE(releases, n.port, "1.1.0")
+	pinned := fleetCUE(lab.Releases, n.port, "1.1.0")
 	pinned["fleet.cue"] += "apps: web: artifact: sha256: \"" + strings.Repeat("0", 64) + "\"\n"
 	gittest.PushFiles(t, n.repo, "main", pinned, "web 1.1.0 with a wrong pin")
 	gittest.Eventually(t, within, func() bool {

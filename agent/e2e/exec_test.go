@@ -24,11 +24,7 @@ func packHello(t *testing.T, v string, broken bool) {
 			t.Fatal(err)
 		}
 	}
-	art := filepath.Join(releases, "hello-"+v+".tar.gz")
-	if err := cli("release", "pack", stage, "--app", "hello", "--version", v, "-o", art); err != nil {
-		t.Fatal(err)
-	}
-	if err := cli("sign", "--key", filepath.Join(keyDir, "release.key"), art); err != nil {
+	if _, err := lab.Pack(stage, "hello", v); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -44,7 +40,7 @@ apps: hello: {
 		retryDelay: "100ms"
 	}
 }
-`, version, releases)}
+`, version, lab.Releases)}
 }
 
 // The exec driver runs the example release's hooks through the agent, and

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fleetops/reconciler/fleetrepo/gittest"
+	"github.com/fleetops/reconciler/internal/fleetlab"
 )
 
 // BenchmarkAgentFootprint runs a real agent managing three apps and, once
@@ -28,7 +29,7 @@ func BenchmarkAgentFootprint(b *testing.B) {
 	files, vars := map[string]string{}, ""
 	cue := "package fleet\n\n"
 	for _, app := range apps {
-		if err := packRelease(keyDir, app, "1.0.0"); err != nil {
+		if _, err := lab.ReleaseAs(app, "1.0.0", "PORT_"+app); err != nil {
 			b.Fatal(err)
 		}
 		port := freePort(b)
@@ -38,7 +39,7 @@ func BenchmarkAgentFootprint(b *testing.B) {
 	artifact: url: "file://%s/%s-\(version).tar.gz"
 	health: http: "http://127.0.0.1:%s/health"
 }
-`, app, releases, app, port)
+`, app, lab.Releases, app, port)
 	}
 	files["fleet.cue"] = cue + vars
 	stateDir := b.TempDir()
@@ -46,12 +47,12 @@ func BenchmarkAgentFootprint(b *testing.B) {
 	healthz := "127.0.0.1:" + freePort(b)
 	var log bytes.Buffer
 	b.Cleanup(func() {
-		killWorkloads(stateDir)
+		_ = fleetlab.KillWorkloads(stateDir)
 		if b.Failed() {
 			b.Logf("agent log:\n%s", log.String())
 		}
 	})
-	ag := startAgent(b, &log, "--repo", repo, "--node", "n1", "--state-dir", stateDir, "--trust-key", trustKey,
+	ag := startAgent(b, &log, "--repo", repo, "--node", "n1", "--state-dir", stateDir, "--trust-key", lab.PubKey,
 		"--listen", healthz, "--log-format", "json", "--var", "NODE_LABEL=n1")
 	gittest.Eventually(b, within, func() bool {
 		for _, app := range apps {

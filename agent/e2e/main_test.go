@@ -2,28 +2,25 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/fleetops/reconciler/agent/state"
-	"github.com/fleetops/reconciler/release"
+	"github.com/fleetops/reconciler/internal/fleetlab"
 )
 
-// bin holds the binaries built once: "reconciler" and the workload at each
-// version in versions (a version ending in "-broken" fails its health check).
-var bin = map[string]string{}
-
-var versions = []string{"1.0.0", "1.1.0", "1.2.0-broken", "1.3.0"}
+// lab is built once: the reconciler binary, a key pair and the signed
+// releases of app web, listening on ${PORT}, at 1.0.0, 1.1.0, 1.2.0-broken
+// (which fails its health check) and 1.3.0.
+var lab *fleetlab.Lab
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "agent-e2e-")
@@ -32,10 +29,12 @@ func TestMain(m *testing.M) {
 	}
 	code := func() int {
 		defer os.RemoveAll(dir)
-		err := build(dir)
-		if err == nil {
-			err = makeReleases(dir)
-		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		lab, err = fleetlab.New(ctx, fleetlab.Options{Dir: dir, Root: "../..",
+			Versions: []string{"1.0.0", "1.1.0", "1.2.0-broken", "1.3.0"},
+			Broken:   map[string]bool{"1.2.0-broken": true},
+			Env:      map[string]string{"WORKLOAD_NODE": "${NODE_LABEL}"}})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
@@ -45,106 +44,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func build(dir string) error {
-	out := filepath.Join(dir, "reconciler")
-	if err := gobuild(out, "", "../../cmd/reconciler"); err != nil {
-		return err
-	}
-	bin["reconciler"] = out
-	for _, v := range versions {
-		flags := "-X main.version=" + v
-		if strings.HasSuffix(v, "-broken") {
-			flags += " -X main.broken=true"
-		}
-		out := filepath.Join(dir, "workload-"+v)
-		if err := gobuild(out, flags, "../../examples/workload"); err != nil {
-			return err
-		}
-		bin[v] = out
-	}
-	return nil
-}
-
-func gobuild(out, ldflags, pkg string) error {
-	cmd := exec.Command("go", "build", "-ldflags", ldflags, "-o", out, pkg)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
-	}
-	return nil
-}
-
-// releases is the directory of signed artifacts made once by TestMain,
-// web-<version>.tar.gz and .sig, signed by the key whose public half is
-// trustKey.
-var releases, trustKey, keyDir string
-
-// makeReleases signs a key pair and packs and signs every version of the
-// workload with the reconciler binary, as a release pipeline would.
-func makeReleases(dir string) error {
-	keyDir, releases, trustKey = dir, filepath.Join(dir, "releases"), filepath.Join(dir, "release.pub")
-	if err := os.MkdirAll(releases, 0o755); err != nil {
-		return err
-	}
-	if err := cli("keygen", "--output-key-prefix", filepath.Join(dir, "release")); err != nil {
-		return err
-	}
-	for _, v := range versions {
-		if err := packRelease(dir, "web", v); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// packRelease packs and signs the workload at version v as app into
-// releases/<app>-<v>.tar.gz; dir holds the signing key.
-func packRelease(dir, app, v string) error {
-	stage := filepath.Join(dir, "stage-"+app+"-"+v)
-	if err := stageWorkload(stage, app, v); err != nil {
-		return err
-	}
-	art := filepath.Join(releases, app+"-"+v+".tar.gz")
-	if err := cli("release", "pack", stage, "--app", app, "--version", v, "-o", art); err != nil {
-		return err
-	}
-	return cli("sign", "--key", filepath.Join(dir, "release.key"), art)
-}
-
-// stageWorkload lays out the release directory of the workload at version
-// v as app, listening on ${PORT_<app>} (or ${PORT} for app web).
-func stageWorkload(stage, app, v string) error {
-	if err := os.MkdirAll(filepath.Join(stage, "bin"), 0o755); err != nil {
-		return err
-	}
-	if err := os.Link(bin[v], filepath.Join(stage, "bin", "workload")); err != nil {
-		return err
-	}
-	port := "${PORT}"
-	if app != "web" {
-		port = "${PORT_" + app + "}"
-	}
-	m := release.Manifest{App: app, Version: v, Command: []string{"bin/workload", "-drain", "5s"},
-		Listen:       []release.Listener{{Name: "http", Address: "127.0.0.1:" + port}},
-		Env:          map[string]string{"WORKLOAD_NODE": "${NODE_LABEL}"},
-		DrainTimeout: "5s"}
-	mj, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(stage, release.ManifestName), mj, 0o644)
-}
-
-// cli runs the reconciler binary (not the agent).
-func cli(args ...string) error {
-	cmd := exec.Command(bin["reconciler"], args...)
-	cmd.Env = append(os.Environ(), "COSIGN_PASSWORD=", "RECONCILER_PASSWORD=")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("reconciler %v: %v\n%s", args, err, b)
-	}
-	return nil
-}
-
-// agentProc is a running `reconciler agent`.
+// agentProc is a running `reconciler agent`. The tests start it themselves,
+// not with lab.StartAgent: they choose its ports and flags per start (--once)
+// and check its exit code.
 type agentProc struct {
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -153,7 +55,7 @@ type agentProc struct {
 
 // startAgent runs the agent with args; its output goes to log.
 func startAgent(t testing.TB, log io.Writer, args ...string) *agentProc {
-	cmd := exec.Command(bin["reconciler"], append([]string{"agent"}, args...)...)
+	cmd := exec.Command(lab.Reconciler, append([]string{"agent"}, args...)...)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL="+os.DevNull, "GIT_CONFIG_NOSYSTEM=1")
 	if err := cmd.Start(); err != nil {
@@ -183,21 +85,6 @@ func (p *agentProc) wait(t *testing.T) int {
 	return -1
 }
 
-// killWorkloads kills every process the agent's state records.
-func killWorkloads(stateDir string) {
-	st, err := state.Open(stateDir)
-	if err != nil {
-		return
-	}
-	for _, a := range st.Get().Apps {
-		if a.Running != nil {
-			for _, pid := range a.Running.PIDs {
-				_ = syscall.Kill(-pid, syscall.SIGKILL)
-			}
-		}
-	}
-}
-
 // workloadPID is the current workload pid recorded in the state.
 func workloadPID(t testing.TB, stateDir, app string) int {
 	st, err := state.Open(stateDir)
@@ -211,13 +98,13 @@ func workloadPID(t testing.TB, stateDir, app string) int {
 	return a.Running.PIDs[0]
 }
 
+// freePort is a loopback port nobody listens on right now.
 func freePort(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := fleetlab.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
+	return strconv.Itoa(p)
 }
 
 // get returns the trimmed body of url on a fresh connection.

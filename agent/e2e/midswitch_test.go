@@ -8,6 +8,7 @@ import (
 
 	"github.com/fleetops/reconciler/agent/state"
 	"github.com/fleetops/reconciler/fleetrepo/gittest"
+	"github.com/fleetops/reconciler/internal/fleetlab"
 	"github.com/fleetops/reconciler/reconciler"
 )
 
@@ -16,9 +17,9 @@ import (
 // and converges again.
 func TestAgentKilledMidSwitch(t *testing.T) {
 	n := &node{stateDir: t.TempDir(), port: freePort(t), healthz: "127.0.0.1:" + freePort(t), log: &bytes.Buffer{}}
-	n.repo = gittest.NewBare(t, fleetCUE(releases, n.port, "1.1.0"))
+	n.repo = gittest.NewBare(t, fleetCUE(lab.Releases, n.port, "1.1.0"))
 	t.Cleanup(func() {
-		killWorkloads(n.stateDir)
+		_ = fleetlab.KillWorkloads(n.stateDir)
 		if t.Failed() {
 			t.Logf("agent log:\n%s", n.log)
 		}
@@ -28,7 +29,7 @@ func TestAgentKilledMidSwitch(t *testing.T) {
 	old := workloadPID(t, n.stateDir, "web")
 
 	// A broken version whose health check keeps the switch going for ~3s.
-	slow := fleetCUE(releases, n.port, "1.2.0-broken")
+	slow := fleetCUE(lab.Releases, n.port, "1.2.0-broken")
 	slow["fleet.cue"] = strings.Replace(slow["fleet.cue"], "retries:    3", "retries:    30", 1)
 	gittest.PushFiles(t, n.repo, "main", slow, "web 1.2.0-broken")
 	var cand int

@@ -147,12 +147,14 @@ func (l *Lab) Close() error {
 	var errs []error
 	for _, a := range l.Agents() {
 		a.Kill()
-		errs = append(errs, killWorkloads(a.StateDir))
+		errs = append(errs, KillWorkloads(a.StateDir))
 	}
 	return errors.Join(errs...)
 }
 
-func killWorkloads(stateDir string) error {
+// KillWorkloads kills every workload process the agent state in stateDir
+// records as running.
+func KillWorkloads(stateDir string) error {
 	st, err := state.Open(stateDir)
 	if err != nil {
 		return err

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -37,6 +38,9 @@ type Options struct {
 	Broken map[string]bool
 	// App is the app name of the releases (default "web").
 	App string
+	// Env is extra environment in every release's manifest; values may use
+	// node variables, ${NAME} (default none).
+	Env map[string]string
 	// Progress, when set, receives one line per step.
 	Progress io.Writer
 }
@@ -49,6 +53,7 @@ type Lab struct {
 	PrivKey    string // its private half (empty password)
 	Releases   string // directory of <app>-<version>.tar.gz and .sig
 
+	key      *signing.PrivateKey
 	nodesDir string // where agents keep their state and logs
 	mu       sync.Mutex
 	agents   []*Agent
@@ -58,7 +63,7 @@ type Lab struct {
 // agents' state and logs under dir, and closes only its own agents.
 func (l *Lab) Fleet(dir string) *Lab {
 	return &Lab{opt: l.opt, Reconciler: l.Reconciler, PubKey: l.PubKey, PrivKey: l.PrivKey,
-		Releases: l.Releases, nodesDir: dir}
+		Releases: l.Releases, key: l.key, nodesDir: dir}
 }
 
 // New builds the binaries and the signed releases.
@@ -80,12 +85,12 @@ func New(ctx context.Context, opt Options) (*Lab, error) {
 	if err := l.gobuild(ctx, l.Reconciler, "", "./cmd/reconciler"); err != nil {
 		return nil, err
 	}
-	key, err := l.keys()
-	if err != nil {
+	var err error
+	if l.key, err = l.keys(); err != nil {
 		return nil, err
 	}
 	for _, v := range opt.Versions {
-		if err := l.release(ctx, key, v); err != nil {
+		if err := l.release(ctx, v); err != nil {
 			return nil, err
 		}
 	}
@@ -123,45 +128,79 @@ func (l *Lab) keys() (*signing.PrivateKey, error) {
 	return signing.LoadPrivateKey(priv, []byte(""))
 }
 
-// release builds the workload at v, packs it with its manifest and signs it.
-func (l *Lab) release(ctx context.Context, key *signing.PrivateKey, v string) error {
+// release builds the workload at v and packs and signs it as Options.App.
+func (l *Lab) release(ctx context.Context, v string) error {
 	l.say("building and signing release %s %s", l.opt.App, v)
-	dir := filepath.Join(l.opt.Dir, "src", v)
 	flags := "-X main.version=" + v
 	if l.opt.Broken[v] {
 		flags += " -X main.broken=true"
 	}
-	if err := l.gobuild(ctx, filepath.Join(dir, "bin", "workload"), flags, "./examples/workload"); err != nil {
+	if err := l.gobuild(ctx, l.workload(v), flags, "./examples/workload"); err != nil {
 		return err
 	}
-	m := release.Manifest{App: l.opt.App, Version: v, Command: []string{"bin/workload", "-drain", "5s"},
-		Listen:       []release.Listener{{Name: "http", Address: "127.0.0.1:${PORT}"}},
+	_, err := l.ReleaseAs(l.opt.App, v, "PORT")
+	return err
+}
+
+// workload is the example workload built at version v.
+func (l *Lab) workload(v string) string {
+	return filepath.Join(l.opt.Dir, "bin", "workload-"+v)
+}
+
+// ReleaseAs packs and signs the workload at version v (one of
+// Options.Versions) as app, listening on 127.0.0.1:${port} where port names a
+// node variable, and returns the artifact's path. New releases every version
+// as Options.App on ${PORT}.
+func (l *Lab) ReleaseAs(app, v, port string) (string, error) {
+	dir := filepath.Join(l.opt.Dir, "src", app+"-"+v)
+	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
+		return "", fmt.Errorf("fleetlab: %w", err)
+	}
+	if err := os.Link(l.workload(v), filepath.Join(dir, "bin", "workload")); err != nil && !errors.Is(err, fs.ErrExist) {
+		return "", fmt.Errorf("fleetlab: %w", err)
+	}
+	m := release.Manifest{App: app, Version: v, Command: []string{"bin/workload", "-drain", "5s"},
+		Listen:       []release.Listener{{Name: "http", Address: "127.0.0.1:${" + port + "}"}},
+		Env:          l.opt.Env,
 		DrainTimeout: "5s"}
 	mj, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
-		return err
+		return "", err
 	}
 	if err := os.WriteFile(filepath.Join(dir, release.ManifestName), mj, 0o644); err != nil {
-		return fmt.Errorf("fleetlab: %w", err)
+		return "", fmt.Errorf("fleetlab: %w", err)
 	}
+	return l.Pack(dir, app, v)
+}
+
+// Pack packs the release directory dir as app at version v, signs it with
+// the lab's key into Releases, and returns the artifact's path.
+func (l *Lab) Pack(dir, app, v string) (string, error) {
 	var art bytes.Buffer
-	if err := release.Pack(dir, l.opt.App, v, &art); err != nil {
-		return fmt.Errorf("fleetlab: pack %s: %w", v, err)
+	if err := release.Pack(dir, app, v, &art); err != nil {
+		return "", fmt.Errorf("fleetlab: pack %s %s: %w", app, v, err)
 	}
-	sig, err := signing.Sign(bytes.NewReader(art.Bytes()), key)
+	sig, err := signing.Sign(bytes.NewReader(art.Bytes()), l.key)
 	if err != nil {
-		return fmt.Errorf("fleetlab: sign %s: %w", v, err)
+		return "", fmt.Errorf("fleetlab: sign %s %s: %w", app, v, err)
 	}
-	path := l.Artifact(v)
+	path := l.artifact(app, v)
 	if err := os.WriteFile(path, art.Bytes(), 0o644); err != nil {
-		return fmt.Errorf("fleetlab: %w", err)
+		return "", fmt.Errorf("fleetlab: %w", err)
 	}
-	return os.WriteFile(path+".sig", sig, 0o644)
+	if err := os.WriteFile(path+".sig", sig, 0o644); err != nil {
+		return "", fmt.Errorf("fleetlab: %w", err)
+	}
+	return path, nil
 }
 
 // Artifact is the path of the release of version v.
 func (l *Lab) Artifact(v string) string {
-	return filepath.Join(l.Releases, l.opt.App+"-"+v+".tar.gz")
+	return l.artifact(l.opt.App, v)
+}
+
+func (l *Lab) artifact(app, v string) string {
+	return filepath.Join(l.Releases, app+"-"+v+".tar.gz")
 }
 
 // FreePort returns a loopback port nobody listens on right now.
