@@ -4,7 +4,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -26,23 +25,9 @@ import (
 var lab *fleetlab.Lab
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "reconciler-e2e-")
-	if err != nil {
-		panic(err)
-	}
-	code := func() int {
-		defer os.RemoveAll(dir)
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		lab, err = fleetlab.New(ctx, fleetlab.Options{Dir: dir, Root: "..",
-			Versions: []string{"1.0.0", "1.1.0", "1.2.0"}, Broken: map[string]bool{"1.2.0": true}})
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		return m.Run()
-	}()
-	os.Exit(code)
+	os.Exit(fleetlab.Main(fleetlab.Options{Root: "..",
+		Versions: []string{"1.0.0", "1.1.0", "1.2.0"}, Broken: map[string]bool{"1.2.0": true}},
+		func(l *fleetlab.Lab) int { lab = l; return m.Run() }))
 }
 
 // fleet is one test's fleet: a bare repo served over HTTP and its agents.

@@ -23,25 +23,11 @@ import (
 var lab *fleetlab.Lab
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "agent-e2e-")
-	if err != nil {
-		panic(err)
-	}
-	code := func() int {
-		defer os.RemoveAll(dir)
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		lab, err = fleetlab.New(ctx, fleetlab.Options{Dir: dir, Root: "../..",
-			Versions: []string{"1.0.0", "1.1.0", "1.2.0-broken", "1.3.0"},
-			Broken:   map[string]bool{"1.2.0-broken": true},
-			Env:      map[string]string{"WORKLOAD_NODE": "${NODE_LABEL}"}})
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		return m.Run()
-	}()
-	os.Exit(code)
+	os.Exit(fleetlab.Main(fleetlab.Options{Root: "../..",
+		Versions: []string{"1.0.0", "1.1.0", "1.2.0-broken", "1.3.0"},
+		Broken:   map[string]bool{"1.2.0-broken": true},
+		Env:      map[string]string{"WORKLOAD_NODE": "${NODE_LABEL}"}},
+		func(l *fleetlab.Lab) int { lab = l; return m.Run() }))
 }
 
 // agentProc is a running `reconciler agent`. The tests start it themselves,

@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/fleetops/reconciler/release"
 	"github.com/fleetops/reconciler/signing"
@@ -263,4 +264,27 @@ func Push(url string, files map[string]string, message string) error {
 	}
 	_, err = Git(work, "push", "-q", "origin", "main")
 	return err
+}
+
+// Main builds a lab in a temporary directory (opt.Dir is ignored), runs run
+// with it and removes everything; it returns run's exit code, or 1 when the
+// lab cannot be built. Test packages call it from TestMain:
+//
+//	os.Exit(fleetlab.Main(opts, func(l *fleetlab.Lab) int { lab = l; return m.Run() }))
+func Main(opt Options, run func(*Lab) int) int {
+	dir, err := os.MkdirTemp("", "fleetlab-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	opt.Dir = dir
+	l, err := New(ctx, opt)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return run(l)
 }
