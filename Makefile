@@ -5,7 +5,7 @@ BIN   := bin
 export GIT_CONFIG_GLOBAL := /dev/null
 export GIT_CONFIG_NOSYSTEM := 1
 
-.PHONY: help build test demo tour lint bench interop clean
+.PHONY: help build deps test test-unit demo tour lint bench interop clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -13,7 +13,10 @@ help: ## list the targets
 build: ## build bin/reconciler and the example workload
 	$(GO) build -o $(BIN)/reconciler ./cmd/reconciler
 
-test: ## vet, gofmt, and every test with -race (what CI runs)
+deps: ## install what the tests need (Debian packages, when missing), or fail naming it
+	./.ci/deps
+
+test: deps ## vet, gofmt, and every test with -race (what CI runs)
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
