@@ -77,7 +77,7 @@ func (p *Policy) onlySpecFile(repo *git.Repository, parent plumbing.Hash, c *obj
 		names = append(names, changedPath(ch))
 	}
 	dir := path.Clean("/" + p.SpecDir)[1:]
-	if len(names) != 1 || path.Dir("/"+names[0])[1:] != dir || !strings.HasSuffix(names[0], ".cue") {
+	if len(names) != 1 || path.Dir("/" + names[0])[1:] != dir || !strings.HasSuffix(names[0], ".cue") {
 		return fmt.Errorf("it changes %d files (%s); a rollback or pause changes only the spec file declaring the app", len(names), strings.Join(names, ", "))
 	}
 	return nil

@@ -127,10 +127,10 @@ func TestPolicyAccepts(t *testing.T) {
 // with an error naming the commit and why.
 func TestPolicyRefuses(t *testing.T) {
 	for _, tc := range []struct {
-		name    string
-		build   func(s *scene) (tip, refused plumbing.Hash)
+		name     string
+		build    func(s *scene) (tip, refused plumbing.Hash)
 		sentinel error
-		want    string
+		want     string
 	}{
 		{"unsigned commit", func(s *scene) (plumbing.Hash, plumbing.Hash) {
 			h := s.commit(files("1.2.0", "3.0.0", false), "web 1.2.0", nil, s.c1)
