@@ -78,7 +78,7 @@ func (p *Policy) Check(repo *git.Repository, base, head plumbing.Hash) ([]Result
 	}
 	out := make([]Result, 0, len(commits))
 	for _, c := range commits {
-		out = append(out, p.judge(repo, c))
+		out = append(out, p.Judge(repo, c))
 	}
 	return out, nil
 }
@@ -108,8 +108,10 @@ func (p *Policy) commits(repo *git.Repository, base, head plumbing.Hash) ([]*obj
 	return chain, nil
 }
 
-// judge verifies one commit's signature and applies its signer's role.
-func (p *Policy) judge(repo *git.Repository, c *object.Commit) Result {
+// Judge verifies one commit's signature and applies its signer's role
+// (an agent's commit must be a rollback or pause; its parents are read
+// from repo). It does not look at the commits before it.
+func (p *Policy) Judge(repo *git.Repository, c *object.Commit) Result {
 	r := Result{Commit: c.Hash, Subject: strings.SplitN(c.Message, "\n", 2)[0], Format: SignatureFormat(c)}
 	sg, err := p.Signers.VerifyCommit(c)
 	if err != nil {

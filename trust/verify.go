@@ -45,6 +45,29 @@ func SignatureFormat(c *object.Commit) string {
 	return "unknown"
 }
 
+// SignatureKey names the key a commit's signature claims to be made by,
+// without verifying anything: "ssh SHA256:...", "openpgp <issuer>", or ""
+// when the commit is unsigned. For showing, never for deciding.
+func SignatureKey(c *object.Commit) (string, error) {
+	switch SignatureFormat(c) {
+	case "":
+		return "", nil
+	case FormatSSH:
+		sig, err := sshsig.Unarmor([]byte(strings.TrimSpace(c.PGPSignature)))
+		if err != nil {
+			return "", fmt.Errorf("%w: SSH: %v", ErrMalformedSignature, err)
+		}
+		return "ssh " + ssh.FingerprintSHA256(sig.PublicKey), nil
+	case FormatOpenPGP:
+		issuer, err := pgpIssuer(c.PGPSignature)
+		if err != nil {
+			return "", fmt.Errorf("%w: OpenPGP: %v", ErrMalformedSignature, err)
+		}
+		return "openpgp " + issuer, nil
+	}
+	return "", errNotASignature
+}
+
 // VerifyCommit checks c's signature and returns the trusted signer who made
 // it, or an error wrapping ErrUnsigned, ErrUnknownKey, ErrKeyRevoked,
 // ErrKeyExpired, ErrNamespace, ErrBadSignature or ErrMalformedSignature.
@@ -58,8 +81,10 @@ func (s *Signers) VerifyCommit(c *object.Commit) (*Signer, error) {
 	case FormatSSH:
 		return s.verifySSH(c)
 	}
-	return nil, fmt.Errorf("%w: the gpgsig header holds neither an OpenPGP nor an SSH signature", ErrMalformedSignature)
+	return nil, errNotASignature
 }
+
+var errNotASignature = fmt.Errorf("%w: the gpgsig header holds neither an OpenPGP nor an SSH signature", ErrMalformedSignature)
 
 // verifyPGP verifies with go-git's Commit.Verify against each armored block
 // of trusted keys: a block without the issuer says so, and the first that
