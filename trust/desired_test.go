@@ -171,3 +171,40 @@ func TestDesiredAgentCommits(t *testing.T) {
 		t.Fatalf("peer moved to %s on an agent-signed bump: %v", tip, err)
 	}
 }
+
+// TestDesiredAgentRollbackEditForm: when the failed commit changed two
+// apps, the agent's rollback edits back only the failed app's fields; its
+// peers accept it, the other app keeps what the failed commit gave it.
+func TestDesiredAgentRollbackEditForm(t *testing.T) {
+	s := newDesiredScene(t)
+	s.person(s.ada, "1.1.0")
+	d := s.open(false, s.ada, "Ada")
+	tip, err := d.Fetch(s.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed, err := d.Commit(s.ctx, fleetrepo.CommitRequest{Expect: tip, Author: s.ident, Message: "web 1.2.0 and api 3.1.0",
+		Files: map[string][]byte{"fleet.cue": []byte(fleetCUE("1.2.0", "3.1.0", false))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writer, peer := s.open(true, s.node2, "node-2"), s.open(true, nil, "node-1")
+	for _, h := range []*fleetrepo.Desired{writer, peer} {
+		if _, err := h.Fetch(s.ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rb, err := writer.Rollback(s.ctx, fleetrepo.RollbackRequest{App: "web", Failed: failed, Reason: "canary failed", Node: "node-2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg := gittest.Git(t, s.bare, "log", "-1", "--format=%s", rb.String()); strings.HasPrefix(msg, "Revert") {
+		t.Fatalf("want the edit form, got %q", msg)
+	}
+	if tip, err := peer.Fetch(s.ctx); err != nil || tip != rb {
+		t.Fatalf("peer on the edit-form rollback: %s, %v", tip, err)
+	}
+	if v, _ := peer.AppVersion(rb, "api"); v != "3.1.0" {
+		t.Fatalf("api at the rollback = %q, want 3.1.0 kept", v)
+	}
+}
