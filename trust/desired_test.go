@@ -16,12 +16,12 @@ import (
 // desiredScene is a bare fleet repo on disk, a person who signs with an
 // SSH key, two nodes with agent keys, and their trust file.
 type desiredScene struct {
-	t                   *testing.T
-	bare                string
-	ada, node1, node2   *KeySigner
-	policy              *Policy
-	ctx                 context.Context
-	ident, nodeIdentity fleetrepo.Identity
+	t                 *testing.T
+	bare              string
+	ada, node1, node2 *KeySigner
+	policy            *Policy
+	ctx               context.Context
+	ident             fleetrepo.Identity
 }
 
 func newDesiredScene(t *testing.T) *desiredScene {

@@ -56,24 +56,31 @@ allowed_signers line that trusts it (docs/trust.md).`,
 }
 
 func runKeygen(e *env, prefix string) error {
+	_, err := writeKeyPair(e, prefix, func() ([]byte, []byte, error) { return signing.GenerateKeyPair(e.password()) })
+	return err
+}
+
+// writeKeyPair writes PREFIX.key (0600) and PREFIX.pub from gen, never
+// over an existing file, says so, and returns the public key.
+func writeKeyPair(e *env, prefix string, gen func() (priv, pub []byte, err error)) ([]byte, error) {
 	keyPath, pubPath := prefix+".key", prefix+".pub"
 	for _, p := range []string{keyPath, pubPath} {
 		if _, err := os.Lstat(p); err == nil {
-			return fmt.Errorf("keygen: %s already exists; remove it or choose another --output-key-prefix", p)
+			return nil, fmt.Errorf("keygen: %s already exists; remove it or choose another --output-key-prefix", p)
 		}
 	}
-	priv, pub, err := signing.GenerateKeyPair(e.password())
+	priv, pub, err := gen()
 	if err != nil {
-		return fmt.Errorf("keygen: %w", err)
+		return nil, fmt.Errorf("keygen: %w", err)
 	}
 	if err := writeNew(keyPath, priv, 0o600); err != nil {
-		return fmt.Errorf("keygen: %w", err)
+		return nil, fmt.Errorf("keygen: %w", err)
 	}
 	if err := writeNew(pubPath, pub, 0o644); err != nil {
-		return fmt.Errorf("keygen: %w", err)
+		return nil, fmt.Errorf("keygen: %w", err)
 	}
 	fmt.Fprintf(e.stdout, "Private key written to %s\nPublic key written to %s\n", keyPath, pubPath)
-	return nil
+	return pub, nil
 }
 
 func signCmd(e *env) *cobra.Command {

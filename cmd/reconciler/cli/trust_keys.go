@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -22,24 +21,11 @@ func runKeygenSSH(e *env, prefix, comment string, prefixGiven bool) error {
 	if comment == "" {
 		comment = filepath.Base(prefix)
 	}
-	keyPath, pubPath := prefix+".key", prefix+".pub"
-	for _, p := range []string{keyPath, pubPath} {
-		if _, err := os.Lstat(p); err == nil {
-			return fmt.Errorf("keygen: %s already exists; remove it or choose another --output-key-prefix", p)
-		}
-	}
-	priv, pub, err := trust.GenerateSSHKey(comment, e.password())
+	pub, err := writeKeyPair(e, prefix, func() ([]byte, []byte, error) { return trust.GenerateSSHKey(comment, e.password()) })
 	if err != nil {
-		return fmt.Errorf("keygen: %w", err)
-	}
-	if err := writeNew(keyPath, priv, 0o600); err != nil {
-		return fmt.Errorf("keygen: %w", err)
-	}
-	if err := writeNew(pubPath, pub, 0o644); err != nil {
-		return fmt.Errorf("keygen: %w", err)
+		return err
 	}
 	fields := strings.Fields(string(pub))
-	fmt.Fprintf(e.stdout, "Private key written to %s\nPublic key written to %s\n", keyPath, pubPath)
 	fmt.Fprintf(e.stdout, "allowed_signers line (under \"# reconciler-role: agent\" for a node's key):\n%s %s %s\n", comment, fields[0], fields[1])
 	return nil
 }
