@@ -51,18 +51,18 @@ type gnupg struct {
 
 func newGnuPG(t *testing.T, uid string) *gnupg {
 	t.Helper()
-	// gpg-agent's socket path must be short: keep the home under /tmp.
-	home, err := os.MkdirTemp("", "gpg-")
-	if err != nil {
-		t.Fatal(err)
+	home := t.TempDir()
+	if len(home)+len("/S.gpg-agent.browser") > 107 { // gpg-agent's sockets live there; a Unix socket path has at most 107 bytes
+		t.Fatalf("GNUPGHOME %s is too long for gpg-agent's sockets: shorten the test's name", home)
 	}
 	if err := os.Chmod(home, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	g := &gnupg{home: home, env: append(gittest.Env(), "GNUPGHOME="+home)}
-	t.Cleanup(func() {
-		_ = exec.Command("gpgconf", "--homedir", home, "--kill", "all").Run()
-		os.RemoveAll(home)
+	t.Cleanup(func() { // before TempDir's own cleanup removes the directory
+		if out, err := exec.Command("gpgconf", "--homedir", home, "--kill", "all").CombinedOutput(); err != nil {
+			t.Logf("stop gpg-agent: %v: %s", err, out)
+		}
 	})
 	run(t, "", g.env, "gpg", "--batch", "--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", "never")
 	return g
