@@ -39,7 +39,7 @@ apps: api: version: %q
 }
 
 // sshKey makes an ed25519 SSH key pair with GenerateSSHKey.
-func sshKey(t *testing.T, comment string) (*KeySigner, string) {
+func sshKey(t testing.TB, comment string) (*KeySigner, string) {
 	t.Helper()
 	priv, pub, err := GenerateSSHKey(comment, nil)
 	if err != nil {
@@ -53,7 +53,7 @@ func sshKey(t *testing.T, comment string) (*KeySigner, string) {
 }
 
 // pgpKey makes an ed25519 OpenPGP entity; cfg may set its creation time and lifetime.
-func pgpKey(t *testing.T, name string, cfg *packet.Config) *openpgp.Entity {
+func pgpKey(t testing.TB, name string, cfg *packet.Config) *openpgp.Entity {
 	t.Helper()
 	if cfg == nil {
 		cfg = &packet.Config{}
@@ -67,7 +67,7 @@ func pgpKey(t *testing.T, name string, cfg *packet.Config) *openpgp.Entity {
 }
 
 // armored is the entity's public key, armored.
-func armored(t *testing.T, e *openpgp.Entity, private bool) string {
+func armored(t testing.TB, e *openpgp.Entity, private bool) string {
 	t.Helper()
 	var buf bytes.Buffer
 	typ := openpgp.PublicKeyType
@@ -94,7 +94,7 @@ func armored(t *testing.T, e *openpgp.Entity, private bool) string {
 
 // revokedCopy returns a copy of e revoked, for its public key: e itself
 // still signs.
-func revokedCopy(t *testing.T, e *openpgp.Entity) *openpgp.Entity {
+func revokedCopy(t testing.TB, e *openpgp.Entity) *openpgp.Entity {
 	t.Helper()
 	ring, err := openpgp.ReadArmoredKeyRing(strings.NewReader(armored(t, e, true)))
 	if err != nil {
@@ -119,7 +119,7 @@ func (s pgpSignerAt) Sign(r io.Reader) ([]byte, error) {
 }
 
 // writeFile writes content into the test's directory and returns its path.
-func writeFile(t *testing.T, name, content string) string {
+func writeFile(t testing.TB, name, content string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), name)
 	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
@@ -130,12 +130,12 @@ func writeFile(t *testing.T, name, content string) string {
 
 // memRepo is an in-memory repository to build commits in.
 type memRepo struct {
-	t    *testing.T
+	t    testing.TB
 	repo *git.Repository
 	when time.Time
 }
 
-func newMemRepo(t *testing.T) *memRepo {
+func newMemRepo(t testing.TB) *memRepo {
 	t.Helper()
 	r, err := git.Init(memory.NewStorage(), nil)
 	if err != nil {

@@ -22,7 +22,7 @@ type scene struct {
 	c0, c1                             plumbing.Hash
 }
 
-func newScene(t *testing.T) *scene {
+func newScene(t testing.TB) *scene {
 	t.Helper()
 	s := &scene{memRepo: newMemRepo(t)}
 	var adaPub, nodePub, oldPub, filePub string
