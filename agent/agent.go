@@ -27,6 +27,7 @@ type Agent struct {
 	log     *slog.Logger
 	store   *state.Store
 	metrics *metrics
+	tip     *tipWatch                             // the tracked branch's freshness and refusals
 	last    atomic.Pointer[reconciler.NodeReport] // served on /healthz
 	// lastSpecErr is the spec error last logged: the same one is not
 	// logged again at every pass. Only the loop's goroutine uses it.
@@ -55,8 +56,9 @@ func New(cfg Config) (*Agent, error) {
 			return nil, fmt.Errorf("agent %s: %w", cfg.Node, err)
 		}
 	}
-	return &Agent{cfg: cfg, log: cfg.Logger.With("node", cfg.Node), store: st, metrics: newMetrics(cfg.Registry),
-		releases: map[string]cachedReleases{}}, nil
+	log := cfg.Logger.With("node", cfg.Node)
+	return &Agent{cfg: cfg, log: log, store: st, metrics: newMetrics(cfg.Registry),
+		tip: newTipWatch(cfg.Registry, log, cfg.Now), releases: map[string]cachedReleases{}}, nil
 }
 
 // Run runs the agent until ctx ends (nil), or for one pass with Config.Once
@@ -187,9 +189,7 @@ func (a *Agent) Reconcile(ctx context.Context) bool {
 	if !commit.IsZero() {
 		report.SpecCommit = commit.String()
 	}
-	if err != nil {
-		report.SpecError = err.Error()
-	}
+	reportFetch(&report, err)
 	if fleet == nil {
 		report.Apps = a.localReports()
 		a.publish(ctx, report)
@@ -208,9 +208,11 @@ func (a *Agent) load(ctx context.Context) (plumbing.Hash, *spec.Fleet, error) {
 	start := time.Now()
 	commit, ferr := a.cfg.Desired.Fetch(ctx)
 	a.metrics.fetchSeconds.Observe(time.Since(start).Seconds())
-	if ferr != nil {
+	if refused := a.tip.observe(a.cfg.Desired, commit, ferr); ferr != nil {
 		a.metrics.reconcileErrors.WithLabelValues("fetch").Inc()
-		a.log.Warn("fetch fleet repo", "err", ferr)
+		if !refused { // a refusal is logged once, as an ERROR
+			a.log.Warn("fetch fleet repo", "err", ferr)
+		}
 	}
 	if commit.IsZero() {
 		return commit, nil, ferr

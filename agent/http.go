@@ -16,9 +16,13 @@ import (
 
 // Healthz is the body of GET /healthz: the node and its last report.
 type Healthz struct {
-	Node   string                `json:"node"`
-	Status string                `json:"status"` // "ok" once a pass has run, "starting" before
+	Node string `json:"node"`
+	// Status is "starting" before the first pass, "degraded" while the
+	// node refuses the tip of the tracked branch (untrusted, or moved
+	// backwards), "ok" otherwise.
+	Status string                `json:"status"`
 	Report reconciler.NodeReport `json:"report"`
+	Tip    TipStatus             `json:"tip"` // freshness of the tracked branch
 }
 
 // serve runs the /healthz and /metrics server on ln until ctx ends.
@@ -40,9 +44,12 @@ func (a *Agent) serve(ctx context.Context, ln net.Listener) error {
 }
 
 func (a *Agent) healthz(w http.ResponseWriter, r *http.Request) {
-	h := Healthz{Node: a.cfg.Node, Status: "starting"}
+	h := Healthz{Node: a.cfg.Node, Status: "starting", Tip: a.tip.snapshot()}
 	if rep := a.last.Load(); rep != nil {
 		h.Status, h.Report = "ok", *rep
+		if a.tip.degraded() {
+			h.Status = "degraded"
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)

@@ -146,6 +146,7 @@ type commitSpec struct {
 	parents []plumbing.Hash
 	message string
 	author  object.Signature
+	signer  CommitSigner // nil: unsigned
 }
 
 // writeCommit stores blob, trees and commit in the cache. Caller holds mu.
@@ -169,6 +170,11 @@ func (s *store) writeCommit(c commitSpec) (plumbing.Hash, error) {
 		Author: c.author, Committer: c.author, Message: c.message,
 		TreeHash: tree, ParentHashes: c.parents,
 	}
+	if c.signer != nil {
+		if err := signCommit(commit, c.signer); err != nil {
+			return plumbing.ZeroHash, err
+		}
+	}
 	h, err := s.store(commit)
 	if err != nil {
 		return plumbing.ZeroHash, err
@@ -176,6 +182,25 @@ func (s *store) writeCommit(c commitSpec) (plumbing.Hash, error) {
 	s.pending = pendingCommit{commit: h, objects: append(s.written, h)}
 	s.written = nil
 	return h, nil
+}
+
+// signCommit puts signer's signature of the commit in its gpgsig header.
+func signCommit(c *object.Commit, signer CommitSigner) error {
+	var o plumbing.MemoryObject
+	if err := c.EncodeWithoutSignature(&o); err != nil {
+		return fmt.Errorf("encode commit to sign: %w", err)
+	}
+	r, err := o.Reader()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	sig, err := signer.Sign(r)
+	if err != nil {
+		return fmt.Errorf("sign commit: %w", err)
+	}
+	c.PGPSignature = string(sig)
+	return nil
 }
 
 // writeTree writes base with files replaced, recursing into directories.

@@ -105,6 +105,7 @@ func (d *Desired) Commit(ctx context.Context, req CommitRequest) (plumbing.Hash,
 		base: expect, files: req.Files, parents: []plumbing.Hash{expect},
 		message: commitMessage(req.Message, req.Trailers),
 		author:  author.signature(d.opts.Clock.Now()),
+		signer:  d.opts.Signer,
 	})
 	if err != nil {
 		return plumbing.ZeroHash, fmt.Errorf("commit to %s: %w", d.ref, err)
@@ -130,11 +131,13 @@ func (d *Desired) publish(ctx context.Context, branch string, expect, next plumb
 		return fmt.Errorf("commit to %s: %w", d.ref, err)
 	}
 	old := d.acceptedLocked()
-	if old.IsZero() || old == expect {
+	if (old.IsZero() || old == expect) && d.opts.Verifier == nil {
 		return d.s.setLocal(d.accepted, next)
 	}
+	// With a Verifier this handle's own commits pass the policy like any
+	// other's: an agent whose commit its peers would refuse stays with them.
 	if err := d.acceptLocked(old, next); err != nil {
-		d.s.log.Warn("committed on a tip that is not the accepted one", "commit", next, "err", err)
+		d.s.log.Warn("committed, but not accepting the commit", "commit", next, "err", err)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
@@ -14,6 +15,19 @@ import (
 // branch. It survives restarts, so a restarted agent still refuses a branch
 // that moved backwards while it was down.
 const acceptedPrefix = "refs/fleetrepo/accepted/"
+
+// TipVerifier decides whether the tracked branch may move from accepted
+// (zero: nothing accepted yet) to tip, which descends from it; repo is the
+// cache, locked for the call. An error refuses the tip (trust.Policy).
+type TipVerifier interface {
+	VerifyTip(repo *git.Repository, accepted, tip plumbing.Hash) error
+}
+
+// CommitSigner signs a commit's bytes (without signature) and returns the
+// armored signature for its gpgsig header; go-git's Signer interface.
+type CommitSigner interface {
+	Sign(message io.Reader) ([]byte, error)
+}
 
 // Desired is the desired state: one branch of the fleet repo (the specs).
 // It is safe for concurrent use.
@@ -81,8 +95,9 @@ func (d *Desired) acceptedLocked() plumbing.Hash {
 
 // Fetch brings the tip of the tracked branch and its objects into the cache
 // and returns it. A tip that does not descend from the last accepted one is
-// refused with a *NotDescendantError; Fetch then returns the last accepted
-// tip together with the error, and keeps it. A missing branch is ErrNoCommit;
+// refused with a *NotDescendantError, and one the Verifier refuses with an
+// *UntrustedError; Fetch then returns the last accepted tip together with
+// the error, and keeps it. A missing branch is ErrNoCommit;
 // network failures are *TransientError. An unchanged tip costs one ref listing.
 func (d *Desired) Fetch(ctx context.Context) (plumbing.Hash, error) {
 	tip, err := d.s.head(ctx, d.ref)
@@ -118,6 +133,11 @@ func (d *Desired) acceptLocked(old, tip plumbing.Hash) error {
 			err := &NotDescendantError{Repo: d.s.url, Ref: d.ref, Accepted: old, Got: tip, Behind: behind}
 			d.s.log.Warn("refusing tracked branch", "err", err)
 			return err
+		}
+	}
+	if v := d.opts.Verifier; v != nil {
+		if err := v.VerifyTip(d.s.repo, old, tip); err != nil {
+			return &UntrustedError{Repo: d.s.url, Ref: d.ref, Accepted: old, Got: tip, Err: err}
 		}
 	}
 	if err := d.s.setLocal(d.accepted, tip); err != nil {

@@ -89,7 +89,9 @@
 // Errors name the ref and the repository and are typed by what the caller
 // should do: *TransientError (IsTransient): retry with jittered backoff;
 // *ConflictError: re-read and decide again; *NotDescendantError: wait for
-// the branch to move forward; ErrRejected (a hook, a protected branch,
+// the branch to move forward; *UntrustedError (the DesiredOptions.Verifier,
+// trust.Policy, refused the tip's signatures): wait for a tip whose path
+// verifies; ErrRejected (a hook, a protected branch,
 // missing rights), refused credentials and a missing repository: a person
 // must act; ErrLeaseHeld, ErrLeaseLost, ErrSuperseded, ErrAlreadyRolledBack:
 // the state says no.

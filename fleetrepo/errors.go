@@ -72,6 +72,33 @@ func (e *NotDescendantError) Error() string {
 		e.Ref, e.Repo, short(e.Got), how, short(e.Accepted), short(e.Accepted))
 }
 
+// UntrustedError refuses a tip of the tracked branch that the handle's
+// TipVerifier does not accept: an unsigned, untrusted, tampered or badly
+// signed commit on the way to it. The last accepted state is kept. What to
+// do: nothing until a tip whose path verifies arrives (a person signs, or
+// the branch is reset to a signed history).
+type UntrustedError struct {
+	Repo     string
+	Ref      plumbing.ReferenceName
+	Accepted plumbing.Hash // last good tip, still in force (zero: none yet)
+	Got      plumbing.Hash // refused tip
+	Err      error         // the verifier's reason: "<commit>: <why>"
+}
+
+// Error reads "untrusted: <commit>: <why>; ...": Summary, then what is kept.
+func (e *UntrustedError) Error() string {
+	kept := "nothing is accepted yet"
+	if !e.Accepted.IsZero() {
+		kept = "keeping " + short(e.Accepted)
+	}
+	return fmt.Sprintf("%s; refusing %s of %s at %s, %s", e.Summary(), e.Ref, e.Repo, short(e.Got), kept)
+}
+
+// Summary is "untrusted: <commit>: <why>", the form node reports show.
+func (e *UntrustedError) Summary() string { return "untrusted: " + e.Err.Error() }
+
+func (e *UntrustedError) Unwrap() error { return e.Err }
+
 // TransientError is a failure to reach or talk to the repository (network,
 // server, local I/O). What to do: retry with jittered backoff.
 type TransientError struct {

@@ -58,6 +58,13 @@ type DesiredOptions struct {
 	Logger *slog.Logger
 	// Clock; default the system clock.
 	Clock Clock
+	// Verifier, when set, must accept every new tip before it is accepted
+	// (trust.Policy): a refused tip is an *UntrustedError and the last
+	// accepted one stays. Nil: any tip that descends from the last accepted.
+	Verifier TipVerifier
+	// Signer, when set, signs every commit written to the tracked branch
+	// (trust.KeySigner, trust.ProgramSigner). Nil: commits are unsigned.
+	Signer CommitSigner
 }
 
 // SharedOptions configure OpenShared. Zero values take the defaults named.

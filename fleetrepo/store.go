@@ -93,6 +93,12 @@ func normalizeURL(raw string) (dial, gitDir string, err error) {
 	return abs, gitDir, nil
 }
 
+// IsLocalURL reports whether a repository URL names a repository on this
+// machine (a path or file://) rather than a server.
+func IsLocalURL(raw string) bool {
+	return strings.HasPrefix(raw, "file://") || !strings.Contains(raw, "://") && !isSCPLike(raw)
+}
+
 // isSCPLike reports user@host:path, which git treats as ssh.
 func isSCPLike(s string) bool {
 	at, colon := strings.Index(s, "@"), strings.Index(s, ":")

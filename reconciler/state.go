@@ -11,13 +11,17 @@ import (
 // NodeReport is what a node says about itself, kept at
 // refs/reconciler/nodes/<node>, written only by that node.
 type NodeReport struct {
-	Node         string               `json:"node"`
-	Labels       map[string]string    `json:"labels,omitempty"`
-	AgentVersion string               `json:"agentVersion,omitempty"`
-	Time         time.Time            `json:"time"`
-	SpecCommit   string               `json:"specCommit,omitempty"` // tip of the tracked branch last evaluated
-	SpecError    string               `json:"specError,omitempty"`  // why that spec could not be applied
-	Apps         map[string]AppReport `json:"apps,omitempty"`
+	Node         string            `json:"node"`
+	Labels       map[string]string `json:"labels,omitempty"`
+	AgentVersion string            `json:"agentVersion,omitempty"`
+	Time         time.Time         `json:"time"`
+	SpecCommit   string            `json:"specCommit,omitempty"` // tip of the tracked branch last evaluated
+	SpecError    string            `json:"specError,omitempty"`  // why that spec could not be applied
+	// Untrusted is "untrusted: <commit>: <why>" while the node refuses the
+	// branch's tip for its signatures (docs/trust.md); SpecCommit is then
+	// the last accepted tip, still applied.
+	Untrusted string               `json:"untrusted,omitempty"`
+	Apps      map[string]AppReport `json:"apps,omitempty"`
 }
 
 // App states in a node report.

@@ -37,6 +37,10 @@ type Status struct {
 	Started time.Time     `json:"started,omitzero"`
 	Elapsed time.Duration `json:"elapsed"`
 	Result  *Result       `json:"result,omitempty"`
+	// Untrusted names the nodes that refuse the tip of the tracked branch
+	// for its signatures, with why ("untrusted: <commit>: <why>"): they keep
+	// running what the last accepted tip says (docs/trust.md).
+	Untrusted map[string]string `json:"untrusted,omitempty"`
 }
 
 // NodeStatus is one node's place in a rollout.
@@ -51,6 +55,14 @@ type NodeStatus struct {
 // the leases. now is used for the elapsed time of a rollout in progress.
 func StatusOf(app spec.App, record []Event, reports map[string]NodeReport, leases []Lease, now time.Time) Status {
 	st := Status{App: app.Name, Target: app.Version, State: StateNone, Waves: [][]NodeStatus{}, Leases: held(leases)}
+	for n, rep := range reports {
+		if rep.Untrusted != "" {
+			if st.Untrusted == nil {
+				st.Untrusted = map[string]string{}
+			}
+			st.Untrusted[n] = rep.Untrusted
+		}
+	}
 	r := Latest(record)
 	if r == nil {
 		return st

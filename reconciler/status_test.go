@@ -124,3 +124,14 @@ func TestDiff(t *testing.T) {
 		t.Errorf("new warnings = %v", w)
 	}
 }
+
+func TestStatusNamesNodesRefusingTheTip(t *testing.T) {
+	reports := map[string]NodeReport{
+		"a": {Untrusted: "untrusted: 1f2e: unsigned commit"},
+		"b": {},
+	}
+	st := StatusOf(testApp(), nil, reports, nil, t0)
+	if len(st.Untrusted) != 1 || st.Untrusted["a"] != "untrusted: 1f2e: unsigned commit" {
+		t.Fatalf("untrusted = %v", st.Untrusted)
+	}
+}

@@ -23,6 +23,8 @@ type agentOptions struct {
 	logFormat                 string
 	coordination              string
 	leaseTTL                  time.Duration
+	trustSigners              []string // --trust-signer: who may move the fleet (agent_trust.go)
+	requireSigned, signingKey string
 }
 
 // agentCommands builds agent.
@@ -38,6 +40,11 @@ driver (process: hot swap on agent-held sockets; exec: the release's hooks;
 otp: release_handler), checks health with the spec's retries and keeps or
 restores the previous version on failure. It writes this node's report to
 the shared state and serves /healthz and /metrics on --listen.
+
+With --trust-signer it moves only to tips whose commits are signed by a
+trusted signer (--require-signed chain, the default, or tip) and keeps the
+last accepted tip otherwise; --signing-key signs its rollback commits. See
+docs/trust.md.
 
 Workloads keep running when the agent stops (SIGTERM) or dies; a restarted
 agent adopts them. See docs/agent.md.`,
@@ -65,6 +72,7 @@ agent adopts them. See docs/agent.md.`,
 	f.StringVar(&o.logFormat, "log-format", "auto", "auto (text on a terminal, JSON otherwise), text or json")
 	f.StringVar(&o.coordination, "coordination", "lease", "lease: upgrade in waves under leases with the fleet; none: switch to the spec's version at once, alone")
 	f.DurationVar(&o.leaseTTL, "lease-ttl", 20*time.Second, "how long a lease lives without renewal (renewed every third of it)")
+	o.registerTrust(f)
 	return []*cobra.Command{c}
 }
 
@@ -92,6 +100,7 @@ func (o *agentOptions) validate() error {
 	if o.poll <= 0 {
 		errs = append(errs, fmt.Errorf("--poll %v: want a positive duration", o.poll))
 	}
+	errs = append(errs, o.validateTrust())
 	switch o.logFormat {
 	case "auto", "text", "json":
 	default:

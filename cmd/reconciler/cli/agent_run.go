@@ -35,7 +35,11 @@ func runAgent(ctx context.Context, e *env, o *agentOptions) error {
 	if err != nil {
 		return fmt.Errorf("agent %s: %w", o.node, err)
 	}
-	desired, shared, err := openRepos(ctx, e, o, log)
+	tr, err := agentTrust(e, o, log)
+	if err != nil {
+		return err
+	}
+	desired, shared, err := openRepos(ctx, e, o, log, tr)
 	if err != nil {
 		return err
 	}
@@ -63,14 +67,15 @@ func runAgent(ctx context.Context, e *env, o *agentOptions) error {
 }
 
 // openRepos opens the tracked branch and the shared state (reports).
-func openRepos(ctx context.Context, e *env, o *agentOptions, log *slog.Logger) (*fleetrepo.Desired, *fleetrepo.Shared, error) {
+func openRepos(ctx context.Context, e *env, o *agentOptions, log *slog.Logger, tr trustOptions) (*fleetrepo.Desired, *fleetrepo.Shared, error) {
 	auth, err := fleetrepo.AuthFromEnv(o.repo, e.getenv)
 	if err != nil {
 		return nil, nil, fmt.Errorf("agent %s: %w", o.node, err)
 	}
 	id := fleetrepo.Identity{Name: o.node}
 	desired, err := fleetrepo.OpenDesired(ctx, fleetrepo.DesiredOptions{URL: o.repo, Branch: o.branch, Auth: auth,
-		CacheDir: filepath.Join(o.stateDir, "git", "desired"), Identity: id, Logger: log})
+		CacheDir: filepath.Join(o.stateDir, "git", "desired"), Identity: id, Logger: log,
+		Verifier: tr.verifier, Signer: tr.signer})
 	if err != nil {
 		return nil, nil, fmt.Errorf("agent %s: %w", o.node, err)
 	}

@@ -23,10 +23,11 @@ import (
 // diffOptions are the diff command's own flags.
 type diffOptions struct {
 	repoFlags
-	verify    bool
-	trustKeys []string
-	exitCode  bool
-	perNode   time.Duration
+	verify       bool
+	trustKeys    []string
+	trustSigners []string // who signed each commit (fleet_diff_signers.go)
+	exitCode     bool
+	perNode      time.Duration
 }
 
 // diffReport is what diff shows.
@@ -38,6 +39,9 @@ type diffReport struct {
 	Errors []string `json:"errors,omitempty"`
 	// Signatures has one line per changed artifact checked with --verify.
 	Signatures []signatureCheck `json:"signatures,omitempty"`
+	// Commits of HEAD since its merge base with BASE, and who signed each
+	// (when HEAD is a revision).
+	Commits []commitSignature `json:"commits,omitempty"`
 	// Notes say what could not be taken into account (shared state unreachable).
 	Notes []string `json:"notes,omitempty"`
 }
@@ -61,8 +65,11 @@ working tree. For each changed app it shows the version from -> to, the
 targeted nodes, the wave plan over the current inventory (declared nodes and
 the nodes that reported), the estimated duration, validation errors and
 warnings (a version rolled back before, unknown nodes). --verify checks each
-changed artifact's signature against --trust-key. --output markdown renders
-a pull-request comment; --exit-code exits 1 when there are changes.`,
+changed artifact's signature against --trust-key. Given two revisions it
+lists the commits of HEAD since BASE and who signed each; with
+--trust-signer it checks them with the agents' rules (docs/trust.md).
+--output markdown renders a pull-request comment; --exit-code exits 1 when
+there are changes.`,
 		Example: `  reconciler diff                          # working tree vs the tracked branch
   reconciler diff main feature --output markdown
   reconciler diff HEAD~1 HEAD --verify --trust-key release.pub --exit-code`,
@@ -81,6 +88,7 @@ a pull-request comment; --exit-code exits 1 when there are changes.`,
 	fl := c.Flags()
 	fl.BoolVar(&o.verify, "verify", false, "fetch each changed artifact and verify its signature")
 	fl.StringArrayVar(&o.trustKeys, "trust-key", nil, "public key trusted to sign releases (repeatable; with --verify)")
+	fl.StringArrayVar(&o.trustSigners, "trust-signer", nil, "file of trusted commit signers: check each commit with the agents' rules (repeatable)")
 	fl.BoolVar(&o.exitCode, "exit-code", false, "exit 1 when there are changes")
 	fl.DurationVar(&o.perNode, "node-estimate", 10*time.Second, "time one node takes to switch, for the estimate")
 	return c
@@ -111,6 +119,11 @@ func runDiff(ctx context.Context, e *env, o *diffOptions, args []string) error {
 	}
 	if o.verify {
 		rep.Signatures = verifyChanges(ctx, o, head, rep.Changes)
+	}
+	if len(args) == 2 {
+		if rep.Commits, err = commitSignatures(src.repo, o, args[0], args[1]); err != nil {
+			rep.Notes = append(rep.Notes, "commit signatures: "+err.Error())
+		}
 	}
 	printDiff(e, o.output, rep)
 	for _, s := range rep.Signatures {
@@ -316,6 +329,7 @@ func printDiffText(e *env, rep *diffReport) {
 	for _, s := range rep.Signatures {
 		fmt.Fprintf(w, "signature %s %s: %s (%s)\n", s.App, s.Version, okWord(s.OK), s.Detail)
 	}
+	printCommitSignatures(w, rep.Commits, false)
 	for _, n := range rep.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}

@@ -52,6 +52,7 @@ func printDiffMarkdown(e *env, rep *diffReport) {
 			fmt.Fprintf(w, "| `%s` | %s | %s: %s |\n", s.App, s.Version, okWord(s.OK), s.Detail)
 		}
 	}
+	printCommitSignatures(w, rep.Commits, true)
 	for _, n := range rep.Notes {
 		fmt.Fprintf(w, "\n_Note: %s_\n", n)
 	}

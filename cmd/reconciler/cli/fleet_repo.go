@@ -67,6 +67,12 @@ type fleetHandles struct {
 // openFleet opens the fleet repo named by the flags (in-memory caches: the
 // operator commands are one-shot).
 func openFleet(ctx context.Context, e *env, f *repoFlags, who string) (*fleetHandles, error) {
+	return openFleetSigned(ctx, e, f, who, nil)
+}
+
+// openFleetSigned is openFleet with commits to the tracked branch signed by
+// signer (nil: unsigned).
+func openFleetSigned(ctx context.Context, e *env, f *repoFlags, who string, signer fleetrepo.CommitSigner) (*fleetHandles, error) {
 	url, err := resolveRepo(e, f.repo)
 	if err != nil {
 		return nil, err
@@ -76,7 +82,7 @@ func openFleet(ctx context.Context, e *env, f *repoFlags, who string) (*fleetHan
 		return nil, err
 	}
 	id := fleetrepo.Identity{Name: who}
-	desired, err := fleetrepo.OpenDesired(ctx, fleetrepo.DesiredOptions{URL: url, Branch: f.branch, Auth: auth, Identity: id})
+	desired, err := fleetrepo.OpenDesired(ctx, fleetrepo.DesiredOptions{URL: url, Branch: f.branch, Auth: auth, Identity: id, Signer: signer})
 	if err != nil {
 		return nil, err
 	}

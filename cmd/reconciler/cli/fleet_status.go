@@ -104,6 +104,9 @@ func printStatus(w io.Writer, st reconciler.Status, now time.Time) {
 	if st.Reason != "" {
 		fmt.Fprintf(w, "  reason: %s\n", st.Reason)
 	}
+	for _, n := range slices.Sorted(maps.Keys(st.Untrusted)) {
+		fmt.Fprintf(w, "  %s refuses the tip: %s\n", n, st.Untrusted[n])
+	}
 	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
 	for k, wave := range st.Waves {
 		for i, n := range wave {

@@ -84,7 +84,7 @@ func runUpgrade(ctx context.Context, e *env, o *upgradeOptions, app, version str
 	if err != nil {
 		return err
 	}
-	h, err := openFleet(ctx, e, &o.repoFlags, id.Name)
+	h, err := o.openAs(ctx, e, id)
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,7 @@ import (
 // writeFlags are the flags of the commands that write to the tracked branch.
 type writeFlags struct {
 	repoFlags
+	signFlags
 	author  string
 	message string
 	reason  string
@@ -33,6 +34,7 @@ func (w *writeFlags) register(c *cobra.Command) {
 	fl.StringVar(&w.author, "author", "", `commit author "Name <email>" (default: $GIT_AUTHOR_NAME and $GIT_AUTHOR_EMAIL, else $USER)`)
 	fl.StringVarP(&w.message, "message", "m", "", "commit subject (default: one that says what changes)")
 	fl.StringVar(&w.reason, "reason", "", "why, recorded in the Reconciler-Reason trailer")
+	w.signFlags.register(fl)
 }
 
 // identity is who the commit is by.
@@ -59,12 +61,21 @@ func (w *writeFlags) open(ctx context.Context, e *env) (*fleetHandles, fleetrepo
 	if err != nil {
 		return nil, id, plumbing.ZeroHash, nil, err
 	}
-	h, err := openFleet(ctx, e, &w.repoFlags, id.Name)
+	h, err := w.openAs(ctx, e, id)
 	if err != nil {
 		return nil, id, plumbing.ZeroHash, nil, err
 	}
 	tip, fleet, err := h.tip(ctx)
 	return h, id, tip, fleet, err
+}
+
+// openAs opens the fleet to write as id, signing when asked (--sign).
+func (w *writeFlags) openAs(ctx context.Context, e *env, id fleetrepo.Identity) (*fleetHandles, error) {
+	signer, err := w.signer(ctx, e, id)
+	if err != nil {
+		return nil, err
+	}
+	return openFleetSigned(ctx, e, &w.repoFlags, id.Name, signer)
 }
 
 // edit is an app's file at a commit with some fields set, ready to commit.

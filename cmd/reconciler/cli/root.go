@@ -108,6 +108,7 @@ func commandSets() []func(*env) []*cobra.Command {
 		stateCommands,   // leases (state.go)
 		agentCommands,   // agent (agent.go)
 		fleetCommands,   // upgrade, rollback, pause, resume, status, audit, history, versions, diff (fleet.go)
+		trustCommands,   // verify-commits (trust_verify.go)
 	}
 }
 

@@ -28,41 +28,59 @@ func (e *env) password() []byte {
 }
 
 func keygenCmd(e *env) *cobra.Command {
-	var prefix string
+	var prefix, comment string
+	var sshKey bool
 	c := &cobra.Command{
 		Use:   "keygen",
-		Short: "Make a cosign-compatible ECDSA P-256 key pair (NAME.key, NAME.pub)",
+		Short: "Make a cosign-compatible ECDSA P-256 key pair (NAME.key, NAME.pub), or with --ssh an ed25519 SSH key pair for signing commits",
 		Long: `keygen writes NAME.key, encrypted as cosign does (ENCRYPTED SIGSTORE PRIVATE
 KEY) with the password in RECONCILER_PASSWORD or COSIGN_PASSWORD (empty is
-allowed), and NAME.pub. It never overwrites existing files.`,
+allowed), and NAME.pub. It never overwrites existing files.
+
+With --ssh it writes an ed25519 SSH key pair for signing commits instead (a
+node's --signing-key, or a person's): NAME.key in OpenSSH format (encrypted
+with the same password unless it is empty) and NAME.pub, and prints the
+allowed_signers line that trusts it (docs/trust.md).`,
 		Args: exactArgs(0),
 		RunE: func(c *cobra.Command, _ []string) error {
+			if sshKey {
+				return runKeygenSSH(e, prefix, comment, c.Flags().Changed("output-key-prefix"))
+			}
 			return runKeygen(e, prefix)
 		},
 	}
-	c.Flags().StringVar(&prefix, "output-key-prefix", "cosign", "write `NAME`.key and NAME.pub")
+	c.Flags().StringVar(&prefix, "output-key-prefix", "cosign", "write `NAME`.key and NAME.pub (with --ssh, default signing)")
+	c.Flags().BoolVar(&sshKey, "ssh", false, "make an ed25519 SSH key pair for signing commits")
+	c.Flags().StringVar(&comment, "comment", "", "with --ssh: the key's comment and principal (default NAME)")
 	return c
 }
 
 func runKeygen(e *env, prefix string) error {
+	_, err := writeKeyPair(e, prefix, func() ([]byte, []byte, error) { return signing.GenerateKeyPair(e.password()) })
+	return err
+}
+
+// writeKeyPair writes PREFIX.key (0600) and PREFIX.pub from gen, never
+// over an existing file, says so, and returns the public key.
+func writeKeyPair(e *env, prefix string, gen func() (priv, pub []byte, err error)) ([]byte, error) {
 	keyPath, pubPath := prefix+".key", prefix+".pub"
 	for _, p := range []string{keyPath, pubPath} {
 		if _, err := os.Lstat(p); err == nil {
-			return fmt.Errorf("keygen: %s already exists; remove it or choose another --output-key-prefix", p)
+			return nil, fmt.Errorf("keygen: %s already exists; remove it or choose another --output-key-prefix", p)
 		}
 	}
-	priv, pub, err := signing.GenerateKeyPair(e.password())
+	priv, pub, err := gen()
 	if err != nil {
-		return fmt.Errorf("keygen: %w", err)
+		return nil, fmt.Errorf("keygen: %w", err)
 	}
 	if err := writeNew(keyPath, priv, 0o600); err != nil {
-		return fmt.Errorf("keygen: %w", err)
+		return nil, fmt.Errorf("keygen: %w", err)
 	}
 	if err := writeNew(pubPath, pub, 0o644); err != nil {
-		return fmt.Errorf("keygen: %w", err)
+		return nil, fmt.Errorf("keygen: %w", err)
 	}
 	fmt.Fprintf(e.stdout, "Private key written to %s\nPublic key written to %s\n", keyPath, pubPath)
-	return nil
+	return pub, nil
 }
 
 func signCmd(e *env) *cobra.Command {
