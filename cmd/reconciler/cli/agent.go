@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"regexp"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/fleetops/reconciler/internal/logging"
 )
 
 // agentOptions are the agent command's flags.
@@ -112,18 +115,24 @@ func parseVars(kvs []string) (map[string]string, error) {
 	return vars, nil
 }
 
-// newLogger logs text on a terminal and JSON otherwise.
+// newLogger logs text on a terminal and JSON otherwise (package logging:
+// one key per line, readable durations).
 func newLogger(e *env, format string) *slog.Logger {
 	if format == "auto" {
-		format = "json"
-		if f, ok := e.stderr.(*os.File); ok {
-			if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-				format = "text"
-			}
+		format = logging.FormatJSON
+		if isTerminal(e.stderr) {
+			format = logging.FormatText
 		}
 	}
-	if format == "text" {
-		return slog.New(slog.NewTextHandler(e.stderr, nil))
+	return logging.New(e.stderr, format)
+}
+
+// isTerminal reports whether w is a terminal (colours, live progress).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
 	}
-	return slog.New(slog.NewJSONHandler(e.stderr, nil))
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

@@ -21,7 +21,8 @@ import (
 
 // runAgent wires the agent from the flags and runs it.
 func runAgent(ctx context.Context, e *env, o *agentOptions) error {
-	log := newLogger(e, o.logFormat)
+	// Every line of this agent names its node, once (package logging).
+	log := newLogger(e, o.logFormat).With("node", o.node)
 	vars, _ := parseVars(o.vars) // checked by validate
 	keys, err := signing.LoadKeySet(o.trustKeys...)
 	if err != nil {
@@ -53,7 +54,7 @@ func runAgent(ctx context.Context, e *env, o *agentOptions) error {
 		Desired: desired, Installer: agent.VerifiedInstaller{Fetcher: fetcher, Keys: keys}, Reporter: shared,
 		SharedWatch: shared, Decider: decider, Drivers: drivers, SpecDir: o.dir, Poll: o.poll, Listen: o.listen, Once: o.once, Logger: log,
 	}
-	log.Info("agent starting", "node", o.node, "repo", o.repo, "branch", o.branch, "state", o.stateDir, "keys", keys.IDs())
+	log.Info("agent starting", "repo", o.repo, "branch", o.branch, "state", o.stateDir, "keys", keys.IDs())
 	err = agent.Run(ctx, cfg)
 	if errors.Is(err, agent.ErrNotConverged) {
 		fmt.Fprintf(e.stderr, "reconciler: agent %s: not converged (see the log above and /healthz)\n", o.node)
