@@ -29,8 +29,18 @@ type AppChange struct {
 	Fields   []string      `json:"fields,omitempty"` // top-level fields that changed
 	Nodes    []string      `json:"nodes"`            // targeted nodes in the inventory
 	Plan     *Plan         `json:"plan,omitempty"`
-	Estimate time.Duration `json:"estimate"`
+	Estimate time.Duration `json:"-"` // JSON: "estimate": "20s", "estimateSeconds": 20
 	Warnings []string      `json:"warnings,omitempty"`
+}
+
+// MarshalJSON writes Estimate as a Go duration string and a number of seconds.
+func (c AppChange) MarshalJSON() ([]byte, error) {
+	type plain AppChange
+	return json.Marshal(struct {
+		plain
+		Estimate        string  `json:"estimate"`
+		EstimateSeconds float64 `json:"estimateSeconds"`
+	}{plain(c), DurationText(c.Estimate), Seconds(c.Estimate)})
 }
 
 // DiffOptions tunes a diff.

@@ -46,7 +46,7 @@ holders and the elapsed time.`,
 				if i > 0 {
 					fmt.Fprintln(e.stdout)
 				}
-				printStatus(e.stdout, st, time.Now())
+				printStatus(e.stdout, st)
 			}
 			return nil
 		},
@@ -88,13 +88,10 @@ func statuses(ctx context.Context, h *fleetHandles, args []string) ([]reconciler
 	return out, nil
 }
 
-func printStatus(w io.Writer, st reconciler.Status, now time.Time) {
+func printStatus(w io.Writer, st reconciler.Status) {
 	head := fmt.Sprintf("%s  %s", st.App, st.Target)
-	if st.From != "" && st.From != st.Target {
+	if st.From != "" && st.From != st.Target && st.RolloutTarget == st.Target {
 		head = fmt.Sprintf("%s  %s -> %s", st.App, st.From, st.Target)
-	}
-	if st.RolloutTarget != "" && st.RolloutTarget != st.Target {
-		head = fmt.Sprintf("%s  %s", st.App, st.Target)
 	}
 	fmt.Fprintf(w, "%s  %s", head, st.State)
 	if st.Rollout != "" {
@@ -104,14 +101,17 @@ func printStatus(w io.Writer, st reconciler.Status, now time.Time) {
 	if st.Reason != "" {
 		fmt.Fprintf(w, "  reason: %s\n", st.Reason)
 	}
+	if nw := st.NextWave; nw != nil {
+		fmt.Fprintf(w, "  wave %d opens in %s (batchDelay)\n", nw.Wave, nw.OpensIn)
+	}
 	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
 	for k, wave := range st.Waves {
 		for i, n := range wave {
 			label := ""
 			if i == 0 {
-				label = fmt.Sprintf("wave %d", k+1)
+				label = reconciler.WaveName(k)
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", label, n.Node, orDash(n.Version), n.State, n.Reason)
+			printNode(tw, label, n)
 		}
 	}
 	for i, n := range st.Others {
@@ -119,13 +119,30 @@ func printStatus(w io.Writer, st reconciler.Status, now time.Time) {
 		if i == 0 {
 			label = "not in plan"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", label, n.Node, orDash(n.Version), n.State, n.Reason)
+		printNode(tw, label, n)
 	}
 	tw.Flush()
 	for _, l := range st.Leases {
 		fmt.Fprintf(w, "  lease %d: %s since %s, unchanged for %s (ttl %s)\n",
 			l.Slot, l.Holder, l.Acquired.Format(time.TimeOnly), l.Unchanged.Round(time.Second), l.TTL)
 	}
+	for _, warn := range st.Warnings {
+		fmt.Fprintf(w, "  warning: %s\n", warn)
+	}
+}
+
+// printNode is one node's row: label, node, version, state, reason.
+func printNode(tw io.Writer, label string, n reconciler.NodeStatus) {
+	fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", label, n.Node, orDash(n.Version), stateText(n.State), n.Reason)
+}
+
+// stateText is a state as the text output shows it: JSON's not_started is
+// "not started"; the others read as they are.
+func stateText(s string) string {
+	if s == reconciler.NodeNotStarted {
+		return "not started"
+	}
+	return s
 }
 
 func newAuditCmd(e *env) *cobra.Command {

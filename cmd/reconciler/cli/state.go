@@ -93,17 +93,16 @@ func runLeases(ctx context.Context, e *env, f *stateFlags, app string) error {
 	if err != nil {
 		return err
 	}
+	now := time.Now()
+	view := reconciler.LeaseStatuses(leases, now)
 	if f.output == "json" {
-		if leases == nil {
-			leases = []reconciler.Lease{}
-		}
-		return writeJSON(e, leases)
+		return writeJSON(e, view)
 	}
 	if len(leases) == 0 {
 		fmt.Fprintf(e.stdout, "no leases%s in %s\n", forApp(app), sh.URL())
 		return nil
 	}
-	printLeases(e, leases, time.Now())
+	printLeases(e, view, now)
 	return nil
 }
 
@@ -114,18 +113,18 @@ func forApp(app string) string {
 	return " for " + app
 }
 
-// printLeases writes the lease table; now is this machine's wall clock.
-func printLeases(e *env, leases []reconciler.Lease, now time.Time) {
+// printLeases writes the lease table.
+func printLeases(e *env, leases []reconciler.LeaseStatus, now time.Time) {
 	tw := tabwriter.NewWriter(e.stdout, 0, 2, 2, ' ', 0)
 	fmt.Fprintln(tw, "APP\tSLOT\tHOLDER\tROLLOUT\tSINCE\tRENEWED\tTTL\tSTATE")
 	for _, l := range leases {
-		if !l.Held() {
+		if l.State == reconciler.LeaseFree {
 			fmt.Fprintf(tw, "%s\t%d\t-\t-\t-\t-\t%s\tfree\n", l.App, l.Slot, l.TTL)
 			continue
 		}
-		state := "held"
-		if !l.Renewed.IsZero() && now.Sub(l.Renewed) > l.TTL {
-			state = "stale?"
+		state := l.State
+		if state == reconciler.LeaseStale {
+			state = "stale?" // by the holder's clock: a hint, not a verdict
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s ago\t%s\t%s\n", l.App, l.Slot, l.Holder, shortID(l.Rollout),
 			l.Acquired.UTC().Format(time.DateTime), ago(now.Sub(l.Renewed)), l.TTL, state)
