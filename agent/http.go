@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -14,11 +16,48 @@ import (
 	"github.com/fleetops/reconciler/reconciler"
 )
 
-// Healthz is the body of GET /healthz: the node and its last report.
+// Healthz is the body of GET /healthz: the node, how it is doing, and its
+// last report. It answers 200 in every state: the agent is up; Status says
+// whether the node does what the fleet repo asks.
 type Healthz struct {
-	Node   string                `json:"node"`
-	Status string                `json:"status"` // "ok" once a pass has run, "starting" before
+	Node string `json:"node"`
+	// Status is "starting" before the first pass, "degraded" while the node
+	// refuses its tip (a spec that does not load, a fetch that fails) or an
+	// app of it is failed or unhealthy, "ok" otherwise.
+	Status string `json:"status"`
+	// Errors say why it is degraded: the spec or fetch error, then each
+	// failed or unhealthy app's ("web: health check: ...").
+	Errors []string              `json:"errors,omitempty"`
 	Report reconciler.NodeReport `json:"report"`
+}
+
+// Health statuses of /healthz.
+const (
+	HealthStarting = "starting"
+	HealthOK       = "ok"
+	HealthDegraded = "degraded"
+)
+
+// healthOf is the /healthz body of a node report.
+func healthOf(node string, rep *reconciler.NodeReport) Healthz {
+	h := Healthz{Node: node, Status: HealthStarting}
+	if rep == nil {
+		return h
+	}
+	h.Status, h.Report = HealthOK, *rep
+	if rep.SpecError != "" {
+		h.Errors = append(h.Errors, rep.SpecError)
+	}
+	for _, name := range slices.Sorted(maps.Keys(rep.Apps)) {
+		a := rep.Apps[name]
+		if a.State == reconciler.AppFailed || a.State == reconciler.AppUnhealthy {
+			h.Errors = append(h.Errors, fmt.Sprintf("%s: %s: %s", name, a.State, a.Error))
+		}
+	}
+	if len(h.Errors) > 0 {
+		h.Status = HealthDegraded
+	}
+	return h
 }
 
 // serve runs the /healthz and /metrics server on ln until ctx ends.
@@ -40,12 +79,10 @@ func (a *Agent) serve(ctx context.Context, ln net.Listener) error {
 }
 
 func (a *Agent) healthz(w http.ResponseWriter, r *http.Request) {
-	h := Healthz{Node: a.cfg.Node, Status: "starting"}
-	if rep := a.last.Load(); rep != nil {
-		h.Status, h.Report = "ok", *rep
-	}
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	_ = enc.Encode(h)
+	if err := enc.Encode(healthOf(a.cfg.Node, a.last.Load())); err != nil {
+		a.log.Debug("write /healthz", "remote", r.RemoteAddr, "err", err)
+	}
 }
