@@ -86,6 +86,15 @@ Agents on every node converge to it in waves gated by leases, verify signed
 releases, check health between waves and roll back by commit.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// An unknown subcommand is a usage error (exit 2), like an unknown
+		// flag; without Args cobra reports it as a plain failure.
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return &usageError{fmt.Errorf("unknown command %q (see '%s --help')", args[0], c.CommandPath())}
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, _ []string) error { return c.Help() },
 	}
 	// Flag parse errors are usage errors (exit 2).
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
