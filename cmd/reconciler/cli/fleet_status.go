@@ -26,13 +26,14 @@ rolled_back), each wave with every node's version and state, the lease
 holders and the elapsed time.`,
 		Example: `  reconciler status --repo /srv/fleet.git
   reconciler status web --output json`,
-		Args: rangeArgs(0, 1),
+		Args:              rangeArgs(0, 1),
+		ValidArgsFunction: completeApps(e, f),
 		RunE: func(c *cobra.Command, args []string) error {
 			h, err := f.openReader(c.Context(), e)
 			if err != nil {
 				return err
 			}
-			sts, err := statuses(c.Context(), h, args)
+			sts, err := statuses(c.Context(), e, h, args)
 			if err != nil {
 				return err
 			}
@@ -55,15 +56,18 @@ holders and the elapsed time.`,
 	return c
 }
 
-// statuses computes the status of the named app, or of every app.
-func statuses(ctx context.Context, h *fleetHandles, args []string) ([]reconciler.Status, error) {
-	_, fleet, err := h.tip(ctx)
+// statuses computes the status of the named app, or of every app, from the
+// last valid specs of the tracked branch. An invalid tip is a warning on
+// stderr (and, in JSON, the first of each status's warnings).
+func statuses(ctx context.Context, e *env, h *fleetHandles, args []string) ([]reconciler.Status, error) {
+	v, err := h.view(ctx)
 	if err != nil {
 		return nil, err
 	}
-	names := slices.Sorted(maps.Keys(fleet.Apps))
+	v.warn(e)
+	names := slices.Sorted(maps.Keys(v.fleet.Apps))
 	if len(args) == 1 {
-		if _, err := appOf(fleet, args[0]); err != nil {
+		if _, err := appOf(v.fleet, args[0]); err != nil {
 			return nil, err
 		}
 		names = args
@@ -74,7 +78,7 @@ func statuses(ctx context.Context, h *fleetHandles, args []string) ([]reconciler
 	}
 	var out []reconciler.Status
 	for _, name := range names {
-		app, _ := appOf(fleet, name)
+		app, _ := appOf(v.fleet, name)
 		record, err := h.shared.Record(ctx, name)
 		if err != nil {
 			return nil, fmt.Errorf("read the rollout record of %s: %w", name, err)
@@ -83,7 +87,11 @@ func statuses(ctx context.Context, h *fleetHandles, args []string) ([]reconciler
 		if err != nil {
 			return nil, fmt.Errorf("read the leases of %s: %w", name, err)
 		}
-		out = append(out, reconciler.StatusOf(app, record, reports, leases, time.Now()))
+		st := reconciler.StatusOf(app, record, reports, leases, time.Now())
+		if v.warning != "" && h.flags.output == "json" {
+			st.Warnings = append([]string{v.warning}, st.Warnings...)
+		}
+		out = append(out, st)
 	}
 	return out, nil
 }
@@ -152,17 +160,17 @@ func newAuditCmd(e *env) *cobra.Command {
 		Short: "Show which nodes run which version of an app",
 		Example: `  reconciler audit web
   reconciler audit web --output json   # {"1.1.0": ["node-1", "node-2"], "1.0.0": ["node-3"]}`,
-		Args: exactArgs(1),
+		Args:              exactArgs(1),
+		ValidArgsFunction: completeApps(e, f),
 		RunE: func(c *cobra.Command, args []string) error {
 			h, err := f.openReader(c.Context(), e)
 			if err != nil {
 				return err
 			}
-			reports, err := h.reports(c.Context())
+			audit, err := auditOf(c.Context(), e, h, args[0])
 			if err != nil {
 				return err
 			}
-			audit := reconciler.Audit(args[0], reports)
 			if f.output == "json" {
 				return writeJSON(e, audit)
 			}
@@ -180,6 +188,25 @@ func newAuditCmd(e *env) *cobra.Command {
 	}
 	f.register(c)
 	return c
+}
+
+// auditOf is which nodes run which version of app. An app neither in the
+// last valid specs nor on any node is the same error as status gives.
+func auditOf(ctx context.Context, e *env, h *fleetHandles, app string) (map[string][]string, error) {
+	v, err := h.view(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v.warn(e)
+	reports, err := h.reports(ctx)
+	if err != nil {
+		return nil, err
+	}
+	audit := reconciler.Audit(app, reports)
+	if _, err := appOf(v.fleet, app); err != nil && len(audit) == 0 {
+		return nil, err
+	}
+	return audit, nil
 }
 
 func orDash(s string) string {
