@@ -38,21 +38,28 @@ func newFixture(t *testing.T, versions ...string) *fixture {
 	must(t, os.WriteFile(f.pub, pub, 0o644))
 	must(t, os.MkdirAll(f.releases, 0o755))
 	for _, v := range versions {
-		f.pack(v, "")
+		f.pack(v, execRelease)
 	}
 	f.repo = gittest.NewBare(t, f.spec("1.0.0", ""))
 	return f
 }
 
-// pack signs a hello release at v; manifest is extra release.json fields.
-func (f *fixture) pack(v, manifest string) string {
+// Release kinds the fixture packs.
+const (
+	execRelease   = "exec"    // hooks that always succeed
+	ownPortRelase = "ownport" // a process release that declares no listen sockets
+)
+
+// pack signs a hello release of kind at v and returns the artifact.
+func (f *fixture) pack(v, kind string) string {
 	f.t.Helper()
 	src := filepath.Join(f.dir, "src-"+v)
 	must(f.t, os.MkdirAll(filepath.Join(src, "hooks"), 0o755))
 	must(f.t, os.WriteFile(filepath.Join(src, "hooks", "ok.sh"), []byte("#!/bin/sh\nexit 0\n"), 0o755))
-	m := `{"driver": "exec", "hooks": {"activate": ["hooks/ok.sh"], "health": ["hooks/ok.sh"]}` + manifest + `}`
-	if manifest == "-" { // a process release that declares no listen sockets
-		m = `{"command": ["hooks/ok.sh"]}`
+	must(f.t, os.WriteFile(filepath.Join(src, "hooks", "serve.sh"), []byte("#!/bin/sh\nexec sleep 600\n"), 0o755))
+	m := `{"driver": "exec", "hooks": {"activate": ["hooks/ok.sh"], "health": ["hooks/ok.sh"]}}`
+	if kind == ownPortRelase {
+		m = `{"command": ["hooks/serve.sh"]}`
 	}
 	must(f.t, os.WriteFile(filepath.Join(src, release.ManifestName), []byte(m), 0o644))
 	var art bytes.Buffer
