@@ -78,11 +78,14 @@ func (a *Agent) serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
+// Health is what /healthz answers now.
+func (a *Agent) Health() Healthz { return healthOf(a.cfg.Node, a.last.Load()) }
+
 func (a *Agent) healthz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	if err := enc.Encode(healthOf(a.cfg.Node, a.last.Load())); err != nil {
+	if err := enc.Encode(a.Health()); err != nil {
 		a.log.Debug("write /healthz", "remote", r.RemoteAddr, "err", err)
 	}
 }

@@ -53,9 +53,19 @@ func runAgent(ctx context.Context, e *env, o *agentOptions) error {
 		Node: o.node, Labels: o.labels, Vars: vars, StateDir: o.stateDir, State: st,
 		Desired: desired, Installer: agent.VerifiedInstaller{Fetcher: fetcher, Keys: keys}, Reporter: shared,
 		SharedWatch: shared, Decider: decider, Drivers: drivers, SpecDir: o.dir, Poll: o.poll, Listen: o.listen, Once: o.once, Logger: log,
+		AgentVersion: buildOf().Version,
 	}
-	log.Info("agent starting", "repo", o.repo, "branch", o.branch, "state", o.stateDir, "keys", keys.IDs())
-	err = agent.Run(ctx, cfg)
+	log.Info("agent starting", "version", buildOf().String(), "repo", o.repo, "branch", o.branch, "state", o.stateDir, "keys", keys.IDs())
+	a, err := agent.New(cfg)
+	if err != nil {
+		return fmt.Errorf("agent %s: %w", o.node, err)
+	}
+	err = a.Run(ctx)
+	if o.output == "json" {
+		if jerr := writeJSON(e, a.Health()); jerr != nil {
+			return jerr
+		}
+	}
 	if errors.Is(err, agent.ErrNotConverged) {
 		fmt.Fprintf(e.stderr, "reconciler: agent %s: not converged (see the log above and /healthz)\n", o.node)
 		return &exitError{code: exitFailure}

@@ -29,23 +29,10 @@ func (f *repoFlags) register(c *cobra.Command, outputs ...string) {
 	fl.StringVar(&f.shared, "shared-repo", "", "repository of the shared state (default: --repo)")
 	fl.StringVar(&f.branch, "tracked-branch", "main", "the branch agents track")
 	fl.StringVar(&f.dir, "dir", "", "directory of the specs in the fleet repo (default: its root)")
-	if len(outputs) == 0 {
-		outputs = []string{"text", "json"}
-	}
-	fl.StringVarP(&f.output, "output", "o", "text", strings.Join(outputs, "|"))
+	registerOutput(c, &f.output, outputs...)
 }
 
-func (f *repoFlags) checkOutput(allowed ...string) error {
-	if len(allowed) == 0 {
-		allowed = []string{"text", "json"}
-	}
-	for _, a := range allowed {
-		if f.output == a {
-			return nil
-		}
-	}
-	return &usageError{fmt.Errorf("--output %q: want %s", f.output, strings.Join(allowed, " or "))}
-}
+func (f *repoFlags) checkOutput(allowed ...string) error { return checkOutput(f.output, allowed...) }
 
 // openReader checks --output and opens the fleet for a command that only
 // reads it.

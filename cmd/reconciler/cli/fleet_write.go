@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/mail"
 	"path"
 	"slices"
@@ -69,6 +68,7 @@ func (w *writeFlags) open(ctx context.Context, e *env) (*fleetHandles, fleetrepo
 
 // edit is an app's file at a commit with some fields set, ready to commit.
 type edit struct {
+	fields   []string          // the fields set, in order ("rollout.strategy")
 	path     string            // the file, from the repository root
 	src      []byte            // its new content
 	old      []byte            // its content at the commit
@@ -106,6 +106,7 @@ func editApp(h *fleetHandles, commit plumbing.Hash, app string, set []fieldValue
 	ed.old = ed.siblings[ed.path]
 	ed.src = ed.old
 	for _, fv := range set {
+		ed.fields = append(ed.fields, fv.field)
 		if ed.src, err = fleetrepo.SetField(ed.src, app, fv.field, fv.value); err != nil {
 			return nil, fmt.Errorf("set %s.%s in %s: %w", app, fv.field, ed.path, err)
 		}
@@ -135,22 +136,25 @@ func (ed *edit) validate(e *env) (*spec.Fleet, error) {
 	return fleet, err
 }
 
-// printPatch shows the lines the edit changes.
-func (ed *edit) printPatch(w io.Writer) {
+// patch shows the lines the edit changes, as a unified diff without
+// context lines.
+func (ed *edit) patch() string {
+	var w strings.Builder
 	old := strings.Split(string(ed.old), "\n")
 	cur := strings.Split(string(ed.src), "\n")
-	fmt.Fprintf(w, "--- %s\n+++ %s\n", ed.path, ed.path)
+	fmt.Fprintf(&w, "--- %s\n+++ %s\n", ed.path, ed.path)
 	i, j := 0, 0
 	for i < len(old) || j < len(cur) {
 		switch {
 		case i < len(old) && j < len(cur) && old[i] == cur[j]:
 			i, j = i+1, j+1
 		case i < len(old) && (j >= len(cur) || !slices.Contains(cur[j:], old[i])):
-			fmt.Fprintf(w, "-%s\n", old[i])
+			fmt.Fprintf(&w, "-%s\n", old[i])
 			i++
 		default:
-			fmt.Fprintf(w, "+%s\n", cur[j])
+			fmt.Fprintf(&w, "+%s\n", cur[j])
 			j++
 		}
 	}
+	return w.String()
 }

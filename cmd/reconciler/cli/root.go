@@ -61,20 +61,24 @@ func run(ctx context.Context, e *env, args []string) int {
 	root.SetArgs(args)
 	root.SetOut(e.stdout)
 	root.SetErr(e.stderr)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return exitOK
 	}
 	var ee *exitError
 	if errors.As(err, &ee) {
-		return ee.code
+		return ee.code // the command said why already
 	}
-	fmt.Fprintf(e.stderr, "reconciler: %v\n", err)
+	code := exitFailure
 	var ue *usageError
 	if errors.As(err, &ue) {
-		return exitUsage
+		code = exitUsage
 	}
-	return exitFailure
+	fmt.Fprintf(e.stderr, "reconciler: %v\n", err)
+	if wantsJSON(cmd) {
+		writeJSONError(e, err, code)
+	}
+	return code
 }
 
 func newRootCmd(e *env) *cobra.Command {
@@ -100,6 +104,8 @@ releases, check health between waves and roll back by commit.`,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &usageError{fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
 	})
+	root.Version = buildOf().String()
+	root.SetVersionTemplate("reconciler {{.Version}}\n")
 	for _, add := range commandSets() {
 		for _, c := range add(e) {
 			root.AddCommand(c)
@@ -117,6 +123,7 @@ func commandSets() []func(*env) []*cobra.Command {
 		stateCommands,   // leases (state.go)
 		agentCommands,   // agent (agent.go)
 		fleetCommands,   // upgrade, rollback, pause, resume, status, audit, history, versions, diff (fleet.go)
+		versionCommands, // version (version.go)
 	}
 }
 

@@ -28,7 +28,7 @@ func (e *env) password() []byte {
 }
 
 func keygenCmd(e *env) *cobra.Command {
-	var prefix string
+	var prefix, output string
 	c := &cobra.Command{
 		Use:   "keygen",
 		Short: "Make a cosign-compatible ECDSA P-256 key pair (NAME.key, NAME.pub)",
@@ -37,14 +37,24 @@ KEY) with the password in RECONCILER_PASSWORD or COSIGN_PASSWORD (empty is
 allowed), and NAME.pub. It never overwrites existing files.`,
 		Args: exactArgs(0),
 		RunE: func(c *cobra.Command, _ []string) error {
-			return runKeygen(e, prefix)
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			return runKeygen(e, prefix, output)
 		},
 	}
 	c.Flags().StringVar(&prefix, "output-key-prefix", "cosign", "write `NAME`.key and NAME.pub")
+	registerOutput(c, &output)
 	return c
 }
 
-func runKeygen(e *env, prefix string) error {
+// keygenResult is what keygen prints with --output json.
+type keygenResult struct {
+	PrivateKey string `json:"privateKey"`
+	PublicKey  string `json:"publicKey"`
+}
+
+func runKeygen(e *env, prefix, output string) error {
 	keyPath, pubPath := prefix+".key", prefix+".pub"
 	for _, p := range []string{keyPath, pubPath} {
 		if _, err := os.Lstat(p); err == nil {
@@ -61,12 +71,15 @@ func runKeygen(e *env, prefix string) error {
 	if err := writeNew(pubPath, pub, 0o644); err != nil {
 		return fmt.Errorf("keygen: %w", err)
 	}
+	if output == "json" {
+		return writeJSON(e, keygenResult{PrivateKey: keyPath, PublicKey: pubPath})
+	}
 	fmt.Fprintf(e.stdout, "Private key written to %s\nPublic key written to %s\n", keyPath, pubPath)
 	return nil
 }
 
 func signCmd(e *env) *cobra.Command {
-	var key, out string
+	var key, out, output string
 	var ph bool
 	c := &cobra.Command{
 		Use:   "sign --key KEY FILE",
@@ -83,19 +96,29 @@ ed25519 (FILE up to 32 MiB, held in memory) unless --ed25519ph is given.`,
 			if key == "" {
 				return &usageError{errors.New("sign: --key is required")}
 			}
+			if err := checkOutput(output); err != nil {
+				return err
+			}
 			if out == "" {
 				out = args[0] + ".sig"
 			}
-			return runSign(e, key, args[0], out, ph)
+			return runSign(e, key, args[0], out, ph, output)
 		},
 	}
 	c.Flags().StringVar(&key, "key", "", "private key `KEY` (cosign format)")
 	c.Flags().StringVar(&out, "output-signature", "", "write the signature to `PATH` (default FILE.sig)")
 	c.Flags().BoolVar(&ph, "ed25519ph", false, "sign ed25519 keys pre-hashed (streaming; what cosign signs for its transparency log)")
+	registerOutput(c, &output)
 	return c
 }
 
-func runSign(e *env, keyPath, file, out string, ph bool) error {
+// signResult is what sign prints with --output json.
+type signResult struct {
+	File      string `json:"file"`
+	Signature string `json:"signature"` // the file written
+}
+
+func runSign(e *env, keyPath, file, out string, ph bool, output string) error {
 	pemBytes, err := os.ReadFile(keyPath)
 	if err != nil {
 		return fmt.Errorf("sign: %w", err)
@@ -117,13 +140,16 @@ func runSign(e *env, keyPath, file, out string, ph bool) error {
 	if err := writeAtomic(out, sig, 0o644); err != nil {
 		return fmt.Errorf("sign %s: %w", file, err)
 	}
+	if output == "json" {
+		return writeJSON(e, signResult{File: file, Signature: out})
+	}
 	fmt.Fprintf(e.stdout, "Wrote signature to %s\n", out)
 	return nil
 }
 
 func verifyCmd(e *env) *cobra.Command {
 	var keys []string
-	var sigPath string
+	var sigPath, output string
 	c := &cobra.Command{
 		Use:   "verify --key PUB [--key PUB...] --signature SIG FILE",
 		Short: "Check a cosign signature of FILE against trusted public keys",
@@ -135,15 +161,27 @@ signatures are accepted pre-hashed (ed25519ph, cosign's) and plain.`,
 			if len(keys) == 0 || sigPath == "" {
 				return &usageError{errors.New("verify: --key and --signature are required")}
 			}
-			return runVerify(e, keys, sigPath, args[0])
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			return runVerify(e, keys, sigPath, args[0], output)
 		},
 	}
 	c.Flags().StringArrayVar(&keys, "key", nil, "trusted public key `PUB` (repeatable)")
 	c.Flags().StringVar(&sigPath, "signature", "", "base64 signature file `SIG`")
+	registerOutput(c, &output)
 	return c
 }
 
-func runVerify(e *env, keyPaths []string, sigPath, file string) error {
+// verifyResult is what verify prints with --output json (a failure is the
+// JSON error object, exit 1).
+type verifyResult struct {
+	File     string `json:"file"`
+	Verified bool   `json:"verified"`
+	Key      string `json:"key"` // the key that verified it
+}
+
+func runVerify(e *env, keyPaths []string, sigPath, file, output string) error {
 	keys, sig, err := loadVerifyInputs(keyPaths, sigPath)
 	if err != nil {
 		return fmt.Errorf("verify %s: %w", file, err)
@@ -156,6 +194,9 @@ func runVerify(e *env, keyPaths []string, sigPath, file string) error {
 	id, err := keys.Verify(f, sig)
 	if err != nil {
 		return fmt.Errorf("verify %s with %s: %w", file, sigPath, err)
+	}
+	if output == "json" {
+		return writeJSON(e, verifyResult{File: file, Verified: true, Key: id})
 	}
 	fmt.Fprintf(e.stdout, "Verified OK (key %s)\n", id)
 	return nil
