@@ -33,14 +33,10 @@ type AppChange struct {
 	Warnings []string      `json:"warnings,omitempty"`
 }
 
-// MarshalJSON writes Estimate as a Go duration string and a number of seconds.
+// MarshalJSON writes Estimate as "estimate" and "estimateSeconds".
 func (c AppChange) MarshalJSON() ([]byte, error) {
 	type plain AppChange
-	return json.Marshal(struct {
-		plain
-		Estimate        string  `json:"estimate"`
-		EstimateSeconds float64 `json:"estimateSeconds"`
-	}{plain(c), DurationText(c.Estimate), Seconds(c.Estimate)})
+	return withDurations(plain(c), durationField{"estimate", c.Estimate})
 }
 
 // DiffOptions tunes a diff.

@@ -2,6 +2,8 @@ package reconciler
 
 import (
 	"encoding/json"
+	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -64,13 +66,32 @@ func LeaseStatuses(ls []Lease, now time.Time) []LeaseStatus {
 // seconds beside them ("ttl": "20s", "ttlSeconds": 20).
 func (s LeaseStatus) MarshalJSON() ([]byte, error) {
 	type plain LeaseStatus
-	return json.Marshal(struct {
-		plain
-		TTL              string  `json:"ttl"`
-		TTLSeconds       float64 `json:"ttlSeconds"`
-		Unchanged        string  `json:"unchanged"`
-		UnchangedSeconds float64 `json:"unchangedSeconds"`
-	}{plain(s), DurationText(s.TTL), Seconds(s.TTL), DurationText(s.Unchanged), Seconds(s.Unchanged)})
+	return withDurations(plain(s), durationField{"ttl", s.TTL}, durationField{"unchanged", s.Unchanged})
+}
+
+// durationField is a duration a JSON object carries by name.
+type durationField struct {
+	name string
+	d    time.Duration
+}
+
+// withDurations marshals v, a struct, and adds each field after its own as
+// "<name>": "20s" and "<name>Seconds": 20: the one way every JSON shape of
+// reconciler writes a duration.
+func withDurations(v any, fields ...durationField) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil || len(b) < 2 || b[len(b)-1] != '}' {
+		return b, err
+	}
+	b = b[:len(b)-1]
+	for _, f := range fields {
+		if len(b) > 1 {
+			b = append(b, ',')
+		}
+		b = fmt.Appendf(b, "%q:%q,%q:%s", f.name, DurationText(f.d), f.name+"Seconds",
+			strconv.FormatFloat(Seconds(f.d), 'f', -1, 64))
+	}
+	return append(b, '}'), nil
 }
 
 // DurationText is d as a Go duration string rounded for people: to the

@@ -1,7 +1,6 @@
 package reconciler
 
 import (
-	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -222,25 +221,16 @@ func swapWarnings(st Status) []string {
 		SwapStopStartText, strings.Join(nodes, ", "), st.App)}
 }
 
-// MarshalJSON writes the durations as Go duration strings with a number of
-// seconds beside them.
+// MarshalJSON writes Elapsed as "elapsed" and "elapsedSeconds".
 func (s Status) MarshalJSON() ([]byte, error) {
 	type plain Status
-	return json.Marshal(struct {
-		plain
-		Elapsed        string  `json:"elapsed"`
-		ElapsedSeconds float64 `json:"elapsedSeconds"`
-	}{plain(s), DurationText(s.Elapsed), Seconds(s.Elapsed)})
+	return withDurations(plain(s), durationField{"elapsed", s.Elapsed})
 }
 
 // MarshalJSON writes OpensIn as "opensIn" and "opensInSeconds".
 func (w WaveOpening) MarshalJSON() ([]byte, error) {
 	type plain WaveOpening
-	return json.Marshal(struct {
-		plain
-		OpensIn        string  `json:"opensIn"`
-		OpensInSeconds float64 `json:"opensInSeconds"`
-	}{plain(w), DurationText(w.OpensIn), Seconds(w.OpensIn)})
+	return withDurations(plain(w), durationField{"opensIn", w.OpensIn})
 }
 
 // elapsed is the rollout's duration by its writers' clocks: up to its end

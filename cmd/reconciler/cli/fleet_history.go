@@ -65,23 +65,13 @@ its error (agents refused it), and the commit that made them valid again as
 		Args:              rangeArgs(0, 1),
 		ValidArgsFunction: completeApps(e, f),
 		RunE: func(c *cobra.Command, args []string) error {
-			h, err := f.openReader(c.Context(), e)
-			if err != nil {
-				return err
-			}
 			app := ""
 			if len(args) == 1 {
 				app = args[0]
 			}
-			entries, err := historyOf(c.Context(), e, h, app, limit, scan)
-			if err != nil {
-				return err
-			}
-			if f.output == "json" {
-				return writeJSON(e, entries)
-			}
-			printHistory(e, entries)
-			return nil
+			return runReader(c, e, f, func(ctx context.Context, h *fleetHandles) ([]historyEntry, error) {
+				return historyOf(ctx, e, h, app, limit, scan)
+			}, func(entries []historyEntry) error { printHistory(e, entries); return nil })
 		},
 	}
 	f.register(c)

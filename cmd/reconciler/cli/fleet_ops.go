@@ -39,11 +39,7 @@ a change targets it again.`,
 }
 
 func runRollback(ctx context.Context, e *env, w *writeFlags, app, to string) error {
-	h, id, tip, fleet, err := w.open(ctx, e)
-	if err != nil {
-		return err
-	}
-	cur, err := appOf(fleet, app)
+	h, id, tip, cur, err := w.openApp(ctx, e, app)
 	if err != nil {
 		return err
 	}
@@ -131,11 +127,7 @@ func runPause(ctx context.Context, e *env, w *writeFlags, name string, pause boo
 	if pause {
 		verb = "pause"
 	}
-	h, id, tip, fleet, err := w.open(ctx, e)
-	if err != nil {
-		return err
-	}
-	app, err := appOf(fleet, name)
+	h, id, tip, app, err := w.openApp(ctx, e, name)
 	if err != nil {
 		return err
 	}

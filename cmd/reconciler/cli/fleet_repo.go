@@ -43,6 +43,23 @@ func (f *repoFlags) openReader(ctx context.Context, e *env) (*fleetHandles, erro
 	return openFleet(ctx, e, f, "reconciler-cli")
 }
 
+// runReader runs a command that reads the fleet: open it, compute the
+// result, print it as JSON or, for people, with text.
+func runReader[T any](c *cobra.Command, e *env, f *repoFlags, compute func(context.Context, *fleetHandles) (T, error), text func(T) error) error {
+	h, err := f.openReader(c.Context(), e)
+	if err != nil {
+		return err
+	}
+	v, err := compute(c.Context(), h)
+	if err != nil {
+		return err
+	}
+	if f.output == "json" {
+		return writeJSON(e, v)
+	}
+	return text(v)
+}
+
 // fleetHandles are the open fleet repo: its tracked branch and shared state.
 type fleetHandles struct {
 	desired *fleetrepo.Desired

@@ -163,31 +163,26 @@ func newAuditCmd(e *env) *cobra.Command {
 		Args:              exactArgs(1),
 		ValidArgsFunction: completeApps(e, f),
 		RunE: func(c *cobra.Command, args []string) error {
-			h, err := f.openReader(c.Context(), e)
-			if err != nil {
-				return err
-			}
-			audit, err := auditOf(c.Context(), e, h, args[0])
-			if err != nil {
-				return err
-			}
-			if f.output == "json" {
-				return writeJSON(e, audit)
-			}
-			if len(audit) == 0 {
-				fmt.Fprintf(e.stdout, "no node reports running %s\n", args[0])
-				return nil
-			}
-			tw := tabwriter.NewWriter(e.stdout, 0, 2, 2, ' ', 0)
-			fmt.Fprintln(tw, "VERSION\tNODES")
-			for _, v := range slices.Sorted(maps.Keys(audit)) {
-				fmt.Fprintf(tw, "%s\t%s\n", orDash(v), strings.Join(audit[v], ", "))
-			}
-			return tw.Flush()
+			return runReader(c, e, f, func(ctx context.Context, h *fleetHandles) (map[string][]string, error) {
+				return auditOf(ctx, e, h, args[0])
+			}, func(audit map[string][]string) error { return printAudit(e, args[0], audit) })
 		},
 	}
 	f.register(c)
 	return c
+}
+
+func printAudit(e *env, app string, audit map[string][]string) error {
+	if len(audit) == 0 {
+		fmt.Fprintf(e.stdout, "no node reports running %s\n", app)
+		return nil
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 2, 2, ' ', 0)
+	fmt.Fprintln(tw, "VERSION\tNODES")
+	for _, v := range slices.Sorted(maps.Keys(audit)) {
+		fmt.Fprintf(tw, "%s\t%s\n", orDash(v), strings.Join(audit[v], ", "))
+	}
+	return tw.Flush()
 }
 
 // auditOf is which nodes run which version of app. An app neither in the

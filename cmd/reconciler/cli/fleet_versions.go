@@ -37,29 +37,24 @@ func newVersionsCmd(e *env) *cobra.Command {
 		Args:              exactArgs(1),
 		ValidArgsFunction: completeApps(e, f),
 		RunE: func(c *cobra.Command, args []string) error {
-			h, err := f.openReader(c.Context(), e)
-			if err != nil {
-				return err
-			}
-			vs, err := versions(c.Context(), e, h, args[0])
-			if err != nil {
-				return err
-			}
-			if f.output == "json" {
-				return writeJSON(e, vs)
-			}
-			tw := tabwriter.NewWriter(e.stdout, 0, 2, 2, ' ', 0)
-			fmt.Fprintln(tw, "VERSION\tSET BY\tRUNNING ON\tINSTALLED ON\tRUNTIME\tFAILED")
-			for _, v := range vs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", v.Version, orDash(shortList(v.Commits)),
-					orDash(strings.Join(v.Nodes, ", ")), orDash(strings.Join(v.Installed, ", ")),
-					orDash(strings.Join(v.Runtime, ", ")), v.Failed)
-			}
-			return tw.Flush()
+			return runReader(c, e, f, func(ctx context.Context, h *fleetHandles) ([]versionInfo, error) {
+				return versions(ctx, e, h, args[0])
+			}, func(vs []versionInfo) error { return printVersions(e, vs) })
 		},
 	}
 	f.register(c)
 	return c
+}
+
+func printVersions(e *env, vs []versionInfo) error {
+	tw := tabwriter.NewWriter(e.stdout, 0, 2, 2, ' ', 0)
+	fmt.Fprintln(tw, "VERSION\tSET BY\tRUNNING ON\tINSTALLED ON\tRUNTIME\tFAILED")
+	for _, v := range vs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", v.Version, orDash(shortList(v.Commits)),
+			orDash(strings.Join(v.Nodes, ", ")), orDash(strings.Join(v.Installed, ", ")),
+			orDash(strings.Join(v.Runtime, ", ")), v.Failed)
+	}
+	return tw.Flush()
 }
 
 func versions(ctx context.Context, e *env, h *fleetHandles, app string) ([]versionInfo, error) {

@@ -52,18 +52,23 @@ func (w *writeFlags) identity(e *env) (fleetrepo.Identity, error) {
 	return fleetrepo.Identity{Name: "reconciler-cli"}, nil
 }
 
-// open opens the fleet as the author and fetches the tip and its specs.
-func (w *writeFlags) open(ctx context.Context, e *env) (*fleetHandles, fleetrepo.Identity, plumbing.Hash, *spec.Fleet, error) {
+// openApp opens the fleet as the author and fetches the tip, its specs and
+// the app a command writes about.
+func (w *writeFlags) openApp(ctx context.Context, e *env, name string) (*fleetHandles, fleetrepo.Identity, plumbing.Hash, spec.App, error) {
 	id, err := w.identity(e)
 	if err != nil {
-		return nil, id, plumbing.ZeroHash, nil, err
+		return nil, id, plumbing.ZeroHash, spec.App{}, err
 	}
 	h, err := openFleet(ctx, e, &w.repoFlags, id.Name)
 	if err != nil {
-		return nil, id, plumbing.ZeroHash, nil, err
+		return nil, id, plumbing.ZeroHash, spec.App{}, err
 	}
 	tip, fleet, err := h.tip(ctx)
-	return h, id, tip, fleet, err
+	if err != nil {
+		return nil, id, tip, spec.App{}, err
+	}
+	app, err := appOf(fleet, name)
+	return h, id, tip, app, err
 }
 
 // edit is an app's file at a commit with some fields set, ready to commit.
