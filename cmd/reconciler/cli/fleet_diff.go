@@ -103,7 +103,7 @@ func runDiff(ctx context.Context, e *env, o *diffOptions, args []string) error {
 	}
 	if head == nil { // invalid head: show its errors, compare nothing
 		printDiff(e, o.output, rep)
-		return &exitError{exitFailure}
+		return &exitError{code: exitFailure}
 	}
 	inv, failed := diffContext(ctx, e, o, head, rep)
 	rep.Changes = reconciler.Diff(base, head, inv, reconciler.DiffOptions{NodeEstimate: o.perNode, FailedTargets: failed})
@@ -117,11 +117,11 @@ func runDiff(ctx context.Context, e *env, o *diffOptions, args []string) error {
 	printDiff(e, o.output, rep)
 	for _, s := range rep.Signatures {
 		if !s.OK {
-			return &exitError{exitFailure}
+			return &exitError{code: exitFailure}
 		}
 	}
 	if o.exitCode && len(rep.Changes) > 0 {
-		return &exitError{exitFailure}
+		return &exitError{code: exitFailure}
 	}
 	return nil
 }

@@ -162,7 +162,7 @@ func finish(e *env, o *upgradeOptions, st reconciler.Status, commit string) erro
 		}
 	}
 	if st.State != reconciler.StateComplete {
-		return &exitError{exitFailure}
+		return &exitError{code: exitFailure}
 	}
 	return nil
 }

@@ -111,14 +111,18 @@ func history(ctx context.Context, h *fleetHandles, app string, limit, scan int) 
 	if err != nil {
 		return nil, fmt.Errorf("fetch %s of %s: %w", h.flags.branch, h.url, err)
 	}
-	walk, err := firstParents(h, tip, scan)
+	walk, err := newCommitWalk(h, tip)
 	if err != nil {
 		return nil, err
 	}
 	outcomes := map[string]map[string]*reconciler.Rollout{} // app -> rollout id -> rollout
 	entries := []historyEntry{}
-	for i := 0; i < min(len(walk), scan) && len(entries) < limit; i++ {
-		for _, en := range changesAt(walk, i) {
+	for i := 0; i < scan && len(entries) < limit; i++ {
+		changes, err := walk.changesAt(i)
+		if err != nil || changes == nil {
+			return entries, err
+		}
+		for _, en := range changes {
 			if app == "" || en.App == app || en.App == "" {
 				entries = append(entries, withOutcome(ctx, h, en, outcomes))
 			}
@@ -130,47 +134,73 @@ func history(ctx context.Context, h *fleetHandles, app string, limit, scan int) 
 	return entries, nil
 }
 
-// firstParents walks up to scan commits from tip along first parents and
-// loads their specs; past scan it goes on (up to maxInvalidWalk) only until
-// a valid commit, so the oldest listed change has a valid base.
-func firstParents(h *fleetHandles, tip plumbing.Hash, scan int) ([]specsAt, error) {
-	var out []specsAt
-	c, err := h.desired.CommitObject(tip)
-	for err == nil {
-		s := specsAt{commit: c}
-		fleet, lerr := h.load(c.Hash)
-		if !errors.As(lerr, &s.err) && lerr != nil {
-			return nil, lerr
-		}
-		s.fleet = fleet
-		out = append(out, s)
-		if c.NumParents() == 0 || len(out) >= scan+maxInvalidWalk || (len(out) > scan && s.err == nil) {
-			return out, nil
-		}
-		c, err = c.Parent(0)
-	}
-	return nil, fmt.Errorf("history of %s: %w", h.url, err)
+// commitWalk walks the tracked branch along first parents from the tip,
+// loading each commit's specs once, when first asked for.
+type commitWalk struct {
+	h      *fleetHandles
+	loaded []specsAt
+	next   *object.Commit // the next commit to load; nil past the root
 }
 
-// changesAt lists the entries of walk[i]: invalid, or its changes since
-// the last valid commit before it (with fixed when invalid ones lie between).
-func changesAt(walk []specsAt, i int) []historyEntry {
-	c := walk[i]
+func newCommitWalk(h *fleetHandles, tip plumbing.Hash) (*commitWalk, error) {
+	c, err := h.desired.CommitObject(tip)
+	if err != nil {
+		return nil, fmt.Errorf("history of %s: %w", h.url, err)
+	}
+	return &commitWalk{h: h, next: c}, nil
+}
+
+// at is the i-th commit from the tip, nil past the root.
+func (w *commitWalk) at(i int) (*specsAt, error) {
+	for len(w.loaded) <= i && w.next != nil {
+		s := specsAt{commit: w.next}
+		fleet, err := w.h.load(w.next.Hash)
+		if err != nil && !errors.As(err, &s.err) {
+			return nil, err
+		}
+		s.fleet = fleet
+		w.loaded = append(w.loaded, s)
+		if w.next.NumParents() == 0 {
+			w.next = nil
+		} else if w.next, err = w.next.Parent(0); err != nil {
+			return nil, fmt.Errorf("history of %s: %w", w.h.url, err)
+		}
+	}
+	if i >= len(w.loaded) {
+		return nil, nil
+	}
+	return &w.loaded[i], nil
+}
+
+// changesAt lists the entries of the i-th commit (nil past the root):
+// invalid, or its changes since the last valid commit before it, with
+// fixed when invalid ones lie between.
+func (w *commitWalk) changesAt(i int) ([]historyEntry, error) {
+	c, err := w.at(i)
+	if err != nil || c == nil {
+		return nil, err
+	}
 	if c.err != nil {
 		en := entryBase(c.commit, "", kindInvalid)
 		en.Reason = specErrorSummary(c.err)
-		return []historyEntry{en}
+		return []historyEntry{en}, nil
 	}
 	var base *spec.Fleet
 	broken := false
-	for _, older := range walk[i+1:] {
-		if older.err == nil {
-			base = older.fleet
+	for j := i + 1; j <= i+maxInvalidWalk; j++ {
+		older, err := w.at(j)
+		if err != nil {
+			return nil, err
+		}
+		if older == nil || older.err == nil {
+			if older != nil {
+				base = older.fleet
+			}
 			break
 		}
 		broken = true
 	}
-	var out []historyEntry
+	out := []historyEntry{}
 	if broken {
 		en := entryBase(c.commit, "", kindFixed)
 		en.Reason = "the specs validate again: agents apply them from this commit"
@@ -179,7 +209,7 @@ func changesAt(walk []specsAt, i int) []historyEntry {
 	for _, ch := range reconciler.Diff(base, c.fleet, nil, reconciler.DiffOptions{}) {
 		out = append(out, entryOf(c.commit, ch, c.fleet))
 	}
-	return out
+	return out, nil
 }
 
 func entryBase(c *object.Commit, app, kind string) historyEntry {

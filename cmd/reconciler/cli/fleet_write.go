@@ -136,7 +136,7 @@ func (ed *edit) validate(e *env) (*spec.Fleet, error) {
 		for _, x := range errs.List {
 			fmt.Fprintln(e.stderr, x.Error())
 		}
-		return nil, &exitError{exitFailure}
+		return nil, &exitError{exitFailure, "the change does not validate; nothing was committed: " + specErrorSummary(errs)}
 	}
 	return fleet, err
 }

@@ -45,7 +45,9 @@ func TestEveryCommandSpeaksJSON(t *testing.T) {
 		{"validate", []string{dir}, 0},
 		{"validate", []string{bad}, 1},
 		{"export", []string{dir}, 0},
+		{"export", []string{bad}, 1},
 		{"plan", []string{dir, "hello"}, 0},
+		{"plan", []string{bad, "web"}, 1},
 		{"keygen", []string{"--output-key-prefix", filepath.Join(f.dir, "k")}, 0},
 		{"sign", []string{"--key", f.key, "--output-signature", filepath.Join(f.dir, "x.sig"), art}, 0},
 		{"verify", []string{"--key", f.pub, "--signature", art + ".sig", art}, 0},
@@ -64,6 +66,7 @@ func TestEveryCommandSpeaksJSON(t *testing.T) {
 		{"upgrade", with("hello", "1.1.0", "--push"), 0},
 		{"upgrade", with("hello", "1.1.0", "--push"), 0}, // nothing to commit
 		{"upgrade", with("nope", "1.1.0"), 1},
+		{"upgrade", with("hello", "not-semver", "--push"), 1}, // does not validate
 		{"pause", with("hello", "--reason", "checking"), 0},
 		{"resume", with("hello"), 0},
 		{"rollback", with("hello", "--to", "1.0.0"), 0},

@@ -39,13 +39,14 @@ func checkOutput(out string, formats ...string) error {
 	return &usageError{fmt.Errorf("--output %q: want %s", out, strings.Join(formats, " or "))}
 }
 
-// wantsJSON reports whether the command that ran was asked for JSON.
+// wantsJSON reports whether the command that ran was asked for JSON with
+// --output json (export, JSON by default, keeps stdout empty on failure).
 func wantsJSON(c *cobra.Command) bool {
 	if c == nil {
 		return false
 	}
 	f := c.Flags().Lookup("output")
-	return f != nil && f.Value.String() == "json"
+	return f != nil && f.Changed && f.Value.String() == "json"
 }
 
 func writeJSON(e *env, v any) error {

@@ -35,10 +35,31 @@ type env struct {
 }
 
 // exitError carries an exit code out of a command whose message was already
-// printed (for example a list of validation errors).
-type exitError struct{ code int }
+// printed (for example a list of validation errors). summary says it in
+// one line for the JSON error object of a command that printed no JSON.
+type exitError struct {
+	code    int
+	summary string
+}
 
-func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+func (e *exitError) Error() string {
+	if e.summary != "" {
+		return e.summary
+	}
+	return fmt.Sprintf("exit status %d", e.code)
+}
+
+// countingWriter counts what a command wrote on stdout.
+type countingWriter struct {
+	w io.Writer
+	n int
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += n
+	return n, err
+}
 
 // usageError marks an error as the user's misuse of flags or arguments (exit 2).
 type usageError struct{ err error }
@@ -57,6 +78,8 @@ func Main() int {
 }
 
 func run(ctx context.Context, e *env, args []string) int {
+	out := &countingWriter{w: e.stdout}
+	e = &env{stdout: out, stderr: e.stderr, stdin: e.stdin, getenv: e.getenv, wd: e.wd}
 	root := newRootCmd(e)
 	root.SetArgs(args)
 	root.SetOut(e.stdout)
@@ -67,7 +90,10 @@ func run(ctx context.Context, e *env, args []string) int {
 	}
 	var ee *exitError
 	if errors.As(err, &ee) {
-		return ee.code // the command said why already
+		if out.n == 0 && wantsJSON(cmd) { // said on stderr; a script still reads JSON
+			writeJSONError(e, ee, ee.code)
+		}
+		return ee.code
 	}
 	code := exitFailure
 	var ue *usageError

@@ -88,7 +88,7 @@ func runValidate(e *env, dir, output string) error {
 		return err
 	}
 	if !res.Valid {
-		return &exitError{exitFailure}
+		return &exitError{code: exitFailure}
 	}
 	return nil
 }
@@ -180,7 +180,7 @@ func loadFleet(e *env, dir string) (*spec.Fleet, error) {
 		for _, x := range errs.List {
 			fmt.Fprintln(e.stderr, x.Error())
 		}
-		return nil, &exitError{exitFailure}
+		return nil, &exitError{exitFailure, dir + " does not validate: " + specErrorSummary(errs)}
 	}
 	return f, err
 }
