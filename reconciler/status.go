@@ -154,9 +154,20 @@ func nodeStatus(n, app string, r *Rollout, reports map[string]NodeReport) NodeSt
 	case hasKey(r.Done, n) && r.Outcome == OutcomeRolledBack && back:
 		ns.State, ns.Reason = NodeRolledBack, fmt.Sprintf("rolled back with the rollout of %s: %s", r.Target, r.Reason)
 	case r.Ended() && !r.terminal(n) && rep.Version != r.Target && !inFlight(rep.State):
-		ns.State, ns.Reason = NodeNotStarted, "the rollout ended "+r.Outcome+" before this node's turn"
+		ns.State, ns.Reason = NodeNotStarted, "the rollout "+endedAs(r.Outcome)+" before this node's turn"
 	}
 	return ns
+}
+
+// endedAs says how a rollout ended, for a sentence.
+func endedAs(outcome string) string {
+	switch outcome {
+	case OutcomeRolledBack:
+		return "was rolled back"
+	case OutcomeSuperseded:
+		return "was superseded"
+	}
+	return outcome
 }
 
 // inFlight reports whether a node is moving between versions now.

@@ -135,7 +135,7 @@ func progressLine(st reconciler.Status) (what, countdown string) {
 		}
 		waves = append(waves, fmt.Sprintf("%s [%s]", reconciler.WaveName(k), strings.Join(nodes, ", ")))
 	}
-	what = fmt.Sprintf("%s %s: %s  %s", st.App, st.Target, st.State, strings.Join(waves, "  "))
+	what = strings.TrimSpace(fmt.Sprintf("%s %s: %s  %s", st.App, st.Target, st.State, strings.Join(waves, "  ")))
 	if nw := st.NextWave; nw != nil {
 		countdown = fmt.Sprintf("  (wave %d opens in %s)", nw.Wave, nw.OpensIn)
 	}
