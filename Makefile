@@ -5,7 +5,7 @@ BIN   := bin
 export GIT_CONFIG_GLOBAL := /dev/null
 export GIT_CONFIG_NOSYSTEM := 1
 
-.PHONY: help build deps test test-unit demo tour lint bench interop clean
+.PHONY: help build deps test test-unit demo tour lint bench interop model clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -50,6 +50,9 @@ bench: ## benchmarks (figures, not pass/fail)
 
 interop: ## live interop with a real cosign v2.6.5 (installs it)
 	./signing/testdata/interop.sh
+
+model: ## model-check the lease and wave protocol with spin (model/lease.pml, docs/model.md; FAULTS=2 for more)
+	./model/check
 
 clean: ## remove build outputs
 	rm -rf $(BIN)
