@@ -10,8 +10,15 @@ export GIT_CONFIG_NOSYSTEM := 1
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## build bin/reconciler and the example workload
-	$(GO) build -o $(BIN)/reconciler ./cmd/reconciler
+# make build stamps the binary with the version and commit it is built from
+# (reconciler version); Go's own VCS stamp is missing in git worktrees.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
+CLI     := github.com/fleetops/reconciler/cmd/reconciler/cli
+LDFLAGS := -X $(CLI).stampedVersion=$(VERSION) -X $(CLI).stampedCommit=$(COMMIT)
+
+build: ## build bin/reconciler (the agent and the CLI, one binary), stamped with the git version and commit
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/reconciler ./cmd/reconciler
 
 deps: ## install what the tests need (Debian packages, when missing), or fail naming it
 	./.ci/deps
@@ -22,8 +29,14 @@ test: deps ## vet, gofmt, and every test with -race (what CI runs)
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) test -race -timeout 14m ./...
 
+test-unit: ## the fast tier, go test -short (under a minute): no agents, workloads, Erlang nodes or servers
+	$(GO) test -short -timeout 5m ./...
+
 demo: ## the README's first command: five agents, a rolling upgrade and a canary rolled back by a commit
-	$(GO) run ./examples/demo
+	@echo "make demo: building the demo (go build ./examples/demo: on a fresh clone this compiles reconciler's dependencies first, about a minute)"
+	@$(GO) build -o $(BIN)/demo ./examples/demo
+	@echo "make demo: running $(BIN)/demo (about 30 seconds; go run ./examples/demo -keep keeps its logs and repo)"
+	@$(BIN)/demo
 
 tour: ## validate and plan the example fleet repo; see how mistakes are reported
 	./examples/spec-tour.sh

@@ -293,7 +293,7 @@ func TestMetricsAndHealthz(t *testing.T) {
 	if err := json.Unmarshal(rec.Body.Bytes(), &hz); err != nil {
 		t.Fatal(err)
 	}
-	if hz.Node != "n1" || hz.Status != "ok" || hz.Report.Apps["web"].Version != "1.0.0" || hz.Report.Apps["web"].State != reconciler.AppFailed {
+	if hz.Node != "n1" || hz.Status != HealthDegraded || hz.Report.Apps["web"].Version != "1.0.0" || hz.Report.Apps["web"].State != reconciler.AppFailed {
 		t.Fatalf("/healthz: %s", rec.Body)
 	}
 }

@@ -104,6 +104,7 @@ func (a *Agent) install(ctx context.Context, t Target, dir string) (*release.Man
 		return nil, fmt.Errorf("install %s %s: the spec's artifact is for version %s", t.App.Name, t.Version, t.App.Version)
 	}
 	a.log.Info("installing release", "app", t.App.Name, "version", t.Version, "url", art.URL)
+	a.announce(ctx, t.App.Name, a.appReport(a.store.App(t.App.Name), t, reconciler.AppUpgrading, ""))
 	src := release.Source{URL: art.URL, SignatureURL: art.Signature, SHA256: art.SHA256}
 	m, err := a.cfg.Installer.Install(ctx, src, release.Want{App: t.App.Name, Version: t.Version}, dir)
 	if err != nil {
@@ -131,6 +132,7 @@ func (a *Agent) switchTo(ctx context.Context, t Target, st state.App, p prepared
 		return a.appReport(st, t, reconciler.AppFailed, err.Error()), err
 	}
 	a.log.Info("switching", "app", name, "from", st.Active, "to", v, "driver", p.driver)
+	a.switching(ctx, t, st, p) // report "switching" now, not at the end of the pass
 	a.metrics.active.Inc()
 	start := time.Now()
 	running, err := drv.Switch(ctx, cur, p.rel, a.healthFunc(versionGuard(p.check, st.Active, v)))

@@ -18,6 +18,7 @@ type metrics struct {
 	active          prometheus.Gauge
 	reconcileErrors *prometheus.CounterVec
 	fetchSeconds    prometheus.Histogram
+	swaps           *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -44,7 +45,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Time to fetch the tip of the tracked branch.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
 		}),
+		swaps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "reconciler_swaps_total",
+			Help: "Switches begun, by app and how the release swaps: hot, stop-then-start (no listen sockets: requests are refused meanwhile), hooks, in-place.",
+		}, []string{"app", "swap"}),
 	}
-	reg.MustRegister(m.upgradeSeconds, m.upgrades, m.active, m.reconcileErrors, m.fetchSeconds)
+	reg.MustRegister(m.upgradeSeconds, m.upgrades, m.active, m.reconcileErrors, m.fetchSeconds, m.swaps)
 	return m
 }

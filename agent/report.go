@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -20,7 +22,7 @@ const probeTimeout = 5 * time.Second
 // appReport is an app's report from its local state.
 func (a *Agent) appReport(st state.App, t Target, stateName, errText string) reconciler.AppReport {
 	r := reconciler.AppReport{Version: st.Active, Previous: st.Previous, State: stateName,
-		Rollout: t.Rollout, Lease: t.Lease, Error: errText, Since: st.Since}
+		Rollout: t.Rollout, Lease: t.Lease, Error: errText, Since: st.Since, Swap: a.swapOf(t.App.Name, st.Active)}
 	if stateName != reconciler.AppHealthy {
 		r.Target = t.Version
 	}
@@ -33,7 +35,8 @@ func (a *Agent) appReport(st state.App, t Target, stateName, errText string) rec
 // localReport describes an app from local state alone (no spec to compare).
 func (a *Agent) localReport(name string) reconciler.AppReport {
 	st := a.store.App(name)
-	r := reconciler.AppReport{Version: st.Active, Previous: st.Previous, State: reconciler.AppHealthy, Since: st.Since}
+	r := reconciler.AppReport{Version: st.Active, Previous: st.Previous, State: reconciler.AppHealthy, Since: st.Since,
+		Swap: a.swapOf(name, st.Active)}
 	switch {
 	case st.Active == "":
 		r.State = reconciler.AppStopped
@@ -72,7 +75,56 @@ func (a *Agent) steady(ctx context.Context, t Target, st state.App) reconciler.A
 	if err != nil {
 		return a.appReport(st, t, reconciler.AppUnhealthy, err.Error())
 	}
+	if st.LastError != "" {
+		// Healthy on its version: an earlier error (a release that could
+		// not be fetched, say) is over and must not linger in reports.
+		if err := a.store.UpdateApp(t.App.Name, func(s *state.App) { s.LastError = "" }); err != nil {
+			a.log.Warn("clear the app's last error", "app", t.App.Name, "err", err)
+		}
+	}
 	return a.appReport(st, t, reconciler.AppHealthy, "")
+}
+
+// swapOf is how the installed release of app at version switches
+// (reconciler.SwapOf), "" when it is not installed.
+func (a *Agent) swapOf(app, version string) string {
+	if version == "" {
+		return ""
+	}
+	b, err := os.ReadFile(filepath.Join(a.cfg.StateDir, "releases", app, version, release.ManifestName))
+	if err != nil {
+		return ""
+	}
+	m, err := release.ParseManifest(b)
+	if err != nil {
+		return ""
+	}
+	return reconciler.SwapOf(m.Driver, len(m.Listen))
+}
+
+// announce publishes the last report with one app's entry replaced, in the
+// middle of a pass: a switch that begins is "switching" in status and
+// --wait while it lasts, not "healthy" until the pass ends.
+func (a *Agent) announce(ctx context.Context, app string, rep reconciler.AppReport) {
+	r := reconciler.NodeReport{Node: a.cfg.Node, Labels: a.cfg.Labels, AgentVersion: a.cfg.AgentVersion}
+	if last := a.last.Load(); last != nil {
+		r = *last
+	}
+	r.Apps = maps.Clone(r.Apps)
+	if r.Apps == nil {
+		r.Apps = map[string]reconciler.AppReport{}
+	}
+	r.Apps[app], r.Time = rep, a.cfg.Now()
+	a.publish(ctx, r)
+}
+
+// switching announces a switch that begins, and counts it by swap kind.
+func (a *Agent) switching(ctx context.Context, t Target, st state.App, p prepared) {
+	swap := reconciler.SwapOf(p.driver, len(p.rel.Manifest.Listen))
+	a.metrics.swaps.WithLabelValues(t.App.Name, swap).Inc()
+	rep := a.appReport(st, t, reconciler.AppSwitching, "")
+	rep.Swap = swap
+	a.announce(ctx, t.App.Name, rep)
 }
 
 // installedManifest is the target's installed manifest with node variables.

@@ -127,21 +127,10 @@ func (sh *Shared) parent(h plumbing.Hash) (plumbing.Hash, error) {
 	return c.ParentHashes[0], nil
 }
 
-// eventSummary is the commit message of a rollout event.
+// eventSummary is the commit message of a rollout event: "web: wave_done
+// wave 1 (by n2)" (reconciler.Event.Summary, waves counted from 1).
 func eventSummary(app string, ev reconciler.Event) string {
-	s := fmt.Sprintf("%s: %s", app, ev.Type)
-	switch {
-	case ev.Target != "":
-		s += " " + ev.Target
-	case ev.Type == reconciler.EventWaveDone:
-		s += fmt.Sprintf(" %d", ev.Wave)
-	}
-	if ev.Node != "" {
-		s += " node " + ev.Node
-	}
-	if ev.Reason != "" {
-		s += ": " + ev.Reason
-	}
+	s := app + ": " + ev.Summary()
 	if ev.By != "" {
 		s += " (by " + ev.By + ")"
 	}

@@ -76,7 +76,7 @@ type Decision struct {
 }
 
 // Decide returns this node's next step for one app. It is a pure function of
-// its input, so every rule of DESIGN.md section 6 is table-tested.
+// its input, so every rule of docs/design.md (the lease protocol) is table-tested.
 func Decide(in Input) Decision {
 	r := Latest(in.Record)
 	if r == nil || r.Target != in.App.Version || r.Outcome == OutcomeSuperseded {
@@ -205,7 +205,7 @@ func unreachable(in Input, r *Rollout) (Event, bool) {
 		if r.terminal(n) || holdsLease(in.Leases, r.ID, n) {
 			continue
 		}
-		reason := fmt.Sprintf("took no lease within nodeTimeout %s of wave %d opening", in.App.Rollout.NodeTimeout, k)
+		reason := fmt.Sprintf("took no lease within nodeTimeout %s of %s opening", in.App.Rollout.NodeTimeout, WaveName(k))
 		if in.App.Rollout.OnUnreachable == spec.OnUnreachableFail {
 			return Event{Type: EventNodeFailed, Node: n, Reason: reason}, true
 		}
@@ -233,10 +233,10 @@ func decideSelf(in Input, r *Rollout) Decision {
 	}
 	at, known := openAt(in, r, k)
 	if !known {
-		return Decision{Action: Wait, Reason: fmt.Sprintf("wave %d waits for earlier waves", k)}
+		return Decision{Action: Wait, Reason: fmt.Sprintf("%s waits for earlier waves", WaveName(k))}
 	}
 	if in.Now.Before(at) {
-		return Decision{Action: Wait, Until: at, Reason: fmt.Sprintf("wave %d opens in %s", k, at.Sub(in.Now).Round(time.Millisecond))}
+		return Decision{Action: Wait, Until: at, Reason: fmt.Sprintf("%s opens in %s", WaveName(k), at.Sub(in.Now).Round(time.Millisecond))}
 	}
 	if upToDate(in) {
 		return appendEvent(in, r, Event{Type: EventNodeDone, Node: in.Node, Reason: "already on target"})

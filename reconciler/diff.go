@@ -29,8 +29,14 @@ type AppChange struct {
 	Fields   []string      `json:"fields,omitempty"` // top-level fields that changed
 	Nodes    []string      `json:"nodes"`            // targeted nodes in the inventory
 	Plan     *Plan         `json:"plan,omitempty"`
-	Estimate time.Duration `json:"estimate"`
+	Estimate time.Duration `json:"-"` // JSON: "estimate": "20s", "estimateSeconds": 20
 	Warnings []string      `json:"warnings,omitempty"`
+}
+
+// MarshalJSON writes Estimate as "estimate" and "estimateSeconds".
+func (c AppChange) MarshalJSON() ([]byte, error) {
+	type plain AppChange
+	return withDurations(plain(c), durationField{"estimate", c.Estimate})
 }
 
 // DiffOptions tunes a diff.

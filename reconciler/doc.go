@@ -6,6 +6,10 @@
 // leases, now) and returns a result, so the whole of the rollout logic is
 // table-tested. Agents and the command line do the acting.
 //
-// Entry points: PlanWaves orders the nodes an app targets into waves; the
-// rollout engine (rollout.go) decides each agent's next step.
+// Entry points: PlanWaves (plan.go) orders the nodes an app targets into
+// waves; Decide (decide.go) is the rollout engine, each agent's next step,
+// table-tested in decide_test.go and run over whole rollouts in sim_test.go;
+// StatusOf (status.go) is what `reconciler status` shows; Diff (diff.go)
+// what a change would do. The protocol they implement: docs/design.md and
+// docs/rollouts.md.
 package reconciler

@@ -6,7 +6,7 @@ import (
 
 // This file holds the shared state the agents exchange through Git: node
 // reports, rollout records and leases. Package fleetrepo stores them; the
-// rollout engine (rollout.go) decides from them.
+// rollout engine (Decide, decide.go) decides from them.
 
 // NodeReport is what a node says about itself, kept at
 // refs/reconciler/nodes/<node>, written only by that node.
@@ -27,7 +27,8 @@ type NodeReport struct {
 // App states in a node report.
 const (
 	AppHealthy   = "healthy"   // Version runs and passed its health check
-	AppUpgrading = "upgrading" // moving to Target under Lease
+	AppUpgrading = "upgrading" // installing Target (fetch, verify, unpack) before switching
+	AppSwitching = "switching" // the driver is switching to Target: starting it, checking its health
 	AppWaiting   = "waiting"   // Target known, waiting for its wave or a lease
 	AppFailed    = "failed"    // moving to Target failed; Version (the previous) restored if any
 	AppUnhealthy = "unhealthy" // Version runs but fails its health check
@@ -44,6 +45,8 @@ type AppReport struct {
 	Lease    string    `json:"lease,omitempty"`   // fencing token of the lease held for it
 	Error    string    `json:"error,omitempty"`
 	Since    time.Time `json:"since"`
+	// Swap is how the release switches versions (SwapHot, SwapStopStart...).
+	Swap string `json:"swap,omitempty"`
 	// Releases are the versions the app's runtime itself knows, when it
 	// keeps several (an Erlang VM's release_handler:which_releases()).
 	Releases []RuntimeRelease `json:"releases,omitempty"`

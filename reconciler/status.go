@@ -1,8 +1,10 @@
 package reconciler
 
 import (
+	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/fleetops/reconciler/spec"
@@ -19,6 +21,19 @@ const (
 	StateNone        = "none" // no rollout recorded yet
 )
 
+// Node states `status` shows besides the node reports' own (healthy,
+// waiting, upgrading, switching, failed, unhealthy, stopped).
+const (
+	NodeUpgraded = "upgraded" // done in this rollout, running its target
+	NodeFailed   = "failed"   // failed in this rollout and runs nothing healthy
+	// NodeRolledBack: failed in this rollout, or upgraded in one that was
+	// rolled back, and now runs an earlier version, healthy.
+	NodeRolledBack = "rolled_back"
+	NodeSkipped    = "skipped"     // unreachable within nodeTimeout
+	NodeNotStarted = "not_started" // the rollout ended before this node's turn
+	NodeUnknown    = "unknown"     // no report from this node
+)
+
 // Status is the rollout of one app now, as `reconciler status` shows it.
 type Status struct {
 	App     string `json:"app"`
@@ -31,16 +46,22 @@ type Status struct {
 	RolloutTarget string         `json:"rolloutTarget,omitempty"`
 	Reason        string         `json:"reason,omitempty"`
 	Waves         [][]NodeStatus `json:"waves"`
-	Leases        []Lease        `json:"leases"`
+	// NextWave is the wave waiting for batchDelay (or the canary monitor)
+	// to pass; nil when none waits, or while paused (nothing counts down).
+	NextWave *WaveOpening  `json:"nextWave,omitempty"`
+	Leases   []LeaseStatus `json:"leases"`
 	// Others are targeted nodes outside the frozen plan (late joiners).
 	Others  []NodeStatus  `json:"others,omitempty"`
 	Started time.Time     `json:"started,omitzero"`
-	Elapsed time.Duration `json:"elapsed"`
+	Elapsed time.Duration `json:"-"` // JSON: "elapsed": "1m30s", "elapsedSeconds": 90
 	Result  *Result       `json:"result,omitempty"`
 	// Untrusted names the nodes that refuse the tip of the tracked branch
 	// for its signatures, with why ("untrusted: <commit>: <why>"): they keep
 	// running what the last accepted tip says (docs/trust.md).
 	Untrusted map[string]string `json:"untrusted,omitempty"`
+	// Warnings are what the operator should know before it costs requests
+	// (stop-then-start swaps) or trust (an invalid tip).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // NodeStatus is one node's place in a rollout.
@@ -49,12 +70,24 @@ type NodeStatus struct {
 	Version string `json:"version"`
 	State   string `json:"state"`
 	Reason  string `json:"reason,omitempty"`
+	// Swap is how the node's release switches versions (AppReport.Swap).
+	Swap string `json:"swap,omitempty"`
+}
+
+// WaveOpening is when the next wave opens, by the clock of the agent that
+// recorded the previous wave done (an estimate: each node counts batchDelay
+// from when it saw that event).
+type WaveOpening struct {
+	Wave    int           `json:"wave"` // counted from 1, as in the text
+	At      time.Time     `json:"at"`
+	OpensIn time.Duration `json:"-"` // JSON: "opensIn": "12s", "opensInSeconds": 12
 }
 
 // StatusOf summarises an app's rollout from its record, the node reports and
-// the leases. now is used for the elapsed time of a rollout in progress.
+// the leases. now is the observer's clock: elapsed time, countdowns, leases.
 func StatusOf(app spec.App, record []Event, reports map[string]NodeReport, leases []Lease, now time.Time) Status {
-	st := Status{App: app.Name, Target: app.Version, State: StateNone, Waves: [][]NodeStatus{}, Leases: held(leases)}
+	st := Status{App: app.Name, Target: app.Version, State: StateNone, Waves: [][]NodeStatus{},
+		Leases: LeaseStatuses(held(leases), now)}
 	for n, rep := range reports {
 		if rep.Untrusted != "" {
 			if st.Untrusted == nil {
@@ -74,21 +107,24 @@ func StatusOf(app spec.App, record []Event, reports map[string]NodeReport, lease
 	if r.Ended() {
 		st.Result = r.Result()
 	}
+	if st.State == StateProgressing {
+		st.NextWave = nextWave(app, record, r, now)
+	}
 	inPlan := map[string]bool{}
-	for _, w := range r.Waves {
+	for k, w := range r.Waves {
 		var row []NodeStatus
 		for _, n := range w {
 			inPlan[n] = true
-			row = append(row, nodeStatus(n, app.Name, r, reports))
+			row = append(row, st.waiting(k, nodeStatus(n, app.Name, r, reports)))
 		}
 		st.Waves = append(st.Waves, row)
 	}
 	for _, n := range sortedKeys(reports) {
-		rep := reports[n]
-		if _, runs := rep.Apps[app.Name]; runs && !inPlan[n] {
+		if _, runs := reports[n].Apps[app.Name]; runs && !inPlan[n] {
 			st.Others = append(st.Others, nodeStatus(n, app.Name, r, reports))
 		}
 	}
+	st.Warnings = swapWarnings(st)
 	return st
 }
 
@@ -109,24 +145,115 @@ func stateOf(r *Rollout, app spec.App) string {
 	return StateProgressing
 }
 
-// nodeStatus combines the record's verdict with the node's own report.
+// nodeStatus combines the record's verdict with the node's own report, so
+// the state says what the node does now: a canary that failed and serves
+// the previous version is rolled_back, not failed.
 func nodeStatus(n, app string, r *Rollout, reports map[string]NodeReport) NodeStatus {
 	rep, reported := reports[n].Apps[app]
-	ns := NodeStatus{Node: n, Version: rep.Version, State: rep.State}
+	ns := NodeStatus{Node: n, Version: rep.Version, State: rep.State, Reason: rep.Error, Swap: rep.Swap}
+	back := reported && rep.Version != "" && rep.Version != r.Target && rep.State == AppHealthy
 	switch {
-	case !reported:
-		ns.State = "unknown"
+	case hasKey(r.Failed, n) && back:
+		ns.State, ns.Reason = NodeRolledBack, fmt.Sprintf("%s failed: %s", r.Target, r.Failed[n])
 	case hasKey(r.Failed, n):
-		ns.State, ns.Reason = "failed", r.Failed[n]
+		ns.State, ns.Reason = NodeFailed, r.Failed[n]
 	case hasKey(r.Skipped, n):
-		ns.State, ns.Reason = "skipped", r.Skipped[n]
-	case hasKey(r.Done, n) && rep.Version == r.Target:
-		ns.State = "upgraded"
-	}
-	if ns.Reason == "" {
-		ns.Reason = rep.Error
+		ns.State, ns.Reason = NodeSkipped, r.Skipped[n]
+	case !reported:
+		ns.State = NodeUnknown
+	case hasKey(r.Done, n) && rep.Version == r.Target && rep.State == AppHealthy:
+		ns.State, ns.Reason = NodeUpgraded, ""
+	case hasKey(r.Done, n) && r.Outcome == OutcomeRolledBack && back:
+		ns.State, ns.Reason = NodeRolledBack, fmt.Sprintf("rolled back with the rollout of %s: %s", r.Target, r.Reason)
+	case r.Ended() && !r.terminal(n) && rep.Version != r.Target && !inFlight(rep.State):
+		ns.State, ns.Reason = NodeNotStarted, "the rollout "+endedAs(r.Outcome)+" before this node's turn"
 	}
 	return ns
+}
+
+// endedAs says how a rollout ended, for a sentence.
+func endedAs(outcome string) string {
+	switch outcome {
+	case OutcomeRolledBack:
+		return "was rolled back"
+	case OutcomeSuperseded:
+		return "was superseded"
+	}
+	return outcome
+}
+
+// inFlight reports whether a node is moving between versions now.
+func inFlight(state string) bool { return state == AppUpgrading || state == AppSwitching }
+
+// waiting replaces a waiting node's stale reason (the agent's words at its
+// last report) with what the record says now.
+func (st Status) waiting(k int, ns NodeStatus) NodeStatus {
+	if ns.State != AppWaiting {
+		return ns
+	}
+	switch {
+	case st.State == StatePaused:
+		ns.Reason = "rollout paused"
+	case st.NextWave != nil && st.NextWave.Wave == WaveNumber(k):
+		ns.Reason = fmt.Sprintf("%s opens in %s", WaveName(k), st.NextWave.OpensIn)
+	}
+	return ns
+}
+
+// nextWave is the first wave not recorded done whose predecessor is, when
+// its batchDelay (plus the canary monitor after the canary wave) has not run
+// out yet by the recorder's clock. Resuming restarts the delay.
+func nextWave(app spec.App, record []Event, r *Rollout, now time.Time) *WaveOpening {
+	for k := 1; k < len(r.Waves); k++ {
+		if _, done := r.WaveDone[k]; done {
+			continue
+		}
+		i, prevDone := r.WaveDone[k-1]
+		if !prevDone {
+			return nil
+		}
+		at := record[i].Time.Add(r.Options.BatchDelay)
+		if k == 1 && app.Rollout.Strategy == spec.StrategyCanary {
+			at = at.Add(app.Rollout.Canary.Monitor.Duration)
+		}
+		if r.Resumed > i && record[r.Resumed].Time.Add(r.Options.BatchDelay).After(at) {
+			at = record[r.Resumed].Time.Add(r.Options.BatchDelay)
+		}
+		if record[i].Time.IsZero() || !at.After(now) {
+			return nil
+		}
+		return &WaveOpening{Wave: WaveNumber(k), At: at, OpensIn: at.Sub(now).Round(time.Second)}
+	}
+	return nil
+}
+
+// swapWarnings names the nodes whose release cannot be hot-swapped.
+func swapWarnings(st Status) []string {
+	var nodes []string
+	for _, w := range append(slices.Clone(st.Waves), st.Others) {
+		for _, n := range w {
+			if n.Swap == SwapStopStart {
+				nodes = append(nodes, n.Node)
+			}
+		}
+	}
+	if len(nodes) == 0 {
+		return nil
+	}
+	return []string{fmt.Sprintf("%s on %s: every switch of %s refuses requests for a moment; declare the sockets in the release's listen to get the hot swap",
+		SwapStopStartText, strings.Join(nodes, ", "), st.App)}
+}
+
+// MarshalJSON writes Elapsed as "elapsed" and "elapsedSeconds".
+func (s Status) MarshalJSON() ([]byte, error) {
+	type plain Status
+	return withDurations(plain(s), durationField{"elapsed", s.Elapsed})
+}
+
+// MarshalJSON writes OpensIn as "opensIn" and "opensInSeconds".
+func (w WaveOpening) MarshalJSON() ([]byte, error) {
+	type plain WaveOpening
+	return withDurations(plain(w), durationField{"opensIn", w.OpensIn})
 }
 
 // elapsed is the rollout's duration by its writers' clocks: up to its end

@@ -14,7 +14,7 @@ type Fleet struct {
 }
 
 // App is one app's desired version, artifact, rollout options, health check
-// and targets (DESIGN.md section 3).
+// and targets (docs/design.md, docs/spec.md).
 type App struct {
 	Name     string   `json:"name"`
 	Version  string   `json:"version"`

@@ -251,7 +251,7 @@ func (c *Coordinator) appendEvent(ctx context.Context, rin reconciler.Input, d r
 	if err != nil {
 		return fmt.Errorf("append %s to the rollout record of %s: %w", d.Event.Type, app, err)
 	}
-	c.log.Info("rollout event", "app", app, "event", d.Event.Type, "node", d.Event.Node, "wave", d.Event.Wave)
+	c.log.Info("rollout event", "app", app, "event", d.Event.Summary())
 	return nil
 }
 

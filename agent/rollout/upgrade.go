@@ -80,6 +80,9 @@ func (c *Coordinator) renew(ctx context.Context, h *held) {
 // finish records this node's outcome under its lease, then releases it.
 func (c *Coordinator) finish(ctx context.Context, app, rollout string, l reconciler.Lease, rep reconciler.AppReport, err error) {
 	ev := reconciler.Event{Type: reconciler.EventNodeDone, Node: c.opt.Node, Lease: l.Token}
+	if rep.Swap == reconciler.SwapStopStart { // the record says what the switch cost
+		ev.Reason = "swapped " + reconciler.SwapStopStartText
+	}
 	if err != nil || rep.State != reconciler.AppHealthy {
 		reason := rep.Error
 		if err != nil {

@@ -13,9 +13,14 @@ import (
 
 // Serve serves the bare repository at bareDir over HTTP on 127.0.0.1 with
 // the real `git http-backend` (smart protocol, receive-pack enabled, no
-// authentication) until the test ends, and returns its clone URL.
+// authentication) until the test ends, and returns its clone URL. Under
+// -short (make test-unit) it skips the test: a server and a process per
+// request are not in the fast tier.
 func Serve(t testing.TB, bareDir string) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: serves git http-backend over HTTP")
+	}
 	backend := httpBackend(t)
 	root, name := filepath.Split(filepath.Clean(bareDir))
 	env := []string{

@@ -3,6 +3,7 @@ package process
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -24,6 +25,13 @@ import (
 var releases = map[string]string{}
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() { // every test here runs workload processes: not in the -short tier
+		if err := flag.Set("test.skip", "."); err != nil {
+			panic(err)
+		}
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "process-test-")
 	if err != nil {
 		panic(err)

@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"regexp"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/fleetops/reconciler/internal/logging"
 )
 
 // agentOptions are the agent command's flags.
@@ -21,6 +24,7 @@ type agentOptions struct {
 	poll                      time.Duration
 	once                      bool
 	logFormat                 string
+	output                    string
 	coordination              string
 	leaseTTL                  time.Duration
 	trustSigners              []string // --trust-signer: who may move the fleet (agent_trust.go)
@@ -53,13 +57,19 @@ agent adopts them. See docs/agent.md.`,
 			if err := o.validate(); err != nil {
 				return &usageError{err}
 			}
+			if c.Flags().Changed("branch") {
+				fmt.Fprintln(e.stderr, "warning: --branch is deprecated, use --tracked-branch (as every other command)")
+			}
 			return runAgent(c.Context(), e, o)
 		},
 	}
 	f := c.Flags()
 	f.StringVar(&o.repo, "repo", "", "fleet repo URL: a path, file://, http(s)://, ssh:// (required)")
 	f.StringVar(&o.shared, "shared-repo", "", "repository for node reports (default: --repo)")
-	f.StringVar(&o.branch, "branch", "main", "tracked branch")
+	f.StringVar(&o.branch, "tracked-branch", "main", "the branch of the fleet repo to track")
+	// --branch is the old name, kept as an alias. Not MarkDeprecated: cobra
+	// prints that notice on stdout, which --output json keeps for JSON.
+	f.StringVar(&o.branch, "branch", "main", "deprecated alias of --tracked-branch")
 	f.StringVar(&o.dir, "dir", "", "directory of the specs in the fleet repo (default: its root)")
 	f.StringVar(&o.node, "node", "", "this node's name (required)")
 	f.StringToStringVar(&o.labels, "labels", nil, "this node's labels, k=v,...")
@@ -70,9 +80,13 @@ agent adopts them. See docs/agent.md.`,
 	f.DurationVar(&o.poll, "poll", 30*time.Second, "re-evaluation period besides watch events")
 	f.BoolVar(&o.once, "once", false, "one pass: exit 0 when converged, 1 otherwise")
 	f.StringVar(&o.logFormat, "log-format", "auto", "auto (text on a terminal, JSON otherwise), text or json")
+	f.StringVarP(&o.output, "output", "o", "text", "with --once: text, or json to print the node's /healthz body on stdout at the end")
+	completeWords(c, "output", outputFormats...)
+	completeWords(c, "log-format", "auto", "text", "json")
 	f.StringVar(&o.coordination, "coordination", "lease", "lease: upgrade in waves under leases with the fleet; none: switch to the spec's version at once, alone")
 	f.DurationVar(&o.leaseTTL, "lease-ttl", 20*time.Second, "how long a lease lives without renewal (renewed every third of it)")
 	o.registerTrust(f)
+	completeWords(c, "coordination", "lease", "none")
 	return []*cobra.Command{c}
 }
 
@@ -106,6 +120,12 @@ func (o *agentOptions) validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("--log-format %q: want auto, text or json", o.logFormat))
 	}
+	switch {
+	case checkOutput(o.output) != nil:
+		errs = append(errs, fmt.Errorf("--output %q: want text or json", o.output))
+	case o.output == "json" && !o.once:
+		errs = append(errs, errors.New("--output json prints the node's state once the agent exits: use it with --once (--log-format json makes the logs JSON)"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -121,18 +141,24 @@ func parseVars(kvs []string) (map[string]string, error) {
 	return vars, nil
 }
 
-// newLogger logs text on a terminal and JSON otherwise.
+// newLogger logs text on a terminal and JSON otherwise (package logging:
+// one key per line, readable durations).
 func newLogger(e *env, format string) *slog.Logger {
 	if format == "auto" {
-		format = "json"
-		if f, ok := e.stderr.(*os.File); ok {
-			if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-				format = "text"
-			}
+		format = logging.FormatJSON
+		if isTerminal(e.stderr) {
+			format = logging.FormatText
 		}
 	}
-	if format == "text" {
-		return slog.New(slog.NewTextHandler(e.stderr, nil))
+	return logging.New(e.stderr, format)
+}
+
+// isTerminal reports whether w is a terminal (colours, live progress).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
 	}
-	return slog.New(slog.NewJSONHandler(e.stderr, nil))
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

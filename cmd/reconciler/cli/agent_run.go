@@ -21,7 +21,8 @@ import (
 
 // runAgent wires the agent from the flags and runs it.
 func runAgent(ctx context.Context, e *env, o *agentOptions) error {
-	log := newLogger(e, o.logFormat)
+	// Every line of this agent names its node, once (package logging).
+	log := newLogger(e, o.logFormat).With("node", o.node)
 	vars, _ := parseVars(o.vars) // checked by validate
 	keys, err := signing.LoadKeySet(o.trustKeys...)
 	if err != nil {
@@ -56,9 +57,19 @@ func runAgent(ctx context.Context, e *env, o *agentOptions) error {
 		Node: o.node, Labels: o.labels, Vars: vars, StateDir: o.stateDir, State: st,
 		Desired: desired, Installer: agent.VerifiedInstaller{Fetcher: fetcher, Keys: keys}, Reporter: shared,
 		SharedWatch: shared, Decider: decider, Drivers: drivers, SpecDir: o.dir, Poll: o.poll, Listen: o.listen, Once: o.once, Logger: log,
+		AgentVersion: buildOf().Version,
 	}
-	log.Info("agent starting", "node", o.node, "repo", o.repo, "branch", o.branch, "state", o.stateDir, "keys", keys.IDs())
-	err = agent.Run(ctx, cfg)
+	log.Info("agent starting", "version", buildOf().String(), "repo", o.repo, "branch", o.branch, "state", o.stateDir, "keys", keys.IDs())
+	a, err := agent.New(cfg)
+	if err != nil {
+		return fmt.Errorf("agent %s: %w", o.node, err)
+	}
+	err = a.Run(ctx)
+	if o.output == "json" {
+		if jerr := writeJSON(e, a.Health()); jerr != nil {
+			return jerr
+		}
+	}
 	if errors.Is(err, agent.ErrNotConverged) {
 		fmt.Fprintf(e.stderr, "reconciler: agent %s: not converged (see the log above and /healthz)\n", o.node)
 		return &exitError{code: exitFailure}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -14,9 +13,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/spf13/cobra"
 
+	"github.com/fleetops/reconciler/fleetrepo"
 	"github.com/fleetops/reconciler/reconciler"
-	"github.com/fleetops/reconciler/release"
-	"github.com/fleetops/reconciler/signing"
 	"github.com/fleetops/reconciler/spec"
 )
 
@@ -51,6 +49,9 @@ type signatureCheck struct {
 	Version string `json:"version"`
 	OK      bool   `json:"ok"`
 	Detail  string `json:"detail"` // the key that verified it, or why not
+	// Swap is how the verified release switches versions (hot,
+	// stop-then-start, hooks, in-place); "" when it could not be read.
+	Swap string `json:"swap,omitempty"`
 }
 
 func newDiffCmd(e *env) *cobra.Command {
@@ -95,7 +96,7 @@ there are changes.`,
 }
 
 func runDiff(ctx context.Context, e *env, o *diffOptions, args []string) error {
-	src, err := openDiffRepo(e, o)
+	src, err := openDiffRepo(ctx, e, o)
 	if err != nil {
 		return err
 	}
@@ -110,7 +111,7 @@ func runDiff(ctx context.Context, e *env, o *diffOptions, args []string) error {
 	}
 	if head == nil { // invalid head: show its errors, compare nothing
 		printDiff(e, o.output, rep)
-		return &exitError{exitFailure}
+		return &exitError{code: exitFailure}
 	}
 	inv, failed := diffContext(ctx, e, o, head, rep)
 	rep.Changes = reconciler.Diff(base, head, inv, reconciler.DiffOptions{NodeEstimate: o.perNode, FailedTargets: failed})
@@ -119,6 +120,7 @@ func runDiff(ctx context.Context, e *env, o *diffOptions, args []string) error {
 	}
 	if o.verify {
 		rep.Signatures = verifyChanges(ctx, o, head, rep.Changes)
+		swapWarnings(rep)
 	}
 	if len(args) == 2 {
 		if rep.Commits, err = commitSignatures(src.repo, o, args[0], args[1]); err != nil {
@@ -128,11 +130,11 @@ func runDiff(ctx context.Context, e *env, o *diffOptions, args []string) error {
 	printDiff(e, o.output, rep)
 	for _, s := range rep.Signatures {
 		if !s.OK {
-			return &exitError{exitFailure}
+			return &exitError{code: exitFailure}
 		}
 	}
 	if o.exitCode && len(rep.Changes) > 0 {
-		return &exitError{exitFailure}
+		return &exitError{code: exitFailure}
 	}
 	return nil
 }
@@ -144,9 +146,12 @@ type diffRepo struct {
 	root   string // working tree, "" for a bare repository
 	branch string
 	dir    string
+	// remote loads a branch of the fleet repo that this repository does
+	// not have (one `upgrade --branch` pushed there); nil when none.
+	remote func(branch string) (*spec.Fleet, string, error)
 }
 
-func openDiffRepo(e *env, o *diffOptions) (*diffRepo, error) {
+func openDiffRepo(ctx context.Context, e *env, o *diffOptions) (*diffRepo, error) {
 	path := o.repo
 	if path == "" {
 		path = e.wd
@@ -163,7 +168,33 @@ func openDiffRepo(e *env, o *diffOptions) (*diffRepo, error) {
 	if wt, err := repo.Worktree(); err == nil {
 		d.root = wt.Filesystem.Root()
 	}
+	if url, err := resolveRepo(e, o.repo); err == nil {
+		d.remote = func(branch string) (*spec.Fleet, string, error) { return remoteBranch(ctx, e, url, branch, o.dir) }
+	}
 	return d, nil
+}
+
+// remoteBranch fetches branch of the fleet repo at url into memory and
+// loads its specs; it returns where it read them, for a note.
+func remoteBranch(ctx context.Context, e *env, url, branch, dir string) (*spec.Fleet, string, error) {
+	auth, err := fleetrepo.AuthFromEnv(url, e.getenv)
+	if err != nil {
+		return nil, "", err
+	}
+	d, err := fleetrepo.OpenDesired(ctx, fleetrepo.DesiredOptions{URL: url, Branch: branch, Auth: auth})
+	if err != nil {
+		return nil, "", err
+	}
+	tip, err := d.Fetch(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	var fleet *spec.Fleet
+	err = d.View(func(r *git.Repository) error {
+		fleet, err = spec.LoadCommit(r, tip, dir)
+		return err
+	})
+	return fleet, fmt.Sprintf("%s is branch %s of %s at %.12s (not in this clone)", branch, branch, url, tip.String()), err
 }
 
 // fleetAt loads the fleet of args[i]: a revision; by default the tracked
@@ -176,9 +207,9 @@ func (d *diffRepo) fleetAt(args []string, i int, rep *diffReport) (*spec.Fleet, 
 	switch {
 	case i < len(args):
 		name = args[i]
-		fleet, err = d.atRevision(name)
+		fleet, err = d.atRevision(name, rep)
 	case i == 0:
-		name, fleet, err = d.trackedBranch()
+		name, fleet, err = d.trackedBranch(rep)
 	case d.root != "":
 		name = "working tree"
 		fleet, err = spec.LoadDir(filepath.Join(d.root, d.dir))
@@ -204,22 +235,36 @@ func (d *diffRepo) fleetAt(args []string, i int, rep *diffReport) (*spec.Fleet, 
 	return fleet, err
 }
 
-func (d *diffRepo) trackedBranch() (string, *spec.Fleet, error) {
+func (d *diffRepo) trackedBranch(rep *diffReport) (string, *spec.Fleet, error) {
 	for _, rev := range []string{"refs/remotes/origin/" + d.branch, "refs/heads/" + d.branch} {
 		if _, err := d.repo.Reference(plumbing.ReferenceName(rev), true); err == nil {
-			f, err := d.atRevision(rev)
+			f, err := d.atRevision(rev, rep)
 			return strings.TrimPrefix(strings.TrimPrefix(rev, "refs/remotes/"), "refs/heads/"), f, err
 		}
 	}
 	return "", nil, fmt.Errorf("no branch %s (nor origin/%s) here to compare with: name BASE", d.branch, d.branch)
 }
 
-func (d *diffRepo) atRevision(rev string) (*spec.Fleet, error) {
+// atRevision loads rev: a revision of this repository, else its origin's
+// branch of that name, else the fleet repo's branch (fetched, with a note).
+func (d *diffRepo) atRevision(rev string, rep *diffReport) (*spec.Fleet, error) {
 	h, err := d.repo.ResolveRevision(plumbing.Revision(rev))
-	if err != nil {
+	if err == nil {
+		return spec.LoadCommit(d.repo, *h, d.dir)
+	}
+	if o, oerr := d.repo.ResolveRevision(plumbing.Revision("refs/remotes/origin/" + rev)); oerr == nil {
+		return spec.LoadCommit(d.repo, *o, d.dir)
+	}
+	if d.remote == nil || strings.ContainsAny(rev, "~^:@{} ") {
 		return nil, fmt.Errorf("revision %q: %w", rev, err)
 	}
-	return spec.LoadCommit(d.repo, *h, d.dir)
+	fleet, where, rerr := d.remote(rev)
+	var serr *spec.Errors
+	if rerr != nil && !errors.As(rerr, &serr) {
+		return nil, fmt.Errorf("revision %q: not in this repository (%w), nor a branch of the fleet repo: %w", rev, err, rerr)
+	}
+	rep.Notes = append(rep.Notes, where)
+	return fleet, rerr
 }
 
 // diffContext reads the inventory and the failed versions from the shared
@@ -242,54 +287,6 @@ func diffContext(ctx context.Context, e *env, o *diffOptions, head *spec.Fleet, 
 		}
 	}
 	return reconciler.InventoryOf(head.Nodes, reports), failed
-}
-
-// verifyChanges fetches and verifies the artifact of each changed app.
-func verifyChanges(ctx context.Context, o *diffOptions, head *spec.Fleet, changes []reconciler.AppChange) []signatureCheck {
-	keys, err := signing.LoadKeySet(o.trustKeys...)
-	out := []signatureCheck{}
-	cache, cerr := os.MkdirTemp("", "reconciler-diff-")
-	if cerr == nil {
-		defer os.RemoveAll(cache)
-	}
-	fetcher, ferr := release.NewFetcher(release.Options{CacheDir: cache, Retries: 1})
-	for _, ch := range changes {
-		if ch.Kind == reconciler.ChangeRemoved {
-			continue
-		}
-		app := head.Apps[ch.App]
-		sc := signatureCheck{App: ch.App, Version: app.Version}
-		switch {
-		case err != nil:
-			sc.Detail = err.Error()
-		case errors.Join(cerr, ferr) != nil:
-			sc.Detail = errors.Join(cerr, ferr).Error()
-		default:
-			sc.Detail, sc.OK = verifyArtifact(ctx, fetcher, keys, app)
-		}
-		out = append(out, sc)
-	}
-	return out
-}
-
-func verifyArtifact(ctx context.Context, f *release.Fetcher, keys *signing.KeySet, app spec.App) (string, bool) {
-	path, err := f.Fetch(ctx, app.Artifact.URL)
-	if err != nil {
-		return "fetch artifact: " + err.Error(), false
-	}
-	sigPath, err := f.Fetch(ctx, app.Artifact.Signature)
-	if err != nil {
-		return "fetch signature: " + err.Error(), false
-	}
-	sig, err := os.ReadFile(sigPath)
-	if err != nil {
-		return "read signature: " + err.Error(), false
-	}
-	v, err := release.Verify(ctx, path, keys, sig, app.Artifact.SHA256, 0)
-	if err != nil {
-		return err.Error(), false
-	}
-	return fmt.Sprintf("signed by %s, sha256 %s", v.KeyID, v.SHA256), true
 }
 
 func printDiff(e *env, output string, rep *diffReport) {
@@ -328,6 +325,9 @@ func printDiffText(e *env, rep *diffReport) {
 	}
 	for _, s := range rep.Signatures {
 		fmt.Fprintf(w, "signature %s %s: %s (%s)\n", s.App, s.Version, okWord(s.OK), s.Detail)
+		if s.Swap != "" {
+			fmt.Fprintf(w, "swap %s %s: %s\n", s.App, s.Version, reconciler.SwapText(s.Swap))
+		}
 	}
 	printCommitSignatures(w, rep.Commits, false)
 	for _, n := range rep.Notes {

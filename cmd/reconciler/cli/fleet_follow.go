@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -21,30 +22,66 @@ type followResult struct {
 }
 
 // follow watches the rollout of app to version started by commit until it
-// ends, printing progress whenever it changes. It returns nil when the
-// rollout completes and exit status 1 when it fails or is rolled back.
+// ends, printing progress on stderr. On a terminal one line is redrawn
+// every second (elapsed time, the countdown to the next wave); piped, a line
+// is printed only when something changed. It returns nil when the rollout
+// completes and exit status 1 when it fails or is rolled back.
 func follow(ctx context.Context, e *env, h *fleetHandles, o *upgradeOptions, app, version, commit string) error {
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	start, last := time.Now(), ""
+	p := &progress{w: e.stderr, live: isTerminal(e.stderr), quiet: o.output != "text", start: time.Now()}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
 		st, done, err := rolloutNow(ctx, h, app, version, commit)
 		if err == nil {
-			if line := progressLine(st, time.Since(start)); line != last && o.output == "text" {
-				fmt.Fprintln(e.stderr, line)
-				last = line
-			}
+			p.show(st)
 			if done {
+				p.end()
 				return finish(e, o, st, commit)
 			}
 		}
 		select {
 		case <-ctx.Done():
+			p.end()
 			return fmt.Errorf("rollout of %s %s not finished after %s (see reconciler status %s): %w", app, version, o.timeout, app, ctx.Err())
 		case <-tick.C:
 		}
+	}
+}
+
+// progress prints the live progress of a rollout.
+type progress struct {
+	w     io.Writer
+	live  bool // a terminal: redraw one line
+	quiet bool // --output json: no progress
+	start time.Time
+	last  string // what the last printed line said, without times
+	drawn bool   // a live line is on screen
+}
+
+// show prints st: redrawn on a terminal, once per change otherwise.
+func (p *progress) show(st reconciler.Status) {
+	if p.quiet {
+		return
+	}
+	what, countdown := progressLine(st)
+	line := fmt.Sprintf("[%5s] %s%s", time.Since(p.start).Round(time.Second), what, countdown)
+	switch {
+	case p.live:
+		fmt.Fprintf(p.w, "\r\033[K%s", line)
+		p.drawn = true
+	case what != p.last:
+		fmt.Fprintln(p.w, line)
+	}
+	p.last = what
+}
+
+// end finishes the live line.
+func (p *progress) end() {
+	if p.drawn {
+		fmt.Fprintln(p.w)
+		p.drawn = false
 	}
 }
 
@@ -87,20 +124,28 @@ func rolloutNow(ctx context.Context, h *fleetHandles, app, version, commit strin
 	return st, false, nil
 }
 
-// progressLine is one line of live progress: state, waves, nodes.
-func progressLine(st reconciler.Status, elapsed time.Duration) string {
+// progressLine is one line of progress: state, waves and nodes, and apart
+// the countdown to the next wave (which changes every second).
+func progressLine(st reconciler.Status) (what, countdown string) {
 	var waves []string
 	for k, w := range st.Waves {
 		var nodes []string
 		for _, n := range w {
-			nodes = append(nodes, fmt.Sprintf("%s %s", n.Node, n.State))
+			nodes = append(nodes, fmt.Sprintf("%s %s", n.Node, stateText(n.State)))
 		}
-		waves = append(waves, fmt.Sprintf("wave %d [%s]", k+1, strings.Join(nodes, ", ")))
+		waves = append(waves, fmt.Sprintf("%s [%s]", reconciler.WaveName(k), strings.Join(nodes, ", ")))
 	}
-	return fmt.Sprintf("[%5s] %s %s: %s  %s", elapsed.Round(time.Second), st.App, st.Target, st.State, strings.Join(waves, "  "))
+	what = strings.TrimSpace(fmt.Sprintf("%s %s: %s  %s", st.App, st.Target, st.State, strings.Join(waves, "  ")))
+	if nw := st.NextWave; nw != nil {
+		countdown = fmt.Sprintf("  (wave %d opens in %s)", nw.Wave, nw.OpensIn)
+	}
+	return what, countdown
 }
 
 func finish(e *env, o *upgradeOptions, st reconciler.Status, commit string) error {
+	if commit == "" { // nothing was committed: the rollout already under way
+		commit = st.Rollout
+	}
 	res := followResult{App: st.App, Version: st.Target, Commit: commit, State: st.State, Reason: st.Reason, Result: st.Result}
 	if res.Result == nil {
 		res.Result = &reconciler.Result{Nodes: []reconciler.NodeResult{}}
@@ -117,7 +162,7 @@ func finish(e *env, o *upgradeOptions, st reconciler.Status, commit string) erro
 		}
 	}
 	if st.State != reconciler.StateComplete {
-		return &exitError{exitFailure}
+		return &exitError{code: exitFailure}
 	}
 	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -19,17 +18,32 @@ import (
 	"github.com/fleetops/reconciler/spec"
 )
 
-// historyEntry is one change of one app on the tracked branch.
+// History kinds besides reconciler's change kinds (upgrade, downgrade,
+// edited, added, removed).
+const (
+	kindRollback = "rollback"
+	kindPause    = "pause"
+	kindResume   = "resume"
+	// kindInvalid: a commit whose specs do not validate; agents refused it
+	// and kept what they ran. It concerns every app (App is "").
+	kindInvalid = "invalid"
+	// kindFixed: the first valid commit after invalid ones; agents apply
+	// the specs again from there.
+	kindFixed = "fixed"
+)
+
+// historyEntry is one change of one app on the tracked branch (or, for
+// invalid and fixed, of the whole fleet: App "").
 type historyEntry struct {
 	Commit  string    `json:"commit"`
 	Author  string    `json:"author"`
 	Time    time.Time `json:"time"`
 	App     string    `json:"app"`
-	Kind    string    `json:"kind"` // upgrade, downgrade, rollback, pause, resume, edited, added, removed
+	Kind    string    `json:"kind"`
 	From    string    `json:"from,omitempty"`
 	To      string    `json:"to,omitempty"`
 	Outcome string    `json:"outcome,omitempty"` // of the rollout the commit started
-	Reason  string    `json:"reason,omitempty"`
+	Reason  string    `json:"reason,omitempty"`  // the Reconciler-Reason trailer, a rollout's failure, a spec error
 	Subject string    `json:"subject"`
 }
 
@@ -41,29 +55,23 @@ func newHistoryCmd(e *env) *cobra.Command {
 		Short: "List upgrades and rollbacks from the Git history and rollout records",
 		Long: `history walks the tracked branch (first parents, newest first) and lists each
 commit that changed an app: upgrades, downgrades, rollbacks (with the failed
-commit and the reason from their trailers), pauses and resumes, with the
-commit, author, time and the outcome of the rollout it started.`,
+commit and the reason from their trailers), pauses and resumes (with the
+reason given), with the commit, author, time and the outcome of the rollout
+it started. A commit whose specs do not validate is listed as "invalid" with
+its error (agents refused it), and the commit that made them valid again as
+"fixed"; each change is compared with the last valid commit before it.`,
 		Example: `  reconciler history
   reconciler history web --limit 5 --output json`,
-		Args: rangeArgs(0, 1),
+		Args:              rangeArgs(0, 1),
+		ValidArgsFunction: completeApps(e, f),
 		RunE: func(c *cobra.Command, args []string) error {
-			h, err := f.openReader(c.Context(), e)
-			if err != nil {
-				return err
-			}
 			app := ""
 			if len(args) == 1 {
 				app = args[0]
 			}
-			entries, err := history(c.Context(), h, app, limit, scan)
-			if err != nil {
-				return err
-			}
-			if f.output == "json" {
-				return writeJSON(e, entries)
-			}
-			printHistory(e, entries)
-			return nil
+			return runReader(c, e, f, func(ctx context.Context, h *fleetHandles) ([]historyEntry, error) {
+				return historyOf(ctx, e, h, app, limit, scan)
+			}, func(entries []historyEntry) error { printHistory(e, entries); return nil })
 		},
 	}
 	f.register(c)
@@ -72,40 +80,53 @@ commit, author, time and the outcome of the rollout it started.`,
 	return c
 }
 
+// historyOf is the history of app ("" for all) for the history command:
+// it warns about an invalid tip and refuses an app the fleet never had.
+func historyOf(ctx context.Context, e *env, h *fleetHandles, app string, limit, scan int) ([]historyEntry, error) {
+	v, err := h.view(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v.warn(e)
+	entries, err := history(ctx, h, app, limit, scan)
+	if err != nil || app == "" {
+		return entries, err
+	}
+	if _, err := appOf(v.fleet, app); err != nil && !slices.ContainsFunc(entries, func(en historyEntry) bool { return en.App == app }) {
+		return nil, err // not in the fleet and never was: the same error as status
+	}
+	return entries, nil
+}
+
+// specsAt is a commit of the tracked branch with its specs loaded.
+type specsAt struct {
+	commit *object.Commit
+	fleet  *spec.Fleet
+	err    *spec.Errors // the specs do not validate
+}
+
 // history lists the app changes on the tracked branch, newest first.
 func history(ctx context.Context, h *fleetHandles, app string, limit, scan int) ([]historyEntry, error) {
 	tip, err := h.desired.Fetch(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("fetch %s of %s: %w", h.flags.branch, h.url, err)
 	}
+	walk, err := newCommitWalk(h, tip)
+	if err != nil {
+		return nil, err
+	}
 	outcomes := map[string]map[string]*reconciler.Rollout{} // app -> rollout id -> rollout
 	entries := []historyEntry{}
-	c, err := h.desired.CommitObject(tip)
-	for n := 0; err == nil && n < scan && len(entries) < limit; n++ {
-		var parent *object.Commit
-		if c.NumParents() > 0 {
-			parent, err = c.Parent(0)
-			if err != nil {
-				return nil, fmt.Errorf("history of %s: %w", h.url, err)
+	for i := 0; i < scan && len(entries) < limit; i++ {
+		changes, err := walk.changesAt(i)
+		if err != nil || changes == nil {
+			return entries, err
+		}
+		for _, en := range changes {
+			if app == "" || en.App == app || en.App == "" {
+				entries = append(entries, withOutcome(ctx, h, en, outcomes))
 			}
 		}
-		changes, cerr := commitChanges(h, c, parent)
-		if cerr != nil {
-			return nil, cerr
-		}
-		for _, ch := range changes {
-			if app != "" && ch.App != app {
-				continue
-			}
-			entries = append(entries, entryOf(ctx, h, c, ch, outcomes))
-		}
-		if parent == nil {
-			break
-		}
-		c = parent
-	}
-	if err != nil {
-		return nil, fmt.Errorf("history of %s: %w", h.url, err)
 	}
 	if len(entries) > limit {
 		entries = entries[:limit]
@@ -113,39 +134,116 @@ func history(ctx context.Context, h *fleetHandles, app string, limit, scan int) 
 	return entries, nil
 }
 
-// commitChanges compares a commit's specs with its parent's. A commit whose
-// specs do not load is skipped (it was never applied).
-func commitChanges(h *fleetHandles, c, parent *object.Commit) ([]reconciler.AppChange, error) {
-	head, err := h.load(c.Hash)
-	if err != nil {
-		return nil, nil
-	}
-	var base *spec.Fleet
-	if parent != nil {
-		if base, err = h.load(parent.Hash); err != nil {
-			base = nil
-		}
-	}
-	return reconciler.Diff(base, head, nil, reconciler.DiffOptions{}), nil
+// commitWalk walks the tracked branch along first parents from the tip,
+// loading each commit's specs once, when first asked for.
+type commitWalk struct {
+	h      *fleetHandles
+	loaded []specsAt
+	next   *object.Commit // the next commit to load; nil past the root
 }
 
-func entryOf(ctx context.Context, h *fleetHandles, c *object.Commit, ch reconciler.AppChange, outcomes map[string]map[string]*reconciler.Rollout) historyEntry {
-	e := historyEntry{Commit: c.Hash.String(), Author: c.Author.Name, Time: c.Author.When, App: ch.App,
-		Kind: ch.Kind, From: ch.From, To: ch.To, Subject: strings.SplitN(c.Message, "\n", 2)[0]}
-	tr := fleetrepo.ParseTrailers(c.Message)
-	switch {
-	case tr.RollbackOf != "":
-		e.Kind, e.Reason = "rollback", tr.Reason
-	case ch.Kind == reconciler.ChangeEdited && slices.Equal(ch.Fields, []string{"paused"}):
-		e.Kind = "resume"
-		if strings.Contains(strings.ToLower(e.Subject), "pause") && !strings.Contains(strings.ToLower(e.Subject), "resume") {
-			e.Kind = "pause"
+func newCommitWalk(h *fleetHandles, tip plumbing.Hash) (*commitWalk, error) {
+	c, err := h.desired.CommitObject(tip)
+	if err != nil {
+		return nil, fmt.Errorf("history of %s: %w", h.url, err)
+	}
+	return &commitWalk{h: h, next: c}, nil
+}
+
+// at is the i-th commit from the tip, nil past the root.
+func (w *commitWalk) at(i int) (*specsAt, error) {
+	for len(w.loaded) <= i && w.next != nil {
+		s := specsAt{commit: w.next}
+		fleet, err := w.h.load(w.next.Hash)
+		if err != nil && !errors.As(err, &s.err) {
+			return nil, err
+		}
+		s.fleet = fleet
+		w.loaded = append(w.loaded, s)
+		if w.next.NumParents() == 0 {
+			w.next = nil
+		} else if w.next, err = w.next.Parent(0); err != nil {
+			return nil, fmt.Errorf("history of %s: %w", w.h.url, err)
 		}
 	}
-	if _, ok := outcomes[ch.App]; !ok {
-		outcomes[ch.App] = rolloutsOf(ctx, h, ch.App)
+	if i >= len(w.loaded) {
+		return nil, nil
 	}
-	if r := outcomes[ch.App][e.Commit]; r != nil {
+	return &w.loaded[i], nil
+}
+
+// changesAt lists the entries of the i-th commit (nil past the root):
+// invalid, or its changes since the last valid commit before it, with
+// fixed when invalid ones lie between.
+func (w *commitWalk) changesAt(i int) ([]historyEntry, error) {
+	c, err := w.at(i)
+	if err != nil || c == nil {
+		return nil, err
+	}
+	if c.err != nil {
+		en := entryBase(c.commit, "", kindInvalid)
+		en.Reason = specErrorSummary(c.err)
+		return []historyEntry{en}, nil
+	}
+	var base *spec.Fleet
+	broken := false
+	for j := i + 1; j <= i+maxInvalidWalk; j++ {
+		older, err := w.at(j)
+		if err != nil {
+			return nil, err
+		}
+		if older == nil || older.err == nil {
+			if older != nil {
+				base = older.fleet
+			}
+			break
+		}
+		broken = true
+	}
+	out := []historyEntry{}
+	if broken {
+		en := entryBase(c.commit, "", kindFixed)
+		en.Reason = "the specs validate again: agents apply them from this commit"
+		out = append(out, en)
+	}
+	for _, ch := range reconciler.Diff(base, c.fleet, nil, reconciler.DiffOptions{}) {
+		out = append(out, entryOf(c.commit, ch, c.fleet))
+	}
+	return out, nil
+}
+
+func entryBase(c *object.Commit, app, kind string) historyEntry {
+	return historyEntry{Commit: c.Hash.String(), Author: c.Author.Name, Time: c.Author.When, App: app,
+		Kind: kind, Subject: strings.SplitN(c.Message, "\n", 2)[0]}
+}
+
+// entryOf is one app's change at a commit, named by what it does.
+func entryOf(c *object.Commit, ch reconciler.AppChange, head *spec.Fleet) historyEntry {
+	e := entryBase(c, ch.App, ch.Kind)
+	e.From, e.To = ch.From, ch.To
+	tr := fleetrepo.ParseTrailers(c.Message)
+	e.Reason = tr.Reason // why, as the author said (pause --reason, rollback --reason)
+	switch {
+	case tr.RollbackOf != "":
+		e.Kind = kindRollback
+	case ch.Kind == reconciler.ChangeEdited && slices.Equal(ch.Fields, []string{"paused"}):
+		e.Kind = kindResume
+		if head.Apps[ch.App].Paused {
+			e.Kind = kindPause
+		}
+	}
+	return e
+}
+
+// withOutcome adds the outcome of the rollout the entry's commit started.
+func withOutcome(ctx context.Context, h *fleetHandles, e historyEntry, outcomes map[string]map[string]*reconciler.Rollout) historyEntry {
+	if e.App == "" {
+		return e
+	}
+	if _, ok := outcomes[e.App]; !ok {
+		outcomes[e.App] = rolloutsOf(ctx, h, e.App)
+	}
+	if r := outcomes[e.App][e.Commit]; r != nil {
 		e.Outcome = r.Outcome
 		if e.Outcome == reconciler.OutcomeNone {
 			e.Outcome = "progressing"
@@ -199,114 +297,7 @@ func printHistory(e *env, entries []historyEntry) {
 			change = fmt.Sprintf("%s %s -> %s", en.Kind, orDash(en.From), orDash(en.To))
 		}
 		fmt.Fprintf(tw, "%.12s\t%s\t%s\t%s\t%s\t%s\t%s\n", en.Commit, en.Time.Format(time.DateTime),
-			en.Author, en.App, change, orDash(en.Outcome), en.Reason)
+			en.Author, orDash(en.App), change, orDash(en.Outcome), en.Reason)
 	}
 	tw.Flush()
-}
-
-// versionInfo is one version of an app: where it appears.
-type versionInfo struct {
-	Version string   `json:"version"`
-	Commits []string `json:"commits,omitempty"` // commits that set it
-	Nodes   []string `json:"nodes,omitempty"`   // nodes running it
-	// Installed lists the nodes that keep it installed: running it, or
-	// as the previous version a rollback goes back to.
-	Installed []string `json:"installed,omitempty"`
-	Failed    string   `json:"failed,omitempty"` // why a rollout of it failed
-	// Runtime lists "node: status" where the app's runtime keeps this
-	// release (an Erlang VM: permanent, current, old, unpacked).
-	Runtime []string `json:"runtime,omitempty"`
-}
-
-func newVersionsCmd(e *env) *cobra.Command {
-	f := &repoFlags{}
-	c := &cobra.Command{
-		Use:     "versions APP",
-		Short:   "List an app's versions: named in history and installed on nodes",
-		Example: `  reconciler versions web --output json`,
-		Args:    exactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			h, err := f.openReader(c.Context(), e)
-			if err != nil {
-				return err
-			}
-			vs, err := versions(c.Context(), h, args[0])
-			if err != nil {
-				return err
-			}
-			if f.output == "json" {
-				return writeJSON(e, vs)
-			}
-			tw := tabwriter.NewWriter(e.stdout, 0, 2, 2, ' ', 0)
-			fmt.Fprintln(tw, "VERSION\tSET BY\tRUNNING ON\tINSTALLED ON\tRUNTIME\tFAILED")
-			for _, v := range vs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", v.Version, orDash(shortList(v.Commits)),
-					orDash(strings.Join(v.Nodes, ", ")), orDash(strings.Join(v.Installed, ", ")),
-					orDash(strings.Join(v.Runtime, ", ")), v.Failed)
-			}
-			return tw.Flush()
-		},
-	}
-	f.register(c)
-	return c
-}
-
-func versions(ctx context.Context, h *fleetHandles, app string) ([]versionInfo, error) {
-	entries, err := history(ctx, h, app, 1000, 1000)
-	if err != nil {
-		return nil, err
-	}
-	reports, err := h.reports(ctx)
-	if err != nil {
-		return nil, err
-	}
-	byVersion := map[string]*versionInfo{}
-	get := func(v string) *versionInfo {
-		if byVersion[v] == nil {
-			byVersion[v] = &versionInfo{Version: v}
-		}
-		return byVersion[v]
-	}
-	for _, en := range entries {
-		if en.To != "" {
-			get(en.To).Commits = append(get(en.To).Commits, en.Commit)
-		}
-	}
-	for v, nodes := range reconciler.Audit(app, reports) {
-		if v != "" {
-			get(v).Nodes = nodes
-		}
-	}
-	for _, node := range slices.Sorted(maps.Keys(reports)) {
-		a, ok := reports[node].Apps[app]
-		for _, v := range []string{a.Version, a.Previous} {
-			if ok && v != "" {
-				get(v).Installed = append(get(v).Installed, node)
-			}
-		}
-		for _, r := range a.Releases {
-			get(r.Version).Runtime = append(get(r.Version).Runtime, node+": "+r.Status)
-		}
-	}
-	if events, err := h.shared.Record(ctx, app); err == nil {
-		for v, reason := range reconciler.FailedTargets(events) {
-			get(v).Failed = orDash(reason)
-		}
-	}
-	if len(byVersion) == 0 {
-		return nil, errors.New("no version of " + app + " in the history or on any node")
-	}
-	out := []versionInfo{}
-	for _, v := range slices.SortedFunc(maps.Keys(byVersion), func(a, b string) int { return reconciler.CompareVersions(b, a) }) {
-		out = append(out, *byVersion[v])
-	}
-	return out, nil
-}
-
-func shortList(hashes []string) string {
-	var s []string
-	for _, h := range hashes {
-		s = append(s, plumbing.NewHash(h).String()[:12])
-	}
-	return strings.Join(s, ", ")
 }

@@ -3,6 +3,8 @@ package cli
 import (
 	"fmt"
 	"strings"
+
+	"github.com/fleetops/reconciler/reconciler"
 )
 
 // printDiffMarkdown renders a diff as a pull-request comment.
@@ -47,9 +49,9 @@ func printDiffMarkdown(e *env, rep *diffReport) {
 		}
 	}
 	if len(rep.Signatures) > 0 {
-		fmt.Fprintln(w, "\n#### Signatures\n\n| app | version | result |\n|---|---|---|")
+		fmt.Fprintln(w, "\n#### Signatures\n\n| app | version | result | swap |\n|---|---|---|---|")
 		for _, s := range rep.Signatures {
-			fmt.Fprintf(w, "| `%s` | %s | %s: %s |\n", s.App, s.Version, okWord(s.OK), s.Detail)
+			fmt.Fprintf(w, "| `%s` | %s | %s: %s | %s |\n", s.App, s.Version, okWord(s.OK), s.Detail, orDash(reconciler.SwapText(s.Swap)))
 		}
 	}
 	printCommitSignatures(w, rep.Commits, true)

@@ -24,7 +24,8 @@ waves; the rolled-back version is remembered and reconciler diff warns when
 a change targets it again.`,
 		Example: `  reconciler rollback web --reason "p99 latency doubled"
   reconciler rollback web --to 1.0.0`,
-		Args: exactArgs(1),
+		Args:              exactArgs(1),
+		ValidArgsFunction: completeApps(e, &w.repoFlags),
 		RunE: func(c *cobra.Command, args []string) error {
 			if err := w.checkOutput(); err != nil {
 				return err
@@ -38,13 +39,14 @@ a change targets it again.`,
 }
 
 func runRollback(ctx context.Context, e *env, w *writeFlags, app, to string) error {
-	h, id, tip, fleet, err := w.open(ctx, e)
+	h, id, tip, cur, err := w.openApp(ctx, e, app)
 	if err != nil {
 		return err
 	}
-	cur, err := appOf(fleet, app)
-	if err != nil {
-		return err
+	res := commitResult{App: app, Action: "rollback", From: cur.Version, To: to, Branch: w.branch, Repo: h.url}
+	if to == cur.Version {
+		res.Note = fmt.Sprintf("%s already targets %s on %s: nothing to roll back", app, to, w.branch)
+		return res.report(e, w.output)
 	}
 	setBy, err := commitThatSet(ctx, h, app, cur.Version)
 	if err != nil {
@@ -70,8 +72,15 @@ func runRollback(ctx context.Context, e *env, w *writeFlags, app, to string) err
 	if err != nil {
 		return fmt.Errorf("roll back %s from %s: %w", app, cur.Version, err)
 	}
-	fmt.Fprintf(e.stderr, "committed %.12s to %s: roll back %s from %s\n", commit.String(), w.branch, app, cur.Version)
-	return nil
+	if res.To == "" {
+		// The version the rollback commit restored, as its specs say.
+		if res.To, err = h.desired.AppVersion(commit, app); err != nil {
+			return fmt.Errorf("read the version rollback commit %.12s restored: %w", commit.String(), err)
+		}
+	}
+	res.Commit, res.Pushed = commit.String(), true
+	res.Message = fmt.Sprintf("roll back %s %s", app, versionMove(cur.Version, res.To))
+	return res.report(e, w.output)
 }
 
 // commitThatSet is the newest commit on the tracked branch that set app to
@@ -96,34 +105,41 @@ func newPauseCmd(e *env, pause bool) *cobra.Command {
 		verb, what = "pause", "Write the commit that pauses an app's rollouts (nodes in flight finish)"
 	}
 	c := &cobra.Command{
-		Use:     verb + " APP",
-		Short:   what,
-		Example: fmt.Sprintf("  reconciler %s web --reason \"investigating errors in eu\"", verb),
-		Args:    exactArgs(1),
+		Use:               verb + " APP",
+		Short:             what,
+		Example:           fmt.Sprintf("  reconciler %s web --reason \"investigating errors in eu\"", verb),
+		Args:              exactArgs(1),
+		ValidArgsFunction: completeApps(e, &w.repoFlags),
 		RunE: func(c *cobra.Command, args []string) error {
 			if err := w.checkOutput(); err != nil {
 				return err
 			}
-			h, id, tip, fleet, err := w.open(c.Context(), e)
-			if err != nil {
-				return err
-			}
-			app, err := appOf(fleet, args[0])
-			if err != nil {
-				return err
-			}
-			if app.Paused == pause {
-				fmt.Fprintf(e.stderr, "%s is already %sd: nothing to commit\n", app.Name, verb)
-				return nil
-			}
-			commit, err := h.desired.SetPaused(c.Context(), tip, app.Name, pause, w.reason, id)
-			if err != nil {
-				return fmt.Errorf("%s %s: %w", verb, app.Name, err)
-			}
-			fmt.Fprintf(e.stderr, "committed %.12s to %s: %s %s\n", commit.String(), w.branch, verb, app.Name)
-			return nil
+			return runPause(c.Context(), e, w, args[0], pause)
 		},
 	}
 	w.register(c)
 	return c
+}
+
+// runPause writes the commit that pauses (or resumes) app's rollouts.
+func runPause(ctx context.Context, e *env, w *writeFlags, name string, pause bool) error {
+	verb := "resume"
+	if pause {
+		verb = "pause"
+	}
+	h, id, tip, app, err := w.openApp(ctx, e, name)
+	if err != nil {
+		return err
+	}
+	res := commitResult{App: app.Name, Action: verb, Branch: w.branch, Repo: h.url}
+	if app.Paused == pause {
+		res.Note = fmt.Sprintf("%s is already %sd: nothing to commit", app.Name, verb)
+		return res.report(e, w.output)
+	}
+	commit, err := h.desired.SetPaused(ctx, tip, app.Name, pause, w.reason, id)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", verb, app.Name, err)
+	}
+	res.Commit, res.Pushed, res.Message = commit.String(), true, verb+" "+app.Name
+	return res.report(e, w.output)
 }

@@ -29,23 +29,10 @@ func (f *repoFlags) register(c *cobra.Command, outputs ...string) {
 	fl.StringVar(&f.shared, "shared-repo", "", "repository of the shared state (default: --repo)")
 	fl.StringVar(&f.branch, "tracked-branch", "main", "the branch agents track")
 	fl.StringVar(&f.dir, "dir", "", "directory of the specs in the fleet repo (default: its root)")
-	if len(outputs) == 0 {
-		outputs = []string{"text", "json"}
-	}
-	fl.StringVarP(&f.output, "output", "o", "text", strings.Join(outputs, "|"))
+	registerOutput(c, &f.output, outputs...)
 }
 
-func (f *repoFlags) checkOutput(allowed ...string) error {
-	if len(allowed) == 0 {
-		allowed = []string{"text", "json"}
-	}
-	for _, a := range allowed {
-		if f.output == a {
-			return nil
-		}
-	}
-	return &usageError{fmt.Errorf("--output %q: want %s", f.output, strings.Join(allowed, " or "))}
-}
+func (f *repoFlags) checkOutput(allowed ...string) error { return checkOutput(f.output, allowed...) }
 
 // openReader checks --output and opens the fleet for a command that only
 // reads it.
@@ -54,6 +41,23 @@ func (f *repoFlags) openReader(ctx context.Context, e *env) (*fleetHandles, erro
 		return nil, err
 	}
 	return openFleet(ctx, e, f, "reconciler-cli")
+}
+
+// runReader runs a command that reads the fleet: open it, compute the
+// result, print it as JSON or, for people, with text.
+func runReader[T any](c *cobra.Command, e *env, f *repoFlags, compute func(context.Context, *fleetHandles) (T, error), text func(T) error) error {
+	h, err := f.openReader(c.Context(), e)
+	if err != nil {
+		return err
+	}
+	v, err := compute(c.Context(), h)
+	if err != nil {
+		return err
+	}
+	if f.output == "json" {
+		return writeJSON(e, v)
+	}
+	return text(v)
 }
 
 // fleetHandles are the open fleet repo: its tracked branch and shared state.
@@ -127,7 +131,8 @@ func resolveRepo(e *env, flag string) (string, error) {
 	return wt.Filesystem.Root(), nil
 }
 
-// tip fetches the tracked branch and loads its specs.
+// tip fetches the tracked branch and loads its specs: what a command that
+// writes on top of the tip needs (an invalid tip is an error).
 func (h *fleetHandles) tip(ctx context.Context) (plumbing.Hash, *spec.Fleet, error) {
 	commit, err := h.desired.Fetch(ctx)
 	if err != nil {
@@ -135,6 +140,64 @@ func (h *fleetHandles) tip(ctx context.Context) (plumbing.Hash, *spec.Fleet, err
 	}
 	fleet, err := h.load(commit)
 	return commit, fleet, err
+}
+
+// maxInvalidWalk bounds the commits walked back from an invalid tip.
+const maxInvalidWalk = 200
+
+// fleetView is the fleet as the read commands show it: the tip's specs or,
+// when the tip does not validate, the last valid commit's (what every agent
+// still runs), with a warning naming the invalid tip and its error.
+type fleetView struct {
+	tip     plumbing.Hash // the tip of the tracked branch
+	commit  plumbing.Hash // where the specs come from: tip, or the last valid commit
+	fleet   *spec.Fleet
+	warning string // "" when the tip validates
+}
+
+// view fetches the tracked branch and loads the last valid specs on it.
+func (h *fleetHandles) view(ctx context.Context) (*fleetView, error) {
+	tip, err := h.desired.Fetch(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s of %s: %w", h.flags.branch, h.url, err)
+	}
+	fleet, err := h.load(tip)
+	var serr *spec.Errors
+	if !errors.As(err, &serr) {
+		return &fleetView{tip: tip, commit: tip, fleet: fleet}, err
+	}
+	c, err := h.desired.CommitObject(tip)
+	for n := 0; err == nil && n < maxInvalidWalk && c.NumParents() > 0; n++ {
+		if c, err = c.Parent(0); err != nil {
+			break
+		}
+		if f, lerr := h.load(c.Hash); lerr == nil {
+			return &fleetView{tip: tip, commit: c.Hash, fleet: f, warning: fmt.Sprintf(
+				"the tip %.12s of %s does not validate (%s): agents keep running what they run; showing %.12s, the last valid commit",
+				tip.String(), h.flags.branch, specErrorSummary(serr), c.Hash.String())}, nil
+		}
+	}
+	return nil, fmt.Errorf("the tip %.12s of %s does not validate (%s) and no earlier commit does: fix the specs (reconciler validate)",
+		tip.String(), h.flags.branch, specErrorSummary(serr))
+}
+
+// warn prints the view's warning on stderr, once.
+func (v *fleetView) warn(e *env) {
+	if v.warning != "" {
+		fmt.Fprintf(e.stderr, "warning: %s\n", v.warning)
+	}
+}
+
+// specErrorSummary is the first problem of a spec, and how many more.
+func specErrorSummary(err *spec.Errors) string {
+	if len(err.List) == 0 {
+		return err.Error()
+	}
+	s := err.List[0].Error()
+	if n := len(err.List) - 1; n > 0 {
+		s += fmt.Sprintf(" and %d more", n)
+	}
+	return s
 }
 
 // load reads the specs of a fetched commit.

@@ -26,13 +26,14 @@ rolled_back), each wave with every node's version and state, the lease
 holders and the elapsed time.`,
 		Example: `  reconciler status --repo /srv/fleet.git
   reconciler status web --output json`,
-		Args: rangeArgs(0, 1),
+		Args:              rangeArgs(0, 1),
+		ValidArgsFunction: completeApps(e, f),
 		RunE: func(c *cobra.Command, args []string) error {
 			h, err := f.openReader(c.Context(), e)
 			if err != nil {
 				return err
 			}
-			sts, err := statuses(c.Context(), h, args)
+			sts, err := statuses(c.Context(), e, h, args)
 			if err != nil {
 				return err
 			}
@@ -46,7 +47,7 @@ holders and the elapsed time.`,
 				if i > 0 {
 					fmt.Fprintln(e.stdout)
 				}
-				printStatus(e.stdout, st, time.Now())
+				printStatus(e.stdout, st)
 			}
 			return nil
 		},
@@ -55,15 +56,18 @@ holders and the elapsed time.`,
 	return c
 }
 
-// statuses computes the status of the named app, or of every app.
-func statuses(ctx context.Context, h *fleetHandles, args []string) ([]reconciler.Status, error) {
-	_, fleet, err := h.tip(ctx)
+// statuses computes the status of the named app, or of every app, from the
+// last valid specs of the tracked branch. An invalid tip is a warning on
+// stderr (and, in JSON, the first of each status's warnings).
+func statuses(ctx context.Context, e *env, h *fleetHandles, args []string) ([]reconciler.Status, error) {
+	v, err := h.view(ctx)
 	if err != nil {
 		return nil, err
 	}
-	names := slices.Sorted(maps.Keys(fleet.Apps))
+	v.warn(e)
+	names := slices.Sorted(maps.Keys(v.fleet.Apps))
 	if len(args) == 1 {
-		if _, err := appOf(fleet, args[0]); err != nil {
+		if _, err := appOf(v.fleet, args[0]); err != nil {
 			return nil, err
 		}
 		names = args
@@ -74,7 +78,7 @@ func statuses(ctx context.Context, h *fleetHandles, args []string) ([]reconciler
 	}
 	var out []reconciler.Status
 	for _, name := range names {
-		app, _ := appOf(fleet, name)
+		app, _ := appOf(v.fleet, name)
 		record, err := h.shared.Record(ctx, name)
 		if err != nil {
 			return nil, fmt.Errorf("read the rollout record of %s: %w", name, err)
@@ -83,18 +87,19 @@ func statuses(ctx context.Context, h *fleetHandles, args []string) ([]reconciler
 		if err != nil {
 			return nil, fmt.Errorf("read the leases of %s: %w", name, err)
 		}
-		out = append(out, reconciler.StatusOf(app, record, reports, leases, time.Now()))
+		st := reconciler.StatusOf(app, record, reports, leases, time.Now())
+		if v.warning != "" && h.flags.output == "json" {
+			st.Warnings = append([]string{v.warning}, st.Warnings...)
+		}
+		out = append(out, st)
 	}
 	return out, nil
 }
 
-func printStatus(w io.Writer, st reconciler.Status, now time.Time) {
+func printStatus(w io.Writer, st reconciler.Status) {
 	head := fmt.Sprintf("%s  %s", st.App, st.Target)
-	if st.From != "" && st.From != st.Target {
+	if st.From != "" && st.From != st.Target && st.RolloutTarget == st.Target {
 		head = fmt.Sprintf("%s  %s -> %s", st.App, st.From, st.Target)
-	}
-	if st.RolloutTarget != "" && st.RolloutTarget != st.Target {
-		head = fmt.Sprintf("%s  %s", st.App, st.Target)
 	}
 	fmt.Fprintf(w, "%s  %s", head, st.State)
 	if st.Rollout != "" {
@@ -107,14 +112,17 @@ func printStatus(w io.Writer, st reconciler.Status, now time.Time) {
 	for _, n := range slices.Sorted(maps.Keys(st.Untrusted)) {
 		fmt.Fprintf(w, "  %s refuses the tip: %s\n", n, st.Untrusted[n])
 	}
+	if nw := st.NextWave; nw != nil {
+		fmt.Fprintf(w, "  wave %d opens in %s (batchDelay)\n", nw.Wave, nw.OpensIn)
+	}
 	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
 	for k, wave := range st.Waves {
 		for i, n := range wave {
 			label := ""
 			if i == 0 {
-				label = fmt.Sprintf("wave %d", k+1)
+				label = reconciler.WaveName(k)
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", label, n.Node, orDash(n.Version), n.State, n.Reason)
+			printNode(tw, label, n)
 		}
 	}
 	for i, n := range st.Others {
@@ -122,13 +130,30 @@ func printStatus(w io.Writer, st reconciler.Status, now time.Time) {
 		if i == 0 {
 			label = "not in plan"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", label, n.Node, orDash(n.Version), n.State, n.Reason)
+		printNode(tw, label, n)
 	}
 	tw.Flush()
 	for _, l := range st.Leases {
 		fmt.Fprintf(w, "  lease %d: %s since %s, unchanged for %s (ttl %s)\n",
 			l.Slot, l.Holder, l.Acquired.Format(time.TimeOnly), l.Unchanged.Round(time.Second), l.TTL)
 	}
+	for _, warn := range st.Warnings {
+		fmt.Fprintf(w, "  warning: %s\n", warn)
+	}
+}
+
+// printNode is one node's row: label, node, version, state, reason.
+func printNode(tw io.Writer, label string, n reconciler.NodeStatus) {
+	fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", label, n.Node, orDash(n.Version), stateText(n.State), n.Reason)
+}
+
+// stateText is a state as the text output shows it: JSON's not_started is
+// "not started"; the others read as they are.
+func stateText(s string) string {
+	if s == reconciler.NodeNotStarted {
+		return "not started"
+	}
+	return s
 }
 
 func newAuditCmd(e *env) *cobra.Command {
@@ -138,34 +163,48 @@ func newAuditCmd(e *env) *cobra.Command {
 		Short: "Show which nodes run which version of an app",
 		Example: `  reconciler audit web
   reconciler audit web --output json   # {"1.1.0": ["node-1", "node-2"], "1.0.0": ["node-3"]}`,
-		Args: exactArgs(1),
+		Args:              exactArgs(1),
+		ValidArgsFunction: completeApps(e, f),
 		RunE: func(c *cobra.Command, args []string) error {
-			h, err := f.openReader(c.Context(), e)
-			if err != nil {
-				return err
-			}
-			reports, err := h.reports(c.Context())
-			if err != nil {
-				return err
-			}
-			audit := reconciler.Audit(args[0], reports)
-			if f.output == "json" {
-				return writeJSON(e, audit)
-			}
-			if len(audit) == 0 {
-				fmt.Fprintf(e.stdout, "no node reports running %s\n", args[0])
-				return nil
-			}
-			tw := tabwriter.NewWriter(e.stdout, 0, 2, 2, ' ', 0)
-			fmt.Fprintln(tw, "VERSION\tNODES")
-			for _, v := range slices.Sorted(maps.Keys(audit)) {
-				fmt.Fprintf(tw, "%s\t%s\n", orDash(v), strings.Join(audit[v], ", "))
-			}
-			return tw.Flush()
+			return runReader(c, e, f, func(ctx context.Context, h *fleetHandles) (map[string][]string, error) {
+				return auditOf(ctx, e, h, args[0])
+			}, func(audit map[string][]string) error { return printAudit(e, args[0], audit) })
 		},
 	}
 	f.register(c)
 	return c
+}
+
+func printAudit(e *env, app string, audit map[string][]string) error {
+	if len(audit) == 0 {
+		fmt.Fprintf(e.stdout, "no node reports running %s\n", app)
+		return nil
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 2, 2, ' ', 0)
+	fmt.Fprintln(tw, "VERSION\tNODES")
+	for _, v := range slices.Sorted(maps.Keys(audit)) {
+		fmt.Fprintf(tw, "%s\t%s\n", orDash(v), strings.Join(audit[v], ", "))
+	}
+	return tw.Flush()
+}
+
+// auditOf is which nodes run which version of app. An app neither in the
+// last valid specs nor on any node is the same error as status gives.
+func auditOf(ctx context.Context, e *env, h *fleetHandles, app string) (map[string][]string, error) {
+	v, err := h.view(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v.warn(e)
+	reports, err := h.reports(ctx)
+	if err != nil {
+		return nil, err
+	}
+	audit := reconciler.Audit(app, reports)
+	if _, err := appOf(v.fleet, app); err != nil && len(audit) == 0 {
+		return nil, err
+	}
+	return audit, nil
 }
 
 func orDash(s string) string {

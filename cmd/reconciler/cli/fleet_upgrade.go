@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -8,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -43,7 +46,8 @@ fails or is rolled back; with --output json it prints the result.`,
 		Example: `  reconciler upgrade web 1.1.0                       # preview
   reconciler upgrade web 1.1.0 --push --wait
   reconciler upgrade web 1.2.0 --strategy canary --sha256 auto --branch web-1.2.0`,
-		Args: exactArgs(2),
+		Args:              exactArgs(2),
+		ValidArgsFunction: completeApps(e, &o.repoFlags),
 		RunE: func(c *cobra.Command, args []string) error {
 			if err := o.check(); err != nil {
 				return err
@@ -61,6 +65,7 @@ fails or is rolled back; with --output json it prints the result.`,
 	fl.StringVar(&o.branch, "branch", "", "commit to this new branch instead (for a pull request)")
 	fl.BoolVar(&o.wait, "wait", false, "follow the rollout until it ends (with --push)")
 	fl.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up waiting after this long")
+	completeWords(c, "strategy", spec.StrategyRolling, spec.StrategyCanary, spec.StrategyAllAtOnce)
 	return c
 }
 
@@ -91,55 +96,82 @@ func runUpgrade(ctx context.Context, e *env, o *upgradeOptions, app, version str
 	// A commit that lands meanwhile (another app's change) makes the
 	// compare-and-swap fail: edit the new tip and try again.
 	for attempt := 1; ; attempt++ {
-		commit, to, err := upgradeOnce(ctx, e, o, h, id, app, version)
+		res, err := upgradeOnce(ctx, e, o, h, id, app, version)
 		if errors.Is(err, fleetrepo.ErrConflict) && attempt < 3 {
 			fmt.Fprintf(e.stderr, "%s moved meanwhile; editing the new tip\n", o.branch0())
 			continue
 		}
-		if err != nil || commit == "" || !o.wait {
+		if err != nil {
 			return err
 		}
-		return follow(ctx, e, h, o, app, to, commit)
+		if !o.wait {
+			return res.report(e, o.output)
+		}
+		if o.output == "text" {
+			if err := res.report(e, o.output); err != nil {
+				return err
+			}
+		}
+		// --output json prints the rollout's result only: one object. With
+		// nothing to commit, --wait follows the rollout already under way.
+		return follow(ctx, e, h, o, app, res.To, res.Commit)
 	}
 }
 
-// upgradeOnce edits the tip and commits (or previews) the upgrade. It
-// returns the commit ("" for a preview) and the version set.
-func upgradeOnce(ctx context.Context, e *env, o *upgradeOptions, h *fleetHandles, id fleetrepo.Identity, app, version string) (string, string, error) {
+// upgradeOnce edits the tip and commits (or previews) the upgrade. A tip
+// that already has what the flags ask for writes nothing.
+func upgradeOnce(ctx context.Context, e *env, o *upgradeOptions, h *fleetHandles, id fleetrepo.Identity, app, version string) (commitResult, error) {
 	tip, fleet, err := h.tip(ctx)
 	if err != nil {
-		return "", "", err
+		return commitResult{}, err
 	}
 	cur, err := appOf(fleet, app)
 	if err != nil {
-		return "", "", err
+		return commitResult{}, err
 	}
 	ed, next, err := upgradeEdit(ctx, e, o, h, tip, app, version)
 	if err != nil {
-		return "", "", err
+		return commitResult{}, err
 	}
-	to := next.Apps[app].Version
-	msg := o.message
-	if msg == "" {
-		msg = fmt.Sprintf("%s: upgrade from %s to %s", app, cur.Version, to)
+	res := commitResult{App: app, Action: "upgrade", From: cur.Version, To: next.Apps[app].Version,
+		Branch: o.branch0(), Repo: h.url, Message: o.message}
+	if o.branch != "" {
+		res.Branch = o.branch
+	}
+	if res.Message == "" {
+		res.Message = upgradeSubject(app, cur.Version, res.To, ed)
+	}
+	if bytes.Equal(ed.src, ed.old) {
+		res.Note = fmt.Sprintf("%s already targets %s on %s (commit %.12s): nothing to commit", app, res.To, o.branch0(), tip.String())
+		return res, nil
 	}
 	if !o.push && o.branch == "" {
-		ed.printPatch(e.stdout)
-		fmt.Fprintf(e.stdout, "\n%s\n\nNothing written: add --push to commit it to %s, or --branch NAME for a pull request.\n", msg, o.branch0())
-		return "", to, nil
+		res.Patch = ed.patch()
+		res.Note = fmt.Sprintf("Nothing written: add --push to commit it to %s, or --branch NAME for a pull request.", o.branch0())
+		return res, nil
 	}
 	commit, err := h.desired.Commit(ctx, fleetrepo.CommitRequest{Expect: tip, Files: map[string][]byte{ed.path: ed.src},
-		Message: msg, Author: id, Branch: o.branch,
-		Trailers: fleetrepo.Trailers{App: app, From: cur.Version, To: to, Reason: o.reason}})
+		Message: res.Message, Author: id, Branch: o.branch,
+		Trailers: fleetrepo.Trailers{App: app, From: cur.Version, To: res.To, Reason: o.reason}})
 	if err != nil {
-		return "", "", fmt.Errorf("upgrade %s to %s: %w", app, version, err)
+		return commitResult{}, fmt.Errorf("upgrade %s to %s: %w", app, version, err)
 	}
-	where := o.branch
-	if where == "" {
-		where = o.branch0()
+	res.Commit, res.Pushed = commit.String(), true
+	if o.branch != "" {
+		res.Next = fmt.Sprintf("branch %s is in %s: open a pull request from it; preview it with: reconciler diff %s %s --output markdown",
+			o.branch, h.url, o.branch0(), o.branch)
 	}
-	fmt.Fprintf(e.stderr, "committed %.12s to %s: %s\n", commit.String(), where, msg)
-	return commit.String(), to, nil
+	return res, nil
+}
+
+// upgradeSubject says what the commit changes: the version move, or the
+// fields set when the version stays.
+func upgradeSubject(app, from, to string, ed *edit) string {
+	if from != to {
+		return fmt.Sprintf("%s: upgrade from %s to %s", app, from, to)
+	}
+	fields := slices.DeleteFunc(slices.Clone(ed.fields), func(f string) bool { return f == "version" })
+	return fmt.Sprintf("%s: set %s (version stays %s)", app, strings.Join(fields, ", "), to)
 }
 
 func (o *upgradeOptions) branch0() string { return o.repoFlags.branch }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/mail"
 	"path"
 	"slices"
@@ -55,18 +54,23 @@ func (w *writeFlags) identity(e *env) (fleetrepo.Identity, error) {
 	return fleetrepo.Identity{Name: "reconciler-cli"}, nil
 }
 
-// open opens the fleet as the author and fetches the tip and its specs.
-func (w *writeFlags) open(ctx context.Context, e *env) (*fleetHandles, fleetrepo.Identity, plumbing.Hash, *spec.Fleet, error) {
+// openApp opens the fleet as the author and fetches the tip, its specs and
+// the app a command writes about.
+func (w *writeFlags) openApp(ctx context.Context, e *env, name string) (*fleetHandles, fleetrepo.Identity, plumbing.Hash, spec.App, error) {
 	id, err := w.identity(e)
 	if err != nil {
-		return nil, id, plumbing.ZeroHash, nil, err
+		return nil, id, plumbing.ZeroHash, spec.App{}, err
 	}
 	h, err := w.openAs(ctx, e, id)
 	if err != nil {
-		return nil, id, plumbing.ZeroHash, nil, err
+		return nil, id, plumbing.ZeroHash, spec.App{}, err
 	}
 	tip, fleet, err := h.tip(ctx)
-	return h, id, tip, fleet, err
+	if err != nil {
+		return nil, id, tip, spec.App{}, err
+	}
+	app, err := appOf(fleet, name)
+	return h, id, tip, app, err
 }
 
 // openAs opens the fleet to write as id, signing when asked (--sign).
@@ -80,6 +84,7 @@ func (w *writeFlags) openAs(ctx context.Context, e *env, id fleetrepo.Identity) 
 
 // edit is an app's file at a commit with some fields set, ready to commit.
 type edit struct {
+	fields   []string          // the fields set, in order ("rollout.strategy")
 	path     string            // the file, from the repository root
 	src      []byte            // its new content
 	old      []byte            // its content at the commit
@@ -117,6 +122,7 @@ func editApp(h *fleetHandles, commit plumbing.Hash, app string, set []fieldValue
 	ed.old = ed.siblings[ed.path]
 	ed.src = ed.old
 	for _, fv := range set {
+		ed.fields = append(ed.fields, fv.field)
 		if ed.src, err = fleetrepo.SetField(ed.src, app, fv.field, fv.value); err != nil {
 			return nil, fmt.Errorf("set %s.%s in %s: %w", app, fv.field, ed.path, err)
 		}
@@ -141,27 +147,30 @@ func (ed *edit) validate(e *env) (*spec.Fleet, error) {
 		for _, x := range errs.List {
 			fmt.Fprintln(e.stderr, x.Error())
 		}
-		return nil, &exitError{exitFailure}
+		return nil, &exitError{exitFailure, "the change does not validate; nothing was committed: " + specErrorSummary(errs)}
 	}
 	return fleet, err
 }
 
-// printPatch shows the lines the edit changes.
-func (ed *edit) printPatch(w io.Writer) {
+// patch shows the lines the edit changes, as a unified diff without
+// context lines.
+func (ed *edit) patch() string {
+	var w strings.Builder
 	old := strings.Split(string(ed.old), "\n")
 	cur := strings.Split(string(ed.src), "\n")
-	fmt.Fprintf(w, "--- %s\n+++ %s\n", ed.path, ed.path)
+	fmt.Fprintf(&w, "--- %s\n+++ %s\n", ed.path, ed.path)
 	i, j := 0, 0
 	for i < len(old) || j < len(cur) {
 		switch {
 		case i < len(old) && j < len(cur) && old[i] == cur[j]:
 			i, j = i+1, j+1
 		case i < len(old) && (j >= len(cur) || !slices.Contains(cur[j:], old[i])):
-			fmt.Fprintf(w, "-%s\n", old[i])
+			fmt.Fprintf(&w, "-%s\n", old[i])
 			i++
 		default:
-			fmt.Fprintf(w, "+%s\n", cur[j])
+			fmt.Fprintf(&w, "+%s\n", cur[j])
 			j++
 		}
 	}
+	return w.String()
 }

@@ -35,10 +35,31 @@ type env struct {
 }
 
 // exitError carries an exit code out of a command whose message was already
-// printed (for example a list of validation errors).
-type exitError struct{ code int }
+// printed (for example a list of validation errors). summary says it in
+// one line for the JSON error object of a command that printed no JSON.
+type exitError struct {
+	code    int
+	summary string
+}
 
-func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+func (e *exitError) Error() string {
+	if e.summary != "" {
+		return e.summary
+	}
+	return fmt.Sprintf("exit status %d", e.code)
+}
+
+// countingWriter counts what a command wrote on stdout.
+type countingWriter struct {
+	w io.Writer
+	n int
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += n
+	return n, err
+}
 
 // usageError marks an error as the user's misuse of flags or arguments (exit 2).
 type usageError struct{ err error }
@@ -57,24 +78,33 @@ func Main() int {
 }
 
 func run(ctx context.Context, e *env, args []string) int {
+	out := &countingWriter{w: e.stdout}
+	e = &env{stdout: out, stderr: e.stderr, stdin: e.stdin, getenv: e.getenv, wd: e.wd}
 	root := newRootCmd(e)
 	root.SetArgs(args)
 	root.SetOut(e.stdout)
 	root.SetErr(e.stderr)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return exitOK
 	}
 	var ee *exitError
 	if errors.As(err, &ee) {
+		if out.n == 0 && wantsJSON(cmd) { // said on stderr; a script still reads JSON
+			writeJSONError(e, ee, ee.code)
+		}
 		return ee.code
 	}
-	fmt.Fprintf(e.stderr, "reconciler: %v\n", err)
+	code := exitFailure
 	var ue *usageError
 	if errors.As(err, &ue) {
-		return exitUsage
+		code = exitUsage
 	}
-	return exitFailure
+	fmt.Fprintf(e.stderr, "reconciler: %v\n", err)
+	if wantsJSON(cmd) {
+		writeJSONError(e, err, code)
+	}
+	return code
 }
 
 func newRootCmd(e *env) *cobra.Command {
@@ -86,11 +116,22 @@ Agents on every node converge to it in waves gated by leases, verify signed
 releases, check health between waves and roll back by commit.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// An unknown subcommand is a usage error (exit 2), like an unknown
+		// flag; without Args cobra reports it as a plain failure.
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return &usageError{fmt.Errorf("unknown command %q (see '%s --help')", args[0], c.CommandPath())}
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, _ []string) error { return c.Help() },
 	}
 	// Flag parse errors are usage errors (exit 2).
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &usageError{fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
 	})
+	root.Version = buildOf().String()
+	root.SetVersionTemplate("reconciler {{.Version}}\n")
 	for _, add := range commandSets() {
 		for _, c := range add(e) {
 			root.AddCommand(c)
@@ -109,6 +150,7 @@ func commandSets() []func(*env) []*cobra.Command {
 		agentCommands,   // agent (agent.go)
 		fleetCommands,   // upgrade, rollback, pause, resume, status, audit, history, versions, diff (fleet.go)
 		trustCommands,   // verify-commits (trust_verify.go)
+		versionCommands, // version (version.go)
 	}
 }
 

@@ -28,7 +28,7 @@ func (e *env) password() []byte {
 }
 
 func keygenCmd(e *env) *cobra.Command {
-	var prefix, comment string
+	var prefix, comment, output string
 	var sshKey bool
 	c := &cobra.Command{
 		Use:   "keygen",
@@ -43,48 +43,73 @@ with the same password unless it is empty) and NAME.pub, and prints the
 allowed_signers line that trusts it (docs/trust.md).`,
 		Args: exactArgs(0),
 		RunE: func(c *cobra.Command, _ []string) error {
-			if sshKey {
-				return runKeygenSSH(e, prefix, comment, c.Flags().Changed("output-key-prefix"))
+			if err := checkOutput(output); err != nil {
+				return err
 			}
-			return runKeygen(e, prefix)
+			if sshKey {
+				return runKeygenSSH(e, prefix, comment, c.Flags().Changed("output-key-prefix"), output)
+			}
+			return runKeygen(e, prefix, output)
 		},
 	}
 	c.Flags().StringVar(&prefix, "output-key-prefix", "cosign", "write `NAME`.key and NAME.pub (with --ssh, default signing)")
 	c.Flags().BoolVar(&sshKey, "ssh", false, "make an ed25519 SSH key pair for signing commits")
 	c.Flags().StringVar(&comment, "comment", "", "with --ssh: the key's comment and principal (default NAME)")
+	registerOutput(c, &output)
 	return c
 }
 
-func runKeygen(e *env, prefix string) error {
-	_, err := writeKeyPair(e, prefix, func() ([]byte, []byte, error) { return signing.GenerateKeyPair(e.password()) })
-	return err
+// keygenResult is what keygen prints with --output json.
+type keygenResult struct {
+	PrivateKey string `json:"privateKey"`
+	PublicKey  string `json:"publicKey"`
+	// AllowedSigners is the allowed_signers line that trusts an SSH key.
+	AllowedSigners string `json:"allowedSigners,omitempty"`
+}
+
+func runKeygen(e *env, prefix, output string) error {
+	res, _, err := writeKeyPair(prefix, func() ([]byte, []byte, error) { return signing.GenerateKeyPair(e.password()) })
+	if err != nil {
+		return err
+	}
+	return printKeygen(e, res, output)
+}
+
+func printKeygen(e *env, res keygenResult, output string) error {
+	if output == "json" {
+		return writeJSON(e, res)
+	}
+	fmt.Fprintf(e.stdout, "Private key written to %s\nPublic key written to %s\n", res.PrivateKey, res.PublicKey)
+	if res.AllowedSigners != "" {
+		fmt.Fprintf(e.stdout, "allowed_signers line (under \"# reconciler-role: agent\" for a node's key):\n%s\n", res.AllowedSigners)
+	}
+	return nil
 }
 
 // writeKeyPair writes PREFIX.key (0600) and PREFIX.pub from gen, never
-// over an existing file, says so, and returns the public key.
-func writeKeyPair(e *env, prefix string, gen func() (priv, pub []byte, err error)) ([]byte, error) {
-	keyPath, pubPath := prefix+".key", prefix+".pub"
-	for _, p := range []string{keyPath, pubPath} {
+// over an existing file, and returns where and the public key.
+func writeKeyPair(prefix string, gen func() (priv, pub []byte, err error)) (keygenResult, []byte, error) {
+	res := keygenResult{PrivateKey: prefix + ".key", PublicKey: prefix + ".pub"}
+	for _, p := range []string{res.PrivateKey, res.PublicKey} {
 		if _, err := os.Lstat(p); err == nil {
-			return nil, fmt.Errorf("keygen: %s already exists; remove it or choose another --output-key-prefix", p)
+			return res, nil, fmt.Errorf("keygen: %s already exists; remove it or choose another --output-key-prefix", p)
 		}
 	}
 	priv, pub, err := gen()
 	if err != nil {
-		return nil, fmt.Errorf("keygen: %w", err)
+		return res, nil, fmt.Errorf("keygen: %w", err)
 	}
-	if err := writeNew(keyPath, priv, 0o600); err != nil {
-		return nil, fmt.Errorf("keygen: %w", err)
+	if err := writeNew(res.PrivateKey, priv, 0o600); err != nil {
+		return res, nil, fmt.Errorf("keygen: %w", err)
 	}
-	if err := writeNew(pubPath, pub, 0o644); err != nil {
-		return nil, fmt.Errorf("keygen: %w", err)
+	if err := writeNew(res.PublicKey, pub, 0o644); err != nil {
+		return res, nil, fmt.Errorf("keygen: %w", err)
 	}
-	fmt.Fprintf(e.stdout, "Private key written to %s\nPublic key written to %s\n", keyPath, pubPath)
-	return pub, nil
+	return res, pub, nil
 }
 
 func signCmd(e *env) *cobra.Command {
-	var key, out string
+	var key, out, output string
 	var ph bool
 	c := &cobra.Command{
 		Use:   "sign --key KEY FILE",
@@ -101,19 +126,29 @@ ed25519 (FILE up to 32 MiB, held in memory) unless --ed25519ph is given.`,
 			if key == "" {
 				return &usageError{errors.New("sign: --key is required")}
 			}
+			if err := checkOutput(output); err != nil {
+				return err
+			}
 			if out == "" {
 				out = args[0] + ".sig"
 			}
-			return runSign(e, key, args[0], out, ph)
+			return runSign(e, key, args[0], out, ph, output)
 		},
 	}
 	c.Flags().StringVar(&key, "key", "", "private key `KEY` (cosign format)")
 	c.Flags().StringVar(&out, "output-signature", "", "write the signature to `PATH` (default FILE.sig)")
 	c.Flags().BoolVar(&ph, "ed25519ph", false, "sign ed25519 keys pre-hashed (streaming; what cosign signs for its transparency log)")
+	registerOutput(c, &output)
 	return c
 }
 
-func runSign(e *env, keyPath, file, out string, ph bool) error {
+// signResult is what sign prints with --output json.
+type signResult struct {
+	File      string `json:"file"`
+	Signature string `json:"signature"` // the file written
+}
+
+func runSign(e *env, keyPath, file, out string, ph bool, output string) error {
 	pemBytes, err := os.ReadFile(keyPath)
 	if err != nil {
 		return fmt.Errorf("sign: %w", err)
@@ -135,13 +170,16 @@ func runSign(e *env, keyPath, file, out string, ph bool) error {
 	if err := writeAtomic(out, sig, 0o644); err != nil {
 		return fmt.Errorf("sign %s: %w", file, err)
 	}
+	if output == "json" {
+		return writeJSON(e, signResult{File: file, Signature: out})
+	}
 	fmt.Fprintf(e.stdout, "Wrote signature to %s\n", out)
 	return nil
 }
 
 func verifyCmd(e *env) *cobra.Command {
 	var keys []string
-	var sigPath string
+	var sigPath, output string
 	c := &cobra.Command{
 		Use:   "verify --key PUB [--key PUB...] --signature SIG FILE",
 		Short: "Check a cosign signature of FILE against trusted public keys",
@@ -153,15 +191,27 @@ signatures are accepted pre-hashed (ed25519ph, cosign's) and plain.`,
 			if len(keys) == 0 || sigPath == "" {
 				return &usageError{errors.New("verify: --key and --signature are required")}
 			}
-			return runVerify(e, keys, sigPath, args[0])
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			return runVerify(e, keys, sigPath, args[0], output)
 		},
 	}
 	c.Flags().StringArrayVar(&keys, "key", nil, "trusted public key `PUB` (repeatable)")
 	c.Flags().StringVar(&sigPath, "signature", "", "base64 signature file `SIG`")
+	registerOutput(c, &output)
 	return c
 }
 
-func runVerify(e *env, keyPaths []string, sigPath, file string) error {
+// verifyResult is what verify prints with --output json (a failure is the
+// JSON error object, exit 1).
+type verifyResult struct {
+	File     string `json:"file"`
+	Verified bool   `json:"verified"`
+	Key      string `json:"key"` // the key that verified it
+}
+
+func runVerify(e *env, keyPaths []string, sigPath, file, output string) error {
 	keys, sig, err := loadVerifyInputs(keyPaths, sigPath)
 	if err != nil {
 		return fmt.Errorf("verify %s: %w", file, err)
@@ -174,6 +224,9 @@ func runVerify(e *env, keyPaths []string, sigPath, file string) error {
 	id, err := keys.Verify(f, sig)
 	if err != nil {
 		return fmt.Errorf("verify %s with %s: %w", file, sigPath, err)
+	}
+	if output == "json" {
+		return writeJSON(e, verifyResult{File: file, Verified: true, Key: id})
 	}
 	fmt.Fprintf(e.stdout, "Verified OK (key %s)\n", id)
 	return nil

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -20,40 +19,96 @@ func specCommands(e *env) []*cobra.Command {
 	return []*cobra.Command{validateCmd(e), exportCmd(e), planCmd(e)}
 }
 
+// validateResult is what validate prints with --output json.
+type validateResult struct {
+	Dir    string      `json:"dir"`
+	Valid  bool        `json:"valid"`
+	Apps   int         `json:"apps"`
+	Nodes  int         `json:"nodes"`
+	Errors []specError `json:"errors,omitempty"`
+}
+
+// specError is one problem of a spec, in JSON (line and column from 1; 0
+// when the problem has no position).
+type specError struct {
+	File    string `json:"file,omitempty"`
+	Line    int    `json:"line,omitempty"`
+	Column  int    `json:"column,omitempty"`
+	Message string `json:"message"`
+}
+
 func validateCmd(e *env) *cobra.Command {
-	return &cobra.Command{
+	var output string
+	c := &cobra.Command{
 		Use:   "validate [DIR]",
 		Short: "Check a fleet directory's specs; every problem as file:line:col: message",
 		Long: `validate loads the .cue files of the fleet in DIR (default ".") with the
 schema built into reconciler, and reports every problem, one per line on
 stderr, as "file:line:col: message". It exits 0 when the specs are valid
-(printing a one-line summary), 1 when they are not, 2 on a usage error.`,
+(printing a one-line summary), 1 when they are not, 2 on a usage error.
+With --output json it prints {"dir", "valid", "apps", "nodes", "errors":
+[{"file", "line", "column", "message"}]} on stdout in both cases.`,
 		Example: `  reconciler validate examples/fleet
   reconciler validate            # the fleet in the current directory`,
 		Args: rangeArgs(0, 1),
 		RunE: func(c *cobra.Command, args []string) error {
-			dir := dirArg(args, 1)
-			f, err := loadFleet(e, dir)
-			if err != nil {
+			if err := checkOutput(output); err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stdout, "%s: %s, %s: valid\n", dir, count(len(f.Apps), "app"), count(len(f.Nodes), "node"))
-			return nil
+			return runValidate(e, dirArg(args, 1), output)
 		},
 	}
+	registerOutput(c, &output)
+	return c
+}
+
+func runValidate(e *env, dir, output string) error {
+	if output == "text" {
+		f, err := loadFleet(e, dir)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "%s: %s, %s: valid\n", dir, count(len(f.Apps), "app"), count(len(f.Nodes), "node"))
+		return nil
+	}
+	f, err := spec.LoadDir(dir)
+	res := validateResult{Dir: dir, Valid: err == nil}
+	var errs *spec.Errors
+	switch {
+	case errors.As(err, &errs):
+		for _, x := range errs.List {
+			res.Errors = append(res.Errors, specError{File: x.File, Line: x.Line, Column: x.Column, Message: x.Message})
+		}
+	case err != nil:
+		return err
+	default:
+		res.Apps, res.Nodes = len(f.Apps), len(f.Nodes)
+	}
+	if err := writeJSON(e, res); err != nil {
+		return err
+	}
+	if !res.Valid {
+		return &exitError{code: exitFailure}
+	}
+	return nil
 }
 
 func exportCmd(e *env) *cobra.Command {
-	return &cobra.Command{
+	var output string
+	c := &cobra.Command{
 		Use:   "export [DIR]",
 		Short: "Print a fleet directory's resolved specs as JSON, defaults filled in",
 		Long: `export loads the fleet in DIR (default ".") and prints it as JSON: every app
 with templates applied and every default filled in, and the declared nodes.
-Invalid specs are reported as by validate (exit 1).`,
+Invalid specs are reported as by validate (exit 1). Its output is JSON
+whatever --output says (json is the only format).`,
 		Example: `  reconciler export examples/fleet
   reconciler export examples/fleet | jq '.apps.workload.rollout'`,
 		Args: rangeArgs(0, 1),
 		RunE: func(c *cobra.Command, args []string) error {
+			if err := checkOutput(output, "json"); err != nil {
+				return err
+			}
 			f, err := loadFleet(e, dirArg(args, 1))
 			if err != nil {
 				return err
@@ -61,6 +116,8 @@ Invalid specs are reported as by validate (exit 1).`,
 			return writeJSON(e, f)
 		},
 	}
+	registerOutput(c, &output, "json")
+	return c
 }
 
 func planCmd(e *env) *cobra.Command {
@@ -77,13 +134,13 @@ are shown apart ("unknown"): they join when their agents announce themselves.`,
   reconciler plan examples/fleet workload --output json`,
 		Args: rangeArgs(1, 2),
 		RunE: func(c *cobra.Command, args []string) error {
-			if output != "text" && output != "json" {
-				return &usageError{fmt.Errorf("--output %q: want text or json", output)}
+			if err := checkOutput(output); err != nil {
+				return err
 			}
 			return runPlan(e, dirArg(args, 2), args[len(args)-1], output)
 		},
 	}
-	c.Flags().StringVarP(&output, "output", "o", "text", "output `FORMAT`: text or json")
+	registerOutput(c, &output)
 	return c
 }
 
@@ -123,18 +180,9 @@ func loadFleet(e *env, dir string) (*spec.Fleet, error) {
 		for _, x := range errs.List {
 			fmt.Fprintln(e.stderr, x.Error())
 		}
-		return nil, &exitError{exitFailure}
+		return nil, &exitError{exitFailure, dir + " does not validate: " + specErrorSummary(errs)}
 	}
 	return f, err
-}
-
-func writeJSON(e *env, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(e.stdout, "%s\n", b)
-	return err
 }
 
 // count writes "1 app", "4 apps".

@@ -14,20 +14,20 @@ import (
 )
 
 // runKeygenSSH writes an ed25519 SSH key pair for signing commits.
-func runKeygenSSH(e *env, prefix, comment string, prefixGiven bool) error {
+func runKeygenSSH(e *env, prefix, comment string, prefixGiven bool, output string) error {
 	if !prefixGiven {
 		prefix = "signing"
 	}
 	if comment == "" {
 		comment = filepath.Base(prefix)
 	}
-	pub, err := writeKeyPair(e, prefix, func() ([]byte, []byte, error) { return trust.GenerateSSHKey(comment, e.password()) })
+	res, pub, err := writeKeyPair(prefix, func() ([]byte, []byte, error) { return trust.GenerateSSHKey(comment, e.password()) })
 	if err != nil {
 		return err
 	}
 	fields := strings.Fields(string(pub))
-	fmt.Fprintf(e.stdout, "allowed_signers line (under \"# reconciler-role: agent\" for a node's key):\n%s %s %s\n", comment, fields[0], fields[1])
-	return nil
+	res.AllowedSigners = comment + " " + fields[0] + " " + fields[1]
+	return printKeygen(e, res, output)
 }
 
 // signFlags are the flags of the commands that may sign their commit.

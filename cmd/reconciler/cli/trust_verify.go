@@ -119,7 +119,7 @@ func runVerifyCommits(ctx context.Context, e *env, o *verifyCommitsOptions, mode
 		printVerdicts(e.stdout, rep)
 	}
 	if rep.Refused > 0 {
-		return &exitError{exitFailure}
+		return &exitError{code: exitFailure}
 	}
 	return nil
 }
