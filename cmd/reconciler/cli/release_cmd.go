@@ -41,6 +41,12 @@ tree always gives the same bytes: sorted entries, fixed mtimes and owners,
 modes normalised to 0755/0644. Sign the result with 'reconciler sign' or cosign.`,
 		Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
+			if out == "" && output != "" && checkOutput(output) != nil {
+				// Before every command had --output FORMAT, --output named
+				// the artifact here: keep scripts that say so working.
+				fmt.Fprintf(e.stderr, "reconciler: release pack --output %s: --output is now the format; naming the artifact with it is deprecated, use -o or --out\n", output)
+				out, output = output, "text"
+			}
 			if app == "" || version == "" || out == "" {
 				return &usageError{errors.New("release pack: --app, --version and -o are required (-o is --out, the artifact)")}
 			}
