@@ -77,13 +77,6 @@ func (w *tipWatch) snapshot() TipStatus {
 	return st
 }
 
-// degraded reports whether the node refuses the branch's tip.
-func (w *tipWatch) degraded() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.status.Refused != ""
-}
-
 // observe records one fetch: commit is the tip in force, err Fetch's error.
 // It reports whether err refuses the branch's tip (untrusted, backwards),
 // which it logs as an ERROR once per refused tip, not every pass. Only the
