@@ -509,7 +509,7 @@ func (w *world) converge(n *node, inc int, app spec.App, d agent.Decision) (reco
 		return rep, nil
 	}
 	install := time.Duration(500+w.rng.IntN(6000)) * time.Millisecond
-	if w.p.faults && w.rng.IntN(8) == 0 {
+	if (w.p.faults || w.p.operators) && w.rng.IntN(6) == 0 {
 		install = time.Duration(20+w.rng.IntN(70)) * time.Second // a slow download
 	}
 	w.logf("%s: installing %s (%s) lease %.4s", n.name, v, install, tail(d.Lease))
@@ -583,7 +583,7 @@ func (w *world) operator() {
 		return
 	}
 	for {
-		time.Sleep(time.Duration(10+w.rng.IntN(80)) * time.Second)
+		time.Sleep(time.Duration(5+w.rng.IntN(60)) * time.Second)
 		if w.turn("~operator") != nil {
 			return
 		}
@@ -621,6 +621,9 @@ func (w *world) operatorAct() {
 		w.logf("operator: paused=%v", app.Paused)
 	case 3:
 		app.Rollout.BatchSize = 1 + w.rng.IntN(3)
+		if w.rng.IntN(2) == 0 {
+			app.Rollout.BatchSize = max(1, app.Rollout.BatchSize-2) // mostly lower it
+		}
 		w.logf("operator: batchSize=%d", app.Rollout.BatchSize)
 	case 4:
 		app.Rollout.BatchDelay.Duration = time.Duration(w.rng.IntN(5000)) * time.Millisecond
@@ -754,10 +757,11 @@ func (w *world) heal() {
 func (w *world) recordedBatch() int {
 	w.store.mu.Lock()
 	defer w.store.mu.Unlock()
-	if r := reconciler.Latest(w.store.records[appName]); r != nil && r.Options.BatchSize > 0 {
-		return r.Options.BatchSize
+	b := w.app().Rollout.BatchSize
+	if r := reconciler.Latest(w.store.records[appName]); r != nil {
+		b = max(b, r.Options.BatchSize)
 	}
-	return w.app().Rollout.BatchSize
+	return b
 }
 
 // onWrite checks each write that lands (under the store's lock).
@@ -766,9 +770,11 @@ func (w *world) onWrite(sw storeWrite) {
 	case "lease":
 		if sw.lease.Holder != "" && (sw.prev.Holder != sw.lease.Holder || !sw.prev.Acquired.Equal(sw.lease.Acquired)) {
 			// A new holding: remember the batch size recorded when it began.
+			// The larger of the tip's and the recorded: late joiners after
+			// a rollout ended follow the tip, whose options no event records.
 			b := w.app().Rollout.BatchSize
-			if r := reconciler.Latest(w.store.records[appName]); r != nil && r.Options.BatchSize > 0 {
-				b = r.Options.BatchSize
+			if r := reconciler.Latest(w.store.records[appName]); r != nil {
+				b = max(b, r.Options.BatchSize)
 			}
 			w.holdingB[sw.lease.Token] = b
 			for _, rec := range w.switching { // taking a slot from a node mid-switch
