@@ -5,7 +5,7 @@ BIN   := bin
 export GIT_CONFIG_GLOBAL := /dev/null
 export GIT_CONFIG_NOSYSTEM := 1
 
-.PHONY: help build deps test test-unit demo tour lint bench interop model clean
+.PHONY: help build deps test test-unit demo tour lint bench interop model soak clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -53,6 +53,11 @@ interop: ## live interop with a real cosign v2.6.5 (installs it)
 
 model: ## model-check the lease and wave protocol with spin (model/lease.pml, docs/model.md; FAULTS=2 for more)
 	./model/check
+
+SEEDS ?= 20000
+soak: ## the fleet simulation (internal/fleetsim) over SEEDS seeds (default 20000), a summary by invariant in bin/soak.txt (docs/testing.md)
+	@mkdir -p $(BIN)
+	set -o pipefail; FLEETSIM_SOAK_REPORT=$(CURDIR)/$(BIN)/soak.txt $(GO) test -timeout 0 -run '^TestSoak$$' ./internal/fleetsim -soak=$(SEEDS) -v 2>&1 | grep -v '^=== RUN' | tail -60
 
 clean: ## remove build outputs
 	rm -rf $(BIN)

@@ -68,7 +68,7 @@ const (
 )
 
 // maxTurns bounds one run (a calm rollout of 8 nodes takes about 2,000).
-const maxTurns = 15000
+const maxTurns = 12000
 
 // maxViolations recorded per run; the first ones tell the story.
 const maxViolations = 20
