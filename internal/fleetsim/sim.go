@@ -26,6 +26,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -68,7 +69,7 @@ const (
 )
 
 // maxTurns bounds one run (a calm rollout of 8 nodes takes about 2,000).
-const maxTurns = 12000
+const maxTurns = 40000
 
 // maxViolations recorded per run; the first ones tell the story.
 const maxViolations = 20
@@ -139,6 +140,7 @@ type world struct {
 	log        []string
 	finished   bool
 	healed     bool
+	throttled  atomic.Bool // an agent was seen looping (bug 5): passes wait at least 1s
 }
 
 // node is one machine: the agent process (incarnations) and its workload.
@@ -156,6 +158,7 @@ type node struct {
 	lossUntil time.Time
 	refUntil  time.Time
 	bad       map[string]bool // versions whose health check fails here
+	quick     int             // passes in a row less than a second apart (its agent's)
 }
 
 type switchRec struct {
@@ -194,14 +197,17 @@ func Run(cfg Config) Result {
 			}
 		})
 	}
-	w.wg.Go(w.operator)
+	// Each background actor draws its pauses from its own generator
+	// (seeded from the run's): they are drawn outside any turn.
+	opRng, chaosRng := rand.New(rand.NewPCG(rng.Uint64(), 1)), rand.New(rand.NewPCG(rng.Uint64(), 2))
+	w.wg.Go(func() { w.operator(opRng) })
 	if w.p.faults {
-		w.wg.Go(w.chaos)
+		w.wg.Go(func() { w.chaos(chaosRng) })
 	}
 	w.wg.Go(w.judge)
 	w.s.run(w.start.Add(quiesceBy), time.Second, func() bool {
 		if w.s.grants >= maxTurns && !w.finished {
-			w.violate(KindLivelock, "%d turns and the fleet has not settled: some agent loops without waiting (issue 17 bug 5: a failed node loops on leases after the rollout completed)", w.s.grants)
+			w.violate(KindLivelock, "%d turns and the fleet has not settled", w.s.grants)
 			w.finished = true
 		}
 		return w.finished
@@ -474,10 +480,34 @@ func (w *world) agent(n *node, inc int) {
 			Apps: map[string]reconciler.AppReport{appName: rep}})
 		wait := poll
 		if !d.Recheck.IsZero() {
-			wait = min(max(d.Recheck.Sub(nowFn()), 10*time.Millisecond), poll)
+			wait = min(max(d.Recheck.Sub(nowFn()), 10*time.Millisecond), poll) // as agent.untilRecheck
+		}
+		if w.looping(n, wait) {
+			wait = max(wait, time.Second)
 		}
 		time.Sleep(wait)
 	}
+}
+
+// looping notices an agent that passes without waiting, over and over
+// (issue 17 bug 5: a failed node loops on leases after the rollout
+// completed, rechecking every 10ms). It is reported once; from then on the
+// simulation gives every pass of that seed at least a second, so the run
+// stays short and can still find other bugs. Called by n's agent only.
+func (w *world) looping(n *node, wait time.Duration) bool {
+	if wait >= time.Second {
+		n.quick = 0
+		return false
+	}
+	n.quick++
+	if n.quick == 500 && !w.throttled.Load() {
+		if w.turn("~"+n.name+"/looping") == nil {
+			w.throttled.Store(true)
+			w.violate(KindLivelock, "%s made 500 passes in a row less than a second apart (issue 17 bug 5: a failed node loops on leases after the rollout completed)", n.name)
+			w.s.leave()
+		}
+	}
+	return w.throttled.Load()
 }
 
 // converge is the simulated agent.Converge: install, switch, health check.
@@ -572,8 +602,8 @@ func (w *world) rollbackFunc(g *gated) rollout.RollbackFunc {
 
 // operator commits the first new target early, then (operators scenario)
 // acts at random until the fault phase ends.
-func (w *world) operator() {
-	time.Sleep(time.Duration(3000+w.rng.IntN(15000)) * time.Millisecond)
+func (w *world) operator(r *rand.Rand) {
+	time.Sleep(time.Duration(3000+r.IntN(15000)) * time.Millisecond)
 	if w.turn("~operator") != nil {
 		return
 	}
@@ -583,7 +613,7 @@ func (w *world) operator() {
 		return
 	}
 	for {
-		time.Sleep(time.Duration(5+w.rng.IntN(60)) * time.Second)
+		time.Sleep(time.Duration(5+r.IntN(60)) * time.Second)
 		if w.turn("~operator") != nil {
 			return
 		}
@@ -639,9 +669,9 @@ func (w *world) operatorAct() {
 }
 
 // chaos injects faults until the fault phase ends, then heals everything.
-func (w *world) chaos() {
+func (w *world) chaos(r *rand.Rand) {
 	for {
-		time.Sleep(time.Duration(2000+w.rng.IntN(30000)) * time.Millisecond)
+		time.Sleep(time.Duration(2000+r.IntN(30000)) * time.Millisecond)
 		if w.turn("~chaos") != nil {
 			return
 		}

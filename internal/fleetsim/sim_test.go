@@ -14,7 +14,7 @@ import (
 
 var (
 	seedFlag     = flag.Uint64("seed", 0, "replay this one seed (with -scenario)")
-	seedsFlag    = flag.Int("seeds", 0, "seeds per scenario (default 150 in make test; make soak sets more)")
+	seedsFlag    = flag.Int("seeds", 0, "seeds per scenario (default 500 calm and 40 of each other)")
 	scenarioFlag = flag.String("scenario", "", "only this scenario: "+strings.Join(Scenarios, ", "))
 	verboseSim   = flag.Bool("simlog", false, "print the event log of every seed run")
 )
@@ -41,14 +41,18 @@ func replay(scenario string, seed uint64) string {
 // docs/testing.md after every step. A failing seed prints the command
 // that replays it.
 func TestSeeds(t *testing.T) {
-	n := *seedsFlag
-	if n == 0 {
-		n = 150
-		if testing.Short() {
-			n = 20
-		}
-	}
 	for _, sc := range Scenarios {
+		// make test: 500 calm seeds and 40 of each other scenario; -short 20 of each.
+		n := *seedsFlag
+		if n == 0 {
+			n = 40
+			if sc == "calm" {
+				n = 500
+			}
+			if testing.Short() {
+				n = 20
+			}
+		}
 		if *scenarioFlag != "" && sc != *scenarioFlag {
 			continue
 		}
