@@ -142,6 +142,9 @@ func TestSoak(t *testing.T) {
 		if d := time.Since(t0); d > slowest {
 			slowest, slowSeed = d, fmt.Sprintf("%s/%d", sc, seed)
 		}
+		if (i+1)%1000 == 0 {
+			t.Logf("%d seeds, %d with violations, %s", i+1, bad, time.Since(start).Round(time.Second))
+		}
 		if len(res.Violations) == 0 {
 			continue
 		}
