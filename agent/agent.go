@@ -52,13 +52,13 @@ func New(cfg Config) (*Agent, error) {
 	st := cfg.State
 	if st == nil {
 		var err error
-		if st, err = state.Open(cfg.StateDir); err != nil {
+		if st, err = state.OpenClock(cfg.StateDir, cfg.Clock); err != nil {
 			return nil, fmt.Errorf("agent %s: %w", cfg.Node, err)
 		}
 	}
 	log := cfg.Logger.With("node", cfg.Node)
 	return &Agent{cfg: cfg, log: log, store: st, metrics: newMetrics(cfg.Registry),
-		tip: newTipWatch(cfg.Registry, log, cfg.Now), releases: map[string]cachedReleases{}}, nil
+		tip: newTipWatch(cfg.Registry, log, cfg.Clock.Now), releases: map[string]cachedReleases{}}, nil
 }
 
 // Run runs the agent until ctx ends (nil), or for one pass with Config.Once
@@ -101,9 +101,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			wg.Go(func() { a.watch(ctx, a.cfg.SharedWatch, "shared state", wake) })
 		}
 	}
-	tick := time.NewTicker(a.cfg.Poll)
+	tick := a.cfg.Clock.NewTicker(a.cfg.Poll)
 	defer tick.Stop()
-	recheck := time.NewTimer(a.cfg.Poll)
+	recheck := a.cfg.Clock.NewTimer(a.cfg.Poll)
 	defer recheck.Stop()
 	for {
 		converged := a.Reconcile(ctx)
@@ -119,8 +119,8 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.log.Info("agent stopping; workloads keep running")
 			return nil
 		case <-wake:
-		case <-tick.C:
-		case <-recheck.C:
+		case <-tick.C():
+		case <-recheck.C():
 		}
 	}
 }
@@ -135,7 +135,7 @@ func (a *Agent) untilRecheck() time.Duration {
 	if at.IsZero() {
 		return a.cfg.Poll
 	}
-	return min(max(time.Until(at), 10*time.Millisecond), a.cfg.Poll)
+	return min(max(a.cfg.Clock.Until(at), 10*time.Millisecond), a.cfg.Poll)
 }
 
 // askRecheck records a decision's wish for another pass at t.
@@ -184,7 +184,7 @@ func (a *Agent) startHTTP(ctx context.Context, wg *sync.WaitGroup) error {
 // Reconcile makes one pass (see the package doc) and reports whether every
 // app targeting this node runs its decided version, healthy.
 func (a *Agent) Reconcile(ctx context.Context) bool {
-	report := reconciler.NodeReport{Node: a.cfg.Node, Labels: a.cfg.Labels, AgentVersion: a.cfg.AgentVersion, Time: a.cfg.Now()}
+	report := reconciler.NodeReport{Node: a.cfg.Node, Labels: a.cfg.Labels, AgentVersion: a.cfg.AgentVersion, Time: a.cfg.Clock.Now()}
 	commit, fleet, err := a.load(ctx)
 	if !commit.IsZero() {
 		report.SpecCommit = commit.String()
@@ -205,9 +205,9 @@ func (a *Agent) Reconcile(ctx context.Context) bool {
 // load fetches the tip and loads its spec. A fetch error with a previously
 // accepted tip still returns that tip's fleet, with the error.
 func (a *Agent) load(ctx context.Context) (plumbing.Hash, *spec.Fleet, error) {
-	start := time.Now()
+	start := a.cfg.Clock.Now()
 	commit, ferr := a.cfg.Desired.Fetch(ctx)
-	a.metrics.fetchSeconds.Observe(time.Since(start).Seconds())
+	a.metrics.fetchSeconds.Observe(a.cfg.Clock.Since(start).Seconds())
 	if refused := a.tip.observe(a.cfg.Desired, commit, ferr); ferr != nil {
 		a.metrics.reconcileErrors.WithLabelValues("fetch").Inc()
 		if !refused { // a refusal is logged once, as an ERROR

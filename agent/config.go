@@ -13,6 +13,7 @@ import (
 
 	"github.com/fleetops/reconciler/agent/driver"
 	"github.com/fleetops/reconciler/agent/state"
+	"github.com/fleetops/reconciler/internal/clock"
 	"github.com/fleetops/reconciler/reconciler"
 	"github.com/fleetops/reconciler/release"
 	"github.com/fleetops/reconciler/signing"
@@ -89,7 +90,9 @@ type Config struct {
 	AgentVersion string
 	Logger       *slog.Logger         // default: discard
 	Registry     *prometheus.Registry // default: a new one
-	Now          func() time.Time     // default time.Now
+	// Clock every decision, timer and timestamp reads (default the system
+	// clock; tests and internal/fleetsim pass a *clock.Fake).
+	Clock clock.Clock
 }
 
 // ErrNotConverged is Run's result in Once mode when the node did not reach
@@ -127,9 +130,7 @@ func (c Config) withDefaults() Config {
 	if c.Registry == nil {
 		c.Registry = prometheus.NewRegistry()
 	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
+	c.Clock = clock.Or(c.Clock)
 	return c
 }
 
