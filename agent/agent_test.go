@@ -97,7 +97,7 @@ type harness struct {
 	drv  *fakeDriver
 }
 
-func newHarness(t *testing.T, decider Decider, apps ...string) *harness {
+func newHarness(t *testing.T, coord Coordinator, apps ...string) *harness {
 	repo := gittest.NewBare(t, specFiles(apps...))
 	desired, err := fleetrepo.OpenDesired(context.Background(), fleetrepo.DesiredOptions{URL: repo})
 	if err != nil {
@@ -105,7 +105,7 @@ func newHarness(t *testing.T, decider Decider, apps ...string) *harness {
 	}
 	h := &harness{repo: repo, inst: &fakeInstaller{}, drv: &fakeDriver{fail: map[string]bool{}}}
 	h.a, err = New(Config{Node: "n1", StateDir: t.TempDir(), Desired: desired, Installer: h.inst,
-		Drivers: map[string]driver.Driver{"process": h.drv}, Decider: decider})
+		Drivers: map[string]driver.Driver{"process": h.drv}, Coordinator: coord})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,12 +183,12 @@ func TestUnverifiableReleaseChangesNothing(t *testing.T) {
 	}
 }
 
-func TestDeciderSeam(t *testing.T) {
-	wait := DeciderFunc(func(_ context.Context, in DecideInput) (Decision, error) {
+func TestCoordinatorSeam(t *testing.T) {
+	wait := CoordinatorFunc(func(_ context.Context, in DecideInput) (Permit, error) {
 		if in.Local.Active == "" {
-			return Decision{Version: in.App.Version}, nil
+			return Permit{Version: in.App.Version}, nil
 		}
-		return Decision{Waiting: "wave 2 not open", Rollout: "abc"}, nil
+		return Permit{Waiting: "wave 2 not open", Rollout: "abc"}, nil
 	})
 	h := newHarness(t, wait, "web@1.0.0")
 	h.reconcile(t)

@@ -44,7 +44,7 @@ func runAgent(ctx context.Context, e *env, o *agentOptions) error {
 	if err != nil {
 		return err
 	}
-	decider, err := newDecider(o, desired, shared, log)
+	coord, err := newCoordinator(o, desired, shared, log)
 	if err != nil {
 		return err
 	}
@@ -56,7 +56,7 @@ func runAgent(ctx context.Context, e *env, o *agentOptions) error {
 	cfg := agent.Config{
 		Node: o.node, Labels: o.labels, Vars: vars, StateDir: o.stateDir, State: st,
 		Desired: desired, Installer: agent.VerifiedInstaller{Fetcher: fetcher, Keys: keys}, Reporter: shared,
-		SharedWatch: shared, Decider: decider, Drivers: drivers, SpecDir: o.dir, Poll: o.poll, Listen: o.listen, Once: o.once, Logger: log,
+		SharedWatch: shared, Coordinator: coord, Drivers: drivers, SpecDir: o.dir, Poll: o.poll, Listen: o.listen, Once: o.once, Logger: log,
 		AgentVersion: buildOf().Version,
 	}
 	log.Info("agent starting", "version", buildOf().String(), "repo", o.repo, "branch", o.branch, "state", o.stateDir, "keys", keys.IDs())
@@ -107,11 +107,11 @@ func openRepos(ctx context.Context, e *env, o *agentOptions, log *slog.Logger, t
 	return desired, shared, nil
 }
 
-// newDecider picks how this node decides when to switch: with the fleet
+// newCoordinator picks how this node decides when to switch: with the fleet
 // (waves under leases, rollback commits) or alone (the spec's version at once).
-func newDecider(o *agentOptions, desired *fleetrepo.Desired, shared *fleetrepo.Shared, log *slog.Logger) (agent.Decider, error) {
+func newCoordinator(o *agentOptions, desired *fleetrepo.Desired, shared *fleetrepo.Shared, log *slog.Logger) (agent.Coordinator, error) {
 	if o.coordination == "none" {
-		return agent.SpecDecider{}, nil
+		return agent.SpecCoordinator{}, nil
 	}
 	c, err := rollout.New(rollout.Options{Node: o.node, Shared: shared, LeaseTTL: o.leaseTTL, Logger: log,
 		Rollback: rollbackCommitter(desired, o.node)})
