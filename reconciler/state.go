@@ -33,7 +33,7 @@ const (
 	// AppBlocked: Target known, and nothing moves until a person acts (the
 	// shared state refuses this node's writes); Error says
 	// "blocked: <cause>, a person must act".
-	AppBlocked = "blocked"
+	AppBlocked   = "blocked"
 	AppFailed    = "failed"    // moving to Target failed; Version (the previous) restored if any
 	AppUnhealthy = "unhealthy" // Version runs but fails its health check
 	AppStopped   = "stopped"   // nothing runs

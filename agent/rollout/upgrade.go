@@ -12,7 +12,6 @@ import (
 	"github.com/fleetops/reconciler/reconciler"
 )
 
-
 // upgrade hands the agent the target version under the lease this node
 // holds. The lease is renewed first (a node that cannot renew gives the
 // slot up before downloading anything) and then in the background by the
