@@ -1,0 +1,243 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fleetops/reconciler/agent"
+	"github.com/fleetops/reconciler/fleetrepo"
+	"github.com/fleetops/reconciler/fleetrepo/gittest"
+	"github.com/fleetops/reconciler/reconciler"
+)
+
+// faulty wraps a node's real shared state and injects the faults of issue
+// 17: renewals that fail (Git unreachable from this node only), renewals
+// that land but whose answers are lost, and writes the server refuses.
+type faulty struct {
+	Shared
+	mu         sync.Mutex
+	cutOff     bool // every write fails as a network error, nothing lands
+	loseAnswer int  // the next n renewals land but report a network error
+	refuse     bool // every write is refused by the server (a person must act)
+}
+
+var errUnreachable = &fleetrepo.TransientError{Op: "push", Repo: "test", Err: errors.New("connection refused")}
+
+func (f *faulty) fault() (cut, refuse bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.cutOff, f.refuse
+}
+
+func (f *faulty) set(fn func(*faulty)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn(f)
+}
+
+func (f *faulty) Renew(ctx context.Context, l reconciler.Lease) (reconciler.Lease, error) {
+	if cut, refuse := f.fault(); cut || refuse {
+		return l, f.err()
+	}
+	nl, err := f.Shared.Renew(ctx, l)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err == nil && f.loseAnswer > 0 {
+		f.loseAnswer--
+		return l, errUnreachable
+	}
+	return nl, err
+}
+
+func (f *faulty) Acquire(ctx context.Context, app string, slot int, holder, rollout string, ttl time.Duration) (reconciler.Lease, error) {
+	if cut, refuse := f.fault(); cut || refuse {
+		return reconciler.Lease{}, f.err()
+	}
+	return f.Shared.Acquire(ctx, app, slot, holder, rollout, ttl)
+}
+
+func (f *faulty) Append(ctx context.Context, app string, decide func([]reconciler.Event) (*reconciler.Event, error)) error {
+	if cut, refuse := f.fault(); cut || refuse {
+		return f.err()
+	}
+	return f.Shared.Append(ctx, app, decide)
+}
+
+func (f *faulty) Release(ctx context.Context, l reconciler.Lease) error {
+	if cut, refuse := f.fault(); cut || refuse {
+		return f.err()
+	}
+	return f.Shared.Release(ctx, l)
+}
+
+func (f *faulty) err() error {
+	if _, refuse := f.fault(); refuse {
+		return errRefused
+	}
+	return errUnreachable
+}
+
+var errRefused = errors.Join(errors.New("push refs/reconciler/rollouts/web: pre-receive hook declined"), fleetrepo.ErrRejected)
+
+// faultyNode is a node whose shared state is wrapped in faulty, with a
+// renewal timer the test fires by hand.
+func faultyNode(t *testing.T, repo, name string) (*node, *faulty, *ticks) {
+	t.Helper()
+	n := newNode(t, repo, name, nil)
+	f := &faulty{Shared: n.shared}
+	tk := &ticks{c: make(chan time.Time)}
+	n.coord.opt.Shared, n.coord.opt.After = f, tk.after
+	return n, f, tk
+}
+
+// ticks is a hand-fired timer for the lease goroutine.
+type ticks struct {
+	c     chan time.Time
+	mu    sync.Mutex
+	calls int // how many times the goroutine started waiting
+}
+
+func (t *ticks) after(time.Duration) <-chan time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.calls++
+	return t.c
+}
+
+func (t *ticks) waits() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.calls
+}
+
+// fire wakes the lease goroutine once and returns when it is waiting again
+// (its renewal done) or has ended.
+func (t *ticks) fire(tb testing.TB) {
+	tb.Helper()
+	n := t.waits()
+	select {
+	case t.c <- time.Time{}:
+	case <-time.After(10 * time.Second):
+		tb.Fatal("the lease goroutine is not waiting on its timer")
+	}
+	for deadline := time.Now().Add(2 * time.Second); t.waits() == n && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func healthy(v string) reconciler.AppReport {
+	return reconciler.AppReport{Version: v, State: reconciler.AppHealthy}
+}
+
+// Issue 17, bug 1: a holder whose renewals fail while it downloads must not
+// begin its switch once an observer could have taken its slot over. Before
+// the fix nothing checked validity before the switch: a switched after b
+// took slot 0, two nodes switching with batchSize 1.
+func TestHolderCutOffDoesNotBeginAfterTakeover(t *testing.T) {
+	ctx := context.Background()
+	repo := gittest.NewBare(t, nil)
+	a, fa, _ := faultyNode(t, repo, "a")
+	b, _, _ := faultyNode(t, repo, "b")
+	in := input(app(false), "a", "b")
+	pa, err := a.coord.Permit(ctx, in)
+	if err != nil || pa.Lease == nil {
+		t.Fatalf("a: %+v, %v", pa, err)
+	}
+	if pb, err := b.coord.Permit(ctx, in); err != nil || pb.Version != "" {
+		t.Fatalf("b while a holds the slot: %+v, %v", pb, err)
+	}
+	// a downloads for longer than the TTL, cut off from Git.
+	fa.set(func(f *faulty) { f.cutOff = true })
+	a.clock.advance(31 * time.Second)
+	b.clock.advance(31 * time.Second)
+	pb, err := b.coord.Permit(ctx, in)
+	if err != nil || pb.Lease == nil {
+		t.Fatalf("b after a's lease expired: %+v, %v; want the takeover", pb, err)
+	}
+	if r := latest(t, b); !hasKey(r.Failed, "a") {
+		t.Fatalf("b took over without recording a failed: %+v", r)
+	}
+	if _, err := pa.Lease.Begin(ctx, 5*time.Second); !errors.Is(err, agent.ErrNotBegun) {
+		t.Fatalf("a began its switch after the takeover (err %v): two switching with batchSize 1", err)
+	}
+	pa.Lease.Finish(ctx, reconciler.AppReport{}, agent.ErrNotBegun)
+	if _, err := pb.Lease.Begin(ctx, 5*time.Second); err != nil {
+		t.Fatalf("b, the new holder, cannot begin: %v", err)
+	}
+}
+
+// Bug 1, variant: a renewal that lands but whose answer is lost leaves the
+// holder with the old token. Before the fix every later renewal conflicted
+// with the holder's own commit and b took over after one TTL.
+func TestLostRenewalAnswerIsAdopted(t *testing.T) {
+	ctx := context.Background()
+	repo := gittest.NewBare(t, nil)
+	a, fa, tk := faultyNode(t, repo, "a")
+	b, _, _ := faultyNode(t, repo, "b")
+	in := input(app(false), "a", "b")
+	pa, err := a.coord.Permit(ctx, in)
+	if err != nil || pa.Lease == nil {
+		t.Fatalf("a: %+v, %v", pa, err)
+	}
+	if _, err := b.coord.Permit(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	fa.set(func(f *faulty) { f.loseAnswer = 1 })
+	a.clock.advance(10 * time.Second)
+	tk.fire(t) // the background renewal lands; its answer is lost
+	a.clock.advance(10 * time.Second)
+	sctx, err := pa.Lease.Begin(ctx, 5*time.Second) // renews from the old token
+	if err != nil {
+		t.Fatalf("a cannot begin after one lost answer: %v", err)
+	}
+	b.clock.advance(25 * time.Second)
+	if pb, err := b.coord.Permit(ctx, in); err != nil || pb.Version != "" {
+		t.Fatalf("b took a's renewed slot: %+v, %v", pb, err)
+	}
+	if sctx.Err() != nil {
+		t.Fatal("a's switch context ended while its lease is valid")
+	}
+	pa.Lease.Finish(ctx, healthy("1.1.0"), nil)
+	if r := latest(t, a); r.Done["a"] == "" {
+		t.Fatalf("a's outcome not recorded: %+v", r)
+	}
+}
+
+// Bug 1, mid-switch: a holder cut off from Git while switching abandons the
+// candidate when its validity (less the abort bound and the skew margin)
+// runs out, before any observer could expire its lease.
+func TestSwitchAbandonedWhenValidityRunsOut(t *testing.T) {
+	ctx := context.Background()
+	repo := gittest.NewBare(t, nil)
+	a, fa, tk := faultyNode(t, repo, "a")
+	pa, err := a.coord.Permit(ctx, input(app(false), "a"))
+	if err != nil || pa.Lease == nil {
+		t.Fatalf("a: %+v, %v", pa, err)
+	}
+	sctx, err := pa.Lease.Begin(ctx, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fa.set(func(f *faulty) { f.cutOff = true })
+	a.clock.advance(10 * time.Second)
+	tk.fire(t) // renewal fails: 30s - 10s - 3s margin - 5s abort = 12s usable
+	if sctx.Err() != nil {
+		t.Fatal("switch cancelled while still valid")
+	}
+	a.clock.advance(13 * time.Second)
+	tk.fire(t)
+	select {
+	case <-sctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("switch not cancelled once the lease's validity ran out")
+	}
+	pa.Lease.Finish(ctx, reconciler.AppReport{State: reconciler.AppFailed}, context.Canceled)
+	if r := latest(t, a); hasKey(r.Failed, "a") || r.Done["a"] != "" {
+		t.Fatalf("an abandoned switch got a verdict: %+v", r)
+	}
+}
+
+func hasKey(m map[string]string, k string) bool { _, ok := m[k]; return ok }
