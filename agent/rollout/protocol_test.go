@@ -241,3 +241,101 @@ func TestSwitchAbandonedWhenValidityRunsOut(t *testing.T) {
 }
 
 func hasKey(m map[string]string, k string) bool { _, ok := m[k]; return ok }
+
+// hooked runs a hook once, right after the next leases read it wraps: the
+// moment another node acts between a read and the write decided on it.
+type hooked struct {
+	Shared
+	mu   sync.Mutex
+	hook func()
+}
+
+func (h *hooked) Leases(ctx context.Context, app string) ([]reconciler.Lease, error) {
+	ls, err := h.Shared.Leases(ctx, app)
+	h.mu.Lock()
+	fn := h.hook
+	h.hook = nil
+	h.mu.Unlock()
+	if fn != nil {
+		fn()
+	}
+	return ls, err
+}
+
+// Issue 17, bug 2 (first half): b decides a is unreachable on leases read
+// just before a took one. Before the fix b wrote node_unreachable a (and
+// moved on) while a switched under its fresh lease.
+func TestUnreachableDecidedOnFreshLeases(t *testing.T) {
+	ctx := context.Background()
+	repo := gittest.NewBare(t, nil)
+	a, _, _ := faultyNode(t, repo, "a")
+	b, _, _ := faultyNode(t, repo, "b")
+	hb := &hooked{Shared: b.coord.opt.Shared}
+	b.coord.opt.Shared = hb
+	in := input(app(false), "a", "b")
+	if _, err := b.coord.Permit(ctx, in); err != nil { // b starts the rollout; a is in wave 0
+		t.Fatal(err)
+	}
+	b.clock.advance(61 * time.Second) // a took no lease within nodeTimeout, on b's clock
+	var pa agent.Permit
+	hb.hook = func() {
+		var err error
+		if pa, err = a.coord.Permit(ctx, in); err != nil || pa.Lease == nil {
+			t.Errorf("a: %+v, %v", pa, err)
+		}
+	}
+	if _, err := b.coord.Permit(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	if r := latest(t, b); hasKey(r.Skipped, "a") {
+		t.Fatalf("b recorded a unreachable while a held a lease: %+v", r.Skipped)
+	}
+	if pa.Lease == nil {
+		t.FailNow()
+	}
+	if _, err := pa.Lease.Begin(ctx, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	pa.Lease.Finish(ctx, healthy("1.1.0"), nil)
+	if r := latest(t, a); r.Done["a"] == "" {
+		t.Fatalf("a's outcome under a valid lease not counted: %+v", r)
+	}
+}
+
+// Bug 2 (second half): a holder recorded unreachable whose lease then
+// expires gets a failure record before its slot is taken over, and its late
+// node_done, under the taken-over lease, does not count. Before the fix no
+// node_failed was written and the stale node_done was accepted.
+func TestTakenOverHolderOutcomeIsFenced(t *testing.T) {
+	ctx := context.Background()
+	repo := gittest.NewBare(t, nil)
+	a, _, _ := faultyNode(t, repo, "a")
+	b, _, _ := faultyNode(t, repo, "b")
+	in := input(app(false), "a", "b")
+	pa, err := a.coord.Permit(ctx, in)
+	if err != nil || pa.Lease == nil {
+		t.Fatalf("a: %+v, %v", pa, err)
+	}
+	id := latest(t, a).ID
+	// The leftover of the race: a recorded unreachable while it holds slot 0.
+	if err := b.shared.Append(ctx, "web", func([]reconciler.Event) (*reconciler.Event, error) {
+		return &reconciler.Event{Type: reconciler.EventNodeUnreachable, Rollout: id, Node: "a", By: "b", Reason: "stale view"}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.coord.Permit(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	b.clock.advance(31 * time.Second) // a went silent: its lease expires on b's clock
+	pb, err := b.coord.Permit(ctx, in)
+	if err != nil || pb.Lease == nil {
+		t.Fatalf("b: %+v, %v; want b to take the slot over", pb, err)
+	}
+	if r := latest(t, b); !hasKey(r.Failed, "a") {
+		t.Fatalf("a's slot taken over without a failure record: %+v", r)
+	}
+	pa.Lease.Finish(ctx, healthy("1.1.0"), nil) // a resumes and reports success
+	if r := latest(t, a); r.Done["a"] != "" {
+		t.Fatalf("a's node_done under a taken-over lease counted: %+v", r.Done)
+	}
+}
