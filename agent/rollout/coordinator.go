@@ -260,6 +260,11 @@ func (c *Coordinator) act(ctx context.Context, in agent.DecideInput, rin reconci
 		// Up to date: let the agent probe its health as usual.
 		return false, agent.Permit{Version: in.App.Version, Rollout: rolloutID(d), Recheck: until}, nil
 	}
+	if in.Local.Failed == in.App.Version {
+		// The target failed here and is not retried: the agent reports the
+		// remembered failure; no lease is taken (issue 17, bug 5).
+		return false, agent.Permit{Version: in.App.Version, Rollout: rolloutID(d), Recheck: until}, nil
+	}
 	return false, waiting(d, d.Reason, until), nil
 }
 

@@ -339,3 +339,72 @@ func TestTakenOverHolderOutcomeIsFenced(t *testing.T) {
 		t.Fatalf("a's node_done under a taken-over lease counted: %+v", r.Done)
 	}
 }
+
+// counted counts the lease writes a node makes.
+type counted struct {
+	Shared
+	mu     sync.Mutex
+	writes int
+}
+
+func (c *counted) add() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.writes++
+}
+
+func (c *counted) n() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.writes
+}
+
+func (c *counted) Acquire(ctx context.Context, app string, slot int, holder, rollout string, ttl time.Duration) (reconciler.Lease, error) {
+	c.add()
+	return c.Shared.Acquire(ctx, app, slot, holder, rollout, ttl)
+}
+
+func (c *counted) Renew(ctx context.Context, l reconciler.Lease) (reconciler.Lease, error) {
+	c.add()
+	return c.Shared.Renew(ctx, l)
+}
+
+// Issue 17, bug 5: after the rollout completes (rollbackOnFail false) a
+// node whose switch failed takes no lease, pass after pass, and reports its
+// failure. Before the fix it acquired and renewed at every pass, rechecking
+// every 10ms.
+func TestFailedNodeLoopsNoMore(t *testing.T) {
+	ctx := context.Background()
+	repo := gittest.NewBare(t, nil)
+	a, _, _ := faultyNode(t, repo, "a")
+	cs := &counted{Shared: a.coord.opt.Shared}
+	a.coord.opt.Shared = cs
+	in := input(app(false), "a")
+	p, err := a.coord.Permit(ctx, in)
+	if err != nil || p.Lease == nil {
+		t.Fatalf("a: %+v, %v", p, err)
+	}
+	if _, err := p.Lease.Begin(ctx, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	p.Lease.Finish(ctx, reconciler.AppReport{Version: "1.0.0", State: reconciler.AppFailed, Error: "not healthy"}, errors.New("not healthy"))
+	in.Local.Failed = "1.1.0"
+	for range 3 { // wave done, completed, then idle
+		if _, err := a.coord.Permit(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := latest(t, a); r.Outcome != reconciler.OutcomeCompleted {
+		t.Fatalf("outcome %q, want completed", r.Outcome)
+	}
+	before := cs.n()
+	for range 5 {
+		p, err := a.coord.Permit(ctx, in)
+		if err != nil || p.Lease != nil || (!p.Recheck.IsZero() && p.Recheck.Sub(a.clock.Now()) < time.Second) {
+			t.Fatalf("failed node after completion: %+v, %v; want no lease and no quick recheck", p, err)
+		}
+	}
+	if n := cs.n() - before; n != 0 {
+		t.Fatalf("%d lease writes by a failed node after completion", n)
+	}
+}
