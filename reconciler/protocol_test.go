@@ -111,3 +111,40 @@ func TestRestartedHolderRecordedFailedDoesNotRenew(t *testing.T) {
 		t.Fatalf("b, recorded failed, renews its lease after completion: %s", d.Reason)
 	}
 }
+
+// Bug 4: an agent on a tip older than the rollout's commit must not
+// supersede it. Before the fix any difference between the agent's tip and
+// the record's target counted as a new target: y recorded started 1.2.0, x
+// (on the older tip, 1.1.0) superseded it, y superseded back.
+func TestStaleTipDoesNotSupersede(t *testing.T) {
+	rec := []Event{{Type: EventStarted, Rollout: "c2", Target: "1.2.0", From: "1.0.0",
+		Waves: [][]string{{"x", "y"}}, Options: &RolloutFlags{BatchSize: 2}}}
+	in := base("x", rec) // x's tip c1 runs 1.1.0; c2 descends from c1
+	in.Descends = func(commit string) bool { return commit == "c1" }
+	if d := Decide(in); d.Action != Wait {
+		t.Fatalf("x on the older tip: %v %s; want wait", d.Action, d.Reason)
+	}
+	in.Tip, in.App.Version = "c3", "1.3.0" // a newer tip, descending from c2
+	in.Descends = func(string) bool { return true }
+	if d := Decide(in); d.Action != Append || d.Event.Type != EventSuperseded {
+		t.Fatalf("x on a descendant tip: %v %s; want superseded", d.Action, d.Reason)
+	}
+}
+
+// Bug 4, pause and options: a node whose tip is older than the commit that
+// paused the rollout (or changed its options) does not undo it.
+func TestStaleTipDoesNotFlapPauseOrOptions(t *testing.T) {
+	rec := append(started([]string{"a", "b"}, []string{"c"}),
+		ev(EventPaused, func(e *Event) { e.Spec = "c2" }),
+		ev(EventOptionsChanged, func(e *Event) { e.Spec, e.Options, e.Wave = "c2", &RolloutFlags{BatchSize: 1}, -1 }))
+	in := base("a", rec) // tip c1, the rollout's commit: not paused, batchSize 2
+	in.Descends = func(commit string) bool { return commit == "c1" }
+	if d := Decide(in); d.Action == Append && (d.Event.Type == EventResumed || d.Event.Type == EventOptionsChanged) {
+		t.Fatalf("a on the older tip appended %s", d.Event.Type)
+	}
+	in.Tip = "c3" // a person resumed at c3, a descendant of c2
+	in.Descends = func(string) bool { return true }
+	if d := Decide(in); d.Action != Append || d.Event.Type != EventResumed || d.Event.Spec != "c3" {
+		t.Fatalf("a on a descendant tip: %+v; want resumed decided at c3", d)
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-git/go-git/v5/plumbing"
+
 	"github.com/fleetops/reconciler/agent"
 	"github.com/fleetops/reconciler/fleetrepo"
 	"github.com/fleetops/reconciler/fleetrepo/gittest"
@@ -406,5 +408,30 @@ func TestFailedNodeLoopsNoMore(t *testing.T) {
 	}
 	if n := cs.n() - before; n != 0 {
 		t.Fatalf("%d lease writes by a failed node after completion", n)
+	}
+}
+
+// Issue 17, bug 4, through the coordinator: x's tip is older than the one
+// y started the rollout at; x waits instead of superseding it.
+func TestStaleTipWaits(t *testing.T) {
+	ctx := context.Background()
+	repo := gittest.NewBare(t, nil)
+	x, _, _ := faultyNode(t, repo, "x")
+	y, _, _ := faultyNode(t, repo, "y")
+	older, newer := input(app(false), "x", "y"), input(app(false), "x", "y")
+	newer.Commit = plumbing.NewHash("c0ffee0000000000000000000000000000000002")
+	newer.App.Version = "1.2.0"
+	// c2 descends from c1; x has not fetched c2 yet.
+	x.coord.opt.Descends = func(tip, ancestor string) bool { return false }
+	y.coord.opt.Descends = func(tip, ancestor string) bool { return true }
+	if _, err := y.coord.Permit(ctx, newer); err != nil {
+		t.Fatal(err)
+	}
+	p, err := x.coord.Permit(ctx, older)
+	if err != nil || p.Version != "" || p.Lease != nil {
+		t.Fatalf("x on the older tip: %+v, %v; want waiting", p, err)
+	}
+	if r := latest(t, x); r.ID != newer.Commit.String() || r.Ended() {
+		t.Fatalf("the rollout of the newer tip is %+v; want it in progress", r)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"path/filepath"
 
+	"github.com/go-git/go-git/v5/plumbing"
+
 	"github.com/fleetops/reconciler/agent"
 	"github.com/fleetops/reconciler/agent/driver"
 	execdriver "github.com/fleetops/reconciler/agent/driver/exec"
@@ -114,7 +116,10 @@ func newCoordinator(o *agentOptions, desired *fleetrepo.Desired, shared *fleetre
 		return agent.SpecCoordinator{}, nil
 	}
 	c, err := rollout.New(rollout.Options{Node: o.node, Shared: shared, LeaseTTL: o.leaseTTL, Logger: log,
-		Rollback: rollbackCommitter(desired, o.node)})
+		Rollback: rollbackCommitter(desired, o.node),
+		Descends: func(tip, ancestor string) bool {
+			return desired.Descends(plumbing.NewHash(tip), plumbing.NewHash(ancestor))
+		}})
 	if err != nil {
 		return nil, fmt.Errorf("agent %s: %w", o.node, err)
 	}
