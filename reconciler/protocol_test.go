@@ -148,3 +148,16 @@ func TestStaleTipDoesNotFlapPauseOrOptions(t *testing.T) {
 		t.Fatalf("a on a descendant tip: %+v; want resumed decided at c3", d)
 	}
 }
+
+// Issue 12 §1: a node blocked on a rejection shows it in status, with the
+// words saying a person must act.
+func TestStatusShowsBlockedNode(t *testing.T) {
+	why := "blocked: push refs/reconciler/leases/web/0: push rejected by the server, a person must act"
+	reports := map[string]NodeReport{
+		"a": {Apps: map[string]AppReport{"web": {Version: "1.0.0", State: AppBlocked, Error: why}}},
+	}
+	st := StatusOf(testApp(), started([]string{"a"}), reports, nil, t0)
+	if n := st.Waves[0][0]; n.State != AppBlocked || n.Reason != why {
+		t.Fatalf("status of a blocked node: %+v", n)
+	}
+}

@@ -3,6 +3,7 @@ package rollout
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -433,5 +434,39 @@ func TestStaleTipWaits(t *testing.T) {
 	}
 	if r := latest(t, x); r.ID != newer.Commit.String() || r.Ended() {
 		t.Fatalf("the rollout of the newer tip is %+v; want it in progress", r)
+	}
+}
+
+// Issue 12 §1, errors by what to do: a write the server refuses blocks the
+// node with words that say a person must act; a network error is retried
+// with jittered, growing backoff. Before, both were "waiting" forever.
+func TestRefusedWritesBlockTransientBacksOff(t *testing.T) {
+	ctx := context.Background()
+	repo := gittest.NewBare(t, nil)
+	a, fa, _ := faultyNode(t, repo, "a")
+	in := input(app(false), "a")
+	fa.set(func(f *faulty) { f.refuse = true })
+	p, err := a.coord.Permit(ctx, in)
+	if err == nil || !NeedsPerson(err) || !strings.HasPrefix(p.Blocked, "blocked: ") || !strings.HasSuffix(p.Blocked, ", a person must act") {
+		t.Fatalf("refused writes: %+v, %v; want blocked", p, err)
+	}
+	fa.set(func(f *faulty) { f.refuse, f.cutOff = false, true })
+	var waits []time.Duration
+	for range 4 {
+		p, err := a.coord.Permit(ctx, in)
+		if err == nil || p.Blocked != "" || p.Waiting == "" {
+			t.Fatalf("unreachable: %+v, %v; want waiting", p, err)
+		}
+		waits = append(waits, p.Recheck.Sub(a.clock.Now()))
+	}
+	for i, w := range waits {
+		lo, hi := (time.Second<<i)/2, time.Second<<i
+		if w < lo || w >= hi {
+			t.Fatalf("backoff %d = %s, want in [%s, %s): %v", i, w, lo, hi, waits)
+		}
+	}
+	fa.set(func(f *faulty) { f.cutOff = false })
+	if p, err := a.coord.Permit(ctx, in); err != nil || p.Lease == nil {
+		t.Fatalf("back online: %+v, %v", p, err)
 	}
 }
