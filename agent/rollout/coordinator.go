@@ -247,7 +247,14 @@ func (c *Coordinator) act(ctx context.Context, in agent.DecideInput, rin reconci
 	case reconciler.Monitor:
 		return false, c.monitor(in, d), nil
 	case reconciler.Rollback:
-		return true, out, c.rollback(ctx, in, d)
+		written, err := c.rollback(ctx, in, d)
+		if err != nil || written {
+			return written, waiting(d, d.Reason, time.Time{}), err
+		}
+		// Nothing written: the tip moves (the other agent's rollback commit,
+		// or a person's); wait for it rather than asking again at once.
+		return false, waiting(d, "rollback commit written elsewhere or superseded; waiting for the tip to move",
+			c.opt.Now().Add(c.opt.ActivePoll)), nil
 	}
 	until := d.Until
 	if until.IsZero() && d.Rollout != nil && !d.Rollout.Ended() {

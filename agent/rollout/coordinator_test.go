@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -136,8 +137,54 @@ func TestFencedAfterTakeover(t *testing.T) {
 	if _, done := r.Done["a"]; done {
 		t.Fatal("a late node_done after takeover counted")
 	}
-	if r.Outcome != reconciler.OutcomeRolledBack {
-		t.Fatalf("outcome %q, want rolled_back", r.Outcome)
+	// The rollback commit was someone else's (ErrNoRollback): they record
+	// rolled_back with it; b claims no rollback it did not write.
+	if r.Outcome != reconciler.OutcomeFailed || r.Rollback != "" {
+		t.Fatalf("outcome %q (rollback %q), want failed with no rollback claimed", r.Outcome, r.Rollback)
+	}
+}
+
+// Also decided (issue 17): a rollback that lost to a person's newer commit
+// (ErrSuperseded) appends no rolled_back event: before, one was appended
+// with an empty rollback commit, claiming a rollback no commit made. A
+// rollback written appends it with the commit.
+func TestRolledBackAlwaysNamesItsCommit(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name, commit string
+		err          error
+	}{{"superseded", "", ErrNoRollback}, {"written", "b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0", nil}} {
+		t.Run(tc.name, func(t *testing.T) {
+			repo := gittest.NewBare(t, nil)
+			calls := 0
+			a := newNode(t, repo, "a", func(context.Context, RollbackRequest) (string, error) {
+				calls++
+				return tc.commit, tc.err
+			})
+			in := input(app(true), "a")
+			d, err := a.coord.Permit(ctx, in)
+			if err != nil || d.Lease == nil {
+				t.Fatalf("a: %+v, %v", d, err)
+			}
+			d.Lease.Finish(ctx, reconciler.AppReport{Version: "1.0.0", State: reconciler.AppFailed, Error: "not healthy"}, errors.New("not healthy"))
+			in.Local.Failed = "1.1.0"
+			if _, err := a.coord.Permit(ctx, in); err != nil {
+				t.Fatal(err)
+			}
+			r := latest(t, a)
+			events, _ := a.shared.Record(ctx, "web")
+			for _, e := range events {
+				if e.Type == reconciler.EventRolledBack && e.RollbackCommit == "" {
+					t.Fatalf("rolled_back with no rollback commit: %+v", e)
+				}
+			}
+			if tc.commit != "" && (r.Outcome != reconciler.OutcomeRolledBack || r.Rollback != tc.commit) {
+				t.Fatalf("outcome %q rollback %q, want rolled_back with %s", r.Outcome, r.Rollback, tc.commit)
+			}
+			if calls != 1 {
+				t.Fatalf("RollbackFunc called %d times in one pass, want 1", calls)
+			}
+		})
 	}
 }
 

@@ -287,25 +287,28 @@ func (c *Coordinator) recordMonitor(ctx context.Context, app, rollout string, ev
 	})
 }
 
-// rollback writes the rollback commit, then records it. Losing the race to
-// another agent (or to a person's newer commit) is not an error.
-func (c *Coordinator) rollback(ctx context.Context, in agent.DecideInput, d reconciler.Decision) error {
+// rollback writes the rollback commit, then records it with the commit.
+// Losing the race to another agent (which records it) or to a person's
+// newer commit is not an error, and records nothing: a rolled_back event
+// always names the commit that rolled back. written says whether it did.
+func (c *Coordinator) rollback(ctx context.Context, in agent.DecideInput, d reconciler.Decision) (written bool, err error) {
 	app, r := in.App.Name, d.Rollout
 	if c.opt.Rollback == nil {
-		return fmt.Errorf("rollout of %s %s failed and this agent cannot write rollback commits", app, r.Target)
+		return false, fmt.Errorf("rollout of %s %s failed and this agent cannot write rollback commits", app, r.Target)
 	}
 	commit, err := c.opt.Rollback(ctx, RollbackRequest{App: app, Failed: r.Target, To: d.Version,
 		Rollout: r.ID, Node: r.FailedBy, Reason: r.Reason})
 	if errors.Is(err, ErrNoRollback) {
-		c.log.Info("rollback commit already written or superseded", "app", app)
-	} else if err != nil {
-		return fmt.Errorf("write rollback commit of %s %s -> %s: %w", app, r.Target, d.Version, err)
-	} else {
-		c.log.Info("rollback commit written", "app", app, "from", r.Target, "to", d.Version, "commit", short(commit))
+		c.log.Info("no rollback commit written: another agent wrote it, or a person pushed something newer", "app", app, "why", err)
+		return false, nil
 	}
+	if err != nil {
+		return false, fmt.Errorf("write rollback commit of %s %s -> %s: %w", app, r.Target, d.Version, err)
+	}
+	c.log.Info("rollback commit written", "app", app, "from", r.Target, "to", d.Version, "commit", short(commit))
 	ev := reconciler.Event{Type: reconciler.EventRolledBack, Rollout: r.ID, By: c.opt.Node, Time: c.opt.Now(),
 		RollbackCommit: commit, Reason: r.Reason, Target: d.Version}
-	return c.opt.Shared.Append(ctx, app, func(cur []reconciler.Event) (*reconciler.Event, error) {
+	return true, c.opt.Shared.Append(ctx, app, func(cur []reconciler.Event) (*reconciler.Event, error) {
 		if l := reconciler.Latest(cur); l == nil || l.ID != r.ID || l.Outcome != reconciler.OutcomeFailed {
 			return nil, nil
 		}
