@@ -470,3 +470,25 @@ func TestRefusedWritesBlockTransientBacksOff(t *testing.T) {
 		t.Fatalf("back online: %+v, %v", p, err)
 	}
 }
+
+// A permit whose converge is still in flight (a download running in the
+// background reports upgrading) records no verdict and frees the slot.
+func TestInFlightReportIsNoVerdict(t *testing.T) {
+	ctx := context.Background()
+	repo := gittest.NewBare(t, nil)
+	a, _, _ := faultyNode(t, repo, "a")
+	p, err := a.coord.Permit(ctx, input(app(false), "a"))
+	if err != nil || p.Lease == nil {
+		t.Fatalf("a: %+v, %v", p, err)
+	}
+	p.Lease.Finish(ctx, reconciler.AppReport{Version: "1.0.0", State: reconciler.AppUpgrading}, nil)
+	if r := latest(t, a); hasKey(r.Failed, "a") || r.Done["a"] != "" {
+		t.Fatalf("a verdict for a download still running: %+v", r)
+	}
+	leases, _ := a.shared.Leases(ctx, "web")
+	for _, l := range leases {
+		if l.Held() {
+			t.Fatalf("slot %d still held", l.Slot)
+		}
+	}
+}

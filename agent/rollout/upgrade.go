@@ -164,9 +164,10 @@ func (h *lease) Finish(ctx context.Context, rep reconciler.AppReport, err error)
 		h.cancel()
 	}
 	c, app := h.c, h.app
-	if errors.Is(err, agent.ErrNotBegun) || (err != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded))) {
-		// No verdict: the switch did not run, or was given up with the old
-		// version kept. Free the slot if it is still ours.
+	if !verdict(rep, err) {
+		// No verdict: the switch did not run (yet: a download still going
+		// on reports upgrading), or was given up with the old version kept.
+		// Free the slot if it is still ours.
 		if h.lost == nil {
 			if rerr := c.opt.Shared.Release(ctx, h.cur); rerr != nil {
 				c.log.Warn("lease not released (it will expire)", "app", app, "slot", h.cur.Slot, "err", rerr)
@@ -187,6 +188,21 @@ func (h *lease) Finish(ctx context.Context, rep reconciler.AppReport, err error)
 		return
 	}
 	c.finish(ctx, app, h.rollout, h.cur, rep, err)
+}
+
+// verdict reports whether converging ended in an outcome to record: a
+// switch that ran to success or failure, or a failure before it (install,
+// verify). A refused Begin, a switch given up or interrupted, and a report
+// still in flight (a download running) are none.
+func verdict(rep reconciler.AppReport, err error) bool {
+	if err != nil {
+		return !errors.Is(err, agent.ErrNotBegun) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+	}
+	switch rep.State {
+	case reconciler.AppHealthy, reconciler.AppFailed, reconciler.AppUnhealthy, reconciler.AppStopped:
+		return true
+	}
+	return false
 }
 
 // finish records this node's outcome under its lease, then releases it.
