@@ -116,6 +116,18 @@ func (t *ticks) waits() int {
 	return t.calls
 }
 
+// waitFor returns once the goroutine has started waiting n times (after a
+// Begin: twice, the kick having been taken).
+func (t *ticks) waitFor(tb testing.TB, n int) {
+	tb.Helper()
+	for deadline := time.Now().Add(5 * time.Second); t.waits() < n; {
+		if time.Now().After(deadline) {
+			tb.Fatalf("the lease goroutine waited %d times, want %d", t.waits(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // fire wakes the lease goroutine once and returns when it is waiting again
 // (its renewal done) or has ended.
 func (t *ticks) fire(tb testing.TB) {
@@ -224,6 +236,7 @@ func TestSwitchAbandonedWhenValidityRunsOut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	tk.waitFor(t, 2)
 	fa.set(func(f *faulty) { f.cutOff = true })
 	a.clock.advance(10 * time.Second)
 	tk.fire(t) // renewal fails: 30s - 10s - 3s margin - 5s abort = 12s usable

@@ -117,23 +117,29 @@ func (h *lease) renewLocked(ctx context.Context) {
 	}
 }
 
-// run renews every third of the TTL and, once a switch began, cancels it
-// when its usable validity runs out (renewals failing meanwhile).
+// run renews once a third of the TTL has passed since the last write it
+// saw land (every quarter of that while renewals fail) and, once a switch
+// began, cancels it when its usable validity runs out: before renewing, as
+// the time left is the abort's.
 func (h *lease) run(ctx context.Context) {
 	every := h.c.opt.LeaseTTL / 3
+	failing := false
 	for {
 		h.mu.Lock()
-		wait := every
+		wait := max(h.c.opt.Shared.Validity(h.cur)-(h.c.opt.LeaseTTL-every), 0)
+		if failing {
+			wait = every / 4
+		}
 		if h.cancel != nil {
-			if u := h.usable(); u <= 0 || h.lost != nil {
-				h.c.log.Error("lease validity ran out mid-switch: abandoning the candidate, keeping the old version",
-					"app", h.app, "slot", h.cur.Slot)
+			u := h.usable()
+			if u <= 0 || h.lost != nil {
+				h.c.log.Error("lease validity ran out mid-switch: giving the candidate up, keeping the old version",
+					"app", h.app, "slot", h.cur.Slot, "err", h.lost)
 				h.cancel()
 				h.mu.Unlock()
 				return
-			} else if u < wait {
-				wait = u
 			}
+			wait = min(wait, u)
 		}
 		h.mu.Unlock()
 		select {
@@ -144,7 +150,11 @@ func (h *lease) run(ctx context.Context) {
 		case <-h.c.opt.After(wait):
 		}
 		h.mu.Lock()
-		h.renewLocked(ctx)
+		if h.cancel == nil || h.usable() > 0 {
+			before := h.cur.Token
+			h.renewLocked(ctx)
+			failing = h.cur.Token == before && h.lost == nil
+		}
 		h.mu.Unlock()
 	}
 }
