@@ -276,27 +276,50 @@ func (a *Agent) step(ctx context.Context, commit plumbing.Hash, fleet *spec.Flee
 	if st.Failed != nil {
 		in.Local.Failed = st.Failed.Version
 	}
-	d, err := a.cfg.Decider.Decide(ctx, in)
-	a.askRecheck(d.Recheck)
+	p, err := a.cfg.Coordinator.Permit(ctx, in)
+	a.askRecheck(p.Recheck)
 	if err != nil {
 		a.metrics.reconcileErrors.WithLabelValues("decide").Inc()
 		rep := a.localReport(app.Name)
 		rep.Target, rep.Error = app.Version, fmt.Sprintf("decide %s on %s: %v", app.Name, a.cfg.Node, err)
+		if p.Blocked != "" {
+			rep.State, rep.Error = reconciler.AppBlocked, p.Blocked
+		}
+		rep.Rollout = p.Rollout
+		a.blocked(app.Name, p.Blocked)
 		return rep, false
 	}
-	if d.Version == "" {
+	a.blocked(app.Name, p.Blocked)
+	if p.Version == "" {
 		rep := a.localReport(app.Name)
-		if d.Waiting != "" {
-			rep.State, rep.Target, rep.Error = reconciler.AppWaiting, app.Version, d.Waiting
+		switch {
+		case p.Blocked != "":
+			rep.State, rep.Target, rep.Error = reconciler.AppBlocked, app.Version, p.Blocked
+		case p.Waiting != "":
+			rep.State, rep.Target, rep.Error = reconciler.AppWaiting, app.Version, p.Waiting
 		}
-		rep.Rollout, rep.Lease = d.Rollout, d.Lease
-		return rep, d.Waiting == "" && rep.State == reconciler.AppHealthy
+		rep.Rollout = p.Rollout
+		return rep, p.Waiting == "" && p.Blocked == "" && rep.State == reconciler.AppHealthy
 	}
-	rep, err := a.Converge(ctx, Target{App: app, Version: d.Version, Vars: vars, Rollout: d.Rollout, Lease: d.Lease})
-	if d.Done != nil {
-		d.Done(ctx, rep, err)
+	t := Target{App: app, Version: p.Version, Vars: vars, Rollout: p.Rollout, Guard: p.Lease}
+	if p.Lease != nil {
+		t.Lease = p.Lease.Token()
+	}
+	rep, err := a.Converge(ctx, t)
+	if p.Lease != nil {
+		p.Lease.Finish(ctx, rep, err)
 	}
 	return rep, err == nil && rep.State == reconciler.AppHealthy
+}
+
+// blocked keeps the reconciler_blocked gauge of app at 1 while a person
+// must act (why says on what), 0 otherwise.
+func (a *Agent) blocked(app, why string) {
+	v := 0.0
+	if why != "" {
+		v = 1
+	}
+	a.metrics.blocked.WithLabelValues(app).Set(v)
 }
 
 // remove stops an app that no longer targets this node and forgets it.

@@ -26,6 +26,8 @@ type Target struct {
 	Vars map[string]string
 	// Rollout and Lease are copied into the report (coordination).
 	Rollout, Lease string
+	// Guard, when set, must let the switch begin (Lease.Begin) and bounds it.
+	Guard Lease
 }
 
 // prepared is a release ready to switch to.
@@ -126,6 +128,13 @@ func (a *Agent) switchTo(ctx context.Context, t Target, st state.App, p prepared
 	if st.Driver != p.driver && st.Running != nil {
 		cur = nil // another driver runs it: start fresh, stop the old one after
 	}
+	sctx := ctx
+	if t.Guard != nil {
+		if sctx, err = t.Guard.Begin(ctx, a.cfg.SwitchAbort); err != nil {
+			a.log.Warn("switch not begun: previous version kept", "app", name, "version", v, "err", err)
+			return a.appReport(st, t, reconciler.AppWaiting, err.Error()), err
+		}
+	}
 	if err := a.store.UpdateApp(name, func(s *state.App) {
 		s.Step = &state.Step{Op: state.StepSwitch, From: st.Active, To: v, Started: a.cfg.Clock.Now()}
 	}); err != nil {
@@ -135,9 +144,9 @@ func (a *Agent) switchTo(ctx context.Context, t Target, st state.App, p prepared
 	a.switching(ctx, t, st, p) // report "switching" now, not at the end of the pass
 	a.metrics.active.Inc()
 	start := a.cfg.Clock.Now()
-	running, err := drv.Switch(ctx, cur, p.rel, a.healthFunc(versionGuard(p.check, st.Active, v)))
+	running, err := drv.Switch(sctx, cur, p.rel, a.healthFunc(versionGuard(p.check, st.Active, v)))
 	a.metrics.active.Dec()
-	if err != nil && ctx.Err() != nil {
+	if err != nil && sctx.Err() != nil {
 		return a.switchInterrupted(t, st, running, err)
 	}
 	if err != nil {
