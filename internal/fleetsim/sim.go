@@ -141,6 +141,10 @@ type world struct {
 	finished   bool
 	healed     bool
 	throttled  atomic.Bool // an agent was seen looping (bug 5): passes wait at least 1s
+	lent       atomic.Bool // a turn is lent: store calls take none of their own (gated.lend)
+
+	cmu       sync.Mutex
+	commitIdx map[string]int // commit -> its place on the linear branch
 }
 
 // node is one machine: the agent process (incarnations) and its workload.
@@ -172,7 +176,7 @@ type switchRec struct {
 func Run(cfg Config) Result {
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x5eed))
 	w := &world{cfg: cfg, rng: rng, store: NewStore(), start: time.Now(), nodes: map[string]*node{},
-		switching: map[string]*switchRec{}, holdingB: map[string]int{}}
+		switching: map[string]*switchRec{}, holdingB: map[string]int{}, commitIdx: map[string]int{}}
 	w.s = newSched(cfg.Wait, rng)
 	w.p = w.drawParams()
 	w.store.onWrite = w.onWrite
@@ -267,6 +271,9 @@ func (w *world) initFleet() {
 func (w *world) setTip(app spec.App) {
 	w.commitN++
 	w.commit = plumbing.NewHash(fmt.Sprintf("%040x", 0xc0ffee0000+w.commitN))
+	w.cmu.Lock()
+	w.commitIdx[w.commit.String()] = w.commitN
+	w.cmu.Unlock()
 	w.fleet = &spec.Fleet{Apps: map[string]spec.App{appName: app}}
 	w.logf("tip %.8s: %s %s batch=%d paused=%v", w.commit, appName, app.Version, app.Rollout.BatchSize, app.Paused)
 }
@@ -312,20 +319,28 @@ func (w *world) startAgent(n *node) {
 		n.offset = time.Duration(w.rng.IntN(7200)-3600) * time.Second // wall-clock skew; expiry must not care
 	}
 	inc := n.inc
+	seed := w.rng.Uint64()
 	w.logf("%s: agent starts (incarnation %d, running %s, failed %q, clock offset %s)", n.name, inc, n.running, n.failed, n.offset)
-	w.wg.Go(func() { w.agent(n, inc) })
+	w.wg.Go(func() { w.agent(n, inc, rand.New(rand.NewPCG(seed, 3))) })
 }
 
 // gated is a node incarnation's rollout.Shared: each call takes a turn and
 // meets that node's network.
 type gated struct {
-	w   *world
-	n   *node
-	inc int
-	h   *Handle
+	w      *world
+	n      *node
+	inc    int
+	h      *Handle
+	timers atomic.Int64
 }
 
 func (g *gated) enter(op string) error {
+	if g.w.lent.Load() { // inside a turn lent to the coordinator's lease goroutine or Begin/Finish
+		if g.n.inc != g.inc || !g.n.alive {
+			return errDead
+		}
+		return nil
+	}
 	if err := g.w.turn(fmt.Sprintf("%s/%d/%s", g.n.name, g.inc, op)); err != nil {
 		return err
 	}
@@ -334,6 +349,42 @@ func (g *gated) enter(op string) error {
 		return errDead
 	}
 	return nil
+}
+
+// leave ends the turn enter took (none inside a lent turn).
+func (g *gated) leave() {
+	if !g.w.lent.Load() {
+		g.w.s.leave()
+	}
+}
+
+// lend runs fn inside one turn in which the node's store calls take no
+// turns of their own: rollout's lease object renews while holding its
+// mutex, so Begin, Finish and the renewal goroutine's wake-ups must each
+// run whole, alone (a goroutine blocked on a mutex would keep
+// synctest.Wait from returning).
+func (g *gated) lend(what string, fn func()) error {
+	if err := g.w.turn(fmt.Sprintf("%s/%d/%s", g.n.name, g.inc, what)); err != nil {
+		return err
+	}
+	g.w.lent.Store(true)
+	fn()
+	g.w.cfg.Wait() // what fn woke (the lease goroutine) settles inside the turn
+	g.w.lent.Store(false)
+	g.w.s.leave()
+	return nil
+}
+
+// after is rollout.Options.After: the lease goroutine's timer fires inside
+// a lent turn, so its renewal runs alone and in an order the seed chose.
+func (g *gated) after(d time.Duration) <-chan time.Time {
+	c := make(chan time.Time, 1)
+	what := fmt.Sprintf("timer#%06d", g.timers.Add(1)) // a stale timer and a fresh one may fire together
+	g.w.wg.Go(func() {
+		time.Sleep(d)
+		_ = g.lend(what, func() { c <- time.Now() })
+	})
+	return c
 }
 
 func (g *gated) fault(op string, write bool) Fault {
@@ -354,7 +405,7 @@ func (g *gated) Reports(ctx context.Context) (map[string]reconciler.NodeReport, 
 	if err := g.enter("reports"); err != nil {
 		return nil, err
 	}
-	defer g.w.s.leave()
+	defer g.leave()
 	return g.h.Reports(ctx)
 }
 
@@ -362,7 +413,7 @@ func (g *gated) Record(ctx context.Context, app string) ([]reconciler.Event, err
 	if err := g.enter("record"); err != nil {
 		return nil, err
 	}
-	defer g.w.s.leave()
+	defer g.leave()
 	return g.h.Record(ctx, app)
 }
 
@@ -370,7 +421,7 @@ func (g *gated) Append(ctx context.Context, app string, decide func([]reconciler
 	if err := g.enter("append"); err != nil {
 		return err
 	}
-	defer g.w.s.leave()
+	defer g.leave()
 	return g.h.Append(ctx, app, decide)
 }
 
@@ -378,7 +429,7 @@ func (g *gated) Leases(ctx context.Context, app string) ([]reconciler.Lease, err
 	if err := g.enter("leases"); err != nil {
 		return nil, err
 	}
-	defer g.w.s.leave()
+	defer g.leave()
 	return g.h.Leases(ctx, app)
 }
 
@@ -386,7 +437,7 @@ func (g *gated) Acquire(ctx context.Context, app string, slot int, holder, rollo
 	if err := g.enter(fmt.Sprintf("acquire %d", slot)); err != nil {
 		return reconciler.Lease{}, err
 	}
-	defer g.w.s.leave()
+	defer g.leave()
 	l, err := g.h.Acquire(ctx, app, slot, holder, rollout, ttl)
 	g.w.logf("%s: acquire %s/%d -> %.4s %v", holder, app, slot, tail(l.Token), err)
 	return l, err
@@ -396,7 +447,7 @@ func (g *gated) Renew(ctx context.Context, l reconciler.Lease) (reconciler.Lease
 	if err := g.enter(fmt.Sprintf("renew %d", l.Slot)); err != nil {
 		return l, err
 	}
-	defer g.w.s.leave()
+	defer g.leave()
 	nl, err := g.h.Renew(ctx, l)
 	g.w.logf("%s: renew %s/%d %.4s -> %.4s %v", l.Holder, l.App, l.Slot, tail(l.Token), tail(nl.Token), err)
 	return nl, err
@@ -406,7 +457,7 @@ func (g *gated) Release(ctx context.Context, l reconciler.Lease) error {
 	if err := g.enter(fmt.Sprintf("release %d", l.Slot)); err != nil {
 		return err
 	}
-	defer g.w.s.leave()
+	defer g.leave()
 	err := g.h.Release(ctx, l)
 	g.w.logf("%s: release %s/%d %.4s %v", l.Holder, l.App, l.Slot, tail(l.Token), err)
 	return err
@@ -419,7 +470,7 @@ func (g *gated) WriteReport(ctx context.Context, r reconciler.NodeReport) error 
 	if err := g.enter("report"); err != nil {
 		return err
 	}
-	defer g.w.s.leave()
+	defer g.leave()
 	return g.h.WriteReport(ctx, r)
 }
 
@@ -431,19 +482,21 @@ func tail(tok string) string {
 }
 
 // agent is one incarnation of a node's agent: passes like agent.Agent's
-// (read the tip, decide, converge, call Done, report), until it is killed
-// or the simulation ends.
-func (w *world) agent(n *node, inc int) {
+// (read the tip, ask the coordinator for a permit, converge, finish the
+// lease, report), until it is killed or the simulation ends.
+func (w *world) agent(n *node, inc int, jitter *rand.Rand) {
 	ctx := context.Background()
 	nowFn := func() time.Time { return time.Now().Add(n.offset) }
 	g := &gated{w: w, n: n, inc: inc}
 	g.h = w.store.Handle(n.name, nowFn, g.fault)
 	coord, err := rollout.New(rollout.Options{Node: n.name, Shared: g, LeaseTTL: w.p.ttl, ActivePoll: activePoll,
-		Logger: slog.New(slog.DiscardHandler), Now: nowFn, Rollback: w.rollbackFunc(g)})
+		Logger: slog.New(slog.DiscardHandler), Now: nowFn, After: g.after, Rollback: w.rollbackFunc(g),
+		Descends: w.descends})
 	if err != nil {
 		panic(err)
 	}
 	key := fmt.Sprintf("%s/%d/pass", n.name, inc)
+	errs := 0
 	for {
 		if err := w.turn(key); err != nil {
 			return
@@ -455,20 +508,24 @@ func (w *world) agent(n *node, inc int) {
 		commit, fleet, app := w.commit, w.fleet, w.app()
 		local := agent.Local{Active: n.running, Previous: n.previous, Failed: n.failed}
 		w.s.leave()
-		d, derr := coord.Decide(ctx, agent.DecideInput{Node: n.name, Commit: commit, Fleet: fleet, App: app, Local: local})
-		rep := reconciler.AppReport{Version: local.Active, Previous: local.Previous, State: reconciler.AppHealthy,
-			Rollout: d.Rollout, Lease: d.Lease}
+		p, perr := coord.Permit(ctx, agent.DecideInput{Node: n.name, Commit: commit, Fleet: fleet, App: app, Local: local})
+		rep := reconciler.AppReport{Version: local.Active, Previous: local.Previous, State: reconciler.AppHealthy, Rollout: p.Rollout}
 		var cerr error
 		switch {
-		case derr != nil:
-			rep.Error = derr.Error()
-		case d.Version != "":
-			rep, cerr = w.converge(n, inc, app, d)
-			if d.Done != nil {
-				d.Done(ctx, rep, cerr)
+		case perr != nil:
+			rep.Error = perr.Error()
+		case p.Version != "":
+			rep, cerr = w.converge(ctx, g, app, p)
+			if p.Lease != nil {
+				// Finish runs whatever happened (a killed agent's writes fail).
+				if g.lend("finish", func() { p.Lease.Finish(ctx, rep, cerr) }) != nil {
+					p.Lease.Finish(ctx, rep, errStopped) // the run is over: stop its goroutine
+				}
 			}
-		case d.Waiting != "":
-			rep.State, rep.Target, rep.Error = reconciler.AppWaiting, app.Version, d.Waiting
+		case p.Blocked != "":
+			rep.State, rep.Target, rep.Error = reconciler.AppBlocked, app.Version, p.Blocked
+		case p.Waiting != "":
+			rep.State, rep.Target, rep.Error = reconciler.AppWaiting, app.Version, p.Waiting
 		}
 		if local.Failed != "" && local.Failed == app.Version && rep.State == reconciler.AppHealthy {
 			rep.State, rep.Target = reconciler.AppFailed, local.Failed
@@ -479,14 +536,32 @@ func (w *world) agent(n *node, inc int) {
 		_ = g.WriteReport(ctx, reconciler.NodeReport{Node: n.name, SpecCommit: commit.String(), Time: nowFn(),
 			Apps: map[string]reconciler.AppReport{appName: rep}})
 		wait := poll
-		if !d.Recheck.IsZero() {
-			wait = min(max(d.Recheck.Sub(nowFn()), 10*time.Millisecond), poll) // as agent.untilRecheck
+		if !p.Recheck.IsZero() {
+			wait = min(max(p.Recheck.Sub(nowFn()), 10*time.Millisecond), poll) // as agent.untilRecheck
+		}
+		if perr != nil {
+			// rollout jitters its retry with the global generator: the
+			// simulation draws the same range, [d/2, d) of a doubling d,
+			// from the seed instead.
+			errs++
+			d := min(time.Second<<min(errs-1, 5), 30*time.Second)
+			wait = min(d/2+time.Duration(jitter.Int64N(int64(d/2))), poll)
+		} else {
+			errs = 0
 		}
 		if w.looping(n, wait) {
 			wait = max(wait, time.Second)
 		}
 		time.Sleep(wait)
 	}
+}
+
+// descends is rollout.Options.Descends: the simulated branch is linear.
+func (w *world) descends(tip, ancestor string) bool {
+	w.cmu.Lock()
+	defer w.cmu.Unlock()
+	a, ok := w.commitIdx[ancestor]
+	return ok && w.commitIdx[tip] >= a
 }
 
 // looping notices an agent that passes without waiting, over and over
@@ -510,8 +585,15 @@ func (w *world) looping(n *node, wait time.Duration) bool {
 	return w.throttled.Load()
 }
 
-// converge is the simulated agent.Converge: install, switch, health check.
-func (w *world) converge(n *node, inc int, app spec.App, d agent.Decision) (reconciler.AppReport, error) {
+// switchAbort is what giving a candidate up takes at most (agent's
+// SwitchAbort default, a quarter of the lease TTL, at most 5s).
+const switchAbort = 5 * time.Second
+
+// converge is the simulated agent.Converge: install, Begin the lease (the
+// point of no return), switch with the health check under the lease's
+// context (given up, old version kept, when it ends), record the outcome.
+func (w *world) converge(ctx context.Context, g *gated, app spec.App, p agent.Permit) (reconciler.AppReport, error) {
+	n, inc := g.n, g.inc
 	key := fmt.Sprintf("%s/%d/converge", n.name, inc)
 	step := func() error {
 		if err := w.turn(key); err != nil {
@@ -523,8 +605,8 @@ func (w *world) converge(n *node, inc int, app spec.App, d agent.Decision) (reco
 		}
 		return nil
 	}
-	v := d.Version
-	rep := reconciler.AppReport{Version: n.running, Previous: n.previous, Rollout: d.Rollout, Lease: d.Lease}
+	v := p.Version
+	rep := reconciler.AppReport{Version: n.running, Previous: n.previous, Rollout: p.Rollout}
 	if err := step(); err != nil {
 		return rep, err
 	}
@@ -542,27 +624,69 @@ func (w *world) converge(n *node, inc int, app spec.App, d agent.Decision) (reco
 	if (w.p.faults || w.p.operators) && w.rng.IntN(6) == 0 {
 		install = time.Duration(20+w.rng.IntN(70)) * time.Second // a slow download
 	}
-	w.logf("%s: installing %s (%s) lease %.4s", n.name, v, install, tail(d.Lease))
+	w.logf("%s: installing %s (%s)", n.name, v, install)
 	w.s.leave()
 	time.Sleep(install)
 
-	if err := step(); err != nil {
+	sctx := ctx
+	var berr, dead error
+	var sw, hc, abort time.Duration
+	var healthy bool
+	begin := func() {
+		if n.inc != inc || !n.alive {
+			dead = errDead
+			return
+		}
+		token := ""
+		if p.Lease != nil {
+			if sctx, berr = p.Lease.Begin(ctx, switchAbort); berr != nil {
+				w.logf("%s: switch to %s not begun: %v", n.name, v, berr)
+				return
+			}
+			token = p.Lease.Token()
+		}
+		sw = time.Duration(300+w.rng.IntN(2500)) * time.Millisecond
+		hc = time.Duration(200+w.rng.IntN(4000)) * time.Millisecond
+		abort = time.Duration(100+w.rng.IntN(int(switchAbort/time.Millisecond)-100)) * time.Millisecond
+		healthy = !n.bad[v] && w.rng.Float64() >= w.p.healthFail
+		if !healthy {
+			n.bad[v] = true
+		}
+		w.switchBegins(n, inc, v, token)
+	}
+	if err := g.lend("begin", begin); err != nil {
 		return rep, err
 	}
-	sw := time.Duration(300+w.rng.IntN(2500)) * time.Millisecond
-	hc := time.Duration(200+w.rng.IntN(4000)) * time.Millisecond
-	healthy := !n.bad[v] && w.rng.Float64() >= w.p.healthFail
-	if !healthy {
-		n.bad[v] = true
+	if dead != nil {
+		return rep, dead
 	}
-	w.switchBegins(n, inc, v, d.Lease)
-	w.s.leave()
-	time.Sleep(sw + hc)
+	if berr != nil {
+		rep.State, rep.Target, rep.Error = reconciler.AppWaiting, v, berr.Error()
+		return rep, berr
+	}
+	given := false
+	end := time.Now().Add(sw + hc)
+	t := time.NewTimer(sw + hc)
+	select {
+	case <-t.C:
+	case <-sctx.Done():
+		t.Stop()
+		if time.Now().Before(end) { // (both at once: the switch finished)
+			given = true
+			time.Sleep(abort) // the candidate is given up, the old version kept
+		}
+	}
 
 	if err := step(); err != nil {
 		return rep, err
 	}
 	defer w.s.leave()
+	if given {
+		w.switchEnds(n, "given up")
+		w.logf("%s: switch to %s given up (lease validity ran out); %s kept", n.name, v, n.running)
+		rep.State, rep.Target, rep.Error = reconciler.AppFailed, v, "switch interrupted"
+		return rep, fmt.Errorf("switch %s to %s on %s: %w", appName, v, n.name, context.Canceled)
+	}
 	w.switchEnds(n, "done")
 	if !healthy {
 		n.failed = v
@@ -583,7 +707,7 @@ func (w *world) rollbackFunc(g *gated) rollout.RollbackFunc {
 		if err := g.enter("rollback"); err != nil {
 			return "", err
 		}
-		defer w.s.leave()
+		defer g.leave()
 		if g.fault("push main", true) != Deliver {
 			return "", &fleetrepo.TransientError{Op: "push main to", Repo: repoName, Err: errors.New("simulated")}
 		}
@@ -720,6 +844,9 @@ func (w *world) fault() {
 		n.partUntil = span(5, 90)
 		w.logf("%s: cut off from the store until +%s", n.name, n.partUntil.Sub(w.start).Round(time.Millisecond))
 	case 2:
+		if w.switching[n.name] != nil {
+			return // frozen past its point of no return: no lease can cover that (docs/testing.md)
+		}
 		n.stopUntil = span(10, 90)
 		w.logf("%s: agent stopped (SIGSTOP) until +%s", n.name, n.stopUntil.Sub(w.start).Round(time.Millisecond))
 	case 3:

@@ -336,7 +336,7 @@ func (h *Handle) rewrite(l reconciler.Lease, op string, edit func(*reconciler.Le
 	h.st.mu.Lock()
 	defer h.st.mu.Unlock()
 	k := slotKey{l.App, l.Slot}
-	if w, _ := h.st.current(k); w.token != l.Token {
+	if w, _ := h.st.current(k); w.token != l.Token && !h.st.ownSuccessor(k, l) {
 		conflict := &fleetrepo.ConflictError{Repo: repoName}
 		return l, fmt.Errorf("%s lease %s/%d held by %s: %w: %w", op, l.App, l.Slot, l.Holder, fleetrepo.ErrLeaseLost, conflict)
 	}
@@ -348,6 +348,24 @@ func (h *Handle) rewrite(l reconciler.Lease, op string, edit func(*reconciler.Le
 		return l, fmt.Errorf("%s lease %s/%d held by %s: %w", op, l.App, l.Slot, l.Holder, lostErr("push"))
 	}
 	return h.observeOwn(k, next), nil
+}
+
+// ownSuccessor mirrors fleetrepo's: the slot moved past l.Token only
+// through writes of the same holding (same holder, rollout, acquisition
+// and TTL), at most 16: renewals of its own whose answers were lost, which
+// the holder adopts. Caller holds s.mu.
+func (s *Store) ownSuccessor(k slotKey, l reconciler.Lease) bool {
+	ws := s.leases[k]
+	for i, n := len(ws)-1, 0; i >= 0 && n < 16; i, n = i-1, n+1 {
+		d := ws[i].doc
+		if d.Holder != l.Holder || d.Rollout != l.Rollout || !d.Acquired.Equal(l.Acquired) || d.TTL != l.TTL {
+			return false
+		}
+		if i > 0 && ws[i-1].token == l.Token {
+			return true
+		}
+	}
+	return false
 }
 
 // Validity mirrors fleetrepo.Shared.Validity: l.TTL minus the time since
