@@ -39,7 +39,7 @@ import (
 )
 
 // Scenarios name which faults and acts a seed may draw.
-var Scenarios = []string{"calm", "faults", "operator", "chaos"}
+var Scenarios = []string{"calm", "faults", "operator", "chaos", "unreachable"}
 
 // Config of one run.
 type Config struct {
@@ -102,6 +102,7 @@ type params struct {
 	ttl               time.Duration
 	faults, operators bool
 	leavers           bool
+	unreachable       bool // only stops and partitions, often, with a short nodeTimeout
 	healthFail        float64
 }
 
@@ -253,6 +254,9 @@ func (w *world) drawParams() params {
 		p.faults, p.healthFail = true, 0.05
 	case "operator":
 		p.operators, p.late, p.leavers = true, r.IntN(3), true
+	case "unreachable": // nodes that come back right at nodeTimeout (issue 17 bug 2)
+		p.faults, p.unreachable, p.onUnreachable = true, true, spec.OnUnreachableSkip
+		p.nodeTimeout = time.Duration(30+r.IntN(25)) * time.Second
 	default: // chaos
 		p.faults, p.operators, p.late, p.leavers, p.healthFail = true, true, r.IntN(3), true, 0.05
 	}
@@ -338,6 +342,7 @@ func (w *world) startAgent(n *node) {
 // gated is a node incarnation's rollout.Shared: each call takes a turn and
 // meets that node's network.
 type gated struct {
+	lat    *rand.Rand // request latency, drawn by the agent's goroutine only
 	w      *world
 	n      *node
 	inc    int
@@ -346,6 +351,11 @@ type gated struct {
 }
 
 func (g *gated) enter(op string) error {
+	if g.lat != nil && !strings.HasPrefix(op, "renew") && !g.w.lent.Load() {
+		// The request travels: its effect lands 20-300 ms after the call
+		// (only the agent's own goroutine draws these).
+		time.Sleep(time.Duration(20+g.lat.IntN(280)) * time.Millisecond)
+	}
 	if g.w.lent.Load() { // inside a turn lent to the coordinator's lease goroutine or Begin/Finish
 		if g.n.inc != g.inc || !g.n.alive {
 			return errDead
@@ -498,7 +508,7 @@ func tail(tok string) string {
 func (w *world) agent(n *node, inc int, jitter *rand.Rand) {
 	ctx := context.Background()
 	nowFn := func() time.Time { return time.Now().Add(n.offset) }
-	g := &gated{w: w, n: n, inc: inc}
+	g := &gated{w: w, n: n, inc: inc, lat: rand.New(rand.NewPCG(jitter.Uint64(), 4))}
 	g.h = w.store.Handle(n.name, nowFn, g.fault)
 	coord, err := rollout.New(rollout.Options{Node: n.name, Shared: g, LeaseTTL: w.p.ttl, ActivePoll: activePoll,
 		Logger: slog.New(slog.DiscardHandler), Now: nowFn, After: g.after, Rollback: w.rollbackFunc(g),
@@ -806,7 +816,11 @@ func (w *world) operatorAct() {
 // chaos injects faults until the fault phase ends, then heals everything.
 func (w *world) chaos(r *rand.Rand) {
 	for {
-		time.Sleep(time.Duration(2000+r.IntN(30000)) * time.Millisecond)
+		if w.p.unreachable {
+			time.Sleep(time.Duration(1000+r.IntN(9000)) * time.Millisecond)
+		} else {
+			time.Sleep(time.Duration(2000+r.IntN(30000)) * time.Millisecond)
+		}
 		if w.turn("~chaos") != nil {
 			return
 		}
@@ -840,7 +854,11 @@ func (w *world) fault() {
 	span := func(lo, hi int) time.Time {
 		return now.Add(time.Duration(lo*1000+w.rng.IntN((hi-lo)*1000)) * time.Millisecond)
 	}
-	switch w.rng.IntN(7) {
+	kind := w.rng.IntN(7)
+	if w.p.unreachable {
+		kind = 1 + w.rng.IntN(2) // cut off or stopped
+	}
+	switch kind {
 	case 0:
 		keep := w.rng.IntN(3) != 0
 		w.kill(n, keep)
@@ -1150,7 +1168,8 @@ func (w *world) unsettled() []string {
 	failedRollout := r.Target == v && r.Outcome == reconciler.OutcomeFailed
 	for _, name := range slices.Sorted(maps.Keys(w.nodes)) {
 		n := w.nodes[name]
-		if n.gone || !n.alive || failedRollout || n.failed == v || n.bad[v] {
+		_, recordedFailed := r.Failed[name] // e.g. its lease expired while it was stopped: it stays (bug 5's fix)
+		if n.gone || !n.alive || failedRollout || n.failed == v || n.bad[v] || (r.Target == v && recordedFailed) {
 			continue
 		}
 		if n.running != v {
