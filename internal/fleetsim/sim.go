@@ -1093,6 +1093,10 @@ func (w *world) checkCover(name string, rec *switchRec, end time.Time, how strin
 			break
 		}
 		if x.doc.Holder != h.Holder || !x.doc.Acquired.Equal(h.Acquired) {
+			if gap := x.global.Sub(last); gap >= h.TTL && x.global.After(rec.start) {
+				w.violate(KindExpired, "%s switching to %s: lease %s/%d went %s unrenewed (TTL %s) before %s took it (bug 1)",
+					name, rec.to, k.app, k.slot, gap.Round(time.Millisecond), h.TTL, orFree(x.doc.Holder))
+			}
 			if x.global.Before(end) || how == "begins" {
 				w.violate(KindTakeover, "%s's switch to %s (%s) under slot %d overlaps %s (bug 1)",
 					name, rec.to, how, k.slot, orFree(x.doc.Holder))

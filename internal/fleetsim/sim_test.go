@@ -3,6 +3,7 @@ package fleetsim
 import (
 	"flag"
 	"fmt"
+	"github.com/fleetops/reconciler/reconciler"
 	"maps"
 	"os"
 	"slices"
@@ -199,4 +200,55 @@ func TestSoak(t *testing.T) {
 	if bad > 0 {
 		t.Errorf("%d of %d seeds violated an invariant (replay one: go test ./internal/fleetsim -run 'TestSeeds/<scenario>' -scenario=<scenario> -seed=<seed> -simlog -v)", bad, *soakFlag)
 	}
+}
+
+// TestCheckersCatch: each safety check fires on a history that breaks it
+// (the checks themselves are tested, not only the code they watch).
+func TestCheckersCatch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &world{store: NewStore(), start: time.Now(), switching: map[string]*switchRec{}, holdingB: map[string]int{},
+			commitIdx: map[string]int{}, nodes: map[string]*node{}}
+		w.p = params{batch: 1, ttl: 30 * time.Second}
+		w.initFleet()
+		w.store.onWrite = w.onWrite
+		ctx := t.Context()
+		a := w.store.Handle("a", time.Now, nil)
+		b := w.store.Handle("b", time.Now, nil)
+		la, _ := a.Acquire(ctx, appName, 0, "a", "r1", 30*time.Second)
+		w.switchBegins(&node{name: "a"}, 1, "1.1.0", la.Token)
+		time.Sleep(31 * time.Second)
+		if _, err := b.Leases(ctx, appName); err != nil { // b first sees a's lease now ...
+			t.Fatal(err)
+		}
+		time.Sleep(31 * time.Second)
+		if _, err := b.Acquire(ctx, appName, 0, "b", "r1", 30*time.Second); err != nil { // ... and takes it over a TTL later
+			t.Fatal(err)
+		}
+		w.switchEnds(&node{name: "a"}, "done")
+		// a's node_done under the taken-over token, counted.
+		_ = a.Append(ctx, appName, func([]reconciler.Event) (*reconciler.Event, error) {
+			return &reconciler.Event{Type: reconciler.EventStarted, Rollout: "r1", Target: "1.1.0", Waves: [][]string{{"a", "b"}}}, nil
+		})
+		_ = a.Append(ctx, appName, func([]reconciler.Event) (*reconciler.Event, error) {
+			return &reconciler.Event{Type: reconciler.EventNodeDone, Rollout: "r1", Node: "a", By: "a", Lease: la.Token}, nil
+		})
+		kinds := map[string]bool{}
+		for _, v := range w.violations {
+			kinds[v.Kind] = true
+		}
+		for _, k := range []string{KindTakeover, KindExpired, KindStale} {
+			if !kinds[k] {
+				t.Errorf("no %s violation; got %v", k, w.violations)
+			}
+		}
+		// Two switching on a batch of 1.
+		w.violations = nil
+		l1, _ := a.Acquire(ctx, appName, 1, "a", "r1", 30*time.Second)
+		w.switchBegins(&node{name: "a"}, 1, "1.1.0", l1.Token)
+		l0, _ := b.Leases(ctx, appName)
+		w.switchBegins(&node{name: "b"}, 1, "1.1.0", l0[0].Token)
+		if len(w.violations) == 0 || w.violations[0].Kind != KindLowered {
+			t.Errorf("two switching with batchSize 1, one on slot 1: %v", w.violations)
+		}
+	})
 }
