@@ -129,7 +129,11 @@ func TestCalmSeedRollsOut(t *testing.T) {
 	t.Logf("%s: %d turns in %s", res.Params, res.Grants, time.Since(start))
 }
 
-var soakFlag = flag.Int("soak", 0, "TestSoak: run this many seeds (round-robin over the scenarios) and print a summary")
+var (
+	soakFlag  = flag.Int("soak", 0, "TestSoak: run this many seeds (round-robin over the scenarios) and print a summary")
+	soakFor   = flag.Duration("soakfor", 0, "TestSoak: stop after this long (0: run every seed), summarising the seeds run")
+	soakFirst = flag.Int("soakfirst", 1, "TestSoak: the first seed")
+)
 
 // TestSoak is make soak: many seeds, every scenario, a summary of the
 // violations by kind with example seeds. It fails when any seed violates
@@ -146,12 +150,17 @@ func TestSoak(t *testing.T) {
 	bad, start := 0, time.Now()
 	var slowest time.Duration
 	var slowSeed string
+	ran := 0
 	for i := range *soakFlag {
+		if *soakFor > 0 && time.Since(start) > *soakFor {
+			break
+		}
+		ran++
 		sc := Scenarios[i%len(Scenarios)]
 		if *scenarioFlag != "" {
 			sc = *scenarioFlag
 		}
-		seed := uint64(i + 1)
+		seed := uint64(i + *soakFirst)
 		t0 := time.Now()
 		res := runSeed(t, sc, seed)
 		if d := time.Since(t0); d > slowest {
@@ -170,6 +179,7 @@ func TestSoak(t *testing.T) {
 				continue
 			}
 			seen[v.Kind] = true
+			t.Logf("violation -scenario=%s -seed=%d: %s", sc, seed, v)
 			st := stats[v.Kind]
 			if st == nil {
 				st = &kindStat{}
@@ -183,8 +193,8 @@ func TestSoak(t *testing.T) {
 	}
 	took := time.Since(start)
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d seeds in %s (%s per seed, slowest %s %s): %d with violations\n", *soakFlag, took.Round(time.Millisecond),
-		(took / time.Duration(*soakFlag)).Round(time.Microsecond), slowSeed, slowest.Round(time.Millisecond), bad)
+	fmt.Fprintf(&b, "%d seeds in %s (%s per seed, slowest %s %s): %d with violations\n", ran, took.Round(time.Millisecond),
+		(took / time.Duration(max(ran, 1))).Round(time.Microsecond), slowSeed, slowest.Round(time.Millisecond), bad)
 	for _, k := range slices.Sorted(maps.Keys(stats)) {
 		fmt.Fprintf(&b, "  %-14s %5d seeds, e.g.\n", k, stats[k].seeds)
 		for _, e := range stats[k].examples {
@@ -198,7 +208,7 @@ func TestSoak(t *testing.T) {
 		}
 	}
 	if bad > 0 {
-		t.Errorf("%d of %d seeds violated an invariant (replay one: go test ./internal/fleetsim -run 'TestSeeds/<scenario>' -scenario=<scenario> -seed=<seed> -simlog -v)", bad, *soakFlag)
+		t.Errorf("%d of %d seeds violated an invariant (replay one: go test ./internal/fleetsim -run 'TestSeeds/<scenario>' -scenario=<scenario> -seed=<seed> -simlog -v)", bad, ran)
 	}
 }
 
