@@ -29,6 +29,11 @@ type Rollout struct {
 	Reason   string // why it failed or was rolled back
 	FailedBy string // the node whose failure failed it
 	Rollback string // the rollback commit, once written
+	// IsRollback: the rollout's commit is a rollback (of RollbackOf);
+	// AtOnce: it applies at once, without leases or waves.
+	IsRollback bool
+	RollbackOf string
+	AtOnce     bool
 }
 
 // Latest folds the events of the most recent rollout in a record. It returns
@@ -54,6 +59,7 @@ func fold(events []Event, start int) *Rollout {
 		Waves: cloneWaves(s.Waves), Resumed: -1,
 		WaveDone: map[int]int{}, Done: map[string]string{},
 		Failed: map[string]string{}, Skipped: map[string]string{},
+		IsRollback: s.Rollback, RollbackOf: s.RollbackOf, AtOnce: s.AtOnce,
 	}
 	if s.Options != nil {
 		r.Options = *s.Options
