@@ -31,6 +31,9 @@ type RollbackRequest struct {
 	Reason string   // why, e.g. "health check failed on node-eu-1: ..."
 	Node   string   // the node that decided it, for the trailer
 	Author Identity // default the handle's Identity
+	// Waves writes Reconciler-Rollout: waves: agents roll the rollback
+	// out in waves under leases instead of at once.
+	Waves bool
 }
 
 // Rollback commits the app's spec as it was before r.Failed (as of the
@@ -73,8 +76,11 @@ func (d *Desired) rollbackOnce(ctx context.Context, tip plumbing.Hash, r Rollbac
 	if r.Reason != "" {
 		msg += "\n\n" + r.Reason
 	}
-	return d.Commit(ctx, CommitRequest{Expect: tip, Files: plan.files, Message: msg, Author: r.Author,
-		Trailers: Trailers{App: r.App, From: r.Version, To: plan.to, Reason: r.Reason, Node: r.Node, RollbackOf: r.Failed.String()}})
+	tr := Trailers{App: r.App, From: r.Version, To: plan.to, Reason: r.Reason, Node: r.Node, RollbackOf: r.Failed.String()}
+	if r.Waves {
+		tr.Rollout = RolloutWaves
+	}
+	return d.Commit(ctx, CommitRequest{Expect: tip, Files: plan.files, Message: msg, Author: r.Author, Trailers: tr})
 }
 
 // checkRollbackNeeded walks from tip back to r.Failed looking for an
