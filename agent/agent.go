@@ -40,7 +40,7 @@ type Agent struct {
 	// (fleetrepo.RollbackMarkOf), read once per tip. Loop goroutine only.
 	marksAt plumbing.Hash
 	marks   map[string]*reconciler.RollbackMark
-	addr       atomic.Pointer[net.Addr] // of /healthz, once listening
+	addr    atomic.Pointer[net.Addr] // of /healthz, once listening
 
 	mu        sync.Mutex
 	recheckAt time.Time                 // earliest pass a decision asked for
