@@ -43,8 +43,8 @@ func (m *Manifest) Validate() error {
 	m.validateRun(add)
 	m.validateListen(add)
 	if m.DrainTimeout != "" {
-		if d, err := time.ParseDuration(m.DrainTimeout); err != nil || d <= 0 {
-			add("drainTimeout", "%q: want a positive Go duration such as \"10s\"", m.DrainTimeout)
+		if d, err := time.ParseDuration(m.DrainTimeout); err != nil || d <= 0 || d > MaxDrainTimeout {
+			add("drainTimeout", "%q: want a positive Go duration such as \"10s\", at most %s", m.DrainTimeout, MaxDrainTimeout)
 		}
 	}
 	m.validateHealth(add)
@@ -76,6 +76,11 @@ func (m *Manifest) validateRun(add addFunc) {
 		}
 		if strings.ContainsRune(v, 0) {
 			add("env."+k, "value contains NUL")
+		}
+		if strings.HasPrefix(k, "LD_") && strings.Contains(v, "${") {
+			// The dynamic loader's variables choose code to load: the fleet
+			// repo may not set them through node variables.
+			add("env."+k, "%q: the dynamic loader's variables may not use node variables (${...})", v)
 		}
 	}
 }
@@ -120,9 +125,7 @@ func (m *Manifest) validateListen(add addFunc) {
 				add(field+".address", "%q: want host:port: %v", l.Address, err)
 			}
 		case "unix":
-			if l.Address == "" {
-				add(field+".address", "required: the socket path")
-			}
+			validateUnixAddress(field+".address", l.Address, add)
 		default:
 			add(field+".network", "%q: want \"tcp\" (default) or \"unix\"", l.Network)
 		}
@@ -153,5 +156,29 @@ func (m *Manifest) validateHealth(add addFunc) {
 	}
 	if set != 1 {
 		add("health", "set exactly one of http, tcp or exec (or leave health out)")
+	}
+}
+
+// MaxUnixAddress is the longest unix socket path (sun_path holds 108 bytes,
+// NUL included).
+const MaxUnixAddress = 107
+
+// validateUnixAddress checks a unix listen address: "@name" (the abstract
+// namespace, no file), a clean relative path (under the agent's socket
+// directory) or a clean absolute path (which the agent accepts only under a
+// socket directory of its configuration).
+func validateUnixAddress(field, a string, add addFunc) {
+	switch {
+	case a == "":
+		add(field, "required: the socket path")
+	case strings.ContainsRune(a, 0):
+		add(field, "contains NUL")
+	case len(a) > MaxUnixAddress:
+		add(field, "%q: %d bytes, at most %d", a, len(a), MaxUnixAddress)
+	case strings.HasPrefix(a, "@"):
+	case path.IsAbs(a) && path.Clean(a) == a:
+	case !path.IsAbs(a) && localPath(a):
+	default:
+		add(field, "%q: want a clean socket path (\"web.sock\", under the agent's socket directory, or an absolute path under one) or \"@name\"", a)
 	}
 }

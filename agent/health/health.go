@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"strings"
 	"time"
+
+	"github.com/fleetops/reconciler/release"
 )
 
 // Statuses a JSON health body may report, best first.
@@ -73,6 +75,9 @@ func (c Check) Run(ctx context.Context) error {
 			return stopped(ctx, last, err)
 		}
 		last = err
+		if errors.Is(err, release.ErrOutsideRelease) {
+			return err // asking again runs nothing else
+		}
 		delay := c.retryDelay()
 		if errors.Is(err, ErrOtherVersion) {
 			delay = c.otherVersionDelay()
@@ -175,7 +180,13 @@ func (c Check) probeTCP(ctx context.Context) error {
 }
 
 func (c Check) probeExec(ctx context.Context) error {
-	cmd := exec.CommandContext(ctx, c.Exec[0], c.Exec[1:]...)
+	// The spec's or the release's check, node variables substituted: it
+	// must name a program of the release in Dir (symlinks resolved).
+	path, err := release.Program(c.Dir, c.Exec[0])
+	if err != nil {
+		return fmt.Errorf("health exec %v: %w (name a program of the release, relative to it)", c.Exec, err)
+	}
+	cmd := exec.CommandContext(ctx, path, c.Exec[1:]...)
 	cmd.Dir, cmd.Env = c.Dir, c.Env
 	cmd.WaitDelay = time.Second
 	out, err := cmd.CombinedOutput()

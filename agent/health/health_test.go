@@ -7,10 +7,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fleetops/reconciler/release"
 )
 
 func TestJudge(t *testing.T) {
@@ -127,13 +131,66 @@ func TestTCP(t *testing.T) {
 	}
 }
 
-func TestExec(t *testing.T) {
-	if err := (Check{Exec: []string{"true"}}).Probe(context.Background()); err != nil {
-		t.Fatalf("true: %v", err)
+// release writes an unpacked release with bin/ok and bin/sick, a symlink
+// bin/sh to /bin/sh, and returns its directory.
+func releaseDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
+		t.Fatal(err)
 	}
-	err := (Check{Exec: []string{"sh", "-c", "echo sick; exit 3"}}).Probe(context.Background())
+	for name, body := range map[string]string{"ok": "#!/bin/sh\nexit 0\n", "sick": "#!/bin/sh\necho sick; exit 3\n"} {
+		if err := os.WriteFile(filepath.Join(dir, "bin", name), []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("/bin/sh", filepath.Join(dir, "bin", "sh")); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestExec(t *testing.T) {
+	dir := releaseDir(t)
+	if err := (Check{Exec: []string{"bin/ok"}, Dir: dir}).Probe(context.Background()); err != nil {
+		t.Fatalf("bin/ok: %v", err)
+	}
+	err := (Check{Exec: []string{"bin/sick"}, Dir: dir}).Probe(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "sick") {
 		t.Fatalf("failing command: %v, want its output in the error", err)
+	}
+}
+
+// TestExecRunsOnlyProgramsOfTheRelease: a check (the spec's, or a
+// manifest's after node variables) naming a program outside the release
+// is refused at once, without running it and without retries; it ran
+// before (a spec's ["/bin/sh", "-c", ...] ran on every node).
+func TestExecRunsOnlyProgramsOfTheRelease(t *testing.T) {
+	dir := releaseDir(t)
+	victim := filepath.Join(t.TempDir(), "ran")
+	for _, argv := range [][]string{
+		{"/bin/sh", "-c", "touch " + victim},
+		{"sh", "-c", "touch " + victim},
+		{"true"},
+		{"../../../../../../bin/sh", "-c", "touch " + victim},
+		{"bin/../../../../../../../bin/sh", "-c", "touch " + victim},
+		{"bin/sh", "-c", "touch " + victim}, // a symlink leaving the release
+	} {
+		c := Check{Exec: argv, Dir: dir, Retries: 5, RetryDelay: time.Second}
+		start := time.Now()
+		err := c.Run(context.Background())
+		if err == nil || !errors.Is(err, release.ErrOutsideRelease) || !strings.Contains(err.Error(), "name a program of the release") {
+			t.Errorf("%q: %v, want refused", argv, err)
+		}
+		if time.Since(start) > 500*time.Millisecond {
+			t.Errorf("%q: refused after %v: retried", argv, time.Since(start))
+		}
+	}
+	if _, err := os.Stat(victim); err == nil {
+		t.Fatal("a program outside the release ran")
+	}
+	if err := (Check{Exec: []string{"bin/ok"}}).Probe(context.Background()); err == nil {
+		t.Fatal("exec check without a release directory passed")
 	}
 }
 

@@ -7,12 +7,12 @@ import (
 	"log/slog"
 	"os"
 	osexec "os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/fleetops/reconciler/agent/driver"
+	"github.com/fleetops/reconciler/release"
 )
 
 // Options configure a Driver.
@@ -126,9 +126,10 @@ func (d *Driver) hook(ctx context.Context, name string, argv []string, rel drive
 	}
 	ctx, cancel := context.WithTimeout(ctx, d.opts.HookTimeout)
 	defer cancel()
-	path := argv[0]
-	if !filepath.IsAbs(path) { // release.Manifest.Validate: always relative to the release
-		path = filepath.Join(rel.Dir, path)
+	// After node variables, symlinks resolved: a program of the release.
+	path, err := release.Program(rel.Dir, argv[0])
+	if err != nil {
+		return fmt.Errorf("%s hook: %w", name, err)
 	}
 	cmd := osexec.CommandContext(ctx, path, argv[1:]...)
 	cmd.Dir = rel.Dir

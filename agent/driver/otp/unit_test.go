@@ -48,6 +48,8 @@ func TestReleaseName(t *testing.T) {
 		{[]string{"bin/snake", "foreground"}, ""},
 		{[]string{"snake"}, ""},
 		{[]string{"bin/a/b"}, ""},
+		{[]string{"bin/.."}, ""}, // the root itself: accepted before
+		{[]string{"bin/."}, ""},
 	} {
 		got, err := releaseName(release.Manifest{App: "snake_game", Version: "1.0.0", Command: tc.command})
 		if got != tc.want || (err != nil) != (tc.want == "") {

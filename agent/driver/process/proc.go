@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fleetops/reconciler/agent/driver"
+	"github.com/fleetops/reconciler/release"
 )
 
 // shim sets LISTEN_PID to the shell's own pid, which exec keeps.
@@ -80,9 +81,10 @@ func (d *Driver) command(rel driver.Release, socks []*socket) (*exec.Cmd, error)
 	if len(argv) == 0 {
 		return nil, fmt.Errorf("start %s %s: release manifest has no command", rel.App, rel.Version)
 	}
-	path := argv[0]
-	if !filepath.IsAbs(path) { // release.Manifest.Validate: always relative to the release
-		path = filepath.Join(rel.Dir, path)
+	// After node variables, symlinks resolved: a program of the release.
+	path, err := release.Program(rel.Dir, argv[0])
+	if err != nil {
+		return nil, fmt.Errorf("start %s %s: command[0]: %w", rel.App, rel.Version, err)
 	}
 	var cmd *exec.Cmd
 	if d.opts.Shell == "-" {
