@@ -3,6 +3,7 @@ package process
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,5 +37,91 @@ func TestCommandRunsOnlyProgramsOfTheRelease(t *testing.T) {
 	}
 	if _, err := os.Stat(victim); err == nil {
 		t.Fatal("a program outside the release ran")
+	}
+}
+
+// TestUnixSocketPathsConfined: a manifest's unix listen address binds only
+// under the agent's socket directories, and the agent removes nothing but a
+// stale socket it left there. The victims (a file outside, a file inside,
+// a symlink to a file outside, a live socket) are untouched and each
+// switch is refused with an error naming the path; before, the agent
+// removed any path the manifest named and bound a socket there.
+func TestUnixSocketPathsConfined(t *testing.T) {
+	sockets, outside := t.TempDir(), t.TempDir()
+	victim := filepath.Join(outside, "victim")
+	inside := filepath.Join(sockets, "data")
+	link := filepath.Join(sockets, "link.sock")
+	for _, f := range []string{victim, inside} {
+		if err := os.WriteFile(f, []byte("precious"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(victim, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(sockets, "out")); err != nil {
+		t.Fatal(err)
+	}
+	live, err := net.Listen("unix", filepath.Join(sockets, "live.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	d := newDriverWith(t, Options{SocketDirs: []string{sockets}})
+	for _, c := range []struct{ addr, want string }{
+		{victim, "is not under a socket directory of the agent"},
+		{"../" + filepath.Base(outside) + "/victim", "leaves the socket directory"},
+		{"out/victim", "is not under a socket directory of the agent"},
+		{inside, "exists and is not a socket the agent left"},
+		{"data", "exists and is not a socket the agent left"},
+		{link, "exists and is not a socket the agent left"},
+		{"live.sock", "a live socket"},
+		{"/etc/passwd", "is not under a socket directory of the agent"},
+	} {
+		r := rel("1", "")
+		r.Manifest.Listen = []release.Listener{{Name: "http", Network: "unix", Address: c.addr}}
+		_, err := d.Switch(context.Background(), nil, r, nil2ok)
+		if err == nil || !errors.Is(err, ErrSocketPath) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("address %q: %v, want refused: %q", c.addr, err, c.want)
+		}
+	}
+	for _, f := range []string{victim, inside} {
+		if b, err := os.ReadFile(f); err != nil || string(b) != "precious" {
+			t.Errorf("victim %s: %q, %v", f, b, err)
+		}
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode().Type() != os.ModeSymlink {
+		t.Errorf("symlink %s: %v, %v", link, fi, err)
+	}
+	if c, err := net.Dial("unix", filepath.Join(sockets, "live.sock")); err != nil {
+		t.Errorf("live socket: %v", err)
+	} else {
+		c.Close()
+	}
+
+	// A stale socket left by a dead workload is removed and bound again;
+	// an absolute path under a socket directory is accepted.
+	stale := filepath.Join(sockets, "stale.sock")
+	ln, err := net.Listen("unix", stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close()
+	r := rel("1", "")
+	r.Manifest.Listen = []release.Listener{{Name: "http", Network: "unix", Address: stale}}
+	if _, err := d.Switch(context.Background(), nil, r, nil2ok); err != nil {
+		t.Fatalf("stale socket: %v", err)
+	}
+}
+
+// TestNoSocketDirRefusesUnixSockets: a driver without socket directories
+// binds no unix socket.
+func TestNoSocketDirRefusesUnixSockets(t *testing.T) {
+	d := newDriver(t, nil)
+	r := rel("1", "")
+	r.Manifest.Listen = []release.Listener{{Name: "http", Network: "unix", Address: filepath.Join(t.TempDir(), "web.sock")}}
+	if _, err := d.Switch(context.Background(), nil, r, nil2ok); err == nil || !errors.Is(err, ErrSocketPath) {
+		t.Fatalf("%v, want refused", err)
 	}
 }
