@@ -6,9 +6,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/fleetops/reconciler/agent/driver"
 	"github.com/fleetops/reconciler/release"
 )
 
@@ -123,5 +126,87 @@ func TestNoSocketDirRefusesUnixSockets(t *testing.T) {
 	r.Manifest.Listen = []release.Listener{{Name: "http", Network: "unix", Address: filepath.Join(t.TempDir(), "web.sock")}}
 	if _, err := d.Switch(context.Background(), nil, r, nil2ok); err == nil || !errors.Is(err, ErrSocketPath) {
 		t.Fatalf("%v, want refused", err)
+	}
+}
+
+// forker is a release whose workload forks a child that ignores SIGTERM
+// and then writes its pid to pidFile; the workload itself exits on SIGTERM
+// at once.
+func forker(t *testing.T, v, pidFile string) driver.Release {
+	dir := t.TempDir()
+	script := `#!/bin/sh
+sh -c 'trap "" TERM; echo $$ > "$CHILD_PID_FILE.tmp"; mv "$CHILD_PID_FILE.tmp" "$CHILD_PID_FILE"; while :; do sleep 0.05; done' &
+trap 'exit 0' TERM
+while :; do sleep 0.05; done
+`
+	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bin", "forker"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return driver.Release{App: "forker", Version: v, Dir: dir, Manifest: release.Manifest{
+		App: "forker", Version: v, Command: []string{"bin/forker"}, DrainTimeout: "300ms",
+		Env: map[string]string{"CHILD_PID_FILE": pidFile}}}
+}
+
+// childPid waits for the pid a forker wrote.
+func childPid(t *testing.T, pidFile string) int {
+	var pid int
+	waitFor(t, "the child's pid in "+pidFile, func() bool {
+		b, err := os.ReadFile(pidFile)
+		if err != nil {
+			return false
+		}
+		pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
+		return err == nil
+	})
+	return pid
+}
+
+// gone reports whether pid has exited (a zombie counts as exited).
+func gone(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	return len(f) > 0 && (f[0] == "Z" || f[0] == "X")
+}
+
+// TestOldVersionsChildrenDoNotSurvive: a child the old version forked that
+// ignores SIGTERM is killed with SIGKILL once the drain timeout passes after
+// the swap, and so at Stop; before, it kept running (and serving) after
+// the workload that forked it exited.
+func TestOldVersionsChildrenDoNotSurvive(t *testing.T) {
+	d := newDriver(t, nil)
+	ctx := context.Background()
+	pf1, pf2 := filepath.Join(t.TempDir(), "1"), filepath.Join(t.TempDir(), "2")
+	r1, err := d.Switch(ctx, nil, forker(t, "1", pf1), nil2ok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c1 := childPid(t, pf1)
+	start := time.Now()
+	r2, err := d.Switch(ctx, &r1, forker(t, "2", pf2), nil2ok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !gone(c1) {
+		t.Fatalf("the child %d of version 1 still runs after the swap (%v after it began)", c1, time.Since(start))
+	}
+	if took := time.Since(start); took < 300*time.Millisecond {
+		t.Errorf("swap took %v: the child was killed before the drain timeout", took)
+	}
+	c2 := childPid(t, pf2)
+	if gone(c2) {
+		t.Fatal("the new version's child is gone")
+	}
+	if err := d.Stop(ctx, r2); err != nil {
+		t.Fatal(err)
+	}
+	if !gone(c2) {
+		t.Fatalf("the child %d of version 2 still runs after Stop", c2)
 	}
 }
