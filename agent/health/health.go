@@ -22,6 +22,15 @@ const (
 	StatusError    = "error"
 )
 
+// ErrAgentTarget is returned (wrapped) for a target that is a reconciler
+// agent's own listener (/healthz, /metrics): its answer says the agent is up,
+// nothing about the workload.
+var ErrAgentTarget = errors.New("the target is the reconciler agent's own listener, not the workload")
+
+// AgentHeader is the header a reconciler agent puts on every answer of its
+// own listener; a health answer that carries it is refused.
+const AgentHeader = "Reconciler-Agent"
+
 // ErrOtherVersion is returned (wrapped) by Probe when the answer came from a
 // version other than Check.Version.
 var ErrOtherVersion = errors.New("answered by another version")
@@ -54,6 +63,12 @@ type Check struct {
 	Replacing         string
 	OtherVersionDelay time.Duration
 
+	// Self are the agent's own listeners (/healthz, /metrics): an HTTP or
+	// TCP target that is one of them, under any name of this host
+	// (localhost, 127.0.0.1, [::1], 0.0.0.0, an address of its interfaces
+	// when the agent listens on all), is refused with ErrAgentTarget.
+	Self []net.Addr
+
 	probe func(context.Context) error // tests: replaces Probe
 }
 
@@ -75,8 +90,8 @@ func (c Check) Run(ctx context.Context) error {
 			return stopped(ctx, last, err)
 		}
 		last = err
-		if errors.Is(err, release.ErrOutsideRelease) {
-			return err // asking again runs nothing else
+		if errors.Is(err, release.ErrOutsideRelease) || errors.Is(err, ErrAgentTarget) {
+			return err // asking again changes nothing
 		}
 		delay := c.retryDelay()
 		if errors.Is(err, ErrOtherVersion) {
@@ -123,14 +138,23 @@ func (c Check) probeHTTP(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("health %s: %w", c.HTTP, err)
 	}
+	if err := c.refuseSelf(ctx, req.URL.Host, req.URL.Scheme); err != nil {
+		return fmt.Errorf("health %s: %w", c.HTTP, err)
+	}
 	// A fresh connection per attempt: a kept-alive one would keep asking the
-	// process that answered first.
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	// process that answered first. Redirects are not followed: a 3xx is an
+	// answer (not healthy), never a way to make the check ask elsewhere.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("health %s: %w", c.HTTP, err)
 	}
 	defer resp.Body.Close()
+	if node := resp.Header.Get(AgentHeader); node != "" {
+		return fmt.Errorf("health %s: %w: answered by the agent of node %q; point the health check at the workload's own endpoint",
+			c.HTTP, ErrAgentTarget, node)
+	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if err != nil {
 		return fmt.Errorf("health %s: read body: %w", c.HTTP, err)
@@ -171,6 +195,9 @@ func (c Check) judge(code int, body []byte) error {
 }
 
 func (c Check) probeTCP(ctx context.Context) error {
+	if err := c.refuseSelf(ctx, c.TCP, ""); err != nil {
+		return fmt.Errorf("health tcp %s: %w", c.TCP, err)
+	}
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", c.TCP)
 	if err != nil {
@@ -240,4 +267,78 @@ func truncate(b []byte) string {
 		return string(b[:200]) + "…"
 	}
 	return string(b)
+}
+
+// refuseSelf returns ErrAgentTarget when hostport (a URL's host, with the
+// scheme's default port when it names none) reaches one of c.Self.
+func (c Check) refuseSelf(ctx context.Context, hostport, scheme string) error {
+	if len(c.Self) == 0 {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil { // a URL without a port
+		host, port = strings.Trim(hostport, "[]"), map[string]string{"https": "443"}[scheme]
+		if port == "" {
+			port = "80"
+		}
+	}
+	pn, err := net.DefaultResolver.LookupPort(ctx, "tcp", port)
+	if err != nil {
+		return nil // the dial reports it
+	}
+	var ips []net.IP
+	if ip := net.ParseIP(host); ip != nil {
+		ips = []net.IP{ip}
+	} else if host == "" {
+		ips = []net.IP{net.IPv4zero}
+	} else {
+		addrs, err := net.DefaultResolver.LookupIPAddr(ctx, host)
+		if err != nil {
+			return nil // the dial reports it
+		}
+		for _, a := range addrs {
+			ips = append(ips, a.IP)
+		}
+	}
+	for _, self := range c.Self {
+		ta, ok := self.(*net.TCPAddr)
+		if !ok || ta.Port != pn {
+			continue
+		}
+		for _, ip := range ips {
+			if reaches(ip, ta.IP) {
+				return fmt.Errorf("%w (%s is the agent's /healthz and /metrics address %s); point the health check at the workload's own endpoint",
+					ErrAgentTarget, net.JoinHostPort(ip.String(), port), self)
+			}
+		}
+	}
+	return nil
+}
+
+// reaches reports whether a connection to target (same port) reaches a
+// listener bound to bound.
+func reaches(target, bound net.IP) bool {
+	local := func(ip net.IP) bool { return ip.IsLoopback() || ip.IsUnspecified() }
+	switch {
+	case bound == nil || bound.IsUnspecified():
+		return local(target) || isInterfaceAddr(target)
+	case bound.IsLoopback():
+		return local(target)
+	}
+	return bound.Equal(target)
+}
+
+// isInterfaceAddr reports whether ip is an address of one of this host's
+// interfaces.
+func isInterfaceAddr(ip net.IP) bool {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip) {
+			return true
+		}
+	}
+	return false
 }

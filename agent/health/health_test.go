@@ -220,3 +220,64 @@ func TestReplacingAsksAgainOnlyForTheOldVersion(t *testing.T) {
 		}
 	}
 }
+
+// TestAgentAnswersAreRefused: an answer carrying the agent's header (from
+// another node's agent, through a proxy, ...) proves nothing and is
+// refused; a redirect is not followed (it could lead there), and is not
+// healthy.
+func TestAgentAnswersAreRefused(t *testing.T) {
+	agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(AgentHeader, "n2")
+		fmt.Fprint(w, `{"status":"ok"}`)
+	}))
+	defer agent.Close()
+	redirect := httptest.NewServer(http.RedirectHandler(agent.URL+"/healthz", http.StatusFound))
+	defer redirect.Close()
+	err := (Check{HTTP: agent.URL + "/healthz", Retries: 5, RetryDelay: time.Second}).Run(context.Background())
+	if !errors.Is(err, ErrAgentTarget) || !strings.Contains(err.Error(), `agent of node "n2"`) {
+		t.Errorf("agent's answer: %v", err)
+	}
+	err = (Check{HTTP: redirect.URL + "/health"}).Probe(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "status 302") {
+		t.Errorf("redirect: %v, want not followed and not healthy", err)
+	}
+}
+
+// TestReaches: which targets reach a listener bound to which address.
+func TestReaches(t *testing.T) {
+	ip := net.ParseIP
+	for _, c := range []struct {
+		target, bound string
+		want          bool
+	}{
+		{"127.0.0.1", "127.0.0.1", true},
+		{"::1", "127.0.0.1", true},
+		{"0.0.0.0", "127.0.0.1", true},
+		{"127.0.0.1", "0.0.0.0", true},
+		{"::", "::", true},
+		{"10.1.2.3", "127.0.0.1", false},
+		{"10.1.2.3", "10.1.2.3", true},
+		{"10.1.2.4", "10.1.2.3", false},
+		{"192.0.2.1", "0.0.0.0", false}, // not an address of this host
+	} {
+		if got := reaches(ip(c.target), ip(c.bound)); got != c.want {
+			t.Errorf("reaches(%s, bound %s) = %v, want %v", c.target, c.bound, got, c.want)
+		}
+	}
+	// An address of this host's interfaces reaches a listener on all.
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !reaches(n.IP, net.IPv4zero) {
+			t.Errorf("interface address %s does not reach 0.0.0.0", n.IP)
+		}
+	}
+	self := []net.Addr{&net.TCPAddr{IP: net.IPv4zero, Port: 9180}}
+	for _, target := range []string{"http://localhost:9180/healthz", "http://[::1]:9180/metrics", "http://0.0.0.0:9180/"} {
+		if err := (Check{HTTP: target, Self: self}).Probe(context.Background()); !errors.Is(err, ErrAgentTarget) {
+			t.Errorf("%s with the agent on 0.0.0.0:9180: %v", target, err)
+		}
+	}
+	if err := (Check{TCP: "127.0.0.1:9181", Self: self, Timeout: 100 * time.Millisecond}).Probe(context.Background()); errors.Is(err, ErrAgentTarget) {
+		t.Errorf("another port: %v", err)
+	}
+}
