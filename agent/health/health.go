@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os/exec"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/fleetops/reconciler/release"
@@ -26,6 +27,11 @@ const (
 // agent's own listener (/healthz, /metrics): its answer says the agent is up,
 // nothing about the workload.
 var ErrAgentTarget = errors.New("the target is the reconciler agent's own listener, not the workload")
+
+// ErrNotThisNode is returned (wrapped) for an HTTP or TCP target that is
+// not on this node: a health check asks the workload on its own node, and
+// the fleet repo may not make every node connect to another host.
+var ErrNotThisNode = errors.New("the target is not on this node")
 
 // AgentHeader is the header a reconciler agent puts on every answer of its
 // own listener; a health answer that carries it is refused.
@@ -90,7 +96,7 @@ func (c Check) Run(ctx context.Context) error {
 			return stopped(ctx, last, err)
 		}
 		last = err
-		if errors.Is(err, release.ErrOutsideRelease) || errors.Is(err, ErrAgentTarget) {
+		if errors.Is(err, release.ErrOutsideRelease) || errors.Is(err, ErrAgentTarget) || errors.Is(err, ErrNotThisNode) {
 			return err // asking again changes nothing
 		}
 		delay := c.retryDelay()
@@ -138,13 +144,10 @@ func (c Check) probeHTTP(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("health %s: %w", c.HTTP, err)
 	}
-	if err := c.refuseSelf(ctx, req.URL.Host, req.URL.Scheme); err != nil {
-		return fmt.Errorf("health %s: %w", c.HTTP, err)
-	}
 	// A fresh connection per attempt: a kept-alive one would keep asking the
 	// process that answered first. Redirects are not followed: a 3xx is an
 	// answer (not healthy), never a way to make the check ask elsewhere.
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true},
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, DialContext: c.dial},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := client.Do(req)
 	if err != nil {
@@ -195,11 +198,7 @@ func (c Check) judge(code int, body []byte) error {
 }
 
 func (c Check) probeTCP(ctx context.Context) error {
-	if err := c.refuseSelf(ctx, c.TCP, ""); err != nil {
-		return fmt.Errorf("health tcp %s: %w", c.TCP, err)
-	}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", c.TCP)
+	conn, err := c.dial(ctx, "tcp", c.TCP)
 	if err != nil {
 		return fmt.Errorf("health tcp %s: %w", c.TCP, err)
 	}
@@ -215,6 +214,10 @@ func (c Check) probeExec(ctx context.Context) error {
 	}
 	cmd := exec.CommandContext(ctx, path, c.Exec[1:]...)
 	cmd.Dir, cmd.Env = c.Dir, c.Env
+	// Its own process group: a check cut short by its timeout is killed
+	// with what it forked, not just its first process.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = time.Second
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -269,50 +272,52 @@ func truncate(b []byte) string {
 	return string(b)
 }
 
-// refuseSelf returns ErrAgentTarget when hostport (a URL's host, with the
-// scheme's default port when it names none) reaches one of c.Self.
-func (c Check) refuseSelf(ctx context.Context, hostport, scheme string) error {
-	if len(c.Self) == 0 {
-		return nil
-	}
-	host, port, err := net.SplitHostPort(hostport)
-	if err != nil { // a URL without a port
-		host, port = strings.Trim(hostport, "[]"), map[string]string{"https": "443"}[scheme]
-		if port == "" {
-			port = "80"
-		}
-	}
-	pn, err := net.DefaultResolver.LookupPort(ctx, "tcp", port)
+// dial connects to addr (host:port) for a probe, only on this node: every
+// address the host resolves to must be one of this node's (loopback, an
+// interface's) and none may reach c.Self, or the probe is refused
+// (ErrNotThisNode, ErrAgentTarget) without connecting. It dials the
+// addresses it checked, so a name that resolves again differently cannot
+// lead elsewhere.
+func (c Check) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return nil // the dial reports it
+		return nil, err
 	}
-	var ips []net.IP
-	if ip := net.ParseIP(host); ip != nil {
-		ips = []net.IP{ip}
+	pn, err := net.DefaultResolver.LookupPort(ctx, network, port)
+	if err != nil {
+		return nil, err
+	}
+	var ips []net.IPAddr
+	if ip, zone, _ := strings.Cut(host, "%"); net.ParseIP(ip) != nil {
+		ips = []net.IPAddr{{IP: net.ParseIP(ip), Zone: zone}}
 	} else if host == "" {
-		ips = []net.IP{net.IPv4zero}
-	} else {
-		addrs, err := net.DefaultResolver.LookupIPAddr(ctx, host)
-		if err != nil {
-			return nil // the dial reports it
-		}
-		for _, a := range addrs {
-			ips = append(ips, a.IP)
-		}
+		ips = []net.IPAddr{{IP: net.IPv4(127, 0, 0, 1)}}
+	} else if ips, err = net.DefaultResolver.LookupIPAddr(ctx, host); err != nil {
+		return nil, err
 	}
-	for _, self := range c.Self {
-		ta, ok := self.(*net.TCPAddr)
-		if !ok || ta.Port != pn {
-			continue
-		}
-		for _, ip := range ips {
-			if reaches(ip, ta.IP) {
-				return fmt.Errorf("%w (%s is the agent's /healthz and /metrics address %s); point the health check at the workload's own endpoint",
-					ErrAgentTarget, net.JoinHostPort(ip.String(), port), self)
+	for _, ip := range ips {
+		target := net.JoinHostPort(ip.IP.String(), port)
+		for _, self := range c.Self {
+			if ta, ok := self.(*net.TCPAddr); ok && ta.Port == pn && reaches(ip.IP, ta.IP) {
+				return nil, fmt.Errorf("%w (%s is the agent's /healthz and /metrics address %s); point the health check at the workload's own endpoint",
+					ErrAgentTarget, target, self)
 			}
 		}
+		if !ip.IP.IsLoopback() && !ip.IP.IsUnspecified() && !isInterfaceAddr(ip.IP) {
+			return nil, fmt.Errorf("%w: %s is %s, not an address of this node; a health check asks the workload on its own node (127.0.0.1, localhost, [::1] or an address of this node's interfaces)",
+				ErrNotThisNode, addr, ip.IP)
+		}
 	}
-	return nil
+	var d net.Dialer
+	var errs []error
+	for _, ip := range ips {
+		conn, err := d.DialContext(ctx, network, net.JoinHostPort(ip.String(), port))
+		if err == nil {
+			return conn, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
 }
 
 // reaches reports whether a connection to target (same port) reaches a

@@ -281,3 +281,59 @@ func TestReaches(t *testing.T) {
 		t.Errorf("another port: %v", err)
 	}
 }
+
+// TestTargetsOnlyOnThisNode: the fleet repo may not make every node
+// connect elsewhere (a metadata service, another host's admin port): an
+// HTTP or TCP target that is not an address of this node is refused at
+// once, without connecting; before, it was asked.
+func TestTargetsOnlyOnThisNode(t *testing.T) {
+	for _, c := range []Check{
+		{HTTP: "http://169.254.169.254/latest/meta-data/"},
+		{HTTP: "https://192.0.2.1:8443/health"},
+		{HTTP: "http://[2001:db8::1]/health"},
+		{TCP: "198.51.100.7:22"},
+	} {
+		c.Retries, c.RetryDelay = 5, time.Second
+		start := time.Now()
+		err := c.Run(context.Background())
+		if !errors.Is(err, ErrNotThisNode) || !strings.Contains(err.Error(), "not an address of this node") {
+			t.Errorf("%s%s: %v, want refused", c.HTTP, c.TCP, err)
+		}
+		if time.Since(start) > time.Second {
+			t.Errorf("%s%s: refused after %v: retried", c.HTTP, c.TCP, time.Since(start))
+		}
+	}
+}
+
+// TestExecTimeoutKillsWhatTheCheckForked: a check cut short by its timeout
+// is killed with its children; before, a forked child kept running (and
+// held the output pipe until WaitDelay).
+func TestExecTimeoutKillsWhatTheCheckForked(t *testing.T) {
+	dir := releaseDir(t)
+	pidFile := filepath.Join(t.TempDir(), "child")
+	script := "#!/bin/sh\nsleep 60 &\necho $! > " + pidFile + "\nwait\n"
+	if err := os.WriteFile(filepath.Join(dir, "bin", "hang"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	err := (Check{Exec: []string{"bin/hang"}, Dir: dir, Timeout: 300 * time.Millisecond}).Probe(context.Background())
+	if err == nil {
+		t.Fatal("a hanging check passed")
+	}
+	b, rerr := os.ReadFile(pidFile)
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	pid := strings.TrimSpace(string(b))
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		st, err := os.ReadFile("/proc/" + pid + "/stat")
+		s := string(st)
+		if err != nil || strings.Fields(s[strings.LastIndexByte(s, ')')+1:])[0] == "Z" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the check's child %s still runs after its timeout", pid)
+		}
+		time.Sleep(10 * time.Millisecond) // polling /proc
+	}
+}

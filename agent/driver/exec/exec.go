@@ -9,6 +9,7 @@ import (
 	osexec "os/exec"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/fleetops/reconciler/agent/driver"
@@ -134,6 +135,10 @@ func (d *Driver) hook(ctx context.Context, name string, argv []string, rel drive
 	cmd := osexec.CommandContext(ctx, path, argv[1:]...)
 	cmd.Dir = rel.Dir
 	cmd.Env = hookEnv(name, rel, prev)
+	// Its own process group: a hook cut short by its timeout is killed
+	// with what it forked. A hook that ends normally may leave a daemon.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
