@@ -61,7 +61,10 @@ func TestManifestRefusesWhatAReleaseMayNotTouch(t *testing.T) {
 		{unix("/run/../etc/passwd"), `listen[0].address: "/run/../etc/passwd": want a clean socket path`},
 		{unix("./web.sock"), `want a clean socket path`},
 		{unix("/" + strings.Repeat("a", 120)), `bytes, at most 107`},
-		{`{` + base + `, "env": {"LD_PRELOAD": "${LIB}"}}`, `env.LD_PRELOAD: "${LIB}": the dynamic loader's variables may not use node variables`},
+		{`{` + base + `, "env": {"LD_PRELOAD": "${LIB}"}}`, `env.LD_PRELOAD: "${LIB}": a variable that chooses code to load or run may not use node variables`},
+		{`{` + base + `, "env": {"PATH": "${DIR}:/usr/bin"}}`, `env.PATH:`},
+		{`{` + base + `, "env": {"ERL_FLAGS": "-eval ${X}"}}`, `env.ERL_FLAGS:`},
+		{`{` + base + `, "env": {"NODE_OPTIONS": "--require ${X}"}}`, `env.NODE_OPTIONS:`},
 		{`{` + base + `, "drainTimeout": "100h"}`, `drainTimeout: "100h": want a positive Go duration such as "10s", at most 1h0m0s`},
 	} {
 		_, err := ParseManifest([]byte(c.json))
@@ -70,7 +73,7 @@ func TestManifestRefusesWhatAReleaseMayNotTouch(t *testing.T) {
 		}
 	}
 	for _, ok := range []string{unix("web.sock"), unix("run/web.sock"), unix("/run/web/web.sock"), unix("@web"),
-		`{` + base + `, "env": {"LD_LIBRARY_PATH": "lib", "MODE": "${MODE}"}}`} {
+		`{` + base + `, "env": {"LD_LIBRARY_PATH": "lib", "PATH": "/usr/bin:/bin", "MODE": "${MODE}"}}`} {
 		if _, err := ParseManifest([]byte(ok)); err != nil {
 			t.Errorf("%s: %v", ok, err)
 		}

@@ -37,7 +37,7 @@ func (m *Manifest) Validate() error {
 	if !validName(m.App, 63, "._-") {
 		add("app", "%q: want 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit", m.App)
 	}
-	if !validName(m.Version, 128, "._+-") {
+	if !ValidVersion(m.Version) {
 		add("version", "%q: want 1-128 letters, digits, '.', '_', '+' or '-', starting with a letter or digit", m.Version)
 	}
 	m.validateRun(add)
@@ -56,6 +56,12 @@ func (m *Manifest) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// ValidVersion reports whether v is a release version: 1-128 ASCII
+// letters, digits, '.', '_', '+' or '-', starting with a letter or digit.
+// Versions name directories on nodes; one from anywhere else (a spec, a
+// rollout record in a shared ref) is checked with it before it is used.
+func ValidVersion(v string) bool { return validName(v, 128, "._+-") }
 
 type addFunc func(field, format string, args ...any)
 
@@ -77,10 +83,8 @@ func (m *Manifest) validateRun(add addFunc) {
 		if strings.ContainsRune(v, 0) {
 			add("env."+k, "value contains NUL")
 		}
-		if strings.HasPrefix(k, "LD_") && strings.Contains(v, "${") {
-			// The dynamic loader's variables choose code to load: the fleet
-			// repo may not set them through node variables.
-			add("env."+k, "%q: the dynamic loader's variables may not use node variables (${...})", v)
+		if LoadsCode(k) && strings.Contains(v, "${") {
+			add("env."+k, "%q: a variable that chooses code to load or run may not use node variables (${...}): the fleet repo may not choose a program", v)
 		}
 	}
 }
@@ -182,3 +186,20 @@ func validateUnixAddress(field, a string, add addFunc) {
 		add(field, "%q: want a clean socket path (\"web.sock\", under the agent's socket directory, or an absolute path under one) or \"@name\"", a)
 	}
 }
+
+// codeEnv are environment variables that make a program, a shell or a
+// runtime load or run other code than the release's: LoadsCode.
+var codeEnv = map[string]bool{
+	"PATH": true, "BASH_ENV": true, "ENV": true, "SHELLOPTS": true, "IFS": true,
+	"PYTHONPATH": true, "PYTHONSTARTUP": true, "PYTHONHOME": true,
+	"PERL5LIB": true, "PERL5OPT": true, "PERLLIB": true,
+	"RUBYLIB": true, "RUBYOPT": true, "NODE_OPTIONS": true, "NODE_PATH": true,
+	"JAVA_TOOL_OPTIONS": true, "_JAVA_OPTIONS": true, "JDK_JAVA_OPTIONS": true, "CLASSPATH": true,
+	"ERL_FLAGS": true, "ERL_AFLAGS": true, "ERL_ZFLAGS": true, "ERL_LIBS": true,
+	"GCONV_PATH": true, "GODEBUG": true,
+}
+
+// LoadsCode reports whether the environment variable name chooses code to
+// load or run (the dynamic loader's LD_*, PATH, interpreters' search paths
+// and option variables): a manifest may set it, but not from node variables.
+func LoadsCode(name string) bool { return strings.HasPrefix(name, "LD_") || codeEnv[name] }

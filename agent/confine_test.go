@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/fleetops/reconciler/agent/health"
+	"github.com/fleetops/reconciler/release"
+	"github.com/fleetops/reconciler/spec"
 )
 
 // TestHealthTargetIsNotTheAgent: a health check aimed at the agent's own
@@ -44,5 +48,32 @@ func TestHealthTargetIsNotTheAgent(t *testing.T) {
 		if time.Since(start) > time.Second {
 			t.Errorf("%s%s: refused after %v, retried", c.HTTP, c.TCP, time.Since(start))
 		}
+	}
+}
+
+// TestConvergeRefusesAVersionThatIsAPath: a version names a directory of
+// the node; one that is a path (as a hostile rollout record in a shared
+// ref could name) is refused before anything is read there. Before, the
+// agent ran the release.json it found at the path it led to.
+func TestConvergeRefusesAVersionThatIsAPath(t *testing.T) {
+	h := newHarness(t, nil, "web@1.0.0")
+	planted := t.TempDir()
+	m := `{"app": "web", "version": "1.0.0", "command": ["bin/app"]}`
+	if err := os.WriteFile(filepath.Join(planted, release.ManifestName), []byte(m), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	up, err := filepath.Rel(filepath.Join(h.a.cfg.StateDir, "releases", "web"), planted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{up, "../x", "1.0.0/../../x", ".."} {
+		app := spec.App{Name: "web", Version: v}
+		_, err := h.a.Converge(context.Background(), Target{App: app, Version: v})
+		if err == nil || !strings.Contains(err.Error(), "not a valid version") {
+			t.Errorf("version %q: %v, want refused", v, err)
+		}
+	}
+	if len(h.drv.switches) != 0 || len(h.inst.calls) != 0 {
+		t.Fatalf("switched %v, installed %v", h.drv.switches, h.inst.calls)
 	}
 }
