@@ -196,6 +196,7 @@ var codeEnv = map[string]bool{
 	"RUBYLIB": true, "RUBYOPT": true, "NODE_OPTIONS": true, "NODE_PATH": true,
 	"JAVA_TOOL_OPTIONS": true, "_JAVA_OPTIONS": true, "JDK_JAVA_OPTIONS": true, "CLASSPATH": true,
 	"ERL_FLAGS": true, "ERL_AFLAGS": true, "ERL_ZFLAGS": true, "ERL_LIBS": true,
+	"VMARGS_PATH": true, "RELX_CONFIG_PATH": true, "RELEASE_ROOT_DIR": true, "ROOTDIR": true, "BINDIR": true,
 	"GCONV_PATH": true, "GODEBUG": true,
 }
 
