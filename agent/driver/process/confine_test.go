@@ -113,8 +113,16 @@ func TestUnixSocketPathsConfined(t *testing.T) {
 	ln.Close()
 	r := rel("1", "")
 	r.Manifest.Listen = []release.Listener{{Name: "http", Network: "unix", Address: stale}}
-	if _, err := d.Switch(context.Background(), nil, r, nil2ok); err != nil {
+	run, err := d.Switch(context.Background(), nil, r, nil2ok)
+	if err != nil {
 		t.Fatalf("stale socket: %v", err)
+	}
+	// Stopping the app removes its socket file.
+	if err := d.Stop(context.Background(), run); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(stale); err == nil {
+		t.Errorf("%s left after Stop", stale)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -228,6 +229,11 @@ func (d *Driver) Stop(ctx context.Context, r driver.Running) error {
 		errs = append(errs, d.stop(ctx, p, d.drainTimeout(p.rec.Release)))
 	}
 	closeSockets(a.sockets)
+	for _, s := range a.sockets {
+		if s.network == "unix" && !strings.HasPrefix(s.bound, "@") {
+			_ = removeStaleSocket(s.bound) // only a socket of the agent's that nobody listens on any more
+		}
+	}
 	if d.opts.OnChange != nil {
 		d.opts.OnChange(driver.Running{App: r.App})
 	}
