@@ -21,6 +21,7 @@ type agentOptions struct {
 	node, stateDir, listen    string
 	labels                    map[string]string
 	trustKeys, vars           []string
+	socketDirs                []string
 	poll                      time.Duration
 	once                      bool
 	logFormat                 string
@@ -77,6 +78,7 @@ agent adopts them. See docs/agent.md.`,
 	f.StringVar(&o.stateDir, "state-dir", "", "local state, releases and workload logs (required)")
 	f.StringArrayVar(&o.trustKeys, "trust-key", nil, "public key trusted to sign releases (repeatable; at least one)")
 	f.StringArrayVar(&o.vars, "var", nil, "node variable K=V for ${K} in manifests and health targets (repeatable; wins over the fleet repo's)")
+	f.StringArrayVar(&o.socketDirs, "socket-dir", nil, "directory where releases may bind unix sockets by absolute path, besides <state-dir>/sockets (repeatable)")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:9180", "address of /healthz and /metrics (\"\": none)")
 	f.DurationVar(&o.poll, "poll", 30*time.Second, "re-evaluation period besides watch events")
 	f.BoolVar(&o.once, "once", false, "one pass: exit 0 when converged, 1 otherwise")
