@@ -57,8 +57,9 @@ func FuzzParseSource(f *testing.F) {
 				t.Fatalf("parseSource(%q) returned the relative path %q for a file:// URL", source, local)
 			}
 		}
-		if !secretLike(password) || strings.Contains(prefix+suffix, password) ||
-			!strings.Contains(prefix, "://") || strings.ContainsAny(prefix[strings.Index(prefix, "://")+3:], "/?#@") {
+		_, user, scheme := strings.Cut(prefix, "://")
+		if !scheme || !strings.Contains(user, ":") || strings.ContainsAny(user, "/?#@") || !strings.HasPrefix(suffix, "@") ||
+			!secretLike(password) || strings.Contains(prefix+suffix, password) {
 			return // not a password in the URL's userinfo
 		}
 		if err != nil && strings.Contains(err.Error(), password) {
