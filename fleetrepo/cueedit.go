@@ -39,7 +39,11 @@ func SetField(src []byte, app, fieldPath string, value any) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("set apps.%s.%s: parse: %w", app, fieldPath, err)
 	}
-	path := append([]string{"apps", app}, strings.Split(fieldPath, ".")...)
+	labels := strings.Split(fieldPath, ".")
+	if slices.Contains(labels, "") {
+		return nil, fmt.Errorf("set apps.%s.%s: field path %q has an empty label: want labels joined by single dots, such as \"rollout.batchSize\"", app, fieldPath, fieldPath)
+	}
+	path := append([]string{"apps", app}, labels...)
 	found := findFields(f.Decls, path)
 	if len(found) > 0 {
 		return spliceValues(src, found, lit), nil

@@ -2,6 +2,7 @@ package fleetrepo
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -10,7 +11,8 @@ import (
 
 // FuzzSetField checks the CUE field editor on any source, app, field path and
 // value: SetField either returns an error (the source does not parse, the
-// value is not representable, or there is no braced struct for the app) or
+// value is not representable, the path has an empty label, or there is no
+// braced struct for the app) or
 // source that parses, in which the app's field reads as the value's literal
 // and every other leaf of the app, apart from the field's own parents and
 // children, keeps its text.
@@ -48,13 +50,14 @@ func FuzzSetField(f *testing.F) {
 		out, err := SetField([]byte(src), app, field, value)
 		lit, litErr := cueLiteral(value)
 		_, parseErr := parser.ParseFile("spec.cue", src, parser.ParseComments)
+		emptyLabel := slices.Contains(strings.Split(field, "."), "")
 		if err != nil {
-			if litErr == nil && parseErr == nil && !errors.Is(err, ErrAppNotFound) {
+			if litErr == nil && parseErr == nil && !emptyLabel && !errors.Is(err, ErrAppNotFound) {
 				t.Fatalf("SetField(%q, %q, %q, %#v): %v: want a parse error, ErrAppNotFound or success", src, app, field, value, err)
 			}
 			return
 		}
-		if litErr != nil || parseErr != nil {
+		if litErr != nil || parseErr != nil || emptyLabel {
 			t.Fatalf("SetField(%q, %q, %q, %#v) succeeded on an input it cannot handle (literal: %v, parse: %v)", src, app, field, value, litErr, parseErr)
 		}
 		after, err := appLeaves(out, app)
