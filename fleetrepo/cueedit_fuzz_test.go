@@ -5,13 +5,15 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"cuelang.org/go/cue/parser"
 )
 
 // FuzzSetField checks the CUE field editor on any source, app, field path and
 // value: SetField either returns an error (the source does not parse, the
-// value is not representable, the path has an empty label, or there is no
+// value is not representable, the path has an empty label or is not UTF-8,
+// or there is no
 // braced struct for the app) or
 // source that parses, in which the app's field reads as the value's literal
 // and every other leaf of the app, apart from the field's own parents and
@@ -50,7 +52,7 @@ func FuzzSetField(f *testing.F) {
 		out, err := SetField([]byte(src), app, field, value)
 		lit, litErr := cueLiteral(value)
 		_, parseErr := parser.ParseFile("spec.cue", src, parser.ParseComments)
-		emptyLabel := slices.Contains(strings.Split(field, "."), "")
+		emptyLabel := slices.Contains(strings.Split(field, "."), "") || !utf8.ValidString(field)
 		if err != nil {
 			if litErr == nil && parseErr == nil && !emptyLabel && !errors.Is(err, ErrAppNotFound) {
 				t.Fatalf("SetField(%q, %q, %q, %#v): %v: want a parse error, ErrAppNotFound or success", src, app, field, value, err)
