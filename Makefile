@@ -54,5 +54,10 @@ interop: ## live interop with a real cosign v2.6.5 (installs it)
 model: ## model-check the lease and wave protocol with spin (model/lease.pml, docs/model.md; FAULTS=2 for more)
 	./model/check
 
+.PHONY: fuzz
+FUZZTIME ?= 1m
+fuzz: ## run every native fuzz target for FUZZTIME each (default 1m), one after another (.ci/fuzz, docs/testing.md)
+	FUZZTIME=$(FUZZTIME) ./.ci/fuzz
+
 clean: ## remove build outputs
 	rm -rf $(BIN)

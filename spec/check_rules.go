@@ -100,8 +100,12 @@ func (c *checker) checkNames(v cue.Value) {
 		return
 	}
 	for it.Next() {
-		if name := it.Selector().Unquoted(); !validName(name) {
+		switch name := it.Selector().Unquoted(); {
+		case !validName(name):
 			c.errs.add(c.labelPos(it.Value().Path()), "%s: invalid name %q, want letters, digits, \".\", \"_\" or \"-\", starting with a letter or digit",
+				it.Value().Path(), name)
+		case !refSafe(name):
+			c.errs.add(c.labelPos(it.Value().Path()), "%s: invalid name %q, want no \"..\" and no \".\" or \".lock\" at the end (names become Git ref names)",
 				it.Value().Path(), name)
 		}
 	}
@@ -118,6 +122,13 @@ func validName(s string) bool {
 		}
 	}
 	return s != ""
+}
+
+// refSafe reports whether a valid name is also a valid last component of a
+// Git ref (git check-ref-format): refs/reconciler/rollouts/<app>,
+// refs/reconciler/nodes/<node>.
+func refSafe(s string) bool {
+	return !strings.Contains(s, "..") && !strings.HasSuffix(s, ".") && !strings.HasSuffix(s, ".lock")
 }
 
 // formatSelector writes a selector as CUE: {region: "eu", tier: "web"}.

@@ -113,6 +113,13 @@ func TestCheckFleetLevel(t *testing.T) {
 		{"invalid app name", map[string]string{"f.cue": header + `apps: "my app": {version: "1.0.0", health: tcp: "h:1"}` + "\n"}, []string{
 			`f.cue:12:7: apps."my app": invalid name "my app", want letters, digits, ".", "_" or "-", starting with a letter or digit`,
 		}},
+		// Found by FuzzLoadFiles: these passed, and no ref could be made for them.
+		{"app names that cannot be Git refs", map[string]string{"f.cue": header + `apps: "web.lock": {version: "1.0.0", health: tcp: "h:1"}` + "\n" +
+			`apps: "a..b": {version: "1.0.0", health: tcp: "h:1"}` + "\n" + `apps: "web.": {version: "1.0.0", health: tcp: "h:1"}` + "\n"}, []string{
+			`f.cue:12:7: apps."web.lock": invalid name "web.lock", want no ".." and no "." or ".lock" at the end (names become Git ref names)`,
+			`f.cue:13:7: apps."a..b": invalid name "a..b", want no ".." and no "." or ".lock" at the end (names become Git ref names)`,
+			`f.cue:14:7: apps."web.": invalid name "web.", want no ".." and no "." or ".lock" at the end (names become Git ref names)`,
+		}},
 		{"conflict between files", map[string]string{
 			"a.cue": header + `apps: x: {version: "1.0.0", health: tcp: "h:1"}` + "\n",
 			"b.cue": "package fleet\napps: x: version: \"1.1.0\"\n",
