@@ -54,5 +54,12 @@ interop: ## live interop with a real cosign v2.6.5 (installs it)
 model: ## model-check the lease and wave protocol with spin (model/lease.pml, docs/model.md; FAULTS=2 for more)
 	./model/check
 
+.PHONY: chaos
+CHAOS_SEEDS ?= 1-20
+chaos: ## chaos runs of real processes: 6 agents under load, kill -9, SIGSTOP, Git restarts, proxy faults (CHAOS_SEEDS=1-20; docs/testing.md)
+	@mkdir -p $(BIN); echo "make chaos: seeds $(CHAOS_SEEDS), about 45s each; the full log goes to $(BIN)/chaos.log"
+	@set -o pipefail; CHAOS_SEEDS=$(CHAOS_SEEDS) $(GO) test -race -count=1 -timeout 60m -run '^TestChaos$$' -v ./e2e/ 2>&1 | \
+	  tee $(BIN)/chaos.log | grep -E '^\s*--- |^(ok|FAIL|PASS)|RESULT|KNOWN BUG|schedule:'
+
 clean: ## remove build outputs
 	rm -rf $(BIN)

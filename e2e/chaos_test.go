@@ -77,15 +77,19 @@ func parseSeeds(s string) ([]int64, error) {
 type faultKind string
 
 const (
-	faultKill     faultKind = "kill-9"        // SIGKILL an agent at a moment, restart it after hold
-	faultZombie   faultKind = "zombie"        // SIGSTOP a lease holder for hold, then SIGCONT
-	faultRestart  faultKind = "git-restart"   // the Git server down for hold
-	faultStall    faultKind = "stall-pushes"  // pushes held for hold
-	faultNet      faultKind = "net"           // a proxy fault on one agent's path for hold
-	momentAny               = "any"           // any node, chosen by the seed
-	momentLease             = "holding-lease" // a node holding a lease of the rollout
-	momentSwitch            = "mid-switch"    // a holder running two versions
-	momentInstall           = "mid-install"   // a node reporting upgrading
+	faultKill    faultKind = "kill-9"       // SIGKILL an agent at a moment, restart it after hold
+	faultZombie  faultKind = "zombie"       // SIGSTOP a lease holder for hold, then SIGCONT
+	faultRestart faultKind = "git-restart"  // the Git server down for hold
+	faultStall   faultKind = "stall-pushes" // pushes held for hold
+	faultNet     faultKind = "net"          // a proxy fault on one agent's path for hold
+)
+
+// Moments a fault waits for.
+const (
+	momentAny     = "any"           // any node, chosen by the seed
+	momentLease   = "holding-lease" // a node holding a lease of the rollout
+	momentSwitch  = "mid-switch"    // a holder running two versions
+	momentInstall = "mid-install"   // a node reporting upgrading
 )
 
 var faultKinds = []faultKind{faultKill, faultZombie, faultRestart, faultStall, faultNet}
@@ -203,6 +207,7 @@ func runSchedule(t *testing.T, s schedule) {
 	res := load.Stop()
 
 	maxSw := f.judgeSwitching(s.target, since, s.batch)
+	f.judgeFenced(f.record("web"), c.rollout, s.target, since)
 	strict := map[string]bool{}
 	for _, n := range f.nodes {
 		strict[n] = c.touched[n] == ""

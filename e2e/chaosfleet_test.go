@@ -249,3 +249,35 @@ func (f *faultFleet) judgeRollbacks(events []reconciler.Event) (n int) {
 }
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
+
+// judgeFenced fails (or, before issue 17's fix, logs a known bug) when a
+// node began switching to target after the record says it failed in
+// rollout: its lease was expired and may have been taken over, so the
+// switch ran outside any lease. Record times are the writers' wall clocks,
+// on this machine the same clock as the workloads'.
+func (f *faultFleet) judgeFenced(events []reconciler.Event, rollout, target string, since int64) {
+	f.t.Helper()
+	failedAt := map[string]time.Time{}
+	for _, e := range events {
+		if e.Rollout == rollout && e.Type == reconciler.EventNodeFailed {
+			if _, seen := failedAt[e.Node]; !seen {
+				failedAt[e.Node] = e.Time
+			}
+		}
+	}
+	wallNow, monoNow := time.Now(), fleetlab.Mono()
+	for _, s := range f.switches(target, since) {
+		at, failed := failedAt[s.Node]
+		began := wallNow.Add(time.Duration(s.From - monoNow))
+		if !failed || began.Before(at) {
+			continue
+		}
+		msg := fmt.Sprintf("%s began switching to %s at %s, %s after it was recorded failed in %s",
+			s.Node, target, f.at(s.From), began.Sub(at).Round(time.Millisecond), rollout[:8])
+		if issue17Fixed() {
+			f.t.Error(msg)
+		} else {
+			f.t.Logf("KNOWN BUG (issue 17 bug 1, fails until RECONCILER_ISSUE17=fixed): %s", msg)
+		}
+	}
+}

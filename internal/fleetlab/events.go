@@ -127,9 +127,10 @@ func alive(pid int) bool {
 // an app at once: from a new version's start to the old one's exit (or an
 // abandoned candidate's).
 type Switch struct {
-	Node     string
-	From, To int64 // Mono
-	Versions []string
+	Node      string
+	From, To  int64 // Mono
+	Versions  []string
+	Candidate string // the version whose start began the switch
 }
 
 // Switches are the spans during which the node ran two or more workload
@@ -144,7 +145,7 @@ func Switches(node string, lives []Life) []Switch {
 	for _, l := range lives {
 		edges = append(edges, edge{l.Start, 1, l.Version}, edge{l.End, -1, l.Version})
 	}
-	sort.SliceStable(edges, func(i, j int) bool {
+	sort.SliceStable(edges, func(i, j int) bool { // ends before starts at the same moment
 		if edges[i].at == edges[j].at {
 			return edges[i].delta < edges[j].delta
 		}
@@ -157,7 +158,7 @@ func Switches(node string, lives []Life) []Switch {
 		n += e.delta
 		switch {
 		case n >= 2 && open == nil:
-			open = &Switch{Node: node, From: e.at}
+			open = &Switch{Node: node, From: e.at, Candidate: e.v}
 			for _, l := range lives {
 				if l.Start <= e.at && l.End > e.at {
 					open.Versions = append(open.Versions, l.Version)

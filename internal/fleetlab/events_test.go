@@ -34,6 +34,9 @@ func TestSwitchesFromEvents(t *testing.T) {
 	if len(swA) != 1 || swA[0].From != 10*s || swA[0].To != 14*s {
 		t.Fatalf("a: %+v, want one switch 10s..14s", swA)
 	}
+	if swA[0].Candidate != "1.1.0" {
+		t.Fatalf("a: candidate %q, want 1.1.0", swA[0].Candidate)
+	}
 	swB := Switches("b", Lives(b, 100*s))
 	if len(swB) != 1 || swB[0].From != 13*s || swB[0].To != 20*s {
 		t.Fatalf("b: %+v, want the candidate's life 13s..20s", swB)
