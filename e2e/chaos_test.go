@@ -29,7 +29,8 @@ const chaosTTL = 4 * time.Second
 // batchSize nodes switching to the target at once; no failed request on a
 // node whose agent was only killed (or untouched); every node ends healthy
 // on the tip (a node recorded failed under rollbackOnFail false: healthy);
-// every rolled_back event names a rollback commit on main.
+// every rolled_back event names a rollback commit on main; every node ends
+// with one workload process.
 //
 // CHAOS_SEEDS picks the schedules: "1-3" by default (make test), "1-20"
 // in make chaos, or a list "4,9".
@@ -205,6 +206,7 @@ func runSchedule(t *testing.T, s schedule) {
 		c.rollout[:8], r.Outcome, r.Reason, tip, keys(r.Done), r.Failed, r.Skipped)
 	c.allHealthy(tip, r, 2*time.Minute)
 	res := load.Stop()
+	f.judgeOneProcess()
 
 	maxSw := f.judgeSwitching(s.target, since, s.batch)
 	f.judgeFenced(f.record("web"), c.rollout, s.target, since)

@@ -319,3 +319,26 @@ func (f *faultFleet) judgeFenced(events []reconciler.Event, rollout, target stri
 		}
 	}
 }
+
+// judgeOneProcess fails when a node runs other than one workload process
+// at the end: a leftover old version or candidate beside the current one.
+func (f *faultFleet) judgeOneProcess() {
+	f.t.Helper()
+	now := fleetlab.Mono()
+	for _, a := range f.agents {
+		ev, err := fleetlab.ReadEvents(a.Events)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		var live []string
+		for _, l := range fleetlab.Lives(ev, now) {
+			if !l.Ended && !l.Vanished {
+				live = append(live, fmt.Sprintf("%s (pid %d)", l.Version, l.PID))
+			}
+		}
+		if len(live) != 1 {
+			f.t.Errorf("%s runs %d workload processes at the end: %v", a.Name, len(live), live)
+			f.logEvents(a.Name)
+		}
+	}
+}
