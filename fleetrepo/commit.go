@@ -18,7 +18,15 @@ type Trailers struct {
 	Reason     string // Reconciler-Reason
 	Node       string // Reconciler-Node: the node that wrote it, if one did
 	RollbackOf string // Reconciler-Rollback-Of: the commit a rollback undoes
+	// Rollout is Reconciler-Rollout: "waves" on a rollback that keeps the
+	// waves and leases (reconciler rollback --waves) instead of applying at
+	// once.
+	Rollout string
 }
+
+// RolloutWaves is the Reconciler-Rollout value of a rollback that rolls in
+// waves like an upgrade.
+const RolloutWaves = "waves"
 
 type trailerField struct {
 	key   string
@@ -27,7 +35,8 @@ type trailerField struct {
 
 func (t *Trailers) fields() []trailerField {
 	return []trailerField{{"Reconciler-App", &t.App}, {"Reconciler-From", &t.From}, {"Reconciler-To", &t.To},
-		{"Reconciler-Reason", &t.Reason}, {"Reconciler-Node", &t.Node}, {"Reconciler-Rollback-Of", &t.RollbackOf}}
+		{"Reconciler-Reason", &t.Reason}, {"Reconciler-Node", &t.Node}, {"Reconciler-Rollback-Of", &t.RollbackOf},
+		{"Reconciler-Rollout", &t.Rollout}}
 }
 
 // String is the trailer block, one "Key: value" line per set field.
