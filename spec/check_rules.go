@@ -73,11 +73,20 @@ func (c *checker) checkHealth(v cue.Value) {
 	}
 }
 
-// checkTargets requires a label selector to match at least one declared
-// node when the fleet declares nodes. A list may name nodes not declared
-// yet: agents announce themselves, and the planner reports them.
+// checkTargets requires every name of a list to be a valid node name, and
+// a label selector to match at least one declared node when the fleet
+// declares nodes. A list may name nodes not declared yet: agents announce
+// themselves, and the planner reports them.
 func (c *checker) checkTargets(v cue.Value) {
-	if len(c.declared) == 0 || v.Kind() != cue.StructKind {
+	switch v.Kind() {
+	case cue.ListKind:
+		c.checkTargetList(v)
+		return
+	case cue.StructKind:
+	default:
+		return
+	}
+	if len(c.declared) == 0 {
 		return
 	}
 	var t Targets
@@ -93,31 +102,39 @@ func (c *checker) checkTargets(v cue.Value) {
 		v.Path(), formatSelector(t.Selector), strings.Join(slices.Sorted(maps.Keys(c.declared)), ", "))
 }
 
+// checkTargetList checks each name of a list of targets.
+func (c *checker) checkTargetList(v cue.Value) {
+	it, err := v.List()
+	if err != nil {
+		return
+	}
+	for it.Next() {
+		s, err := it.Value().String()
+		if err != nil {
+			continue // the schema reports a value that is not a string
+		}
+		if err := CheckName("node", s); err != nil {
+			p := userPos(c.user.LookupPath(it.Value().Path()))
+			if !p.IsValid() || p.Filename() == schemaFile {
+				p = c.valuePos(v.Path())
+			}
+			c.errs.add(p, "%s: %v", it.Value().Path(), err)
+		}
+	}
+}
+
 // checkNames requires every app or node name to be usable in refs and paths.
 func (c *checker) checkNames(v cue.Value) {
 	it, err := v.Fields()
 	if err != nil {
 		return
 	}
+	kind := strings.TrimSuffix(v.Path().String(), "s") // "apps" or "nodes"
 	for it.Next() {
-		if name := it.Selector().Unquoted(); !validName(name) {
-			c.errs.add(c.labelPos(it.Value().Path()), "%s: invalid name %q, want letters, digits, \".\", \"_\" or \"-\", starting with a letter or digit",
-				it.Value().Path(), name)
+		if err := CheckName(kind, it.Selector().Unquoted()); err != nil {
+			c.errs.add(c.labelPos(it.Value().Path()), "%s: %v", it.Value().Path(), err)
 		}
 	}
-}
-
-// validName reports whether an app or node name is letters, digits, ".",
-// "_" and "-", starting with a letter or digit: names become parts of Git
-// ref names and file names.
-func validName(s string) bool {
-	for i, r := range s {
-		alnum := r < 128 && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
-		if !alnum && (i == 0 || !strings.ContainsRune("._-", r)) {
-			return false
-		}
-	}
-	return s != ""
 }
 
 // formatSelector writes a selector as CUE: {region: "eu", tier: "web"}.

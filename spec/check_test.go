@@ -111,7 +111,7 @@ func TestCheckFleetLevel(t *testing.T) {
 			`f.cue:2:1: app: unknown field "app", did you mean "apps"?`,
 		}},
 		{"invalid app name", map[string]string{"f.cue": header + `apps: "my app": {version: "1.0.0", health: tcp: "h:1"}` + "\n"}, []string{
-			`f.cue:12:7: apps."my app": invalid name "my app", want letters, digits, ".", "_" or "-", starting with a letter or digit`,
+			`f.cue:12:7: apps."my app": invalid app name "my app": character ' ' at byte 2; want ` + NameRule,
 		}},
 		{"conflict between files", map[string]string{
 			"a.cue": header + `apps: x: {version: "1.0.0", health: tcp: "h:1"}` + "\n",
