@@ -28,6 +28,8 @@ func (c *checker) runCheck(v cue.Value) {
 		c.checkTargets(v)
 	case "names":
 		c.checkNames(v)
+	case "exec":
+		c.checkExec(v)
 	default:
 		panic(fmt.Sprintf("spec: schema names unknown check %q", rule))
 	}

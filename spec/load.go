@@ -222,6 +222,7 @@ func check(user, v, def cue.Value) error {
 		c.declared = nil
 	}
 	c.walk(v, def)
+	c.flush()
 	if len(c.errs.list) == 0 {
 		// A safety net: anything the walk did not reach (such as an
 		// unresolved reference) is still reported.
