@@ -26,8 +26,6 @@ func (c *checker) runCheck(v cue.Value) {
 		c.checkHealth(v)
 	case "targets":
 		c.checkTargets(v)
-	case "names":
-		c.checkNames(v)
 	case "exec":
 		c.checkExec(v)
 	default:
@@ -62,7 +60,8 @@ func validDuration(s string) bool {
 func (c *checker) checkHealth(v cue.Value) {
 	var set []string
 	for _, k := range []string{"http", "tcp", "exec"} {
-		if c.user.LookupPath(v.Path()).LookupPath(cue.ParsePath(k)).Exists() {
+		// The schema's fields are optional: one exists only if written.
+		if v.LookupPath(cue.MakePath(cue.Str(k))).Exists() {
 			set = append(set, k)
 		}
 	}
@@ -101,11 +100,23 @@ func (c *checker) checkTargets(v cue.Value) {
 		}
 	}
 	c.errs.add(c.valuePos(v.Path()), "%s: selector %s matches no declared node, want labels of at least one of %s",
-		v.Path(), formatSelector(t.Selector), strings.Join(slices.Sorted(maps.Keys(c.declared)), ", "))
+		v.Path(), formatSelector(t.Selector), someNames(slices.Sorted(maps.Keys(c.declared))))
+}
+
+// someNames lists at most ten names, then how many more there are.
+func someNames(names []string) string {
+	if len(names) > 10 {
+		return fmt.Sprintf("%s and %d more", strings.Join(names[:10], ", "), len(names)-10)
+	}
+	return strings.Join(names, ", ")
 }
 
 // checkTargetList checks each name of a list of targets.
 func (c *checker) checkTargetList(v cue.Value) {
+	if n, err := v.Len().Int64(); err == nil && n > MaxNodes {
+		c.errs.add(c.valuePos(v.Path()), "%s: %d names, more than %d (docs/spec.md): use a label selector", v.Path(), n, MaxNodes)
+		return
+	}
 	it, err := v.List()
 	if err != nil {
 		return
@@ -121,20 +132,6 @@ func (c *checker) checkTargetList(v cue.Value) {
 				p = c.valuePos(v.Path())
 			}
 			c.errs.add(p, "%s: %v", it.Value().Path(), err)
-		}
-	}
-}
-
-// checkNames requires every app or node name to be usable in refs and paths.
-func (c *checker) checkNames(v cue.Value) {
-	it, err := v.Fields()
-	if err != nil {
-		return
-	}
-	kind := strings.TrimSuffix(v.Path().String(), "s") // "apps" or "nodes"
-	for it.Next() {
-		if err := CheckName(kind, it.Selector().Unquoted()); err != nil {
-			c.errs.add(c.labelPos(it.Value().Path()), "%s: %v", it.Value().Path(), err)
 		}
 	}
 }
