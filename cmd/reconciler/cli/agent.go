@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fleetops/reconciler/internal/logging"
+	"github.com/fleetops/reconciler/spec"
 )
 
 // agentOptions are the agent command's flags.
@@ -101,6 +102,11 @@ func (o *agentOptions) validate() error {
 	for flag, v := range map[string]string{"--repo": o.repo, "--node": o.node, "--state-dir": o.stateDir} {
 		if v == "" {
 			errs = append(errs, fmt.Errorf("%s is required", flag))
+		}
+	}
+	if o.node != "" {
+		if err := spec.CheckName("node", o.node); err != nil {
+			errs = append(errs, fmt.Errorf("--node: %w", err))
 		}
 	}
 	if len(o.trustKeys) == 0 {
