@@ -36,7 +36,11 @@ type Agent struct {
 	// (loading CUE is the costliest part of an idle pass). Loop goroutine only.
 	specCommit plumbing.Hash
 	specFleet  *spec.Fleet
-	addr       atomic.Pointer[net.Addr] // of /healthz, once listening
+	// marks: app -> whether marksAt (the tip) is a rollback of it
+	// (fleetrepo.RollbackMarkOf), read once per tip. Loop goroutine only.
+	marksAt plumbing.Hash
+	marks   map[string]*reconciler.RollbackMark
+	addr    atomic.Pointer[net.Addr] // of /healthz, once listening
 
 	mu        sync.Mutex
 	recheckAt time.Time                 // earliest pass a decision asked for
@@ -272,7 +276,7 @@ func (a *Agent) applyFleet(ctx context.Context, commit plumbing.Hash, fleet *spe
 func (a *Agent) step(ctx context.Context, commit plumbing.Hash, fleet *spec.Fleet, app spec.App, vars map[string]string) (reconciler.AppReport, bool) {
 	st := a.store.App(app.Name)
 	in := DecideInput{Node: a.cfg.Node, Commit: commit, Fleet: fleet, App: app,
-		Local: Local{Active: st.Active, Previous: st.Previous}}
+		Local: Local{Active: st.Active, Previous: st.Previous}, Rollback: a.rollbackMark(commit, app.Name)}
 	if st.Failed != nil {
 		in.Local.Failed = st.Failed.Version
 	}

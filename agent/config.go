@@ -158,6 +158,9 @@ type DecideInput struct {
 	Fleet  *spec.Fleet   // shared between passes: read-only
 	App    spec.App
 	Local  Local // what this node runs
+	// Rollback is set when Commit is a rollback of App (its trailers, or a
+	// git revert of an upgrade): the rollout it starts applies at once.
+	Rollback *reconciler.RollbackMark
 }
 
 // Local is an app's state on this node.

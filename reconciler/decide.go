@@ -65,6 +65,10 @@ type Input struct {
 	// tracked branch; false for a commit it does not know (a tip older than
 	// it). Nil: every tip descends (tests of the pure engine).
 	Descends func(commit string) bool
+	// Rollback is set when the tip's commit is a rollback of this app (its
+	// trailers, or a git revert of an upgrade commit): a rollout it starts
+	// applies at once, unless the mark asks for waves.
+	Rollback *RollbackMark
 }
 
 // descends reports whether the tip may act on what commit decided: it is
@@ -109,17 +113,35 @@ func decideNewTarget(in Input, r *Rollout) Decision {
 		return appendEvent(in, r, Event{Type: EventSuperseded, Reason: "new target " + target})
 	}
 	if r != nil && (r.Outcome == OutcomeFailed || r.Outcome == OutcomeRolledBack) && target == r.From {
-		// A rollback is applied at once, without waves or leases.
+		// Back to From after a failed rollout (the rollback commit, or a
+		// person's): at once, without waves or leases; the failed
+		// rollout's record already says rolled_back.
 		d := converge(in, target)
 		d.Rollout = r
 		return d
 	}
 	plan := PlanWaves(in.App, in.Inventory)
 	opts := flagsOf(in.App)
-	return Decision{Action: Append, Reason: "start rollout of " + target, Event: &Event{
-		Type: EventStarted, Rollout: in.Tip, By: in.Node, Time: in.Now,
-		Target: target, From: inferFrom(in, r), Waves: plan.Waves, Options: &opts,
-	}}
+	e := &Event{Type: EventStarted, Rollout: in.Tip, By: in.Node, Time: in.Now,
+		Target: target, From: inferFrom(in, r), Waves: plan.Waves, Options: &opts}
+	reason := "start rollout of " + target
+	if in.Rollback != nil {
+		e.Rollback, e.RollbackOf = true, in.Rollback.Of
+		if r != nil && (e.From == "" || e.From == target) {
+			e.From = r.Target // the version rolled back from
+		}
+		reason = "start rollback to " + target + " in waves"
+		if !in.Rollback.Waves {
+			// A rollback applies at once: one wave of every targeted
+			// node, no leases, no batchDelay.
+			e.AtOnce, e.Waves = true, nil
+			if all := planned(&Rollout{Waves: plan.Waves}); len(all) > 0 {
+				e.Waves = [][]string{all}
+			}
+			reason = "start rollback to " + target + " at once"
+		}
+	}
+	return Decision{Action: Append, Reason: reason, Event: e}
 }
 
 // decideCurrent handles the rollout of the tip's version.
@@ -136,6 +158,10 @@ func decideCurrent(in Input, r *Rollout) Decision {
 func decideEnded(in Input, r *Rollout) Decision {
 	switch r.Outcome {
 	case OutcomeFailed:
+		if r.IsRollback {
+			// Never roll a rollback back: that re-applies what failed.
+			return Decision{Action: Wait, Reason: fmt.Sprintf("rollback to %s failed on %s: %s; not rolling a rollback back", r.Target, r.FailedBy, r.Reason)}
+		}
 		if in.App.Rollout.RollbackOnFail && r.From != "" {
 			return Decision{Action: Rollback, Version: r.From,
 				Reason: fmt.Sprintf("rollout of %s failed on %s: %s", r.Target, r.FailedBy, r.Reason)}
@@ -151,6 +177,9 @@ func decideEnded(in Input, r *Rollout) Decision {
 		return Decision{Action: Wait, Reason: "up to date"}
 	case hasKey(r.Failed, in.Node) || in.Self.State == AppFailed:
 		return Decision{Action: Wait, Reason: "failed to upgrade to " + r.Target + "; not retried until the target changes"}
+	}
+	if r.AtOnce {
+		return converge(in, r.Target)
 	}
 	return leaseOrWait(in, r)
 }
@@ -183,7 +212,7 @@ func bookkeeping(in Input, r *Rollout) (Decision, bool) {
 				Reason: fmt.Sprintf("lease %s/%d expired: holder stopped renewing for %s", l.App, l.Slot, l.TTL)}), true
 		}
 	}
-	if in.App.Rollout.RollbackOnFail {
+	if in.App.Rollout.RollbackOnFail && !r.AtOnce {
 		for _, n := range planned(r) {
 			if reason, failed := r.Failed[n]; failed {
 				return appendEvent(in, r, Event{Type: EventFailed, Node: n, Reason: reason}), true
@@ -209,7 +238,9 @@ func nextWaveDone(in Input, r *Rollout) (int, bool) {
 		if _, done := r.WaveDone[k]; done {
 			continue
 		}
-		return k, r.WaveComplete(k, in.App.Rollout.RollbackOnFail)
+		// An at-once rollback goes on past a node's failure: the others
+		// must get back too.
+		return k, r.WaveComplete(k, in.App.Rollout.RollbackOnFail && !r.AtOnce)
 	}
 	return 0, false
 }
@@ -243,6 +274,9 @@ func unreachable(in Input, r *Rollout) (Event, bool) {
 
 // decideSelf is this node's own part in a rollout in progress.
 func decideSelf(in Input, r *Rollout) Decision {
+	if r.AtOnce {
+		return decideAtOnce(in, r)
+	}
 	k := r.WaveOf(in.Node)
 	switch {
 	case !in.Targeted:
@@ -271,6 +305,26 @@ func decideSelf(in Input, r *Rollout) Decision {
 		return appendEvent(in, r, Event{Type: EventNodeDone, Node: in.Node, Reason: "already on target"})
 	}
 	return leaseOrWait(in, r)
+}
+
+// decideAtOnce is this node's part in an at-once rollback: converge now,
+// whatever the waves, leases, batchDelay or a pause say, then record the
+// verdict (nodes outside the plan converge and record nothing).
+func decideAtOnce(in Input, r *Rollout) Decision {
+	inPlan := r.WaveOf(in.Node) >= 0
+	switch {
+	case !in.Targeted:
+		return Decision{Action: Wait, Reason: "not targeted"}
+	case inPlan && r.terminal(in.Node):
+		return Decision{Action: Wait, Reason: "has a verdict in this rollback"}
+	case inPlan && upToDate(in):
+		return appendEvent(in, r, Event{Type: EventNodeDone, Node: in.Node, Reason: "rolled back to " + r.Target})
+	case inPlan && in.Self.State == AppFailed:
+		return appendEvent(in, r, Event{Type: EventNodeFailed, Node: in.Node, Reason: "switch to " + r.Target + " failed"})
+	}
+	d := converge(in, r.Target)
+	d.Rollout = r
+	return d
 }
 
 // monitorOrWait keeps a canary checking its health until the next wave opens.
@@ -368,25 +422,30 @@ func openWave(in Input, r *Rollout) int {
 
 // openAt is when wave k opens on this node's clock: wave 0 when the rollout
 // was first seen; wave k once wave k-1 was seen done plus batchDelay (and the
-// canary monitor after the canary wave). Resuming restarts the clock.
+// canary monitor after the canary wave). Resuming restarts the clock: the
+// delay then counts from when this node saw resumed, not wave_done.
 func openAt(in Input, r *Rollout, k int) (time.Time, bool) {
-	var at time.Time
-	if k == 0 {
-		at = seen(in, r.Started)
-	} else {
+	// from is the later of the previous wave's end and the last resume:
+	// resuming restarts the batchDelay (and the canary monitor).
+	from := seen(in, r.Started)
+	if k > 0 {
 		i, done := r.WaveDone[k-1]
 		if !done {
 			return time.Time{}, false
 		}
-		at = seen(in, i).Add(in.App.Rollout.BatchDelay.Duration)
-		if k == 1 && in.App.Rollout.Strategy == spec.StrategyCanary {
-			at = at.Add(in.App.Rollout.Canary.Monitor.Duration)
-		}
+		from = seen(in, i)
 	}
 	if r.Resumed >= 0 {
-		if res := seen(in, r.Resumed); res.After(at) {
-			at = res
+		if res := seen(in, r.Resumed); res.After(from) {
+			from = res
 		}
+	}
+	if k == 0 {
+		return from, true
+	}
+	at := from.Add(in.App.Rollout.BatchDelay.Duration)
+	if k == 1 && in.App.Rollout.Strategy == spec.StrategyCanary {
+		at = at.Add(in.App.Rollout.Canary.Monitor.Duration)
 	}
 	return at, true
 }

@@ -48,9 +48,9 @@ func TestSupersededRolloutSlotsCount(t *testing.T) {
 	}
 }
 
-// completed is a finished rollout of 1.1.0 over a and b: a upgraded, b
+// completedOneFailed is a finished rollout of 1.1.0 over a and b: a upgraded, b
 // failed (rollbackOnFail false).
-func completed() []Event {
+func completedOneFailed() []Event {
 	rec := started([]string{"a", "b"})
 	rec[0].Options = &RolloutFlags{BatchSize: 1}
 	return append(rec,
@@ -65,7 +65,7 @@ func completed() []Event {
 // Before the fix freeSlot freed it only for a holder with a verdict, which
 // a node outside the plan never gets.
 func TestDeadLateJoinerFreesItsSlot(t *testing.T) {
-	in := base("y", completed())
+	in := base("y", completedOneFailed())
 	in.App = testApp(func(a *spec.App) { a.Rollout.BatchSize, a.Rollout.RollbackOnFail = 1, false })
 	in.Leases = []Lease{lease(0, "x", 0)}
 	if d := Decide(in); d.Action != Wait {
@@ -83,12 +83,12 @@ func TestDeadLateJoinerFreesItsSlot(t *testing.T) {
 // three lease commits per pass without end.
 func TestFailedNodeTakesNoLeaseAfterCompletion(t *testing.T) {
 	app := testApp(func(a *spec.App) { a.Rollout.BatchSize, a.Rollout.RollbackOnFail = 1, false })
-	in := base("b", completed())
+	in := base("b", completedOneFailed())
 	in.App = app
 	if d := Decide(in); d.Action != Wait {
 		t.Fatalf("b, recorded failed, after completion: %v %s; want wait", d.Action, d.Reason)
 	}
-	late := base("z", completed()) // a late joiner whose own switch failed
+	late := base("z", completedOneFailed()) // a late joiner whose own switch failed
 	late.App, late.Self = app, AppReport{Version: "1.0.0", State: AppFailed}
 	if d := Decide(late); d.Action != Wait {
 		t.Fatalf("late joiner z that failed locally: %v %s; want wait", d.Action, d.Reason)
@@ -106,7 +106,7 @@ func TestRestartedHolderRecordedFailedDoesNotRenew(t *testing.T) {
 	if d := Decide(in); d.Action == Upgrade {
 		t.Fatalf("b, recorded failed, renews its lease in the rollout: %s", d.Reason)
 	}
-	in.Record = completed()
+	in.Record = completedOneFailed()
 	if d := Decide(in); d.Action == Upgrade {
 		t.Fatalf("b, recorded failed, renews its lease after completion: %s", d.Reason)
 	}

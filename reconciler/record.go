@@ -32,6 +32,11 @@ type Rollout struct {
 	// SpecAt is the newest commit that steered the rollout: its ID, or the
 	// Spec of its last paused, resumed or options_changed event.
 	SpecAt string
+	// IsRollback: the rollout's commit is a rollback (of RollbackOf);
+	// AtOnce: it applies at once, without leases or waves.
+	IsRollback bool
+	RollbackOf string
+	AtOnce     bool
 }
 
 // Latest folds the events of the most recent rollout in a record. It returns
@@ -57,6 +62,7 @@ func fold(events []Event, start int) *Rollout {
 		Waves: cloneWaves(s.Waves), Resumed: -1, SpecAt: s.Rollout,
 		WaveDone: map[int]int{}, Done: map[string]string{},
 		Failed: map[string]string{}, Skipped: map[string]string{},
+		IsRollback: s.Rollback, RollbackOf: s.RollbackOf, AtOnce: s.AtOnce,
 	}
 	if s.Options != nil {
 		r.Options = *s.Options

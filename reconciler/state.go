@@ -100,6 +100,22 @@ type Event struct {
 	// resumed or options_changed event: only agents on it or a descendant
 	// steer the rollout after it.
 	Spec string `json:"spec,omitempty"`
+	// Rollback marks a started event whose commit is a rollback (it carries
+	// the rollback trailers, or is a git revert of an upgrade commit);
+	// RollbackOf is the commit it undoes when known. AtOnce: every targeted
+	// node converges at once, without leases or waves (absent for a
+	// rollback committed with --waves, which rolls like an upgrade).
+	Rollback   bool   `json:"rollback,omitempty"`
+	RollbackOf string `json:"rollbackOf,omitempty"`
+	AtOnce     bool   `json:"atOnce,omitempty"`
+}
+
+// RollbackMark says that the commit at the tip of the tracked branch is a
+// rollback of an app: the agent reads it from the commit's trailers
+// (fleetrepo.RollbackMarkOf) and passes it in Input.Rollback.
+type RollbackMark struct {
+	Of    string // the commit undone, when known
+	Waves bool   // Reconciler-Rollout: waves: keep the waves and leases
 }
 
 // RolloutFlags are the options an options_changed event records.

@@ -322,7 +322,7 @@ func (c *Coordinator) input(ctx context.Context, in agent.DecideInput, reports m
 		Self:      self(in),
 		Inventory: reconciler.InventoryOf(in.Fleet.Nodes, reports),
 		Reports:   reports, Record: record, Seen: c.observe(app, len(record), now),
-		Leases: leases, Now: now,
+		Leases: leases, Now: now, Rollback: in.Rollback,
 	}, nil
 }
 
