@@ -331,6 +331,7 @@ func (a *Agent) driver(name string) (driver.Driver, error) {
 
 // publish serves the report on /healthz and writes it to the Reporter.
 func (a *Agent) publish(ctx context.Context, r reconciler.NodeReport) {
+	r = redactReport(r)
 	a.last.Store(&r)
 	if a.cfg.Reporter == nil {
 		return

@@ -13,6 +13,7 @@ import (
 	"github.com/fleetops/reconciler/agent/driver"
 	"github.com/fleetops/reconciler/agent/health"
 	"github.com/fleetops/reconciler/agent/state"
+	"github.com/fleetops/reconciler/internal/redact"
 	"github.com/fleetops/reconciler/reconciler"
 	"github.com/fleetops/reconciler/release"
 	"github.com/fleetops/reconciler/spec"
@@ -51,6 +52,7 @@ func (a *Agent) Converge(ctx context.Context, t Target) (reconciler.AppReport, e
 		return a.appReport(st, t, reconciler.AppFailed, st.Failed.Reason), nil
 	}
 	p, err := a.prepare(ctx, t)
+	err = redact.Error(err) // it is logged, kept in the state and reported
 	if err != nil {
 		a.metrics.reconcileErrors.WithLabelValues("install").Inc()
 		level := slog.LevelError
@@ -103,7 +105,7 @@ func (a *Agent) install(ctx context.Context, t Target, dir string) (*release.Man
 	if t.Version != t.App.Version {
 		return nil, fmt.Errorf("install %s %s: the spec's artifact is for version %s", t.App.Name, t.Version, t.App.Version)
 	}
-	a.log.Info("installing release", "app", t.App.Name, "version", t.Version, "url", art.URL)
+	a.log.Info("installing release", "app", t.App.Name, "version", t.Version, "url", redact.String(art.URL))
 	a.announce(ctx, t.App.Name, a.appReport(a.store.App(t.App.Name), t, reconciler.AppUpgrading, ""))
 	src := release.Source{URL: art.URL, SignatureURL: art.Signature, SHA256: art.SHA256}
 	m, err := a.cfg.Installer.Install(ctx, src, release.Want{App: t.App.Name, Version: t.Version}, dir)
@@ -136,6 +138,7 @@ func (a *Agent) switchTo(ctx context.Context, t Target, st state.App, p prepared
 	a.metrics.active.Inc()
 	start := time.Now()
 	running, err := drv.Switch(ctx, cur, p.rel, a.healthFunc(versionGuard(p.check, st.Active, v)))
+	err = redact.Error(err) // a health URL's credentials stay out of state and reports
 	a.metrics.active.Dec()
 	if err != nil && ctx.Err() != nil {
 		return a.switchInterrupted(t, st, running, err)

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
+
+	"github.com/fleetops/reconciler/internal/redact"
 )
 
 // Ref namespaces of the shared state. See docs/shared-state.md.
@@ -56,8 +58,8 @@ func OpenShared(ctx context.Context, opts SharedOptions) (*Shared, error) {
 	}, nil
 }
 
-// URL returns the repository URL as dialled.
-func (sh *Shared) URL() string { return sh.s.url }
+// URL returns the repository URL as dialled, credentials redacted (for messages).
+func (sh *Shared) URL() string { return redact.String(sh.s.url) }
 
 // Watch calls wake once when it starts and then whenever any ref under
 // refs/reconciler/ moves, until ctx is done (then it returns nil). Local
@@ -96,12 +98,16 @@ func (sh *Shared) readJSON(commit plumbing.Hash, file string, v any) error {
 }
 
 // writeJSON builds a commit holding v as file, with parent (if not zero).
+// Every node and operator reads shared state: credentials in any URL of v
+// (an error naming an artifact URL) are redacted (internal/redact).
 // Caller holds mu.
 func (sh *Shared) writeJSON(file string, v any, parent plumbing.Hash, message string) (plumbing.Hash, error) {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return plumbing.ZeroHash, fmt.Errorf("encode %s: %w", file, err)
 	}
+	data = []byte(redact.String(string(data)))
+	message = redact.String(message)
 	var parents []plumbing.Hash
 	if !parent.IsZero() {
 		parents = []plumbing.Hash{parent}

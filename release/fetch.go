@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/fleetops/reconciler/internal/redact"
 )
 
 // Options configure a Fetcher. Zero fields take the defaults in brackets.
@@ -123,7 +125,7 @@ func (f *Fetcher) fetch(ctx context.Context, source string, pin []byte) (string,
 		return local, f.checkLocal(local)
 	}
 	if f.opts.CacheDir == "" {
-		return "", fmt.Errorf("fetch %s: http(s) sources need a cache directory", u.Redacted())
+		return "", fmt.Errorf("fetch %s: http(s) sources need a cache directory", redact.String(source))
 	}
 	if pin != nil {
 		cached := f.cachePath(pin)
@@ -137,7 +139,7 @@ func (f *Fetcher) fetch(ctx context.Context, source string, pin []byte) (string,
 		return err
 	})
 	if err != nil {
-		return "", fmt.Errorf("fetch %s: %w", u.Redacted(), err)
+		return "", redact.Error(fmt.Errorf("fetch %s: %w", redact.String(source), err))
 	}
 	return p, nil
 }
@@ -152,18 +154,18 @@ func parseSource(source string) (*url.URL, string, error) {
 	}
 	u, err := url.Parse(source)
 	if err != nil {
-		return nil, "", fmt.Errorf("fetch %q: %w", source, err)
+		return nil, "", redact.Error(fmt.Errorf("fetch %q: %w", redact.String(source), err))
 	}
 	switch u.Scheme {
 	case "http", "https":
 		return u, "", nil
 	case "file":
 		if (u.Host != "" && u.Host != "localhost") || u.Path == "" {
-			return nil, "", fmt.Errorf("fetch %s: want file:///absolute/path", source)
+			return nil, "", fmt.Errorf("fetch %s: want file:///absolute/path", redact.String(source))
 		}
 		return nil, u.Path, nil
 	}
-	return nil, "", fmt.Errorf("fetch %s: unsupported scheme %q (want a path, file://, http:// or https://)", u.Redacted(), u.Scheme)
+	return nil, "", fmt.Errorf("fetch %s: unsupported scheme %q (want a path, file://, http:// or https://)", redact.String(source), u.Scheme)
 }
 
 func (f *Fetcher) checkLocal(p string) error {

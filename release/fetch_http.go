@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/fleetops/reconciler/internal/redact"
 )
 
 // permanentError marks a failure that a retry cannot fix.
@@ -146,7 +148,7 @@ func (f *Fetcher) readSmall(ctx context.Context, source string, max int64) ([]by
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("fetch %s: %w", u.Redacted(), err)
+		return nil, redact.Error(fmt.Errorf("fetch %s: %w", redact.String(source), err))
 	}
 	return data, nil
 }

@@ -15,6 +15,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/fleetops/reconciler/internal/redact"
 )
 
 // Exit codes shared by every command.
@@ -79,7 +81,9 @@ func Main() int {
 
 func run(ctx context.Context, e *env, args []string) int {
 	out := &countingWriter{w: e.stdout}
-	e = &env{stdout: out, stderr: e.stderr, stdin: e.stdin, getenv: e.getenv, wd: e.wd}
+	// Messages never show credentials (internal/redact); stdout carries
+	// data (an export keeps the URLs it was given) and is left as it is.
+	e = &env{stdout: out, stderr: redact.Writer(e.stderr), stdin: e.stdin, getenv: e.getenv, wd: e.wd}
 	root := newRootCmd(e)
 	root.SetArgs(args)
 	root.SetOut(e.stdout)
