@@ -14,6 +14,7 @@ import (
 	"github.com/fleetops/reconciler/agent/health"
 	"github.com/fleetops/reconciler/agent/state"
 	"github.com/fleetops/reconciler/internal/redact"
+	"github.com/fleetops/reconciler/internal/regfile"
 	"github.com/fleetops/reconciler/reconciler"
 	"github.com/fleetops/reconciler/release"
 	"github.com/fleetops/reconciler/spec"
@@ -91,7 +92,7 @@ func (a *Agent) prepare(ctx context.Context, t Target) (prepared, error) {
 // install returns the manifest of the release in dir, installing it first
 // when it is not there.
 func (a *Agent) install(ctx context.Context, t Target, dir string) (*release.Manifest, error) {
-	b, err := os.ReadFile(filepath.Join(dir, release.ManifestName))
+	b, err := regfile.ReadFile(filepath.Join(dir, release.ManifestName), 0)
 	if err == nil {
 		return release.ParseManifest(b)
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/fleetops/reconciler/internal/regfile"
 	"github.com/fleetops/reconciler/signing"
 )
 
@@ -156,9 +157,11 @@ func parsePin(pinHex string) ([]byte, error) {
 
 func equalDigest(a, b []byte) bool { return bytes.Equal(a, b) }
 
-// openLocal opens a local file, mapping "does not exist" to ErrNotFound.
+// openLocal opens a local regular file (never a FIFO or a device, which
+// would block or never end: internal/regfile), mapping "does not exist"
+// to ErrNotFound.
 func openLocal(p string) (*os.File, error) {
-	f, err := os.Open(p)
+	f, err := regfile.Open(p)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%s: %w", p, ErrNotFound)
 	}

@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/fleetops/reconciler/internal/regfile"
 )
 
 // Pack writes dir as a release artifact (a gzip'd tar) to w. The output is
@@ -60,7 +62,7 @@ func Pack(dir string, app, version string, w io.Writer) error {
 // returns the manifest to pack.
 func packManifest(dir, app, version string) ([]byte, error) {
 	var m Manifest
-	data, err := os.ReadFile(filepath.Join(dir, ManifestName))
+	data, err := regfile.ReadFile(filepath.Join(dir, ManifestName), MaxManifestSize)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
@@ -125,7 +127,7 @@ func packEntry(tw *tar.Writer, dir, p string, d fs.DirEntry, walkErr error) erro
 }
 
 func packFile(tw *tar.Writer, h *tar.Header, p string) error {
-	f, err := os.Open(p)
+	f, err := regfile.Open(p)
 	if err != nil {
 		return err
 	}

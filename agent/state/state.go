@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fleetops/reconciler/agent/driver"
+	"github.com/fleetops/reconciler/internal/regfile"
 )
 
 // FileName is the state file in the state directory.
@@ -78,7 +79,7 @@ func Open(dir string) (*Store, error) {
 		return nil, fmt.Errorf("state dir %s: %w", dir, err)
 	}
 	s := &Store{dir: dir, st: State{Apps: map[string]*App{}}}
-	b, err := os.ReadFile(filepath.Join(dir, FileName))
+	b, err := regfile.ReadFile(filepath.Join(dir, FileName), 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return s, nil
 	}

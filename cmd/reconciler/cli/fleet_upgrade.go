@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fleetops/reconciler/fleetrepo"
+	"github.com/fleetops/reconciler/internal/regfile"
 	"github.com/fleetops/reconciler/release"
 	"github.com/fleetops/reconciler/spec"
 )
@@ -226,7 +227,7 @@ func artifactDigest(ctx context.Context, url string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	file, err := os.Open(p)
+	file, err := regfile.Open(p)
 	if err != nil {
 		return "", err
 	}

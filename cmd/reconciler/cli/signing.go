@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fleetops/reconciler/internal/regfile"
 	"github.com/fleetops/reconciler/signing"
 )
 
@@ -149,7 +150,7 @@ type signResult struct {
 }
 
 func runSign(e *env, keyPath, file, out string, ph bool, output string) error {
-	pemBytes, err := os.ReadFile(keyPath)
+	pemBytes, err := regfile.ReadFile(keyPath, 1<<20)
 	if err != nil {
 		return fmt.Errorf("sign: %w", err)
 	}
@@ -158,7 +159,7 @@ func runSign(e *env, keyPath, file, out string, ph bool, output string) error {
 		return fmt.Errorf("sign: key %s: %w", keyPath, err)
 	}
 	key.Ed25519ph = ph
-	f, err := os.Open(file)
+	f, err := regfile.Open(file)
 	if err != nil {
 		return fmt.Errorf("sign: %w", err)
 	}
@@ -216,7 +217,7 @@ func runVerify(e *env, keyPaths []string, sigPath, file, output string) error {
 	if err != nil {
 		return fmt.Errorf("verify %s: %w", file, err)
 	}
-	f, err := os.Open(file)
+	f, err := regfile.Open(file)
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)
 	}
@@ -237,7 +238,7 @@ func loadVerifyInputs(keyPaths []string, sigPath string) (*signing.KeySet, []byt
 	if err != nil {
 		return nil, nil, err
 	}
-	sig, err := os.ReadFile(sigPath)
+	sig, err := regfile.ReadFile(sigPath, signing.MaxSignatureSize)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read signature: %w", err)
 	}
