@@ -23,10 +23,12 @@ type Options struct {
 	// CacheDir keeps downloaded artifacts, each named by its sha256. Required
 	// for http(s) sources; local sources are read in place.
 	CacheDir string
-	// Timeout bounds one download attempt from request to last byte [10m].
+	// Timeout bounds a whole fetch, retries and backoff included: Fetch of
+	// one source, and Install's signature and artifact together [10m]. A
+	// server that trickles bytes (one every 2 s never stalls) ends there.
 	Timeout time.Duration
 	// StallTimeout aborts an attempt when no byte arrives for this long,
-	// headers included [30s].
+	// headers included [30s]; the attempt is retried.
 	StallTimeout time.Duration
 	// Retries is the number of further attempts after a network error, a 5xx
 	// or a 429 [3]; negative means none. A 4xx other than 429 is final.
@@ -117,6 +119,8 @@ func (f *Fetcher) Fetch(ctx context.Context, source string) (localPath string, e
 // fetch is Fetch with an optional sha256 pin: a cached file with that
 // digest is used without downloading, and a download must match it.
 func (f *Fetcher) fetch(ctx context.Context, source string, pin []byte) (string, error) {
+	ctx, cancel := f.deadline(ctx)
+	defer cancel()
 	u, local, err := parseSource(source)
 	if err != nil {
 		return "", err
@@ -143,6 +147,14 @@ func (f *Fetcher) fetch(ctx context.Context, source string, pin []byte) (string,
 	}
 	return p, nil
 }
+
+// deadline bounds a fetch by Timeout, saying so when it ends it.
+func (f *Fetcher) deadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeoutCause(ctx, f.opts.Timeout, fmt.Errorf("%w: no complete download within %v", ErrTimeout, f.opts.Timeout))
+}
+
+// ErrTimeout means a fetch did not end within Options.Timeout.
+var ErrTimeout = errors.New("fetch timed out")
 
 // parseSource returns either a URL to download or a local path.
 func parseSource(source string) (*url.URL, string, error) {

@@ -57,6 +57,8 @@ func (f *Fetcher) Install(ctx context.Context, src Source, keys *signing.KeySet,
 // fetchVerified fetches the signature and the artifact and verifies the
 // artifact, returning it open. A cached copy that fails its pin is removed.
 func (f *Fetcher) fetchVerified(ctx context.Context, src Source, keys *signing.KeySet, name string) (*os.File, *Verified, error) {
+	ctx, cancel := f.deadline(ctx) // one deadline for the signature and the artifact
+	defer cancel()
 	pin, err := parsePin(src.SHA256)
 	if err != nil {
 		return nil, nil, fmt.Errorf("install release %s: %w", name, err)

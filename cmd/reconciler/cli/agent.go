@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fleetops/reconciler/internal/logging"
+	"github.com/fleetops/reconciler/release"
 )
 
 // agentOptions are the agent command's flags.
@@ -22,6 +23,7 @@ type agentOptions struct {
 	labels                    map[string]string
 	trustKeys, vars           []string
 	poll                      time.Duration
+	fetchTimeout, fetchStall  time.Duration
 	once                      bool
 	logFormat                 string
 	output                    string
@@ -78,6 +80,8 @@ agent adopts them. See docs/agent.md.`,
 	f.StringArrayVar(&o.vars, "var", nil, "node variable K=V for ${K} in manifests and health targets (repeatable; wins over the fleet repo's)")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:9180", "address of /healthz and /metrics (\"\": none)")
 	f.DurationVar(&o.poll, "poll", 30*time.Second, "re-evaluation period besides watch events")
+	f.DurationVar(&o.fetchTimeout, "fetch-timeout", release.DefaultTimeout, "bound on fetching one release (signature and artifact, retries included)")
+	f.DurationVar(&o.fetchStall, "fetch-stall", release.DefaultStallTimeout, "abort a download attempt that receives no byte for this long (it is retried)")
 	f.BoolVar(&o.once, "once", false, "one pass: exit 0 when converged, 1 otherwise")
 	f.StringVar(&o.logFormat, "log-format", "auto", "auto (text on a terminal, JSON otherwise), text or json")
 	f.StringVarP(&o.output, "output", "o", "text", "with --once: text, or json to print the node's /healthz body on stdout at the end")
@@ -110,6 +114,9 @@ func (o *agentOptions) validate() error {
 	}
 	if o.leaseTTL < time.Second {
 		errs = append(errs, fmt.Errorf("--lease-ttl %v: want at least 1s", o.leaseTTL))
+	}
+	if o.fetchTimeout <= 0 || o.fetchStall <= 0 {
+		errs = append(errs, fmt.Errorf("--fetch-timeout %v, --fetch-stall %v: want positive durations", o.fetchTimeout, o.fetchStall))
 	}
 	if o.poll <= 0 {
 		errs = append(errs, fmt.Errorf("--poll %v: want a positive duration", o.poll))

@@ -32,7 +32,8 @@ func runAgent(ctx context.Context, e *env, o *agentOptions) error {
 	if err != nil {
 		return fmt.Errorf("agent %s: %w", o.node, err)
 	}
-	fetcher, err := release.NewFetcher(release.Options{CacheDir: filepath.Join(o.stateDir, "cache")})
+	fetcher, err := release.NewFetcher(release.Options{CacheDir: filepath.Join(o.stateDir, "cache"),
+		Timeout: o.fetchTimeout, StallTimeout: o.fetchStall})
 	if err != nil {
 		return fmt.Errorf("agent %s: %w", o.node, err)
 	}
