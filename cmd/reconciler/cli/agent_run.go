@@ -28,6 +28,13 @@ func runAgent(ctx context.Context, e *env, o *agentOptions) error {
 	if err != nil {
 		return fmt.Errorf("agent %s: trusted keys: %w", o.node, err)
 	}
+	// One agent per state directory: a second one would adopt (or, under
+	// another node name, stop) the first one's workloads.
+	lock, err := state.Acquire(o.stateDir)
+	if err != nil {
+		return fmt.Errorf("agent %s: %w", o.node, err)
+	}
+	defer lock.Release()
 	st, err := state.Open(o.stateDir)
 	if err != nil {
 		return fmt.Errorf("agent %s: %w", o.node, err)
