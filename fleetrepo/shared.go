@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/go-git/go-git/v5/plumbing"
 
@@ -37,6 +38,9 @@ type Shared struct {
 	seen    map[plumbing.ReferenceName]observation // leases, by ref
 	records map[string]recordCache                 // by app
 	reports map[string]reportCache                 // last written, by node
+
+	badMu sync.Mutex                        // guards bad only: BadRefs never waits for a fetch
+	bad   map[plumbing.ReferenceName]BadRef // unreadable refs, skipped (badrefs.go)
 }
 
 // OpenShared opens the shared state at opts.URL, creating the cache when
@@ -55,6 +59,7 @@ func OpenShared(ctx context.Context, opts SharedOptions) (*Shared, error) {
 		seen:    map[plumbing.ReferenceName]observation{},
 		records: map[string]recordCache{},
 		reports: map[string]reportCache{},
+		bad:     map[plumbing.ReferenceName]BadRef{},
 	}, nil
 }
 

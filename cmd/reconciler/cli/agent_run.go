@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"path/filepath"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/fleetops/reconciler/agent"
 	"github.com/fleetops/reconciler/agent/driver"
 	execdriver "github.com/fleetops/reconciler/agent/driver/exec"
@@ -61,11 +63,13 @@ func runAgent(ctx context.Context, e *env, o *agentOptions) error {
 		return err
 	}
 	defer closeDrivers()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(badRefsGauge(shared))
 	cfg := agent.Config{
 		Node: o.node, Labels: o.labels, Vars: vars, StateDir: o.stateDir, State: st,
 		Desired: desired, Installer: agent.VerifiedInstaller{Fetcher: fetcher, Keys: keys}, Reporter: shared,
 		SharedWatch: shared, Decider: decider, Drivers: drivers, SpecDir: o.dir, Poll: o.poll, Listen: o.listen, Once: o.once, Logger: log,
-		AgentVersion: buildOf().Version,
+		AgentVersion: buildOf().Version, Registry: reg,
 	}
 	log.Info("agent starting", "version", buildOf().String(), "repo", o.repo, "branch", o.branch, "state", o.stateDir, "keys", keys.IDs())
 	a, err := agent.New(cfg)
@@ -152,4 +156,14 @@ func newDrivers(o *agentOptions, st *state.Store, log *slog.Logger) (map[string]
 		"otp":     otpDrv,
 	}
 	return drivers, func() { proc.Close() }, nil
+}
+
+// badRefsGauge counts the shared refs the agent's reads skip as unreadable
+// (garbage node reports, leases, record events: fleetrepo.BadRef); `status`
+// names them.
+func badRefsGauge(sh *fleetrepo.Shared) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "reconciler_shared_bad_refs",
+		Help: "Shared-state refs skipped as unreadable (see reconciler status).",
+	}, func() float64 { return float64(len(sh.BadRefs())) })
 }
