@@ -52,6 +52,10 @@ func (a *Agent) Converge(ctx context.Context, t Target) (reconciler.AppReport, e
 	if st.Failed != nil && st.Failed.Version == v {
 		return a.appReport(st, t, reconciler.AppFailed, st.Failed.Reason), nil
 	}
+	if r := st.RefusalOf(downloadKey(t)); r != nil {
+		err := fmt.Errorf("%s (refused %s; not fetched again until the spec changes the artifact)", r.Reason, r.Time.Format(time.RFC3339))
+		return a.appReport(st, t, reconciler.AppFailed, err.Error()), err
+	}
 	p, err := a.prepare(ctx, t)
 	if errors.Is(err, errDownloading) {
 		return a.appReport(st, t, reconciler.AppUpgrading, ""), nil
@@ -64,7 +68,14 @@ func (a *Agent) Converge(ctx context.Context, t Target) (reconciler.AppReport, e
 			level = slog.LevelDebug // said already, at an earlier pass
 		}
 		a.log.Log(ctx, level, "release not applied: keeping what runs", "app", name, "version", v, "err", err)
-		_ = a.store.UpdateApp(name, func(s *state.App) { s.LastError, s.ErrorTime = err.Error(), a.cfg.Now() })
+		var refused *release.RefusedError
+		isRefused := errors.As(err, &refused)
+		_ = a.store.UpdateApp(name, func(s *state.App) {
+			s.LastError, s.ErrorTime = err.Error(), a.cfg.Now()
+			if isRefused {
+				s.AddRefusal(state.Refusal{Key: downloadKey(t), SHA256: refused.SHA256, Reason: err.Error(), Time: a.cfg.Now()})
+			}
+		})
 		return a.appReport(a.store.App(name), t, reconciler.AppFailed, err.Error()), err
 	}
 	return a.switchTo(ctx, t, st, p)
@@ -143,10 +154,11 @@ func (a *Agent) startDownload(ctx context.Context, t Target, dir string) *downlo
 // the download runs. A single pass (Once) does not prefetch.
 func (a *Agent) prefetch(ctx context.Context, app spec.App, vars map[string]string) (reconciler.AppReport, bool) {
 	st := a.store.App(app.Name)
-	if !a.dl.background || app.Paused || st.Active == app.Version || (st.Failed != nil && st.Failed.Version == app.Version) {
+	t := Target{App: app, Version: app.Version, Vars: vars}
+	if !a.dl.background || app.Paused || st.Active == app.Version || (st.Failed != nil && st.Failed.Version == app.Version) ||
+		st.RefusalOf(downloadKey(t)) != nil {
 		return reconciler.AppReport{}, false
 	}
-	t := Target{App: app, Version: app.Version, Vars: vars}
 	dir := a.releaseDir(t)
 	if _, err := installedAt(t, dir); !errors.Is(err, fs.ErrNotExist) {
 		return reconciler.AppReport{}, false
@@ -170,7 +182,8 @@ func (a *Agent) download(ctx context.Context, t Target, dir string) (*release.Ma
 		return nil, fmt.Errorf("install %s %s: %w", t.App.Name, t.Version, err)
 	}
 	art := t.App.Artifact
-	src := release.Source{URL: art.URL, SignatureURL: art.Signature, SHA256: art.SHA256}
+	st := a.store.App(t.App.Name)
+	src := release.Source{URL: art.URL, SignatureURL: art.Signature, SHA256: art.SHA256, Refused: st.RefusedDigests()}
 	m, err := a.cfg.Installer.Install(ctx, src, release.Want{App: t.App.Name, Version: t.Version}, dir)
 	if err != nil {
 		return nil, err
