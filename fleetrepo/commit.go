@@ -3,6 +3,7 @@ package fleetrepo
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -122,7 +123,13 @@ func (d *Desired) Commit(ctx context.Context, req CommitRequest) (plumbing.Hash,
 func (d *Desired) publish(ctx context.Context, branch string, expect, next plumbing.Hash) error {
 	if branch != "" {
 		ref := plumbing.NewBranchReferenceName(branch)
-		if err := d.s.cas(ctx, ref, plumbing.ZeroHash, next); err != nil {
+		err := d.s.cas(ctx, ref, plumbing.ZeroHash, next)
+		var ce *ConflictError
+		if errors.As(err, &ce) && !ce.Actual.IsZero() {
+			// Not a race to retry: the branch is there already.
+			return fmt.Errorf("commit to new branch %s: %w (at %s): name a new branch, or commit to the tracked branch instead", ref, ErrBranchExists, short(ce.Actual))
+		}
+		if err != nil {
 			return fmt.Errorf("commit to new branch %s: %w", ref, err)
 		}
 		return nil

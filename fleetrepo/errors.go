@@ -33,6 +33,9 @@ var (
 	ErrRejected = errors.New("push rejected by the server")
 )
 
+// ErrBranchExists means CommitRequest.Branch, which must be new, exists.
+var ErrBranchExists = errors.New("the branch exists already")
+
 // ConflictError is a lost compare-and-swap on Ref: the caller expected
 // Expected but the remote holds Actual (zero when the ref is absent).
 // It matches ErrConflict. What to do: re-read and decide again.

@@ -31,6 +31,14 @@ import (
 // Directories, regular files and symlinks that stay inside dir are packed;
 // anything else is an error.
 func Pack(dir string, app, version string, w io.Writer) error {
+	switch fi, err := os.Stat(dir); {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("pack %s: no such directory: name the directory holding the release's files", dir)
+	case err != nil:
+		return fmt.Errorf("pack %s: %w", dir, err)
+	case !fi.IsDir():
+		return fmt.Errorf("pack %s: not a directory: name the directory holding the release's files", dir)
+	}
 	m, err := packManifest(dir, app, version)
 	if err != nil {
 		return fmt.Errorf("pack %s: %w", dir, err)
@@ -63,10 +71,13 @@ func Pack(dir string, app, version string, w io.Writer) error {
 func packManifest(dir, app, version string) ([]byte, error) {
 	var m Manifest
 	data, err := regfile.ReadFile(filepath.Join(dir, ManifestName), MaxManifestSize)
+	absent := errors.Is(err, fs.ErrNotExist)
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
+	case absent:
 	case err != nil:
 		return nil, err
+	case len(bytes.TrimSpace(data)) == 0:
+		return nil, fmt.Errorf("%s is empty: want a JSON object with at least \"command\" (docs/release-manifest.md)", ManifestName)
 	default:
 		dec := json.NewDecoder(bytes.NewReader(data))
 		dec.DisallowUnknownFields()
@@ -82,6 +93,9 @@ func packManifest(dir, app, version string) ([]byte, error) {
 		m.Driver = DefaultDriver
 	}
 	if err := m.Validate(); err != nil {
+		if absent {
+			return nil, fmt.Errorf("no %s in %s, and a release needs one: write it with at least \"command\" (docs/release-manifest.md): %w", ManifestName, dir, err)
+		}
 		return nil, err
 	}
 	out, err := json.MarshalIndent(&m, "", "  ")

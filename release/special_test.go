@@ -63,3 +63,15 @@ func TestInstallRefusesSpecialFiles(t *testing.T) {
 		})
 	}
 }
+
+// TestManifestDirectoryIsNamed: an artifact whose release.json is a
+// directory entry is refused saying so; it said "release.json: EOF".
+func TestManifestDirectoryIsNamed(t *testing.T) {
+	dir := t.TempDir()
+	art := artifact(t, special('5', "release.json/", ""), file("release.json/x", "{}"))
+	p := writeTestFile(t, filepath.Join(dir, "a.tar.gz"), art)
+	_, err := Unpack(context.Background(), p, filepath.Join(dir, "dest"), Want{App: "web", Version: "1.0.0"}, Limits{})
+	if err == nil || !strings.Contains(err.Error(), "the manifest must be a regular file, not a directory") || strings.Contains(err.Error(), "EOF") {
+		t.Fatalf("err = %v", err)
+	}
+}

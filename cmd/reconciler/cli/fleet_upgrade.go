@@ -77,6 +77,8 @@ func (o *upgradeOptions) check() error {
 	switch {
 	case o.push && o.branch != "":
 		return &usageError{errors.New("--push and --branch exclude each other")}
+	case o.branch != "" && o.branch == o.branch0():
+		return &usageError{fmt.Errorf("--branch %s is the tracked branch: --branch names a new branch for a pull request; use --push to commit to %s", o.branch, o.branch0())}
 	case o.wait && !o.push:
 		return &usageError{errors.New("--wait follows a rollout: use it with --push")}
 	case o.batchSize < 0:
@@ -154,6 +156,9 @@ func upgradeOnce(ctx context.Context, e *env, o *upgradeOptions, h *fleetHandles
 	commit, err := h.desired.Commit(ctx, fleetrepo.CommitRequest{Expect: tip, Files: map[string][]byte{ed.path: ed.src},
 		Message: res.Message, Author: id, Branch: o.branch,
 		Trailers: fleetrepo.Trailers{App: app, From: cur.Version, To: res.To, Reason: o.reason}})
+	if errors.Is(err, fleetrepo.ErrBranchExists) {
+		return commitResult{}, fmt.Errorf("upgrade %s to %s: %w (--branch names a new branch: pick another name, or use --push to commit to %s)", app, version, err, o.branch0())
+	}
 	if err != nil {
 		return commitResult{}, fmt.Errorf("upgrade %s to %s: %w", app, version, err)
 	}
