@@ -100,7 +100,7 @@ func runUpgrade(ctx context.Context, e *env, o *upgradeOptions, app, version str
 	// compare-and-swap fail: edit the new tip and try again.
 	for attempt := 1; ; attempt++ {
 		res, err := upgradeOnce(ctx, e, o, h, id, app, version)
-		if errors.Is(err, fleetrepo.ErrConflict) && attempt < 3 {
+		if errors.Is(err, fleetrepo.ErrConflict) && !errors.Is(err, fleetrepo.ErrBranchExists) && attempt < 3 {
 			fmt.Fprintf(e.stderr, "%s moved meanwhile; editing the new tip\n", o.branch0())
 			continue
 		}
