@@ -184,25 +184,6 @@ func parseSource(source string) (*url.URL, string, error) {
 	return nil, "", fmt.Errorf("fetch %s: unsupported scheme %q (want a path, file://, http:// or https://)", redact.String(source), u.Scheme)
 }
 
-// redactSource is url.URL.Redacted for a source that does not parse: the
-// password of scheme://user:password@host... becomes xxxxx.
-func redactSource(s string) string {
-	i := strings.Index(s, "://")
-	if i < 0 {
-		return s
-	}
-	auth := s[i+3:]
-	if j := strings.IndexAny(auth, "/?#"); j >= 0 {
-		auth = auth[:j]
-	}
-	at := strings.LastIndex(auth, "@")
-	colon := strings.Index(auth[:max(at, 0)], ":")
-	if at < 0 || colon < 0 {
-		return s
-	}
-	return s[:i+3+colon+1] + "xxxxx" + s[i+3+at:]
-}
-
 func (f *Fetcher) checkLocal(p string) error {
 	fi, err := os.Stat(p)
 	switch {

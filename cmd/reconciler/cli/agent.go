@@ -13,8 +13,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fleetops/reconciler/internal/logging"
-	"github.com/fleetops/reconciler/spec"
 	"github.com/fleetops/reconciler/release"
+	"github.com/fleetops/reconciler/spec"
 )
 
 // agentOptions are the agent command's flags.
