@@ -183,6 +183,15 @@ func LoadFiles(files map[string][]byte) (*Fleet, error) {
 	if err != nil {
 		return nil, err
 	}
+	if f, ok := fastLoad(user); ok {
+		return f, nil
+	}
+	return fullLoad(ctx, user)
+}
+
+// fullLoad unifies the user's files with the schema and walks the result,
+// reporting every problem with its position.
+func fullLoad(ctx *cue.Context, user cue.Value) (*Fleet, error) {
 	schema := ctx.CompileString(schemaSource, cue.Filename(schemaFile))
 	if err := schema.Err(); err != nil {
 		panic(fmt.Sprintf("spec: embedded schema does not compile: %v", err))
