@@ -204,6 +204,8 @@ func fastTargets(raw json.RawMessage, declared map[string]Node) bool {
 	switch {
 	case raw == nil:
 		return true
+	case string(raw) == "[]" || string(raw) == "{}":
+		return false // perhaps an open list or a pattern: the full path tells
 	case raw[0] == '"':
 		s, ok := str(raw)
 		return ok && s == "all"
