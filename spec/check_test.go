@@ -113,6 +113,13 @@ func TestCheckFleetLevel(t *testing.T) {
 		{"invalid app name", map[string]string{"f.cue": header + `apps: "my app": {version: "1.0.0", health: tcp: "h:1"}` + "\n"}, []string{
 			`f.cue:12:7: apps."my app": invalid app name "my app": character ' ' at byte 2; want ` + NameRule,
 		}},
+		// Found by FuzzLoadFiles: these passed, and no ref could be made for them.
+		{"app names that cannot be Git refs", map[string]string{"f.cue": header + `apps: "web.lock": {version: "1.0.0", health: tcp: "h:1"}` + "\n" +
+			`apps: "a..b": {version: "1.0.0", health: tcp: "h:1"}` + "\n" + `apps: "web.": {version: "1.0.0", health: tcp: "h:1"}` + "\n"}, []string{
+			`f.cue:12:7: apps."web.lock": invalid app name "web.lock": ends in ".lock"; want 1-63 ASCII letters, digits, ".", "_" or "-", starting with a letter or digit, without "..", not ending in "." or ".lock"`,
+			`f.cue:13:7: apps."a..b": invalid app name "a..b": contains ".."; want 1-63 ASCII letters, digits, ".", "_" or "-", starting with a letter or digit, without "..", not ending in "." or ".lock"`,
+			`f.cue:14:7: apps."web.": invalid app name "web.": ends in "."; want 1-63 ASCII letters, digits, ".", "_" or "-", starting with a letter or digit, without "..", not ending in "." or ".lock"`,
+		}},
 		{"conflict between files", map[string]string{
 			"a.cue": header + `apps: x: {version: "1.0.0", health: tcp: "h:1"}` + "\n",
 			"b.cue": "package fleet\napps: x: version: \"1.1.0\"\n",
