@@ -27,47 +27,49 @@ var (
 )
 
 // fastLoad returns the fleet when the user's files, evaluated alone, are
-// valid by every rule; ok is false when the full path must decide.
-func fastLoad(user cue.Value) (f *Fleet, ok bool) {
-	b, err := user.MarshalJSON()
-	if err != nil {
-		return nil, false
+// valid by every rule; ok is false when the full path must decide. A fleet
+// over the limits on apps and nodes is refused here (err), without the full
+// path's walk, whose cost grows faster than the count.
+func fastLoad(user cue.Value) (f *Fleet, ok bool, err error) {
+	b, jerr := user.MarshalJSON()
+	if jerr != nil {
+		return nil, false, nil
 	}
 	var top map[string]json.RawMessage
 	if !jsonObject(b, &top, "apps", "nodes") {
-		return nil, false
+		return nil, false, nil
 	}
 	var apps, nodes map[string]json.RawMessage
 	if raw, set := top["apps"]; set && !jsonObject(raw, &apps) {
-		return nil, false
+		return nil, false, nil
 	}
 	if raw, set := top["nodes"]; set && !jsonObject(raw, &nodes) {
-		return nil, false
+		return nil, false, nil
 	}
-	if len(apps) > MaxApps || len(nodes) > MaxNodes {
-		return nil, false
+	if err := overLimit(user, len(apps), len(nodes)); err != nil {
+		return nil, false, err
 	}
 	// As the full path, where the schema always declares nodes.
 	f = &Fleet{Apps: make(map[string]App, len(apps)), Nodes: make(map[string]Node, len(nodes))}
 	for name, raw := range nodes {
 		n, ok := fastNode(name, raw)
 		if !ok {
-			return nil, false
+			return nil, false, nil
 		}
 		f.Nodes[name] = n
 	}
 	for name, raw := range apps {
 		if !fastApp(name, raw, f.Nodes) {
-			return nil, false
+			return nil, false, nil
 		}
 		var app App
-		if err := json.Unmarshal(raw, &app); err != nil {
-			return nil, false
+		if json.Unmarshal(raw, &app) != nil {
+			return nil, false, nil
 		}
 		app.Name = name
 		f.Apps[name] = app
 	}
-	return f, true
+	return f, true, nil
 }
 
 // jsonObject decodes a JSON object into m, and reports whether it is one with
@@ -279,4 +281,20 @@ func optInt(m map[string]json.RawMessage, k string, min int64) bool {
 func optBool(m map[string]json.RawMessage, k string) bool {
 	raw, set := m[k]
 	return !set || boolean(raw)
+}
+
+// overLimit reports a fleet with more apps or nodes than the limits, at the
+// field that declares them.
+func overLimit(user cue.Value, apps, nodes int) error {
+	var errs errorList
+	for _, m := range []struct {
+		field  string
+		n, max int
+	}{{"apps", apps, MaxApps}, {"nodes", nodes, MaxNodes}} {
+		if m.n > m.max {
+			errs.add(userPos(user.LookupPath(cue.MakePath(cue.Str(m.field)))),
+				"%s: %d %s, more than %d, the limit of one fleet (docs/spec.md): split the fleet repo", m.field, m.n, m.field, m.max)
+		}
+	}
+	return errs.err()
 }

@@ -44,8 +44,8 @@ nodes: a: vars: PORT: "8080"
 			if err != nil {
 				t.Fatal(err)
 			}
-			fast, ok := fastLoad(user)
-			if !ok {
+			fast, ok, err := fastLoad(user)
+			if !ok || err != nil {
 				t.Fatal("the fast path deferred a valid fleet")
 			}
 			full, err := fullLoad(ctx, user)

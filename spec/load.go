@@ -183,8 +183,8 @@ func LoadFiles(files map[string][]byte) (*Fleet, error) {
 	if err != nil {
 		return nil, err
 	}
-	if f, ok := fastLoad(user); ok {
-		return f, nil
+	if f, ok, err := fastLoad(user); ok || err != nil {
+		return f, err
 	}
 	return fullLoad(ctx, user)
 }
