@@ -58,3 +58,15 @@ nodes: a: vars: PORT: "8080"
 		})
 	}
 }
+
+// TestBytesAreNotStrings: a bytes value where the schema wants a string is
+// an error, though JSON (the fast path's view) shows it as a string.
+func TestBytesAreNotStrings(t *testing.T) {
+	got := loadErrors(t, map[string]string{"f.cue": `package fleet
+apps: web: {version: "1.0.0", artifact: url: "https://r/w.tgz", health: tcp: "h:1"}
+nodes: a: labels: region: 'eu'
+`})
+	if len(got) != 1 || !strings.HasPrefix(got[0], "f.cue:3:27: nodes.a.labels.region: ") {
+		t.Errorf("errors: %q", got)
+	}
+}
