@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/fleetops/reconciler/agent"
+	"github.com/fleetops/reconciler/internal/clock"
 	"github.com/fleetops/reconciler/reconciler"
 )
 
@@ -96,11 +97,12 @@ type Options struct {
 	// older than it). Only a descendant tip may supersede a rollout or
 	// change its pause and options. Nil: every tip descends.
 	Descends func(tip, ancestor string) bool
-	Logger   *slog.Logger     // default: discard
-	Now      func() time.Time // default time.Now (monotonic readings matter)
-	// After is the timer the lease's renewal goroutine waits on (default
-	// time.After); a simulation passes its own.
-	After func(time.Duration) <-chan time.Time
+	Logger   *slog.Logger // default: discard
+	// Clock is the coordinator's time source, for the engine's Now, wave
+	// timers and the lease goroutine's waits (default clock.System{});
+	// tests and internal/fleetsim pass a *clock.Fake. It must be the clock
+	// of Shared too: validity is measured on it.
+	Clock clock.Clock
 }
 
 // Coordinator is an agent.Coordinator that follows the lease protocol.
@@ -132,11 +134,8 @@ func New(opt Options) (*Coordinator, error) {
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opt.Now == nil {
-		opt.Now = time.Now
-	}
-	if opt.After == nil {
-		opt.After = time.After
+	if opt.Clock == nil {
+		opt.Clock = clock.System{}
 	}
 	if opt.SkewMargin <= 0 {
 		opt.SkewMargin = opt.LeaseTTL / 10
@@ -167,7 +166,7 @@ func (c *Coordinator) Permit(ctx context.Context, in agent.DecideInput) (agent.P
 		if p.Waiting == "" {
 			p.Waiting = "shared state unreachable: " + err.Error()
 		}
-		p.Recheck = c.opt.Now().Add(c.backoff(app, true))
+		p.Recheck = c.opt.Clock.Now().Add(c.backoff(app, true))
 	}
 	return p, err
 }
@@ -190,7 +189,7 @@ func (c *Coordinator) permit(ctx context.Context, in agent.DecideInput) (agent.P
 			return out, err
 		}
 	}
-	return agent.Permit{Waiting: "rollout bookkeeping in progress", Recheck: c.opt.Now()}, nil
+	return agent.Permit{Waiting: "rollout bookkeeping in progress", Recheck: c.opt.Clock.Now()}, nil
 }
 
 // backoff counts consecutive transient errors of app (or resets them) and
@@ -234,7 +233,7 @@ func (c *Coordinator) act(ctx context.Context, in agent.DecideInput, rin reconci
 				return false, waiting(d, "waiting for a lease slot", time.Time{}), fmt.Errorf("take lease %s/%d: %w", app, d.Slot, err)
 			}
 			c.log.Debug("lease not taken", "app", app, "slot", d.Slot, "err", err)
-			return false, waiting(d, "waiting for a lease slot", c.opt.Now().Add(time.Second)), nil
+			return false, waiting(d, "waiting for a lease slot", c.opt.Clock.Now().Add(time.Second)), nil
 		}
 		c.log.Info("lease taken", "app", app, "slot", l.Slot, "rollout", l.Rollout, "token", short(l.Token))
 		return true, out, nil
@@ -254,11 +253,11 @@ func (c *Coordinator) act(ctx context.Context, in agent.DecideInput, rin reconci
 		// Nothing written: the tip moves (the other agent's rollback commit,
 		// or a person's); wait for it rather than asking again at once.
 		return false, waiting(d, "rollback commit written elsewhere or superseded; waiting for the tip to move",
-			c.opt.Now().Add(c.opt.ActivePoll)), nil
+			c.opt.Clock.Now().Add(c.opt.ActivePoll)), nil
 	}
 	until := d.Until
 	if until.IsZero() && d.Rollout != nil && !d.Rollout.Ended() {
-		until = c.opt.Now().Add(c.opt.ActivePoll) // a rollout moves: look again soon
+		until = c.opt.Clock.Now().Add(c.opt.ActivePoll) // a rollout moves: look again soon
 	}
 	if in.Local.Active == in.App.Version && in.Local.Failed != in.App.Version {
 		if d.Rollout != nil && d.Rollout.Ended() {
@@ -311,7 +310,7 @@ func (c *Coordinator) input(ctx context.Context, in agent.DecideInput, reports m
 	if err != nil {
 		return reconciler.Input{}, fmt.Errorf("read leases of %s: %w", app, err)
 	}
-	now := c.opt.Now()
+	now := c.opt.Clock.Now()
 	var descends func(string) bool
 	if c.opt.Descends != nil {
 		tip := in.Commit.String()

@@ -3,7 +3,6 @@ package rollout
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,45 +11,45 @@ import (
 	"github.com/fleetops/reconciler/agent"
 	"github.com/fleetops/reconciler/fleetrepo"
 	"github.com/fleetops/reconciler/fleetrepo/gittest"
+	"github.com/fleetops/reconciler/internal/clock"
 	"github.com/fleetops/reconciler/reconciler"
 	"github.com/fleetops/reconciler/spec"
 )
 
-// clock is a fake clock shared by a coordinator and its Shared handle.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
+// testClock is a fake clock shared by a coordinator and its Shared handle;
+// the lease goroutine's waits go to ticks, fired by hand (never, unless a
+// test sets them).
+type testClock struct {
+	*clock.Fake
+	ticks *ticks
 }
 
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
+func (c *testClock) After(d time.Duration) <-chan time.Time {
+	if c.ticks == nil {
+		return nil // blocks: no background renewal unless a test asks
+	}
+	return c.ticks.after(d)
 }
 
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+func (c *testClock) advance(d time.Duration) { c.Fake.Advance(d) }
 
 // node is one coordinator over its own Shared handle of a real bare repo.
 type node struct {
 	name   string
-	clock  *clock
+	clock  *testClock
 	shared *fleetrepo.Shared
 	coord  *Coordinator
 }
 
 func newNode(t *testing.T, repo, name string, rollback RollbackFunc) *node {
 	t.Helper()
-	c := &clock{now: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
+	c := &testClock{Fake: clock.NewFake(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC))}
 	sh, err := fleetrepo.OpenShared(context.Background(), fleetrepo.SharedOptions{URL: repo, Clock: c,
 		Identity: fleetrepo.Identity{Name: name}, ReportRefresh: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	co, err := New(Options{Node: name, Shared: sh, Rollback: rollback, LeaseTTL: 30 * time.Second, Now: c.Now})
+	co, err := New(Options{Node: name, Shared: sh, Rollback: rollback, LeaseTTL: 30 * time.Second, Clock: c})
 	if err != nil {
 		t.Fatal(err)
 	}

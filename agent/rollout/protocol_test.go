@@ -92,7 +92,7 @@ func faultyNode(t *testing.T, repo, name string) (*node, *faulty, *ticks) {
 	n := newNode(t, repo, name, nil)
 	f := &faulty{Shared: n.shared}
 	tk := &ticks{c: make(chan time.Time)}
-	n.coord.opt.Shared, n.coord.opt.After = f, tk.after
+	n.coord.opt.Shared, n.clock.ticks = f, tk
 	return n, f, tk
 }
 

@@ -21,7 +21,7 @@ func (c *Coordinator) upgrade(ctx context.Context, in agent.DecideInput, d recon
 	l, err := c.opt.Shared.Renew(ctx, d.Lease)
 	if err != nil {
 		c.log.Warn("lease not renewed before switching: giving the slot up", "app", app, "slot", d.Lease.Slot, "err", err)
-		p := waiting(d, "lease lost before switching", c.opt.Now().Add(time.Second))
+		p := waiting(d, "lease lost before switching", c.opt.Clock.Now().Add(time.Second))
 		if NeedsPerson(err) || IsTransient(err) {
 			return p, fmt.Errorf("renew lease %s/%d: %w", app, d.Lease.Slot, err)
 		}
@@ -31,7 +31,7 @@ func (c *Coordinator) upgrade(ctx context.Context, in agent.DecideInput, d recon
 	c.log.Info("upgrading under lease", "app", app, "version", d.Version, "slot", l.Slot, "token", short(l.Token))
 	// Right after the switch, look again: this node may be the one to
 	// record its wave done, and the next wave waits for that.
-	return agent.Permit{Version: d.Version, Rollout: rolloutID(d), Lease: h, Recheck: c.opt.Now()}, nil
+	return agent.Permit{Version: d.Version, Rollout: rolloutID(d), Lease: h, Recheck: c.opt.Clock.Now()}, nil
 }
 
 // lease is an agent.Lease: a slot this node holds for one switch. Its
@@ -147,7 +147,7 @@ func (h *lease) run(ctx context.Context) {
 			return
 		case <-h.kick:
 			continue
-		case <-h.c.opt.After(wait):
+		case <-h.c.opt.Clock.After(wait):
 		}
 		h.mu.Lock()
 		if h.cancel == nil || h.usable() > 0 {
@@ -253,7 +253,7 @@ func (c *Coordinator) record(ctx context.Context, app, rollout string, ev reconc
 			return nil, nil
 		}
 		e := ev
-		e.Time = c.opt.Now()
+		e.Time = c.opt.Clock.Now()
 		return &e, nil
 	})
 }
@@ -262,7 +262,7 @@ func (c *Coordinator) record(ctx context.Context, app, rollout string, ev reconc
 // retryDelay; more consecutive failures than the spec's retries fail it.
 func (c *Coordinator) monitor(in agent.DecideInput, d reconciler.Decision) agent.Permit {
 	app := in.App.Name
-	next := c.opt.Now().Add(max(in.App.Health.RetryDelay.Duration, time.Second))
+	next := c.opt.Clock.Now().Add(max(in.App.Health.RetryDelay.Duration, time.Second))
 	if !d.Until.IsZero() && d.Until.Before(next) {
 		next = d.Until
 	}
@@ -304,7 +304,7 @@ func (watch) Begin(context.Context, time.Duration) (context.Context, error) {
 func (w watch) Finish(ctx context.Context, rep reconciler.AppReport, err error) { w(ctx, rep, err) }
 
 func (c *Coordinator) recordMonitor(ctx context.Context, app, rollout string, ev reconciler.Event) error {
-	ev.Rollout, ev.By, ev.Time = rollout, c.opt.Node, c.opt.Now()
+	ev.Rollout, ev.By, ev.Time = rollout, c.opt.Node, c.opt.Clock.Now()
 	return c.opt.Shared.Append(ctx, app, func(cur []reconciler.Event) (*reconciler.Event, error) {
 		if r := reconciler.Latest(cur); r == nil || r.ID != rollout || r.Ended() {
 			return nil, nil
@@ -332,7 +332,7 @@ func (c *Coordinator) rollback(ctx context.Context, in agent.DecideInput, d reco
 		return false, fmt.Errorf("write rollback commit of %s %s -> %s: %w", app, r.Target, d.Version, err)
 	}
 	c.log.Info("rollback commit written", "app", app, "from", r.Target, "to", d.Version, "commit", short(commit))
-	ev := reconciler.Event{Type: reconciler.EventRolledBack, Rollout: r.ID, By: c.opt.Node, Time: c.opt.Now(),
+	ev := reconciler.Event{Type: reconciler.EventRolledBack, Rollout: r.ID, By: c.opt.Node, Time: c.opt.Clock.Now(),
 		RollbackCommit: commit, Reason: r.Reason, Target: d.Version}
 	return true, c.opt.Shared.Append(ctx, app, func(cur []reconciler.Event) (*reconciler.Event, error) {
 		if l := reconciler.Latest(cur); l == nil || l.ID != r.ID || l.Outcome != reconciler.OutcomeFailed {
