@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/fleetops/reconciler/agent"
+	"github.com/fleetops/reconciler/fleetrepo"
 	"github.com/fleetops/reconciler/internal/clock"
 	"github.com/fleetops/reconciler/reconciler"
 )
@@ -62,18 +63,14 @@ type Shared interface {
 	Validity(l reconciler.Lease) time.Duration
 }
 
-// RollbackFunc writes the rollback commit of app on the tracked branch:
-// restore version to, as before the commit that set failed. It returns the
-// new commit, or an error matching ErrNoRollback when someone else already
-// did it or a person pushed something newer.
-type RollbackFunc func(ctx context.Context, req RollbackRequest) (string, error)
-
-// RollbackRequest is what a rollback commit needs.
-type RollbackRequest struct {
-	App, Failed, To string
-	Rollout         string // the rollout id (the commit that set Failed)
-	Node, Reason    string
-}
+// RollbackFunc writes the rollback commit of req.App on the tracked branch
+// (fleetrepo.(*Desired).Rollback, as this node): restore req.To, the
+// version the fleet ran, undoing the commit req.Failed that set
+// req.Version. It returns the new commit, or an error matching
+// ErrNoRollback when someone else already did it or a person pushed
+// something newer. The request is fleetrepo's: one type for the agent's
+// rollbacks and the operator's.
+type RollbackFunc func(ctx context.Context, req fleetrepo.RollbackRequest) (string, error)
 
 // ErrNoRollback is returned by a RollbackFunc that had nothing to do.
 var ErrNoRollback = errors.New("no rollback needed")

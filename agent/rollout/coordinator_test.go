@@ -102,8 +102,8 @@ func TestUpgradeUnderLease(t *testing.T) {
 func TestFencedAfterTakeover(t *testing.T) {
 	ctx := context.Background()
 	repo := gittest.NewBare(t, nil)
-	var asked RollbackRequest
-	rollback := func(_ context.Context, req RollbackRequest) (string, error) {
+	var asked fleetrepo.RollbackRequest
+	rollback := func(_ context.Context, req fleetrepo.RollbackRequest) (string, error) {
 		asked = req
 		return "", ErrNoRollback // as when another agent already wrote it
 	}
@@ -127,7 +127,7 @@ func TestFencedAfterTakeover(t *testing.T) {
 	if _, failed := r.Failed["a"]; !failed {
 		t.Fatalf("b did not record a's expired lease: %+v", r)
 	}
-	if asked.App != "web" || asked.Failed != "1.1.0" || asked.To != "1.0.0" || asked.Node != "a" {
+	if asked.App != "web" || asked.Failed != in.Commit || asked.Version != "1.1.0" || asked.To != "1.0.0" || asked.Node != "a" {
 		t.Fatalf("rollback asked = %+v", asked)
 	}
 	// a finishes late: the success is fenced off, the release fails quietly.
@@ -156,7 +156,7 @@ func TestRolledBackAlwaysNamesItsCommit(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			repo := gittest.NewBare(t, nil)
 			calls := 0
-			a := newNode(t, repo, "a", func(context.Context, RollbackRequest) (string, error) {
+			a := newNode(t, repo, "a", func(context.Context, fleetrepo.RollbackRequest) (string, error) {
 				calls++
 				return tc.commit, tc.err
 			})

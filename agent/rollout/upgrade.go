@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-git/go-git/v5/plumbing"
+
 	"github.com/fleetops/reconciler/agent"
 	"github.com/fleetops/reconciler/fleetrepo"
 	"github.com/fleetops/reconciler/reconciler"
@@ -322,8 +324,12 @@ func (c *Coordinator) rollback(ctx context.Context, in agent.DecideInput, d reco
 	if c.opt.Rollback == nil {
 		return false, fmt.Errorf("rollout of %s %s failed and this agent cannot write rollback commits", app, r.Target)
 	}
-	commit, err := c.opt.Rollback(ctx, RollbackRequest{App: app, Failed: r.Target, To: d.Version,
-		Rollout: r.ID, Node: r.FailedBy, Reason: r.Reason})
+	reason := r.Reason
+	if r.FailedBy != "" {
+		reason = "failed on " + r.FailedBy + ": " + r.Reason
+	}
+	commit, err := c.opt.Rollback(ctx, fleetrepo.RollbackRequest{App: app, Failed: plumbing.NewHash(r.ID),
+		Version: r.Target, To: d.Version, Node: r.FailedBy, Reason: reason})
 	if errors.Is(err, ErrNoRollback) {
 		c.log.Info("no rollback commit written: another agent wrote it, or a person pushed something newer", "app", app, "why", err)
 		return false, nil
