@@ -86,7 +86,7 @@ func (h *lease) Begin(ctx context.Context, abort time.Duration) (context.Context
 	if h.lost != nil {
 		return nil, fmt.Errorf("%w: lease %s/%d is no longer this node's: %w", agent.ErrNotBegun, h.app, h.cur.Slot, h.lost)
 	}
-	h.renewLocked(ctx)
+	h.renewLocked(ctx, h.c.opt.LeaseTTL/3)
 	if h.lost != nil {
 		return nil, fmt.Errorf("%w: lease %s/%d is no longer this node's: %w", agent.ErrNotBegun, h.app, h.cur.Slot, h.lost)
 	}
@@ -104,9 +104,23 @@ func (h *lease) Begin(ctx context.Context, abort time.Duration) (context.Context
 	return sctx, nil
 }
 
-// renewLocked renews the lease once. Caller holds mu.
-func (h *lease) renewLocked(ctx context.Context) {
-	l, err := h.c.opt.Shared.Renew(ctx, h.cur)
+// renewLocked renews the lease once, giving up after timeout (a Git server
+// that black-holes the connection must not hold the lease goroutine past
+// the switch's deadline; a renewal that lands after its answer was given
+// up on is adopted at the next one). Caller holds mu.
+func (h *lease) renewLocked(ctx context.Context, timeout time.Duration) {
+	rctx, cancel := context.WithCancel(ctx)
+	t := h.c.opt.Clock.NewTimer(max(timeout, time.Millisecond))
+	done := make(chan struct{})
+	go func() { // owned here: ends with this call
+		select {
+		case <-t.C():
+			cancel()
+		case <-done:
+		}
+	}()
+	defer func() { close(done); t.Stop(); cancel() }()
+	l, err := h.c.opt.Shared.Renew(rctx, h.cur)
 	switch {
 	case err == nil:
 		h.cur = l
@@ -152,9 +166,13 @@ func (h *lease) run(ctx context.Context) {
 		case <-h.c.opt.Clock.After(wait):
 		}
 		h.mu.Lock()
-		if h.cancel == nil || h.usable() > 0 {
+		timeout := every
+		if h.cancel != nil {
+			timeout = min(timeout, h.usable()) // back in time to give the switch up
+		}
+		if timeout > 0 {
 			before := h.cur.Token
-			h.renewLocked(ctx)
+			h.renewLocked(ctx, timeout)
 			failing = h.cur.Token == before && h.lost == nil
 		}
 		h.mu.Unlock()
@@ -188,7 +206,7 @@ func (h *lease) Finish(ctx context.Context, rep reconciler.AppReport, err error)
 		return
 	}
 	if h.lost == nil {
-		h.renewLocked(ctx)
+		h.renewLocked(ctx, c.opt.LeaseTTL/3)
 	}
 	if h.lost != nil {
 		c.log.Error("outcome not recorded: the lease was taken over meanwhile, so it does not count", "app", app,
