@@ -268,6 +268,12 @@ func (c *Coordinator) act(ctx context.Context, in agent.DecideInput, rin reconci
 		// remembered failure; no lease is taken (issue 17, bug 5).
 		return false, agent.Permit{Version: in.App.Version, Rollout: rolloutID(d), Recheck: until}, nil
 	}
+	if r := d.Rollout; r != nil && r.Ended() && r.Target == in.App.Version && in.Local.Active != "" && hasFailed(r, c.opt.Node) {
+		// Recorded failed in a rollout that is over (its switch was given
+		// up, or its lease expired): it keeps serving what it runs, and
+		// says so, healthy, until the target changes.
+		return false, agent.Permit{Version: in.Local.Active, Rollout: r.ID}, nil
+	}
 	return false, waiting(d, d.Reason, until), nil
 }
 
@@ -277,6 +283,8 @@ func IsTransient(err error) bool {
 	var t interface{ Transient() bool }
 	return errors.As(err, &t) && t.Transient() && !NeedsPerson(err)
 }
+
+func hasFailed(r *reconciler.Rollout, node string) bool { _, ok := r.Failed[node]; return ok }
 
 func settledKey(in agent.DecideInput) string { return in.Commit.String() + "@" + in.App.Version }
 

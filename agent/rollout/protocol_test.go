@@ -192,6 +192,24 @@ func TestHolderCutOffDoesNotBeginAfterTakeover(t *testing.T) {
 	pa.Lease.Finish(ctx, reconciler.AppReport{}, agent.ErrNotBegun)
 	if _, err := pb.Lease.Begin(ctx, 5*time.Second); err != nil {
 		t.Fatalf("b, the new holder, cannot begin: %v", err)
+	}	// a gave its switch up and keeps serving 1.0.0; once the rollout is
+	// over it reports that, healthy, and takes no lease (found by the
+	// chaos helper's TestCutHolderNeverOverlaps: it said "waiting").
+	pb.Lease.Finish(ctx, healthy("1.1.0"), nil)
+	bin := in
+	bin.Local.Active = "1.1.0"
+	for range 3 {
+		if _, err := b.coord.Permit(ctx, bin); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := latest(t, b); r.Outcome != reconciler.OutcomeCompleted {
+		t.Fatalf("outcome %q, want completed", r.Outcome)
+	}
+	fa.set(func(f *faulty) { f.cutOff = false })
+	p, err := a.coord.Permit(ctx, in)
+	if err != nil || p.Version != "1.0.0" || p.Lease != nil {
+		t.Fatalf("a after the rollout, recorded failed: %+v, %v; want to keep 1.0.0, no lease", p, err)
 	}
 }
 
