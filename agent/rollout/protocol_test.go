@@ -192,7 +192,7 @@ func TestHolderCutOffDoesNotBeginAfterTakeover(t *testing.T) {
 	pa.Lease.Finish(ctx, reconciler.AppReport{}, agent.ErrNotBegun)
 	if _, err := pb.Lease.Begin(ctx, 5*time.Second); err != nil {
 		t.Fatalf("b, the new holder, cannot begin: %v", err)
-	}	// a gave its switch up and keeps serving 1.0.0; once the rollout is
+	} // a gave its switch up and keeps serving 1.0.0; once the rollout is
 	// over it reports that, healthy, and takes no lease (found by the
 	// chaos helper's TestCutHolderNeverOverlaps: it said "waiting").
 	pb.Lease.Finish(ctx, healthy("1.1.0"), nil)
