@@ -61,10 +61,20 @@ type Input struct {
 	Seen   []time.Time
 	Leases []Lease
 	Now    time.Time
+	// Descends reports whether Tip descends from (or is) a commit of the
+	// tracked branch; false for a commit it does not know (a tip older than
+	// it). Nil: every tip descends (tests of the pure engine).
+	Descends func(commit string) bool
 	// Rollback is set when the tip's commit is a rollback of this app (its
 	// trailers, or a git revert of an upgrade commit): a rollout it starts
 	// applies at once, unless the mark asks for waves.
 	Rollback *RollbackMark
+}
+
+// descends reports whether the tip may act on what commit decided: it is
+// that commit or a descendant.
+func (in Input) descends(commit string) bool {
+	return commit == "" || commit == in.Tip || in.Descends == nil || in.Descends(commit)
 }
 
 // Decision is what to do next, and why.
@@ -94,6 +104,11 @@ func Decide(in Input) Decision {
 // decideNewTarget handles a tip whose version is not the latest rollout's.
 func decideNewTarget(in Input, r *Rollout) Decision {
 	target := in.App.Version
+	if r != nil && !in.descends(r.SpecAt) {
+		// This node's tip is older than the one that started (or last
+		// steered) the rollout: it must not supersede it (issue 17, bug 4).
+		return Decision{Action: Wait, Reason: "the rollout in the record is of a newer commit than this node's tip; waiting for it", Rollout: r}
+	}
 	if r != nil && !r.Ended() {
 		return appendEvent(in, r, Event{Type: EventSuperseded, Reason: "new target " + target})
 	}
@@ -155,9 +170,13 @@ func decideEnded(in Input, r *Rollout) Decision {
 	case OutcomeRolledBack:
 		return Decision{Action: Wait, Reason: "rolled back; waiting for the rollback commit"}
 	}
-	// Completed: late joiners and skipped nodes converge under a lease.
-	if !in.Targeted || upToDate(in) {
+	// Completed: late joiners and skipped nodes converge under a lease;
+	// a node that failed the target does not retry it (bug 5).
+	switch {
+	case !in.Targeted || upToDate(in):
 		return Decision{Action: Wait, Reason: "up to date"}
+	case hasKey(r.Failed, in.Node) || in.Self.State == AppFailed:
+		return Decision{Action: Wait, Reason: "failed to upgrade to " + r.Target + "; not retried until the target changes"}
 	}
 	if r.AtOnce {
 		return converge(in, r.Target)
@@ -169,18 +188,26 @@ func decideEnded(in Input, r *Rollout) Decision {
 // pauses, timeouts, expired leases, failures, finished waves, completion.
 // Whoever notices first writes it; the compare-and-swap keeps it single.
 func bookkeeping(in Input, r *Rollout) (Decision, bool) {
-	if in.App.Paused != r.Paused {
+	// Pause and options follow the spec only from a tip at least as new as
+	// the one that last set them: a stale tip would flap them (bug 4).
+	fresh := in.descends(r.SpecAt)
+	if fresh && in.App.Paused != r.Paused {
 		t := EventResumed
 		if in.App.Paused {
 			t = EventPaused
 		}
-		return appendEvent(in, r, Event{Type: t}), true
+		return appendEvent(in, r, Event{Type: t, Spec: in.Tip}), true
 	}
-	if opts := flagsOf(in.App); opts != r.Options {
-		return appendEvent(in, r, replan(in.App, r, opts)), true
+	if opts := flagsOf(in.App); fresh && opts != r.Options {
+		e := replan(in.App, r, opts)
+		e.Spec = in.Tip
+		return appendEvent(in, r, e), true
 	}
 	for _, l := range in.Leases {
-		if l.Rollout == r.ID && l.Expired() && slices.Contains(planned(r), l.Holder) && !r.terminal(l.Holder) {
+		// An expired holder with no done or failed verdict gets one, even
+		// when it was recorded unreachable meanwhile (bug 2): its slot is
+		// freed only after that.
+		if l.Rollout == r.ID && l.Expired() && awaitsVerdict(r, l.Holder) {
 			return appendEvent(in, r, Event{Type: EventNodeFailed, Node: l.Holder, Lease: l.Token,
 				Reason: fmt.Sprintf("lease %s/%d expired: holder stopped renewing for %s", l.App, l.Slot, l.TTL)}), true
 		}
@@ -260,6 +287,8 @@ func decideSelf(in Input, r *Rollout) Decision {
 		return monitorOrWait(in, r, k)
 	case r.terminal(in.Node):
 		return Decision{Action: Wait, Reason: "has a verdict in this rollout"}
+	case in.Self.State == AppFailed:
+		return appendEvent(in, r, Event{Type: EventNodeFailed, Node: in.Node, Reason: "the switch to " + r.Target + " failed on this node"})
 	case holdsLease(in.Leases, r.ID, in.Node):
 		return leaseOrWait(in, r) // in flight: finishes even when paused
 	case r.Paused:
@@ -323,9 +352,13 @@ func leaseOrWait(in Input, r *Rollout) Decision {
 }
 
 // slotCount is how many lease slots the app's rollout may hold at once:
-// batchSize, or every node of the wave for all_at_once.
+// the batchSize the record holds (every agent counts the same, whatever
+// its tip), or every node of the wave for all_at_once.
 func slotCount(app spec.App, r *Rollout) int {
-	n := app.Rollout.BatchSize
+	n := r.Options.BatchSize
+	if n <= 0 {
+		n = app.Rollout.BatchSize
+	}
 	if app.Rollout.Strategy == spec.StrategyAllAtOnce {
 		for _, w := range r.Waves {
 			n = max(n, len(w))
@@ -334,24 +367,43 @@ func slotCount(app spec.App, r *Rollout) int {
 	return n
 }
 
-// freeSlot returns a slot below batchSize that is free or whose expired
-// holder can no longer count (its failure is recorded, or it belongs to
-// another rollout).
+// freeSlot returns a slot below the slot count that is free or whose
+// expired holder can no longer count, provided fewer leases than that count
+// are live in any slot: holders of slots above a lowered batchSize, and of
+// a superseded rollout, still switch (bug 7).
 func freeSlot(in Input, r *Rollout) (int, bool) {
+	n := slotCount(in.App, r)
 	bySlot := map[int]Lease{}
+	live := 0
 	for _, l := range in.Leases {
 		bySlot[l.Slot] = l
-	}
-	for s := range slotCount(in.App, r) {
-		l, seen := bySlot[s]
-		if !seen || !l.Held() {
-			return s, true
+		if l.Held() && !freeable(r, l) {
+			live++
 		}
-		if l.Expired() && (l.Rollout != r.ID || r.terminal(l.Holder)) {
+	}
+	if live >= n {
+		return 0, false
+	}
+	for s := range n {
+		if l, seen := bySlot[s]; !seen || !l.Held() || freeable(r, l) {
 			return s, true
 		}
 	}
 	return 0, false
+}
+
+// freeable reports whether a held lease can be taken over: it expired on
+// this observer's clock (so its holder's validity ended before) and no
+// verdict on its holder is still to be recorded: the holder has one, is
+// not in the plan (a late joiner, bug 6), or belongs to another rollout.
+func freeable(r *Rollout, l Lease) bool {
+	return l.Expired() && (l.Rollout != r.ID || !awaitsVerdict(r, l.Holder))
+}
+
+// awaitsVerdict reports whether node is in the plan without a done or
+// failed verdict (unreachable does not count: it took a lease after all).
+func awaitsVerdict(r *Rollout, node string) bool {
+	return slices.Contains(planned(r), node) && !hasKey(r.Done, node) && !hasKey(r.Failed, node)
 }
 
 // openWave returns the highest wave whose earlier waves are all done and

@@ -29,6 +29,9 @@ type Rollout struct {
 	Reason   string // why it failed or was rolled back
 	FailedBy string // the node whose failure failed it
 	Rollback string // the rollback commit, once written
+	// SpecAt is the newest commit that steered the rollout: its ID, or the
+	// Spec of its last paused, resumed or options_changed event.
+	SpecAt string
 	// IsRollback: the rollout's commit is a rollback (of RollbackOf);
 	// AtOnce: it applies at once, without leases or waves.
 	IsRollback bool
@@ -56,7 +59,7 @@ func fold(events []Event, start int) *Rollout {
 	s := events[start]
 	r := &Rollout{
 		ID: s.Rollout, Target: s.Target, From: s.From, Started: start,
-		Waves: cloneWaves(s.Waves), Resumed: -1,
+		Waves: cloneWaves(s.Waves), Resumed: -1, SpecAt: s.Rollout,
 		WaveDone: map[int]int{}, Done: map[string]string{},
 		Failed: map[string]string{}, Skipped: map[string]string{},
 		IsRollback: s.Rollback, RollbackOf: s.RollbackOf, AtOnce: s.AtOnce,
@@ -73,6 +76,9 @@ func fold(events []Event, start int) *Rollout {
 }
 
 func (r *Rollout) apply(i int, e Event) {
+	if e.Spec != "" {
+		r.SpecAt = e.Spec
+	}
 	switch e.Type {
 	case EventWaveDone:
 		if _, ok := r.WaveDone[e.Wave]; !ok {

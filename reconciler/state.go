@@ -30,6 +30,10 @@ const (
 	AppUpgrading = "upgrading" // installing Target (fetch, verify, unpack) before switching
 	AppSwitching = "switching" // the driver is switching to Target: starting it, checking its health
 	AppWaiting   = "waiting"   // Target known, waiting for its wave or a lease
+	// AppBlocked: Target known, and nothing moves until a person acts (the
+	// shared state refuses this node's writes); Error says
+	// "blocked: <cause>, a person must act".
+	AppBlocked   = "blocked"
 	AppFailed    = "failed"    // moving to Target failed; Version (the previous) restored if any
 	AppUnhealthy = "unhealthy" // Version runs but fails its health check
 	AppStopped   = "stopped"   // nothing runs
@@ -92,6 +96,10 @@ type Event struct {
 	RollbackCommit string        `json:"rollbackCommit,omitempty"`
 	Result         *Result       `json:"result,omitempty"`
 	Options        *RolloutFlags `json:"options,omitempty"`
+	// Spec is the tracked branch's commit whose spec decided a paused,
+	// resumed or options_changed event: only agents on it or a descendant
+	// steer the rollout after it.
+	Spec string `json:"spec,omitempty"`
 	// Rollback marks a started event whose commit is a rollback (it carries
 	// the rollback trailers, or is a git revert of an upgrade commit);
 	// RollbackOf is the commit it undoes when known. AtOnce: every targeted
