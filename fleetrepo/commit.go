@@ -1,10 +1,10 @@
 package fleetrepo
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"strings"
+	"unicode"
 
 	"github.com/go-git/go-git/v5/plumbing"
 )
@@ -52,13 +52,23 @@ func (t Trailers) String() string {
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
-// ParseTrailers reads the Reconciler-* trailers of a commit message.
+// ParseTrailers reads the Reconciler-* trailers of a commit message: the
+// lines of its last paragraph, as git interpret-trailers reads them. A
+// subject alone has no trailers, and a trailer quoted in the body (a person's
+// "Reconciler-Rollback-Of: ..." in an explanation) is not one.
 func ParseTrailers(message string) Trailers {
 	var t Trailers
 	fields := t.fields()
-	sc := bufio.NewScanner(strings.NewReader(message))
-	for sc.Scan() {
-		key, value, ok := strings.Cut(sc.Text(), ":")
+	lines := strings.Split(strings.TrimRightFunc(message, unicode.IsSpace), "\n")
+	start := len(lines)
+	for start > 0 && strings.TrimSpace(lines[start-1]) != "" {
+		start--
+	}
+	if start == 0 {
+		return t // one paragraph: the subject
+	}
+	for _, line := range lines[start:] {
+		key, value, ok := strings.Cut(line, ":")
 		if !ok {
 			continue
 		}
