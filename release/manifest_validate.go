@@ -8,6 +8,8 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	"github.com/fleetops/reconciler/spec"
 )
 
 // validName reports whether s has 1 to max characters, each an ASCII letter,
@@ -34,8 +36,8 @@ func (m *Manifest) Validate() error {
 	add := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s: %s", ManifestName, field, fmt.Sprintf(format, args...)))
 	}
-	if !validName(m.App, 63, "._-") {
-		add("app", "%q: want 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit", m.App)
+	if err := spec.CheckName("app", m.App); err != nil {
+		add("app", "%v", err)
 	}
 	if !ValidVersion(m.Version) {
 		add("version", "%q: want 1-128 letters, digits, '.', '_', '+' or '-', starting with a letter or digit", m.Version)

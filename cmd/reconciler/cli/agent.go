@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fleetops/reconciler/internal/logging"
+	"github.com/fleetops/reconciler/spec"
 )
 
 // agentOptions are the agent command's flags.
@@ -28,6 +29,7 @@ type agentOptions struct {
 	output                    string
 	coordination              string
 	leaseTTL                  time.Duration
+	switchAbort               time.Duration
 	trustSigners              []string // --trust-signer: who may move the fleet (agent_trust.go)
 	requireSigned, signingKey string
 }
@@ -87,6 +89,7 @@ agent adopts them. See docs/agent.md.`,
 	completeWords(c, "log-format", "auto", "text", "json")
 	f.StringVar(&o.coordination, "coordination", "lease", "lease: upgrade in waves under leases with the fleet; none: switch to the spec's version at once, alone")
 	f.DurationVar(&o.leaseTTL, "lease-ttl", 20*time.Second, "how long a lease lives without renewal (renewed every third of it)")
+	f.DurationVar(&o.switchAbort, "switch-abort", 0, "how long giving a candidate up takes at most: a switch begins only under a lease valid longer, and is given up when that runs out (default a quarter of --lease-ttl, at most 5s)")
 	o.registerTrust(f)
 	completeWords(c, "coordination", "lease", "none")
 	return []*cobra.Command{c}
@@ -101,6 +104,11 @@ func (o *agentOptions) validate() error {
 			errs = append(errs, fmt.Errorf("%s is required", flag))
 		}
 	}
+	if o.node != "" {
+		if err := spec.CheckName("node", o.node); err != nil {
+			errs = append(errs, fmt.Errorf("--node: %w", err))
+		}
+	}
 	if len(o.trustKeys) == 0 {
 		errs = append(errs, errors.New("--trust-key is required: the agent runs only releases signed by a key it trusts"))
 	}
@@ -112,6 +120,13 @@ func (o *agentOptions) validate() error {
 	}
 	if o.leaseTTL < time.Second {
 		errs = append(errs, fmt.Errorf("--lease-ttl %v: want at least 1s", o.leaseTTL))
+	}
+	if o.switchAbort == 0 {
+		o.switchAbort = min(o.leaseTTL/4, 5*time.Second)
+	}
+	if o.switchAbort < 0 || o.switchAbort+o.leaseTTL/10 >= o.leaseTTL*2/3 {
+		errs = append(errs, fmt.Errorf("--switch-abort %v with --lease-ttl %v leaves a lease no validity to switch in: want it below %v (two thirds of the TTL less a tenth); raise --lease-ttl or lower --switch-abort",
+			o.switchAbort, o.leaseTTL, o.leaseTTL*2/3-o.leaseTTL/10))
 	}
 	if o.poll <= 0 {
 		errs = append(errs, fmt.Errorf("--poll %v: want a positive duration", o.poll))

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"path/filepath"
 
+	"github.com/go-git/go-git/v5/plumbing"
+
 	"github.com/fleetops/reconciler/agent"
 	"github.com/fleetops/reconciler/agent/driver"
 	execdriver "github.com/fleetops/reconciler/agent/driver/exec"
@@ -44,7 +46,7 @@ func runAgent(ctx context.Context, e *env, o *agentOptions) error {
 	if err != nil {
 		return err
 	}
-	decider, err := newDecider(o, desired, shared, log)
+	coord, err := newCoordinator(o, desired, shared, log)
 	if err != nil {
 		return err
 	}
@@ -56,7 +58,7 @@ func runAgent(ctx context.Context, e *env, o *agentOptions) error {
 	cfg := agent.Config{
 		Node: o.node, Labels: o.labels, Vars: vars, StateDir: o.stateDir, State: st,
 		Desired: desired, Installer: agent.VerifiedInstaller{Fetcher: fetcher, Keys: keys}, Reporter: shared,
-		SharedWatch: shared, Decider: decider, Drivers: drivers, SpecDir: o.dir, Poll: o.poll, Listen: o.listen, Once: o.once, Logger: log,
+		SharedWatch: shared, Coordinator: coord, SwitchAbort: o.switchAbort, Drivers: drivers, SpecDir: o.dir, Poll: o.poll, Listen: o.listen, Once: o.once, Logger: log,
 		AgentVersion: buildOf().Version,
 	}
 	log.Info("agent starting", "version", buildOf().String(), "repo", o.repo, "branch", o.branch, "state", o.stateDir, "keys", keys.IDs())
@@ -107,14 +109,17 @@ func openRepos(ctx context.Context, e *env, o *agentOptions, log *slog.Logger, t
 	return desired, shared, nil
 }
 
-// newDecider picks how this node decides when to switch: with the fleet
+// newCoordinator picks how this node decides when to switch: with the fleet
 // (waves under leases, rollback commits) or alone (the spec's version at once).
-func newDecider(o *agentOptions, desired *fleetrepo.Desired, shared *fleetrepo.Shared, log *slog.Logger) (agent.Decider, error) {
+func newCoordinator(o *agentOptions, desired *fleetrepo.Desired, shared *fleetrepo.Shared, log *slog.Logger) (agent.Coordinator, error) {
 	if o.coordination == "none" {
-		return agent.SpecDecider{}, nil
+		return agent.SpecCoordinator{}, nil
 	}
 	c, err := rollout.New(rollout.Options{Node: o.node, Shared: shared, LeaseTTL: o.leaseTTL, Logger: log,
-		Rollback: rollbackCommitter(desired, o.node)})
+		Rollback: rollbackCommitter(desired, o.node),
+		Descends: func(tip, ancestor string) bool {
+			return desired.Descends(plumbing.NewHash(tip), plumbing.NewHash(ancestor))
+		}})
 	if err != nil {
 		return nil, fmt.Errorf("agent %s: %w", o.node, err)
 	}
