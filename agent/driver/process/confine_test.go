@@ -74,7 +74,9 @@ func TestUnixSocketPathsConfined(t *testing.T) {
 	for _, c := range []struct{ addr, want string }{
 		{victim, "is not under a socket directory of the agent"},
 		{"../" + filepath.Base(outside) + "/victim", "leaves the socket directory"},
-		{"out/victim", "is not under a socket directory of the agent"},
+		{"out/victim", "not followed"},
+		{"out/sub/web.sock", "not followed"}, // would create outside/sub
+		{"data/web.sock", "not followed"},
 		{inside, "exists and is not a socket the agent left"},
 		{"data", "exists and is not a socket the agent left"},
 		{link, "exists and is not a socket the agent left"},
@@ -87,6 +89,9 @@ func TestUnixSocketPathsConfined(t *testing.T) {
 		if err == nil || !errors.Is(err, ErrSocketPath) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("address %q: %v, want refused: %q", c.addr, err, c.want)
 		}
+	}
+	if _, err := os.Lstat(filepath.Join(outside, "sub")); err == nil {
+		t.Error("a directory was created outside the socket directory")
 	}
 	for _, f := range []string{victim, inside} {
 		if b, err := os.ReadFile(f); err != nil || string(b) != "precious" {

@@ -59,7 +59,7 @@ func (d *Driver) unixPath(addr string) (string, error) {
 		if !strings.HasPrefix(p, dirs[0]+string(filepath.Separator)) {
 			return fail("%q leaves the socket directory %s", addr, dirs[0])
 		}
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		if err := mkdirsUnder(dirs[0], filepath.Dir(addr)); err != nil {
 			return fail("%v", err)
 		}
 	}
@@ -79,6 +79,33 @@ func (d *Driver) unixPath(addr string) (string, error) {
 		return fail("%v", err)
 	}
 	return p, nil
+}
+
+// mkdirsUnder creates the directories of the relative path rel under root,
+// one at a time, refusing to go through a symlink or a non-directory: it
+// never creates anything outside root.
+func mkdirsUnder(root, rel string) error {
+	dir := root
+	for _, c := range strings.Split(filepath.ToSlash(rel), "/") {
+		if c == "." || c == "" {
+			continue
+		}
+		dir = filepath.Join(dir, c)
+		fi, err := os.Lstat(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("%s is not a directory of the socket directory (%s): not followed", dir, fi.Mode().Type())
+		}
+	}
+	return nil
 }
 
 // within reports whether p is dir or under it, symlinks in dir resolved (p
