@@ -259,3 +259,37 @@ func TestOldVersionsChildrenDoNotSurvive(t *testing.T) {
 		t.Fatalf("the child %d of version 2 still runs after Stop", c2)
 	}
 }
+
+// TestAdoptStopsRemnantsOfADrainedVersion: a version recorded as draining
+// whose workload exited while a child it forked still runs (the agent died
+// mid-drain) has the child stopped by the next agent; before, Adopt saw
+// the workload gone and left the child running.
+func TestAdoptStopsRemnantsOfADrainedVersion(t *testing.T) {
+	pf := filepath.Join(t.TempDir(), "child")
+	d1 := newDriverWith(t, Options{})
+	r1, err := d1.Switch(context.Background(), nil, forker(t, "1", pf), nil2ok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := childPid(t, pf)
+	d1.Close() // the agent dies
+	rec, err := decodeRecord(r1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(rec.Current.PID, syscall.SIGKILL); err != nil { // the workload alone
+		t.Fatal(err)
+	}
+	waitFor(t, "the workload to exit", func() bool { return gone(rec.Current.PID) })
+	if gone(child) {
+		t.Fatal("the child died with the workload")
+	}
+	rec.Draining, rec.Current = []procRecord{*rec.Current}, nil
+	d2 := newDriver(t, nil)
+	if err := d2.Adopt(context.Background(), rec.running("forker")); err != nil {
+		t.Fatal(err)
+	}
+	if !gone(child) {
+		t.Fatalf("the child %d of the drained version still runs after Adopt", child)
+	}
+}
