@@ -29,6 +29,7 @@ func (d *Driver) Adopt(ctx context.Context, r driver.Running) error {
 	a := d.app(r.App)
 	if !cur.alive() {
 		d.log.Warn("workload gone: starting it again", "app", r.App, "version", cur.Release.Version, "pid", cur.PID)
+		d.stopRemnants(ctx, *cur) // its children would serve beside the new process
 		_, err := d.Switch(ctx, nil, cur.Release, func(context.Context) error { return nil })
 		return err
 	}
