@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"bytes"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -183,6 +184,31 @@ func LoadFiles(files map[string][]byte) (*Fleet, error) {
 	if err != nil {
 		return nil, err
 	}
+	if mayHoldBytes(files) {
+		return fullLoad(ctx, user)
+	}
+	if f, ok, err := fastLoad(user); ok || err != nil {
+		return f, err
+	}
+	return fullLoad(ctx, user)
+}
+
+// mayHoldBytes reports whether the files may hold a CUE bytes value ('abc',
+// bytes), which JSON shows as a base64 string: the fast path cannot tell it
+// from a string, so such fleets take the full path (a quote in a comment
+// only costs time).
+func mayHoldBytes(files map[string][]byte) bool {
+	for _, b := range files {
+		if bytes.ContainsRune(b, '\'') || bytes.Contains(b, []byte("bytes")) {
+			return true
+		}
+	}
+	return false
+}
+
+// fullLoad unifies the user's files with the schema and walks the result,
+// reporting every problem with its position.
+func fullLoad(ctx *cue.Context, user cue.Value) (*Fleet, error) {
 	schema := ctx.CompileString(schemaSource, cue.Filename(schemaFile))
 	if err := schema.Err(); err != nil {
 		panic(fmt.Sprintf("spec: embedded schema does not compile: %v", err))
