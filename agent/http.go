@@ -50,6 +50,9 @@ func healthOf(node string, rep *reconciler.NodeReport) Healthz {
 	if rep.SpecError != "" {
 		h.Errors = append(h.Errors, rep.SpecError)
 	}
+	if rep.Conflict != "" {
+		h.Errors = append(h.Errors, rep.Conflict)
+	}
 	for _, name := range slices.Sorted(maps.Keys(rep.Apps)) {
 		a := rep.Apps[name]
 		if a.State == reconciler.AppFailed || a.State == reconciler.AppUnhealthy {
