@@ -36,9 +36,13 @@ type Agent struct {
 	// (loading CUE is the costliest part of an idle pass). Loop goroutine only.
 	specCommit plumbing.Hash
 	specFleet  *spec.Fleet
-	addr       atomic.Pointer[net.Addr] // of /healthz, once listening
-	dl         *downloads               // releases being installed, off the loop
-	dup        atomic.Pointer[string]   // another agent writes this node's report (duplicate.go)
+	// marks: app -> whether marksAt (the tip) is a rollback of it
+	// (fleetrepo.RollbackMarkOf), read once per tip. Loop goroutine only.
+	marksAt plumbing.Hash
+	marks   map[string]*reconciler.RollbackMark
+	addr    atomic.Pointer[net.Addr] // of /healthz, once listening
+	dl      *downloads               // releases being installed, off the loop
+	dup     atomic.Pointer[string]   // another agent writes this node's report (duplicate.go)
 
 	mu        sync.Mutex
 	recheckAt time.Time                 // earliest pass a decision asked for
@@ -54,13 +58,13 @@ func New(cfg Config) (*Agent, error) {
 	st := cfg.State
 	if st == nil {
 		var err error
-		if st, err = state.Open(cfg.StateDir); err != nil {
+		if st, err = state.OpenClock(cfg.StateDir, cfg.Clock); err != nil {
 			return nil, fmt.Errorf("agent %s: %w", cfg.Node, err)
 		}
 	}
 	log := cfg.Logger.With("node", cfg.Node)
 	return &Agent{cfg: cfg, log: log, store: st, metrics: newMetrics(cfg.Registry),
-		tip: newTipWatch(cfg.Registry, log, cfg.Now), releases: map[string]cachedReleases{}, dl: newDownloads()}, nil
+		tip: newTipWatch(cfg.Registry, log, cfg.Clock.Now), releases: map[string]cachedReleases{}, dl: newDownloads()}, nil
 }
 
 // Run runs the agent until ctx ends (nil), or for one pass with Config.Once
@@ -105,9 +109,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			wg.Go(func() { a.watch(ctx, a.cfg.SharedWatch, "shared state", wake) })
 		}
 	}
-	tick := time.NewTicker(a.cfg.Poll)
+	tick := a.cfg.Clock.NewTicker(a.cfg.Poll)
 	defer tick.Stop()
-	recheck := time.NewTimer(a.cfg.Poll)
+	recheck := a.cfg.Clock.NewTimer(a.cfg.Poll)
 	defer recheck.Stop()
 	for {
 		converged := a.Reconcile(ctx)
@@ -124,8 +128,8 @@ func (a *Agent) Run(ctx context.Context) error {
 			return nil
 		case <-wake:
 		case <-a.dl.ready: // a release is installed (or refused)
-		case <-tick.C:
-		case <-recheck.C:
+		case <-tick.C():
+		case <-recheck.C():
 		}
 	}
 }
@@ -140,7 +144,7 @@ func (a *Agent) untilRecheck() time.Duration {
 	if at.IsZero() {
 		return a.cfg.Poll
 	}
-	return min(max(time.Until(at), 10*time.Millisecond), a.cfg.Poll)
+	return min(max(a.cfg.Clock.Until(at), 10*time.Millisecond), a.cfg.Poll)
 }
 
 // askRecheck records a decision's wish for another pass at t.
@@ -189,7 +193,7 @@ func (a *Agent) startHTTP(ctx context.Context, wg *sync.WaitGroup) error {
 // Reconcile makes one pass (see the package doc) and reports whether every
 // app targeting this node runs its decided version, healthy.
 func (a *Agent) Reconcile(ctx context.Context) bool {
-	report := reconciler.NodeReport{Node: a.cfg.Node, Labels: a.cfg.Labels, AgentVersion: a.cfg.AgentVersion, Time: a.cfg.Now()}
+	report := reconciler.NodeReport{Node: a.cfg.Node, Labels: a.cfg.Labels, AgentVersion: a.cfg.AgentVersion, Time: a.cfg.Clock.Now()}
 	commit, fleet, err := a.load(ctx)
 	if !commit.IsZero() {
 		report.SpecCommit = commit.String()
@@ -213,9 +217,9 @@ func (a *Agent) Reconcile(ctx context.Context) bool {
 // load fetches the tip and loads its spec. A fetch error with a previously
 // accepted tip still returns that tip's fleet, with the error.
 func (a *Agent) load(ctx context.Context) (plumbing.Hash, *spec.Fleet, error) {
-	start := time.Now()
+	start := a.cfg.Clock.Now()
 	commit, ferr := a.cfg.Desired.Fetch(ctx)
-	a.metrics.fetchSeconds.Observe(time.Since(start).Seconds())
+	a.metrics.fetchSeconds.Observe(a.cfg.Clock.Since(start).Seconds())
 	if refused := a.tip.observe(a.cfg.Desired, commit, ferr); ferr != nil {
 		a.metrics.reconcileErrors.WithLabelValues("fetch").Inc()
 		if !refused { // a refusal is logged once, as an ERROR
@@ -284,31 +288,54 @@ func (a *Agent) step(ctx context.Context, commit plumbing.Hash, fleet *spec.Flee
 	}
 	st := a.store.App(app.Name)
 	in := DecideInput{Node: a.cfg.Node, Commit: commit, Fleet: fleet, App: app,
-		Local: Local{Active: st.Active, Previous: st.Previous}}
+		Local: Local{Active: st.Active, Previous: st.Previous}, Rollback: a.rollbackMark(commit, app.Name)}
 	if st.Failed != nil {
 		in.Local.Failed = st.Failed.Version
 	}
-	d, err := a.cfg.Decider.Decide(ctx, in)
-	a.askRecheck(d.Recheck)
+	p, err := a.cfg.Coordinator.Permit(ctx, in)
+	a.askRecheck(p.Recheck)
 	if err != nil {
 		a.metrics.reconcileErrors.WithLabelValues("decide").Inc()
 		rep := a.localReport(app.Name)
 		rep.Target, rep.Error = app.Version, fmt.Sprintf("decide %s on %s: %v", app.Name, a.cfg.Node, err)
+		if p.Blocked != "" {
+			rep.State, rep.Error = reconciler.AppBlocked, p.Blocked
+		}
+		rep.Rollout = p.Rollout
+		a.blocked(app.Name, p.Blocked)
 		return rep, false
 	}
-	if d.Version == "" {
+	a.blocked(app.Name, p.Blocked)
+	if p.Version == "" {
 		rep := a.localReport(app.Name)
-		if d.Waiting != "" {
-			rep.State, rep.Target, rep.Error = reconciler.AppWaiting, app.Version, d.Waiting
+		switch {
+		case p.Blocked != "":
+			rep.State, rep.Target, rep.Error = reconciler.AppBlocked, app.Version, p.Blocked
+		case p.Waiting != "":
+			rep.State, rep.Target, rep.Error = reconciler.AppWaiting, app.Version, p.Waiting
 		}
-		rep.Rollout, rep.Lease = d.Rollout, d.Lease
-		return rep, d.Waiting == "" && rep.State == reconciler.AppHealthy
+		rep.Rollout = p.Rollout
+		return rep, p.Waiting == "" && p.Blocked == "" && rep.State == reconciler.AppHealthy
 	}
-	rep, err := a.Converge(ctx, Target{App: app, Version: d.Version, Vars: vars, Rollout: d.Rollout, Lease: d.Lease})
-	if d.Done != nil {
-		d.Done(ctx, rep, err)
+	t := Target{App: app, Version: p.Version, Vars: vars, Rollout: p.Rollout, Guard: p.Lease}
+	if p.Lease != nil {
+		t.Lease = p.Lease.Token()
+	}
+	rep, err := a.Converge(ctx, t)
+	if p.Lease != nil {
+		p.Lease.Finish(ctx, rep, err)
 	}
 	return rep, err == nil && rep.State == reconciler.AppHealthy
+}
+
+// blocked keeps the reconciler_blocked gauge of app at 1 while a person
+// must act (why says on what), 0 otherwise.
+func (a *Agent) blocked(app, why string) {
+	v := 0.0
+	if why != "" {
+		v = 1
+	}
+	a.metrics.blocked.WithLabelValues(app).Set(v)
 }
 
 // remove stops an app that no longer targets this node and forgets it.

@@ -11,6 +11,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/fleetops/reconciler/agent/driver"
 	"github.com/fleetops/reconciler/agent/state"
@@ -38,6 +41,13 @@ func (f *fakeInstaller) Install(_ context.Context, _ release.Source, want releas
 	m := &release.Manifest{App: want.App, Version: want.Version, Command: []string{"bin/app", "--port=${PORT}"}}
 	b, _ := json.Marshal(m)
 	if err := os.MkdirAll(dest, 0o755); err != nil {
+		return nil, err
+	}
+	// bin/check: the spec's exec health check, a program of the release.
+	if err := os.MkdirAll(filepath.Join(dest, "bin"), 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dest, "bin", "check"), []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
 		return nil, err
 	}
 	return m, os.WriteFile(filepath.Join(dest, release.ManifestName), b, 0o644)
@@ -85,7 +95,7 @@ func specFiles(apps ...string) map[string]string {
 	cue := "package fleet\n\nnodes: n1: vars: PORT: \"8080\"\n"
 	for _, a := range apps {
 		name, version, _ := strings.Cut(a, "@")
-		cue += fmt.Sprintf("apps: %s: {version: %q, artifact: url: \"https://r.example/%s.tgz\", health: exec: [\"true\"]}\n", name, version, name)
+		cue += fmt.Sprintf("apps: %s: {version: %q, artifact: url: \"https://r.example/%s.tgz\", health: exec: [\"bin/check\"]}\n", name, version, name)
 	}
 	return map[string]string{"fleet.cue": cue}
 }
@@ -97,7 +107,7 @@ type harness struct {
 	drv  *fakeDriver
 }
 
-func newHarness(t *testing.T, decider Decider, apps ...string) *harness {
+func newHarness(t *testing.T, coord Coordinator, apps ...string) *harness {
 	repo := gittest.NewBare(t, specFiles(apps...))
 	desired, err := fleetrepo.OpenDesired(context.Background(), fleetrepo.DesiredOptions{URL: repo})
 	if err != nil {
@@ -105,7 +115,7 @@ func newHarness(t *testing.T, decider Decider, apps ...string) *harness {
 	}
 	h := &harness{repo: repo, inst: &fakeInstaller{}, drv: &fakeDriver{fail: map[string]bool{}}}
 	h.a, err = New(Config{Node: "n1", StateDir: t.TempDir(), Desired: desired, Installer: h.inst,
-		Drivers: map[string]driver.Driver{"process": h.drv}, Decider: decider})
+		Drivers: map[string]driver.Driver{"process": h.drv}, Coordinator: coord})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,12 +193,12 @@ func TestUnverifiableReleaseChangesNothing(t *testing.T) {
 	}
 }
 
-func TestDeciderSeam(t *testing.T) {
-	wait := DeciderFunc(func(_ context.Context, in DecideInput) (Decision, error) {
+func TestCoordinatorSeam(t *testing.T) {
+	wait := CoordinatorFunc(func(_ context.Context, in DecideInput) (Permit, error) {
 		if in.Local.Active == "" {
-			return Decision{Version: in.App.Version}, nil
+			return Permit{Version: in.App.Version}, nil
 		}
-		return Decision{Waiting: "wave 2 not open", Rollout: "abc"}, nil
+		return Permit{Waiting: "wave 2 not open", Rollout: "abc"}, nil
 	})
 	h := newHarness(t, wait, "web@1.0.0")
 	h.reconcile(t)
@@ -315,5 +325,61 @@ func TestInterruptedSwitchIsRetried(t *testing.T) {
 	delete(h.drv.fail, "2.0.0")
 	if r, ok := h.reconcile(t); !ok || r.Apps["web"].Version != "2.0.0" {
 		t.Fatalf("after the interruption: converged %v, %+v", ok, r.Apps["web"])
+	}
+}
+
+// refusing is a Lease whose Begin refuses: its validity cannot cover the
+// switch. It records what Finish got.
+type refusing struct{ finished error }
+
+func (*refusing) Token() string { return "t0" }
+func (*refusing) Begin(context.Context, time.Duration) (context.Context, error) {
+	return nil, fmt.Errorf("%w: lease valid for 1s", ErrNotBegun)
+}
+func (r *refusing) Finish(_ context.Context, _ reconciler.AppReport, err error) { r.finished = err }
+
+// A switch the lease does not let begin (issue 17, bug 1) leaves the old
+// version running, is not remembered as failed, and is tried again.
+func TestSwitchNotBegunKeepsOldVersion(t *testing.T) {
+	l := &refusing{}
+	coord := CoordinatorFunc(func(_ context.Context, in DecideInput) (Permit, error) {
+		if in.Local.Active == "" {
+			return Permit{Version: in.App.Version}, nil
+		}
+		return Permit{Version: in.App.Version, Lease: l}, nil
+	})
+	h := newHarness(t, coord, "web@1.0.0")
+	h.reconcile(t)
+	h.push(t, "web@2.0.0")
+	r, ok := h.reconcile(t)
+	w := r.Apps["web"]
+	if ok || w.Version != "1.0.0" || w.State != reconciler.AppWaiting || !errors.Is(l.finished, ErrNotBegun) {
+		t.Fatalf("refused begin: converged %v, %+v, finished with %v", ok, w, l.finished)
+	}
+	if len(h.drv.switches) != 1 || h.a.State().App("web").Failed != nil {
+		t.Fatalf("switches %v, failed %+v: want no switch and nothing remembered", h.drv.switches, h.a.State().App("web").Failed)
+	}
+}
+
+// A permit blocked on a rejection shows "blocked" in the report and the
+// reconciler_blocked gauge.
+func TestBlockedPermitIsReported(t *testing.T) {
+	coord := CoordinatorFunc(func(_ context.Context, in DecideInput) (Permit, error) {
+		if in.Local.Active == "" {
+			return Permit{Version: in.App.Version}, nil
+		}
+		why := "blocked: push refs/reconciler/leases/web/0 rejected by a hook, a person must act"
+		return Permit{Blocked: why}, errors.New(why)
+	})
+	h := newHarness(t, coord, "web@1.0.0")
+	h.reconcile(t)
+	h.push(t, "web@2.0.0")
+	r, ok := h.reconcile(t)
+	if w := r.Apps["web"]; ok || w.State != reconciler.AppBlocked || !strings.Contains(w.Error, "a person must act") {
+		t.Fatalf("blocked: converged %v, %+v", ok, w)
+	}
+	var m dto.Metric
+	if err := h.a.metrics.blocked.WithLabelValues("web").Write(&m); err != nil || m.GetGauge().GetValue() != 1 {
+		t.Fatalf("reconciler_blocked = %v, %v; want 1", m.GetGauge().GetValue(), err)
 	}
 }

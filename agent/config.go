@@ -13,6 +13,7 @@ import (
 
 	"github.com/fleetops/reconciler/agent/driver"
 	"github.com/fleetops/reconciler/agent/state"
+	"github.com/fleetops/reconciler/internal/clock"
 	"github.com/fleetops/reconciler/reconciler"
 	"github.com/fleetops/reconciler/release"
 	"github.com/fleetops/reconciler/signing"
@@ -77,9 +78,14 @@ type Config struct {
 	SharedWatch Watcher
 	// Drivers by release.json "driver"; "" means "process". Required.
 	Drivers map[string]driver.Driver
-	// Decider says which version to run now (default: SpecDecider).
-	Decider Decider
-	SpecDir string // directory of the specs in the fleet repo (default: root)
+	// Coordinator says which version to run now, under which lease
+	// (default: SpecCoordinator).
+	Coordinator Coordinator
+	// SwitchAbort bounds how long giving a candidate up and keeping the old
+	// version takes (default 5s): a switch begins only under a lease valid
+	// for longer, and is abandoned when its validity less this runs out.
+	SwitchAbort time.Duration
+	SpecDir     string // directory of the specs in the fleet repo (default: root)
 
 	Poll          time.Duration // re-evaluation period besides watch events (default 30s)
 	HealthTimeout time.Duration // bound on one health check with its retries (default 2m)
@@ -89,7 +95,9 @@ type Config struct {
 	AgentVersion string
 	Logger       *slog.Logger         // default: discard
 	Registry     *prometheus.Registry // default: a new one
-	Now          func() time.Time     // default time.Now
+	// Clock every decision, timer and timestamp reads (default the system
+	// clock; tests and internal/fleetsim pass a *clock.Fake).
+	Clock clock.Clock
 }
 
 // ErrNotConverged is Run's result in Once mode when the node did not reach
@@ -112,11 +120,14 @@ func (c *Config) Validate() error {
 }
 
 func (c Config) withDefaults() Config {
-	if c.Decider == nil {
-		c.Decider = SpecDecider{}
+	if c.Coordinator == nil {
+		c.Coordinator = SpecCoordinator{}
 	}
 	if c.Poll <= 0 {
 		c.Poll = 30 * time.Second
+	}
+	if c.SwitchAbort <= 0 {
+		c.SwitchAbort = 5 * time.Second
 	}
 	if c.HealthTimeout <= 0 {
 		c.HealthTimeout = 2 * time.Minute
@@ -127,27 +138,29 @@ func (c Config) withDefaults() Config {
 	if c.Registry == nil {
 		c.Registry = prometheus.NewRegistry()
 	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
+	c.Clock = clock.Or(c.Clock)
 	return c
 }
 
-// Decider says which version of an app this node should run now. It is the
-// seam for fleet coordination: the default runs the spec's version at once;
-// a rollout engine answers "wait" until this node's wave opens and it holds
-// a lease.
-type Decider interface {
-	Decide(ctx context.Context, in DecideInput) (Decision, error)
+// Coordinator says which version of an app this node may run now, and
+// under which lease. It is the seam for fleet coordination: the default
+// (SpecCoordinator) permits the spec's version at once; the rollout
+// coordinator (agent/rollout) answers "wait" until this node's wave opens
+// and it holds a lease, and it may write to the shared state to get there.
+type Coordinator interface {
+	Permit(ctx context.Context, in DecideInput) (Permit, error)
 }
 
-// DecideInput is what a Decider sees for one app.
+// DecideInput is what a Coordinator sees for one app.
 type DecideInput struct {
 	Node   string
 	Commit plumbing.Hash // the spec commit being applied
 	Fleet  *spec.Fleet   // shared between passes: read-only
 	App    spec.App
 	Local  Local // what this node runs
+	// Rollback is set when Commit is a rollback of App (its trailers, or a
+	// git revert of an upgrade): the rollout it starts applies at once.
+	Rollback *reconciler.RollbackMark
 }
 
 // Local is an app's state on this node.
@@ -157,37 +170,64 @@ type Local struct {
 	Failed   string // a version whose switch failed here, not retried
 }
 
-// Decision is a Decider's answer.
-type Decision struct {
+// Permit is a Coordinator's answer for one app.
+type Permit struct {
 	// Version to run now; "" keeps what runs.
 	Version string
 	// Waiting, when Version is "", says why the node waits (state
 	// "waiting", target App.Version).
 	Waiting string
-	// Rollout and Lease are copied into the app's report.
-	Rollout, Lease string
+	// Blocked, when Version is "", says why nothing can move until a person
+	// acts (state "blocked": a refused push, refused credentials).
+	Blocked string
+	// Rollout is copied into the app's report.
+	Rollout string
 	// Recheck asks for another pass no later than this time (a wave that
 	// opens after batchDelay, a canary monitor); zero: on the next change.
 	Recheck time.Time
-	// Done, when set, is called with the outcome of converging to Version
-	// (the coordinator records it and releases its lease).
-	Done func(ctx context.Context, rep reconciler.AppReport, err error)
+	// Lease, when set, guards the switch to Version: Converge calls Begin
+	// right before the old version starts going away, and the agent calls
+	// Finish with the outcome, once, whatever happened.
+	Lease Lease
 }
 
-// DeciderFunc adapts a function to Decider.
-type DeciderFunc func(ctx context.Context, in DecideInput) (Decision, error)
+// Lease is the right to switch one app on this node, as a Permit carries
+// it. It owns whatever keeps it alive (the rollout coordinator renews it in
+// the background) until Finish.
+type Lease interface {
+	// Token is the lease's fencing token, for the report ("" for none).
+	Token() string
+	// Begin is called before the point of no return (the driver's switch).
+	// abort is how long the caller needs to give the candidate up and keep
+	// the old version. Begin returns an error wrapping ErrNotBegun when the
+	// lease is lost or its validity cannot cover that (do not switch; keep
+	// the old version: it did not fail); else a context the switch must run
+	// under, cancelled once the lease's validity, less abort, runs out.
+	Begin(ctx context.Context, abort time.Duration) (context.Context, error)
+	// Finish records the outcome of converging to the Permit's version and
+	// ends the lease. An error from Begin comes back here too.
+	Finish(ctx context.Context, rep reconciler.AppReport, err error)
+}
 
-// Decide implements Decider.
-func (f DeciderFunc) Decide(ctx context.Context, in DecideInput) (Decision, error) { return f(ctx, in) }
+// ErrNotBegun wraps Begin's refusals: the switch was not started.
+var ErrNotBegun = errors.New("switch not begun")
 
-// SpecDecider runs the spec's version now, unless the app is paused (a
-// paused app that runs nothing yet is still installed).
-type SpecDecider struct{}
+// CoordinatorFunc adapts a function to Coordinator.
+type CoordinatorFunc func(ctx context.Context, in DecideInput) (Permit, error)
 
-// Decide implements Decider.
-func (SpecDecider) Decide(_ context.Context, in DecideInput) (Decision, error) {
+// Permit implements Coordinator.
+func (f CoordinatorFunc) Permit(ctx context.Context, in DecideInput) (Permit, error) {
+	return f(ctx, in)
+}
+
+// SpecCoordinator permits the spec's version now, unless the app is paused
+// (a paused app that runs nothing yet is still installed).
+type SpecCoordinator struct{}
+
+// Permit implements Coordinator.
+func (SpecCoordinator) Permit(_ context.Context, in DecideInput) (Permit, error) {
 	if in.App.Paused && in.Local.Active != "" {
-		return Decision{Waiting: "app is paused"}, nil
+		return Permit{Waiting: "app is paused"}, nil
 	}
-	return Decision{Version: in.App.Version}, nil
+	return Permit{Version: in.App.Version}, nil
 }

@@ -28,6 +28,8 @@ type Target struct {
 	Vars map[string]string
 	// Rollout and Lease are copied into the report (coordination).
 	Rollout, Lease string
+	// Guard, when set, must let the switch begin (Lease.Begin) and bounds it.
+	Guard Lease
 }
 
 // prepared is a release ready to switch to.
@@ -71,9 +73,9 @@ func (a *Agent) Converge(ctx context.Context, t Target) (reconciler.AppReport, e
 		var refused *release.RefusedError
 		isRefused := errors.As(err, &refused)
 		_ = a.store.UpdateApp(name, func(s *state.App) {
-			s.LastError, s.ErrorTime = err.Error(), a.cfg.Now()
+			s.LastError, s.ErrorTime = err.Error(), a.cfg.Clock.Now()
 			if isRefused {
-				s.AddRefusal(state.Refusal{Key: downloadKey(t), SHA256: refused.SHA256, Reason: err.Error(), Time: a.cfg.Now()})
+				s.AddRefusal(state.Refusal{Key: downloadKey(t), SHA256: refused.SHA256, Reason: err.Error(), Time: a.cfg.Clock.Now()})
 			}
 		})
 		return a.appReport(a.store.App(name), t, reconciler.AppFailed, err.Error()), err
@@ -85,6 +87,9 @@ func (a *Agent) Converge(ctx context.Context, t Target) (reconciler.AppReport, e
 // node variables and health check.
 func (a *Agent) prepare(ctx context.Context, t Target) (prepared, error) {
 	name, v := t.App.Name, t.Version
+	if !release.ValidVersion(v) { // it names a directory; it may come from a shared ref
+		return prepared{}, fmt.Errorf("release %s %q on node %s: not a valid version (1-128 letters, digits, '.', '_', '+', '-')", name, v, a.cfg.Node)
+	}
 	dir := a.releaseDir(t)
 	m, err := a.install(ctx, t, dir)
 	if err != nil {
@@ -204,28 +209,35 @@ func (a *Agent) switchTo(ctx context.Context, t Target, st state.App, p prepared
 	if st.Driver != p.driver && st.Running != nil {
 		cur = nil // another driver runs it: start fresh, stop the old one after
 	}
+	sctx := ctx
+	if t.Guard != nil {
+		if sctx, err = t.Guard.Begin(ctx, a.cfg.SwitchAbort); err != nil {
+			a.log.Warn("switch not begun: previous version kept", "app", name, "version", v, "err", err)
+			return a.appReport(st, t, reconciler.AppWaiting, err.Error()), err
+		}
+	}
 	if err := a.store.UpdateApp(name, func(s *state.App) {
-		s.Step = &state.Step{Op: state.StepSwitch, From: st.Active, To: v, Started: a.cfg.Now()}
+		s.Step = &state.Step{Op: state.StepSwitch, From: st.Active, To: v, Started: a.cfg.Clock.Now()}
 	}); err != nil {
 		return a.appReport(st, t, reconciler.AppFailed, err.Error()), err
 	}
 	a.log.Info("switching", "app", name, "from", st.Active, "to", v, "driver", p.driver)
 	a.switching(ctx, t, st, p) // report "switching" now, not at the end of the pass
 	a.metrics.active.Inc()
-	start := time.Now()
-	running, err := drv.Switch(ctx, cur, p.rel, a.healthFunc(versionGuard(p.check, st.Active, v)))
+	start := a.cfg.Clock.Now()
+	running, err := drv.Switch(sctx, cur, p.rel, a.healthFunc(versionGuard(p.check, st.Active, v)))
 	err = redact.Error(err) // a health URL's credentials stay out of state and reports
 	a.metrics.active.Dec()
-	if err != nil && ctx.Err() != nil {
+	if err != nil && sctx.Err() != nil {
 		return a.switchInterrupted(t, st, running, err)
 	}
 	if err != nil {
-		return a.switchFailed(t, st, running, time.Since(start), err)
+		return a.switchFailed(t, st, running, a.cfg.Clock.Since(start), err)
 	}
 	if cur == nil && st.Running != nil {
 		a.stopOther(ctx, name, st)
 	}
-	return a.switched(t, p.driver, running, time.Since(start))
+	return a.switched(t, p.driver, running, a.cfg.Clock.Since(start))
 }
 
 // versionGuard makes a switch's health check ignore answers from the
@@ -252,7 +264,7 @@ func (a *Agent) switched(t Target, driverName string, running driver.Running, to
 			s.Previous, s.Active = s.Active, v
 		}
 		s.Driver, s.Running, s.Step, s.Failed, s.LastError = driverName, &running, nil, nil, ""
-		s.Since = a.cfg.Now()
+		s.Since = a.cfg.Clock.Now()
 		s.AddInstalled(v)
 	})
 	a.prune(name)
@@ -271,7 +283,7 @@ func (a *Agent) switchFailed(t Target, st state.App, running driver.Running, too
 	a.metrics.upgrades.WithLabelValues(name, result).Inc()
 	a.metrics.reconcileErrors.WithLabelValues("switch").Inc()
 	a.log.Error("switch failed: previous version kept", "app", name, "version", v, "previous", st.Active, "err", err)
-	now := a.cfg.Now()
+	now := a.cfg.Clock.Now()
 	_ = a.store.UpdateApp(name, func(s *state.App) {
 		if running.App != "" {
 			s.Running = &running

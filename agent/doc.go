@@ -5,8 +5,8 @@
 // ticker) it runs Reconcile, one pass:
 //
 //  1. fetch the tip of the tracked branch and load its spec (spec.LoadCommit);
-//  2. for each app targeting this node, ask the Decider which version to run
-//     now (by default the spec's: SpecDecider), and Converge to it: install the
+//  2. for each app targeting this node, ask the Coordinator which version to run
+//     now (by default the spec's: SpecCoordinator), and Converge to it: install the
 //     signed release (release.Fetcher.Install into <state>/releases/<app>/<v>,
 //     reused when present), switch through the release's driver with the
 //     spec's health check, and on failure keep (or restore) the previous
@@ -27,6 +27,6 @@
 //   - Workloads outlive the agent: stopping the agent (Run returning) never
 //     stops them.
 //
-// The seam for fleet coordination is Decider: waves and leases decide when
+// The seam for fleet coordination is Coordinator: waves and leases decide when
 // this node may move; Converge is the reusable per-app step that moves it.
 package agent

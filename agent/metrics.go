@@ -19,6 +19,7 @@ type metrics struct {
 	reconcileErrors *prometheus.CounterVec
 	fetchSeconds    prometheus.Histogram
 	swaps           *prometheus.CounterVec
+	blocked         *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -49,7 +50,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "reconciler_swaps_total",
 			Help: "Switches begun, by app and how the release swaps: hot, stop-then-start (no listen sockets: requests are refused meanwhile), hooks, in-place.",
 		}, []string{"app", "swap"}),
+		blocked: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "reconciler_blocked",
+			Help: "1 while an app on this node cannot move until a person acts (a push the shared state refuses, refused credentials); its report says why.",
+		}, []string{"app"}),
 	}
-	reg.MustRegister(m.upgradeSeconds, m.upgrades, m.active, m.reconcileErrors, m.fetchSeconds, m.swaps)
+	reg.MustRegister(m.upgradeSeconds, m.upgrades, m.active, m.reconcileErrors, m.fetchSeconds, m.swaps, m.blocked)
 	return m
 }

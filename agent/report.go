@@ -114,7 +114,7 @@ func (a *Agent) announce(ctx context.Context, app string, rep reconciler.AppRepo
 	if r.Apps == nil {
 		r.Apps = map[string]reconciler.AppReport{}
 	}
-	r.Apps[app], r.Time = rep, a.cfg.Now()
+	r.Apps[app], r.Time = rep, a.cfg.Clock.Now()
 	a.publish(ctx, r)
 }
 
@@ -170,7 +170,9 @@ func (a *Agent) healthFunc(check *health.Check) driver.HealthFunc {
 		}
 		ctx, cancel := context.WithTimeout(ctx, a.cfg.HealthTimeout)
 		defer cancel()
-		if err := check.Run(ctx); err != nil {
+		c := *check
+		c.Self = a.selfAddrs()
+		if err := c.Run(ctx); err != nil {
 			return fmt.Errorf("health check: %w", err)
 		}
 		return nil
@@ -196,7 +198,7 @@ func (a *Agent) runtimeReleases(ctx context.Context, name string) []reconciler.R
 	a.mu.Lock()
 	c, hit := a.releases[name]
 	a.mu.Unlock()
-	if hit && c.version == st.Active && a.cfg.Now().Sub(c.at) < releasesTTL {
+	if hit && c.version == st.Active && a.cfg.Clock.Now().Sub(c.at) < releasesTTL {
 		return c.list
 	}
 	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -207,7 +209,7 @@ func (a *Agent) runtimeReleases(ctx context.Context, name string) []reconciler.R
 		return c.list
 	}
 	a.mu.Lock()
-	a.releases[name] = cachedReleases{version: st.Active, at: a.cfg.Now(), list: list}
+	a.releases[name] = cachedReleases{version: st.Active, at: a.cfg.Clock.Now(), list: list}
 	a.mu.Unlock()
 	return list
 }

@@ -163,3 +163,26 @@ func reportFetch(r *reconciler.NodeReport, err error) {
 		r.SpecError = err.Error()
 	}
 }
+
+// rollbackMark reports whether commit (the tip applied) is a rollback of
+// app, read once per tip; a commit that cannot be read is no rollback
+// (logged), so the rollout keeps its waves.
+func (a *Agent) rollbackMark(commit plumbing.Hash, app string) *reconciler.RollbackMark {
+	if a.marksAt != commit || a.marks == nil {
+		a.marksAt, a.marks = commit, map[string]*reconciler.RollbackMark{}
+	}
+	if m, ok := a.marks[app]; ok {
+		return m
+	}
+	var m *reconciler.RollbackMark
+	err := a.cfg.Desired.View(func(r *git.Repository) error {
+		var err error
+		m, err = fleetrepo.RollbackMarkOf(r, commit, app)
+		return err
+	})
+	if err != nil {
+		a.log.Warn("read whether the tip rolls an app back: treating it as an upgrade", "app", app, "commit", commit.String(), "err", err)
+	}
+	a.marks[app] = m
+	return m
+}

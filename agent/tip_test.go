@@ -20,6 +20,7 @@ import (
 	"github.com/fleetops/reconciler/agent/driver"
 	"github.com/fleetops/reconciler/fleetrepo"
 	"github.com/fleetops/reconciler/fleetrepo/gittest"
+	"github.com/fleetops/reconciler/internal/clock"
 	"github.com/fleetops/reconciler/trust"
 )
 
@@ -118,10 +119,11 @@ func TestUntrustedTipIsReportedAndNothingSwitches(t *testing.T) {
 	var logs syncBuffer
 	reg := prometheus.NewRegistry()
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	clk := clock.NewFake(now)
 	drv := &fakeDriver{fail: map[string]bool{}}
 	a, err := New(Config{Node: "n1", StateDir: t.TempDir(), Desired: desired, Installer: &fakeInstaller{},
 		Drivers: map[string]driver.Driver{"process": drv}, Registry: reg,
-		Logger: slog.New(slog.NewJSONHandler(&logs, nil)), Now: func() time.Time { return now }})
+		Logger: slog.New(slog.NewJSONHandler(&logs, nil)), Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +165,7 @@ func TestUntrustedTipIsReportedAndNothingSwitches(t *testing.T) {
 	if n := strings.Count(logs.String(), `"level":"ERROR","msg":"refusing the tip of the tracked branch`); n != 1 {
 		t.Fatalf("%d ERROR lines for one refused tip:\n%s", n, logs.String())
 	}
-	now = now.Add(90 * time.Second)
+	clk.Advance(90 * time.Second)
 	if got := gauge(t, reg, "reconciler_tip_since_fetch_seconds"); got != 90 {
 		t.Fatalf("since fetch %v, want 90", got)
 	}

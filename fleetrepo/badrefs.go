@@ -72,6 +72,7 @@ func (sh *Shared) currentReadable(ctx context.Context, prefix string) (map[plumb
 	if err != nil {
 		return nil, nil, err
 	}
+	maps.DeleteFunc(refs, func(ref plumbing.ReferenceName, _ plumbing.Hash) bool { return !sh.validRef(ref) })
 	bad := map[plumbing.ReferenceName]bool{}
 	ferr := sh.s.fetch(ctx, refs)
 	if ferr == nil {

@@ -71,7 +71,10 @@ func (s *store) cas(ctx context.Context, ref plumbing.ReferenceName, old, next p
 // the ref: longer than git's 100ms wait for a ref lock (core.filesRefLockTimeout).
 const lockSettle = 250 * time.Millisecond
 
-// headAfter reads the ref again after d.
+// headAfter reads the ref again after d of real time: it waits for another
+// process (git holding a ref lock), which no injected clock can hurry, so
+// it is the one wait in fleetrepo that stays on the system clock; it decides
+// nothing (the re-read ref does).
 func (s *store) headAfter(ctx context.Context, ref plumbing.ReferenceName, d time.Duration) (plumbing.Hash, error) {
 	t := time.NewTimer(d)
 	defer t.Stop()

@@ -1,11 +1,11 @@
 package fleetrepo
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"strings"
+	"unicode"
 
 	"github.com/go-git/go-git/v5/plumbing"
 )
@@ -19,7 +19,15 @@ type Trailers struct {
 	Reason     string // Reconciler-Reason
 	Node       string // Reconciler-Node: the node that wrote it, if one did
 	RollbackOf string // Reconciler-Rollback-Of: the commit a rollback undoes
+	// Rollout is Reconciler-Rollout: "waves" on a rollback that keeps the
+	// waves and leases (reconciler rollback --waves) instead of applying at
+	// once.
+	Rollout string
 }
+
+// RolloutWaves is the Reconciler-Rollout value of a rollback that rolls in
+// waves like an upgrade.
+const RolloutWaves = "waves"
 
 type trailerField struct {
 	key   string
@@ -28,7 +36,8 @@ type trailerField struct {
 
 func (t *Trailers) fields() []trailerField {
 	return []trailerField{{"Reconciler-App", &t.App}, {"Reconciler-From", &t.From}, {"Reconciler-To", &t.To},
-		{"Reconciler-Reason", &t.Reason}, {"Reconciler-Node", &t.Node}, {"Reconciler-Rollback-Of", &t.RollbackOf}}
+		{"Reconciler-Reason", &t.Reason}, {"Reconciler-Node", &t.Node}, {"Reconciler-Rollback-Of", &t.RollbackOf},
+		{"Reconciler-Rollout", &t.Rollout}}
 }
 
 // String is the trailer block, one "Key: value" line per set field.
@@ -44,13 +53,23 @@ func (t Trailers) String() string {
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
-// ParseTrailers reads the Reconciler-* trailers of a commit message.
+// ParseTrailers reads the Reconciler-* trailers of a commit message: the
+// lines of its last paragraph, as git interpret-trailers reads them. A
+// subject alone has no trailers, and a trailer quoted in the body (a person's
+// "Reconciler-Rollback-Of: ..." in an explanation) is not one.
 func ParseTrailers(message string) Trailers {
 	var t Trailers
 	fields := t.fields()
-	sc := bufio.NewScanner(strings.NewReader(message))
-	for sc.Scan() {
-		key, value, ok := strings.Cut(sc.Text(), ":")
+	lines := strings.Split(strings.TrimRightFunc(message, unicode.IsSpace), "\n")
+	start := len(lines)
+	for start > 0 && strings.TrimSpace(lines[start-1]) != "" {
+		start--
+	}
+	if start == 0 {
+		return t // one paragraph: the subject
+	}
+	for _, line := range lines[start:] {
+		key, value, ok := strings.Cut(line, ":")
 		if !ok {
 			continue
 		}

@@ -149,6 +149,20 @@ func (d *Desired) acceptLocked(old, tip plumbing.Hash) error {
 	return nil
 }
 
+// Descends reports whether commit tip descends from (or is) commit
+// ancestor in this handle's cache; false when either is not there (a tip
+// older than the ancestor has never fetched it). The rollout coordinator
+// asks it before a tip may supersede a rollout (docs/rollouts.md).
+func (d *Desired) Descends(tip, ancestor plumbing.Hash) bool {
+	if tip == ancestor {
+		return true
+	}
+	d.s.mu.Lock()
+	defer d.s.mu.Unlock()
+	ok, _, err := d.descends(ancestor, tip)
+	return err == nil && ok
+}
+
 // descends reports whether tip descends from old, and if not whether tip is
 // an ancestor of old (the branch moved backwards).
 func (d *Desired) descends(old, tip plumbing.Hash) (ok, behind bool, err error) {

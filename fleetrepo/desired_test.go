@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/go-git/go-git/v5/plumbing"
+
 	"github.com/fleetops/reconciler/fleetrepo/gittest"
 )
 
@@ -70,5 +72,27 @@ func TestFetchRefusesSidewaysAndSurvivesRestart(t *testing.T) {
 	var nd *NotDescendantError
 	if !errors.As(err, &nd) || nd.Behind || kept != good {
 		t.Fatalf("Fetch = %s, %v; want %s kept and a sideways *NotDescendantError", kept, err, good)
+	}
+}
+
+// Descends answers from the cache: a tip descends from its ancestors, not
+// the other way round, and from nothing it has not fetched.
+func TestDescends(t *testing.T) {
+	bare := gittest.NewBare(t, map[string]string{"a.txt": "1"})
+	ctx := testContext(t)
+	d := openDesired(t, bare)
+	first, err := d.Fetch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := plumbing.NewHash(gittest.PushFiles(t, bare, "main", map[string]string{"a.txt": "2"}, "two"))
+	if d.Descends(first, second) {
+		t.Fatal("a tip that has not fetched a newer commit descends from it")
+	}
+	if tip, err := d.Fetch(ctx); err != nil || tip != second {
+		t.Fatalf("Fetch = %s, %v", tip, err)
+	}
+	if !d.Descends(second, first) || d.Descends(first, second) || !d.Descends(first, first) {
+		t.Fatal("Descends does not follow the history")
 	}
 }

@@ -30,11 +30,30 @@ var (
 	// ErrRejected: the server refused a push for another reason than a
 	// lost race (a protected branch, a hook, missing rights). Retrying will
 	// not help; the configuration must change.
-	ErrRejected = errors.New("push rejected by the server")
+	ErrRejected error = &personError{msg: "push rejected by the server"}
 )
 
 // ErrBranchExists means CommitRequest.Branch, which must be new, exists.
 var ErrBranchExists = errors.New("the branch exists already")
+
+// personError is a failure retrying cannot fix: a person must act (change
+// the server's configuration, the credentials or the agent's flags). It
+// matches NeedsPerson.
+type personError struct {
+	msg string
+	err error
+}
+
+func (e *personError) Error() string {
+	if e.err == nil {
+		return e.msg
+	}
+	return e.msg + ": " + e.err.Error()
+}
+func (e *personError) Unwrap() error { return e.err }
+
+// NeedsPerson marks the error as one a person must act on.
+func (e *personError) NeedsPerson() bool { return true }
 
 // ConflictError is a lost compare-and-swap on Ref: the caller expected
 // Expected but the remote holds Actual (zero when the ref is absent).
@@ -113,22 +132,41 @@ type TransientError struct {
 func (e *TransientError) Error() string { return fmt.Sprintf("%s %s: %v", e.Op, e.Repo, e.Err) }
 func (e *TransientError) Unwrap() error { return e.Err }
 
+// Transient marks the error as worth retrying with jittered backoff.
+func (e *TransientError) Transient() bool { return true }
+
 // classify wraps err from talking to repo: credentials refused or a missing
 // repository need a person; anything else (network, server) is transient.
 func classify(op, repo string, err error) error {
 	for _, permanent := range []error{transport.ErrAuthenticationRequired, transport.ErrAuthorizationFailed,
 		transport.ErrRepositoryNotFound, transport.ErrInvalidAuthMethod} {
 		if errors.Is(err, permanent) {
-			return fmt.Errorf("%s %s: %w", op, repo, err)
+			return &personError{msg: fmt.Sprintf("%s %s", op, repo), err: err}
 		}
 	}
 	return &TransientError{Op: op, Repo: repo, Err: err}
 }
 
-// IsTransient reports whether err is worth retrying with backoff.
+// IsTransient reports whether err is worth retrying with backoff: it wraps
+// an error whose Transient method says so (a *TransientError).
 func IsTransient(err error) bool {
-	var t *TransientError
-	return errors.As(err, &t)
+	var t interface{ Transient() bool }
+	return errors.As(err, &t) && t.Transient() && !NeedsPerson(err)
+}
+
+// NeedsPerson reports whether retrying err cannot help and a person must
+// act: a push the server refused (ErrRejected: a protected ref, a hook,
+// missing rights), credentials refused, a missing repository, a tip refused
+// as untrusted or not descending. It wraps an error whose NeedsPerson method
+// says so, or one of those types.
+func NeedsPerson(err error) bool {
+	var p interface{ NeedsPerson() bool }
+	if errors.As(err, &p) && p.NeedsPerson() {
+		return true
+	}
+	var nd *NotDescendantError
+	var ut *UntrustedError
+	return errors.As(err, &nd) || errors.As(err, &ut)
 }
 
 func short(h plumbing.Hash) string {

@@ -2,11 +2,11 @@ package fleetrepo
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/fleetops/reconciler/fleetrepo/gittest"
+	"github.com/fleetops/reconciler/internal/clock"
 )
 
 // transports runs fn once against a local bare repository (go-git's file
@@ -23,26 +23,9 @@ func transports(t *testing.T, files map[string]string, fn func(t *testing.T, url
 	})
 }
 
-// fakeClock is a Clock that moves only when told.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 11, 27, 14, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+// newFakeClock is the tests' clock: it moves only when told (Advance).
+func newFakeClock() *clock.Fake {
+	return clock.NewFake(time.Date(2026, 11, 27, 14, 0, 0, 0, time.UTC))
 }
 
 func testContext(t *testing.T) context.Context {

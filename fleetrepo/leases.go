@@ -173,12 +173,53 @@ func (sh *Shared) rewrite(ctx context.Context, l reconciler.Lease, op string, ed
 	msg := edit(&doc, now)
 	next, err := sh.writeLease(ctx, doc, token, msg, now)
 	if errors.Is(err, ErrConflict) {
+		// The slot moved past l.Token. If every commit since is this same
+		// holding (a write of ours that landed but whose answer was lost),
+		// adopt the newest and write on top of it; otherwise it is lost.
+		if own, ok := sh.ownSuccessor(ctx, l, token); ok {
+			next, err = sh.writeLease(ctx, doc, own, msg, now)
+		}
+	}
+	if errors.Is(err, ErrConflict) {
 		return l, fmt.Errorf("%s lease %s/%d held by %s: %w: %w", op, l.App, l.Slot, l.Holder, ErrLeaseLost, err)
 	}
 	if err != nil {
 		return l, fmt.Errorf("%s lease %s/%d held by %s: %w", op, l.App, l.Slot, l.Holder, err)
 	}
 	return next, nil
+}
+
+// maxOwnSuccessors bounds how many lost answers in a row a holder recovers
+// from by recognising its own commits.
+const maxOwnSuccessors = 16
+
+// ownSuccessor returns the slot's current tip when it descends from token
+// through commits of the same holding as l only (same holder, rollout and
+// acquisition time): renewals of l's own that landed while their answers
+// were lost. Caller holds mu.
+func (sh *Shared) ownSuccessor(ctx context.Context, l reconciler.Lease, token plumbing.Hash) (plumbing.Hash, bool) {
+	tip, err := sh.tip(ctx, leaseRef(l.App, l.Slot))
+	if err != nil || tip.IsZero() {
+		return tip, false
+	}
+	for h, n := tip, 0; !h.IsZero() && n < maxOwnSuccessors; n++ {
+		var doc leaseDoc
+		if err := sh.readJSON(h, leaseFile, &doc); err != nil {
+			return tip, false
+		}
+		if doc.Holder != l.Holder || doc.Rollout != l.Rollout || !doc.Acquired.Equal(l.Acquired) || doc.TTL != l.TTL {
+			return tip, false // another holding came in between: taken over, broken or released
+		}
+		p, err := sh.parent(h)
+		if err != nil {
+			return tip, false
+		}
+		if p == token {
+			return tip, true
+		}
+		h = p
+	}
+	return tip, false
 }
 
 // haveCommit makes sure token is in the cache (a lease read by another
@@ -202,6 +243,12 @@ func (sh *Shared) haveCommit(ctx context.Context, ref plumbing.ReferenceName, to
 // l.Token. Zero or less: the lease must be treated as lost, even if no one
 // has taken it over yet; do not start a switch. A lease this handle did not
 // write (a restarted holder finding its lease) has no validity until renewed.
+//
+// The time since is the larger of the monotonic and the wall-clock reading:
+// Linux's monotonic clock stops while the machine is suspended, the wall
+// clock does not (it is stepped forward on resume), so a holder that slept
+// through its TTL sees its validity gone either way. Callers subtract their
+// own margin for clock-rate skew (docs/shared-state.md, "Validity").
 func (sh *Shared) Validity(l reconciler.Lease) time.Duration {
 	sh.s.mu.Lock()
 	defer sh.s.mu.Unlock()
@@ -209,7 +256,9 @@ func (sh *Shared) Validity(l reconciler.Lease) time.Duration {
 	if !ok || !o.own || o.token.String() != l.Token {
 		return 0
 	}
-	return l.TTL - sh.opts.Clock.Now().Sub(o.since)
+	now := sh.opts.Clock.Now()
+	elapsed := max(now.Sub(o.since), now.Round(0).Sub(o.since.Round(0)))
+	return l.TTL - elapsed
 }
 
 // Break frees a slot whatever its state (an operator's act, for a holder
@@ -318,7 +367,7 @@ func orAll(app string) string {
 func parseLeaseRef(ref plumbing.ReferenceName) (app string, slot int, ok bool) {
 	app, s, ok := strings.Cut(strings.TrimPrefix(ref.String(), LeasePrefix), "/")
 	n, err := strconv.Atoi(s)
-	return app, n, ok && err == nil && n >= 0
+	return app, n, ok && err == nil && n >= 0 && checkName("app", app) == nil
 }
 
 // LeaseHistory returns the writes of one slot, newest first, at most limit

@@ -11,17 +11,16 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/plumbing/transport/http"
 	"github.com/go-git/go-git/v5/plumbing/transport/ssh"
+
+	"github.com/fleetops/reconciler/internal/clock"
 )
 
-// Clock is the time source of a handle. Lease expiry is measured on it, so it
-// must be monotonic: time.Now values carry a monotonic reading, and Sub uses it.
+// Clock is the time source of a handle: any clock.Clock (clock.System,
+// *clock.Fake) is one. Lease expiry is measured on it, so it must be
+// monotonic: time.Now values carry a monotonic reading, and Sub uses it.
 type Clock interface {
 	Now() time.Time
 }
-
-type systemClock struct{}
-
-func (systemClock) Now() time.Time { return time.Now() }
 
 // Identity is who writes commits: a person or a node.
 type Identity struct {
@@ -102,7 +101,7 @@ func (o *DesiredOptions) validate() error {
 		o.Identity.Name = "reconciler"
 	}
 	if o.Clock == nil {
-		o.Clock = systemClock{}
+		o.Clock = clock.System{}
 	}
 	return nil
 }
@@ -121,7 +120,7 @@ func (o *SharedOptions) validate() error {
 		o.ReportRefresh = 5 * time.Minute
 	}
 	if o.Clock == nil {
-		o.Clock = systemClock{}
+		o.Clock = clock.System{}
 	}
 	return nil
 }

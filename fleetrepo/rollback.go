@@ -22,12 +22,22 @@ type RollbackRequest struct {
 	// Version is the failed version; the tip must still target it.
 	// Default: the app's version in Failed.
 	Version string
-	Reason  string   // why, e.g. "health check failed on node-eu-1: ..."
-	Node    string   // the node that decided it, for the trailer
-	Author  Identity // default the handle's Identity
+	// To is the version to restore: the one the fleet ran before the
+	// failed rollout (its recorded From). The spec restored is the app's
+	// as of the newest commit before Failed that set To, so a version
+	// committed but never deployed in between is skipped. Default: the
+	// version in Failed's parent.
+	To     string
+	Reason string   // why, e.g. "health check failed on node-eu-1: ..."
+	Node   string   // the node that decided it, for the trailer
+	Author Identity // default the handle's Identity
+	// Waves writes Reconciler-Rollout: waves: agents roll the rollback
+	// out in waves under leases instead of at once.
+	Waves bool
 }
 
-// Rollback commits the app's spec as it was before r.Failed, by
+// Rollback commits the app's spec as it was before r.Failed (as of the
+// newest commit that set r.To, when given), by
 // compare-and-swap on the tip, and only while the tip still targets
 // r.Version: rollback commits lose to people. When the failed commit changed
 // only this app and nothing touched its file since, the commit is a revert
@@ -55,7 +65,7 @@ func (d *Desired) rollbackOnce(ctx context.Context, tip plumbing.Hash, r Rollbac
 	if err := d.checkRollbackNeeded(tip, &r); err != nil {
 		return plumbing.ZeroHash, fmt.Errorf("%s: %w", what, err)
 	}
-	plan, err := d.planRollback(tip, r.Failed, r.App)
+	plan, err := d.planRollback(tip, r.Failed, r.App, r.To)
 	if err != nil {
 		return plumbing.ZeroHash, fmt.Errorf("%s: %w", what, err)
 	}
@@ -66,8 +76,11 @@ func (d *Desired) rollbackOnce(ctx context.Context, tip plumbing.Hash, r Rollbac
 	if r.Reason != "" {
 		msg += "\n\n" + r.Reason
 	}
-	return d.Commit(ctx, CommitRequest{Expect: tip, Files: plan.files, Message: msg, Author: r.Author,
-		Trailers: Trailers{App: r.App, From: r.Version, To: plan.to, Reason: r.Reason, Node: r.Node, RollbackOf: r.Failed.String()}})
+	tr := Trailers{App: r.App, From: r.Version, To: plan.to, Reason: r.Reason, Node: r.Node, RollbackOf: r.Failed.String()}
+	if r.Waves {
+		tr.Rollout = RolloutWaves
+	}
+	return d.Commit(ctx, CommitRequest{Expect: tip, Files: plan.files, Message: msg, Author: r.Author, Trailers: tr})
 }
 
 // checkRollbackNeeded walks from tip back to r.Failed looking for an
@@ -128,7 +141,11 @@ type rollbackPlan struct {
 	subject string // of the failed commit
 }
 
-func (d *Desired) planRollback(tip, failed plumbing.Hash, app string) (rollbackPlan, error) {
+// planRollback restores app as of base: the newest commit before failed
+// whose app version is to (the version the fleet ran), or failed's parent
+// when to is empty. When to is in no commit of the history, only the version
+// is set back. A revert of failed only when base is its parent.
+func (d *Desired) planRollback(tip, failed plumbing.Hash, app, to string) (rollbackPlan, error) {
 	fc, err := d.CommitObject(failed)
 	if err != nil {
 		return rollbackPlan{}, err
@@ -137,25 +154,39 @@ func (d *Desired) planRollback(tip, failed plumbing.Hash, app string) (rollbackP
 		return rollbackPlan{}, fmt.Errorf("commit %s has no parent to roll back to", short(failed))
 	}
 	parent := fc.ParentHashes[0]
+	subject := strings.SplitN(fc.Message, "\n", 2)[0]
+	base, found, err := d.commitWithVersion(parent, app, to)
+	if err != nil {
+		return rollbackPlan{}, err
+	}
+	tipPath, tipSrc, err := d.appFile(tip, app)
+	if err != nil {
+		return rollbackPlan{}, err
+	}
+	if !found {
+		// The fleet ran a version no commit names (set outside this
+		// branch): set it back, and nothing else.
+		if tipSrc, err = SetField(tipSrc, app, "version", to); err != nil {
+			return rollbackPlan{}, fmt.Errorf("restore %s.version in %s: %w", app, tipPath, err)
+		}
+		return rollbackPlan{to: to, subject: subject, files: map[string][]byte{tipPath: tipSrc}}, nil
+	}
 	path, failedSrc, err := d.appFile(failed, app)
 	if err != nil {
 		return rollbackPlan{}, err
 	}
-	parentSrc, err := d.readLocked(parent, path)
+	basePath, baseSrc, err := d.appFile(base, app)
 	if err != nil {
 		return rollbackPlan{}, fmt.Errorf("app %s has no spec before %s to restore: %w", app, short(failed), err)
 	}
-	before, err := appLeaves(parentSrc, app)
+	before, err := appLeaves(baseSrc, app)
 	if err != nil {
-		return rollbackPlan{}, fmt.Errorf("parse %s at %s: %w", path, short(parent), err)
+		return rollbackPlan{}, fmt.Errorf("parse %s at %s: %w", basePath, short(base), err)
 	}
-	plan := rollbackPlan{to: unquote(before["version"]), subject: strings.SplitN(fc.Message, "\n", 2)[0]}
-	tipPath, tipSrc, err := d.appFile(tip, app)
-	if err != nil {
-		return plan, err
-	}
-	if d.onlyAppChanged(parent, failed, path, app, parentSrc, failedSrc) && tipPath == path && bytes.Equal(tipSrc, failedSrc) {
-		plan.revert, plan.files = true, map[string][]byte{path: parentSrc}
+	plan := rollbackPlan{to: unquote(before["version"]), subject: subject}
+	if base == parent && basePath == path && d.onlyAppChanged(parent, failed, path, app, baseSrc, failedSrc) &&
+		tipPath == path && bytes.Equal(tipSrc, failedSrc) {
+		plan.revert, plan.files = true, map[string][]byte{path: baseSrc}
 		return plan, nil
 	}
 	after, err := appLeaves(failedSrc, app)
@@ -173,10 +204,31 @@ func (d *Desired) planRollback(tip, failed plumbing.Hash, app string) (rollbackP
 	return plan, nil
 }
 
-func (d *Desired) readLocked(commit plumbing.Hash, path string) ([]byte, error) {
-	d.s.mu.Lock()
-	defer d.s.mu.Unlock()
-	return d.s.readFile(commit, path)
+// maxRollbackWalk bounds how far back commitWithVersion looks.
+const maxRollbackWalk = 1000
+
+// commitWithVersion follows first parents from start to the newest commit
+// whose app version is version; start itself when version is "". found is
+// false when no commit within maxRollbackWalk has it.
+func (d *Desired) commitWithVersion(start plumbing.Hash, app, version string) (plumbing.Hash, bool, error) {
+	if version == "" {
+		return start, true, nil
+	}
+	h := start
+	for range maxRollbackWalk {
+		if v, err := d.AppVersion(h, app); err == nil && v == version {
+			return h, true, nil
+		}
+		c, err := d.CommitObject(h)
+		if err != nil {
+			return plumbing.ZeroHash, false, err
+		}
+		if len(c.ParentHashes) == 0 {
+			break
+		}
+		h = c.ParentHashes[0]
+	}
+	return plumbing.ZeroHash, false, nil
 }
 
 // onlyAppChanged reports whether the commit parent..failed changed only the

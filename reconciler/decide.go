@@ -61,6 +61,20 @@ type Input struct {
 	Seen   []time.Time
 	Leases []Lease
 	Now    time.Time
+	// Descends reports whether Tip descends from (or is) a commit of the
+	// tracked branch; false for a commit it does not know (a tip older than
+	// it). Nil: every tip descends (tests of the pure engine).
+	Descends func(commit string) bool
+	// Rollback is set when the tip's commit is a rollback of this app (its
+	// trailers, or a git revert of an upgrade commit): a rollout it starts
+	// applies at once, unless the mark asks for waves.
+	Rollback *RollbackMark
+}
+
+// descends reports whether the tip may act on what commit decided: it is
+// that commit or a descendant.
+func (in Input) descends(commit string) bool {
+	return commit == "" || commit == in.Tip || in.Descends == nil || in.Descends(commit)
 }
 
 // Decision is what to do next, and why.
@@ -90,21 +104,44 @@ func Decide(in Input) Decision {
 // decideNewTarget handles a tip whose version is not the latest rollout's.
 func decideNewTarget(in Input, r *Rollout) Decision {
 	target := in.App.Version
+	if r != nil && !in.descends(r.SpecAt) {
+		// This node's tip is older than the one that started (or last
+		// steered) the rollout: it must not supersede it (issue 17, bug 4).
+		return Decision{Action: Wait, Reason: "the rollout in the record is of a newer commit than this node's tip; waiting for it", Rollout: r}
+	}
 	if r != nil && !r.Ended() {
 		return appendEvent(in, r, Event{Type: EventSuperseded, Reason: "new target " + target})
 	}
 	if r != nil && (r.Outcome == OutcomeFailed || r.Outcome == OutcomeRolledBack) && target == r.From {
-		// A rollback is applied at once, without waves or leases.
+		// Back to From after a failed rollout (the rollback commit, or a
+		// person's): at once, without waves or leases; the failed
+		// rollout's record already says rolled_back.
 		d := converge(in, target)
 		d.Rollout = r
 		return d
 	}
 	plan := PlanWaves(in.App, in.Inventory)
 	opts := flagsOf(in.App)
-	return Decision{Action: Append, Reason: "start rollout of " + target, Event: &Event{
-		Type: EventStarted, Rollout: in.Tip, By: in.Node, Time: in.Now,
-		Target: target, From: inferFrom(in, r), Waves: plan.Waves, Options: &opts,
-	}}
+	e := &Event{Type: EventStarted, Rollout: in.Tip, By: in.Node, Time: in.Now,
+		Target: target, From: inferFrom(in, r), Waves: plan.Waves, Options: &opts}
+	reason := "start rollout of " + target
+	if in.Rollback != nil {
+		e.Rollback, e.RollbackOf = true, in.Rollback.Of
+		if r != nil && (e.From == "" || e.From == target) {
+			e.From = r.Target // the version rolled back from
+		}
+		reason = "start rollback to " + target + " in waves"
+		if !in.Rollback.Waves {
+			// A rollback applies at once: one wave of every targeted
+			// node, no leases, no batchDelay.
+			e.AtOnce, e.Waves = true, nil
+			if all := planned(&Rollout{Waves: plan.Waves}); len(all) > 0 {
+				e.Waves = [][]string{all}
+			}
+			reason = "start rollback to " + target + " at once"
+		}
+	}
+	return Decision{Action: Append, Reason: reason, Event: e}
 }
 
 // decideCurrent handles the rollout of the tip's version.
@@ -121,6 +158,10 @@ func decideCurrent(in Input, r *Rollout) Decision {
 func decideEnded(in Input, r *Rollout) Decision {
 	switch r.Outcome {
 	case OutcomeFailed:
+		if r.IsRollback {
+			// Never roll a rollback back: that re-applies what failed.
+			return Decision{Action: Wait, Reason: fmt.Sprintf("rollback to %s failed on %s: %s; not rolling a rollback back", r.Target, r.FailedBy, r.Reason)}
+		}
 		if in.App.Rollout.RollbackOnFail && r.From != "" {
 			return Decision{Action: Rollback, Version: r.From,
 				Reason: fmt.Sprintf("rollout of %s failed on %s: %s", r.Target, r.FailedBy, r.Reason)}
@@ -129,9 +170,16 @@ func decideEnded(in Input, r *Rollout) Decision {
 	case OutcomeRolledBack:
 		return Decision{Action: Wait, Reason: "rolled back; waiting for the rollback commit"}
 	}
-	// Completed: late joiners and skipped nodes converge under a lease.
-	if !in.Targeted || upToDate(in) {
+	// Completed: late joiners and skipped nodes converge under a lease;
+	// a node that failed the target does not retry it (bug 5).
+	switch {
+	case !in.Targeted || upToDate(in):
 		return Decision{Action: Wait, Reason: "up to date"}
+	case hasKey(r.Failed, in.Node) || in.Self.State == AppFailed:
+		return Decision{Action: Wait, Reason: "failed to upgrade to " + r.Target + "; not retried until the target changes"}
+	}
+	if r.AtOnce {
+		return converge(in, r.Target)
 	}
 	return leaseOrWait(in, r)
 }
@@ -140,23 +188,31 @@ func decideEnded(in Input, r *Rollout) Decision {
 // pauses, timeouts, expired leases, failures, finished waves, completion.
 // Whoever notices first writes it; the compare-and-swap keeps it single.
 func bookkeeping(in Input, r *Rollout) (Decision, bool) {
-	if in.App.Paused != r.Paused {
+	// Pause and options follow the spec only from a tip at least as new as
+	// the one that last set them: a stale tip would flap them (bug 4).
+	fresh := in.descends(r.SpecAt)
+	if fresh && in.App.Paused != r.Paused {
 		t := EventResumed
 		if in.App.Paused {
 			t = EventPaused
 		}
-		return appendEvent(in, r, Event{Type: t}), true
+		return appendEvent(in, r, Event{Type: t, Spec: in.Tip}), true
 	}
-	if opts := flagsOf(in.App); opts != r.Options {
-		return appendEvent(in, r, replan(in.App, r, opts)), true
+	if opts := flagsOf(in.App); fresh && opts != r.Options {
+		e := replan(in.App, r, opts)
+		e.Spec = in.Tip
+		return appendEvent(in, r, e), true
 	}
 	for _, l := range in.Leases {
-		if l.Rollout == r.ID && l.Expired() && slices.Contains(planned(r), l.Holder) && !r.terminal(l.Holder) {
+		// An expired holder with no done or failed verdict gets one, even
+		// when it was recorded unreachable meanwhile (bug 2): its slot is
+		// freed only after that.
+		if l.Rollout == r.ID && l.Expired() && awaitsVerdict(r, l.Holder) {
 			return appendEvent(in, r, Event{Type: EventNodeFailed, Node: l.Holder, Lease: l.Token,
 				Reason: fmt.Sprintf("lease %s/%d expired: holder stopped renewing for %s", l.App, l.Slot, l.TTL)}), true
 		}
 	}
-	if in.App.Rollout.RollbackOnFail {
+	if in.App.Rollout.RollbackOnFail && !r.AtOnce {
 		for _, n := range planned(r) {
 			if reason, failed := r.Failed[n]; failed {
 				return appendEvent(in, r, Event{Type: EventFailed, Node: n, Reason: reason}), true
@@ -182,7 +238,9 @@ func nextWaveDone(in Input, r *Rollout) (int, bool) {
 		if _, done := r.WaveDone[k]; done {
 			continue
 		}
-		return k, r.WaveComplete(k, in.App.Rollout.RollbackOnFail)
+		// An at-once rollback goes on past a node's failure: the others
+		// must get back too.
+		return k, r.WaveComplete(k, in.App.Rollout.RollbackOnFail && !r.AtOnce)
 	}
 	return 0, false
 }
@@ -216,6 +274,9 @@ func unreachable(in Input, r *Rollout) (Event, bool) {
 
 // decideSelf is this node's own part in a rollout in progress.
 func decideSelf(in Input, r *Rollout) Decision {
+	if r.AtOnce {
+		return decideAtOnce(in, r)
+	}
 	k := r.WaveOf(in.Node)
 	switch {
 	case !in.Targeted:
@@ -226,6 +287,8 @@ func decideSelf(in Input, r *Rollout) Decision {
 		return monitorOrWait(in, r, k)
 	case r.terminal(in.Node):
 		return Decision{Action: Wait, Reason: "has a verdict in this rollout"}
+	case in.Self.State == AppFailed:
+		return appendEvent(in, r, Event{Type: EventNodeFailed, Node: in.Node, Reason: "the switch to " + r.Target + " failed on this node"})
 	case holdsLease(in.Leases, r.ID, in.Node):
 		return leaseOrWait(in, r) // in flight: finishes even when paused
 	case r.Paused:
@@ -242,6 +305,26 @@ func decideSelf(in Input, r *Rollout) Decision {
 		return appendEvent(in, r, Event{Type: EventNodeDone, Node: in.Node, Reason: "already on target"})
 	}
 	return leaseOrWait(in, r)
+}
+
+// decideAtOnce is this node's part in an at-once rollback: converge now,
+// whatever the waves, leases, batchDelay or a pause say, then record the
+// verdict (nodes outside the plan converge and record nothing).
+func decideAtOnce(in Input, r *Rollout) Decision {
+	inPlan := r.WaveOf(in.Node) >= 0
+	switch {
+	case !in.Targeted:
+		return Decision{Action: Wait, Reason: "not targeted"}
+	case inPlan && r.terminal(in.Node):
+		return Decision{Action: Wait, Reason: "has a verdict in this rollback"}
+	case inPlan && upToDate(in):
+		return appendEvent(in, r, Event{Type: EventNodeDone, Node: in.Node, Reason: "rolled back to " + r.Target})
+	case inPlan && in.Self.State == AppFailed:
+		return appendEvent(in, r, Event{Type: EventNodeFailed, Node: in.Node, Reason: "switch to " + r.Target + " failed"})
+	}
+	d := converge(in, r.Target)
+	d.Rollout = r
+	return d
 }
 
 // monitorOrWait keeps a canary checking its health until the next wave opens.
@@ -269,9 +352,13 @@ func leaseOrWait(in Input, r *Rollout) Decision {
 }
 
 // slotCount is how many lease slots the app's rollout may hold at once:
-// batchSize, or every node of the wave for all_at_once.
+// the batchSize the record holds (every agent counts the same, whatever
+// its tip), or every node of the wave for all_at_once.
 func slotCount(app spec.App, r *Rollout) int {
-	n := app.Rollout.BatchSize
+	n := r.Options.BatchSize
+	if n <= 0 {
+		n = app.Rollout.BatchSize
+	}
 	if app.Rollout.Strategy == spec.StrategyAllAtOnce {
 		for _, w := range r.Waves {
 			n = max(n, len(w))
@@ -280,24 +367,43 @@ func slotCount(app spec.App, r *Rollout) int {
 	return n
 }
 
-// freeSlot returns a slot below batchSize that is free or whose expired
-// holder can no longer count (its failure is recorded, or it belongs to
-// another rollout).
+// freeSlot returns a slot below the slot count that is free or whose
+// expired holder can no longer count, provided fewer leases than that count
+// are live in any slot: holders of slots above a lowered batchSize, and of
+// a superseded rollout, still switch (bug 7).
 func freeSlot(in Input, r *Rollout) (int, bool) {
+	n := slotCount(in.App, r)
 	bySlot := map[int]Lease{}
+	live := 0
 	for _, l := range in.Leases {
 		bySlot[l.Slot] = l
-	}
-	for s := range slotCount(in.App, r) {
-		l, seen := bySlot[s]
-		if !seen || !l.Held() {
-			return s, true
+		if l.Held() && !freeable(r, l) {
+			live++
 		}
-		if l.Expired() && (l.Rollout != r.ID || r.terminal(l.Holder)) {
+	}
+	if live >= n {
+		return 0, false
+	}
+	for s := range n {
+		if l, seen := bySlot[s]; !seen || !l.Held() || freeable(r, l) {
 			return s, true
 		}
 	}
 	return 0, false
+}
+
+// freeable reports whether a held lease can be taken over: it expired on
+// this observer's clock (so its holder's validity ended before) and no
+// verdict on its holder is still to be recorded: the holder has one, is
+// not in the plan (a late joiner, bug 6), or belongs to another rollout.
+func freeable(r *Rollout, l Lease) bool {
+	return l.Expired() && (l.Rollout != r.ID || !awaitsVerdict(r, l.Holder))
+}
+
+// awaitsVerdict reports whether node is in the plan without a done or
+// failed verdict (unreachable does not count: it took a lease after all).
+func awaitsVerdict(r *Rollout, node string) bool {
+	return slices.Contains(planned(r), node) && !hasKey(r.Done, node) && !hasKey(r.Failed, node)
 }
 
 // openWave returns the highest wave whose earlier waves are all done and
@@ -316,25 +422,30 @@ func openWave(in Input, r *Rollout) int {
 
 // openAt is when wave k opens on this node's clock: wave 0 when the rollout
 // was first seen; wave k once wave k-1 was seen done plus batchDelay (and the
-// canary monitor after the canary wave). Resuming restarts the clock.
+// canary monitor after the canary wave). Resuming restarts the clock: the
+// delay then counts from when this node saw resumed, not wave_done.
 func openAt(in Input, r *Rollout, k int) (time.Time, bool) {
-	var at time.Time
-	if k == 0 {
-		at = seen(in, r.Started)
-	} else {
+	// from is the later of the previous wave's end and the last resume:
+	// resuming restarts the batchDelay (and the canary monitor).
+	from := seen(in, r.Started)
+	if k > 0 {
 		i, done := r.WaveDone[k-1]
 		if !done {
 			return time.Time{}, false
 		}
-		at = seen(in, i).Add(in.App.Rollout.BatchDelay.Duration)
-		if k == 1 && in.App.Rollout.Strategy == spec.StrategyCanary {
-			at = at.Add(in.App.Rollout.Canary.Monitor.Duration)
-		}
+		from = seen(in, i)
 	}
 	if r.Resumed >= 0 {
-		if res := seen(in, r.Resumed); res.After(at) {
-			at = res
+		if res := seen(in, r.Resumed); res.After(from) {
+			from = res
 		}
+	}
+	if k == 0 {
+		return from, true
+	}
+	at := from.Add(in.App.Rollout.BatchDelay.Duration)
+	if k == 1 && in.App.Rollout.Strategy == spec.StrategyCanary {
+		at = at.Add(in.App.Rollout.Canary.Monitor.Duration)
 	}
 	return at, true
 }

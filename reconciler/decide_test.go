@@ -275,6 +275,146 @@ func TestDecide(t *testing.T) {
 			action: Wait,
 		},
 		{
+			name: "a rollback commit after a completed rollout starts a rollback at once",
+			in: func() Input {
+				in := base("c", completed(w3...))
+				in.App.Version, in.Tip = "1.0.0", "c2"
+				in.App.Rollout.BatchDelay.Duration = 15 * time.Second
+				in.Rollback = &RollbackMark{Of: "c1"}
+				in.Self = AppReport{Version: "1.1.0", State: AppHealthy}
+				return in
+			}(),
+			action: Append,
+			check: func(t *testing.T, d Decision) {
+				e := d.Event
+				if e.Type != EventStarted || e.Rollout != "c2" || e.Target != "1.0.0" || e.From != "1.1.0" ||
+					!e.Rollback || !e.AtOnce || e.RollbackOf != "c1" {
+					t.Fatalf("event = %+v", e)
+				}
+				if !slices.EqualFunc(e.Waves, [][]string{{"a", "b", "c", "d", "e"}}, slices.Equal) {
+					t.Fatalf("waves = %v, want one wave of every node", e.Waves)
+				}
+			},
+		},
+		{
+			name:   "at-once rollback: a node of the last wave converges now, without a lease",
+			in:     rollbackIn("e", nil),
+			action: Converge,
+			check: func(t *testing.T, d Decision) {
+				if d.Version != "1.0.0" || d.Rollout == nil || d.Rollout.ID != "c2" {
+					t.Fatalf("decision = %+v", d)
+				}
+			},
+		},
+		{
+			name: "at-once rollback: a pause does not hold it",
+			in: func() Input {
+				in := rollbackIn("b", []Event{ev(EventPaused, of("c2"))})
+				in.App.Paused = true
+				return in
+			}(),
+			action: Converge,
+		},
+		{
+			name: "at-once rollback: a node back on the version records node_done",
+			in: func() Input {
+				in := rollbackIn("b", nil)
+				in.Self = AppReport{Version: "1.0.0", State: AppHealthy}
+				return in
+			}(),
+			action: Append,
+			check: func(t *testing.T, d Decision) {
+				if d.Event.Type != EventNodeDone || d.Event.Node != "b" || d.Event.Rollout != "c2" {
+					t.Fatalf("event = %+v", d.Event)
+				}
+			},
+		},
+		{
+			name:   "at-once rollback: one node's failure does not stop the others",
+			in:     rollbackIn("b", []Event{ev(EventNodeFailed, of("c2"), node("a"))}),
+			action: Converge,
+		},
+		{
+			name: "at-once rollback: a node that failed to switch records it",
+			in: func() Input {
+				in := rollbackIn("b", nil)
+				in.Self = AppReport{Version: "1.1.0", State: AppFailed}
+				return in
+			}(),
+			action: Append,
+			check:  wantEvent(EventNodeFailed),
+		},
+		{
+			name: "at-once rollback: a late joiner converges at once after it completed",
+			in: func() Input {
+				in := rollbackIn("f", []Event{ev(EventNodeDone, of("c2"), node("a")), ev(EventWaveDone, of("c2")), ev(EventCompleted, of("c2"))})
+				in.Record[len(completed(w3...))].Waves = [][]string{{"a"}}
+				return in
+			}(),
+			action: Converge,
+		},
+		{
+			name: "a failed rollback is never rolled back",
+			in: func() Input {
+				in := rollbackIn("c", []Event{ev(EventNodeFailed, of("c2"), node("a")), ev(EventFailed, of("c2"), node("a"))})
+				in.Record[len(completed(w3...))].AtOnce = false
+				return in
+			}(),
+			action: Wait,
+		},
+		{
+			name: "rollback --waves keeps the careful path",
+			in: func() Input {
+				in := base("c", completed(w3...))
+				in.App.Version, in.Tip = "1.0.0", "c2"
+				in.Rollback = &RollbackMark{Of: "c1", Waves: true}
+				return in
+			}(),
+			action: Append,
+			check: func(t *testing.T, d Decision) {
+				e := d.Event
+				if e.Type != EventStarted || !e.Rollback || e.AtOnce || len(e.Waves) != 3 {
+					t.Fatalf("event = %+v", e)
+				}
+			},
+		},
+		{
+			name: "resuming restarts the batch delay: it counts from resumed, not wave_done",
+			in: func() Input {
+				in := base("c", append(started(w3...), ev(EventNodeDone, node("a")), ev(EventNodeDone, node("b")),
+					ev(EventWaveDone, wave(0)), ev(EventPaused), ev(EventResumed)))
+				in.App.Rollout.BatchDelay.Duration = 30 * time.Second
+				in.Record[0].Options = &RolloutFlags{BatchSize: 2, BatchDelay: 30 * time.Second}
+				in.Seen[4], in.Seen[5] = t0.Add(5*time.Second), t0.Add(20*time.Second)
+				in.Now = t0.Add(31 * time.Second)
+				return in
+			}(),
+			action: Wait,
+			check: func(t *testing.T, d Decision) {
+				if !d.Until.Equal(t0.Add(50 * time.Second)) {
+					t.Fatalf("until = %v, want resumed + batchDelay", d.Until)
+				}
+			},
+		},
+		{
+			name: "a resume before the wave ended: the delay counts from wave_done",
+			in: func() Input {
+				in := base("c", append(started(w3...), ev(EventPaused), ev(EventResumed), ev(EventNodeDone, node("a")),
+					ev(EventNodeDone, node("b")), ev(EventWaveDone, wave(0))))
+				in.App.Rollout.BatchDelay.Duration = 30 * time.Second
+				in.Record[0].Options = &RolloutFlags{BatchSize: 2, BatchDelay: 30 * time.Second}
+				in.Seen[2], in.Seen[5] = t0.Add(2*time.Second), t0.Add(10*time.Second)
+				in.Now = t0.Add(35 * time.Second)
+				return in
+			}(),
+			action: Wait,
+			check: func(t *testing.T, d Decision) {
+				if !d.Until.Equal(t0.Add(40 * time.Second)) {
+					t.Fatalf("until = %v, want wave_done + batchDelay", d.Until)
+				}
+			},
+		},
+		{
 			name: "paused in the spec: record it",
 			in: func() Input {
 				in := base("c", started(w3...))
@@ -459,6 +599,35 @@ func TestDecide(t *testing.T) {
 		})
 	}
 }
+
+// completed is a record whose rollout of 1.1.0 (c1) completed.
+func completed(waves ...[]string) []Event {
+	rec := started(waves...)
+	for _, w := range waves {
+		for _, n := range w {
+			rec = append(rec, ev(EventNodeDone, node(n)))
+		}
+	}
+	for k := range waves {
+		rec = append(rec, ev(EventWaveDone, wave(k)))
+	}
+	return append(rec, ev(EventCompleted))
+}
+
+// rollbackIn is node's input during the at-once rollback c2 back to 1.0.0
+// after the completed rollout c1 of 1.1.0, batchDelay 15s; more follow it.
+func rollbackIn(nodeName string, more []Event) Input {
+	rec := append(completed([]string{"a", "b"}, []string{"c", "d"}, []string{"e"}), Event{Type: EventStarted,
+		Rollout: "c2", Target: "1.0.0", From: "1.1.0", Rollback: true, AtOnce: true, RollbackOf: "c1",
+		Waves: [][]string{{"a", "b", "c", "d", "e"}}, Options: &RolloutFlags{BatchSize: 2, BatchDelay: 15 * time.Second}})
+	in := base(nodeName, append(rec, more...))
+	in.App.Version, in.Tip = "1.0.0", "c2"
+	in.App.Rollout.BatchDelay.Duration = 15 * time.Second
+	in.Self = AppReport{Version: "1.1.0", State: AppHealthy}
+	return in
+}
+
+func of(rollout string) func(*Event) { return func(e *Event) { e.Rollout = rollout } }
 
 func wantSlot(s int) func(*testing.T, Decision) {
 	return func(t *testing.T, d Decision) {

@@ -29,6 +29,14 @@ type Rollout struct {
 	Reason   string // why it failed or was rolled back
 	FailedBy string // the node whose failure failed it
 	Rollback string // the rollback commit, once written
+	// SpecAt is the newest commit that steered the rollout: its ID, or the
+	// Spec of its last paused, resumed or options_changed event.
+	SpecAt string
+	// IsRollback: the rollout's commit is a rollback (of RollbackOf);
+	// AtOnce: it applies at once, without leases or waves.
+	IsRollback bool
+	RollbackOf string
+	AtOnce     bool
 }
 
 // Latest folds the events of the most recent rollout in a record. It returns
@@ -51,9 +59,10 @@ func fold(events []Event, start int) *Rollout {
 	s := events[start]
 	r := &Rollout{
 		ID: s.Rollout, Target: s.Target, From: s.From, Started: start,
-		Waves: cloneWaves(s.Waves), Resumed: -1,
+		Waves: cloneWaves(s.Waves), Resumed: -1, SpecAt: s.Rollout,
 		WaveDone: map[int]int{}, Done: map[string]string{},
 		Failed: map[string]string{}, Skipped: map[string]string{},
+		IsRollback: s.Rollback, RollbackOf: s.RollbackOf, AtOnce: s.AtOnce,
 	}
 	if s.Options != nil {
 		r.Options = *s.Options
@@ -67,6 +76,9 @@ func fold(events []Event, start int) *Rollout {
 }
 
 func (r *Rollout) apply(i int, e Event) {
+	if e.Spec != "" {
+		r.SpecAt = e.Spec
+	}
 	switch e.Type {
 	case EventWaveDone:
 		if _, ok := r.WaveDone[e.Wave]; !ok {

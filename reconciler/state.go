@@ -33,6 +33,10 @@ const (
 	AppUpgrading = "upgrading" // installing Target (fetch, verify, unpack) before switching
 	AppSwitching = "switching" // the driver is switching to Target: starting it, checking its health
 	AppWaiting   = "waiting"   // Target known, waiting for its wave or a lease
+	// AppBlocked: Target known, and nothing moves until a person acts (the
+	// shared state refuses this node's writes); Error says
+	// "blocked: <cause>, a person must act".
+	AppBlocked   = "blocked"
 	AppFailed    = "failed"    // moving to Target failed; Version (the previous) restored if any
 	AppUnhealthy = "unhealthy" // Version runs but fails its health check
 	AppStopped   = "stopped"   // nothing runs
@@ -95,6 +99,26 @@ type Event struct {
 	RollbackCommit string        `json:"rollbackCommit,omitempty"`
 	Result         *Result       `json:"result,omitempty"`
 	Options        *RolloutFlags `json:"options,omitempty"`
+	// Spec is the tracked branch's commit whose spec decided a paused,
+	// resumed or options_changed event: only agents on it or a descendant
+	// steer the rollout after it.
+	Spec string `json:"spec,omitempty"`
+	// Rollback marks a started event whose commit is a rollback (it carries
+	// the rollback trailers, or is a git revert of an upgrade commit);
+	// RollbackOf is the commit it undoes when known. AtOnce: every targeted
+	// node converges at once, without leases or waves (absent for a
+	// rollback committed with --waves, which rolls like an upgrade).
+	Rollback   bool   `json:"rollback,omitempty"`
+	RollbackOf string `json:"rollbackOf,omitempty"`
+	AtOnce     bool   `json:"atOnce,omitempty"`
+}
+
+// RollbackMark says that the commit at the tip of the tracked branch is a
+// rollback of an app: the agent reads it from the commit's trailers
+// (fleetrepo.RollbackMarkOf) and passes it in Input.Rollback.
+type RollbackMark struct {
+	Of    string // the commit undone, when known
+	Waves bool   // Reconciler-Rollout: waves: keep the waves and leases
 }
 
 // RolloutFlags are the options an options_changed event records.

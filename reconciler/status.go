@@ -43,9 +43,13 @@ type Status struct {
 	Rollout string `json:"rollout,omitempty"`
 	// RolloutTarget is the version the latest rollout moved to: the failed
 	// one after a rollback, when Target is back to the previous version.
-	RolloutTarget string         `json:"rolloutTarget,omitempty"`
-	Reason        string         `json:"reason,omitempty"`
-	Waves         [][]NodeStatus `json:"waves"`
+	RolloutTarget string `json:"rolloutTarget,omitempty"`
+	// Rollback: the latest rollout is a rollback commit's; AtOnce: it
+	// applies at once, without leases or waves (docs/rollouts.md).
+	Rollback bool           `json:"rollback,omitempty"`
+	AtOnce   bool           `json:"atOnce,omitempty"`
+	Reason   string         `json:"reason,omitempty"`
+	Waves    [][]NodeStatus `json:"waves"`
 	// NextWave is the wave waiting for batchDelay (or the canary monitor)
 	// to pass; nil when none waits, or while paused (nothing counts down).
 	NextWave *WaveOpening  `json:"nextWave,omitempty"`
@@ -102,6 +106,7 @@ func StatusOf(app spec.App, record []Event, reports map[string]NodeReport, lease
 	}
 	st.From, st.Rollout, st.RolloutTarget, st.Reason = r.From, r.ID, r.Target, r.Reason
 	st.State = stateOf(r, app)
+	st.Rollback, st.AtOnce = r.IsRollback, r.AtOnce
 	st.Started = record[r.Started].Time
 	st.Elapsed = elapsed(record, r, now)
 	if r.Ended() {
@@ -139,7 +144,7 @@ func stateOf(r *Rollout, app spec.App) string {
 	case OutcomeSuperseded:
 		return StateSuperseded
 	}
-	if r.Paused || app.Paused {
+	if (r.Paused || app.Paused) && !r.AtOnce { // an at-once rollback ignores a pause
 		return StatePaused
 	}
 	return StateProgressing
@@ -212,12 +217,13 @@ func nextWave(app spec.App, record []Event, r *Rollout, now time.Time) *WaveOpen
 		if !prevDone {
 			return nil
 		}
-		at := record[i].Time.Add(r.Options.BatchDelay)
+		from := record[i].Time
+		if r.Resumed > i && record[r.Resumed].Time.After(from) {
+			from = record[r.Resumed].Time // resuming restarts the delay
+		}
+		at := from.Add(r.Options.BatchDelay)
 		if k == 1 && app.Rollout.Strategy == spec.StrategyCanary {
 			at = at.Add(app.Rollout.Canary.Monitor.Duration)
-		}
-		if r.Resumed > i && record[r.Resumed].Time.Add(r.Options.BatchDelay).After(at) {
-			at = record[r.Resumed].Time.Add(r.Options.BatchDelay)
 		}
 		if record[i].Time.IsZero() || !at.After(now) {
 			return nil

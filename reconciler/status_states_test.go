@@ -139,3 +139,15 @@ func TestWavesCountFromOne(t *testing.T) {
 		t.Errorf("WaveName(0) = %q, WaveNumber(2) = %d", WaveName(0), WaveNumber(2))
 	}
 }
+
+// TestStatusAtOnceRollback: the status of an at-once rollback says so, and
+// a pause (which it ignores) does not show it as paused.
+func TestStatusAtOnceRollback(t *testing.T) {
+	in := rollbackIn("a", []Event{ev(EventPaused, of("c2"))})
+	app := in.App
+	app.Paused = true
+	st := StatusOf(app, in.Record, nil, nil, t0)
+	if !st.Rollback || !st.AtOnce || st.State != StateProgressing || st.NextWave != nil {
+		t.Fatalf("status = %+v, want a progressing at-once rollback", st)
+	}
+}

@@ -1,16 +1,21 @@
 // Package rollout coordinates a node's upgrades with the rest of the fleet:
-// it is the agent's Decider that plugs the pure rollout engine
+// it is the agent's Coordinator that plugs the pure rollout engine
 // (reconciler.Decide) into the shared state in Git.
 //
 // Role: for each app on each pass, read the rollout record, the leases and
 // the node reports; ask the engine what to do; carry out the bookkeeping
 // (appending events, taking leases, writing rollback commits) itself; and
-// hand the agent the one version to converge to now, with a Done callback
-// that records the outcome and releases the lease.
+// give the agent a Permit: the one version to converge to now, with the
+// lease object (renewed in the background by a goroutine it owns) that
+// lets the switch begin and records its outcome when finished.
 //
-// Invariants: this node switches versions only under a lease it has just
-// renewed (or for a rollback, which applies at once); every outcome of a
-// switch made under a lease is recorded with that lease's token as fence.
+// Invariants (docs/rollouts.md, "The validity rule"): this node begins a
+// switch only when its lease, just renewed, stays valid on its own clock
+// for longer than giving the candidate up takes, and abandons the switch
+// when that validity runs out; an observer could expire the lease only
+// later. Every outcome of a switch under a lease is recorded only after a
+// renewal proved the holding is still this node's (the fence), with the
+// renewed token.
 package rollout
 
 import (
@@ -18,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -25,7 +31,25 @@ import (
 	"github.com/fleetops/reconciler/reconciler"
 )
 
-// Shared is the fleet's shared state (*fleetrepo.Shared).
+// Shared is the fleet's shared state (*fleetrepo.Shared; fleetsim's
+// in-memory store in the simulation). Its contract, which the protocol's
+// safety rests on (docs/shared-state.md):
+//
+//   - Append is a compare-and-swap on the app's record: decide sees the
+//     current events and returns the one to append (nil: nothing).
+//   - Leases reports each slot with Unchanged measured on this handle's
+//     clock from when it first saw the slot's current token; a held lease
+//     is expired only after TTL unchanged.
+//   - Acquire, Renew and Release are compare-and-swaps on a slot. Renew and
+//     Release fail with an error wrapping fleetrepo.ErrLeaseLost once
+//     another holding took the slot,
+//     and succeed on a slot that moved only by this same holding's own
+//     writes whose answers were lost.
+//   - Validity is TTL minus the time since this handle sent the write that
+//     made l.Token, on its own clock (0 for a token it did not write).
+//   - Errors say what to do: an error with a NeedsPerson() true method
+//     (a refused push, refused credentials) blocks until a person acts;
+//     one with Transient() true is retried with jittered backoff.
 type Shared interface {
 	Reports(ctx context.Context) (map[string]reconciler.NodeReport, error)
 	Record(ctx context.Context, app string) ([]reconciler.Event, error)
@@ -34,6 +58,7 @@ type Shared interface {
 	Acquire(ctx context.Context, app string, slot int, holder, rollout string, ttl time.Duration) (reconciler.Lease, error)
 	Renew(ctx context.Context, l reconciler.Lease) (reconciler.Lease, error)
 	Release(ctx context.Context, l reconciler.Lease) error
+	Validity(l reconciler.Lease) time.Duration
 }
 
 // RollbackFunc writes the rollback commit of app on the tracked branch:
@@ -63,11 +88,22 @@ type Options struct {
 	// ActivePoll is how often a node waiting in a rollout in progress looks
 	// at the shared state again (default 2s); idle nodes rely on watches.
 	ActivePoll time.Duration
-	Logger     *slog.Logger     // default: discard
-	Now        func() time.Time // default time.Now (monotonic readings matter)
+	// SkewMargin is subtracted from a lease's validity for the difference
+	// in clock rates between this node and its observers (default TTL/10).
+	SkewMargin time.Duration
+	// Descends reports whether commit tip of the tracked branch descends
+	// from (or is) commit ancestor; false when ancestor is unknown (a tip
+	// older than it). Only a descendant tip may supersede a rollout or
+	// change its pause and options. Nil: every tip descends.
+	Descends func(tip, ancestor string) bool
+	Logger   *slog.Logger     // default: discard
+	Now      func() time.Time // default time.Now (monotonic readings matter)
+	// After is the timer the lease's renewal goroutine waits on (default
+	// time.After); a simulation passes its own.
+	After func(time.Duration) <-chan time.Time
 }
 
-// Coordinator is an agent.Decider that follows the lease protocol.
+// Coordinator is an agent.Coordinator that follows the lease protocol.
 type Coordinator struct {
 	opt Options
 	log *slog.Logger
@@ -79,6 +115,7 @@ type Coordinator struct {
 	// date with the rollout ended. Nothing in the shared state can change
 	// that until the tip moves, so an idle node reads no shared state.
 	settled map[string]string
+	retries map[string]int // app -> consecutive transient errors (backoff)
 }
 
 // New returns a Coordinator.
@@ -98,29 +135,54 @@ func New(opt Options) (*Coordinator, error) {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	return &Coordinator{opt: opt, log: opt.Logger.With("node", opt.Node),
+	if opt.After == nil {
+		opt.After = time.After
+	}
+	if opt.SkewMargin <= 0 {
+		opt.SkewMargin = opt.LeaseTTL / 10
+	}
+	return &Coordinator{opt: opt, log: opt.Logger.With("node", opt.Node), retries: map[string]int{},
 		seen: map[string][]time.Time{}, failures: map[string]int{}, settled: map[string]string{}}, nil
 }
 
 // maxSteps bounds the bookkeeping one pass does for one app.
 const maxSteps = 12
 
-// Decide implements agent.Decider.
-func (c *Coordinator) Decide(ctx context.Context, in agent.DecideInput) (agent.Decision, error) {
+// Permit implements agent.Coordinator.
+func (c *Coordinator) Permit(ctx context.Context, in agent.DecideInput) (agent.Permit, error) {
 	if c.isSettled(in) {
-		return agent.Decision{Version: in.App.Version}, nil
+		return agent.Permit{Version: in.App.Version}, nil
 	}
+	p, err := c.permit(ctx, in)
+	app := in.App.Name
+	switch {
+	case err == nil:
+		c.backoff(app, false)
+	case NeedsPerson(err):
+		c.backoff(app, false)
+		p = agent.Permit{Blocked: blockedText(err), Rollout: p.Rollout}
+		c.log.Error("rollout blocked: a person must act", "app", app, "err", err)
+	default:
+		p.Version, p.Lease = "", nil
+		if p.Waiting == "" {
+			p.Waiting = "shared state unreachable: " + err.Error()
+		}
+		p.Recheck = c.opt.Now().Add(c.backoff(app, true))
+	}
+	return p, err
+}
+
+func (c *Coordinator) permit(ctx context.Context, in agent.DecideInput) (agent.Permit, error) {
 	// Reports change slowly and only feed the inventory and From: read
 	// them once per decision, the record and leases at every step.
 	reports, err := c.opt.Shared.Reports(ctx)
 	if err != nil {
-		err = fmt.Errorf("read node reports: %w", err)
-		return agent.Decision{Waiting: "shared state unreadable: " + err.Error(), Recheck: c.opt.Now().Add(5 * time.Second)}, err
+		return agent.Permit{}, fmt.Errorf("read node reports: %w", err)
 	}
 	for range maxSteps {
 		rin, err := c.input(ctx, in, reports)
 		if err != nil {
-			return agent.Decision{Waiting: "shared state unreadable: " + err.Error(), Recheck: c.opt.Now().Add(5 * time.Second)}, err
+			return agent.Permit{}, err
 		}
 		d := reconciler.Decide(rin)
 		again, out, err := c.act(ctx, in, rin, d)
@@ -128,11 +190,39 @@ func (c *Coordinator) Decide(ctx context.Context, in agent.DecideInput) (agent.D
 			return out, err
 		}
 	}
-	return agent.Decision{Waiting: "rollout bookkeeping in progress", Recheck: c.opt.Now()}, nil
+	return agent.Permit{Waiting: "rollout bookkeeping in progress", Recheck: c.opt.Now()}, nil
+}
+
+// backoff counts consecutive transient errors of app (or resets them) and
+// returns the jittered delay before the next try: 1s doubling to 30s,
+// each drawn from [d/2, d).
+func (c *Coordinator) backoff(app string, failed bool) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !failed {
+		delete(c.retries, app)
+		return 0
+	}
+	c.retries[app]++
+	d := min(time.Second<<min(c.retries[app]-1, 5), 30*time.Second)
+	return d/2 + rand.N(d/2)
+}
+
+// NeedsPerson reports whether err is one retrying cannot fix (a refused
+// push, refused credentials): it wraps an error whose NeedsPerson method
+// says so (fleetrepo's classification).
+func NeedsPerson(err error) bool {
+	var p interface{ NeedsPerson() bool }
+	return errors.As(err, &p) && p.NeedsPerson()
+}
+
+// blockedText is the report's words for a rejection.
+func blockedText(err error) string {
+	return "blocked: " + err.Error() + ", a person must act"
 }
 
 // act carries out one engine decision. again asks for a fresh decision.
-func (c *Coordinator) act(ctx context.Context, in agent.DecideInput, rin reconciler.Input, d reconciler.Decision) (again bool, out agent.Decision, err error) {
+func (c *Coordinator) act(ctx context.Context, in agent.DecideInput, rin reconciler.Input, d reconciler.Decision) (again bool, out agent.Permit, err error) {
 	app := in.App.Name
 	switch d.Action {
 	case reconciler.Append:
@@ -140,33 +230,56 @@ func (c *Coordinator) act(ctx context.Context, in agent.DecideInput, rin reconci
 	case reconciler.Acquire:
 		l, err := c.opt.Shared.Acquire(ctx, app, d.Slot, c.opt.Node, rolloutID(d), c.opt.LeaseTTL)
 		if err != nil {
+			if NeedsPerson(err) || IsTransient(err) {
+				return false, waiting(d, "waiting for a lease slot", time.Time{}), fmt.Errorf("take lease %s/%d: %w", app, d.Slot, err)
+			}
 			c.log.Debug("lease not taken", "app", app, "slot", d.Slot, "err", err)
 			return false, waiting(d, "waiting for a lease slot", c.opt.Now().Add(time.Second)), nil
 		}
 		c.log.Info("lease taken", "app", app, "slot", l.Slot, "rollout", l.Rollout, "token", short(l.Token))
 		return true, out, nil
 	case reconciler.Upgrade:
-		return false, c.upgrade(ctx, in, d), nil
+		p, err := c.upgrade(ctx, in, d)
+		return false, p, err
 	case reconciler.Converge:
 		c.log.Info("rollback: switching at once", "app", app, "version", d.Version)
-		return false, agent.Decision{Version: d.Version, Rollout: rolloutID(d)}, nil
+		return false, agent.Permit{Version: d.Version, Rollout: rolloutID(d)}, nil
 	case reconciler.Monitor:
 		return false, c.monitor(in, d), nil
 	case reconciler.Rollback:
-		return true, out, c.rollback(ctx, in, d)
+		written, err := c.rollback(ctx, in, d)
+		if err != nil || written {
+			return written, waiting(d, d.Reason, time.Time{}), err
+		}
+		// Nothing written: the tip moves (the other agent's rollback commit,
+		// or a person's); wait for it rather than asking again at once.
+		return false, waiting(d, "rollback commit written elsewhere or superseded; waiting for the tip to move",
+			c.opt.Now().Add(c.opt.ActivePoll)), nil
 	}
 	until := d.Until
 	if until.IsZero() && d.Rollout != nil && !d.Rollout.Ended() {
 		until = c.opt.Now().Add(c.opt.ActivePoll) // a rollout moves: look again soon
 	}
-	if in.Local.Active == in.App.Version {
+	if in.Local.Active == in.App.Version && in.Local.Failed != in.App.Version {
 		if d.Rollout != nil && d.Rollout.Ended() {
 			c.settle(in)
 		}
 		// Up to date: let the agent probe its health as usual.
-		return false, agent.Decision{Version: in.App.Version, Rollout: rolloutID(d), Recheck: until}, nil
+		return false, agent.Permit{Version: in.App.Version, Rollout: rolloutID(d), Recheck: until}, nil
+	}
+	if in.Local.Failed == in.App.Version {
+		// The target failed here and is not retried: the agent reports the
+		// remembered failure; no lease is taken (issue 17, bug 5).
+		return false, agent.Permit{Version: in.App.Version, Rollout: rolloutID(d), Recheck: until}, nil
 	}
 	return false, waiting(d, d.Reason, until), nil
+}
+
+// IsTransient reports whether err is worth retrying with backoff: it wraps
+// an error whose Transient method says so.
+func IsTransient(err error) bool {
+	var t interface{ Transient() bool }
+	return errors.As(err, &t) && t.Transient() && !NeedsPerson(err)
 }
 
 func settledKey(in agent.DecideInput) string { return in.Commit.String() + "@" + in.App.Version }
@@ -199,12 +312,17 @@ func (c *Coordinator) input(ctx context.Context, in agent.DecideInput, reports m
 		return reconciler.Input{}, fmt.Errorf("read leases of %s: %w", app, err)
 	}
 	now := c.opt.Now()
+	var descends func(string) bool
+	if c.opt.Descends != nil {
+		tip := in.Commit.String()
+		descends = func(ancestor string) bool { return ancestor == tip || c.opt.Descends(tip, ancestor) }
+	}
 	return reconciler.Input{
-		Node: c.opt.Node, App: in.App, Tip: in.Commit.String(), Targeted: true,
+		Node: c.opt.Node, App: in.App, Tip: in.Commit.String(), Targeted: true, Descends: descends,
 		Self:      self(in),
 		Inventory: reconciler.InventoryOf(in.Fleet.Nodes, reports),
 		Reports:   reports, Record: record, Seen: c.observe(app, len(record), now),
-		Leases: leases, Now: now,
+		Leases: leases, Now: now, Rollback: in.Rollback,
 	}, nil
 }
 
@@ -240,6 +358,16 @@ func self(in agent.DecideInput) reconciler.AppReport {
 // on the current record when another writer got there first.
 func (c *Coordinator) appendEvent(ctx context.Context, rin reconciler.Input, d reconciler.Decision) error {
 	app := rin.App.Name
+	if e := d.Event; e.Type == reconciler.EventNodeUnreachable || (e.Type == reconciler.EventNodeFailed && e.Node != c.opt.Node && e.Lease == "") {
+		// A verdict on another node for taking no lease: decide it on
+		// leases read now, not at the start of this step (the node may
+		// have taken one since).
+		leases, err := c.opt.Shared.Leases(ctx, app)
+		if err != nil {
+			return fmt.Errorf("read leases of %s before recording %s of %s: %w", app, e.Type, e.Node, err)
+		}
+		rin.Leases = leases
+	}
 	err := c.opt.Shared.Append(ctx, app, func(cur []reconciler.Event) (*reconciler.Event, error) {
 		rin.Record, rin.Seen = cur, c.observe(app, len(cur), rin.Now)
 		again := reconciler.Decide(rin)
@@ -255,8 +383,8 @@ func (c *Coordinator) appendEvent(ctx context.Context, rin reconciler.Input, d r
 	return nil
 }
 
-func waiting(d reconciler.Decision, why string, until time.Time) agent.Decision {
-	return agent.Decision{Waiting: why, Recheck: until, Rollout: rolloutID(d)}
+func waiting(d reconciler.Decision, why string, until time.Time) agent.Permit {
+	return agent.Permit{Waiting: why, Recheck: until, Rollout: rolloutID(d)}
 }
 
 func rolloutID(d reconciler.Decision) string {

@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -79,14 +80,14 @@ func TestUpgradeUnderLease(t *testing.T) {
 	repo := gittest.NewBare(t, nil)
 	a := newNode(t, repo, "a", nil)
 	in := input(app(true), "a")
-	d, err := a.coord.Decide(ctx, in)
-	if err != nil || d.Version != "1.1.0" || d.Lease == "" || d.Done == nil {
-		t.Fatalf("decision = %+v, %v: want an upgrade under a lease", d, err)
+	d, err := a.coord.Permit(ctx, in)
+	if err != nil || d.Version != "1.1.0" || d.Lease == nil || d.Lease.Token() == "" {
+		t.Fatalf("permit = %+v, %v: want an upgrade under a lease", d, err)
 	}
-	d.Done(ctx, reconciler.AppReport{Version: "1.1.0", State: reconciler.AppHealthy}, nil)
+	d.Lease.Finish(ctx, reconciler.AppReport{Version: "1.1.0", State: reconciler.AppHealthy}, nil)
 	r := latest(t, a)
-	if r.Done["a"] != d.Lease {
-		t.Fatalf("node_done of a = %q, want its lease %s", r.Done["a"], d.Lease)
+	if r.Done["a"] != d.Lease.Token() {
+		t.Fatalf("node_done of a = %q, want its lease as renewed by the fence %s", r.Done["a"], d.Lease.Token())
 	}
 	leases, _ := a.shared.Leases(ctx, "web")
 	for _, l := range leases {
@@ -110,17 +111,17 @@ func TestFencedAfterTakeover(t *testing.T) {
 	a := newNode(t, repo, "a", rollback)
 	b := newNode(t, repo, "b", rollback)
 	in := input(app(true), "a", "b")
-	d, err := a.coord.Decide(ctx, in)
-	if err != nil || d.Done == nil {
+	d, err := a.coord.Permit(ctx, in)
+	if err != nil || d.Lease == nil {
 		t.Fatalf("a: %+v, %v", d, err)
 	}
 	// b sees a's lease, then a TTL passes on b's clock with no renewal.
 	in.Local = agent.Local{Active: "1.0.0"}
-	if _, err := b.coord.Decide(ctx, in); err != nil {
+	if _, err := b.coord.Permit(ctx, in); err != nil {
 		t.Fatal(err)
 	}
 	b.clock.advance(31 * time.Second)
-	if _, err := b.coord.Decide(ctx, in); err != nil {
+	if _, err := b.coord.Permit(ctx, in); err != nil {
 		t.Fatal(err)
 	}
 	r := latest(t, b)
@@ -131,13 +132,59 @@ func TestFencedAfterTakeover(t *testing.T) {
 		t.Fatalf("rollback asked = %+v", asked)
 	}
 	// a finishes late: the success is fenced off, the release fails quietly.
-	d.Done(ctx, reconciler.AppReport{Version: "1.1.0", State: reconciler.AppHealthy}, nil)
+	d.Lease.Finish(ctx, reconciler.AppReport{Version: "1.1.0", State: reconciler.AppHealthy}, nil)
 	r = latest(t, a)
 	if _, done := r.Done["a"]; done {
 		t.Fatal("a late node_done after takeover counted")
 	}
-	if r.Outcome != reconciler.OutcomeRolledBack {
-		t.Fatalf("outcome %q, want rolled_back", r.Outcome)
+	// The rollback commit was someone else's (ErrNoRollback): they record
+	// rolled_back with it; b claims no rollback it did not write.
+	if r.Outcome != reconciler.OutcomeFailed || r.Rollback != "" {
+		t.Fatalf("outcome %q (rollback %q), want failed with no rollback claimed", r.Outcome, r.Rollback)
+	}
+}
+
+// Also decided (issue 17): a rollback that lost to a person's newer commit
+// (ErrSuperseded) appends no rolled_back event: before, one was appended
+// with an empty rollback commit, claiming a rollback no commit made. A
+// rollback written appends it with the commit.
+func TestRolledBackAlwaysNamesItsCommit(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name, commit string
+		err          error
+	}{{"superseded", "", ErrNoRollback}, {"written", "b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0", nil}} {
+		t.Run(tc.name, func(t *testing.T) {
+			repo := gittest.NewBare(t, nil)
+			calls := 0
+			a := newNode(t, repo, "a", func(context.Context, RollbackRequest) (string, error) {
+				calls++
+				return tc.commit, tc.err
+			})
+			in := input(app(true), "a")
+			d, err := a.coord.Permit(ctx, in)
+			if err != nil || d.Lease == nil {
+				t.Fatalf("a: %+v, %v", d, err)
+			}
+			d.Lease.Finish(ctx, reconciler.AppReport{Version: "1.0.0", State: reconciler.AppFailed, Error: "not healthy"}, errors.New("not healthy"))
+			in.Local.Failed = "1.1.0"
+			if _, err := a.coord.Permit(ctx, in); err != nil {
+				t.Fatal(err)
+			}
+			r := latest(t, a)
+			events, _ := a.shared.Record(ctx, "web")
+			for _, e := range events {
+				if e.Type == reconciler.EventRolledBack && e.RollbackCommit == "" {
+					t.Fatalf("rolled_back with no rollback commit: %+v", e)
+				}
+			}
+			if tc.commit != "" && (r.Outcome != reconciler.OutcomeRolledBack || r.Rollback != tc.commit) {
+				t.Fatalf("outcome %q rollback %q, want rolled_back with %s", r.Outcome, r.Rollback, tc.commit)
+			}
+			if calls != 1 {
+				t.Fatalf("RollbackFunc called %d times in one pass, want 1", calls)
+			}
+		})
 	}
 }
 
@@ -162,7 +209,7 @@ func TestLostLeaseBeforeSwitch(t *testing.T) {
 	}
 	stale := reconciler.Lease{App: "web", Slot: 0, Holder: "a", Rollout: "ignored", TTL: time.Minute,
 		Token: plumbing.NewHash("1111111111111111111111111111111111111111").String()}
-	out := a.coord.upgrade(ctx, in, reconciler.Decision{Action: reconciler.Upgrade, Lease: stale, Version: "1.1.0",
+	out, _ := a.coord.upgrade(ctx, in, reconciler.Decision{Action: reconciler.Upgrade, Lease: stale, Version: "1.1.0",
 		Rollout: reconciler.Latest(rin.Record)})
 	if out.Version != "" || out.Waiting == "" {
 		t.Fatalf("decision = %+v: want no switch without a renewed lease", out)
@@ -207,14 +254,14 @@ func TestSettledNodeReadsNothing(t *testing.T) {
 	cs := &counting{Shared: a.shared}
 	a.coord.opt.Shared = cs
 	in := input(app(true), "a")
-	d, err := a.coord.Decide(ctx, in)
-	if err != nil || d.Done == nil {
-		t.Fatalf("decision = %+v, %v", d, err)
+	d, err := a.coord.Permit(ctx, in)
+	if err != nil || d.Lease == nil {
+		t.Fatalf("permit = %+v, %v", d, err)
 	}
-	d.Done(ctx, reconciler.AppReport{Version: "1.1.0", State: reconciler.AppHealthy}, nil)
+	d.Lease.Finish(ctx, reconciler.AppReport{Version: "1.1.0", State: reconciler.AppHealthy}, nil)
 	in.Local.Active = "1.1.0"
 	for range 3 { // record wave done, completion; then settled
-		if _, err := a.coord.Decide(ctx, in); err != nil {
+		if _, err := a.coord.Permit(ctx, in); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -223,7 +270,7 @@ func TestSettledNodeReadsNothing(t *testing.T) {
 	}
 	before := cs.reads
 	for range 5 {
-		if d, err := a.coord.Decide(ctx, in); err != nil || d.Version != "1.1.0" {
+		if d, err := a.coord.Permit(ctx, in); err != nil || d.Version != "1.1.0" {
 			t.Fatalf("settled decision = %+v, %v", d, err)
 		}
 	}
@@ -231,7 +278,7 @@ func TestSettledNodeReadsNothing(t *testing.T) {
 		t.Fatalf("%d shared-state reads by a settled node", cs.reads-before)
 	}
 	in.Commit = plumbing.NewHash("c0ffee0000000000000000000000000000000002")
-	if _, err := a.coord.Decide(ctx, in); err != nil {
+	if _, err := a.coord.Permit(ctx, in); err != nil {
 		t.Fatal(err)
 	}
 	if cs.reads == before {

@@ -8,73 +8,211 @@ import (
 	"time"
 
 	"github.com/fleetops/reconciler/agent"
+	"github.com/fleetops/reconciler/fleetrepo"
 	"github.com/fleetops/reconciler/reconciler"
 )
 
 // upgrade hands the agent the target version under the lease this node
-// holds. The lease is renewed first (the point of no return: a node that
-// cannot renew gives the slot up) and then every third of its TTL until
-// Done records the outcome and releases it.
-func (c *Coordinator) upgrade(ctx context.Context, in agent.DecideInput, d reconciler.Decision) agent.Decision {
+// holds. The lease is renewed first (a node that cannot renew gives the
+// slot up before downloading anything) and then in the background by the
+// lease object until Finish records the outcome and releases it.
+func (c *Coordinator) upgrade(ctx context.Context, in agent.DecideInput, d reconciler.Decision) (agent.Permit, error) {
 	app := in.App.Name
 	l, err := c.opt.Shared.Renew(ctx, d.Lease)
 	if err != nil {
 		c.log.Warn("lease not renewed before switching: giving the slot up", "app", app, "slot", d.Lease.Slot, "err", err)
-		return waiting(d, "lease lost before switching", c.opt.Now().Add(time.Second))
+		p := waiting(d, "lease lost before switching", c.opt.Now().Add(time.Second))
+		if NeedsPerson(err) || IsTransient(err) {
+			return p, fmt.Errorf("renew lease %s/%d: %w", app, d.Lease.Slot, err)
+		}
+		return p, nil
 	}
-	h := &held{lease: l}
-	rctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	var wg sync.WaitGroup
-	wg.Go(func() { c.renew(rctx, h) })
+	h := c.hold(app, rolloutID(d), l)
 	c.log.Info("upgrading under lease", "app", app, "version", d.Version, "slot", l.Slot, "token", short(l.Token))
-	return agent.Decision{
-		Version: d.Version, Rollout: rolloutID(d), Lease: l.Token,
-		// Right after the switch, look again: this node may be the one to
-		// record its wave done, and the next wave waits for that.
-		Recheck: c.opt.Now(),
-		Done: func(ctx context.Context, rep reconciler.AppReport, err error) {
-			stop()
-			wg.Wait()
-			c.finish(ctx, app, rolloutID(d), h.get(), rep, err)
-		},
-	}
+	// Right after the switch, look again: this node may be the one to
+	// record its wave done, and the next wave waits for that.
+	return agent.Permit{Version: d.Version, Rollout: rolloutID(d), Lease: h, Recheck: c.opt.Now()}, nil
 }
 
-// held is a lease being renewed in the background.
-type held struct {
-	mu    sync.Mutex
-	lease reconciler.Lease
-	lost  error
+// lease is an agent.Lease: a slot this node holds for one switch. Its
+// goroutine renews it every third of its TTL until Finish; from Begin on it
+// also cancels the switch's context when the validity runs out.
+type lease struct {
+	c            *Coordinator
+	app, rollout string
+
+	mu     sync.Mutex
+	cur    reconciler.Lease
+	lost   error              // set once a renewal says the slot is someone else's
+	abort  time.Duration      // from Begin: what giving the candidate up takes
+	cancel context.CancelFunc // from Begin: ends the switch's context
+
+	kick chan struct{} // Begin tells the goroutine to re-plan its timer
+	stop context.CancelFunc
+	done chan struct{}
 }
 
-func (h *held) get() reconciler.Lease {
+// hold starts renewing l in the background.
+func (c *Coordinator) hold(app, rollout string, l reconciler.Lease) *lease {
+	ctx, stop := context.WithCancel(context.Background())
+	h := &lease{c: c, app: app, rollout: rollout, cur: l, kick: make(chan struct{}, 1), stop: stop, done: make(chan struct{})}
+	go func() {
+		defer close(h.done)
+		h.run(ctx)
+	}()
+	return h
+}
+
+// Token implements agent.Lease.
+func (h *lease) Token() string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.lease
+	return h.cur.Token
 }
 
-// renew keeps the lease alive until ctx ends. Once the switch has begun a
-// lost lease does not stop it (a Git outage must not roll the fleet back);
-// the fence in finish decides whether the outcome still counts.
-func (c *Coordinator) renew(ctx context.Context, h *held) {
-	t := time.NewTicker(c.opt.LeaseTTL / 3)
-	defer t.Stop()
+// usable is how much longer a begun switch may go on: the validity, less
+// the skew margin and the time aborting takes. Caller holds mu.
+func (h *lease) usable() time.Duration {
+	return h.c.opt.Shared.Validity(h.cur) - h.c.opt.SkewMargin - h.abort
+}
+
+// Begin implements agent.Lease: renew now, and begin only if the fresh
+// validity covers giving the candidate up.
+func (h *lease) Begin(ctx context.Context, abort time.Duration) (context.Context, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.lost != nil {
+		return nil, fmt.Errorf("%w: lease %s/%d is no longer this node's: %w", agent.ErrNotBegun, h.app, h.cur.Slot, h.lost)
+	}
+	h.renewLocked(ctx)
+	if h.lost != nil {
+		return nil, fmt.Errorf("%w: lease %s/%d is no longer this node's: %w", agent.ErrNotBegun, h.app, h.cur.Slot, h.lost)
+	}
+	h.abort = abort
+	if v := h.usable(); v <= 0 {
+		return nil, fmt.Errorf("%w: lease %s/%d valid for %s on this node's clock, not enough to give the candidate up (%s) with a %s skew margin",
+			agent.ErrNotBegun, h.app, h.cur.Slot, h.c.opt.Shared.Validity(h.cur).Round(time.Millisecond), abort, h.c.opt.SkewMargin)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	h.cancel = cancel
+	select {
+	case h.kick <- struct{}{}:
+	default:
+	}
+	return sctx, nil
+}
+
+// renewLocked renews the lease once. Caller holds mu.
+func (h *lease) renewLocked(ctx context.Context) {
+	l, err := h.c.opt.Shared.Renew(ctx, h.cur)
+	switch {
+	case err == nil:
+		h.cur = l
+	case isLost(err):
+		h.lost = err
+		h.c.log.Warn("lease lost", "app", h.app, "slot", h.cur.Slot, "err", err)
+	case ctx.Err() == nil:
+		h.c.log.Warn("lease renewal failed; retrying while it is valid", "app", h.app, "slot", h.cur.Slot,
+			"valid", h.c.opt.Shared.Validity(h.cur).Round(time.Millisecond), "err", err)
+	}
+}
+
+// run renews once a third of the TTL has passed since the last write it
+// saw land (every quarter of that while renewals fail) and, once a switch
+// began, cancels it when its usable validity runs out: before renewing, as
+// the time left is the abort's.
+func (h *lease) run(ctx context.Context) {
+	every := h.c.opt.LeaseTTL / 3
+	failing := false
 	for {
+		h.mu.Lock()
+		wait := max(h.c.opt.Shared.Validity(h.cur)-(h.c.opt.LeaseTTL-every), 0)
+		if failing {
+			wait = every / 4
+		}
+		if h.cancel != nil {
+			u := h.usable()
+			if u <= 0 || h.lost != nil {
+				h.c.log.Error("lease validity ran out mid-switch: giving the candidate up, keeping the old version",
+					"app", h.app, "slot", h.cur.Slot, "err", h.lost)
+				h.cancel()
+				h.mu.Unlock()
+				return
+			}
+			wait = min(wait, u)
+		}
+		h.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-			l, err := c.opt.Shared.Renew(ctx, h.get())
-			h.mu.Lock()
-			if err == nil {
-				h.lease = l
-			} else if ctx.Err() == nil {
-				h.lost = err
-				c.log.Warn("lease renewal failed", "app", l.App, "err", err)
-			}
-			h.mu.Unlock()
+		case <-h.kick:
+			continue
+		case <-h.c.opt.After(wait):
 		}
+		h.mu.Lock()
+		if h.cancel == nil || h.usable() > 0 {
+			before := h.cur.Token
+			h.renewLocked(ctx)
+			failing = h.cur.Token == before && h.lost == nil
+		}
+		h.mu.Unlock()
 	}
+}
+
+// isLost reports whether err says the slot is no longer this holding's.
+func isLost(err error) bool { return errors.Is(err, fleetrepo.ErrLeaseLost) }
+
+// Finish implements agent.Lease: stop renewing; then, if the switch ran,
+// prove the holding is still this node's by renewing it (the fence),
+// record the outcome under the renewed token and release the slot.
+func (h *lease) Finish(ctx context.Context, rep reconciler.AppReport, err error) {
+	h.stop()
+	<-h.done
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.cancel != nil {
+		h.cancel()
+	}
+	c, app := h.c, h.app
+	if !verdict(rep, err) {
+		// No verdict: the switch did not run (yet: a download still going
+		// on reports upgrading), or was given up with the old version kept.
+		// Free the slot if it is still ours.
+		if h.lost == nil {
+			if rerr := c.opt.Shared.Release(ctx, h.cur); rerr != nil {
+				c.log.Warn("lease not released (it will expire)", "app", app, "slot", h.cur.Slot, "err", rerr)
+			}
+		}
+		return
+	}
+	if h.lost == nil {
+		h.renewLocked(ctx)
+	}
+	if h.lost != nil {
+		c.log.Error("outcome not recorded: the lease was taken over meanwhile, so it does not count", "app", app,
+			"slot", h.cur.Slot, "version", rep.Target, "err", h.lost)
+		return
+	}
+	if v := c.opt.Shared.Validity(h.cur); v <= 0 {
+		c.log.Warn("outcome not recorded: the lease could not be renewed; it will be next pass", "app", app, "slot", h.cur.Slot)
+		return
+	}
+	c.finish(ctx, app, h.rollout, h.cur, rep, err)
+}
+
+// verdict reports whether converging ended in an outcome to record: a
+// switch that ran to success or failure, or a failure before it (install,
+// verify). A refused Begin, a switch given up or interrupted, and a report
+// still in flight (a download running) are none.
+func verdict(rep reconciler.AppReport, err error) bool {
+	if err != nil {
+		return !errors.Is(err, agent.ErrNotBegun) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+	}
+	switch rep.State {
+	case reconciler.AppHealthy, reconciler.AppFailed, reconciler.AppUnhealthy, reconciler.AppStopped:
+		return true
+	}
+	return false
 }
 
 // finish records this node's outcome under its lease, then releases it.
@@ -92,6 +230,7 @@ func (c *Coordinator) finish(ctx context.Context, app, rollout string, l reconci
 	}
 	if aerr := c.record(ctx, app, rollout, ev); aerr != nil {
 		c.log.Error("outcome not recorded; it will be again next pass", "app", app, "event", ev.Type, "err", aerr)
+		return
 	}
 	if rerr := c.opt.Shared.Release(ctx, l); rerr != nil {
 		c.log.Warn("lease not released (it will expire)", "app", app, "slot", l.Slot, "err", rerr)
@@ -121,15 +260,15 @@ func (c *Coordinator) record(ctx context.Context, app, rollout string, ev reconc
 
 // monitor has the canary probe its health once now and again after
 // retryDelay; more consecutive failures than the spec's retries fail it.
-func (c *Coordinator) monitor(in agent.DecideInput, d reconciler.Decision) agent.Decision {
+func (c *Coordinator) monitor(in agent.DecideInput, d reconciler.Decision) agent.Permit {
 	app := in.App.Name
 	next := c.opt.Now().Add(max(in.App.Health.RetryDelay.Duration, time.Second))
 	if !d.Until.IsZero() && d.Until.Before(next) {
 		next = d.Until
 	}
-	return agent.Decision{
+	return agent.Permit{
 		Version: d.Version, Rollout: rolloutID(d), Recheck: next,
-		Done: func(ctx context.Context, rep reconciler.AppReport, err error) {
+		Lease: watch(func(ctx context.Context, rep reconciler.AppReport, err error) {
 			c.mu.Lock()
 			if rep.State == reconciler.AppHealthy && err == nil {
 				c.failures[app] = 0
@@ -147,9 +286,22 @@ func (c *Coordinator) monitor(in agent.DecideInput, d reconciler.Decision) agent
 			if aerr := c.recordMonitor(ctx, app, rolloutID(d), ev); aerr != nil {
 				c.log.Error("canary failure not recorded", "app", app, "err", aerr)
 			}
-		},
+		}),
 	}
 }
+
+// watch is the agent.Lease of a canary monitor: no slot, no switch (the
+// version already runs), only the health outcome to act on.
+type watch func(ctx context.Context, rep reconciler.AppReport, err error)
+
+func (watch) Token() string { return "" }
+
+// Begin refuses: a monitor permit never switches.
+func (watch) Begin(context.Context, time.Duration) (context.Context, error) {
+	return nil, fmt.Errorf("%w: a canary monitor holds no lease", agent.ErrNotBegun)
+}
+
+func (w watch) Finish(ctx context.Context, rep reconciler.AppReport, err error) { w(ctx, rep, err) }
 
 func (c *Coordinator) recordMonitor(ctx context.Context, app, rollout string, ev reconciler.Event) error {
 	ev.Rollout, ev.By, ev.Time = rollout, c.opt.Node, c.opt.Now()
@@ -161,25 +313,28 @@ func (c *Coordinator) recordMonitor(ctx context.Context, app, rollout string, ev
 	})
 }
 
-// rollback writes the rollback commit, then records it. Losing the race to
-// another agent (or to a person's newer commit) is not an error.
-func (c *Coordinator) rollback(ctx context.Context, in agent.DecideInput, d reconciler.Decision) error {
+// rollback writes the rollback commit, then records it with the commit.
+// Losing the race to another agent (which records it) or to a person's
+// newer commit is not an error, and records nothing: a rolled_back event
+// always names the commit that rolled back. written says whether it did.
+func (c *Coordinator) rollback(ctx context.Context, in agent.DecideInput, d reconciler.Decision) (written bool, err error) {
 	app, r := in.App.Name, d.Rollout
 	if c.opt.Rollback == nil {
-		return fmt.Errorf("rollout of %s %s failed and this agent cannot write rollback commits", app, r.Target)
+		return false, fmt.Errorf("rollout of %s %s failed and this agent cannot write rollback commits", app, r.Target)
 	}
 	commit, err := c.opt.Rollback(ctx, RollbackRequest{App: app, Failed: r.Target, To: d.Version,
 		Rollout: r.ID, Node: r.FailedBy, Reason: r.Reason})
 	if errors.Is(err, ErrNoRollback) {
-		c.log.Info("rollback commit already written or superseded", "app", app)
-	} else if err != nil {
-		return fmt.Errorf("write rollback commit of %s %s -> %s: %w", app, r.Target, d.Version, err)
-	} else {
-		c.log.Info("rollback commit written", "app", app, "from", r.Target, "to", d.Version, "commit", short(commit))
+		c.log.Info("no rollback commit written: another agent wrote it, or a person pushed something newer", "app", app, "why", err)
+		return false, nil
 	}
+	if err != nil {
+		return false, fmt.Errorf("write rollback commit of %s %s -> %s: %w", app, r.Target, d.Version, err)
+	}
+	c.log.Info("rollback commit written", "app", app, "from", r.Target, "to", d.Version, "commit", short(commit))
 	ev := reconciler.Event{Type: reconciler.EventRolledBack, Rollout: r.ID, By: c.opt.Node, Time: c.opt.Now(),
 		RollbackCommit: commit, Reason: r.Reason, Target: d.Version}
-	return c.opt.Shared.Append(ctx, app, func(cur []reconciler.Event) (*reconciler.Event, error) {
+	return true, c.opt.Shared.Append(ctx, app, func(cur []reconciler.Event) (*reconciler.Event, error) {
 		if l := reconciler.Latest(cur); l == nil || l.ID != r.ID || l.Outcome != reconciler.OutcomeFailed {
 			return nil, nil
 		}

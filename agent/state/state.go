@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fleetops/reconciler/agent/driver"
+	"github.com/fleetops/reconciler/internal/clock"
 	"github.com/fleetops/reconciler/internal/regfile"
 )
 
@@ -112,17 +113,23 @@ func (a *App) AddInstalled(v string) {
 
 // Store holds the state in memory and on disk. It is safe for concurrent use.
 type Store struct {
-	dir string
-	mu  sync.Mutex
-	st  State
+	dir   string
+	clock clock.Clock
+	mu    sync.Mutex
+	st    State
 }
 
-// Open reads dir/state.json, or starts empty when there is none.
-func Open(dir string) (*Store, error) {
+// Open reads dir/state.json, or starts empty when there is none; times it
+// stamps come from the system clock.
+func Open(dir string) (*Store, error) { return OpenClock(dir, nil) }
+
+// OpenClock is Open with the clock times are stamped from (nil: the system
+// clock).
+func OpenClock(dir string, c clock.Clock) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("state dir %s: %w", dir, err)
 	}
-	s := &Store{dir: dir, st: State{Apps: map[string]*App{}}}
+	s := &Store{dir: dir, clock: clock.Or(c), st: State{Apps: map[string]*App{}}}
 	b, err := regfile.ReadFile(filepath.Join(dir, FileName), 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return s, nil
@@ -256,7 +263,7 @@ func (s *Store) RecordRunning(r driver.Running) error {
 		}
 		a.Running = &r
 		if r.Version != "" && r.Version != a.Active {
-			a.Previous, a.Active, a.Since = a.Active, r.Version, time.Now()
+			a.Previous, a.Active, a.Since = a.Active, r.Version, s.clock.Now()
 		}
 	})
 }

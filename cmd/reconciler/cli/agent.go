@@ -14,6 +14,7 @@ import (
 
 	"github.com/fleetops/reconciler/internal/logging"
 	"github.com/fleetops/reconciler/release"
+	"github.com/fleetops/reconciler/spec"
 )
 
 // agentOptions are the agent command's flags.
@@ -22,6 +23,7 @@ type agentOptions struct {
 	node, stateDir, listen    string
 	labels                    map[string]string
 	trustKeys, vars           []string
+	socketDirs                []string
 	poll                      time.Duration
 	fetchTimeout, fetchStall  time.Duration
 	once                      bool
@@ -29,6 +31,7 @@ type agentOptions struct {
 	output                    string
 	coordination              string
 	leaseTTL                  time.Duration
+	switchAbort               time.Duration
 	trustSigners              []string // --trust-signer: who may move the fleet (agent_trust.go)
 	requireSigned, signingKey string
 }
@@ -78,6 +81,7 @@ agent adopts them. See docs/agent.md.`,
 	f.StringVar(&o.stateDir, "state-dir", "", "local state, releases and workload logs (required)")
 	f.StringArrayVar(&o.trustKeys, "trust-key", nil, "public key trusted to sign releases (repeatable; at least one)")
 	f.StringArrayVar(&o.vars, "var", nil, "node variable K=V for ${K} in manifests and health targets (repeatable; wins over the fleet repo's)")
+	f.StringArrayVar(&o.socketDirs, "socket-dir", nil, "directory where releases may bind unix sockets by absolute path, besides <state-dir>/sockets (repeatable)")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:9180", "address of /healthz and /metrics (\"\": none)")
 	f.DurationVar(&o.poll, "poll", 30*time.Second, "re-evaluation period besides watch events")
 	f.DurationVar(&o.fetchTimeout, "fetch-timeout", release.DefaultTimeout, "bound on fetching one release (signature and artifact, retries included)")
@@ -89,6 +93,7 @@ agent adopts them. See docs/agent.md.`,
 	completeWords(c, "log-format", "auto", "text", "json")
 	f.StringVar(&o.coordination, "coordination", "lease", "lease: upgrade in waves under leases with the fleet; none: switch to the spec's version at once, alone")
 	f.DurationVar(&o.leaseTTL, "lease-ttl", 20*time.Second, "how long a lease lives without renewal (renewed every third of it)")
+	f.DurationVar(&o.switchAbort, "switch-abort", 0, "how long giving a candidate up takes at most: a switch begins only under a lease valid longer, and is given up when that runs out (default a quarter of --lease-ttl, at most 5s)")
 	o.registerTrust(f)
 	completeWords(c, "coordination", "lease", "none")
 	return []*cobra.Command{c}
@@ -101,6 +106,11 @@ func (o *agentOptions) validate() error {
 	for flag, v := range map[string]string{"--repo": o.repo, "--node": o.node, "--state-dir": o.stateDir} {
 		if v == "" {
 			errs = append(errs, fmt.Errorf("%s is required", flag))
+		}
+	}
+	if o.node != "" {
+		if err := spec.CheckName("node", o.node); err != nil {
+			errs = append(errs, fmt.Errorf("--node: %w", err))
 		}
 	}
 	if len(o.trustKeys) == 0 {
@@ -117,6 +127,13 @@ func (o *agentOptions) validate() error {
 	}
 	if o.fetchTimeout <= 0 || o.fetchStall <= 0 {
 		errs = append(errs, fmt.Errorf("--fetch-timeout %v, --fetch-stall %v: want positive durations", o.fetchTimeout, o.fetchStall))
+	}
+	if o.switchAbort == 0 {
+		o.switchAbort = min(o.leaseTTL/4, 5*time.Second)
+	}
+	if o.switchAbort < 0 || o.switchAbort+o.leaseTTL/10 >= o.leaseTTL*2/3 {
+		errs = append(errs, fmt.Errorf("--switch-abort %v with --lease-ttl %v leaves a lease no validity to switch in: want it below %v (two thirds of the TTL less a tenth); raise --lease-ttl or lower --switch-abort",
+			o.switchAbort, o.leaseTTL, o.leaseTTL*2/3-o.leaseTTL/10))
 	}
 	if o.poll <= 0 {
 		errs = append(errs, fmt.Errorf("--poll %v: want a positive duration", o.poll))

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fleetops/reconciler/agent"
 )
@@ -40,5 +41,27 @@ func TestAgentTrackedBranch(t *testing.T) {
 	if r := f.run("agent", "--repo", f.repo, "--node", "n1", "--state-dir", t.TempDir(), "--trust-key", f.pub,
 		"--output", "json"); r.code != exitUsage || !strings.Contains(r.stderr, "use it with --once") {
 		t.Errorf("--output json without --once: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// TestAgentSwitchAbortFitsTheLease: a --switch-abort that leaves a lease
+// no validity to switch in is a usage error naming both flags (issue 17,
+// the validity rule); the default fits any --lease-ttl.
+func TestAgentSwitchAbortFitsTheLease(t *testing.T) {
+	for _, tc := range []struct {
+		ttl, abort string
+		ok         bool
+	}{{"3s", "", true}, {"20s", "5s", true}, {"3s", "5s", false}, {"20s", "12s", false}} {
+		o := &agentOptions{repo: "r", node: "n", stateDir: "s", trustKeys: []string{"k"}, coordination: "lease",
+			poll: time.Second, logFormat: "auto", output: "text"}
+		o.leaseTTL, _ = time.ParseDuration(tc.ttl)
+		if tc.abort != "" {
+			o.switchAbort, _ = time.ParseDuration(tc.abort)
+		}
+		err := o.validate()
+		bad := err != nil && strings.Contains(err.Error(), "--switch-abort")
+		if bad == tc.ok {
+			t.Errorf("--lease-ttl %s --switch-abort %q: %v", tc.ttl, tc.abort, err)
+		}
 	}
 }

@@ -16,7 +16,7 @@ import (
 func rollbackCommitter(desired *fleetrepo.Desired, node string) rollout.RollbackFunc {
 	return func(ctx context.Context, req rollout.RollbackRequest) (string, error) {
 		h, err := desired.Rollback(ctx, fleetrepo.RollbackRequest{
-			App: req.App, Failed: plumbing.NewHash(req.Rollout), Version: req.Failed,
+			App: req.App, Failed: plumbing.NewHash(req.Rollout), Version: req.Failed, To: req.To,
 			Reason: rollbackReason(req), Node: req.Node, Author: fleetrepo.Identity{Name: node},
 		})
 		if errors.Is(err, fleetrepo.ErrAlreadyRolledBack) || errors.Is(err, fleetrepo.ErrSuperseded) {

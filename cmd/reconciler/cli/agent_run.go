@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path/filepath"
 
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fleetops/reconciler/agent"
@@ -54,7 +55,7 @@ func runAgent(ctx context.Context, e *env, o *agentOptions) error {
 	if err != nil {
 		return err
 	}
-	decider, err := newDecider(o, desired, shared, log)
+	coord, err := newCoordinator(o, desired, shared, log)
 	if err != nil {
 		return err
 	}
@@ -68,7 +69,7 @@ func runAgent(ctx context.Context, e *env, o *agentOptions) error {
 	cfg := agent.Config{
 		Node: o.node, Labels: o.labels, Vars: vars, StateDir: o.stateDir, State: st,
 		Desired: desired, Installer: agent.VerifiedInstaller{Fetcher: fetcher, Keys: keys}, Reporter: shared,
-		SharedWatch: shared, Decider: decider, Drivers: drivers, SpecDir: o.dir, Poll: o.poll, Listen: o.listen, Once: o.once, Logger: log,
+		SharedWatch: shared, Coordinator: coord, SwitchAbort: o.switchAbort, Drivers: drivers, SpecDir: o.dir, Poll: o.poll, Listen: o.listen, Once: o.once, Logger: log,
 		AgentVersion: buildOf().Version, Registry: reg,
 	}
 	log.Info("agent starting", "version", buildOf().String(), "repo", o.repo, "branch", o.branch, "state", o.stateDir, "keys", keys.IDs())
@@ -119,14 +120,17 @@ func openRepos(ctx context.Context, e *env, o *agentOptions, log *slog.Logger, t
 	return desired, shared, nil
 }
 
-// newDecider picks how this node decides when to switch: with the fleet
+// newCoordinator picks how this node decides when to switch: with the fleet
 // (waves under leases, rollback commits) or alone (the spec's version at once).
-func newDecider(o *agentOptions, desired *fleetrepo.Desired, shared *fleetrepo.Shared, log *slog.Logger) (agent.Decider, error) {
+func newCoordinator(o *agentOptions, desired *fleetrepo.Desired, shared *fleetrepo.Shared, log *slog.Logger) (agent.Coordinator, error) {
 	if o.coordination == "none" {
-		return agent.SpecDecider{}, nil
+		return agent.SpecCoordinator{}, nil
 	}
 	c, err := rollout.New(rollout.Options{Node: o.node, Shared: shared, LeaseTTL: o.leaseTTL, Logger: log,
-		Rollback: rollbackCommitter(desired, o.node)})
+		Rollback: rollbackCommitter(desired, o.node),
+		Descends: func(tip, ancestor string) bool {
+			return desired.Descends(plumbing.NewHash(tip), plumbing.NewHash(ancestor))
+		}})
 	if err != nil {
 		return nil, fmt.Errorf("agent %s: %w", o.node, err)
 	}
@@ -137,6 +141,7 @@ func newDecider(o *agentOptions, desired *fleetrepo.Desired, shared *fleetrepo.S
 // reports what runs into the local state.
 func newDrivers(o *agentOptions, st *state.Store, log *slog.Logger) (map[string]driver.Driver, func(), error) {
 	proc, err := process.New(process.Options{Logger: log, LogDir: filepath.Join(o.stateDir, "logs"),
+		SocketDirs: append([]string{filepath.Join(o.stateDir, "sockets")}, o.socketDirs...),
 		OnChange: func(r driver.Running) {
 			if err := st.RecordRunning(r); err != nil {
 				log.Error("record running workload", "app", r.App, "err", err)

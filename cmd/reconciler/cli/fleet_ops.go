@@ -3,50 +3,78 @@ package cli
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/spf13/cobra"
 
 	"github.com/fleetops/reconciler/fleetrepo"
+	"github.com/fleetops/reconciler/reconciler"
 )
+
+// rollbackOptions are rollback's own flags.
+type rollbackOptions struct {
+	to    string
+	waves bool // keep the waves and leases (Reconciler-Rollout: waves)
+	force bool // roll back to a version neither the history nor a node knows
+	push  bool // accepted for symmetry with upgrade: rollback always commits
+}
 
 func newRollbackCmd(e *env) *cobra.Command {
 	w := &writeFlags{}
-	var to string
+	o := &rollbackOptions{}
 	c := &cobra.Command{
-		Use:   "rollback APP [--to VERSION]",
+		Use:   "rollback APP [--to VERSION] [--waves] [--force]",
 		Short: "Write a rollback commit (applied by every node at once, without waves)",
-		Long: `rollback commits, to the tracked branch, the app's spec as it was before the
-commit that set its current version (a revert when that commit changed only
-this app), with trailers naming the commit rolled back and the reason. With
---to it sets that version instead. Agents apply a rollback at once, without
-waves; the rolled-back version is remembered and reconciler diff warns when
-a change targets it again.`,
+		Long: `rollback commits, to the tracked branch, the app's spec as it was when the
+fleet ran the version before the current one (the latest rollout's "from";
+a revert when the commit that set the current version changed only this app),
+with trailers naming the commit rolled back and the reason. With --to it sets
+that version instead: one the app's history or a node knows (reconciler
+versions APP), unless --force.
+
+Agents apply a rollback at once: every targeted node converges now, without
+leases, waves, batchDelay or a pause, and the rollout record says so
+("rollback": true, "atOnce": true). --waves keeps the careful path: the
+rollback rolls in waves under leases like an upgrade (trailer
+Reconciler-Rollout: waves). The rolled-back version is remembered and
+reconciler diff warns when a change targets it again.`,
 		Example: `  reconciler rollback web --reason "p99 latency doubled"
-  reconciler rollback web --to 1.0.0`,
+  reconciler rollback web --to 1.0.0 --push
+  reconciler rollback web --to 1.0.0 --waves`,
 		Args:              exactArgs(1),
 		ValidArgsFunction: completeApps(e, &w.repoFlags),
 		RunE: func(c *cobra.Command, args []string) error {
 			if err := w.checkOutput(); err != nil {
 				return err
 			}
-			return runRollback(c.Context(), e, w, args[0], to)
+			return runRollback(c.Context(), e, w, args[0], *o)
 		},
 	}
 	w.register(c)
-	c.Flags().StringVar(&to, "to", "", "the version to go back to (default: the one before the current)")
+	fl := c.Flags()
+	fl.StringVar(&o.to, "to", "", "the version to go back to (default: the one the fleet ran before the current)")
+	fl.BoolVar(&o.waves, "waves", false, "roll back in waves under leases, like an upgrade, instead of at once")
+	fl.BoolVar(&o.force, "force", false, "with --to: accept a version neither the app's history nor any node knows")
+	fl.BoolVar(&o.push, "push", false, "commit to the tracked branch (what rollback always does; accepted like upgrade's)")
 	return c
 }
 
-func runRollback(ctx context.Context, e *env, w *writeFlags, app, to string) error {
+func runRollback(ctx context.Context, e *env, w *writeFlags, app string, o rollbackOptions) error {
 	h, id, tip, cur, err := w.openApp(ctx, e, app)
 	if err != nil {
 		return err
 	}
-	res := commitResult{App: app, Action: "rollback", From: cur.Version, To: to, Branch: w.branch, Repo: h.url}
-	if to == cur.Version {
-		res.Note = fmt.Sprintf("%s already targets %s on %s: nothing to roll back", app, to, w.branch)
+	atOnce := !o.waves
+	res := commitResult{App: app, Action: "rollback", From: cur.Version, To: o.to, Branch: w.branch, Repo: h.url, AtOnce: &atOnce}
+	if o.to == cur.Version {
+		res.Note = fmt.Sprintf("%s already targets %s on %s: nothing to roll back", app, o.to, w.branch)
 		return res.report(e, w.output)
+	}
+	if o.to != "" && !o.force {
+		if err := knownVersion(ctx, e, h, app, cur.Version, o.to); err != nil {
+			return err
+		}
 	}
 	setBy, err := commitThatSet(ctx, h, app, cur.Version)
 	if err != nil {
@@ -57,17 +85,20 @@ func runRollback(ctx context.Context, e *env, w *writeFlags, app, to string) err
 		reason = "manual rollback by " + id.Name
 	}
 	var commit plumbing.Hash
-	if to == "" {
+	if o.to == "" {
 		commit, err = h.desired.Rollback(ctx, fleetrepo.RollbackRequest{App: app, Failed: setBy,
-			Version: cur.Version, Reason: reason, Author: id})
+			Version: cur.Version, To: fleetRan(ctx, h, app, cur.Version), Reason: reason, Author: id, Waves: o.waves})
 	} else {
 		msg := w.message
 		if msg == "" {
-			msg = fmt.Sprintf("%s: roll back from %s to %s", app, cur.Version, to)
+			msg = fmt.Sprintf("%s: roll back from %s to %s", app, cur.Version, o.to)
+		}
+		tr := fleetrepo.Trailers{From: cur.Version, To: o.to, Reason: reason, RollbackOf: setBy.String()}
+		if o.waves {
+			tr.Rollout = fleetrepo.RolloutWaves
 		}
 		commit, err = h.desired.EditApp(ctx, fleetrepo.AppChange{Expect: tip, App: app,
-			Set: map[string]any{"version": to}, Message: msg, Author: id,
-			Trailers: fleetrepo.Trailers{From: cur.Version, To: to, Reason: reason, RollbackOf: setBy.String()}})
+			Set: map[string]any{"version": o.to}, Message: msg, Author: id, Trailers: tr})
 	}
 	if err != nil {
 		return fmt.Errorf("roll back %s from %s: %w", app, cur.Version, err)
@@ -80,7 +111,51 @@ func runRollback(ctx context.Context, e *env, w *writeFlags, app, to string) err
 	}
 	res.Commit, res.Pushed = commit.String(), true
 	res.Message = fmt.Sprintf("roll back %s %s", app, versionMove(cur.Version, res.To))
+	res.Next = "agents apply it at once on every targeted node (no waves, no leases)"
+	if o.waves {
+		res.Next = "agents roll it out in waves under leases, like an upgrade (--waves)"
+	}
 	return res.report(e, w.output)
+}
+
+// knownVersion refuses a rollback to a version that neither the app's
+// history on the tracked branch nor any node (running it, or keeping it as
+// the previous version) knows: a typo, or a release never tried, would
+// reach every node at once. The error lists the versions there are.
+func knownVersion(ctx context.Context, e *env, h *fleetHandles, app, current, to string) error {
+	vs, err := versions(ctx, e, h, app)
+	if err != nil {
+		return fmt.Errorf("list the versions %s can roll back to (--force skips the check): %w", app, err)
+	}
+	var possible []string
+	for _, v := range vs {
+		if v.Version == to {
+			return nil
+		}
+		if v.Version != current {
+			possible = append(possible, v.Version)
+		}
+	}
+	list := "none"
+	if len(possible) > 0 {
+		list = strings.Join(possible, ", ")
+	}
+	return fmt.Errorf("%s %s is not in the history of %s nor installed on any node: possible versions: %s (reconciler versions %s); --force rolls back to it anyway",
+		app, to, h.flags.branch, list, app)
+}
+
+// fleetRan is the version the fleet ran before current: the From of the
+// latest rollout, when it moved to current; "" (the version before the
+// commit that set current) when the record does not say.
+func fleetRan(ctx context.Context, h *fleetHandles, app, current string) string {
+	events, err := h.shared.Record(ctx, app)
+	if err != nil {
+		return ""
+	}
+	if r := reconciler.Latest(events); r != nil && r.Target == current && r.From != current {
+		return r.From
+	}
+	return ""
 }
 
 // commitThatSet is the newest commit on the tracked branch that set app to

@@ -23,6 +23,9 @@ type commitResult struct {
 	Note    string `json:"note,omitempty"`    // why nothing was written
 	// Patch is the change of a preview (upgrade without --push/--branch).
 	Patch string `json:"patch,omitempty"`
+	// AtOnce (rollback only) says whether agents apply the commit at once
+	// (true) or in waves under leases (false, rollback --waves).
+	AtOnce *bool `json:"atOnce,omitempty"`
 	// Next says what to do next (open a pull request, preview with diff).
 	Next string `json:"next,omitempty"`
 }

@@ -53,6 +53,9 @@ fails or is rolled back; with --output json it prints the result.`,
 			if err := o.check(); err != nil {
 				return err
 			}
+			if c.Flags().Changed("batch-size") && o.batchSize < 1 {
+				return &usageError{fmt.Errorf("--batch-size %d: want at least 1 (leave the flag out to keep rollout.batchSize)", o.batchSize)}
+			}
 			return runUpgrade(c.Context(), e, o, args[0], args[1])
 		},
 	}
@@ -81,8 +84,6 @@ func (o *upgradeOptions) check() error {
 		return &usageError{fmt.Errorf("--branch %s is the tracked branch: --branch names a new branch for a pull request; use --push to commit to %s", o.branch, o.branch0())}
 	case o.wait && !o.push:
 		return &usageError{errors.New("--wait follows a rollout: use it with --push")}
-	case o.batchSize < 0:
-		return &usageError{fmt.Errorf("--batch-size %d: want at least 1", o.batchSize)}
 	}
 	return nil
 }
