@@ -70,6 +70,9 @@ func (a *Agent) Converge(ctx context.Context, t Target) (reconciler.AppReport, e
 // node variables and health check.
 func (a *Agent) prepare(ctx context.Context, t Target) (prepared, error) {
 	name, v := t.App.Name, t.Version
+	if !release.ValidVersion(v) { // it names a directory; it may come from a shared ref
+		return prepared{}, fmt.Errorf("release %s %q on node %s: not a valid version (1-128 letters, digits, '.', '_', '+', '-')", name, v, a.cfg.Node)
+	}
 	dir := a.releaseDir(t)
 	m, err := a.install(ctx, t, dir)
 	if err != nil {

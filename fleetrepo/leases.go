@@ -333,7 +333,7 @@ func orAll(app string) string {
 func parseLeaseRef(ref plumbing.ReferenceName) (app string, slot int, ok bool) {
 	app, s, ok := strings.Cut(strings.TrimPrefix(ref.String(), LeasePrefix), "/")
 	n, err := strconv.Atoi(s)
-	return app, n, ok && err == nil && n >= 0
+	return app, n, ok && err == nil && n >= 0 && checkName("app", app) == nil
 }
 
 // LeaseHistory returns the writes of one slot, newest first, at most limit

@@ -3,10 +3,14 @@ package fleetrepo
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
+
+	"github.com/fleetops/reconciler/spec"
 )
 
 // Ref namespaces of the shared state. See docs/shared-state.md.
@@ -35,6 +39,7 @@ type Shared struct {
 	seen    map[plumbing.ReferenceName]observation // leases, by ref
 	records map[string]recordCache                 // by app
 	reports map[string]reportCache                 // last written, by node
+	ignored map[plumbing.ReferenceName]bool        // invalid refs already warned about
 }
 
 // OpenShared opens the shared state at opts.URL, creating the cache when
@@ -53,6 +58,7 @@ func OpenShared(ctx context.Context, opts SharedOptions) (*Shared, error) {
 		seen:    map[plumbing.ReferenceName]observation{},
 		records: map[string]recordCache{},
 		reports: map[string]reportCache{},
+		ignored: map[plumbing.ReferenceName]bool{},
 	}, nil
 }
 
@@ -68,19 +74,34 @@ func (sh *Shared) Watch(ctx context.Context, wake func()) error {
 	return sh.s.watch(ctx, match, sh.opts.PollInterval, wake)
 }
 
-// checkName refuses names that cannot be one component of a ref.
-func checkName(kind, name string) error {
-	bad := name == "" || strings.ContainsAny(name, "/\\ ~^:?*[\x7f") || strings.Contains(name, "..") ||
-		strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".lock") || strings.Contains(name, "@{")
-	for _, r := range name {
-		if r < 0x20 {
-			bad = true
+// checkName refuses names that are not app or node names (spec.CheckName:
+// the one name rule, which makes them one component of a ref).
+func checkName(kind, name string) error { return spec.CheckName(kind, name) }
+
+// validRef reports whether a shared-state ref names a valid node, app or
+// lease slot. Others (refs/reconciler/nodes/a/b, pushed by hand or by an old
+// version) are ignored, never planned. Caller holds mu.
+func (sh *Shared) validRef(ref plumbing.ReferenceName) bool {
+	name := ref.String()
+	var err error
+	switch {
+	case strings.HasPrefix(name, NodesPrefix):
+		err = checkName("node", strings.TrimPrefix(name, NodesPrefix))
+	case strings.HasPrefix(name, RolloutPrefix):
+		err = checkName("app", strings.TrimPrefix(name, RolloutPrefix))
+	case strings.HasPrefix(name, LeasePrefix):
+		if _, _, ok := parseLeaseRef(ref); !ok {
+			err = errors.New("want " + LeasePrefix + "<app>/<slot>")
 		}
 	}
-	if bad {
-		return fmt.Errorf("invalid %s name %q: it must be usable as one component of a Git ref", kind, name)
+	if err == nil {
+		return true
 	}
-	return nil
+	if !sh.ignored[ref] {
+		sh.ignored[ref] = true
+		sh.s.log.Warn("ignoring a shared-state ref that names no valid node, app or lease slot", "ref", name, "err", err)
+	}
+	return false
 }
 
 // readJSON decodes the one file of a shared-state commit. Caller holds mu.
@@ -121,6 +142,7 @@ func (sh *Shared) current(ctx context.Context, prefix string) (map[plumbing.Refe
 	if err != nil {
 		return nil, err
 	}
+	maps.DeleteFunc(refs, func(ref plumbing.ReferenceName, _ plumbing.Hash) bool { return !sh.validRef(ref) })
 	if err := sh.s.fetch(ctx, refs); err != nil {
 		return nil, err
 	}

@@ -9,6 +9,16 @@
 // their request, and drains in-flight requests, exiting only once
 // http.Server.Shutdown has returned (see drainAndStop).
 //
+// With -events FILE (or $WORKLOAD_EVENTS) it appends its life to FILE as
+// JSON lines, one write each, for the chaos tests' judge (see
+// internal/fleetlab): {"event":"start"|"ready"|"stop"|"exit","pid":N,
+// "version":"1.1.0","mono":NS,"time":"RFC3339"} where mono is
+// CLOCK_MONOTONIC in nanoseconds, comparable between processes of the
+// machine. start is written first thing, ready once it serves, stop when
+// SIGTERM arrives and exit once drained. -start-delay (or
+// $WORKLOAD_START_DELAY) waits that long between start and serving, to make
+// a switch slow.
+//
 // Build settings: -ldflags "-X main.version=1.2.0" sets the version;
 // "-X main.broken=true" builds a version whose health check fails.
 package main
@@ -40,31 +50,57 @@ var (
 func main() {
 	listen := flag.String("listen", os.Getenv("WORKLOAD_LISTEN"), "address to listen on when no socket is inherited")
 	drain := flag.Duration("drain", 30*time.Second, "how long to drain in-flight requests on SIGTERM")
+	events := flag.String("events", os.Getenv("WORKLOAD_EVENTS"), "append start, ready, stop and exit events to this file as JSON lines")
+	delay := flag.Duration("start-delay", envDuration("WORKLOAD_START_DELAY"), "wait this long after starting before serving (a slow start)")
 	flag.Parse()
-	if err := run(*listen, *drain); err != nil {
+	ev, err := openEvents(*events)
+	if err != nil {
 		log.Printf("workload %s: %v", version, err)
 		os.Exit(1)
 	}
+	defer ev.close()
+	ev.write("start")
+	if err := run(*listen, *drain, *delay, ev); err != nil {
+		log.Printf("workload %s: %v", version, err)
+		ev.write("exit")
+		os.Exit(1)
+	}
+	ev.write("exit")
 }
 
-func run(addr string, drain time.Duration) error {
+func envDuration(name string) time.Duration {
+	d, _ := time.ParseDuration(os.Getenv(name))
+	return d
+}
+
+func run(addr string, drain, delay time.Duration, ev *eventLog) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
 	ln, inherited, err := listener(addr)
 	if err != nil {
 		return err
 	}
 	defer runtime.KeepAlive(inherited)
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			ev.write("stop")
+			return nil // never served: nothing to drain
+		}
+	}
 	conns := &tracker{state: map[net.Conn]http.ConnState{}}
 	srv := &http.Server{Handler: handler(), ReadHeaderTimeout: 10 * time.Second, ConnState: conns.track}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	log.Printf("workload %s (pid %d) serving on %s", version, os.Getpid(), ln.Addr())
+	ev.write("ready")
 	select {
 	case err := <-served:
 		return err
 	case <-ctx.Done():
 	}
+	ev.write("stop")
 	if err := drainAndStop(srv, ln, served, conns, drain); err != nil {
 		return fmt.Errorf("drain: %w", err)
 	}

@@ -26,6 +26,12 @@ type Agent struct {
 	Port     int    // the workload's port (node variable PORT)
 	Healthz  string // address of the agent's /healthz
 	Log      string // the agent's log file
+	// Events is the workloads' event log (WORKLOAD_EVENTS, see
+	// examples/workload and ReadEvents).
+	Events string
+	// Env is extra environment for the agent and so for its workloads
+	// (e.g. WORKLOAD_START_DELAY=2s); set it before Start.
+	Env []string
 
 	args []string
 	lab  *Lab
@@ -36,6 +42,16 @@ type Agent struct {
 // StartAgent starts the agent of node name against repo, with the node
 // variable PORT set to a free port; extra flags are appended.
 func (l *Lab) StartAgent(name, repo string, extra ...string) (*Agent, error) {
+	a, err := l.NewAgent(name, repo, extra...)
+	if err != nil {
+		return nil, err
+	}
+	return a, a.Start()
+}
+
+// NewAgent prepares the agent of node name as StartAgent does, without
+// starting it: set Env, then Start. Close kills it like the others.
+func (l *Lab) NewAgent(name, repo string, extra ...string) (*Agent, error) {
 	port, err := FreePort()
 	if err != nil {
 		return nil, err
@@ -45,14 +61,12 @@ func (l *Lab) StartAgent(name, repo string, extra ...string) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{Name: name, StateDir: filepath.Join(l.nodesDir, name), Port: port,
-		Healthz: "127.0.0.1:" + strconv.Itoa(hport), Log: filepath.Join(l.nodesDir, name+".log"), lab: l}
+		Healthz: "127.0.0.1:" + strconv.Itoa(hport), Log: filepath.Join(l.nodesDir, name+".log"),
+		Events: filepath.Join(l.nodesDir, name+".events"), lab: l}
 	a.args = append([]string{"agent", "--repo", repo, "--node", name, "--state-dir", a.StateDir,
 		"--trust-key", l.PubKey, "--listen", a.Healthz, "--var", "PORT=" + strconv.Itoa(port),
 		"--log-format", "text"}, extra...)
 	if err := os.MkdirAll(filepath.Dir(a.StateDir), 0o755); err != nil {
-		return nil, err
-	}
-	if err := a.Start(); err != nil {
 		return nil, err
 	}
 	l.mu.Lock()
@@ -69,7 +83,9 @@ func (a *Agent) Start() error {
 	}
 	cmd := exec.Command(a.lab.Reconciler, a.args...)
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL="+os.DevNull, "GIT_CONFIG_NOSYSTEM=1")
+	cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL="+os.DevNull, "GIT_CONFIG_NOSYSTEM=1",
+		"WORKLOAD_EVENTS="+a.Events)
+	cmd.Env = append(cmd.Env, a.Env...)
 	if err := cmd.Start(); err != nil {
 		log.Close()
 		return fmt.Errorf("start agent %s: %w", a.Name, err)
@@ -85,11 +101,39 @@ func (a *Agent) Kill() { a.signal(syscall.SIGKILL) }
 // Stop sends SIGTERM and waits for the agent to exit.
 func (a *Agent) Stop() { a.signal(syscall.SIGTERM) }
 
+// Pause stops the agent with SIGSTOP (its workloads keep running): a
+// frozen or suspended holder. Resume continues it.
+func (a *Agent) Pause() error { return a.send(syscall.SIGSTOP) }
+
+// Resume continues a paused agent with SIGCONT.
+func (a *Agent) Resume() error { return a.send(syscall.SIGCONT) }
+
+// PID is the agent process's id (0 before Start).
+func (a *Agent) PID() int {
+	if a.cmd == nil {
+		return 0
+	}
+	return a.cmd.Process.Pid
+}
+
+func (a *Agent) send(sig syscall.Signal) error {
+	if !a.Running() {
+		return fmt.Errorf("agent %s is not running", a.Name)
+	}
+	if err := a.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("agent %s: %s: %w", a.Name, sig, err)
+	}
+	return nil
+}
+
 func (a *Agent) signal(sig syscall.Signal) {
 	if a.cmd == nil {
 		return
 	}
 	_ = a.cmd.Process.Signal(sig)
+	if sig != syscall.SIGKILL {
+		_ = a.cmd.Process.Signal(syscall.SIGCONT) // a paused agent must see it
+	}
 	select {
 	case <-a.done:
 	case <-time.After(30 * time.Second):

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fleetops/reconciler/internal/logging"
+	"github.com/fleetops/reconciler/spec"
 )
 
 // agentOptions are the agent command's flags.
@@ -21,6 +22,7 @@ type agentOptions struct {
 	node, stateDir, listen    string
 	labels                    map[string]string
 	trustKeys, vars           []string
+	socketDirs                []string
 	poll                      time.Duration
 	once                      bool
 	logFormat                 string
@@ -77,6 +79,7 @@ agent adopts them. See docs/agent.md.`,
 	f.StringVar(&o.stateDir, "state-dir", "", "local state, releases and workload logs (required)")
 	f.StringArrayVar(&o.trustKeys, "trust-key", nil, "public key trusted to sign releases (repeatable; at least one)")
 	f.StringArrayVar(&o.vars, "var", nil, "node variable K=V for ${K} in manifests and health targets (repeatable; wins over the fleet repo's)")
+	f.StringArrayVar(&o.socketDirs, "socket-dir", nil, "directory where releases may bind unix sockets by absolute path, besides <state-dir>/sockets (repeatable)")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:9180", "address of /healthz and /metrics (\"\": none)")
 	f.DurationVar(&o.poll, "poll", 30*time.Second, "re-evaluation period besides watch events")
 	f.BoolVar(&o.once, "once", false, "one pass: exit 0 when converged, 1 otherwise")
@@ -99,6 +102,11 @@ func (o *agentOptions) validate() error {
 	for flag, v := range map[string]string{"--repo": o.repo, "--node": o.node, "--state-dir": o.stateDir} {
 		if v == "" {
 			errs = append(errs, fmt.Errorf("%s is required", flag))
+		}
+	}
+	if o.node != "" {
+		if err := spec.CheckName("node", o.node); err != nil {
+			errs = append(errs, fmt.Errorf("--node: %w", err))
 		}
 	}
 	if len(o.trustKeys) == 0 {

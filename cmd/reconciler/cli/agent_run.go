@@ -130,6 +130,7 @@ func newCoordinator(o *agentOptions, desired *fleetrepo.Desired, shared *fleetre
 // reports what runs into the local state.
 func newDrivers(o *agentOptions, st *state.Store, log *slog.Logger) (map[string]driver.Driver, func(), error) {
 	proc, err := process.New(process.Options{Logger: log, LogDir: filepath.Join(o.stateDir, "logs"),
+		SocketDirs: append([]string{filepath.Join(o.stateDir, "sockets")}, o.socketDirs...),
 		OnChange: func(r driver.Running) {
 			if err := st.RecordRunning(r); err != nil {
 				log.Error("record running workload", "app", r.App, "err", err)

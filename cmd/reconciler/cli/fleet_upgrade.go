@@ -52,6 +52,9 @@ fails or is rolled back; with --output json it prints the result.`,
 			if err := o.check(); err != nil {
 				return err
 			}
+			if c.Flags().Changed("batch-size") && o.batchSize < 1 {
+				return &usageError{fmt.Errorf("--batch-size %d: want at least 1 (leave the flag out to keep rollout.batchSize)", o.batchSize)}
+			}
 			return runUpgrade(c.Context(), e, o, args[0], args[1])
 		},
 	}
@@ -78,8 +81,6 @@ func (o *upgradeOptions) check() error {
 		return &usageError{errors.New("--push and --branch exclude each other")}
 	case o.wait && !o.push:
 		return &usageError{errors.New("--wait follows a rollout: use it with --push")}
-	case o.batchSize < 0:
-		return &usageError{fmt.Errorf("--batch-size %d: want at least 1", o.batchSize)}
 	}
 	return nil
 }

@@ -1,0 +1,100 @@
+package e2e
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fleetops/reconciler/internal/faultproxy"
+	"github.com/fleetops/reconciler/internal/fleetlab"
+	"github.com/fleetops/reconciler/reconciler"
+)
+
+// TestCutHolderNeverOverlaps (issue 17, end to end): three real agents
+// over git http-backend, batch size 1, workloads that take 10s to start (a
+// switch far longer than the 3s lease TTL). While the first holder is
+// switching, its proxy black-holes and cuts its connections to the Git
+// server, so it can renew nothing. The others see its lease expire and go
+// on. Measured from the workloads' own event logs: never more than one node
+// switching at once. Before issue 17 bug 1 is fixed the cut holder keeps
+// switching after its slot was taken over, and two nodes overlap; the
+// violation is then logged as a known bug unless RECONCILER_ISSUE17=fixed.
+func TestCutHolderNeverOverlaps(t *testing.T) {
+	f := newFaultFleet(t, 3, 3*time.Second, "WORKLOAD_START_DELAY=10s")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	load := fleetlab.StartLoad(ctx, f.agents, 50*time.Millisecond, 5*time.Second)
+	since := fleetlab.Mono()
+	commit := f.push(specOptions{version: "1.1.0",
+		rollout: `strategy: "rolling", batchSize: 1, nodeTimeout: "2m", rollbackOnFail: false`}, "web 1.1.0, one at a time")
+
+	var victim string
+	f.eventually(time.Minute, func() (bool, string) {
+		for _, h := range f.holders(commit) {
+			if f.midSwitch(h) {
+				victim = h
+				return true, ""
+			}
+		}
+		return false, "no holder switching yet"
+	}, "a lease holder mid-switch")
+	f.proxies[victim].Set(faultproxy.Fault{Drop: true})
+	f.proxies[victim].Cut()
+	f.logf("cut %s off from Git while it holds a lease of %s and is switching", victim, commit[:8])
+
+	var others []*fleetlab.Agent
+	for _, a := range f.agents {
+		if a.Name != victim {
+			others = append(others, a)
+		}
+	}
+	f.eventually(2*time.Minute, func() (bool, string) {
+		for _, a := range others {
+			if ok, why := runs(a, "1.1.0"); !ok {
+				return false, why
+			}
+		}
+		return true, ""
+	}, "the other nodes on 1.1.0 while "+victim+" is cut off")
+	f.proxies[victim].Heal()
+	f.logf("healed %s's path to Git", victim)
+	f.eventually(time.Minute, func() (bool, string) {
+		r := reconciler.Latest(f.record("web"))
+		return r != nil && r.ID == commit && r.Outcome != reconciler.OutcomeNone, "no outcome yet"
+	}, "the rollout's outcome")
+	f.eventually(time.Minute, func() (bool, string) {
+		rep, err := f.agent(victim).Report()
+		if err != nil {
+			return false, err.Error()
+		}
+		app := rep.Apps["web"]
+		if app.State != reconciler.AppHealthy {
+			return false, victim + ": web " + app.Version + " " + app.State + " " + app.Error
+		}
+		return true, ""
+	}, victim+" healthy again")
+	res := load.Stop()
+
+	r := reconciler.Latest(f.record("web"))
+	t.Logf("rollout %s: outcome %s, done %v, failed %v", commit[:8], r.Outcome, keys(r.Done), r.Failed)
+	if reason, ok := r.Failed[victim]; !ok || !strings.Contains(reason, "lease") {
+		t.Logf("%s not recorded failed for its lease (reason %q): was the slot taken over?", victim, reason)
+	}
+	f.judgeSwitching("1.1.0", since, 1)
+	strict := map[string]bool{}
+	for _, a := range others {
+		strict[a.Name] = true
+	}
+	f.judgeRequests(res, strict)
+	v, _ := f.agent(victim).Serving()
+	t.Logf("%s serves %s at the end", victim, v)
+}
+
+func keys[V any](m map[string]V) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
