@@ -25,6 +25,7 @@ type faulty struct {
 	cutOff     bool // every write fails as a network error, nothing lands
 	loseAnswer int  // the next n renewals land but report a network error
 	refuse     bool // every write is refused by the server (a person must act)
+	hang       bool // renewals go into a black hole: no answer until ctx ends
 }
 
 var errUnreachable = &fleetrepo.TransientError{Op: "push", Repo: "test", Err: errors.New("connection refused")}
@@ -42,6 +43,13 @@ func (f *faulty) set(fn func(*faulty)) {
 }
 
 func (f *faulty) Renew(ctx context.Context, l reconciler.Lease) (reconciler.Lease, error) {
+	f.mu.Lock()
+	hang := f.hang
+	f.mu.Unlock()
+	if hang {
+		<-ctx.Done()
+		return l, &fleetrepo.TransientError{Op: "push", Repo: "test", Err: ctx.Err()}
+	}
 	if cut, refuse := f.fault(); cut || refuse {
 		return l, f.err()
 	}
@@ -254,6 +262,40 @@ func TestSwitchAbandonedWhenValidityRunsOut(t *testing.T) {
 	if r := latest(t, a); hasKey(r.Failed, "a") || r.Done["a"] != "" {
 		t.Fatalf("an abandoned switch got a verdict: %+v", r)
 	}
+}
+
+// A renewal into a black hole (no answer, no error) must not keep a begun
+// switch going past its validity. Before the fix the lease goroutine
+// waited in Renew for ever, holding the lease's lock, and never cancelled
+// the switch: end to end (e2e TestCutHolderNeverOverlaps, a proxy
+// black-holing the holder's connections) the holder switched on for 10s
+// after its slot was taken over. This test failed before: the second fire
+// found the goroutine still in Renew.
+func TestHangingRenewalStillAbandonsSwitch(t *testing.T) {
+	ctx := context.Background()
+	repo := gittest.NewBare(t, nil)
+	a, fa, tk := faultyNode(t, repo, "a")
+	pa, err := a.coord.Permit(ctx, input(app(false), "a"))
+	if err != nil || pa.Lease == nil {
+		t.Fatalf("a: %+v, %v", pa, err)
+	}
+	sctx, err := pa.Lease.Begin(ctx, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk.waitFor(t, 2)
+	fa.set(func(f *faulty) { f.hang = true })
+	// 30s TTL - 3s margin - 5s abort = 22s usable: 100ms left.
+	a.clock.advance(21900 * time.Millisecond)
+	tk.fire(t) // the renewal hangs, bounded by the 100ms left
+	a.clock.advance(time.Second)
+	tk.fire(t)
+	select {
+	case <-sctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("switch not cancelled though its renewal hangs past the lease's validity")
+	}
+	pa.Lease.Finish(ctx, reconciler.AppReport{State: reconciler.AppFailed}, context.Canceled)
 }
 
 func hasKey(m map[string]string, k string) bool { _, ok := m[k]; return ok }

@@ -102,9 +102,11 @@ func (h *lease) Begin(ctx context.Context, abort time.Duration) (context.Context
 	return sctx, nil
 }
 
-// renewLocked renews the lease once. Caller holds mu.
+// renewLocked renews the lease once, within renewTimeout. Caller holds mu.
 func (h *lease) renewLocked(ctx context.Context) {
-	l, err := h.c.opt.Shared.Renew(ctx, h.cur)
+	rctx, cancel := context.WithTimeout(ctx, h.renewTimeout())
+	defer cancel()
+	l, err := h.c.opt.Shared.Renew(rctx, h.cur)
 	switch {
 	case err == nil:
 		h.cur = l
@@ -115,6 +117,19 @@ func (h *lease) renewLocked(ctx context.Context) {
 		h.c.log.Warn("lease renewal failed; retrying while it is valid", "app", h.app, "slot", h.cur.Slot,
 			"valid", h.c.opt.Shared.Validity(h.cur).Round(time.Millisecond), "err", err)
 	}
+}
+
+// renewTimeout bounds one renewal. A renewal into a black hole (a
+// partition that drops packets: no answer and no error) must not outlast
+// the switch it guards, or the goroutine would wait in it, holding mu, past
+// the point where it must cancel the switch: during a switch the bound is
+// the usable validity left. Otherwise it is the validity left, at least a
+// third of the TTL. Caller holds mu.
+func (h *lease) renewTimeout() time.Duration {
+	if h.cancel != nil {
+		return max(h.usable(), time.Millisecond)
+	}
+	return max(h.c.opt.Shared.Validity(h.cur), h.c.opt.LeaseTTL/3)
 }
 
 // run renews once a third of the TTL has passed since the last write it
