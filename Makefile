@@ -54,6 +54,11 @@ interop: ## live interop with a real cosign v2.6.5 (installs it)
 model: ## model-check the lease and wave protocol with spin (model/lease.pml, docs/model.md; FAULTS=2 for more)
 	./model/check
 
+.PHONY: fuzz
+FUZZTIME ?= 1m
+fuzz: ## run every native fuzz target for FUZZTIME each (default 1m), one after another (.ci/fuzz, docs/testing.md)
+	FUZZTIME=$(FUZZTIME) ./.ci/fuzz
+
 .PHONY: chaos
 # Issue 17 bug 1 (a holder cut off or frozen switches after its lease was taken over) is open on
 # main: the chaos judge (e2e, make test and make chaos) logs its violations as KNOWN BUG instead

@@ -43,6 +43,13 @@ func (f *fakeInstaller) Install(_ context.Context, _ release.Source, want releas
 	if err := os.MkdirAll(dest, 0o755); err != nil {
 		return nil, err
 	}
+	// bin/check: the spec's exec health check, a program of the release.
+	if err := os.MkdirAll(filepath.Join(dest, "bin"), 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dest, "bin", "check"), []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+		return nil, err
+	}
 	return m, os.WriteFile(filepath.Join(dest, release.ManifestName), b, 0o644)
 }
 
@@ -88,7 +95,7 @@ func specFiles(apps ...string) map[string]string {
 	cue := "package fleet\n\nnodes: n1: vars: PORT: \"8080\"\n"
 	for _, a := range apps {
 		name, version, _ := strings.Cut(a, "@")
-		cue += fmt.Sprintf("apps: %s: {version: %q, artifact: url: \"https://r.example/%s.tgz\", health: exec: [\"true\"]}\n", name, version, name)
+		cue += fmt.Sprintf("apps: %s: {version: %q, artifact: url: \"https://r.example/%s.tgz\", health: exec: [\"bin/check\"]}\n", name, version, name)
 	}
 	return map[string]string{"fleet.cue": cue}
 }

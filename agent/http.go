@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/fleetops/reconciler/agent/health"
 	"github.com/fleetops/reconciler/reconciler"
 )
 
@@ -67,7 +68,14 @@ func (a *Agent) serve(ctx context.Context, ln net.Listener) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", a.healthz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.cfg.Registry, promhttp.HandlerOpts{Registry: a.cfg.Registry}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// Every answer names the agent: a health check that reaches it (under
+	// any name, through any redirect or proxy) is refused, as it proves
+	// nothing about a workload (health.AgentHeader).
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(health.AgentHeader, a.cfg.Node)
+		mux.ServeHTTP(w, r)
+	})
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	stop := context.AfterFunc(ctx, func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -99,4 +107,13 @@ func (a *Agent) healthz(w http.ResponseWriter, r *http.Request) {
 	if err := enc.Encode(a.Health()); err != nil {
 		a.log.Debug("write /healthz", "remote", r.RemoteAddr, "err", err)
 	}
+}
+
+// selfAddrs are the agent's own listeners, which a health check may not
+// target (health.Check.Self).
+func (a *Agent) selfAddrs() []net.Addr {
+	if addr := a.Addr(); addr != nil {
+		return []net.Addr{addr}
+	}
+	return nil
 }

@@ -170,7 +170,9 @@ func (a *Agent) healthFunc(check *health.Check) driver.HealthFunc {
 		}
 		ctx, cancel := context.WithTimeout(ctx, a.cfg.HealthTimeout)
 		defer cancel()
-		if err := check.Run(ctx); err != nil {
+		c := *check
+		c.Self = a.selfAddrs()
+		if err := c.Run(ctx); err != nil {
 			return fmt.Errorf("health check: %w", err)
 		}
 		return nil

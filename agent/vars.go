@@ -69,8 +69,23 @@ func nodeLabels(fleet *spec.Fleet, node string, flags map[string]string) map[str
 }
 
 // expandManifest substitutes node variables in the manifest's listen
-// addresses, env values, command and health target.
+// addresses, env values, command and health target, then validates the
+// result again: node variables come from the fleet repo, which may pass
+// values but never make a release run a program outside itself or bind a
+// socket where it may not (the drivers check the files themselves at run
+// time, symlinks resolved; see release.Program).
 func expandManifest(m release.Manifest, vars map[string]string) (release.Manifest, error) {
+	out, err := substitute(m, vars)
+	if err != nil {
+		return m, err
+	}
+	if err := out.Validate(); err != nil {
+		return m, fmt.Errorf("after substituting node variables: %w", err)
+	}
+	return out, nil
+}
+
+func substitute(m release.Manifest, vars map[string]string) (release.Manifest, error) {
 	var err error
 	out := m
 	out.Listen = slices.Clone(m.Listen)

@@ -44,7 +44,7 @@ func TestFlagVarsWin(t *testing.T) {
 }
 
 func TestExpandManifest(t *testing.T) {
-	m := release.Manifest{
+	m := release.Manifest{App: "web", Version: "1.0.0",
 		Command: []string{"bin/web", "--port=${PORT}"},
 		Env:     map[string]string{"ADDR": "${HOST}:${PORT}"},
 		Listen:  []release.Listener{{Name: "http", Address: "${HOST}:${PORT}"}},
@@ -65,5 +65,37 @@ func TestExpandManifest(t *testing.T) {
 	delete(vars, "HOST")
 	if _, err := expandManifest(m, vars); err == nil || !strings.Contains(err.Error(), "HOST") {
 		t.Fatalf("missing HOST: %v", err)
+	}
+}
+
+// TestExpandManifestCannotChooseAProgram: node variables from the fleet repo
+// that make command[0] or health.exec[0] name a program outside the
+// release, or a unix socket path outside the socket directory, are refused
+// after substitution (the manifest alone validated before).
+func TestExpandManifestCannotChooseAProgram(t *testing.T) {
+	for _, c := range []struct {
+		m    release.Manifest
+		vars map[string]string
+		want string
+	}{
+		{release.Manifest{Command: []string{"${BIN}", "-c", "id"}}, map[string]string{"BIN": "/bin/sh"}, `command[0]: "/bin/sh"`},
+		{release.Manifest{Command: []string{"bin/${FLAVOR}"}}, map[string]string{"FLAVOR": "../../bin/sh"}, `command[0]: "bin/../../bin/sh"`},
+		{release.Manifest{Command: []string{"bin/web"}, Health: &release.Health{Exec: []string{"${SH}", "-c", "true"}}},
+			map[string]string{"SH": "/bin/sh"}, `health.exec[0]: "/bin/sh"`},
+		{release.Manifest{Command: []string{"bin/web"}, Listen: []release.Listener{{Name: "s", Network: "unix", Address: "${SOCK}"}}},
+			map[string]string{"SOCK": "../../etc/passwd"}, `listen[0].address: "../../etc/passwd"`},
+	} {
+		c.m.App, c.m.Version, c.m.Driver = "web", "1.0.0", "process"
+		if err := c.m.Validate(); err != nil {
+			t.Fatalf("%+v before substitution: %v", c.m, err)
+		}
+		_, err := expandManifest(c.m, c.vars)
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "after substituting node variables") {
+			t.Errorf("%+v with %v:\n got %v\nwant %q", c.m, c.vars, err, c.want)
+		}
+	}
+	ok := release.Manifest{App: "web", Version: "1.0.0", Command: []string{"bin/${FLAVOR}", "--mode=${MODE}"}}
+	if got, err := expandManifest(ok, map[string]string{"FLAVOR": "web-fast", "MODE": "x; rm -rf /"}); err != nil || got.Command[0] != "bin/web-fast" {
+		t.Errorf("a variable choosing among the release's programs: %+v, %v", got, err)
 	}
 }

@@ -1,10 +1,11 @@
 package fleetrepo
 
 import (
-	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"unicode"
 
 	"github.com/go-git/go-git/v5/plumbing"
 )
@@ -52,13 +53,23 @@ func (t Trailers) String() string {
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
-// ParseTrailers reads the Reconciler-* trailers of a commit message.
+// ParseTrailers reads the Reconciler-* trailers of a commit message: the
+// lines of its last paragraph, as git interpret-trailers reads them. A
+// subject alone has no trailers, and a trailer quoted in the body (a person's
+// "Reconciler-Rollback-Of: ..." in an explanation) is not one.
 func ParseTrailers(message string) Trailers {
 	var t Trailers
 	fields := t.fields()
-	sc := bufio.NewScanner(strings.NewReader(message))
-	for sc.Scan() {
-		key, value, ok := strings.Cut(sc.Text(), ":")
+	lines := strings.Split(strings.TrimRightFunc(message, unicode.IsSpace), "\n")
+	start := len(lines)
+	for start > 0 && strings.TrimSpace(lines[start-1]) != "" {
+		start--
+	}
+	if start == 0 {
+		return t // one paragraph: the subject
+	}
+	for _, line := range lines[start:] {
+		key, value, ok := strings.Cut(line, ":")
 		if !ok {
 			continue
 		}
@@ -131,7 +142,14 @@ func (d *Desired) Commit(ctx context.Context, req CommitRequest) (plumbing.Hash,
 func (d *Desired) publish(ctx context.Context, branch string, expect, next plumbing.Hash) error {
 	if branch != "" {
 		ref := plumbing.NewBranchReferenceName(branch)
-		if err := d.s.cas(ctx, ref, plumbing.ZeroHash, next); err != nil {
+		err := d.s.cas(ctx, ref, plumbing.ZeroHash, next)
+		var ce *ConflictError
+		if errors.As(err, &ce) && !ce.Actual.IsZero() {
+			// Not a race to retry: the branch is there already. The error
+			// still matches ErrConflict (the compare-and-swap lost).
+			return fmt.Errorf("commit to new branch %s: %w (at %s): name a new branch, or commit to the tracked branch instead%w", ref, ErrBranchExists, short(ce.Actual), quiet{ce})
+		}
+		if err != nil {
 			return fmt.Errorf("commit to new branch %s: %w", ref, err)
 		}
 		return nil
@@ -269,3 +287,10 @@ func orNone(s string) string {
 	}
 	return s
 }
+
+// quiet wraps an error for errors.Is and errors.As without adding to the
+// message.
+type quiet struct{ err error }
+
+func (q quiet) Error() string { return "" }
+func (q quiet) Unwrap() error { return q.err }

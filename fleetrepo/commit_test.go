@@ -190,3 +190,23 @@ func TestEditAppToANewBranch(t *testing.T) {
 		t.Fatalf("second commit to the same new branch = %v, want ErrConflict", err)
 	}
 }
+
+// TestParseTrailersReadsTheLastParagraphOnly: a trailer quoted in a
+// person's body is not a trailer (before, a body citing
+// "Reconciler-Rollback-Of: <c>" made checkRollbackNeeded believe c was
+// already rolled back), and a value longer than bufio.Scanner's 64 KiB token
+// no longer drops every trailer. Found by FuzzTrailers.
+func TestParseTrailersReadsTheLastParagraphOnly(t *testing.T) {
+	quoted := "web: fix\n\nUndoes the Reconciler-Rollback-Of: 0123abcd written by n2\nReconciler-Node: n2\n\nSigned-off-by: Ada\n"
+	if got := ParseTrailers(quoted); got != (Trailers{}) {
+		t.Errorf("trailers quoted in the body were read: %+v", got)
+	}
+	if got := ParseTrailers("Reconciler-App: web\n"); got != (Trailers{}) {
+		t.Errorf("a subject was read as a trailer: %+v", got)
+	}
+	long := strings.Repeat("x", 70_000)
+	msg := commitMessage("web: set version\n\nReconciler-App: quoted", Trailers{App: "web", Reason: long})
+	if got := ParseTrailers(msg); got.App != "web" || got.Reason != long {
+		t.Errorf("ParseTrailers(message with a 70,000-byte reason) = App %q, Reason of %d bytes", got.App, len(got.Reason))
+	}
+}

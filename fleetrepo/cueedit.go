@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"cuelang.org/go/cue/ast"
 	"cuelang.org/go/cue/parser"
@@ -39,7 +40,11 @@ func SetField(src []byte, app, fieldPath string, value any) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("set apps.%s.%s: parse: %w", app, fieldPath, err)
 	}
-	path := append([]string{"apps", app}, strings.Split(fieldPath, ".")...)
+	labels := strings.Split(fieldPath, ".")
+	if slices.Contains(labels, "") || !utf8.ValidString(fieldPath) {
+		return nil, fmt.Errorf("set apps.%s.%s: field path %q has an empty label or is not UTF-8: want labels joined by single dots, such as \"rollout.batchSize\"", app, fieldPath, fieldPath)
+	}
+	path := append([]string{"apps", app}, labels...)
 	found := findFields(f.Decls, path)
 	if len(found) > 0 {
 		return spliceValues(src, found, lit), nil

@@ -84,3 +84,16 @@ func TestAppLeaves(t *testing.T) {
 		t.Fatalf("leaves = %v", leaves)
 	}
 }
+
+// TestSetFieldRefusesEmptyLabels: "rollout..batchSize", "." or "" wrote a
+// field with empty labels (`"": "": false`), and "\xf9" one labelled "\ufffd"
+// (json.Marshal's replacement), that appLeaves and the spec never read back
+// as the field asked for. Found by FuzzSetField.
+func TestSetFieldRefusesEmptyLabels(t *testing.T) {
+	for _, field := range []string{"", ".", "rollout..batchSize", "version.", "\xf9", "rollout.\xff"} {
+		out, err := SetField([]byte("apps: web: {version: \"1\"}\n"), "web", field, "2")
+		if err == nil || !strings.Contains(err.Error(), "empty label or is not UTF-8") {
+			t.Errorf("SetField(field %q) = %q, %v: want an error naming the empty label", field, out, err)
+		}
+	}
+}

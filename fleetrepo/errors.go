@@ -52,6 +52,9 @@ func (e *personError) Unwrap() error { return e.err }
 // NeedsPerson marks the error as one a person must act on.
 func (e *personError) NeedsPerson() bool { return true }
 
+// ErrBranchExists means CommitRequest.Branch, which must be new, exists.
+var ErrBranchExists = errors.New("the branch exists already")
+
 // ConflictError is a lost compare-and-swap on Ref: the caller expected
 // Expected but the remote holds Actual (zero when the ref is absent).
 // It matches ErrConflict. What to do: re-read and decide again.

@@ -85,18 +85,22 @@ func Summary(r reconciler.NodeReport) string {
 }
 
 // Reports returns every node's latest report, by node name: the inventory.
+// A report ref that cannot be read is skipped and named by BadRefs.
 func (sh *Shared) Reports(ctx context.Context) (map[string]reconciler.NodeReport, error) {
 	sh.s.mu.Lock()
 	defer sh.s.mu.Unlock()
-	refs, err := sh.current(ctx, NodesPrefix)
+	refs, bad, err := sh.currentReadable(ctx, NodesPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("read node reports: %w", err)
 	}
+	defer sh.markGood(NodesPrefix, bad)
 	out := make(map[string]reconciler.NodeReport, len(refs))
 	for ref, h := range refs {
 		var r reconciler.NodeReport
 		if err := sh.readJSON(h, reportFile, &r); err != nil {
-			return nil, fmt.Errorf("read node report %s: %w", ref, err)
+			sh.markBad(ref, h, fmt.Errorf("read node report: %w", err))
+			bad[ref] = true
+			continue
 		}
 		out[strings.TrimPrefix(ref.String(), NodesPrefix)] = r
 	}

@@ -3,10 +3,15 @@ package fleetrepo
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/go-git/go-git/v5/plumbing"
+
+	"github.com/fleetops/reconciler/internal/redact"
+	"github.com/fleetops/reconciler/spec"
 )
 
 // Ref namespaces of the shared state. See docs/shared-state.md.
@@ -35,6 +40,10 @@ type Shared struct {
 	seen    map[plumbing.ReferenceName]observation // leases, by ref
 	records map[string]recordCache                 // by app
 	reports map[string]reportCache                 // last written, by node
+	ignored map[plumbing.ReferenceName]bool        // invalid refs already warned about
+
+	badMu sync.Mutex                        // guards bad only: BadRefs never waits for a fetch
+	bad   map[plumbing.ReferenceName]BadRef // unreadable refs, skipped (badrefs.go)
 }
 
 // OpenShared opens the shared state at opts.URL, creating the cache when
@@ -53,11 +62,13 @@ func OpenShared(ctx context.Context, opts SharedOptions) (*Shared, error) {
 		seen:    map[plumbing.ReferenceName]observation{},
 		records: map[string]recordCache{},
 		reports: map[string]reportCache{},
+		ignored: map[plumbing.ReferenceName]bool{},
+		bad:     map[plumbing.ReferenceName]BadRef{},
 	}, nil
 }
 
-// URL returns the repository URL as dialled.
-func (sh *Shared) URL() string { return sh.s.url }
+// URL returns the repository URL as dialled, credentials redacted (for messages).
+func (sh *Shared) URL() string { return redact.String(sh.s.url) }
 
 // Watch calls wake once when it starts and then whenever any ref under
 // refs/reconciler/ moves, until ctx is done (then it returns nil). Local
@@ -68,19 +79,34 @@ func (sh *Shared) Watch(ctx context.Context, wake func()) error {
 	return sh.s.watch(ctx, match, sh.opts.PollInterval, wake)
 }
 
-// checkName refuses names that cannot be one component of a ref.
-func checkName(kind, name string) error {
-	bad := name == "" || strings.ContainsAny(name, "/\\ ~^:?*[\x7f") || strings.Contains(name, "..") ||
-		strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".lock") || strings.Contains(name, "@{")
-	for _, r := range name {
-		if r < 0x20 {
-			bad = true
+// checkName refuses names that are not app or node names (spec.CheckName:
+// the one name rule, which makes them one component of a ref).
+func checkName(kind, name string) error { return spec.CheckName(kind, name) }
+
+// validRef reports whether a shared-state ref names a valid node, app or
+// lease slot. Others (refs/reconciler/nodes/a/b, pushed by hand or by an old
+// version) are ignored, never planned. Caller holds mu.
+func (sh *Shared) validRef(ref plumbing.ReferenceName) bool {
+	name := ref.String()
+	var err error
+	switch {
+	case strings.HasPrefix(name, NodesPrefix):
+		err = checkName("node", strings.TrimPrefix(name, NodesPrefix))
+	case strings.HasPrefix(name, RolloutPrefix):
+		err = checkName("app", strings.TrimPrefix(name, RolloutPrefix))
+	case strings.HasPrefix(name, LeasePrefix):
+		if _, _, ok := parseLeaseRef(ref); !ok {
+			err = errors.New("want " + LeasePrefix + "<app>/<slot>")
 		}
 	}
-	if bad {
-		return fmt.Errorf("invalid %s name %q: it must be usable as one component of a Git ref", kind, name)
+	if err == nil {
+		return true
 	}
-	return nil
+	if !sh.ignored[ref] {
+		sh.ignored[ref] = true
+		sh.s.log.Warn("ignoring a shared-state ref that names no valid node, app or lease slot", "ref", name, "err", err)
+	}
+	return false
 }
 
 // readJSON decodes the one file of a shared-state commit. Caller holds mu.
@@ -96,12 +122,16 @@ func (sh *Shared) readJSON(commit plumbing.Hash, file string, v any) error {
 }
 
 // writeJSON builds a commit holding v as file, with parent (if not zero).
+// Every node and operator reads shared state: credentials in any URL of v
+// (an error naming an artifact URL) are redacted (internal/redact).
 // Caller holds mu.
 func (sh *Shared) writeJSON(file string, v any, parent plumbing.Hash, message string) (plumbing.Hash, error) {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return plumbing.ZeroHash, fmt.Errorf("encode %s: %w", file, err)
 	}
+	data = []byte(redact.String(string(data)))
+	message = redact.String(message)
 	var parents []plumbing.Hash
 	if !parent.IsZero() {
 		parents = []plumbing.Hash{parent}
@@ -112,19 +142,6 @@ func (sh *Shared) writeJSON(file string, v any, parent plumbing.Hash, message st
 		message: message + "\n",
 		author:  sh.opts.Identity.signature(sh.opts.Clock.Now()),
 	})
-}
-
-// current lists refs under prefix and fetches those not in the cache.
-// Caller holds mu.
-func (sh *Shared) current(ctx context.Context, prefix string) (map[plumbing.ReferenceName]plumbing.Hash, error) {
-	refs, err := sh.s.list(ctx, prefix)
-	if err != nil {
-		return nil, err
-	}
-	if err := sh.s.fetch(ctx, refs); err != nil {
-		return nil, err
-	}
-	return refs, nil
 }
 
 // tip reads one ref's remote value (zero: absent) and fetches it. Caller holds mu.

@@ -60,8 +60,9 @@ func PlanWaves(app spec.App, inventory []NodeInfo) Plan {
 // that t selects.
 func targeted(t spec.Targets, inventory []NodeInfo) []string {
 	seen := make(map[string]bool, len(inventory))
+	match := t.Matcher()
 	for _, n := range inventory {
-		if t.Match(n.Name, n.Labels) {
+		if match(n.Name, n.Labels) {
 			seen[n.Name] = true
 		}
 	}

@@ -102,3 +102,22 @@ func mustPin(t *testing.T, hexSum string) []byte {
 	}
 	return pin
 }
+
+// TestParseSourceRefusals: an http URL without a host was accepted, and then
+// retried as a network error (Client.Do: "no Host in request URL") for
+// seconds; a source that does not parse, or a file:// URL with a host, was
+// quoted whole in the error, password included, and such errors reach the
+// node reports every node reads. Both found by FuzzParseSource.
+func TestParseSourceRefusals(t *testing.T) {
+	for _, tt := range []struct{ source, want string }{
+		{"http:///web.tar.gz", "no host"},
+		{"https://ada:hunter22@releases.example.com/%zz", `"https://REDACTED@releases.example.com/%zz": invalid URL escape`},
+		{"https://ada:hunter22@[::1/web.tar.gz", "missing ']' in host"},
+		{"file://ada:hunter22@host/web.tar.gz", "want file:///absolute/path"},
+	} {
+		_, _, err := parseSource(tt.source)
+		if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "hunter22") {
+			t.Errorf("parseSource(%q) = %v, want an error saying %q without the password", tt.source, err, tt.want)
+		}
+	}
+}

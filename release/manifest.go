@@ -56,6 +56,9 @@ type Hooks struct {
 const (
 	DefaultDriver       = "process"
 	DefaultDrainTimeout = 10 * time.Second
+	// MaxDrainTimeout bounds drainTimeout: a release cannot hold its
+	// app's switches for longer.
+	MaxDrainTimeout = time.Hour
 	// MaxManifestSize bounds release.json.
 	MaxManifestSize = 1 << 20
 )
@@ -65,6 +68,9 @@ const (
 func ParseManifest(data []byte) (*Manifest, error) {
 	if len(data) > MaxManifestSize {
 		return nil, fmt.Errorf("%s: %d bytes, more than %d", ManifestName, len(data), MaxManifestSize)
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, fmt.Errorf("%s is empty: want a JSON object with at least \"command\" (docs/release-manifest.md)", ManifestName)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -88,7 +94,7 @@ func ParseManifest(data []byte) (*Manifest, error) {
 // is empty or invalid (Validate reports invalid ones).
 func (m *Manifest) DrainTimeoutDuration() time.Duration {
 	d, err := time.ParseDuration(m.DrainTimeout)
-	if m.DrainTimeout == "" || err != nil || d <= 0 {
+	if m.DrainTimeout == "" || err != nil || d <= 0 || d > MaxDrainTimeout {
 		return DefaultDrainTimeout
 	}
 	return d

@@ -31,9 +31,14 @@ func TestParseManifestExample(t *testing.T) {
 func TestParseManifestErrorsNameTheField(t *testing.T) {
 	base := `"app": "web", "version": "1.0.0", "command": ["bin/web"]`
 	for _, c := range []struct{ json, want string }{
-		{`{"version": "1", "command": ["x"]}`, `app: "": want 1-63 letters`},
+		{`{"version": "1", "command": ["x"]}`, `app: invalid app name "": empty; want 1-63 ASCII letters`},
+		// The one name rule of spec.CheckName (these three passed before).
+		{`{"app": "web.lock", "version": "1", "command": ["x"]}`, `app: invalid app name "web.lock": ends in ".lock"`},
+		{`{"app": "a..b", "version": "1", "command": ["x"]}`, `app: invalid app name "a..b": contains ".."`},
+		{`{"app": "web.", "version": "1", "command": ["x"]}`, `app: invalid app name "web.": ends in "."`},
+		{`{"app": "` + strings.Repeat("a", 64) + `", "version": "1", "command": ["x"]}`, `64 bytes long, more than 63`},
 		{`{"app": "web", "command": ["x"]}`, `version: "": want`},
-		{`{"app": "../web", "version": "1", "command": ["x"]}`, `app: "../web"`},
+		{`{"app": "../web", "version": "1", "command": ["x"]}`, `app: invalid app name "../web"`},
 		{`{"app": "web", "version": "1 0", "command": ["x"]}`, `version: "1 0"`},
 		{`{` + base + `, "comand": ["x"]}`, `unknown field "comand"`},
 		{`{` + base + `} {}`, `data after the JSON object`},

@@ -8,6 +8,8 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	"github.com/fleetops/reconciler/spec"
 )
 
 // validName reports whether s has 1 to max characters, each an ASCII letter,
@@ -34,17 +36,17 @@ func (m *Manifest) Validate() error {
 	add := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s: %s", ManifestName, field, fmt.Sprintf(format, args...)))
 	}
-	if !validName(m.App, 63, "._-") {
-		add("app", "%q: want 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit", m.App)
+	if err := spec.CheckName("app", m.App); err != nil {
+		add("app", "%v", err)
 	}
-	if !validName(m.Version, 128, "._+-") {
+	if !ValidVersion(m.Version) {
 		add("version", "%q: want 1-128 letters, digits, '.', '_', '+' or '-', starting with a letter or digit", m.Version)
 	}
 	m.validateRun(add)
 	m.validateListen(add)
 	if m.DrainTimeout != "" {
-		if d, err := time.ParseDuration(m.DrainTimeout); err != nil || d <= 0 {
-			add("drainTimeout", "%q: want a positive Go duration such as \"10s\"", m.DrainTimeout)
+		if d, err := time.ParseDuration(m.DrainTimeout); err != nil || d <= 0 || d > MaxDrainTimeout {
+			add("drainTimeout", "%q: want a positive Go duration such as \"10s\", at most %s", m.DrainTimeout, MaxDrainTimeout)
 		}
 	}
 	m.validateHealth(add)
@@ -56,6 +58,12 @@ func (m *Manifest) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// ValidVersion reports whether v is a release version: 1-128 ASCII
+// letters, digits, '.', '_', '+' or '-', starting with a letter or digit.
+// Versions name directories on nodes; one from anywhere else (a spec, a
+// rollout record in a shared ref) is checked with it before it is used.
+func ValidVersion(v string) bool { return validName(v, 128, "._+-") }
 
 type addFunc func(field, format string, args ...any)
 
@@ -76,6 +84,9 @@ func (m *Manifest) validateRun(add addFunc) {
 		}
 		if strings.ContainsRune(v, 0) {
 			add("env."+k, "value contains NUL")
+		}
+		if LoadsCode(k) && strings.Contains(v, "${") {
+			add("env."+k, "%q: a variable that chooses code to load or run may not use node variables (${...}): the fleet repo may not choose a program", v)
 		}
 	}
 }
@@ -120,9 +131,7 @@ func (m *Manifest) validateListen(add addFunc) {
 				add(field+".address", "%q: want host:port: %v", l.Address, err)
 			}
 		case "unix":
-			if l.Address == "" {
-				add(field+".address", "required: the socket path")
-			}
+			validateUnixAddress(field+".address", l.Address, add)
 		default:
 			add(field+".network", "%q: want \"tcp\" (default) or \"unix\"", l.Network)
 		}
@@ -155,3 +164,45 @@ func (m *Manifest) validateHealth(add addFunc) {
 		add("health", "set exactly one of http, tcp or exec (or leave health out)")
 	}
 }
+
+// MaxUnixAddress is the longest unix socket path (sun_path holds 108 bytes,
+// NUL included).
+const MaxUnixAddress = 107
+
+// validateUnixAddress checks a unix listen address: "@name" (the abstract
+// namespace, no file), a clean relative path (under the agent's socket
+// directory) or a clean absolute path (which the agent accepts only under a
+// socket directory of its configuration).
+func validateUnixAddress(field, a string, add addFunc) {
+	switch {
+	case a == "":
+		add(field, "required: the socket path")
+	case strings.ContainsRune(a, 0):
+		add(field, "contains NUL")
+	case len(a) > MaxUnixAddress:
+		add(field, "%q: %d bytes, at most %d", a, len(a), MaxUnixAddress)
+	case strings.HasPrefix(a, "@"):
+	case path.IsAbs(a) && path.Clean(a) == a:
+	case !path.IsAbs(a) && localPath(a):
+	default:
+		add(field, "%q: want a clean socket path (\"web.sock\", under the agent's socket directory, or an absolute path under one) or \"@name\"", a)
+	}
+}
+
+// codeEnv are environment variables that make a program, a shell or a
+// runtime load or run other code than the release's: LoadsCode.
+var codeEnv = map[string]bool{
+	"PATH": true, "BASH_ENV": true, "ENV": true, "SHELLOPTS": true, "IFS": true,
+	"PYTHONPATH": true, "PYTHONSTARTUP": true, "PYTHONHOME": true,
+	"PERL5LIB": true, "PERL5OPT": true, "PERLLIB": true,
+	"RUBYLIB": true, "RUBYOPT": true, "NODE_OPTIONS": true, "NODE_PATH": true,
+	"JAVA_TOOL_OPTIONS": true, "_JAVA_OPTIONS": true, "JDK_JAVA_OPTIONS": true, "CLASSPATH": true,
+	"ERL_FLAGS": true, "ERL_AFLAGS": true, "ERL_ZFLAGS": true, "ERL_LIBS": true,
+	"VMARGS_PATH": true, "RELX_CONFIG_PATH": true, "RELEASE_ROOT_DIR": true, "ROOTDIR": true, "BINDIR": true,
+	"GCONV_PATH": true, "GODEBUG": true,
+}
+
+// LoadsCode reports whether the environment variable name chooses code to
+// load or run (the dynamic loader's LD_*, PATH, interpreters' search paths
+// and option variables): a manifest may set it, but not from node variables.
+func LoadsCode(name string) bool { return strings.HasPrefix(name, "LD_") || codeEnv[name] }

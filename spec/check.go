@@ -6,7 +6,10 @@ import (
 	"strings"
 
 	"cuelang.org/go/cue"
+	"cuelang.org/go/cue/ast"
 	cueerrors "cuelang.org/go/cue/errors"
+	"cuelang.org/go/cue/format"
+	"cuelang.org/go/cue/token"
 )
 
 // checker walks a fleet's value (the user's files unified with #Fleet) beside
@@ -21,6 +24,14 @@ type checker struct {
 	declared map[string]Node    // the declared inventory, nil if it does not decode
 	rules    map[string]ruleSet // by schema path (check_quick.go)
 	errs     errorList
+	deferred []deferred // see deferError
+}
+
+// deferred is a problem recorded only if its app has no other.
+type deferred struct {
+	path cue.Path
+	pos  token.Pos
+	msg  string
 }
 
 // walk checks v, whose schema is schema (a zero Value when the schema says
@@ -52,10 +63,16 @@ func (c *checker) walkStruct(v cue.Value, it *cue.Iterator, schema cue.Value) {
 }
 
 // fieldSchema returns the schema of field sel of a struct whose schema is
-// schema: the field itself, or the pattern that applies to any name.
+// schema: the field itself (optional when it has a default), or the
+// pattern that applies to any name.
 func fieldSchema(schema cue.Value, sel cue.Selector) cue.Value {
 	if f := schema.LookupPath(cue.MakePath(sel)); f.Exists() {
 		return f
+	}
+	if sel.IsString() {
+		if f := schema.LookupPath(cue.MakePath(cue.Str(sel.Unquoted()).Optional())); f.Exists() {
+			return f
+		}
 	}
 	return schema.LookupPath(cue.MakePath(cue.AnyString))
 }
@@ -74,7 +91,10 @@ func (c *checker) leaf(v, schema cue.Value) {
 		return
 	}
 	if refersElsewhere(u.Source()) && causedElsewhere(err, u.Source()) {
-		return // the field it refers to is reported instead
+		// Usually the field it refers to is reported instead; if not
+		// (a cycle, a hidden field), this field is.
+		c.deferError(path, "%s: got %s, not a valid value (%s), want %s", path, showSource(u), cueMessage(err), wantOr(v, schema))
+		return
 	}
 	if want, ok := wantOf(v, schema); ok && u.Exists() && u.Err() == nil {
 		c.errs.add(c.valuePos(path), "%s: got %s, want %s", path, show(u), want)
@@ -106,23 +126,71 @@ func (c *checker) addCUE(path cue.Path, err error) {
 	c.errs.add(c.errPos(path, err), "%s: %s", path, cueMessage(err))
 }
 
-// incomplete records a field that has no concrete value: missing, or given
-// only a type. A field whose value (or default) refers to another field is
-// left alone: the field it refers to is reported instead.
+// incomplete records a field that has no concrete value: missing, or
+// written but left incomplete (a type, a bound, a reference to one). Such a
+// field never takes a default: only a field the user did not write does
+// (defaults.go). A field that refers to another field is reported only when
+// nothing else is reported in its app: usually the field it refers to is.
 func (c *checker) incomplete(v, u, schema cue.Value, err error) {
 	path := v.Path()
+	want := wantOr(v, schema)
 	switch {
-	case !u.Exists() && hasDefault(schema):
-		return
-	case u.Exists() && refersElsewhere(u.Source()):
-		return
+	case !u.Exists():
+		c.errs.add(c.pos(path), "%s: missing, want %s", path, want)
+	case refersElsewhere(u.Source()):
+		c.deferError(path, "%s: got %s, not a concrete value (%s), want %s%s",
+			path, showSource(u), cueMessage(err), want, fix(schema))
+	case typeOnly(u.Source()) && !hasDefault(schema):
+		c.errs.add(c.pos(path), "%s: missing, want %s", path, want)
+	default:
+		c.errs.add(c.valuePos(path), "%s: got %s, not a concrete value, want %s%s", path, showSource(u), want, fix(schema))
 	}
-	want, ok := attrString(v, "want")
-	if !ok {
-		c.addCUE(path, err)
-		return
+}
+
+// fix says how to mend a field written without a concrete value.
+func fix(schema cue.Value) string {
+	if hasDefault(schema) {
+		return ": give it a value, or remove it to take the default"
 	}
-	c.errs.add(c.pos(path), "%s: missing, want %s", path, want)
+	return ": give it a value"
+}
+
+// wantOr is what a field expects (wantOf), or "a concrete value".
+func wantOr(v, schema cue.Value) string {
+	if want, ok := wantOf(v, schema); ok {
+		return want
+	}
+	return "a concrete value"
+}
+
+// deferError records a problem of a field whose value comes from elsewhere,
+// reported only when nothing else is in its app (or node): see flush.
+func (c *checker) deferError(path cue.Path, format string, args ...any) {
+	c.deferred = append(c.deferred, deferred{path: path, pos: c.valuePos(path), msg: fmt.Sprintf(format, args...)})
+}
+
+// flush records the deferred problems of apps and nodes without another.
+func (c *checker) flush() {
+	owners := map[string]bool{}
+	for _, e := range c.errs.list {
+		owners[ownerOf(e.Message)] = true
+	}
+	for _, d := range c.deferred {
+		if !owners[ownerOf(d.msg)] {
+			c.errs.add(d.pos, "%s", d.msg)
+		}
+	}
+}
+
+// ownerOf is the app or node a message is about: "apps.web" of
+// "apps.web.rollout.batchSize: ...".
+func ownerOf(msg string) string {
+	path, _, _ := strings.Cut(msg, ": ")
+	sels := cue.ParsePath(path).Selectors()
+	if len(sels) < 2 {
+		return path
+	}
+	return cue.MakePath(sels[:2]...).String()
 }
 
 // unknownField records a field the schema does not allow, with the nearest
@@ -163,6 +231,27 @@ func cueMessage(err error) string {
 // show renders a value the way it would be written, on one short line.
 func show(v cue.Value) string {
 	s := []rune(strings.Join(strings.Fields(fmt.Sprint(v)), " "))
+	if len(s) > 60 {
+		return string(s[:57]) + "..."
+	}
+	return string(s)
+}
+
+// showSource renders the expression the user wrote for u (a reference
+// such as _n or apps.web.version), or its value when there is none.
+func showSource(u cue.Value) string {
+	src := u.Source()
+	if f, ok := src.(*ast.Field); ok {
+		src = f.Value
+	}
+	if src == nil {
+		return show(u)
+	}
+	b, err := format.Node(src)
+	if err != nil {
+		return show(u)
+	}
+	s := []rune(strings.Join(strings.Fields(string(b)), " "))
 	if len(s) > 60 {
 		return string(s[:57]) + "..."
 	}

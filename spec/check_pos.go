@@ -90,16 +90,22 @@ func (c *checker) errPos(path cue.Path, err error) token.Pos {
 	return c.pos(path)
 }
 
-// hasDefault reports whether a schema field's expression marks a default
-// (*value).
+// hasDefault reports whether a schema field is optional, which in the
+// schema means it has a default (defaults.go).
 func hasDefault(schema cue.Value) bool {
-	found := false
-	inspect(schema.Source(), func(n ast.Node) {
-		if u, ok := n.(*ast.UnaryExpr); ok && u.Op == token.MUL {
-			found = true
-		}
-	})
-	return found
+	f, ok := schema.Source().(*ast.Field)
+	return ok && f.Constraint == token.OPTION
+}
+
+// typeOnly reports whether a field's expression is only a type (string,
+// int): the idiom of a template asking each app for a value, reported as
+// "missing" when the app gives none.
+func typeOnly(src ast.Node) bool {
+	if f, ok := src.(*ast.Field); ok {
+		src = f.Value
+	}
+	id, ok := src.(*ast.Ident)
+	return ok && predeclared(id.Name)
 }
 
 // refersElsewhere reports whether a field's expression refers to other

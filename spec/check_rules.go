@@ -26,8 +26,8 @@ func (c *checker) runCheck(v cue.Value) {
 		c.checkHealth(v)
 	case "targets":
 		c.checkTargets(v)
-	case "names":
-		c.checkNames(v)
+	case "exec":
+		c.checkExec(v)
 	default:
 		panic(fmt.Sprintf("spec: schema names unknown check %q", rule))
 	}
@@ -60,7 +60,8 @@ func validDuration(s string) bool {
 func (c *checker) checkHealth(v cue.Value) {
 	var set []string
 	for _, k := range []string{"http", "tcp", "exec"} {
-		if c.user.LookupPath(v.Path()).LookupPath(cue.ParsePath(k)).Exists() {
+		// The schema's fields are optional: one exists only if written.
+		if v.LookupPath(cue.MakePath(cue.Str(k))).Exists() {
 			set = append(set, k)
 		}
 	}
@@ -73,11 +74,20 @@ func (c *checker) checkHealth(v cue.Value) {
 	}
 }
 
-// checkTargets requires a label selector to match at least one declared
-// node when the fleet declares nodes. A list may name nodes not declared
-// yet: agents announce themselves, and the planner reports them.
+// checkTargets requires every name of a list to be a valid node name, and
+// a label selector to match at least one declared node when the fleet
+// declares nodes. A list may name nodes not declared yet: agents announce
+// themselves, and the planner reports them.
 func (c *checker) checkTargets(v cue.Value) {
-	if len(c.declared) == 0 || v.Kind() != cue.StructKind {
+	switch v.Kind() {
+	case cue.ListKind:
+		c.checkTargetList(v)
+		return
+	case cue.StructKind:
+	default:
+		return
+	}
+	if len(c.declared) == 0 {
 		return
 	}
 	var t Targets
@@ -90,34 +100,40 @@ func (c *checker) checkTargets(v cue.Value) {
 		}
 	}
 	c.errs.add(c.valuePos(v.Path()), "%s: selector %s matches no declared node, want labels of at least one of %s",
-		v.Path(), formatSelector(t.Selector), strings.Join(slices.Sorted(maps.Keys(c.declared)), ", "))
+		v.Path(), formatSelector(t.Selector), someNames(slices.Sorted(maps.Keys(c.declared))))
 }
 
-// checkNames requires every app or node name to be usable in refs and paths.
-func (c *checker) checkNames(v cue.Value) {
-	it, err := v.Fields()
+// someNames lists at most ten names, then how many more there are.
+func someNames(names []string) string {
+	if len(names) > 10 {
+		return fmt.Sprintf("%s and %d more", strings.Join(names[:10], ", "), len(names)-10)
+	}
+	return strings.Join(names, ", ")
+}
+
+// checkTargetList checks each name of a list of targets.
+func (c *checker) checkTargetList(v cue.Value) {
+	if n, err := v.Len().Int64(); err == nil && n > MaxNodes {
+		c.errs.add(c.valuePos(v.Path()), "%s: %d names, more than %d (docs/spec.md): use a label selector", v.Path(), n, MaxNodes)
+		return
+	}
+	it, err := v.List()
 	if err != nil {
 		return
 	}
 	for it.Next() {
-		if name := it.Selector().Unquoted(); !validName(name) {
-			c.errs.add(c.labelPos(it.Value().Path()), "%s: invalid name %q, want letters, digits, \".\", \"_\" or \"-\", starting with a letter or digit",
-				it.Value().Path(), name)
+		s, err := it.Value().String()
+		if err != nil {
+			continue // the schema reports a value that is not a string
+		}
+		if err := CheckName("node", s); err != nil {
+			p := userPos(c.user.LookupPath(it.Value().Path()))
+			if !p.IsValid() || p.Filename() == schemaFile {
+				p = c.valuePos(v.Path())
+			}
+			c.errs.add(p, "%s: %v", it.Value().Path(), err)
 		}
 	}
-}
-
-// validName reports whether an app or node name is letters, digits, ".",
-// "_" and "-", starting with a letter or digit: names become parts of Git
-// ref names and file names.
-func validName(s string) bool {
-	for i, r := range s {
-		alnum := r < 128 && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
-		if !alnum && (i == 0 || !strings.ContainsRune("._-", r)) {
-			return false
-		}
-	}
-	return s != ""
 }
 
 // formatSelector writes a selector as CUE: {region: "eu", tier: "web"}.

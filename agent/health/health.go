@@ -10,7 +10,10 @@ import (
 	"net/http"
 	"os/exec"
 	"strings"
+	"syscall"
 	"time"
+
+	"github.com/fleetops/reconciler/release"
 )
 
 // Statuses a JSON health body may report, best first.
@@ -19,6 +22,20 @@ const (
 	StatusDegraded = "degraded"
 	StatusError    = "error"
 )
+
+// ErrAgentTarget is returned (wrapped) for a target that is a reconciler
+// agent's own listener (/healthz, /metrics): its answer says the agent is up,
+// nothing about the workload.
+var ErrAgentTarget = errors.New("the target is the reconciler agent's own listener, not the workload")
+
+// ErrNotThisNode is returned (wrapped) for an HTTP or TCP target that is
+// not on this node: a health check asks the workload on its own node, and
+// the fleet repo may not make every node connect to another host.
+var ErrNotThisNode = errors.New("the target is not on this node")
+
+// AgentHeader is the header a reconciler agent puts on every answer of its
+// own listener; a health answer that carries it is refused.
+const AgentHeader = "Reconciler-Agent"
 
 // ErrOtherVersion is returned (wrapped) by Probe when the answer came from a
 // version other than Check.Version.
@@ -52,6 +69,12 @@ type Check struct {
 	Replacing         string
 	OtherVersionDelay time.Duration
 
+	// Self are the agent's own listeners (/healthz, /metrics): an HTTP or
+	// TCP target that is one of them, under any name of this host
+	// (localhost, 127.0.0.1, [::1], 0.0.0.0, an address of its interfaces
+	// when the agent listens on all), is refused with ErrAgentTarget.
+	Self []net.Addr
+
 	probe func(context.Context) error // tests: replaces Probe
 }
 
@@ -73,6 +96,9 @@ func (c Check) Run(ctx context.Context) error {
 			return stopped(ctx, last, err)
 		}
 		last = err
+		if errors.Is(err, release.ErrOutsideRelease) || errors.Is(err, ErrAgentTarget) || errors.Is(err, ErrNotThisNode) {
+			return err // asking again changes nothing
+		}
 		delay := c.retryDelay()
 		if errors.Is(err, ErrOtherVersion) {
 			delay = c.otherVersionDelay()
@@ -119,13 +145,19 @@ func (c Check) probeHTTP(ctx context.Context) error {
 		return fmt.Errorf("health %s: %w", c.HTTP, err)
 	}
 	// A fresh connection per attempt: a kept-alive one would keep asking the
-	// process that answered first.
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	// process that answered first. Redirects are not followed: a 3xx is an
+	// answer (not healthy), never a way to make the check ask elsewhere.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, DialContext: c.dial},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("health %s: %w", c.HTTP, err)
 	}
 	defer resp.Body.Close()
+	if node := resp.Header.Get(AgentHeader); node != "" {
+		return fmt.Errorf("health %s: %w: answered by the agent of node %q; point the health check at the workload's own endpoint",
+			c.HTTP, ErrAgentTarget, node)
+	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if err != nil {
 		return fmt.Errorf("health %s: read body: %w", c.HTTP, err)
@@ -166,8 +198,7 @@ func (c Check) judge(code int, body []byte) error {
 }
 
 func (c Check) probeTCP(ctx context.Context) error {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", c.TCP)
+	conn, err := c.dial(ctx, "tcp", c.TCP)
 	if err != nil {
 		return fmt.Errorf("health tcp %s: %w", c.TCP, err)
 	}
@@ -175,8 +206,18 @@ func (c Check) probeTCP(ctx context.Context) error {
 }
 
 func (c Check) probeExec(ctx context.Context) error {
-	cmd := exec.CommandContext(ctx, c.Exec[0], c.Exec[1:]...)
+	// The spec's or the release's check, node variables substituted: it
+	// must name a program of the release in Dir (symlinks resolved).
+	path, err := release.Program(c.Dir, c.Exec[0])
+	if err != nil {
+		return fmt.Errorf("health exec %v: %w (name a program of the release, relative to it)", c.Exec, err)
+	}
+	cmd := exec.CommandContext(ctx, path, c.Exec[1:]...)
 	cmd.Dir, cmd.Env = c.Dir, c.Env
+	// Its own process group: a check cut short by its timeout is killed
+	// with what it forked, not just its first process.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = time.Second
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -229,4 +270,80 @@ func truncate(b []byte) string {
 		return string(b[:200]) + "…"
 	}
 	return string(b)
+}
+
+// dial connects to addr (host:port) for a probe, only on this node: every
+// address the host resolves to must be one of this node's (loopback, an
+// interface's) and none may reach c.Self, or the probe is refused
+// (ErrNotThisNode, ErrAgentTarget) without connecting. It dials the
+// addresses it checked, so a name that resolves again differently cannot
+// lead elsewhere.
+func (c Check) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	pn, err := net.DefaultResolver.LookupPort(ctx, network, port)
+	if err != nil {
+		return nil, err
+	}
+	var ips []net.IPAddr
+	if ip, zone, _ := strings.Cut(host, "%"); net.ParseIP(ip) != nil {
+		ips = []net.IPAddr{{IP: net.ParseIP(ip), Zone: zone}}
+	} else if host == "" {
+		ips = []net.IPAddr{{IP: net.IPv4(127, 0, 0, 1)}}
+	} else if ips, err = net.DefaultResolver.LookupIPAddr(ctx, host); err != nil {
+		return nil, err
+	}
+	for _, ip := range ips {
+		target := net.JoinHostPort(ip.IP.String(), port)
+		for _, self := range c.Self {
+			if ta, ok := self.(*net.TCPAddr); ok && ta.Port == pn && reaches(ip.IP, ta.IP) {
+				return nil, fmt.Errorf("%w (%s is the agent's /healthz and /metrics address %s); point the health check at the workload's own endpoint",
+					ErrAgentTarget, target, self)
+			}
+		}
+		if !ip.IP.IsLoopback() && !ip.IP.IsUnspecified() && !isInterfaceAddr(ip.IP) {
+			return nil, fmt.Errorf("%w: %s is %s, not an address of this node; a health check asks the workload on its own node (127.0.0.1, localhost, [::1] or an address of this node's interfaces)",
+				ErrNotThisNode, addr, ip.IP)
+		}
+	}
+	var d net.Dialer
+	var errs []error
+	for _, ip := range ips {
+		conn, err := d.DialContext(ctx, network, net.JoinHostPort(ip.String(), port))
+		if err == nil {
+			return conn, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
+}
+
+// reaches reports whether a connection to target (same port) reaches a
+// listener bound to bound.
+func reaches(target, bound net.IP) bool {
+	local := func(ip net.IP) bool { return ip.IsLoopback() || ip.IsUnspecified() }
+	switch {
+	case bound == nil || bound.IsUnspecified():
+		return local(target) || isInterfaceAddr(target)
+	case bound.IsLoopback():
+		return local(target)
+	}
+	return bound.Equal(target)
+}
+
+// isInterfaceAddr reports whether ip is an address of one of this host's
+// interfaces.
+func isInterfaceAddr(ip net.IP) bool {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip) {
+			return true
+		}
+	}
+	return false
 }

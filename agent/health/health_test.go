@@ -7,10 +7,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fleetops/reconciler/release"
 )
 
 func TestJudge(t *testing.T) {
@@ -127,13 +131,66 @@ func TestTCP(t *testing.T) {
 	}
 }
 
-func TestExec(t *testing.T) {
-	if err := (Check{Exec: []string{"true"}}).Probe(context.Background()); err != nil {
-		t.Fatalf("true: %v", err)
+// release writes an unpacked release with bin/ok and bin/sick, a symlink
+// bin/sh to /bin/sh, and returns its directory.
+func releaseDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
+		t.Fatal(err)
 	}
-	err := (Check{Exec: []string{"sh", "-c", "echo sick; exit 3"}}).Probe(context.Background())
+	for name, body := range map[string]string{"ok": "#!/bin/sh\nexit 0\n", "sick": "#!/bin/sh\necho sick; exit 3\n"} {
+		if err := os.WriteFile(filepath.Join(dir, "bin", name), []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("/bin/sh", filepath.Join(dir, "bin", "sh")); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestExec(t *testing.T) {
+	dir := releaseDir(t)
+	if err := (Check{Exec: []string{"bin/ok"}, Dir: dir}).Probe(context.Background()); err != nil {
+		t.Fatalf("bin/ok: %v", err)
+	}
+	err := (Check{Exec: []string{"bin/sick"}, Dir: dir}).Probe(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "sick") {
 		t.Fatalf("failing command: %v, want its output in the error", err)
+	}
+}
+
+// TestExecRunsOnlyProgramsOfTheRelease: a check (the spec's, or a
+// manifest's after node variables) naming a program outside the release
+// is refused at once, without running it and without retries; it ran
+// before (a spec's ["/bin/sh", "-c", ...] ran on every node).
+func TestExecRunsOnlyProgramsOfTheRelease(t *testing.T) {
+	dir := releaseDir(t)
+	victim := filepath.Join(t.TempDir(), "ran")
+	for _, argv := range [][]string{
+		{"/bin/sh", "-c", "touch " + victim},
+		{"sh", "-c", "touch " + victim},
+		{"true"},
+		{"../../../../../../bin/sh", "-c", "touch " + victim},
+		{"bin/../../../../../../../bin/sh", "-c", "touch " + victim},
+		{"bin/sh", "-c", "touch " + victim}, // a symlink leaving the release
+	} {
+		c := Check{Exec: argv, Dir: dir, Retries: 5, RetryDelay: time.Second}
+		start := time.Now()
+		err := c.Run(context.Background())
+		if err == nil || !errors.Is(err, release.ErrOutsideRelease) || !strings.Contains(err.Error(), "name a program of the release") {
+			t.Errorf("%q: %v, want refused", argv, err)
+		}
+		if time.Since(start) > 500*time.Millisecond {
+			t.Errorf("%q: refused after %v: retried", argv, time.Since(start))
+		}
+	}
+	if _, err := os.Stat(victim); err == nil {
+		t.Fatal("a program outside the release ran")
+	}
+	if err := (Check{Exec: []string{"bin/ok"}}).Probe(context.Background()); err == nil {
+		t.Fatal("exec check without a release directory passed")
 	}
 }
 
@@ -161,5 +218,122 @@ func TestReplacingAsksAgainOnlyForTheOldVersion(t *testing.T) {
 		if got := errors.Is(err, ErrOtherVersion); got != tt.other {
 			t.Errorf("answer %q: other version = %v (%v), want %v", tt.answer, got, err, tt.other)
 		}
+	}
+}
+
+// TestAgentAnswersAreRefused: an answer carrying the agent's header (from
+// another node's agent, through a proxy, ...) proves nothing and is
+// refused; a redirect is not followed (it could lead there), and is not
+// healthy.
+func TestAgentAnswersAreRefused(t *testing.T) {
+	agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(AgentHeader, "n2")
+		fmt.Fprint(w, `{"status":"ok"}`)
+	}))
+	defer agent.Close()
+	redirect := httptest.NewServer(http.RedirectHandler(agent.URL+"/healthz", http.StatusFound))
+	defer redirect.Close()
+	err := (Check{HTTP: agent.URL + "/healthz", Retries: 5, RetryDelay: time.Second}).Run(context.Background())
+	if !errors.Is(err, ErrAgentTarget) || !strings.Contains(err.Error(), `agent of node "n2"`) {
+		t.Errorf("agent's answer: %v", err)
+	}
+	err = (Check{HTTP: redirect.URL + "/health"}).Probe(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "status 302") {
+		t.Errorf("redirect: %v, want not followed and not healthy", err)
+	}
+}
+
+// TestReaches: which targets reach a listener bound to which address.
+func TestReaches(t *testing.T) {
+	ip := net.ParseIP
+	for _, c := range []struct {
+		target, bound string
+		want          bool
+	}{
+		{"127.0.0.1", "127.0.0.1", true},
+		{"::1", "127.0.0.1", true},
+		{"0.0.0.0", "127.0.0.1", true},
+		{"127.0.0.1", "0.0.0.0", true},
+		{"::", "::", true},
+		{"10.1.2.3", "127.0.0.1", false},
+		{"10.1.2.3", "10.1.2.3", true},
+		{"10.1.2.4", "10.1.2.3", false},
+		{"192.0.2.1", "0.0.0.0", false}, // not an address of this host
+	} {
+		if got := reaches(ip(c.target), ip(c.bound)); got != c.want {
+			t.Errorf("reaches(%s, bound %s) = %v, want %v", c.target, c.bound, got, c.want)
+		}
+	}
+	// An address of this host's interfaces reaches a listener on all.
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !reaches(n.IP, net.IPv4zero) {
+			t.Errorf("interface address %s does not reach 0.0.0.0", n.IP)
+		}
+	}
+	self := []net.Addr{&net.TCPAddr{IP: net.IPv4zero, Port: 9180}}
+	for _, target := range []string{"http://localhost:9180/healthz", "http://[::1]:9180/metrics", "http://0.0.0.0:9180/"} {
+		if err := (Check{HTTP: target, Self: self}).Probe(context.Background()); !errors.Is(err, ErrAgentTarget) {
+			t.Errorf("%s with the agent on 0.0.0.0:9180: %v", target, err)
+		}
+	}
+	if err := (Check{TCP: "127.0.0.1:9181", Self: self, Timeout: 100 * time.Millisecond}).Probe(context.Background()); errors.Is(err, ErrAgentTarget) {
+		t.Errorf("another port: %v", err)
+	}
+}
+
+// TestTargetsOnlyOnThisNode: the fleet repo may not make every node
+// connect elsewhere (a metadata service, another host's admin port): an
+// HTTP or TCP target that is not an address of this node is refused at
+// once, without connecting; before, it was asked.
+func TestTargetsOnlyOnThisNode(t *testing.T) {
+	for _, c := range []Check{
+		{HTTP: "http://169.254.169.254/latest/meta-data/"},
+		{HTTP: "https://192.0.2.1:8443/health"},
+		{HTTP: "http://[2001:db8::1]/health"},
+		{TCP: "198.51.100.7:22"},
+	} {
+		c.Retries, c.RetryDelay = 5, time.Second
+		start := time.Now()
+		err := c.Run(context.Background())
+		if !errors.Is(err, ErrNotThisNode) || !strings.Contains(err.Error(), "not an address of this node") {
+			t.Errorf("%s%s: %v, want refused", c.HTTP, c.TCP, err)
+		}
+		if time.Since(start) > time.Second {
+			t.Errorf("%s%s: refused after %v: retried", c.HTTP, c.TCP, time.Since(start))
+		}
+	}
+}
+
+// TestExecTimeoutKillsWhatTheCheckForked: a check cut short by its timeout
+// is killed with its children; before, a forked child kept running (and
+// held the output pipe until WaitDelay).
+func TestExecTimeoutKillsWhatTheCheckForked(t *testing.T) {
+	dir := releaseDir(t)
+	pidFile := filepath.Join(t.TempDir(), "child")
+	script := "#!/bin/sh\nsleep 60 &\necho $! > " + pidFile + "\nwait\n"
+	if err := os.WriteFile(filepath.Join(dir, "bin", "hang"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	err := (Check{Exec: []string{"bin/hang"}, Dir: dir, Timeout: 300 * time.Millisecond}).Probe(context.Background())
+	if err == nil {
+		t.Fatal("a hanging check passed")
+	}
+	b, rerr := os.ReadFile(pidFile)
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	pid := strings.TrimSpace(string(b))
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		st, err := os.ReadFile("/proc/" + pid + "/stat")
+		s := string(st)
+		if err != nil || strings.Fields(s[strings.LastIndexByte(s, ')')+1:])[0] == "Z" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the check's child %s still runs after its timeout", pid)
+		}
+		time.Sleep(10 * time.Millisecond) // polling /proc
 	}
 }

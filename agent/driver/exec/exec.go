@@ -7,12 +7,13 @@ import (
 	"log/slog"
 	"os"
 	osexec "os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/fleetops/reconciler/agent/driver"
+	"github.com/fleetops/reconciler/release"
 )
 
 // Options configure a Driver.
@@ -126,13 +127,18 @@ func (d *Driver) hook(ctx context.Context, name string, argv []string, rel drive
 	}
 	ctx, cancel := context.WithTimeout(ctx, d.opts.HookTimeout)
 	defer cancel()
-	path := argv[0]
-	if !filepath.IsAbs(path) { // release.Manifest.Validate: always relative to the release
-		path = filepath.Join(rel.Dir, path)
+	// After node variables, symlinks resolved: a program of the release.
+	path, err := release.Program(rel.Dir, argv[0])
+	if err != nil {
+		return fmt.Errorf("%s hook: %w", name, err)
 	}
 	cmd := osexec.CommandContext(ctx, path, argv[1:]...)
 	cmd.Dir = rel.Dir
 	cmd.Env = hookEnv(name, rel, prev)
+	// Its own process group: a hook cut short by its timeout is killed
+	// with what it forked. A hook that ends normally may leave a daemon.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
 	start := time.Now()
 	out, err := cmd.CombinedOutput()

@@ -3,6 +3,7 @@ package exec
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -119,5 +120,32 @@ func TestNoActivateHook(t *testing.T) {
 	rel.Manifest.Hooks.Activate = nil
 	if _, err := New(Options{}).Switch(context.Background(), nil, rel, nil); err == nil {
 		t.Fatal("a release without an activate hook switched")
+	}
+}
+
+// TestHooksRunOnlyProgramsOfTheRelease: a hook whose program (after node
+// variables) is outside the release, directly or through a symlink, is
+// refused without running; the switch fails and names the hook. It ran
+// before.
+func TestHooksRunOnlyProgramsOfTheRelease(t *testing.T) {
+	victim := filepath.Join(t.TempDir(), "ran")
+	d := New(Options{HookTimeout: 10 * time.Second})
+	for _, argv := range [][]string{
+		{"/bin/sh", "-c", "touch " + victim},
+		{"hooks/../../../../../../../bin/sh", "-c", "touch " + victim},
+		{"hooks/sh", "-c", "touch " + victim},
+	} {
+		rel := hello(t, "1.0.0", filepath.Join(t.TempDir(), "hello"), false)
+		if err := os.Symlink("/bin/sh", filepath.Join(rel.Dir, "hooks", "sh")); err != nil {
+			t.Fatal(err)
+		}
+		rel.Manifest.Hooks.Activate = argv
+		_, err := d.Switch(context.Background(), nil, rel, nil)
+		if err == nil || !errors.Is(err, release.ErrOutsideRelease) || !strings.Contains(err.Error(), "activate hook") {
+			t.Errorf("activate %q: %v, want refused", argv, err)
+		}
+	}
+	if _, err := os.Stat(victim); err == nil {
+		t.Fatal("a program outside the release ran")
 	}
 }

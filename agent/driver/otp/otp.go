@@ -146,7 +146,10 @@ func releaseName(m release.Manifest) (string, error) {
 	case 0:
 		return m.App, nil
 	case 1:
-		if rel, ok := strings.CutPrefix(m.Command[0], "bin/"); ok && rel != "" && !strings.Contains(rel, "/") {
+		// A name, not a path: bin/<rel> is the start script of the root the
+		// driver unpacks, and the fleet repo's node variables may not make
+		// it anything else ("bin/..", "bin/../../x").
+		if rel, ok := strings.CutPrefix(m.Command[0], "bin/"); ok && rel != "" && !strings.ContainsAny(rel, "/\\\x00") && rel != "." && rel != ".." {
 			return rel, nil
 		}
 	}

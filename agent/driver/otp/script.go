@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/fleetops/reconciler/reconciler"
+	"github.com/fleetops/reconciler/release"
 )
 
 // script runs one release root's start script, bin/<rel>, with the VM's
@@ -52,7 +53,12 @@ func (s script) run(ctx context.Context, args ...string) (string, error) {
 	defer os.Remove(out.Name())
 	defer out.Close()
 
-	cmd := exec.CommandContext(ctx, filepath.Join(s.root, "bin", s.rel), args...)
+	// A program of the unpacked release root, symlinks resolved.
+	prog, err := release.Program(s.root, "bin/"+s.rel)
+	if err != nil {
+		return "", fmt.Errorf("run bin/%s %s: %w", s.rel, args[0], err)
+	}
+	cmd := exec.CommandContext(ctx, prog, args...)
 	cmd.Dir = s.root
 	cmd.Env = s.env
 	cmd.Stdout, cmd.Stderr = out, out

@@ -6,10 +6,12 @@ import (
 	"compress/gzip"
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/fleetops/reconciler/agent/driver"
 	"github.com/fleetops/reconciler/release"
@@ -48,6 +50,8 @@ func TestReleaseName(t *testing.T) {
 		{[]string{"bin/snake", "foreground"}, ""},
 		{[]string{"snake"}, ""},
 		{[]string{"bin/a/b"}, ""},
+		{[]string{"bin/.."}, ""}, // the root itself: accepted before
+		{[]string{"bin/."}, ""},
 	} {
 		got, err := releaseName(release.Manifest{App: "snake_game", Version: "1.0.0", Command: tc.command})
 		if got != tc.want || (err != nil) != (tc.want == "") {
@@ -131,5 +135,26 @@ func TestUnpackTarball(t *testing.T) {
 	}
 	if err := release.Extract(context.Background(), good, t.TempDir(), release.Limits{MaxBytes: 1}); err == nil {
 		t.Error("size limit not enforced")
+	}
+}
+
+// TestScriptIsAProgramOfTheRoot: bin/<rel> runs only when it is a file of
+// the release root; a symlink leaving it is refused without running.
+func TestScriptIsAProgramOfTheRoot(t *testing.T) {
+	root := t.TempDir()
+	victim := filepath.Join(t.TempDir(), "ran")
+	if err := os.MkdirAll(filepath.Join(root, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/bin/sh", filepath.Join(root, "bin", "web")); err != nil {
+		t.Fatal(err)
+	}
+	s := script{root: root, rel: "web", timeout: 5 * time.Second, log: slog.New(slog.DiscardHandler)}
+	_, err := s.run(context.Background(), "-c", "touch "+victim)
+	if !errors.Is(err, release.ErrOutsideRelease) {
+		t.Errorf("run: %v, want refused", err)
+	}
+	if _, err := os.Stat(victim); err == nil {
+		t.Fatal("a program outside the release root ran")
 	}
 }

@@ -98,13 +98,13 @@ func (a *app) all() []*proc {
 
 // socketsFor returns the sockets for ls: held ones reused, others opened
 // (also returned as fresh, for the caller to close on failure).
-func (a *app) socketsFor(ctx context.Context, ls []release.Listener) (socks, fresh []*socket, err error) {
+func (a *app) socketsFor(ctx context.Context, d *Driver, ls []release.Listener) (socks, fresh []*socket, err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.socketsForLocked(ctx, ls)
+	return a.socketsForLocked(ctx, d, ls)
 }
 
-func (a *app) socketsForLocked(ctx context.Context, ls []release.Listener) (socks, fresh []*socket, err error) {
+func (a *app) socketsForLocked(ctx context.Context, d *Driver, ls []release.Listener) (socks, fresh []*socket, err error) {
 	held := a.sockets
 	for _, l := range ls {
 		i := slices.IndexFunc(held, func(s *socket) bool { return s.key == socketKey(l) })
@@ -114,7 +114,7 @@ func (a *app) socketsForLocked(ctx context.Context, ls []release.Listener) (sock
 			socks = append(socks, &s)
 			continue
 		}
-		s, err := openSocket(ctx, l)
+		s, err := d.openSocket(ctx, l)
 		if err != nil {
 			closeSockets(fresh)
 			return nil, nil, err
@@ -214,7 +214,7 @@ func (d *Driver) restart(ctx context.Context, a *app, p *proc) {
 		return
 	}
 	if a.cold { // adopted without its sockets: bind them again
-		socks, _, err := a.socketsForLocked(ctx, p.rec.Release.Manifest.Listen)
+		socks, _, err := a.socketsForLocked(ctx, d, p.rec.Release.Manifest.Listen)
 		if err != nil {
 			d.log.Error("restart failed", "app", a.name, "version", p.rec.Release.Version, "err", err)
 			return

@@ -75,7 +75,13 @@ func rel(v, addr string) driver.Release {
 
 // newDriver returns a driver whose workloads are all stopped at cleanup.
 func newDriver(t testing.TB, onChange func(driver.Running)) *Driver {
-	d, err := New(Options{LogDir: t.TempDir(), RestartDelay: 10 * time.Millisecond, OnChange: onChange})
+	return newDriverWith(t, Options{OnChange: onChange})
+}
+
+// newDriverWith is newDriver with more options.
+func newDriverWith(t testing.TB, opts Options) *Driver {
+	opts.LogDir, opts.RestartDelay = t.TempDir(), 10*time.Millisecond
+	d, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fleetops/reconciler/agent/driver"
+	"github.com/fleetops/reconciler/release"
 )
 
 // shim sets LISTEN_PID to the shell's own pid, which exec keeps.
@@ -80,9 +81,10 @@ func (d *Driver) command(rel driver.Release, socks []*socket) (*exec.Cmd, error)
 	if len(argv) == 0 {
 		return nil, fmt.Errorf("start %s %s: release manifest has no command", rel.App, rel.Version)
 	}
-	path := argv[0]
-	if !filepath.IsAbs(path) { // release.Manifest.Validate: always relative to the release
-		path = filepath.Join(rel.Dir, path)
+	// After node variables, symlinks resolved: a program of the release.
+	path, err := release.Program(rel.Dir, argv[0])
+	if err != nil {
+		return nil, fmt.Errorf("start %s %s: command[0]: %w", rel.App, rel.Version, err)
 	}
 	var cmd *exec.Cmd
 	if d.opts.Shell == "-" {
@@ -92,6 +94,7 @@ func (d *Driver) command(rel driver.Release, socks []*socket) (*exec.Cmd, error)
 	}
 	cmd.Dir = rel.Dir
 	cmd.Env = environ(rel, socks)
+	// Its own session, so its own process group too: stop ends all of it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	for _, s := range socks {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, s.file)
@@ -181,33 +184,128 @@ func (d *Driver) watch(ctx context.Context, p *proc, reap func() error) error {
 	return nil
 }
 
-// stop sends SIGTERM to the process's group, waits up to drain for it to
-// exit, then sends SIGKILL. It returns when the process has exited or ctx
-// ends (the process then finishes its drain on its own).
+// stop ends a version: SIGTERM to its session (the workload is started as
+// a session and process group leader, so what it forks is in them unless
+// it leaves), a wait of up to drain for the workload and everything of its
+// session to exit, then SIGKILL to what is left. A child that ignores
+// SIGTERM does not outlive its version. It returns when all of it has
+// exited or ctx ends (the process then finishes its drain on its own).
 func (d *Driver) stop(ctx context.Context, p *proc, drain time.Duration) error {
 	p.stopping.Store(true)
-	if p.exited() {
+	sid := p.rec.PID
+	if p.exited() && len(sessionMembers(sid)) == 0 {
 		return nil
 	}
+	fail := func() error {
+		return fmt.Errorf("stop %s %s pid %d: %w", p.rec.Release.App, p.rec.Release.Version, p.rec.PID, ctx.Err())
+	}
 	d.log.Info("stopping", "app", p.rec.Release.App, "version", p.rec.Release.Version, "pid", p.rec.PID, "drain", drain)
-	signalGroup(p.rec.PID, syscall.SIGTERM)
+	signalSession(p, syscall.SIGTERM)
 	t := time.NewTimer(drain)
 	defer t.Stop()
 	select {
 	case <-p.done:
-		return nil
+		err := waitSession(ctx, sid, t.C)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fail()
+		}
 	case <-ctx.Done():
-		return fmt.Errorf("stop %s %s pid %d: %w", p.rec.Release.App, p.rec.Release.Version, p.rec.PID, ctx.Err())
+		return fail()
 	case <-t.C:
 	}
-	d.log.Warn("drain timeout: killing", "app", p.rec.Release.App, "version", p.rec.Release.Version, "pid", p.rec.PID)
-	signalGroup(p.rec.PID, syscall.SIGKILL)
+	left := sessionMembers(sid)
+	d.log.Warn("drain timeout: killing", "app", p.rec.Release.App, "version", p.rec.Release.Version, "pid", p.rec.PID,
+		"leader_exited", p.exited(), "session_processes", len(left))
+	signalSession(p, syscall.SIGKILL)
 	select {
 	case <-p.done:
-		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("stop %s %s pid %d: %w", p.rec.Release.App, p.rec.Release.Version, p.rec.PID, ctx.Err())
+		return fail()
 	}
+	kill := time.NewTimer(5 * time.Second) // SIGKILL'd processes exit at once; zombies do not count
+	defer kill.Stop()
+	if err := waitSession(ctx, sid, kill.C); err != nil && ctx.Err() != nil {
+		return fail()
+	} else if err != nil {
+		d.log.Error("processes of a stopped version still run after SIGKILL", "app", p.rec.Release.App,
+			"version", p.rec.Release.Version, "session", sid, "pids", sessionMembers(sid))
+	}
+	return nil
+}
+
+// errSessionLeft is waitSession's error when until fires first.
+var errSessionLeft = errors.New("processes of the session are left")
+
+// waitSession waits until no process is left in session (or process
+// group) sid, until fires or ctx ends.
+func waitSession(ctx context.Context, sid int, until <-chan time.Time) error {
+	delay := 10 * time.Millisecond
+	for len(sessionMembers(sid)) > 0 {
+		t := time.NewTimer(delay) // polling /proc: no event says a session emptied
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-until:
+			t.Stop()
+			return errSessionLeft
+		case <-t.C:
+		}
+		delay = min(2*delay, 200*time.Millisecond)
+	}
+	return nil
+}
+
+// signalSession signals the workload's process group, every other process
+// of its session (a child that moved to a group of its own), and the
+// workload itself while it has not exited.
+func signalSession(p *proc, sig syscall.Signal) {
+	sid := p.rec.PID
+	_ = syscall.Kill(-sid, sig)
+	for _, pid := range sessionMembers(sid) {
+		_ = syscall.Kill(pid, sig)
+	}
+	if !p.exited() {
+		_ = syscall.Kill(sid, sig)
+	}
+}
+
+// sessionMembers lists the live (not zombie) processes whose session or
+// process group is sid. While one is left, the kernel does not give sid
+// to a new process, so signalling them cannot hit a stranger.
+func sessionMembers(sid int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue // exited meanwhile
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		// After the command: state, ppid, pgrp, session.
+		f := strings.Fields(s[i+1:])
+		if len(f) < 4 || f[0] == "Z" || f[0] == "X" {
+			continue
+		}
+		if f[2] == strconv.Itoa(sid) || f[3] == strconv.Itoa(sid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // signalGroup signals the session the workload leads (its pid is the

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,6 +25,11 @@ type Options struct {
 	// (default 500ms); it doubles per crash up to MaxRestartDelay (default
 	// 30s) and starts over once a process ran for StableAfter (default 30s).
 	RestartDelay, MaxRestartDelay, StableAfter time.Duration
+	// SocketDirs are where a release's unix sockets may be: a relative
+	// address is under SocketDirs[0], an absolute one must be under one of
+	// them (none: unix sockets are refused). The agent passes
+	// <state-dir>/sockets, then its --socket-dir flags. Created if missing.
+	SocketDirs []string
 	// Shell runs the LISTEN_PID shim (default /bin/sh); "-" runs the
 	// workload directly, without LISTEN_PID.
 	Shell string
@@ -67,6 +75,18 @@ func New(opts Options) (*Driver, error) {
 	if opts.Shell == "" {
 		opts.Shell = "/bin/sh"
 	}
+	dirs := make([]string, 0, len(opts.SocketDirs))
+	for _, dir := range opts.SocketDirs {
+		abs, err := filepath.Abs(dir)
+		if err == nil {
+			err = os.MkdirAll(abs, 0o755)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("process driver: socket directory %s: %w", dir, err)
+		}
+		dirs = append(dirs, filepath.Clean(abs))
+	}
+	opts.SocketDirs = dirs
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Driver{opts: opts, log: opts.Logger, ctx: ctx, cancel: cancel, apps: map[string]*app{}}, nil
 }
@@ -109,7 +129,7 @@ func (d *Driver) Switch(ctx context.Context, cur *driver.Running, next driver.Re
 	if a.isCold() {
 		return d.coldSwitch(ctx, a, next, healthy)
 	}
-	socks, fresh, err := a.socketsFor(ctx, next.Manifest.Listen)
+	socks, fresh, err := a.socketsFor(ctx, d, next.Manifest.Listen)
 	if err != nil {
 		return a.running(), fmt.Errorf("switch %s to %s: %w", next.App, next.Version, err)
 	}
@@ -209,6 +229,11 @@ func (d *Driver) Stop(ctx context.Context, r driver.Running) error {
 		errs = append(errs, d.stop(ctx, p, d.drainTimeout(p.rec.Release)))
 	}
 	closeSockets(a.sockets)
+	for _, s := range a.sockets {
+		if s.network == "unix" && !strings.HasPrefix(s.bound, "@") {
+			_ = removeStaleSocket(s.bound) // only a socket of the agent's that nobody listens on any more
+		}
+	}
 	if d.opts.OnChange != nil {
 		d.opts.OnChange(driver.Running{App: r.App})
 	}

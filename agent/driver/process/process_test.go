@@ -179,10 +179,11 @@ func alive(pid int) bool {
 }
 
 func TestUnixSocket(t *testing.T) {
-	d := newDriver(t, nil)
-	path := filepath.Join(t.TempDir(), "web.sock")
+	sockets := t.TempDir()
+	d := newDriverWith(t, Options{SocketDirs: []string{sockets}})
+	path := filepath.Join(sockets, "web.sock")
 	r1 := rel("1", "")
-	r1.Manifest.Listen = []release.Listener{{Name: "http", Network: "unix", Address: path}}
+	r1.Manifest.Listen = []release.Listener{{Name: "http", Network: "unix", Address: "web.sock"}}
 	r, err := d.Switch(context.Background(), nil, r1, nil2ok)
 	if err != nil {
 		t.Fatal(err)

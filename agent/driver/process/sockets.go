@@ -4,9 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
+	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -24,6 +30,101 @@ type socket struct {
 
 func socketKey(l release.Listener) string { return network(l) + " " + l.Address }
 
+// ErrSocketPath is returned (wrapped) for a unix socket path the driver
+// refuses: outside its socket directories, or taken by something that is
+// not a stale socket of the agent's.
+var ErrSocketPath = errors.New("unix socket path refused")
+
+// unixPath returns where a unix listen address binds: "@name" is abstract
+// (no file); a relative path is under the first socket directory; an
+// absolute one must be under one of them. Symlinks in the directories are
+// resolved before checking. An existing file at the path is removed only
+// when it is a stale socket of the agent's: a socket (not followed
+// through a symlink), owned by the agent's user, that nobody listens on;
+// anything else is refused and left alone.
+func (d *Driver) unixPath(addr string) (string, error) {
+	if strings.HasPrefix(addr, "@") {
+		return addr, nil
+	}
+	fail := func(format string, args ...any) (string, error) {
+		return "", fmt.Errorf("%w: %s", ErrSocketPath, fmt.Sprintf(format, args...))
+	}
+	dirs := d.opts.SocketDirs
+	if len(dirs) == 0 {
+		return fail("the agent has no socket directory (the agent's --socket-dir, or <state-dir>/sockets)")
+	}
+	p := addr
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(dirs[0], p)
+		if !strings.HasPrefix(p, dirs[0]+string(filepath.Separator)) {
+			return fail("%q leaves the socket directory %s", addr, dirs[0])
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return fail("%v", err)
+		}
+	}
+	if filepath.Clean(p) != p {
+		return fail("%q is not a clean path", addr)
+	}
+	parent, err := filepath.EvalSymlinks(filepath.Dir(p))
+	if err != nil {
+		return fail("directory of %s: %v", p, err)
+	}
+	if !slices.ContainsFunc(dirs, func(dir string) bool { return within(dir, parent) }) {
+		return fail("%s is not under a socket directory of the agent (%s); use a relative path, or start the agent with --socket-dir naming its directory",
+			p, strings.Join(dirs, ", "))
+	}
+	p = filepath.Join(parent, filepath.Base(p))
+	if err := removeStaleSocket(p); err != nil {
+		return fail("%v", err)
+	}
+	return p, nil
+}
+
+// within reports whether p is dir or under it, symlinks in dir resolved (p
+// is already resolved).
+func within(dir, p string) bool {
+	if r, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = r
+	}
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel)
+}
+
+// removeStaleSocket removes p when it is a socket of the agent's user that
+// nobody listens on (left by a dead workload); an absent p is fine; anything
+// else is an error, and p is left as it is.
+func removeStaleSocket(p string) error {
+	fi, err := os.Lstat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if fi.Mode().Type() != fs.ModeSocket || !ok || int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("%s exists and is not a socket the agent left (%s, owner %v): not removed; remove it yourself or choose another address",
+			p, fi.Mode().Type(), ownerOf(fi))
+	}
+	c, err := net.DialTimeout("unix", p, time.Second)
+	if err == nil {
+		c.Close()
+		return fmt.Errorf("%s: a live socket, something listens on it: not removed", p)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("%s: cannot tell whether it is stale: %w: not removed", p, err)
+	}
+	return os.Remove(p)
+}
+
+func ownerOf(fi fs.FileInfo) any {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Uid
+	}
+	return "unknown"
+}
+
 func network(l release.Listener) string {
 	if l.Network == "" {
 		return "tcp"
@@ -31,15 +132,19 @@ func network(l release.Listener) string {
 	return l.Network
 }
 
-// openSocket binds a new listening socket for l.
-func openSocket(ctx context.Context, l release.Listener) (*socket, error) {
-	nw := network(l)
+// openSocket binds a new listening socket for l. A unix socket's path is
+// confined to the driver's socket directories (see unixPath).
+func (d *Driver) openSocket(ctx context.Context, l release.Listener) (*socket, error) {
+	nw, addr := network(l), l.Address
 	if nw == "unix" {
-		_ = os.Remove(l.Address) // a stale socket file from a dead workload
+		var err error
+		if addr, err = d.unixPath(l.Address); err != nil {
+			return nil, fmt.Errorf("listen %s %q: %w", nw, l.Address, err)
+		}
 	}
-	ln, err := new(net.ListenConfig).Listen(ctx, nw, l.Address)
+	ln, err := new(net.ListenConfig).Listen(ctx, nw, addr)
 	if err != nil {
-		return nil, fmt.Errorf("listen %s %s: %w", nw, l.Address, err)
+		return nil, fmt.Errorf("listen %s %s: %w", nw, addr, err)
 	}
 	var f *os.File
 	switch ln := ln.(type) {
@@ -54,7 +159,7 @@ func openSocket(ctx context.Context, l release.Listener) (*socket, error) {
 	bound := ln.Addr().String()
 	ln.Close() // f holds the socket open
 	if err != nil {
-		return nil, fmt.Errorf("listen %s %s: %w", nw, l.Address, err)
+		return nil, fmt.Errorf("listen %s %s: %w", nw, addr, err)
 	}
 	return &socket{name: l.Name, key: socketKey(l), bound: bound, file: f, network: nw}, nil
 }

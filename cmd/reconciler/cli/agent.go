@@ -13,6 +13,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fleetops/reconciler/internal/logging"
+	"github.com/fleetops/reconciler/spec"
+	"github.com/fleetops/reconciler/release"
 )
 
 // agentOptions are the agent command's flags.
@@ -21,7 +23,9 @@ type agentOptions struct {
 	node, stateDir, listen    string
 	labels                    map[string]string
 	trustKeys, vars           []string
+	socketDirs                []string
 	poll                      time.Duration
+	fetchTimeout, fetchStall  time.Duration
 	once                      bool
 	logFormat                 string
 	output                    string
@@ -77,8 +81,11 @@ agent adopts them. See docs/agent.md.`,
 	f.StringVar(&o.stateDir, "state-dir", "", "local state, releases and workload logs (required)")
 	f.StringArrayVar(&o.trustKeys, "trust-key", nil, "public key trusted to sign releases (repeatable; at least one)")
 	f.StringArrayVar(&o.vars, "var", nil, "node variable K=V for ${K} in manifests and health targets (repeatable; wins over the fleet repo's)")
+	f.StringArrayVar(&o.socketDirs, "socket-dir", nil, "directory where releases may bind unix sockets by absolute path, besides <state-dir>/sockets (repeatable)")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:9180", "address of /healthz and /metrics (\"\": none)")
 	f.DurationVar(&o.poll, "poll", 30*time.Second, "re-evaluation period besides watch events")
+	f.DurationVar(&o.fetchTimeout, "fetch-timeout", release.DefaultTimeout, "bound on fetching one release (signature and artifact, retries included)")
+	f.DurationVar(&o.fetchStall, "fetch-stall", release.DefaultStallTimeout, "abort a download attempt that receives no byte for this long (it is retried)")
 	f.BoolVar(&o.once, "once", false, "one pass: exit 0 when converged, 1 otherwise")
 	f.StringVar(&o.logFormat, "log-format", "auto", "auto (text on a terminal, JSON otherwise), text or json")
 	f.StringVarP(&o.output, "output", "o", "text", "with --once: text, or json to print the node's /healthz body on stdout at the end")
@@ -101,6 +108,11 @@ func (o *agentOptions) validate() error {
 			errs = append(errs, fmt.Errorf("%s is required", flag))
 		}
 	}
+	if o.node != "" {
+		if err := spec.CheckName("node", o.node); err != nil {
+			errs = append(errs, fmt.Errorf("--node: %w", err))
+		}
+	}
 	if len(o.trustKeys) == 0 {
 		errs = append(errs, errors.New("--trust-key is required: the agent runs only releases signed by a key it trusts"))
 	}
@@ -119,6 +131,9 @@ func (o *agentOptions) validate() error {
 	if o.switchAbort < 0 || o.switchAbort+o.leaseTTL/10 >= o.leaseTTL*2/3 {
 		errs = append(errs, fmt.Errorf("--switch-abort %v with --lease-ttl %v leaves a lease no validity to switch in: want it below %v (two thirds of the TTL less a tenth); raise --lease-ttl or lower --switch-abort",
 			o.switchAbort, o.leaseTTL, o.leaseTTL*2/3-o.leaseTTL/10))
+	}
+	if o.fetchTimeout <= 0 || o.fetchStall <= 0 {
+		errs = append(errs, fmt.Errorf("--fetch-timeout %v, --fetch-stall %v: want positive durations", o.fetchTimeout, o.fetchStall))
 	}
 	if o.poll <= 0 {
 		errs = append(errs, fmt.Errorf("--poll %v: want a positive duration", o.poll))

@@ -87,7 +87,7 @@ apps: hello: {
 	version: %q
 	artifact: url: "file://%s/hello-\(version).tar.gz"
 	rollout: {strategy: "rolling", batchSize: 2}
-	health: exec: ["true"]
+	health: exec: ["hooks/ok.sh"]
 	%s
 }
 `, version, f.releases, extra)}

@@ -2,7 +2,7 @@
 // a fresh cobra tree: there are no package-level commands or settings, so the
 // CLI can run many times in one process (testscript does exactly that).
 //
-// Exit codes: 0 success, 1 failure, 2 usage error.
+// Exit codes: 0 success, 1 failure, 2 usage error, 130 interrupted.
 package cli
 
 import (
@@ -13,8 +13,11 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/fleetops/reconciler/internal/redact"
 )
 
 // Exit codes shared by every command.
@@ -22,6 +25,8 @@ const (
 	exitOK      = 0
 	exitFailure = 1
 	exitUsage   = 2
+
+	exitInterrupted = 130 // 128 + SIGINT, as shells report it
 )
 
 // env is what a command may take from the process: streams, environment and
@@ -69,17 +74,48 @@ func (e *usageError) Unwrap() error { return e.err }
 
 // Main runs the command line with the process's arguments and streams and
 // returns the exit code.
+//
+// SIGINT and SIGTERM cancel the context every command runs with. A command
+// that does not return within interruptGrace of the signal (evaluating a
+// large spec, say, which CUE cannot interrupt) is abandoned: Main returns
+// exitInterrupted and main exits. The agent has its own shutdown deadlines
+// and gets no grace limit; a second signal ends any command at once.
 func Main() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	wd, _ := os.Getwd()
 	e := &env{stdout: os.Stdout, stderr: os.Stderr, stdin: os.Stdin, getenv: os.Getenv, wd: wd}
-	return run(ctx, e, os.Args[1:])
+	args := os.Args[1:]
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, e, args) }() // abandoned only when main exits
+	select {
+	case code := <-done:
+		return code
+	case <-ctx.Done():
+	}
+	stop() // from now on a signal ends the process (Go's default)
+	var timeout <-chan time.Time
+	if cmd, _, err := newRootCmd(e).Find(args); err != nil || cmd.Name() != "agent" {
+		timeout = time.After(interruptGrace)
+	}
+	select {
+	case code := <-done:
+		return code
+	case <-timeout:
+		fmt.Fprintln(e.stderr, "reconciler: interrupted")
+		return exitInterrupted
+	}
 }
+
+// interruptGrace is how long a command may take to return after SIGINT or
+// SIGTERM before Main abandons it.
+const interruptGrace = time.Second
 
 func run(ctx context.Context, e *env, args []string) int {
 	out := &countingWriter{w: e.stdout}
-	e = &env{stdout: out, stderr: e.stderr, stdin: e.stdin, getenv: e.getenv, wd: e.wd}
+	// Messages never show credentials (internal/redact); stdout carries
+	// data (an export keeps the URLs it was given) and is left as it is.
+	e = &env{stdout: out, stderr: redact.Writer(e.stderr), stdin: e.stdin, getenv: e.getenv, wd: e.wd}
 	root := newRootCmd(e)
 	root.SetArgs(args)
 	root.SetOut(e.stdout)
