@@ -157,7 +157,8 @@ func (f *Fetcher) deadline(ctx context.Context) (context.Context, context.Cancel
 var ErrTimeout = errors.New("fetch timed out")
 
 // parseSource returns either a URL to download or a local path. Its errors
-// never show a password the source carries: they end up in node reports.
+// never show a credential the source carries (internal/redact): they end
+// up in node reports.
 func parseSource(source string) (*url.URL, string, error) {
 	if !strings.Contains(source, "://") {
 		if source == "" {
@@ -167,12 +168,16 @@ func parseSource(source string) (*url.URL, string, error) {
 	}
 	u, err := url.Parse(source)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // ue.Error() quotes the whole source
+		}
 		return nil, "", redact.Error(fmt.Errorf("fetch %q: %w", redact.String(source), err))
 	}
 	switch u.Scheme {
 	case "http", "https":
 		if u.Host == "" {
-			return nil, "", fmt.Errorf("fetch %s: no host: want %s://host/path", u.Redacted(), u.Scheme)
+			return nil, "", fmt.Errorf("fetch %s: no host: want %s://host/path", redact.String(source), u.Scheme)
 		}
 		return u, "", nil
 	case "file":

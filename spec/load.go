@@ -25,6 +25,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
+
+	"github.com/fleetops/reconciler/internal/regfile"
 )
 
 // schemaSource is the fleet schema; schemaFile is the name its positions
@@ -89,7 +91,7 @@ func LoadCommit(repo *git.Repository, commit plumbing.Hash, dir string) (*Fleet,
 // readFile reads a regular file of at most MaxFileBytes (it may have grown
 // since it was listed).
 func readFile(name string) ([]byte, error) {
-	f, err := os.Open(name)
+	f, err := regfile.Open(name) // a FIFO named *.cue would block
 	if err != nil {
 		return nil, err
 	}
