@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fleetops/reconciler/internal/redact"
 	"github.com/fleetops/reconciler/release"
 )
 
@@ -80,8 +81,11 @@ type Check struct {
 }
 
 // Run probes until an attempt passes, the retries are used up or ctx ends,
-// and returns the last attempt's error.
-func (c Check) Run(ctx context.Context) error {
+// and returns the last attempt's error, credentials in URLs redacted (it
+// goes to logs and node reports).
+func (c Check) Run(ctx context.Context) error { return redact.Error(c.run(ctx)) }
+
+func (c Check) run(ctx context.Context) error {
 	failures := 0
 	var last error // the last answer not cut short by ctx
 	probe := c.Probe

@@ -354,3 +354,12 @@ func TestExecDoesNotGetTheAgentsSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRunRedactsCredentials: a failed check's error (logged, and reported
+// by the steady probe) does not show a health URL's credentials.
+func TestRunRedactsCredentials(t *testing.T) {
+	err := (Check{HTTP: "http://user:s3cr3t@127.0.0.1:1/health?access_token=t0ken", Timeout: time.Second}).Run(context.Background())
+	if err == nil || strings.Contains(err.Error(), "s3cr3t") || strings.Contains(err.Error(), "t0ken") {
+		t.Fatalf("%v", err)
+	}
+}
