@@ -34,6 +34,7 @@ import (
 	"github.com/fleetops/reconciler/agent"
 	"github.com/fleetops/reconciler/agent/rollout"
 	"github.com/fleetops/reconciler/fleetrepo"
+	"github.com/fleetops/reconciler/internal/clock"
 	"github.com/fleetops/reconciler/reconciler"
 	"github.com/fleetops/reconciler/spec"
 )
@@ -511,7 +512,7 @@ func (w *world) agent(n *node, inc int, jitter *rand.Rand) {
 	g := &gated{w: w, n: n, inc: inc, lat: rand.New(rand.NewPCG(jitter.Uint64(), 4))}
 	g.h = w.store.Handle(n.name, nowFn, g.fault)
 	coord, err := rollout.New(rollout.Options{Node: n.name, Shared: g, LeaseTTL: w.p.ttl, ActivePoll: activePoll,
-		Logger: slog.New(slog.DiscardHandler), Now: nowFn, After: g.after, Rollback: w.rollbackFunc(g),
+		Logger: slog.New(slog.DiscardHandler), Clock: simClock{now: nowFn, after: g.after}, Rollback: w.rollbackFunc(g),
 		Descends: w.descends})
 	if err != nil {
 		panic(err)
@@ -724,7 +725,7 @@ func (w *world) converge(ctx context.Context, g *gated, app spec.App, p agent.Pe
 // rollbackFunc writes the rollback commit: restore req.To while the tip
 // still targets req.Failed.
 func (w *world) rollbackFunc(g *gated) rollout.RollbackFunc {
-	return func(ctx context.Context, req rollout.RollbackRequest) (string, error) {
+	return func(ctx context.Context, req fleetrepo.RollbackRequest) (string, error) {
 		if err := g.enter("rollback"); err != nil {
 			return "", err
 		}
@@ -733,11 +734,11 @@ func (w *world) rollbackFunc(g *gated) rollout.RollbackFunc {
 			return "", &fleetrepo.TransientError{Op: "push main to", Repo: repoName, Err: errors.New("simulated")}
 		}
 		app := w.app()
-		if app.Version != req.Failed {
+		if app.Version != req.Version {
 			return "", rollout.ErrNoRollback
 		}
 		app.Version = req.To
-		w.logf("%s: rollback commit %s -> %s", g.n.name, req.Failed, req.To)
+		w.logf("%s: rollback commit %s -> %s", g.n.name, req.Version, req.To)
 		w.setTip(app)
 		return w.commit.String(), nil
 	}
@@ -1182,3 +1183,18 @@ func (w *world) unsettled() []string {
 	}
 	return out
 }
+
+// simClock is a node's view of the simulation's time: its own skewed now,
+// and timers whose firing takes a turn (gated.after), so every wake-up of
+// the coordinator is a scheduled step. Timers and tickers the coordinator
+// makes otherwise run on the bubble's time.
+type simClock struct {
+	clock.System
+	now   func() time.Time
+	after func(time.Duration) <-chan time.Time
+}
+
+func (c simClock) Now() time.Time                         { return c.now() }
+func (c simClock) Since(t time.Time) time.Duration        { return c.now().Sub(t) }
+func (c simClock) Until(t time.Time) time.Duration        { return t.Sub(c.now()) }
+func (c simClock) After(d time.Duration) <-chan time.Time { return c.after(d) }
