@@ -315,7 +315,9 @@ func (a *Agent) step(ctx context.Context, commit plumbing.Hash, fleet *spec.Flee
 			rep.State, rep.Target, rep.Error = reconciler.AppWaiting, app.Version, p.Waiting
 		}
 		rep.Rollout = p.Rollout
-		return rep, p.Waiting == "" && p.Blocked == "" && rep.State == reconciler.AppHealthy
+		// Converged means running the tip's version: a pass that rolled the
+		// app back (wrote the rollback commit) did not converge to its tip.
+		return rep, p.Waiting == "" && p.Blocked == "" && rep.State == reconciler.AppHealthy && rep.Version == app.Version
 	}
 	t := Target{App: app, Version: p.Version, Vars: vars, Rollout: p.Rollout, Guard: p.Lease}
 	if p.Lease != nil {
@@ -325,7 +327,7 @@ func (a *Agent) step(ctx context.Context, commit plumbing.Hash, fleet *spec.Flee
 	if p.Lease != nil {
 		p.Lease.Finish(ctx, rep, err)
 	}
-	return rep, err == nil && rep.State == reconciler.AppHealthy
+	return rep, err == nil && rep.State == reconciler.AppHealthy && rep.Version == app.Version
 }
 
 // blocked keeps the reconciler_blocked gauge of app at 1 while a person
