@@ -93,6 +93,13 @@ func statuses(ctx context.Context, e *env, h *fleetHandles, args []string) ([]re
 		}
 		out = append(out, st)
 	}
+	bad := badRefWarnings(h)
+	warnBadRefs(e, h)
+	for i := range out {
+		if h.flags.output == "json" {
+			out[i].Warnings = append(out[i].Warnings, bad...)
+		}
+	}
 	return out, nil
 }
 
@@ -102,7 +109,12 @@ func printStatus(w io.Writer, st reconciler.Status) {
 		head = fmt.Sprintf("%s  %s -> %s", st.App, st.From, st.Target)
 	}
 	fmt.Fprintf(w, "%s  %s", head, st.State)
-	if st.Rollout != "" {
+	switch {
+	case st.Rollout != "" && st.AtOnce:
+		fmt.Fprintf(w, "  (rollback to %s from %s at once, commit %.12s, %s)", st.RolloutTarget, orDash(st.From), st.Rollout, st.Elapsed)
+	case st.Rollout != "" && st.Rollback:
+		fmt.Fprintf(w, "  (rollback to %s from %s in waves, commit %.12s, %s)", st.RolloutTarget, orDash(st.From), st.Rollout, st.Elapsed)
+	case st.Rollout != "":
 		fmt.Fprintf(w, "  (rollout of %s from %s, commit %.12s, %s)", st.RolloutTarget, orDash(st.From), st.Rollout, st.Elapsed)
 	}
 	fmt.Fprintln(w)
