@@ -172,7 +172,7 @@ func parseSource(source string) (*url.URL, string, error) {
 		if errors.As(err, &ue) {
 			err = ue.Err // ue.Error() quotes the whole source
 		}
-		return nil, "", redact.Error(fmt.Errorf("fetch %q: %w", redact.String(source), err))
+		return nil, "", redact.Error(fmt.Errorf("fetch %q: %w", redact.String(redactAuthority(source)), err))
 	}
 	switch u.Scheme {
 	case "http", "https":
@@ -187,6 +187,26 @@ func parseSource(source string) (*url.URL, string, error) {
 		return nil, u.Path, nil
 	}
 	return nil, "", fmt.Errorf("fetch %s: unsupported scheme %q (want a path, file://, http:// or https://)", redact.String(source), u.Scheme)
+}
+
+// redactAuthority hides what comes before the last '@' of the authority of
+// a source that does not parse: redact.String, made for free text, stops at
+// a space, which no valid userinfo has but a mistyped one can ("https://ada:
+// pass@host"; found by FuzzParseSource).
+func redactAuthority(s string) string {
+	i := strings.Index(s, "://")
+	if i < 0 {
+		return s
+	}
+	auth := s[i+3:]
+	if j := strings.IndexAny(auth, "/?#"); j >= 0 {
+		auth = auth[:j]
+	}
+	at := strings.LastIndex(auth, "@")
+	if at < 0 {
+		return s
+	}
+	return s[:i+3] + redact.Mark + s[i+3+at:]
 }
 
 func (f *Fetcher) checkLocal(p string) error {

@@ -114,6 +114,7 @@ func TestParseSourceRefusals(t *testing.T) {
 		{"https://ada:hunter22@releases.example.com/%zz", `"https://REDACTED@releases.example.com/%zz": invalid URL escape`},
 		{"https://ada:hunter22@[::1/web.tar.gz", "missing ']' in host"},
 		{"file://ada:hunter22@host/web.tar.gz", "want file:///absolute/path"},
+		{"https://ada: hunter22@releases.example.com/web.tar.gz", "invalid userinfo"},
 	} {
 		_, _, err := parseSource(tt.source)
 		if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "hunter22") {
