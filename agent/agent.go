@@ -41,6 +41,8 @@ type Agent struct {
 	marksAt plumbing.Hash
 	marks   map[string]*reconciler.RollbackMark
 	addr    atomic.Pointer[net.Addr] // of /healthz, once listening
+	dl      *downloads               // releases being installed, off the loop
+	dup     atomic.Pointer[string]   // another agent writes this node's report (duplicate.go)
 
 	mu        sync.Mutex
 	recheckAt time.Time                 // earliest pass a decision asked for
@@ -62,7 +64,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	log := cfg.Logger.With("node", cfg.Node)
 	return &Agent{cfg: cfg, log: log, store: st, metrics: newMetrics(cfg.Registry),
-		tip: newTipWatch(cfg.Registry, log, cfg.Clock.Now), releases: map[string]cachedReleases{}}, nil
+		tip: newTipWatch(cfg.Registry, log, cfg.Clock.Now), releases: map[string]cachedReleases{}, dl: newDownloads()}, nil
 }
 
 // Run runs the agent until ctx ends (nil), or for one pass with Config.Once
@@ -93,7 +95,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	defer a.dl.stop() // after cancel: the downloads end with ctx
 	defer cancel()
+	a.dl.background = !a.cfg.Once
 	if err := a.startHTTP(ctx, &wg); err != nil {
 		return err
 	}
@@ -123,6 +127,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.log.Info("agent stopping; workloads keep running")
 			return nil
 		case <-wake:
+		case <-a.dl.ready: // a release is installed (or refused)
 		case <-tick.C():
 		case <-recheck.C():
 		}
@@ -194,6 +199,9 @@ func (a *Agent) Reconcile(ctx context.Context) bool {
 		report.SpecCommit = commit.String()
 	}
 	reportFetch(&report, err)
+	if report.Conflict = a.duplicate(); report.Conflict != "" {
+		fleet = nil // two agents with one node name: act on nothing
+	}
 	if fleet == nil {
 		report.Apps = a.localReports()
 		a.publish(ctx, report)
@@ -269,11 +277,15 @@ func (a *Agent) applyFleet(ctx context.Context, commit plumbing.Hash, fleet *spe
 			}
 		}
 	}
+	a.dl.retain(func(app string) bool { _, ok := reports[app]; return ok })
 	return reports, converged
 }
 
 // step decides one app's version and converges to it.
 func (a *Agent) step(ctx context.Context, commit plumbing.Hash, fleet *spec.Fleet, app spec.App, vars map[string]string) (reconciler.AppReport, bool) {
+	if rep, busy := a.prefetch(ctx, app, vars); busy {
+		return rep, false // downloading: no decision (no lease) before it is here
+	}
 	st := a.store.App(app.Name)
 	in := DecideInput{Node: a.cfg.Node, Commit: commit, Fleet: fleet, App: app,
 		Local: Local{Active: st.Active, Previous: st.Previous}, Rollback: a.rollbackMark(commit, app.Name)}
@@ -358,11 +370,14 @@ func (a *Agent) driver(name string) (driver.Driver, error) {
 
 // publish serves the report on /healthz and writes it to the Reporter.
 func (a *Agent) publish(ctx context.Context, r reconciler.NodeReport) {
+	r = redactReport(r)
 	a.last.Store(&r)
 	if a.cfg.Reporter == nil {
 		return
 	}
-	if err := a.cfg.Reporter.WriteReport(ctx, r); err != nil && !errors.Is(err, context.Canceled) {
+	if err := a.cfg.Reporter.WriteReport(ctx, r); a.noteDuplicate(err) {
+		a.metrics.reconcileErrors.WithLabelValues("report").Inc()
+	} else if err != nil && !errors.Is(err, context.Canceled) {
 		a.metrics.reconcileErrors.WithLabelValues("report").Inc()
 		a.log.Warn("write node report", "err", err)
 	}

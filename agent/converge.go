@@ -13,6 +13,8 @@ import (
 	"github.com/fleetops/reconciler/agent/driver"
 	"github.com/fleetops/reconciler/agent/health"
 	"github.com/fleetops/reconciler/agent/state"
+	"github.com/fleetops/reconciler/internal/redact"
+	"github.com/fleetops/reconciler/internal/regfile"
 	"github.com/fleetops/reconciler/reconciler"
 	"github.com/fleetops/reconciler/release"
 	"github.com/fleetops/reconciler/spec"
@@ -52,7 +54,15 @@ func (a *Agent) Converge(ctx context.Context, t Target) (reconciler.AppReport, e
 	if st.Failed != nil && st.Failed.Version == v {
 		return a.appReport(st, t, reconciler.AppFailed, st.Failed.Reason), nil
 	}
+	if r := st.RefusalOf(downloadKey(t)); r != nil {
+		err := fmt.Errorf("%s (refused %s; not fetched again until the spec changes the artifact)", r.Reason, r.Time.Format(time.RFC3339))
+		return a.appReport(st, t, reconciler.AppFailed, err.Error()), err
+	}
 	p, err := a.prepare(ctx, t)
+	if errors.Is(err, errDownloading) {
+		return a.appReport(st, t, reconciler.AppUpgrading, ""), nil
+	}
+	err = redact.Error(err) // it is logged, kept in the state and reported
 	if err != nil {
 		a.metrics.reconcileErrors.WithLabelValues("install").Inc()
 		level := slog.LevelError
@@ -60,7 +70,14 @@ func (a *Agent) Converge(ctx context.Context, t Target) (reconciler.AppReport, e
 			level = slog.LevelDebug // said already, at an earlier pass
 		}
 		a.log.Log(ctx, level, "release not applied: keeping what runs", "app", name, "version", v, "err", err)
-		_ = a.store.UpdateApp(name, func(s *state.App) { s.LastError, s.ErrorTime = err.Error(), a.cfg.Clock.Now() })
+		var refused *release.RefusedError
+		isRefused := errors.As(err, &refused)
+		_ = a.store.UpdateApp(name, func(s *state.App) {
+			s.LastError, s.ErrorTime = err.Error(), a.cfg.Clock.Now()
+			if isRefused {
+				s.AddRefusal(state.Refusal{Key: downloadKey(t), SHA256: refused.SHA256, Reason: err.Error(), Time: a.cfg.Clock.Now()})
+			}
+		})
 		return a.appReport(a.store.App(name), t, reconciler.AppFailed, err.Error()), err
 	}
 	return a.switchTo(ctx, t, st, p)
@@ -92,25 +109,86 @@ func (a *Agent) prepare(ctx context.Context, t Target) (prepared, error) {
 }
 
 // install returns the manifest of the release in dir, installing it first
-// when it is not there.
+// when it is not there. While the agent loops the install runs in the
+// background (downloads) and one still running gives errDownloading.
 func (a *Agent) install(ctx context.Context, t Target, dir string) (*release.Manifest, error) {
-	b, err := os.ReadFile(filepath.Join(dir, release.ManifestName))
-	if err == nil {
+	m, err := installedAt(t, dir)
+	if m != nil || !errors.Is(err, fs.ErrNotExist) {
+		return m, err
+	}
+	if t.Version != t.App.Version {
+		return nil, fmt.Errorf("install %s %s: the spec's artifact is for version %s", t.App.Name, t.Version, t.App.Version)
+	}
+	dl := a.startDownload(ctx, t, dir)
+	return a.dl.take(t.App.Name, dl)
+}
+
+// installedAt reads the manifest of the release installed in dir; an
+// error wrapping fs.ErrNotExist when there is none.
+func installedAt(t Target, dir string) (*release.Manifest, error) {
+	b, err := regfile.ReadFile(filepath.Join(dir, release.ManifestName), 0)
+	switch {
+	case err == nil:
 		return release.ParseManifest(b)
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, err
 	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("installed release %s %s: %w", t.App.Name, t.Version, err)
+	return nil, fmt.Errorf("installed release %s %s: %w", t.App.Name, t.Version, err)
+}
+
+// startDownload returns the download of t's release into dir, starting it
+// (and cancelling one of an older target of the app) when it is not running.
+func (a *Agent) startDownload(ctx context.Context, t Target, dir string) *download {
+	name, art := t.App.Name, t.App.Artifact
+	dl, started, cancelled := a.dl.get(ctx, name, downloadKey(t), func(ctx context.Context) (*release.Manifest, error) {
+		return a.download(ctx, t, dir)
+	})
+	if cancelled != "" {
+		a.log.Warn("target changed: download cancelled", "app", name, "cancelled", cancelled, "now", t.Version)
 	}
+	if started {
+		a.log.Info("installing release", "app", name, "version", t.Version, "url", redact.String(art.URL))
+		a.announce(ctx, name, a.appReport(a.store.App(name), t, reconciler.AppUpgrading, ""))
+	}
+	return dl
+}
+
+// prefetch starts installing the spec's version of app in the background
+// when this node will need it, before any decision: a download takes no
+// lease and holds up no other app. It reports the app "upgrading" while
+// the download runs. A single pass (Once) does not prefetch.
+func (a *Agent) prefetch(ctx context.Context, app spec.App, vars map[string]string) (reconciler.AppReport, bool) {
+	st := a.store.App(app.Name)
+	t := Target{App: app, Version: app.Version, Vars: vars}
+	if !a.dl.background || app.Paused || st.Active == app.Version || (st.Failed != nil && st.Failed.Version == app.Version) ||
+		st.RefusalOf(downloadKey(t)) != nil {
+		return reconciler.AppReport{}, false
+	}
+	dir := a.releaseDir(t)
+	if _, err := installedAt(t, dir); !errors.Is(err, fs.ErrNotExist) {
+		return reconciler.AppReport{}, false
+	}
+	if dl := a.startDownload(ctx, t, dir); dl.done() {
+		return reconciler.AppReport{}, false // Converge takes its outcome
+	}
+	return a.appReport(st, t, reconciler.AppUpgrading, ""), true
+}
+
+// downloadKey names what a download of t fetches: a change of any part is
+// a new download.
+func downloadKey(t Target) string {
+	art := t.App.Artifact
+	return t.Version + " " + art.URL + " " + art.Signature + " " + art.SHA256
+}
+
+// download fetches, verifies and unpacks t's release into dir.
+func (a *Agent) download(ctx context.Context, t Target, dir string) (*release.Manifest, error) {
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return nil, fmt.Errorf("install %s %s: %w", t.App.Name, t.Version, err)
 	}
 	art := t.App.Artifact
-	if t.Version != t.App.Version {
-		return nil, fmt.Errorf("install %s %s: the spec's artifact is for version %s", t.App.Name, t.Version, t.App.Version)
-	}
-	a.log.Info("installing release", "app", t.App.Name, "version", t.Version, "url", art.URL)
-	a.announce(ctx, t.App.Name, a.appReport(a.store.App(t.App.Name), t, reconciler.AppUpgrading, ""))
-	src := release.Source{URL: art.URL, SignatureURL: art.Signature, SHA256: art.SHA256}
+	st := a.store.App(t.App.Name)
+	src := release.Source{URL: art.URL, SignatureURL: art.Signature, SHA256: art.SHA256, Refused: st.RefusedDigests()}
 	m, err := a.cfg.Installer.Install(ctx, src, release.Want{App: t.App.Name, Version: t.Version}, dir)
 	if err != nil {
 		return nil, err
@@ -148,6 +226,7 @@ func (a *Agent) switchTo(ctx context.Context, t Target, st state.App, p prepared
 	a.metrics.active.Inc()
 	start := a.cfg.Clock.Now()
 	running, err := drv.Switch(sctx, cur, p.rel, a.healthFunc(versionGuard(p.check, st.Active, v)))
+	err = redact.Error(err) // a health URL's credentials stay out of state and reports
 	a.metrics.active.Dec()
 	if err != nil && sctx.Err() != nil {
 		return a.switchInterrupted(t, st, running, err)

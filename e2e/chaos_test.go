@@ -16,7 +16,7 @@ import (
 )
 
 // chaosTTL is the agents' lease TTL in the chaos runs.
-const chaosTTL = 4 * time.Second
+const chaosTTL = 8 * time.Second
 
 // TestChaos runs fault schedules of real processes, one per seed (issue 12
 // section 3): six agents under request load, each reaching git

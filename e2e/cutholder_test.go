@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -12,8 +14,8 @@ import (
 )
 
 // TestCutHolderNeverOverlaps (issue 17, end to end): three real agents
-// over git http-backend, batch size 1, workloads that take 10s to start (a
-// switch far longer than the 3s lease TTL). While the first holder is
+// over git http-backend, batch size 1, workloads that take 15s to start (a
+// switch far longer than the 6s lease TTL). While the first holder is
 // switching, its proxy black-holes and cuts its connections to the Git
 // server, so it can renew nothing. The others see its lease expire and go
 // on. Measured from the workloads' own event logs: never more than one node
@@ -21,7 +23,7 @@ import (
 // switching after its slot was taken over, and two nodes overlap; the
 // violation is then logged as a known bug unless RECONCILER_ISSUE17=fixed.
 func TestCutHolderNeverOverlaps(t *testing.T) {
-	f := newFaultFleet(t, 3, 3*time.Second, "WORKLOAD_START_DELAY=10s")
+	f := newFaultFleet(t, 3, 6*time.Second, "WORKLOAD_START_DELAY=15s")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	load := fleetlab.StartLoad(ctx, f.agents, 50*time.Millisecond, 5*time.Second)
@@ -63,32 +65,31 @@ func TestCutHolderNeverOverlaps(t *testing.T) {
 		r := reconciler.Latest(f.record("web"))
 		return r != nil && r.ID == commit && r.Outcome != reconciler.OutcomeNone, "no outcome yet"
 	}, "the rollout's outcome")
-	f.eventually(time.Minute, func() (bool, string) {
-		rep, err := f.agent(victim).Report()
-		if err != nil {
-			return false, err.Error()
-		}
-		app := rep.Apps["web"]
-		if app.State != reconciler.AppHealthy {
-			return false, victim + ": web " + app.Version + " " + app.State + " " + app.Error
-		}
-		return true, ""
-	}, victim+" healthy again")
 	res := load.Stop()
 
 	r := reconciler.Latest(f.record("web"))
 	t.Logf("rollout %s: outcome %s, done %v, failed %v", commit[:8], r.Outcome, keys(r.Done), r.Failed)
-	if reason, ok := r.Failed[victim]; !ok || !strings.Contains(reason, "lease") {
-		t.Logf("%s not recorded failed for its lease (reason %q): was the slot taken over?", victim, reason)
-	}
 	f.judgeSwitching("1.1.0", since, 1)
+	f.logEvents(victim)
 	strict := map[string]bool{}
 	for _, a := range others {
 		strict[a.Name] = true
 	}
 	f.judgeRequests(res, strict)
-	v, _ := f.agent(victim).Serving()
-	t.Logf("%s serves %s at the end", victim, v)
+	// The cut holder either finished its switch before its validity ran
+	// out or gave the candidate up: it serves one of the two versions.
+	f.eventually(30*time.Second, func() (bool, string) {
+		v, err := f.agent(victim).Serving()
+		return err == nil && (v == "1.0.0" || v == "1.1.0"), fmt.Sprintf("%s serves %q (%v)", victim, v, err)
+	}, victim+" serving")
+	rep, _ := f.agent(victim).Report()
+	t.Logf("%s at the end: web %s %s %s", victim, rep.Apps["web"].Version, rep.Apps["web"].State, rep.Apps["web"].Error)
+	b, _ := os.ReadFile(f.agent(victim).Log)
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, "validity") || strings.Contains(line, "candidate") || strings.Contains(line, "interrupted") {
+			t.Logf("%s log: %s", victim, line)
+		}
+	}
 }
 
 func keys[V any](m map[string]V) []string {

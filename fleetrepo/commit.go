@@ -2,6 +2,7 @@ package fleetrepo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"unicode"
@@ -141,7 +142,14 @@ func (d *Desired) Commit(ctx context.Context, req CommitRequest) (plumbing.Hash,
 func (d *Desired) publish(ctx context.Context, branch string, expect, next plumbing.Hash) error {
 	if branch != "" {
 		ref := plumbing.NewBranchReferenceName(branch)
-		if err := d.s.cas(ctx, ref, plumbing.ZeroHash, next); err != nil {
+		err := d.s.cas(ctx, ref, plumbing.ZeroHash, next)
+		var ce *ConflictError
+		if errors.As(err, &ce) && !ce.Actual.IsZero() {
+			// Not a race to retry: the branch is there already. The error
+			// still matches ErrConflict (the compare-and-swap lost).
+			return fmt.Errorf("commit to new branch %s: %w (at %s): name a new branch, or commit to the tracked branch instead%w", ref, ErrBranchExists, short(ce.Actual), quiet{ce})
+		}
+		if err != nil {
 			return fmt.Errorf("commit to new branch %s: %w", ref, err)
 		}
 		return nil
@@ -279,3 +287,10 @@ func orNone(s string) string {
 	}
 	return s
 }
+
+// quiet wraps an error for errors.Is and errors.As without adding to the
+// message.
+type quiet struct{ err error }
+
+func (q quiet) Error() string { return "" }
+func (q quiet) Unwrap() error { return q.err }

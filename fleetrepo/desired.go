@@ -9,6 +9,8 @@ import (
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
+
+	"github.com/fleetops/reconciler/internal/redact"
 )
 
 // acceptedPrefix names, in the cache, the last accepted tip of each tracked
@@ -62,8 +64,8 @@ func OpenDesired(ctx context.Context, opts DesiredOptions) (*Desired, error) {
 // Branch returns the full name of the tracked branch (refs/heads/main).
 func (d *Desired) Branch() plumbing.ReferenceName { return d.ref }
 
-// URL returns the repository URL as dialled.
-func (d *Desired) URL() string { return d.s.url }
+// URL returns the repository URL as dialled, credentials redacted (for messages).
+func (d *Desired) URL() string { return redact.String(d.s.url) }
 
 // Repository returns the local cache, for reading the trees of fetched
 // commits (spec.LoadCommit). Objects are only ever added to it. Reading it

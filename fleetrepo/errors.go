@@ -33,6 +33,9 @@ var (
 	ErrRejected error = &personError{msg: "push rejected by the server"}
 )
 
+// ErrBranchExists means CommitRequest.Branch, which must be new, exists.
+var ErrBranchExists = errors.New("the branch exists already")
+
 // personError is a failure retrying cannot fix: a person must act (change
 // the server's configuration, the credentials or the agent's flags). It
 // matches NeedsPerson.

@@ -72,12 +72,17 @@ func (sh *Shared) readLease(ctx context.Context, app string, slot int) (reconcil
 	var doc leaseDoc
 	if !tip.IsZero() {
 		if err := sh.readJSON(tip, leaseFile, &doc); err != nil {
-			return reconciler.Lease{}, tip, err
+			sh.markBad(ref, tip, err)
+			return reconciler.Lease{}, tip, fmt.Errorf("lease %s/%d at %s: %w: %w (leases break overwrites it)", app, slot, short(tip), ErrBadLease, err)
 		}
 	}
 	doc.App, doc.Slot = app, slot
 	return sh.observe(ref, tip, doc, sh.opts.Clock.Now()), tip, nil
 }
+
+// ErrBadLease means a lease ref does not hold a readable lease.json: no
+// one can take the slot until `leases break` overwrites it (Break does).
+var ErrBadLease = errors.New("unreadable lease")
 
 // Acquire takes slot of app's lease set for holder and rollout. It succeeds
 // when the slot is free (never used, released or broken), when its holder's
@@ -265,6 +270,9 @@ func (sh *Shared) Break(ctx context.Context, app string, slot int) (reconciler.L
 	sh.s.mu.Lock()
 	defer sh.s.mu.Unlock()
 	cur, tip, err := sh.readLease(ctx, app, slot)
+	if errors.Is(err, ErrBadLease) {
+		return cur, sh.overwriteBad(ctx, app, slot, tip)
+	}
 	if err != nil || !cur.Held() {
 		return cur, wrapIf(err, "break lease %s/%d", app, slot)
 	}
@@ -278,6 +286,29 @@ func (sh *Shared) Break(ctx context.Context, app string, slot int) (reconciler.L
 	return cur, nil
 }
 
+// overwriteBad replaces an unreadable lease at tip with a free one (on
+// top of tip when it is a commit, else as a new root). Caller holds mu.
+func (sh *Shared) overwriteBad(ctx context.Context, app string, slot int, tip plumbing.Hash) error {
+	ref := leaseRef(app, slot)
+	parent := tip
+	if _, err := sh.s.repo.CommitObject(tip); err != nil {
+		parent = plumbing.ZeroHash
+	}
+	now := sh.opts.Clock.Now()
+	doc := leaseDoc{App: app, Slot: slot, Renewed: now, Note: "unreadable lease overwritten by " + sh.opts.Identity.Name}
+	msg := fmt.Sprintf("lease %s/%d: unreadable lease %s overwritten by %s", app, slot, short(tip), sh.opts.Identity.Name)
+	next, err := sh.writeJSON(leaseFile, doc, parent, msg)
+	if err == nil {
+		err = sh.s.cas(ctx, ref, tip, next)
+	}
+	if err != nil {
+		return fmt.Errorf("break unreadable lease %s/%d: %w", app, slot, err)
+	}
+	sh.forget(ref)
+	sh.seen[ref] = observation{token: next, since: now, own: true}
+	return nil
+}
+
 func wrapIf(err error, format string, args ...any) error {
 	if err == nil {
 		return nil
@@ -286,7 +317,7 @@ func wrapIf(err error, format string, args ...any) error {
 }
 
 // Leases returns every slot of app's lease set that was ever used, by slot,
-// free ones included; app "" returns every app's, by app then slot.
+// free ones included (an unreadable one is skipped and named by BadRefs); app "" returns every app's, by app then slot.
 // Unchanged is measured on this handle's clock from when it first saw each
 // lease's current token, so call it regularly to let expiry be observed.
 func (sh *Shared) Leases(ctx context.Context, app string) ([]reconciler.Lease, error) {
@@ -299,10 +330,11 @@ func (sh *Shared) Leases(ctx context.Context, app string) ([]reconciler.Lease, e
 	}
 	sh.s.mu.Lock()
 	defer sh.s.mu.Unlock()
-	refs, err := sh.current(ctx, prefix)
+	refs, bad, err := sh.currentReadable(ctx, prefix)
 	if err != nil {
 		return nil, fmt.Errorf("read leases of %s: %w", orAll(app), err)
 	}
+	defer sh.markGood(prefix, bad)
 	now := sh.opts.Clock.Now()
 	var out []reconciler.Lease
 	for ref, tip := range refs {
@@ -312,7 +344,9 @@ func (sh *Shared) Leases(ctx context.Context, app string) ([]reconciler.Lease, e
 		}
 		var doc leaseDoc
 		if err := sh.readJSON(tip, leaseFile, &doc); err != nil {
-			return nil, fmt.Errorf("read lease %s: %w", ref, err)
+			sh.markBad(ref, tip, fmt.Errorf("read lease: %w", err))
+			bad[ref] = true
+			continue
 		}
 		doc.App, doc.Slot = a, s // the ref names the slot, whatever the file says
 		out = append(out, sh.observe(ref, tip, doc, now))

@@ -94,13 +94,16 @@ func (sh *Shared) record(ctx context.Context, app string) ([]reconciler.Event, p
 		return cached.events[:len(cached.events):len(cached.events)], tip, nil
 	}
 	var newer []reconciler.Event
+	var garbage error
 	h := tip
 	for !h.IsZero() && h != cached.tip {
 		var ev reconciler.Event
-		if err := sh.readJSON(h, eventFile, &ev); err != nil {
-			return nil, tip, fmt.Errorf("read rollout record %s: %w", app, err)
+		if err := sh.readEvent(h, &ev); err != nil {
+			garbage = fmt.Errorf("event %s skipped: %w", short(h), err) // the last found: the oldest
+			sh.markBad(ref, h, garbage)
+		} else {
+			newer = append(newer, ev)
 		}
-		newer = append(newer, ev)
 		if h, err = sh.parent(h); err != nil {
 			return nil, tip, fmt.Errorf("read rollout record %s: %w", app, err)
 		}
@@ -109,10 +112,32 @@ func (sh *Shared) record(ctx context.Context, app string) ([]reconciler.Event, p
 	if h == cached.tip {
 		base = cached.events
 	}
+	if garbage == nil && cached.tip.IsZero() {
+		sh.forget(ref)
+	}
 	slices.Reverse(newer)
 	events := append(slices.Clone(base), newer...)
 	sh.records[app] = recordCache{tip: tip, events: events}
 	return events[:len(events):len(events)], tip, nil
+}
+
+// readEvent reads the event of one record commit: a file that does not
+// decode, or an event of no known type or rollout, is garbage.
+func (sh *Shared) readEvent(h plumbing.Hash, ev *reconciler.Event) error {
+	if err := sh.readJSON(h, eventFile, ev); err != nil {
+		return err
+	}
+	if !knownEvent[ev.Type] || ev.Rollout == "" {
+		return fmt.Errorf("%s of commit %s: not a rollout event (type %q, rollout %q)", eventFile, short(h), ev.Type, ev.Rollout)
+	}
+	return nil
+}
+
+var knownEvent = map[string]bool{
+	reconciler.EventStarted: true, reconciler.EventWaveDone: true, reconciler.EventNodeDone: true,
+	reconciler.EventNodeFailed: true, reconciler.EventNodeUnreachable: true, reconciler.EventPaused: true,
+	reconciler.EventResumed: true, reconciler.EventOptionsChanged: true, reconciler.EventCompleted: true,
+	reconciler.EventFailed: true, reconciler.EventRolledBack: true, reconciler.EventSuperseded: true,
 }
 
 // parent returns the first parent of a commit (zero for a root).

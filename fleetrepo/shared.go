@@ -2,14 +2,16 @@ package fleetrepo
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"strings"
+	"sync"
 
 	"github.com/go-git/go-git/v5/plumbing"
 
+	"github.com/fleetops/reconciler/internal/redact"
 	"github.com/fleetops/reconciler/spec"
 )
 
@@ -32,14 +34,18 @@ const (
 // records and leases. It is safe for concurrent use; operations on one
 // handle are serialized, so give independent actors their own handle.
 type Shared struct {
-	opts SharedOptions
-	s    *store
+	opts     SharedOptions
+	s        *store
+	instance string // random, names this handle's report commits
 
 	// Guarded by s.mu.
 	seen    map[plumbing.ReferenceName]observation // leases, by ref
 	records map[string]recordCache                 // by app
 	reports map[string]reportCache                 // last written, by node
 	ignored map[plumbing.ReferenceName]bool        // invalid refs already warned about
+
+	badMu sync.Mutex                        // guards bad only: BadRefs never waits for a fetch
+	bad   map[plumbing.ReferenceName]BadRef // unreadable refs, skipped (badrefs.go)
 }
 
 // OpenShared opens the shared state at opts.URL, creating the cache when
@@ -53,17 +59,19 @@ func OpenShared(ctx context.Context, opts SharedOptions) (*Shared, error) {
 		return nil, fmt.Errorf("open shared state: %w", err)
 	}
 	return &Shared{
-		opts:    opts,
-		s:       s,
-		seen:    map[plumbing.ReferenceName]observation{},
-		records: map[string]recordCache{},
-		reports: map[string]reportCache{},
-		ignored: map[plumbing.ReferenceName]bool{},
+		opts:     opts,
+		s:        s,
+		instance: rand.Text()[:16],
+		seen:     map[plumbing.ReferenceName]observation{},
+		records:  map[string]recordCache{},
+		reports:  map[string]reportCache{},
+		ignored:  map[plumbing.ReferenceName]bool{},
+		bad:      map[plumbing.ReferenceName]BadRef{},
 	}, nil
 }
 
-// URL returns the repository URL as dialled.
-func (sh *Shared) URL() string { return sh.s.url }
+// URL returns the repository URL as dialled, credentials redacted (for messages).
+func (sh *Shared) URL() string { return redact.String(sh.s.url) }
 
 // Watch calls wake once when it starts and then whenever any ref under
 // refs/reconciler/ moves, until ctx is done (then it returns nil). Local
@@ -117,12 +125,16 @@ func (sh *Shared) readJSON(commit plumbing.Hash, file string, v any) error {
 }
 
 // writeJSON builds a commit holding v as file, with parent (if not zero).
+// Every node and operator reads shared state: credentials in any URL of v
+// (an error naming an artifact URL) are redacted (internal/redact).
 // Caller holds mu.
 func (sh *Shared) writeJSON(file string, v any, parent plumbing.Hash, message string) (plumbing.Hash, error) {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return plumbing.ZeroHash, fmt.Errorf("encode %s: %w", file, err)
 	}
+	data = []byte(redact.String(string(data)))
+	message = redact.String(message)
 	var parents []plumbing.Hash
 	if !parent.IsZero() {
 		parents = []plumbing.Hash{parent}
@@ -133,20 +145,6 @@ func (sh *Shared) writeJSON(file string, v any, parent plumbing.Hash, message st
 		message: message + "\n",
 		author:  sh.opts.Identity.signature(sh.opts.Clock.Now()),
 	})
-}
-
-// current lists refs under prefix and fetches those not in the cache.
-// Caller holds mu.
-func (sh *Shared) current(ctx context.Context, prefix string) (map[plumbing.ReferenceName]plumbing.Hash, error) {
-	refs, err := sh.s.list(ctx, prefix)
-	if err != nil {
-		return nil, err
-	}
-	maps.DeleteFunc(refs, func(ref plumbing.ReferenceName, _ plumbing.Hash) bool { return !sh.validRef(ref) })
-	if err := sh.s.fetch(ctx, refs); err != nil {
-		return nil, err
-	}
-	return refs, nil
 }
 
 // tip reads one ref's remote value (zero: absent) and fetches it. Caller holds mu.

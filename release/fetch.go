@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/fleetops/reconciler/internal/redact"
 )
 
 // Options configure a Fetcher. Zero fields take the defaults in brackets.
@@ -21,10 +23,12 @@ type Options struct {
 	// CacheDir keeps downloaded artifacts, each named by its sha256. Required
 	// for http(s) sources; local sources are read in place.
 	CacheDir string
-	// Timeout bounds one download attempt from request to last byte [10m].
+	// Timeout bounds a whole fetch, retries and backoff included: Fetch of
+	// one source, and Install's signature and artifact together [10m]. A
+	// server that trickles bytes (one every 2 s never stalls) ends there.
 	Timeout time.Duration
 	// StallTimeout aborts an attempt when no byte arrives for this long,
-	// headers included [30s].
+	// headers included [30s]; the attempt is retried.
 	StallTimeout time.Duration
 	// Retries is the number of further attempts after a network error, a 5xx
 	// or a 429 [3]; negative means none. A 4xx other than 429 is final.
@@ -115,6 +119,8 @@ func (f *Fetcher) Fetch(ctx context.Context, source string) (localPath string, e
 // fetch is Fetch with an optional sha256 pin: a cached file with that
 // digest is used without downloading, and a download must match it.
 func (f *Fetcher) fetch(ctx context.Context, source string, pin []byte) (string, error) {
+	ctx, cancel := f.deadline(ctx)
+	defer cancel()
 	u, local, err := parseSource(source)
 	if err != nil {
 		return "", err
@@ -123,7 +129,7 @@ func (f *Fetcher) fetch(ctx context.Context, source string, pin []byte) (string,
 		return local, f.checkLocal(local)
 	}
 	if f.opts.CacheDir == "" {
-		return "", fmt.Errorf("fetch %s: http(s) sources need a cache directory", u.Redacted())
+		return "", fmt.Errorf("fetch %s: http(s) sources need a cache directory", redact.String(source))
 	}
 	if pin != nil {
 		cached := f.cachePath(pin)
@@ -137,13 +143,22 @@ func (f *Fetcher) fetch(ctx context.Context, source string, pin []byte) (string,
 		return err
 	})
 	if err != nil {
-		return "", fmt.Errorf("fetch %s: %w", u.Redacted(), err)
+		return "", redact.Error(fmt.Errorf("fetch %s: %w", redact.String(source), err))
 	}
 	return p, nil
 }
 
+// deadline bounds a fetch by Timeout, saying so when it ends it.
+func (f *Fetcher) deadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeoutCause(ctx, f.opts.Timeout, fmt.Errorf("%w: no complete download within %v", ErrTimeout, f.opts.Timeout))
+}
+
+// ErrTimeout means a fetch did not end within Options.Timeout.
+var ErrTimeout = errors.New("fetch timed out")
+
 // parseSource returns either a URL to download or a local path. Its errors
-// never show a password the source carries: they end up in node reports.
+// never show a credential the source carries (internal/redact): they end
+// up in node reports.
 func parseSource(source string) (*url.URL, string, error) {
 	if !strings.Contains(source, "://") {
 		if source == "" {
@@ -157,40 +172,21 @@ func parseSource(source string) (*url.URL, string, error) {
 		if errors.As(err, &ue) {
 			err = ue.Err // ue.Error() quotes the whole source
 		}
-		return nil, "", fmt.Errorf("fetch %q: %w", redactSource(source), err)
+		return nil, "", redact.Error(fmt.Errorf("fetch %q: %w", redact.String(source), err))
 	}
 	switch u.Scheme {
 	case "http", "https":
 		if u.Host == "" {
-			return nil, "", fmt.Errorf("fetch %s: no host: want %s://host/path", u.Redacted(), u.Scheme)
+			return nil, "", fmt.Errorf("fetch %s: no host: want %s://host/path", redact.String(source), u.Scheme)
 		}
 		return u, "", nil
 	case "file":
 		if (u.Host != "" && u.Host != "localhost") || u.Path == "" {
-			return nil, "", fmt.Errorf("fetch %s: want file:///absolute/path", u.Redacted())
+			return nil, "", fmt.Errorf("fetch %s: want file:///absolute/path", redact.String(source))
 		}
 		return nil, u.Path, nil
 	}
-	return nil, "", fmt.Errorf("fetch %s: unsupported scheme %q (want a path, file://, http:// or https://)", u.Redacted(), u.Scheme)
-}
-
-// redactSource is url.URL.Redacted for a source that does not parse: the
-// password of scheme://user:password@host... becomes xxxxx.
-func redactSource(s string) string {
-	i := strings.Index(s, "://")
-	if i < 0 {
-		return s
-	}
-	auth := s[i+3:]
-	if j := strings.IndexAny(auth, "/?#"); j >= 0 {
-		auth = auth[:j]
-	}
-	at := strings.LastIndex(auth, "@")
-	colon := strings.Index(auth[:max(at, 0)], ":")
-	if at < 0 || colon < 0 {
-		return s
-	}
-	return s[:i+3+colon+1] + "xxxxx" + s[i+3+at:]
+	return nil, "", fmt.Errorf("fetch %s: unsupported scheme %q (want a path, file://, http:// or https://)", redact.String(source), u.Scheme)
 }
 
 func (f *Fetcher) checkLocal(p string) error {

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/fleetops/reconciler/internal/redact"
 )
 
 // permanentError marks a failure that a retry cannot fix.
@@ -33,7 +35,7 @@ func (f *Fetcher) get(ctx context.Context, u *url.URL, consume func(io.Reader) e
 		case err == nil:
 			return nil
 		case errors.As(err, &p) || ctx.Err() != nil:
-			return err
+			return withCause(ctx, err)
 		case attempt > f.opts.Retries:
 			return fmt.Errorf("giving up after %d attempts: %w", attempt, err)
 		}
@@ -41,18 +43,15 @@ func (f *Fetcher) get(ctx context.Context, u *url.URL, consume func(io.Reader) e
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("%w (last attempt: %w)", ctx.Err(), err)
+			return fmt.Errorf("%w (last attempt: %w)", context.Cause(ctx), err)
 		case <-t.C:
 		}
 	}
 }
 
-// try makes one attempt, bounded by Timeout overall and StallTimeout between
-// two reads.
+// try makes one attempt, bounded by StallTimeout between two reads (the
+// caller's ctx carries the whole fetch's deadline).
 func (f *Fetcher) try(ctx context.Context, u *url.URL, consume func(io.Reader) error) error {
-	ctx, cancelTimeout := context.WithTimeoutCause(ctx, f.opts.Timeout,
-		fmt.Errorf("timed out after %v", f.opts.Timeout))
-	defer cancelTimeout()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stall := time.AfterFunc(f.opts.StallTimeout, func() { cancel(errStalled) })
@@ -117,6 +116,8 @@ func (p *progressReader) Read(b []byte) (int, error) {
 
 // readSmall fetches a small file (a signature) into memory, at most max bytes.
 func (f *Fetcher) readSmall(ctx context.Context, source string, max int64) ([]byte, error) {
+	ctx, cancel := f.deadline(ctx)
+	defer cancel()
 	u, local, err := parseSource(source)
 	if err != nil {
 		return nil, err
@@ -146,7 +147,7 @@ func (f *Fetcher) readSmall(ctx context.Context, source string, max int64) ([]by
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("fetch %s: %w", u.Redacted(), err)
+		return nil, redact.Error(fmt.Errorf("fetch %s: %w", redact.String(source), err))
 	}
 	return data, nil
 }

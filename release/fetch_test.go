@@ -111,7 +111,7 @@ func mustPin(t *testing.T, hexSum string) []byte {
 func TestParseSourceRefusals(t *testing.T) {
 	for _, tt := range []struct{ source, want string }{
 		{"http:///web.tar.gz", "no host"},
-		{"https://ada:hunter22@releases.example.com/%zz", `"https://ada:xxxxx@releases.example.com/%zz": invalid URL escape`},
+		{"https://ada:hunter22@releases.example.com/%zz", `"https://REDACTED@releases.example.com/%zz": invalid URL escape`},
 		{"https://ada:hunter22@[::1/web.tar.gz", "missing ']' in host"},
 		{"file://ada:hunter22@host/web.tar.gz", "want file:///absolute/path"},
 	} {

@@ -7,8 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"slices"
 
+	"github.com/fleetops/reconciler/internal/regfile"
 	"github.com/fleetops/reconciler/signing"
 )
 
@@ -21,7 +24,25 @@ type Source struct {
 	SignatureURL string
 	// SHA256 optionally pins the artifact's digest (64 hex digits).
 	SHA256 string
+	// Refused lists sha256 digests (hex) refused before: an artifact with
+	// one of them is refused again, without being verified or unpacked.
+	Refused []string
 }
+
+// RefusedError is an artifact that was fetched and then refused for what
+// it is (its signature, its pin, its content: a tar or gzip bomb, an
+// unsafe entry, another release), as opposed to a failure to get it.
+// SHA256 names it, so that it is not fetched and unpacked again at once.
+type RefusedError struct {
+	SHA256 string
+	Err    error
+}
+
+func (e *RefusedError) Error() string { return e.Err.Error() }
+func (e *RefusedError) Unwrap() error { return e.Err }
+
+// ErrRefusedBefore means the artifact's digest is in Source.Refused.
+var ErrRefusedBefore = errors.New("artifact refused before")
 
 // Install fetches the artifact, verifies it (the signature against keys, the
 // sha256 pin when there is one) and only then unpacks it into dest, which must
@@ -42,13 +63,19 @@ func (f *Fetcher) Install(ctx context.Context, src Source, keys *signing.KeySet,
 	if err != nil {
 		return nil, err
 	}
+	refuse := func(err error) error { return &RefusedError{SHA256: v.SHA256, Err: err} }
 	defer file.Close()
 	if _, err := file.Seek(0, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("unpack release %s: %w", name, err)
 	}
 	m, err := unpack(ctx, file, dest, want, f.opts.Limits, v.sum)
 	if err != nil {
-		return nil, fmt.Errorf("unpack release %s: %w", name, err)
+		err = fmt.Errorf("unpack release %s: %w", name, err)
+		var pe *fs.PathError
+		if ctx.Err() == nil && !errors.As(err, &pe) { // the content, not the disk or a stop
+			err = refuse(err)
+		}
+		return nil, err
 	}
 	return m, nil
 }
@@ -56,12 +83,17 @@ func (f *Fetcher) Install(ctx context.Context, src Source, keys *signing.KeySet,
 // fetchVerified fetches the signature and the artifact and verifies the
 // artifact, returning it open. A cached copy that fails its pin is removed.
 func (f *Fetcher) fetchVerified(ctx context.Context, src Source, keys *signing.KeySet, name string) (*os.File, *Verified, error) {
+	ctx, cancel := f.deadline(ctx) // one deadline for the signature and the artifact
+	defer cancel()
 	pin, err := parsePin(src.SHA256)
 	if err != nil {
 		return nil, nil, fmt.Errorf("install release %s: %w", name, err)
 	}
 	if keys == nil || keys.Len() == 0 || src.SignatureURL == "" {
 		return nil, nil, fmt.Errorf("install release %s: refusing an unsigned install: need trusted keys and a signature", name)
+	}
+	if pin != nil && slices.Contains(src.Refused, src.SHA256) { // not even fetched
+		return nil, nil, &RefusedError{SHA256: src.SHA256, Err: fmt.Errorf("install release %s: %w: its pinned sha256 %s (not fetched again until the spec changes)", name, ErrRefusedBefore, src.SHA256)}
 	}
 	sig, err := f.readSmall(ctx, src.SignatureURL, signing.MaxSignatureSize)
 	if err != nil {
@@ -76,12 +108,19 @@ func (f *Fetcher) fetchVerified(ctx context.Context, src Source, keys *signing.K
 		return nil, nil, fmt.Errorf("fetch release %s: %w", name, err)
 	}
 	v, err := verify(ctx, file, keys, sig, pin, f.opts.MaxSize)
+	if err == nil && slices.Contains(src.Refused, v.SHA256) {
+		err = fmt.Errorf("%w: sha256 %s (not unpacked again until the spec changes)", ErrRefusedBefore, v.SHA256)
+	}
 	if err != nil {
 		file.Close()
 		if errors.Is(err, ErrDigestMismatch) && f.inCache(p) {
 			os.Remove(p) // corrupted on disk: download again next time
 		}
-		return nil, nil, fmt.Errorf("verify release %s: %w", name, err)
+		err = fmt.Errorf("verify release %s: %w", name, err)
+		if v != nil {
+			err = &RefusedError{SHA256: v.SHA256, Err: err}
+		}
+		return nil, nil, err
 	}
 	return file, v, nil
 }
@@ -110,7 +149,11 @@ func Verify(ctx context.Context, path string, keys *signing.KeySet, sig []byte, 
 		return nil, err
 	}
 	defer f.Close()
-	return verify(ctx, f, keys, sig, pin, maxSize)
+	v, err := verify(ctx, f, keys, sig, pin, maxSize)
+	if err != nil {
+		return nil, err
+	}
+	return v, nil
 }
 
 func verify(ctx context.Context, f *os.File, keys *signing.KeySet, sig, pin []byte, maxSize int64) (*Verified, error) {
@@ -129,14 +172,15 @@ func verify(ctx context.Context, f *os.File, keys *signing.KeySet, sig, pin []by
 	if n > maxSize {
 		return nil, fmt.Errorf("artifact larger than the %d bytes allowed", maxSize)
 	}
+	// From here an error refuses the artifact for what it is: v names it.
 	v := &Verified{sum: d.SHA256(), Size: n}
 	v.SHA256 = hex.EncodeToString(v.sum)
 	if pin != nil && !equalDigest(v.sum, pin) {
-		return nil, fmt.Errorf("%w: artifact has %s, pinned %x", ErrDigestMismatch, v.SHA256, pin)
+		return v, fmt.Errorf("%w: artifact has %s, pinned %x", ErrDigestMismatch, v.SHA256, pin)
 	}
 	if keys.Len() > 0 {
 		if v.KeyID, err = keys.VerifyDigest(d, sig); err != nil {
-			return nil, err
+			return v, err
 		}
 	}
 	return v, nil
@@ -156,9 +200,11 @@ func parsePin(pinHex string) ([]byte, error) {
 
 func equalDigest(a, b []byte) bool { return bytes.Equal(a, b) }
 
-// openLocal opens a local file, mapping "does not exist" to ErrNotFound.
+// openLocal opens a local regular file (never a FIFO or a device, which
+// would block or never end: internal/regfile), mapping "does not exist"
+// to ErrNotFound.
 func openLocal(p string) (*os.File, error) {
-	f, err := os.Open(p)
+	f, err := regfile.Open(p)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%s: %w", p, ErrNotFound)
 	}

@@ -69,6 +69,9 @@ func ParseManifest(data []byte) (*Manifest, error) {
 	if len(data) > MaxManifestSize {
 		return nil, fmt.Errorf("%s: %d bytes, more than %d", ManifestName, len(data), MaxManifestSize)
 	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, fmt.Errorf("%s is empty: want a JSON object with at least \"command\" (docs/release-manifest.md)", ManifestName)
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var m Manifest

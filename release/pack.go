@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/fleetops/reconciler/internal/regfile"
 )
 
 // Pack writes dir as a release artifact (a gzip'd tar) to w. The output is
@@ -29,6 +31,14 @@ import (
 // Directories, regular files and symlinks that stay inside dir are packed;
 // anything else is an error.
 func Pack(dir string, app, version string, w io.Writer) error {
+	switch fi, err := os.Stat(dir); {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("pack %s: no such directory: name the directory holding the release's files", dir)
+	case err != nil:
+		return fmt.Errorf("pack %s: %w", dir, err)
+	case !fi.IsDir():
+		return fmt.Errorf("pack %s: not a directory: name the directory holding the release's files", dir)
+	}
 	m, err := packManifest(dir, app, version)
 	if err != nil {
 		return fmt.Errorf("pack %s: %w", dir, err)
@@ -60,11 +70,14 @@ func Pack(dir string, app, version string, w io.Writer) error {
 // returns the manifest to pack.
 func packManifest(dir, app, version string) ([]byte, error) {
 	var m Manifest
-	data, err := os.ReadFile(filepath.Join(dir, ManifestName))
+	data, err := regfile.ReadFile(filepath.Join(dir, ManifestName), MaxManifestSize)
+	absent := errors.Is(err, fs.ErrNotExist)
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
+	case absent:
 	case err != nil:
 		return nil, err
+	case len(bytes.TrimSpace(data)) == 0:
+		return nil, fmt.Errorf("%s is empty: want a JSON object with at least \"command\" (docs/release-manifest.md)", ManifestName)
 	default:
 		dec := json.NewDecoder(bytes.NewReader(data))
 		dec.DisallowUnknownFields()
@@ -80,6 +93,9 @@ func packManifest(dir, app, version string) ([]byte, error) {
 		m.Driver = DefaultDriver
 	}
 	if err := m.Validate(); err != nil {
+		if absent {
+			return nil, fmt.Errorf("no %s in %s, and a release needs one: write it with at least \"command\" (docs/release-manifest.md): %w", ManifestName, dir, err)
+		}
 		return nil, err
 	}
 	out, err := json.MarshalIndent(&m, "", "  ")
@@ -125,7 +141,7 @@ func packEntry(tw *tar.Writer, dir, p string, d fs.DirEntry, walkErr error) erro
 }
 
 func packFile(tw *tar.Writer, h *tar.Header, p string) error {
-	f, err := os.Open(p)
+	f, err := regfile.Open(p)
 	if err != nil {
 		return err
 	}

@@ -173,6 +173,9 @@ func (s *scanner) check(h *tar.Header) (Entry, error) {
 	case tar.TypeReg: // archive/tar reports the old TypeRegA as TypeReg
 		return e, s.checkFile(h, &e)
 	case tar.TypeDir:
+		if name == ManifestName || strings.HasPrefix(name, ManifestName+"/") {
+			return e, unsafeEntry(name, "the manifest must be a regular file, not a directory")
+		}
 		return e, nil
 	case tar.TypeSymlink:
 		return e, s.checkSymlink(h, &e)

@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fleetops/reconciler/internal/regfile"
 )
 
 // Want is the release an artifact must hold. Empty fields are not checked.
@@ -39,7 +41,7 @@ func (w Want) check(m *Manifest) error {
 // Unpack does not check signatures: call it on a verified artifact, or use
 // Fetcher.Install, which verifies first.
 func Unpack(ctx context.Context, artifactPath, dest string, want Want, limits Limits) (*Manifest, error) {
-	f, err := os.Open(artifactPath)
+	f, err := regfile.Open(artifactPath)
 	if err != nil {
 		return nil, fmt.Errorf("unpack: %w", err)
 	}

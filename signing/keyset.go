@@ -6,12 +6,13 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/sigstore/sigstore/pkg/signature/options"
+
+	"github.com/fleetops/reconciler/internal/regfile"
 )
 
 // KeySet is a set of trusted public keys. A signature is valid when any one
@@ -31,7 +32,11 @@ type publicKey struct {
 	plain signature.Verifier
 }
 
-// LoadKeySet reads PEM public keys from files. Each key is named by its file's
+// maxKeyFileSize bounds a trusted key file (a PEM key is a few hundred bytes).
+const maxKeyFileSize = 1 << 20
+
+// LoadKeySet reads PEM public keys from regular files (a FIFO or a device
+// is refused, never read). Each key is named by its file's
 // base name (its full path when two base names collide); that name is what
 // Verify returns and what errors show.
 func LoadKeySet(paths ...string) (*KeySet, error) {
@@ -40,7 +45,7 @@ func LoadKeySet(paths ...string) (*KeySet, error) {
 		return nil, errors.New("load trusted keys: no key files given")
 	}
 	for _, p := range paths {
-		data, err := os.ReadFile(p)
+		data, err := regfile.ReadFile(p, maxKeyFileSize)
 		if err != nil {
 			return nil, fmt.Errorf("load trusted key: %w", err)
 		}

@@ -8,11 +8,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/fleetops/reconciler/internal/redact"
 	"github.com/fleetops/reconciler/release"
 )
 
@@ -47,7 +49,7 @@ type Check struct {
 	TCP  string   // host:port; passes when it connects
 	Exec []string // argv; passes on exit 0
 	Dir  string   // working directory of Exec
-	Env  []string // environment of Exec (nil: the agent's)
+	Env  []string // environment of Exec (nil: the agent's, without its settings and secrets: RECONCILER_*, COSIGN_*)
 
 	// RequiredStatus is the worst acceptable JSON status: "ok" (default)
 	// or "degraded".
@@ -79,8 +81,11 @@ type Check struct {
 }
 
 // Run probes until an attempt passes, the retries are used up or ctx ends,
-// and returns the last attempt's error.
-func (c Check) Run(ctx context.Context) error {
+// and returns the last attempt's error, credentials in URLs redacted (it
+// goes to logs and node reports).
+func (c Check) Run(ctx context.Context) error { return redact.Error(c.run(ctx)) }
+
+func (c Check) run(ctx context.Context) error {
 	failures := 0
 	var last error // the last answer not cut short by ctx
 	probe := c.Probe
@@ -214,6 +219,9 @@ func (c Check) probeExec(ctx context.Context) error {
 	}
 	cmd := exec.CommandContext(ctx, path, c.Exec[1:]...)
 	cmd.Dir, cmd.Env = c.Dir, c.Env
+	if cmd.Env == nil {
+		cmd.Env = agentEnviron()
+	}
 	// Its own process group: a check cut short by its timeout is killed
 	// with what it forked, not just its first process.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -346,4 +354,17 @@ func isInterfaceAddr(ip net.IP) bool {
 		}
 	}
 	return false
+}
+
+// agentEnviron is the agent's environment without its own settings and
+// secrets (RECONCILER_*, such as RECONCILER_GIT_PASSWORD, and COSIGN_*), as
+// workloads and hooks get it.
+func agentEnviron() []string {
+	env := []string{}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "RECONCILER_") && !strings.HasPrefix(kv, "COSIGN_") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }

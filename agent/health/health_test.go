@@ -337,3 +337,29 @@ func TestExecTimeoutKillsWhatTheCheckForked(t *testing.T) {
 		time.Sleep(10 * time.Millisecond) // polling /proc
 	}
 }
+
+// TestExecDoesNotGetTheAgentsSecrets: an exec check gets the agent's
+// environment without its settings and secrets, as workloads and hooks
+// do; before, it got RECONCILER_GIT_PASSWORD and COSIGN_PASSWORD.
+func TestExecDoesNotGetTheAgentsSecrets(t *testing.T) {
+	t.Setenv("RECONCILER_GIT_PASSWORD", "s3cret")
+	t.Setenv("COSIGN_PASSWORD", "s3cret")
+	t.Setenv("HEXEC_PLAIN", "kept")
+	dir := releaseDir(t)
+	script := "#!/bin/sh\nenv | grep -q s3cret && { echo leaked; exit 1; }\ntest \"$HEXEC_PLAIN\" = kept\n"
+	if err := os.WriteFile(filepath.Join(dir, "bin", "env"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := (Check{Exec: []string{"bin/env"}, Dir: dir}).Probe(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRunRedactsCredentials: a failed check's error (logged, and reported
+// by the steady probe) does not show a health URL's credentials.
+func TestRunRedactsCredentials(t *testing.T) {
+	err := (Check{HTTP: "http://user:s3cr3t@127.0.0.1:1/health?access_token=t0ken", Timeout: time.Second}).Run(context.Background())
+	if err == nil || strings.Contains(err.Error(), "s3cr3t") || strings.Contains(err.Error(), "t0ken") {
+		t.Fatalf("%v", err)
+	}
+}

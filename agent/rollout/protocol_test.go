@@ -25,6 +25,9 @@ type faulty struct {
 	cutOff     bool // every write fails as a network error, nothing lands
 	loseAnswer int  // the next n renewals land but report a network error
 	refuse     bool // every write is refused by the server (a person must act)
+	// hang, when set, makes renewals hang until their context ends (a
+	// black-holed connection), telling the channel when one starts.
+	hang chan struct{}
 }
 
 var errUnreachable = &fleetrepo.TransientError{Op: "push", Repo: "test", Err: errors.New("connection refused")}
@@ -42,6 +45,14 @@ func (f *faulty) set(fn func(*faulty)) {
 }
 
 func (f *faulty) Renew(ctx context.Context, l reconciler.Lease) (reconciler.Lease, error) {
+	f.mu.Lock()
+	hang := f.hang
+	f.mu.Unlock()
+	if hang != nil {
+		hang <- struct{}{}
+		<-ctx.Done()
+		return l, &fleetrepo.TransientError{Op: "push", Repo: "test", Err: ctx.Err()}
+	}
 	if cut, refuse := f.fault(); cut || refuse {
 		return l, f.err()
 	}
@@ -92,7 +103,7 @@ func faultyNode(t *testing.T, repo, name string) (*node, *faulty, *ticks) {
 	n := newNode(t, repo, name, nil)
 	f := &faulty{Shared: n.shared}
 	tk := &ticks{c: make(chan time.Time)}
-	n.coord.opt.Shared, n.coord.opt.After = f, tk.after
+	n.coord.opt.Shared, n.clock.ticks = f, tk
 	return n, f, tk
 }
 
@@ -181,6 +192,24 @@ func TestHolderCutOffDoesNotBeginAfterTakeover(t *testing.T) {
 	pa.Lease.Finish(ctx, reconciler.AppReport{}, agent.ErrNotBegun)
 	if _, err := pb.Lease.Begin(ctx, 5*time.Second); err != nil {
 		t.Fatalf("b, the new holder, cannot begin: %v", err)
+	} // a gave its switch up and keeps serving 1.0.0; once the rollout is
+	// over it reports that, healthy, and takes no lease (found by the
+	// chaos helper's TestCutHolderNeverOverlaps: it said "waiting").
+	pb.Lease.Finish(ctx, healthy("1.1.0"), nil)
+	bin := in
+	bin.Local.Active = "1.1.0"
+	for range 3 {
+		if _, err := b.coord.Permit(ctx, bin); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := latest(t, b); r.Outcome != reconciler.OutcomeCompleted {
+		t.Fatalf("outcome %q, want completed", r.Outcome)
+	}
+	fa.set(func(f *faulty) { f.cutOff = false })
+	p, err := a.coord.Permit(ctx, in)
+	if err != nil || p.Version != "1.0.0" || p.Lease != nil {
+		t.Fatalf("a after the rollout, recorded failed: %+v, %v; want to keep 1.0.0, no lease", p, err)
 	}
 }
 
@@ -254,6 +283,43 @@ func TestSwitchAbandonedWhenValidityRunsOut(t *testing.T) {
 	if r := latest(t, a); hasKey(r.Failed, "a") || r.Done["a"] != "" {
 		t.Fatalf("an abandoned switch got a verdict: %+v", r)
 	}
+}
+
+// Bug 1, the black hole (found by the chaos test TestCutHolderNeverOverlaps):
+// a holder whose connection to Git hangs instead of failing still gives its
+// switch up in time: a renewal waits no longer than the usable validity.
+// Before, the lease goroutine sat in the hung renewal while the switch ran
+// on past the takeover.
+func TestHungRenewalStillAbandonsSwitch(t *testing.T) {
+	ctx := context.Background()
+	repo := gittest.NewBare(t, nil)
+	a, fa, tk := faultyNode(t, repo, "a")
+	pa, err := a.coord.Permit(ctx, input(app(false), "a"))
+	if err != nil || pa.Lease == nil {
+		t.Fatalf("a: %+v, %v", pa, err)
+	}
+	sctx, err := pa.Lease.Begin(ctx, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk.waitFor(t, 2)
+	hang := make(chan struct{}, 1)
+	fa.set(func(f *faulty) { f.hang = hang })
+	a.clock.advance(10 * time.Second)
+	go func() { tk.c <- time.Time{} }() // the goroutine wakes to renew, and hangs
+	select {
+	case <-hang:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no renewal started")
+	}
+	a.clock.advance(13 * time.Second) // past the usable validity (12s left)
+	select {
+	case <-sctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("switch not given up while the renewal hangs")
+	}
+	fa.set(func(f *faulty) { f.hang = nil })
+	pa.Lease.Finish(ctx, reconciler.AppReport{State: reconciler.AppFailed}, context.Canceled)
 }
 
 func hasKey(m map[string]string, k string) bool { _, ok := m[k]; return ok }

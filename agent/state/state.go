@@ -13,6 +13,7 @@ import (
 
 	"github.com/fleetops/reconciler/agent/driver"
 	"github.com/fleetops/reconciler/internal/clock"
+	"github.com/fleetops/reconciler/internal/regfile"
 )
 
 // FileName is the state file in the state directory.
@@ -33,6 +34,7 @@ type App struct {
 	LastError string          `json:"lastError,omitempty"`
 	ErrorTime time.Time       `json:"errorTime,omitzero"`
 	Failed    *Failure        `json:"failed,omitempty"`
+	Refused   []Refusal       `json:"refused,omitempty"` // artifacts refused, newest last
 	Step      *Step           `json:"step,omitempty"`
 	Since     time.Time       `json:"since,omitzero"` // when Active or the state last changed
 }
@@ -42,6 +44,49 @@ type Failure struct {
 	Version string    `json:"version"`
 	Reason  string    `json:"reason"`
 	Time    time.Time `json:"time"`
+}
+
+// Refusal is an artifact that was fetched and refused (signature, pin,
+// content): not fetched and unpacked again while the spec names the same
+// artifact (Key), and refused by digest wherever it comes from.
+type Refusal struct {
+	Key    string    `json:"key"` // version, artifact URL, signature URL, pin
+	SHA256 string    `json:"sha256"`
+	Reason string    `json:"reason"`
+	Time   time.Time `json:"time"`
+}
+
+// maxRefusals bounds the refusals kept per app (the oldest go first).
+const maxRefusals = 8
+
+// AddRefusal records r, replacing one of the same key.
+func (a *App) AddRefusal(r Refusal) {
+	a.Refused = slices.DeleteFunc(a.Refused, func(o Refusal) bool { return o.Key == r.Key })
+	a.Refused = append(a.Refused, r)
+	if n := len(a.Refused); n > maxRefusals {
+		a.Refused = slices.Delete(a.Refused, 0, n-maxRefusals)
+	}
+}
+
+// RefusalOf returns the refusal of the artifact key names, or nil.
+func (a *App) RefusalOf(key string) *Refusal {
+	for i := range a.Refused {
+		if a.Refused[i].Key == key {
+			return &a.Refused[i]
+		}
+	}
+	return nil
+}
+
+// RefusedDigests lists the digests of the refused artifacts.
+func (a *App) RefusedDigests() []string {
+	var out []string
+	for _, r := range a.Refused {
+		if r.SHA256 != "" {
+			out = append(out, r.SHA256)
+		}
+	}
+	return out
 }
 
 // Step is an operation in progress.
@@ -85,7 +130,7 @@ func OpenClock(dir string, c clock.Clock) (*Store, error) {
 		return nil, fmt.Errorf("state dir %s: %w", dir, err)
 	}
 	s := &Store{dir: dir, clock: clock.Or(c), st: State{Apps: map[string]*App{}}}
-	b, err := os.ReadFile(filepath.Join(dir, FileName))
+	b, err := regfile.ReadFile(filepath.Join(dir, FileName), 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return s, nil
 	}

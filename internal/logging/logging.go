@@ -11,6 +11,9 @@
 //     consumers that keep the last duplicate would otherwise lose the node.
 //   - Durations are Go duration strings rounded for people ("took":"196ms"),
 //     never nanosecond integers.
+//   - No credentials: the message and every string, error or other value
+//     go through internal/redact, so a URL's userinfo and secret-looking
+//     query parameters never reach the log, whoever logs them.
 //
 // Entry point: New(w, format).
 package logging
@@ -22,6 +25,8 @@ import (
 	"log/slog"
 	"maps"
 	"time"
+
+	"github.com/fleetops/reconciler/internal/redact"
 )
 
 // Formats New accepts.
@@ -43,11 +48,31 @@ func New(w io.Writer, format string) *slog.Logger {
 
 // ReplaceAttr writes durations as rounded Go duration strings. It is the
 // slog.HandlerOptions.ReplaceAttr of New's handlers.
+// It also redacts credentials (package internal/redact).
 func ReplaceAttr(_ []string, a slog.Attr) slog.Attr {
-	if a.Value.Kind() == slog.KindDuration {
+	switch a.Value.Kind() {
+	case slog.KindDuration:
 		a.Value = slog.StringValue(Round(a.Value.Duration()).String())
+	case slog.KindString:
+		a.Value = slog.StringValue(redact.String(a.Value.String()))
+	case slog.KindAny:
+		a.Value = redactAny(a.Value)
 	}
 	return a
+}
+
+// redactAny turns a value whose printed form holds a credential into its
+// redacted printed form; other values keep their type (and JSON shape).
+func redactAny(v slog.Value) slog.Value {
+	x := v.Any()
+	if err, ok := x.(error); ok {
+		return slog.StringValue(redact.String(err.Error()))
+	}
+	s := fmt.Sprint(x)
+	if r := redact.String(s); r != s {
+		return slog.StringValue(r)
+	}
+	return v
 }
 
 // Round keeps the digits a person reads: milliseconds from one millisecond
@@ -90,6 +115,11 @@ func (h *handler) WithGroup(name string) slog.Handler {
 }
 
 func (h *handler) Handle(ctx context.Context, r slog.Record) error {
+	if msg := redact.String(r.Message); msg != r.Message {
+		out := slog.NewRecord(r.Time, r.Level, msg, r.PC)
+		r.Attrs(func(a slog.Attr) bool { out.AddAttrs(a); return true })
+		r = out
+	}
 	if h.group || r.NumAttrs() == 0 {
 		return h.inner.Handle(ctx, r)
 	}

@@ -3,6 +3,8 @@ package logging
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -83,5 +85,28 @@ func TestGroupsPassThrough(t *testing.T) {
 	keys := keysOf(t, buf.String())
 	if g, ok := keys["req"][0].(map[string]any); !ok || g["node"] != "n2" || keys["node"][0] != "n1" {
 		t.Fatalf("grouped attributes: %s", buf.String())
+	}
+}
+
+// TestNoSecrets: whatever carries a URL (message, string, error, With,
+// group, slice), its credentials never reach the line, in either format.
+func TestNoSecrets(t *testing.T) {
+	for _, format := range []string{FormatJSON, FormatText} {
+		var buf bytes.Buffer
+		log := New(&buf, format).With("repo", "https://u:hunter2@git.example/r.git")
+		log.Info("fetch https://h/a.tgz?token=tok1 failed",
+			"url", "https://tok2@h/a.tgz",
+			"err", errors.New(`Get "https://h/a?X-Amz-Signature=tok3": EOF`),
+			"urls", []string{"https://h/b?sig=tok4"},
+			slog.Group("g", "u", "https://h/c?password=tok5"))
+		out := buf.String()
+		for _, secret := range []string{"hunter2", "tok1", "tok2", "tok3", "tok4", "tok5"} {
+			if strings.Contains(out, secret) {
+				t.Errorf("%s: %q leaked:\n%s", format, secret, out)
+			}
+		}
+		if !strings.Contains(out, "git.example") || !strings.Contains(out, "REDACTED") {
+			t.Errorf("%s: want the URLs kept, redacted:\n%s", format, out)
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fleetops/reconciler/internal/logging"
+	"github.com/fleetops/reconciler/release"
 	"github.com/fleetops/reconciler/spec"
 )
 
@@ -24,6 +25,7 @@ type agentOptions struct {
 	trustKeys, vars           []string
 	socketDirs                []string
 	poll                      time.Duration
+	fetchTimeout, fetchStall  time.Duration
 	once                      bool
 	logFormat                 string
 	output                    string
@@ -82,6 +84,8 @@ agent adopts them. See docs/agent.md.`,
 	f.StringArrayVar(&o.socketDirs, "socket-dir", nil, "directory where releases may bind unix sockets by absolute path, besides <state-dir>/sockets (repeatable)")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:9180", "address of /healthz and /metrics (\"\": none)")
 	f.DurationVar(&o.poll, "poll", 30*time.Second, "re-evaluation period besides watch events")
+	f.DurationVar(&o.fetchTimeout, "fetch-timeout", release.DefaultTimeout, "bound on fetching one release (signature and artifact, retries included)")
+	f.DurationVar(&o.fetchStall, "fetch-stall", release.DefaultStallTimeout, "abort a download attempt that receives no byte for this long (it is retried)")
 	f.BoolVar(&o.once, "once", false, "one pass: exit 0 when converged, 1 otherwise")
 	f.StringVar(&o.logFormat, "log-format", "auto", "auto (text on a terminal, JSON otherwise), text or json")
 	f.StringVarP(&o.output, "output", "o", "text", "with --once: text, or json to print the node's /healthz body on stdout at the end")
@@ -120,6 +124,9 @@ func (o *agentOptions) validate() error {
 	}
 	if o.leaseTTL < time.Second {
 		errs = append(errs, fmt.Errorf("--lease-ttl %v: want at least 1s", o.leaseTTL))
+	}
+	if o.fetchTimeout <= 0 || o.fetchStall <= 0 {
+		errs = append(errs, fmt.Errorf("--fetch-timeout %v, --fetch-stall %v: want positive durations", o.fetchTimeout, o.fetchStall))
 	}
 	if o.switchAbort == 0 {
 		o.switchAbort = min(o.leaseTTL/4, 5*time.Second)

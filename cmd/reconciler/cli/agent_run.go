@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fleetops/reconciler/agent"
 	"github.com/fleetops/reconciler/agent/driver"
@@ -30,11 +31,19 @@ func runAgent(ctx context.Context, e *env, o *agentOptions) error {
 	if err != nil {
 		return fmt.Errorf("agent %s: trusted keys: %w", o.node, err)
 	}
+	// One agent per state directory: a second one would adopt (or, under
+	// another node name, stop) the first one's workloads.
+	lock, err := state.Acquire(o.stateDir)
+	if err != nil {
+		return fmt.Errorf("agent %s: %w", o.node, err)
+	}
+	defer lock.Release()
 	st, err := state.Open(o.stateDir)
 	if err != nil {
 		return fmt.Errorf("agent %s: %w", o.node, err)
 	}
-	fetcher, err := release.NewFetcher(release.Options{CacheDir: filepath.Join(o.stateDir, "cache")})
+	fetcher, err := release.NewFetcher(release.Options{CacheDir: filepath.Join(o.stateDir, "cache"),
+		Timeout: o.fetchTimeout, StallTimeout: o.fetchStall})
 	if err != nil {
 		return fmt.Errorf("agent %s: %w", o.node, err)
 	}
@@ -55,11 +64,13 @@ func runAgent(ctx context.Context, e *env, o *agentOptions) error {
 		return err
 	}
 	defer closeDrivers()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(badRefsGauge(shared))
 	cfg := agent.Config{
 		Node: o.node, Labels: o.labels, Vars: vars, StateDir: o.stateDir, State: st,
 		Desired: desired, Installer: agent.VerifiedInstaller{Fetcher: fetcher, Keys: keys}, Reporter: shared,
 		SharedWatch: shared, Coordinator: coord, SwitchAbort: o.switchAbort, Drivers: drivers, SpecDir: o.dir, Poll: o.poll, Listen: o.listen, Once: o.once, Logger: log,
-		AgentVersion: buildOf().Version,
+		AgentVersion: buildOf().Version, Registry: reg,
 	}
 	log.Info("agent starting", "version", buildOf().String(), "repo", o.repo, "branch", o.branch, "state", o.stateDir, "keys", keys.IDs())
 	a, err := agent.New(cfg)
@@ -150,4 +161,14 @@ func newDrivers(o *agentOptions, st *state.Store, log *slog.Logger) (map[string]
 		"otp":     otpDrv,
 	}
 	return drivers, func() { proc.Close() }, nil
+}
+
+// badRefsGauge counts the shared refs the agent's reads skip as unreadable
+// (garbage node reports, leases, record events: fleetrepo.BadRef); `status`
+// names them.
+func badRefsGauge(sh *fleetrepo.Shared) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "reconciler_shared_bad_refs",
+		Help: "Shared-state refs skipped as unreadable (see reconciler status).",
+	}, func() float64 { return float64(len(sh.BadRefs())) })
 }

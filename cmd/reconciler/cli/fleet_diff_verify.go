@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/fleetops/reconciler/internal/regfile"
 	"github.com/fleetops/reconciler/reconciler"
 	"github.com/fleetops/reconciler/release"
 	"github.com/fleetops/reconciler/signing"
@@ -54,7 +55,7 @@ func verifyArtifact(ctx context.Context, f *release.Fetcher, keys *signing.KeySe
 	if err != nil {
 		return "fetch signature: " + err.Error(), "", false
 	}
-	sig, err := os.ReadFile(sigPath)
+	sig, err := regfile.ReadFile(sigPath, signing.MaxSignatureSize)
 	if err != nil {
 		return "read signature: " + err.Error(), "", false
 	}

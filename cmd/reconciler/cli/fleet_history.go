@@ -89,6 +89,7 @@ func historyOf(ctx context.Context, e *env, h *fleetHandles, app string, limit, 
 	}
 	v.warn(e)
 	entries, err := history(ctx, h, app, limit, scan)
+	warnBadRefs(e, h)
 	if err != nil || app == "" {
 		return entries, err
 	}

@@ -227,6 +227,22 @@ func appOf(fleet *spec.Fleet, name string) (spec.App, error) {
 	return a, nil
 }
 
+// warnBadRefs says on stderr which shared refs the reads skipped as
+// unreadable (a garbage report, lease or record event), and what to do.
+func warnBadRefs(e *env, h *fleetHandles) {
+	for _, msg := range badRefWarnings(h) {
+		fmt.Fprintf(e.stderr, "warning: %s\n", msg)
+	}
+}
+
+func badRefWarnings(h *fleetHandles) []string {
+	var out []string
+	for _, b := range h.shared.BadRefs() {
+		out = append(out, fmt.Sprintf("skipped unreadable shared ref %s at %.12s: %s (rewrite or delete it; `leases break` overwrites a lease)", b.Ref, b.Commit, b.Err))
+	}
+	return out
+}
+
 // shared state reads, each naming what failed.
 func (h *fleetHandles) reports(ctx context.Context) (map[string]reconciler.NodeReport, error) {
 	r, err := h.shared.Reports(ctx)

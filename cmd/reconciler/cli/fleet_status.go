@@ -93,6 +93,13 @@ func statuses(ctx context.Context, e *env, h *fleetHandles, args []string) ([]re
 		}
 		out = append(out, st)
 	}
+	bad := badRefWarnings(h)
+	warnBadRefs(e, h)
+	for i := range out {
+		if h.flags.output == "json" {
+			out[i].Warnings = append(out[i].Warnings, bad...)
+		}
+	}
 	return out, nil
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fleetops/reconciler/fleetrepo"
+	"github.com/fleetops/reconciler/internal/regfile"
 	"github.com/fleetops/reconciler/release"
 	"github.com/fleetops/reconciler/spec"
 )
@@ -79,6 +80,8 @@ func (o *upgradeOptions) check() error {
 	switch {
 	case o.push && o.branch != "":
 		return &usageError{errors.New("--push and --branch exclude each other")}
+	case o.branch != "" && o.branch == o.branch0():
+		return &usageError{fmt.Errorf("--branch %s is the tracked branch: --branch names a new branch for a pull request; use --push to commit to %s", o.branch, o.branch0())}
 	case o.wait && !o.push:
 		return &usageError{errors.New("--wait follows a rollout: use it with --push")}
 	}
@@ -98,7 +101,7 @@ func runUpgrade(ctx context.Context, e *env, o *upgradeOptions, app, version str
 	// compare-and-swap fail: edit the new tip and try again.
 	for attempt := 1; ; attempt++ {
 		res, err := upgradeOnce(ctx, e, o, h, id, app, version)
-		if errors.Is(err, fleetrepo.ErrConflict) && attempt < 3 {
+		if errors.Is(err, fleetrepo.ErrConflict) && !errors.Is(err, fleetrepo.ErrBranchExists) && attempt < 3 {
 			fmt.Fprintf(e.stderr, "%s moved meanwhile; editing the new tip\n", o.branch0())
 			continue
 		}
@@ -154,6 +157,9 @@ func upgradeOnce(ctx context.Context, e *env, o *upgradeOptions, h *fleetHandles
 	commit, err := h.desired.Commit(ctx, fleetrepo.CommitRequest{Expect: tip, Files: map[string][]byte{ed.path: ed.src},
 		Message: res.Message, Author: id, Branch: o.branch,
 		Trailers: fleetrepo.Trailers{App: app, From: cur.Version, To: res.To, Reason: o.reason}})
+	if errors.Is(err, fleetrepo.ErrBranchExists) {
+		return commitResult{}, fmt.Errorf("upgrade %s to %s: %w (--branch names a new branch: pick another name, or use --push to commit to %s)", app, version, err, o.branch0())
+	}
 	if err != nil {
 		return commitResult{}, fmt.Errorf("upgrade %s to %s: %w", app, version, err)
 	}
@@ -227,7 +233,7 @@ func artifactDigest(ctx context.Context, url string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	file, err := os.Open(p)
+	file, err := regfile.Open(p)
 	if err != nil {
 		return "", err
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/fleetops/reconciler/internal/redact"
 )
 
 // Every command takes --output (-o): "text" (for people, the default) or
@@ -65,7 +67,7 @@ type jsonError struct {
 }
 
 func writeJSONError(e *env, err error, code int) {
-	if werr := writeJSON(e, jsonError{Error: err.Error(), ExitCode: code}); werr != nil {
+	if werr := writeJSON(e, jsonError{Error: redact.String(err.Error()), ExitCode: code}); werr != nil {
 		fmt.Fprintf(e.stderr, "reconciler: %v\n", werr)
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/fleetops/reconciler/internal/redact"
 )
 
 // Exit codes shared by every command.
@@ -111,7 +113,9 @@ const interruptGrace = time.Second
 
 func run(ctx context.Context, e *env, args []string) int {
 	out := &countingWriter{w: e.stdout}
-	e = &env{stdout: out, stderr: e.stderr, stdin: e.stdin, getenv: e.getenv, wd: e.wd}
+	// Messages never show credentials (internal/redact); stdout carries
+	// data (an export keeps the URLs it was given) and is left as it is.
+	e = &env{stdout: out, stderr: redact.Writer(e.stderr), stdin: e.stdin, getenv: e.getenv, wd: e.wd}
 	root := newRootCmd(e)
 	root.SetArgs(args)
 	root.SetOut(e.stdout)

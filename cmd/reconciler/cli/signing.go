@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fleetops/reconciler/internal/regfile"
 	"github.com/fleetops/reconciler/signing"
 )
 
@@ -149,7 +150,14 @@ type signResult struct {
 }
 
 func runSign(e *env, keyPath, file, out string, ph bool, output string) error {
-	pemBytes, err := os.ReadFile(keyPath)
+	// The file first: a path that is no regular file is refused before the
+	// key's password is asked for and its (slow, scrypt) decryption runs.
+	f, err := regfile.Open(file)
+	if err != nil {
+		return fmt.Errorf("sign: %w", err)
+	}
+	defer f.Close()
+	pemBytes, err := regfile.ReadFile(keyPath, 1<<20)
 	if err != nil {
 		return fmt.Errorf("sign: %w", err)
 	}
@@ -158,11 +166,6 @@ func runSign(e *env, keyPath, file, out string, ph bool, output string) error {
 		return fmt.Errorf("sign: key %s: %w", keyPath, err)
 	}
 	key.Ed25519ph = ph
-	f, err := os.Open(file)
-	if err != nil {
-		return fmt.Errorf("sign: %w", err)
-	}
-	defer f.Close()
 	sig, err := signing.Sign(f, key)
 	if err != nil {
 		return fmt.Errorf("sign %s: %w", file, err)
@@ -216,7 +219,7 @@ func runVerify(e *env, keyPaths []string, sigPath, file, output string) error {
 	if err != nil {
 		return fmt.Errorf("verify %s: %w", file, err)
 	}
-	f, err := os.Open(file)
+	f, err := regfile.Open(file)
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)
 	}
@@ -237,7 +240,7 @@ func loadVerifyInputs(keyPaths []string, sigPath string) (*signing.KeySet, []byt
 	if err != nil {
 		return nil, nil, err
 	}
-	sig, err := os.ReadFile(sigPath)
+	sig, err := regfile.ReadFile(sigPath, signing.MaxSignatureSize)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read signature: %w", err)
 	}

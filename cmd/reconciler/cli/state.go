@@ -98,6 +98,9 @@ func runLeases(ctx context.Context, e *env, f *stateFlags, app string) error {
 	if err != nil {
 		return err
 	}
+	for _, b := range sh.BadRefs() {
+		fmt.Fprintf(e.stderr, "warning: skipped unreadable lease %s at %.12s: %s (leases break overwrites it)\n", b.Ref, b.Commit, b.Err)
+	}
 	now := time.Now()
 	view := reconciler.LeaseStatuses(leases, now)
 	if f.output == "json" {
