@@ -5,7 +5,7 @@ BIN   := bin
 export GIT_CONFIG_GLOBAL := /dev/null
 export GIT_CONFIG_NOSYSTEM := 1
 
-.PHONY: help build deps test test-unit demo tour lint bench interop model clean
+.PHONY: help build deps test test-unit demo tour lint bench interop model soak clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -69,6 +69,11 @@ chaos: ## chaos runs of real processes: 6 agents under load, kill -9, SIGSTOP, G
 	@mkdir -p $(BIN); echo "make chaos: seeds $(CHAOS_SEEDS), about 45s each; the full log goes to $(BIN)/chaos.log"
 	@set -o pipefail; CHAOS_SEEDS=$(CHAOS_SEEDS) $(GO) test -race -count=1 -timeout 60m -run '^TestChaos$$' -v ./e2e/ 2>&1 | \
 	  tee $(BIN)/chaos.log | grep -E '^\s*--- |^(ok|FAIL|PASS)|RESULT|KNOWN BUG|schedule:'
+
+SEEDS ?= 20000
+soak: ## the fleet simulation (internal/fleetsim) over SEEDS seeds (default 20000), a summary by invariant in bin/soak.txt (docs/testing.md)
+	@mkdir -p $(BIN)
+	set -o pipefail; FLEETSIM_SOAK_REPORT=$(CURDIR)/$(BIN)/soak.txt $(GO) test -timeout 0 -run '^TestSoak$$' ./internal/fleetsim -soak=$(SEEDS) -v 2>&1 | grep -v '^=== RUN' | tail -60
 
 clean: ## remove build outputs
 	rm -rf $(BIN)

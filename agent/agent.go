@@ -42,6 +42,7 @@ type Agent struct {
 	marks   map[string]*reconciler.RollbackMark
 	addr    atomic.Pointer[net.Addr] // of /healthz, once listening
 	dl      *downloads               // releases being installed, off the loop
+	dup     atomic.Pointer[string]   // another agent writes this node's report (duplicate.go)
 
 	mu        sync.Mutex
 	recheckAt time.Time                 // earliest pass a decision asked for
@@ -198,6 +199,9 @@ func (a *Agent) Reconcile(ctx context.Context) bool {
 		report.SpecCommit = commit.String()
 	}
 	reportFetch(&report, err)
+	if report.Conflict = a.duplicate(); report.Conflict != "" {
+		fleet = nil // two agents with one node name: act on nothing
+	}
 	if fleet == nil {
 		report.Apps = a.localReports()
 		a.publish(ctx, report)
@@ -371,7 +375,9 @@ func (a *Agent) publish(ctx context.Context, r reconciler.NodeReport) {
 	if a.cfg.Reporter == nil {
 		return
 	}
-	if err := a.cfg.Reporter.WriteReport(ctx, r); err != nil && !errors.Is(err, context.Canceled) {
+	if err := a.cfg.Reporter.WriteReport(ctx, r); a.noteDuplicate(err) {
+		a.metrics.reconcileErrors.WithLabelValues("report").Inc()
+	} else if err != nil && !errors.Is(err, context.Canceled) {
 		a.metrics.reconcileErrors.WithLabelValues("report").Inc()
 		a.log.Warn("write node report", "err", err)
 	}

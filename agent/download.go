@@ -51,36 +51,33 @@ func newDownloads() *downloads {
 // moved), and cancelled is its key.
 func (d *downloads) get(ctx context.Context, app, key string, run func(context.Context) (*release.Manifest, error)) (dl *download, started bool, cancelled string) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	prev := d.running[app]
+	if prev != nil && prev.key == key {
+		d.mu.Unlock()
+		return prev, false, ""
+	}
 	if prev != nil {
-		if prev.key == key {
-			return prev, false, ""
-		}
 		prev.cancel()
 		cancelled = prev.key
 	}
 	dctx, cancel := context.WithCancel(ctx)
 	dl = &download{key: key, cancel: cancel, finished: make(chan struct{})}
 	d.running[app] = dl
-	if !d.background { // a single pass: install here, as before
-		d.mu.Unlock()
-		defer d.mu.Lock()
-		defer cancel()
-		if prev != nil {
-			<-prev.finished
-		}
-		dl.m, dl.err = run(dctx)
-		close(dl.finished)
-		return dl, true, cancelled
-	}
-	d.wg.Go(func() {
+	d.mu.Unlock()
+	work := func() {
 		defer cancel()
 		if prev != nil {
 			<-prev.finished // it may install into the same directory
 		}
 		dl.m, dl.err = run(dctx)
 		close(dl.finished)
+	}
+	if !d.background { // a single pass: install here, as before
+		work()
+		return dl, true, cancelled
+	}
+	d.wg.Go(func() {
+		work()
 		select {
 		case d.ready <- struct{}{}:
 		default:

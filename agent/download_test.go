@@ -143,8 +143,8 @@ func TestSlowDownloadHoldsUpNothing(t *testing.T) {
 	spec := func(slowURL string) map[string]string {
 		return map[string]string{"fleet.cue": fmt.Sprintf(`package fleet
 nodes: n1: {}
-apps: slow: {version: "1.0.0", artifact: url: %q, health: exec: ["true"]}
-apps: fast: {version: "1.0.0", artifact: url: "file://%s", health: exec: ["true"]}
+apps: slow: {version: "1.0.0", artifact: url: %q, health: exec: ["bin/app"]}
+apps: fast: {version: "1.0.0", artifact: url: "file://%s", health: exec: ["bin/app"]}
 `, slowURL, fast)}
 	}
 	repo := gittest.NewBare(t, spec(srv.URL+"/slow-1.0.0.tar.gz"))

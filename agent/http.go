@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/fleetops/reconciler/agent/health"
+	"github.com/fleetops/reconciler/internal/redact"
 	"github.com/fleetops/reconciler/reconciler"
 )
 
@@ -50,6 +51,9 @@ func healthOf(node string, rep *reconciler.NodeReport) Healthz {
 	h.Status, h.Report = HealthOK, *rep
 	if rep.SpecError != "" {
 		h.Errors = append(h.Errors, rep.SpecError)
+	}
+	if rep.Conflict != "" {
+		h.Errors = append(h.Errors, rep.Conflict)
 	}
 	for _, name := range slices.Sorted(maps.Keys(rep.Apps)) {
 		a := rep.Apps[name]
@@ -93,6 +97,7 @@ func (a *Agent) serve(ctx context.Context, ln net.Listener) error {
 func (a *Agent) Health() Healthz {
 	h := healthOf(a.cfg.Node, a.last.Load())
 	h.Tip = a.tip.snapshot()
+	h.Tip.Untrusted, h.Tip.Refused = redact.String(h.Tip.Untrusted), redact.String(h.Tip.Refused) // a repo URL's credentials
 	if h.Status != HealthStarting && h.Tip.Refused != "" {
 		h.Status = HealthDegraded
 		h.Errors = append([]string{h.Tip.Refused}, h.Errors...)

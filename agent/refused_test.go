@@ -74,8 +74,8 @@ func TestRefusedArtifactIsNotFetchedAgain(t *testing.T) {
 	spec := func(web, db string) map[string]string {
 		return map[string]string{"fleet.cue": fmt.Sprintf(`package fleet
 nodes: n1: {}
-apps: web: {version: "1.0.0", artifact: url: %q, health: exec: ["true"]}
-apps: db: {version: "1.0.0", artifact: url: %q, health: exec: ["true"]}
+apps: web: {version: "1.0.0", artifact: url: %q, health: exec: ["bin/app"]}
+apps: db: {version: "1.0.0", artifact: url: %q, health: exec: ["bin/app"]}
 `, web, db)}
 	}
 	repo := gittest.NewBare(t, spec(srv.URL+"/bomb.tgz", srv.URL+"/other.tgz"))

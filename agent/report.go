@@ -67,7 +67,7 @@ func (a *Agent) steady(ctx context.Context, t Target, st state.App) reconciler.A
 	check, err := healthCheck(t, rel)
 	if err == nil && check != nil {
 		c := *check
-		c.Retries = 0
+		c.Retries, c.Self = 0, a.selfAddrs()
 		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 		err = c.Run(pctx)
 		cancel()

@@ -62,6 +62,10 @@ func TestRollbackAppliesAtOnce(t *testing.T) {
 	if holds := f.leaseHistory("web", res.Commit); len(holds) != 0 {
 		t.Fatalf("the at-once rollback took leases: %+v", holds)
 	}
+	out, err = f.cli("status", "web")
+	if err != nil || !strings.Contains(out, "(rollback to 1.0.0 from 1.1.0 at once, commit "+res.Commit[:12]) {
+		t.Fatalf("status of the rollback: %v\n%s", err, out)
+	}
 	out, err = f.cli("status", "web", "--output", "json")
 	if err != nil || !strings.Contains(out, `"rollback": true`) || !strings.Contains(out, `"atOnce": true`) {
 		t.Fatalf("status of the rollback: %v\n%s", err, out)

@@ -31,6 +31,17 @@ apps: web: {
 	rollout: {strategy: "blue_green", batchsize: 2}
 	health: {http: "http://127.0.0.1:8080/health", tcp: "127.0.0.1:8080"}
 }
+
+// Written but left abstract, an FTP artifact, a shell chosen by the fleet
+// repo, a name that cannot be a ref: all refused, none takes a default.
+apps: api: {
+	version: "1.0.0"
+	artifact: url: "ftp://releases.example.com/api-1.0.0.tar.gz"
+	rollout: batchSize: _size
+	health: exec: ["/bin/sh", "-c", "curl -f http://127.0.0.1:9000/"]
+	nodes: ["eu-1", "../x"]
+}
+_size: int
 CUE
 if (cd "$tmp" && "$bin" validate bad); then
 	echo "expected validate to fail" >&2

@@ -33,6 +33,9 @@ var (
 	ErrRejected error = &personError{msg: "push rejected by the server"}
 )
 
+// ErrBranchExists means CommitRequest.Branch, which must be new, exists.
+var ErrBranchExists = errors.New("the branch exists already")
+
 // personError is a failure retrying cannot fix: a person must act (change
 // the server's configuration, the credentials or the agent's flags). It
 // matches NeedsPerson.
@@ -51,9 +54,6 @@ func (e *personError) Unwrap() error { return e.err }
 
 // NeedsPerson marks the error as one a person must act on.
 func (e *personError) NeedsPerson() bool { return true }
-
-// ErrBranchExists means CommitRequest.Branch, which must be new, exists.
-var ErrBranchExists = errors.New("the branch exists already")
 
 // ConflictError is a lost compare-and-swap on Ref: the caller expected
 // Expected but the remote holds Actual (zero when the ref is absent).

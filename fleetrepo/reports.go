@@ -3,6 +3,7 @@ package fleetrepo
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -24,7 +25,9 @@ type reportCache struct {
 // with a one-line summary as the message. A report that differs from the
 // last one this handle wrote only in Time is skipped, unless that one is
 // older than SharedOptions.ReportRefresh. The ref is written by
-// compare-and-swap: two agents using the same node name get a *ConflictError.
+// compare-and-swap. When the chain moved under this handle (another writer
+// of the node's report: two agents with one node name) the report is
+// written all the same and a *DuplicateNodeError returned.
 func (sh *Shared) WriteReport(ctx context.Context, r reconciler.NodeReport) error {
 	if err := checkName("node", r.Node); err != nil {
 		return fmt.Errorf("write node report: %w", err)
@@ -41,7 +44,8 @@ func (sh *Shared) WriteReport(ctx context.Context, r reconciler.NodeReport) erro
 		(sh.opts.ReportRefresh < 0 || now.Sub(last.written) < sh.opts.ReportRefresh) {
 		return nil
 	}
-	next, err := sh.writeJSON(reportFile, r, tip, Summary(r))
+	dup := sh.foreignWriter(r.Node, tip)
+	next, err := sh.writeJSON(reportFile, r, tip, Summary(r)+"\n\n"+instanceTrailer+": "+sh.instance)
 	if err != nil {
 		return fmt.Errorf("write node report %s: %w", r.Node, err)
 	}
@@ -49,7 +53,65 @@ func (sh *Shared) WriteReport(ctx context.Context, r reconciler.NodeReport) erro
 		return fmt.Errorf("write node report %s: %w", r.Node, err)
 	}
 	sh.reports[r.Node] = reportCache{tip: next, report: r, written: now}
+	if dup != nil {
+		return dup // written all the same: the other writer sees this one
+	}
 	return nil
+}
+
+// instanceTrailer names the handle that wrote a node report: a random id
+// per Shared, so that two agents with one node name tell each other apart.
+const instanceTrailer = "Reconciler-Instance"
+
+// DuplicateNodeError means another agent writes this node's report: two
+// agents run with one node name. An agent that gets it must stop acting
+// (both would drive the same node's rollout steps and leases).
+type DuplicateNodeError struct {
+	Node     string
+	Commit   string // the other agent's report commit
+	Instance string // the other writer's instance id ("" when it has none)
+}
+
+func (e *DuplicateNodeError) Error() string {
+	return fmt.Sprintf("another agent writes the report of node %s (commit %.12s, instance %q, not this agent's): two agents share the node name %s; stop one of them, or give each its own --node, then restart this one",
+		e.Node, e.Commit, e.Instance, e.Node)
+}
+
+// Is makes errors.Is(err, ErrDuplicateNode) true.
+func (e *DuplicateNodeError) Is(target error) bool { return target == ErrDuplicateNode }
+
+// ErrDuplicateNode is matched by *DuplicateNodeError.
+var ErrDuplicateNode = errors.New("two agents with one node name")
+
+// foreignWriter returns a *DuplicateNodeError when the report chain at tip
+// moved under this handle, which wrote node's report before and is its
+// only writer: the tip is not the commit this handle last wrote and was
+// not written by it. Caller holds mu.
+func (sh *Shared) foreignWriter(node string, tip plumbing.Hash) error {
+	last, ok := sh.reports[node]
+	if !ok || tip.IsZero() || tip == last.tip {
+		return nil
+	}
+	c, err := sh.s.repo.CommitObject(tip)
+	if err != nil {
+		return nil
+	}
+	inst := trailer(c.Message, instanceTrailer)
+	if inst == sh.instance {
+		return nil // this handle's own write, whose answer was lost
+	}
+	return &DuplicateNodeError{Node: node, Commit: tip.String(), Instance: inst}
+}
+
+// trailer returns the value of the last "key: value" line of msg.
+func trailer(msg, key string) string {
+	lines := strings.Split(strings.TrimSpace(msg), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if v, ok := strings.CutPrefix(lines[i], key+": "); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
 }
 
 func sameButTime(a, b reconciler.NodeReport) bool {

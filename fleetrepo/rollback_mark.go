@@ -2,7 +2,6 @@ package fleetrepo
 
 import (
 	"fmt"
-	"maps"
 	"regexp"
 	"strings"
 
@@ -16,50 +15,70 @@ import (
 // revertLine is the line `git revert` writes in its commit message.
 var revertLine = regexp.MustCompile(`(?m)^This reverts commit ([0-9a-f]{40})\b`)
 
-// RollbackMarkOf reports whether commit is a rollback of app, which agents
-// apply at once (docs/rollouts.md): a commit with a Reconciler-Rollback-Of
-// trailer (written by `reconciler rollback` or by an agent) for this app, or
-// a `git revert` of a commit that changed the app and was not itself a
-// rollback (reverting a rollback re-applies an upgrade). A trailer
-// Reconciler-Rollout: waves keeps the waves. nil when commit is no rollback
-// of app. It reads objects only: agents call it under Desired.View.
+// maxMarkWalk bounds how many commits RollbackMarkOf looks back for the
+// one that set the app's version.
+const maxMarkWalk = 20
+
+// RollbackMarkOf reports whether the app's version at commit was set by a
+// rollback, which agents apply at once (docs/rollouts.md). It follows first
+// parents from commit (up to maxMarkWalk) to the commit that changed the
+// app's version, so a pause, a resume or another app's commit pushed on top
+// of a rollback does not hide it. That commit is a rollback when it carries
+// a Reconciler-Rollback-Of trailer (written by `reconciler rollback` or by
+// an agent) for this app, or is a `git revert` of a commit that was not
+// itself a rollback (reverting a rollback re-applies an upgrade). A trailer
+// Reconciler-Rollout: waves keeps the waves. nil when it is no rollback. It
+// reads objects only: agents call it under Desired.View.
 func RollbackMarkOf(repo *git.Repository, commit plumbing.Hash, app string) (*reconciler.RollbackMark, error) {
-	c, err := repo.CommitObject(commit)
-	if err != nil {
-		return nil, fmt.Errorf("read commit %s to see whether it rolls %s back: %w", short(commit), app, err)
+	h := commit
+	for range maxMarkWalk {
+		c, err := repo.CommitObject(h)
+		if err != nil {
+			return nil, fmt.Errorf("read commit %s to see whether it rolls %s back: %w", short(h), app, err)
+		}
+		changed, err := versionChanged(repo, c, app)
+		if err != nil {
+			return nil, err
+		}
+		if changed {
+			return markOf(repo, c, app), nil
+		}
+		if len(c.ParentHashes) == 0 {
+			return nil, nil
+		}
+		h = c.ParentHashes[0]
 	}
+	return nil, nil
+}
+
+// markOf says whether c, which changed app's version, is a rollback of it.
+func markOf(repo *git.Repository, c *object.Commit, app string) *reconciler.RollbackMark {
 	t := ParseTrailers(c.Message)
 	if t.App != "" && t.App != app {
-		return nil, nil
+		return nil
 	}
 	of := t.RollbackOf
 	if of == "" {
 		m := revertLine.FindStringSubmatch(c.Message)
 		if m == nil {
-			return nil, nil
+			return nil
 		}
 		of = m[1]
 		if rc, err := repo.CommitObject(plumbing.NewHash(of)); err == nil {
 			rt := ParseTrailers(rc.Message)
 			if rt.RollbackOf != "" || revertLine.MatchString(rc.Message) || (rt.App != "" && rt.App != app) {
-				return nil, nil
+				return nil
 			}
 		}
 	}
-	if t.App == "" {
-		changed, err := appChanged(repo, c, app)
-		if err != nil || !changed {
-			return nil, err
-		}
-	}
-	return &reconciler.RollbackMark{Of: of, Waves: strings.EqualFold(t.Rollout, RolloutWaves)}, nil
+	return &reconciler.RollbackMark{Of: of, Waves: strings.EqualFold(t.Rollout, RolloutWaves)}
 }
 
-// appChanged reports whether commit c changed any field of app against its
-// first parent.
-func appChanged(repo *git.Repository, c *object.Commit, app string) (bool, error) {
+// versionChanged reports whether commit c changed app's version (as
+// written) against its first parent; a root commit sets it.
+func versionChanged(repo *git.Repository, c *object.Commit, app string) (bool, error) {
 	if len(c.ParentHashes) == 0 {
-		return false, nil
+		return true, nil
 	}
 	p, err := repo.CommitObject(c.ParentHashes[0])
 	if err != nil {
@@ -82,8 +101,7 @@ func appChanged(repo *git.Repository, c *object.Commit, app string) (bool, error
 		if err != nil {
 			return false, fmt.Errorf("read the change %s..%s: %w", short(p.Hash), short(c.Hash), err)
 		}
-		a, b := leavesOf(from, app), leavesOf(to, app)
-		if !maps.Equal(a, b) {
+		if a, b := leavesOf(from, app), leavesOf(to, app); a["version"] != b["version"] {
 			return true, nil
 		}
 	}

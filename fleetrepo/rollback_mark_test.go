@@ -104,8 +104,10 @@ func TestRollbackMarkOf(t *testing.T) {
 	if m := mark(t, d, revert, "api"); m == nil || m.Waves {
 		t.Errorf("git revert of api's upgrade: mark %+v", m)
 	}
-	if m := mark(t, d, revert, "web"); m != nil {
-		t.Errorf("git revert of api's upgrade marks web: %+v", m)
+	// Commits of another app on top do not hide web's rollback: web's
+	// version was last set by the rollback --waves commit.
+	if m := mark(t, d, revert, "web"); m == nil || !m.Waves || m.Of != up.String() {
+		t.Errorf("web under api's commits: mark %+v, want web's rollback --waves", m)
 	}
 	// Reverting that revert re-applies the upgrade: no rollback.
 	gittest.Git(t, work, "-c", "user.name=p", "-c", "user.email=p@x", "revert", "--no-edit", "HEAD")
@@ -116,6 +118,23 @@ func TestRollbackMarkOf(t *testing.T) {
 	}
 	if m := mark(t, d, again, "api"); m != nil {
 		t.Errorf("a revert of a revert is marked as a rollback: %+v", m)
+	}
+	// A pause on top of a rollback does not hide it.
+	paused, err := d.SetPaused(ctx, again, "web", true, "", Identity{Name: "ada"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := d.EditApp(ctx, AppChange{Expect: paused, App: "web", Set: map[string]any{"version": "0.9.0"},
+		Trailers: Trailers{From: "1.0.0", To: "0.9.0", RollbackOf: again.String()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resumed, err := d.SetPaused(ctx, rb, "web", false, "", Identity{Name: "ada"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := mark(t, d, resumed, "web"); m == nil || m.Of != again.String() || m.Waves {
+		t.Errorf("a resume on top of web's rollback: mark %+v", m)
 	}
 }
 

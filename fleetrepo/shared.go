@@ -2,6 +2,7 @@ package fleetrepo
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,8 +34,9 @@ const (
 // records and leases. It is safe for concurrent use; operations on one
 // handle are serialized, so give independent actors their own handle.
 type Shared struct {
-	opts SharedOptions
-	s    *store
+	opts     SharedOptions
+	s        *store
+	instance string // random, names this handle's report commits
 
 	// Guarded by s.mu.
 	seen    map[plumbing.ReferenceName]observation // leases, by ref
@@ -57,13 +59,14 @@ func OpenShared(ctx context.Context, opts SharedOptions) (*Shared, error) {
 		return nil, fmt.Errorf("open shared state: %w", err)
 	}
 	return &Shared{
-		opts:    opts,
-		s:       s,
-		seen:    map[plumbing.ReferenceName]observation{},
-		records: map[string]recordCache{},
-		reports: map[string]reportCache{},
-		ignored: map[plumbing.ReferenceName]bool{},
-		bad:     map[plumbing.ReferenceName]BadRef{},
+		opts:     opts,
+		s:        s,
+		instance: rand.Text()[:16],
+		seen:     map[plumbing.ReferenceName]observation{},
+		records:  map[string]recordCache{},
+		reports:  map[string]reportCache{},
+		ignored:  map[plumbing.ReferenceName]bool{},
+		bad:      map[plumbing.ReferenceName]BadRef{},
 	}, nil
 }
 

@@ -321,6 +321,8 @@ func decideAtOnce(in Input, r *Rollout) Decision {
 		return appendEvent(in, r, Event{Type: EventNodeDone, Node: in.Node, Reason: "rolled back to " + r.Target})
 	case inPlan && in.Self.State == AppFailed:
 		return appendEvent(in, r, Event{Type: EventNodeFailed, Node: in.Node, Reason: "switch to " + r.Target + " failed"})
+	case in.Self.State == AppFailed:
+		return Decision{Action: Wait, Reason: "failed to switch to " + r.Target + "; not retried until the target changes"}
 	}
 	d := converge(in, r.Target)
 	d.Rollout = r

@@ -354,6 +354,15 @@ func TestDecide(t *testing.T) {
 			action: Converge,
 		},
 		{
+			name: "at-once rollback: a late joiner whose switch failed does not retry",
+			in: func() Input {
+				in := rollbackIn("f", nil)
+				in.Self = AppReport{Version: "1.1.0", State: AppFailed}
+				return in
+			}(),
+			action: Wait,
+		},
+		{
 			name: "a failed rollback is never rolled back",
 			in: func() Input {
 				in := rollbackIn("c", []Event{ev(EventNodeFailed, of("c2"), node("a")), ev(EventFailed, of("c2"), node("a"))})

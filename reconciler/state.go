@@ -20,8 +20,11 @@ type NodeReport struct {
 	// Untrusted is "untrusted: <commit>: <why>" while the node refuses the
 	// branch's tip for its signatures (docs/trust.md); SpecCommit is then
 	// the last accepted tip, still applied.
-	Untrusted string               `json:"untrusted,omitempty"`
-	Apps      map[string]AppReport `json:"apps,omitempty"`
+	Untrusted string `json:"untrusted,omitempty"`
+	// Conflict is set while the node refuses to act because another agent
+	// writes its report (two agents with one node name): it says so.
+	Conflict string               `json:"conflict,omitempty"`
+	Apps     map[string]AppReport `json:"apps,omitempty"`
 }
 
 // App states in a node report.

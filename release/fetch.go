@@ -157,7 +157,8 @@ func (f *Fetcher) deadline(ctx context.Context) (context.Context, context.Cancel
 var ErrTimeout = errors.New("fetch timed out")
 
 // parseSource returns either a URL to download or a local path. Its errors
-// never show a password the source carries: they end up in node reports.
+// never show a credential the source carries (internal/redact): they end
+// up in node reports.
 func parseSource(source string) (*url.URL, string, error) {
 	if !strings.Contains(source, "://") {
 		if source == "" {
@@ -167,12 +168,16 @@ func parseSource(source string) (*url.URL, string, error) {
 	}
 	u, err := url.Parse(source)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // ue.Error() quotes the whole source
+		}
 		return nil, "", redact.Error(fmt.Errorf("fetch %q: %w", redact.String(source), err))
 	}
 	switch u.Scheme {
 	case "http", "https":
 		if u.Host == "" {
-			return nil, "", fmt.Errorf("fetch %s: no host: want %s://host/path", u.Redacted(), u.Scheme)
+			return nil, "", fmt.Errorf("fetch %s: no host: want %s://host/path", redact.String(source), u.Scheme)
 		}
 		return u, "", nil
 	case "file":
@@ -182,25 +187,6 @@ func parseSource(source string) (*url.URL, string, error) {
 		return nil, u.Path, nil
 	}
 	return nil, "", fmt.Errorf("fetch %s: unsupported scheme %q (want a path, file://, http:// or https://)", redact.String(source), u.Scheme)
-}
-
-// redactSource is url.URL.Redacted for a source that does not parse: the
-// password of scheme://user:password@host... becomes xxxxx.
-func redactSource(s string) string {
-	i := strings.Index(s, "://")
-	if i < 0 {
-		return s
-	}
-	auth := s[i+3:]
-	if j := strings.IndexAny(auth, "/?#"); j >= 0 {
-		auth = auth[:j]
-	}
-	at := strings.LastIndex(auth, "@")
-	colon := strings.Index(auth[:max(at, 0)], ":")
-	if at < 0 || colon < 0 {
-		return s
-	}
-	return s[:i+3+colon+1] + "xxxxx" + s[i+3+at:]
 }
 
 func (f *Fetcher) checkLocal(p string) error {

@@ -57,8 +57,8 @@ func FuzzParseSource(f *testing.F) {
 				t.Fatalf("parseSource(%q) returned the relative path %q for a file:// URL", source, local)
 			}
 		}
-		_, user, scheme := strings.Cut(prefix, "://")
-		if !scheme || !strings.Contains(user, ":") || strings.ContainsAny(user, "/?#@") || !strings.HasPrefix(suffix, "@") ||
+		scheme, user, ok := strings.Cut(prefix, "://")
+		if !ok || !validScheme(scheme) || !strings.Contains(user, ":") || strings.ContainsAny(user, "/?#@") || !strings.HasPrefix(suffix, "@") ||
 			!secretLike(password) || strings.Contains(prefix+suffix, password) {
 			return // not a password in the URL's userinfo
 		}
@@ -84,4 +84,16 @@ func secretLike(p string) bool {
 		}
 	}
 	return true
+}
+
+// validScheme: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) (RFC 3986); before
+// anything else "://" is no scheme ("#://u:p@" is a fragment).
+func validScheme(s string) bool {
+	for i, c := range s {
+		alpha := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+		if !alpha && (i == 0 || !(c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.')) {
+			return false
+		}
+	}
+	return s != ""
 }

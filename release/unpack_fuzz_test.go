@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -178,6 +179,8 @@ func checkUnpack(t *testing.T, raw []byte) {
 	}
 	if fi, err := os.Lstat(secret); err != nil || !fi.Mode().IsRegular() || fi.Size() != 6 {
 		t.Fatalf("unpack changed a file outside the destination: %v %v", fi, err)
+	} else if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink != 1 {
+		t.Fatalf("unpack hardlinked a file outside the destination (%d links)", st.Nlink)
 	} else if b, _ := os.ReadFile(secret); string(b) != "secret" {
 		t.Fatalf("unpack overwrote a file outside the destination: %q", b)
 	}

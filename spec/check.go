@@ -93,7 +93,7 @@ func (c *checker) leaf(v, schema cue.Value) {
 	if refersElsewhere(u.Source()) && causedElsewhere(err, u.Source()) {
 		// Usually the field it refers to is reported instead; if not
 		// (a cycle, a hidden field), this field is.
-		c.deferError(path, "%s: got %s, not a valid value (%s), want %s", path, showSource(u), cueMessage(err), wantOr(v, schema))
+		c.deferError(u, path, "%s: got %s, not a valid value (%s), want %s", path, showSource(u), cueMessage(err), wantOr(v, schema))
 		return
 	}
 	if want, ok := wantOf(v, schema); ok && u.Exists() && u.Err() == nil {
@@ -138,7 +138,7 @@ func (c *checker) incomplete(v, u, schema cue.Value, err error) {
 	case !u.Exists():
 		c.errs.add(c.pos(path), "%s: missing, want %s", path, want)
 	case refersElsewhere(u.Source()):
-		c.deferError(path, "%s: got %s, not a concrete value (%s), want %s%s",
+		c.deferError(u, path, "%s: got %s, not a concrete value (%s), want %s%s",
 			path, showSource(u), cueMessage(err), want, fix(schema))
 	case typeOnly(u.Source()) && !hasDefault(schema):
 		c.errs.add(c.pos(path), "%s: missing, want %s", path, want)
@@ -165,7 +165,13 @@ func wantOr(v, schema cue.Value) string {
 
 // deferError records a problem of a field whose value comes from elsewhere,
 // reported only when nothing else is in its app (or node): see flush.
-func (c *checker) deferError(path cue.Path, format string, args ...any) {
+// A field that refers only to hidden fields (_n, a cycle of _a and _b) is
+// reported at once: nothing else reports a hidden field.
+func (c *checker) deferError(u cue.Value, path cue.Path, format string, args ...any) {
+	if refersToHiddenOnly(u.Source()) {
+		c.errs.add(c.valuePos(path), format, args...)
+		return
+	}
 	c.deferred = append(c.deferred, deferred{path: path, pos: c.valuePos(path), msg: fmt.Sprintf(format, args...)})
 }
 

@@ -1,6 +1,8 @@
 package spec
 
 import (
+	"strings"
+
 	"cuelang.org/go/cue"
 	"cuelang.org/go/cue/ast"
 	cueerrors "cuelang.org/go/cue/errors"
@@ -124,6 +126,43 @@ func refersElsewhere(src ast.Node) bool {
 		}
 	})
 	return found
+}
+
+// refersToHiddenOnly reports whether every reference in a field's
+// expression starts at a hidden field (_n, _a.b).
+func refersToHiddenOnly(src ast.Node) bool {
+	if f, ok := src.(*ast.Field); ok {
+		src = f.Value
+	}
+	if src == nil {
+		return false
+	}
+	refs, hidden := 0, 0
+	ast.Walk(src, func(n ast.Node) bool {
+		switch x := n.(type) {
+		case *ast.SelectorExpr:
+			ast.Walk(x.X, func(n ast.Node) bool { // only the root counts
+				if id, ok := n.(*ast.Ident); ok && !predeclared(id.Name) {
+					refs++
+					if strings.HasPrefix(id.Name, "_") {
+						hidden++
+					}
+					return false
+				}
+				return true
+			}, nil)
+			return false
+		case *ast.Ident:
+			if !predeclared(x.Name) {
+				refs++
+				if strings.HasPrefix(x.Name, "_") {
+					hidden++
+				}
+			}
+		}
+		return true
+	}, nil)
+	return refs > 0 && refs == hidden
 }
 
 // predeclared reports whether name is one of CUE's predeclared types.

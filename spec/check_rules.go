@@ -79,6 +79,9 @@ func (c *checker) checkHealth(v cue.Value) {
 // declares nodes. A list may name nodes not declared yet: agents announce
 // themselves, and the planner reports them.
 func (c *checker) checkTargets(v cue.Value) {
+	if c.abstractTargets(v) {
+		return
+	}
 	switch v.Kind() {
 	case cue.ListKind:
 		c.checkTargetList(v)
@@ -109,6 +112,30 @@ func someNames(names []string) string {
 		return fmt.Sprintf("%s and %d more", strings.Join(names[:10], ", "), len(names)-10)
 	}
 	return strings.Join(names, ", ")
+}
+
+// abstractTargets records targets written as a type rather than a value:
+// an open list ([...string], which would target no node) or a selector that
+// is only a pattern ({[string]: string}, which would target every node).
+func (c *checker) abstractTargets(v cue.Value) bool {
+	u := c.user.LookupPath(v.Path())
+	var what string
+	switch u.IncompleteKind() {
+	case cue.ListKind:
+		if _, err := u.Len().Int64(); err != nil {
+			what = "an open list, which would target no node: list the names"
+		}
+	case cue.StructKind:
+		it, err := u.Fields()
+		if err == nil && !it.Next() && u.LookupPath(cue.MakePath(cue.AnyString)).Exists() {
+			what = "a selector with only a pattern, which would target every node: write the labels, or \"all\""
+		}
+	}
+	if what == "" {
+		return false
+	}
+	c.errs.add(c.valuePos(v.Path()), "%s: got %s, a type, not a value: %s", v.Path(), showSource(u), what)
+	return true
 }
 
 // checkTargetList checks each name of a list of targets.

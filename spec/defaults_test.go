@@ -20,6 +20,16 @@ func TestWrittenButIncomplete(t *testing.T) {
 		{"abstract batchSize", app + "apps: web: rollout: batchSize: _n\n_n: int\n", []string{
 			`f.cue:3:32: apps.web.rollout.batchSize: got _n, not a concrete value (incomplete value >=1 & int), want an integer >= 1: give it a value, or remove it to take the default`,
 		}},
+		{"abstract batchSize next to another error of the app", app + "apps: web: rollout: {batchSize: _n, strategy: \"blue\"}\n_n: int\n", []string{
+			`f.cue:3:33: apps.web.rollout.batchSize: got _n, not a concrete value (incomplete value >=1 & int), want an integer >= 1: give it a value, or remove it to take the default`,
+			`f.cue:3:47: apps.web.rollout.strategy: got "blue", want "rolling", "canary" or "all_at_once"`,
+		}},
+		{"open list of targets", app + "apps: web: nodes: _t\n_t: [...string]\n", []string{
+			`f.cue:3:19: apps.web.nodes: got _t, a type, not a value: an open list, which would target no node: list the names`,
+		}},
+		{"selector that is only a pattern", app + "apps: web: nodes: _t\n_t: {[string]: string}\n", []string{
+			`f.cue:3:19: apps.web.nodes: got _t, a type, not a value: a selector with only a pattern, which would target every node: write the labels, or "all"`,
+		}},
 		{"abstract paused", app + "apps: web: paused: _freeze\n_freeze: bool\n", []string{
 			`f.cue:3:20: apps.web.paused: got _freeze, not a concrete value (incomplete value bool), want true or false: give it a value, or remove it to take the default`,
 		}},

@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"bytes"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -24,6 +25,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
+
+	"github.com/fleetops/reconciler/internal/regfile"
 )
 
 // schemaSource is the fleet schema; schemaFile is the name its positions
@@ -88,7 +91,7 @@ func LoadCommit(repo *git.Repository, commit plumbing.Hash, dir string) (*Fleet,
 // readFile reads a regular file of at most MaxFileBytes (it may have grown
 // since it was listed).
 func readFile(name string) ([]byte, error) {
-	f, err := os.Open(name)
+	f, err := regfile.Open(name) // a FIFO named *.cue would block
 	if err != nil {
 		return nil, err
 	}
@@ -183,6 +186,31 @@ func LoadFiles(files map[string][]byte) (*Fleet, error) {
 	if err != nil {
 		return nil, err
 	}
+	if mayHoldBytes(files) {
+		return fullLoad(ctx, user)
+	}
+	if f, ok, err := fastLoad(user); ok || err != nil {
+		return f, err
+	}
+	return fullLoad(ctx, user)
+}
+
+// mayHoldBytes reports whether the files may hold a CUE bytes value ('abc',
+// bytes), which JSON shows as a base64 string: the fast path cannot tell it
+// from a string, so such fleets take the full path (a quote in a comment
+// only costs time).
+func mayHoldBytes(files map[string][]byte) bool {
+	for _, b := range files {
+		if bytes.ContainsRune(b, '\'') || bytes.Contains(b, []byte("bytes")) {
+			return true
+		}
+	}
+	return false
+}
+
+// fullLoad unifies the user's files with the schema and walks the result,
+// reporting every problem with its position.
+func fullLoad(ctx *cue.Context, user cue.Value) (*Fleet, error) {
 	schema := ctx.CompileString(schemaSource, cue.Filename(schemaFile))
 	if err := schema.Err(); err != nil {
 		panic(fmt.Sprintf("spec: embedded schema does not compile: %v", err))

@@ -26,8 +26,10 @@ import (
 //
 //   - rolls back (Reconciler-Rollback-Of: F): F is on the first-parent
 //     history, the parent still targets the version F set, and each of the
-//     app's fields is either left alone or restored to what it was before F;
-//     version and artifact together; or
+//     app's fields is either left alone or restored to what it was before F
+//     (or, for the version the fleet ran, Reconciler-To, what it was at the
+//     newest of the 20 commits before F that set it); version and artifact
+//     together; or
 //   - pauses: the app's spec is unchanged but for paused, false to true.
 //
 // So a stolen node key can undo the latest change of an app's version, or
@@ -157,7 +159,42 @@ func (p *Policy) restores(repo *git.Repository, parent plumbing.Hash, t fleetrep
 	if !ok {
 		return fmt.Errorf("app %s did not exist before %s", t.App, failed.Hash)
 	}
-	return fieldsFrom(t.App, after, before, restored, prior)
+	err = fieldsFrom(t.App, after, before, restored, prior)
+	if err == nil || t.To == "" || t.To == restored.Version {
+		return err
+	}
+	// An agent restores the version the fleet ran (its Reconciler-To),
+	// as of the newest commit before F that set it, skipping versions
+	// committed in between but never deployed (issue 17, bug 3): accept
+	// that spec too, within maxRestoreWalk commits before F.
+	base, baseApp, found := p.appWithVersion(repo, prior, t.App, t.To)
+	if !found {
+		return err
+	}
+	return fieldsFrom(t.App, after, before, baseApp, base)
+}
+
+// maxRestoreWalk bounds how far before the rolled-back commit an agent's
+// rollback may restore the app's spec from.
+const maxRestoreWalk = 20
+
+// appWithVersion finds, following first parents from start, the newest
+// commit (within maxRestoreWalk) whose specs load and give app version.
+func (p *Policy) appWithVersion(repo *git.Repository, start plumbing.Hash, app, version string) (plumbing.Hash, spec.App, bool) {
+	h := start
+	for range maxRestoreWalk {
+		if f, err := spec.LoadCommit(repo, h, p.SpecDir); err == nil {
+			if a, ok := f.Apps[app]; ok && a.Version == version {
+				return h, a, true
+			}
+		}
+		c, err := repo.CommitObject(h)
+		if err != nil || len(c.ParentHashes) == 0 {
+			break
+		}
+		h = c.ParentHashes[0]
+	}
+	return plumbing.ZeroHash, spec.App{}, false
 }
 
 // fieldsFrom checks that each field group of after equals before's or

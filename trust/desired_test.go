@@ -172,6 +172,34 @@ func TestDesiredAgentCommits(t *testing.T) {
 	}
 }
 
+// TestDesiredAgentRollbackToWhatTheFleetRan (issue 17, bug 3): 1.1.0 and
+// 1.2.0 were committed before any node moved; 1.2.0 failed; the agent's
+// rollback restores 1.0.0, the version the fleet ran (Reconciler-To), as of
+// the commit that set it, not 1.1.0 (never deployed): its peers accept it,
+// and a node key still cannot restore a version no commit before had.
+func TestDesiredAgentRollbackToWhatTheFleetRan(t *testing.T) {
+	s := newDesiredScene(t)
+	s.person(s.ada, "1.1.0")
+	failed := s.person(s.ada, "1.2.0")
+	writer, peer := s.open(true, s.node1, "node-1"), s.open(true, nil, "node-2")
+	for _, d := range []*fleetrepo.Desired{writer, peer} {
+		if _, err := d.Fetch(s.ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rb, err := writer.Rollback(s.ctx, fleetrepo.RollbackRequest{App: "web", Failed: failed, To: "1.0.0",
+		Reason: "health check failed", Node: "node-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := writer.AppVersion(rb, "web"); v != "1.0.0" {
+		t.Fatalf("the rollback restored %q, want 1.0.0", v)
+	}
+	if tip, err := peer.Fetch(s.ctx); err != nil || tip != rb {
+		t.Fatalf("peer on the agent-signed rollback to 1.0.0: %s, %v", tip, err)
+	}
+}
+
 // TestDesiredAgentRollbackEditForm: when the failed commit changed two
 // apps, the agent's rollback edits back only the failed app's fields; its
 // peers accept it, the other app keeps what the failed commit gave it.

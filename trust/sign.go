@@ -8,12 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/hiddeco/sshsig"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/fleetops/reconciler/internal/regfile"
 )
 
 // CommitSigner signs the bytes of a commit (without its gpgsig header) and
@@ -60,7 +61,7 @@ func (k *KeySigner) Sign(message io.Reader) ([]byte, error) {
 // PKCS#8/PEM) ed25519, ECDSA or RSA of at least 2048 bits, or an OpenPGP
 // armored private key. passphrase decrypts an encrypted key (nil: none).
 func LoadSigningKey(path string, passphrase []byte) (*KeySigner, error) {
-	data, err := os.ReadFile(path)
+	data, err := regfile.ReadFile(path, 1<<20) // never a FIFO or a device
 	if err != nil {
 		return nil, fmt.Errorf("signing key: %w", err)
 	}

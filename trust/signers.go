@@ -3,7 +3,6 @@ package trust
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -11,6 +10,8 @@ import (
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/fleetops/reconciler/internal/regfile"
 )
 
 // Role says what a trusted signer may sign.
@@ -65,7 +66,7 @@ func LoadSigners(paths ...string) (*Signers, error) {
 	}
 	set := &Signers{ssh: map[string]*Signer{}, pgp: map[string]*Signer{}}
 	for _, p := range paths {
-		data, err := os.ReadFile(p)
+		data, err := regfile.ReadFile(p, 16<<20) // never a FIFO or a device
 		if err != nil {
 			return nil, fmt.Errorf("trusted signers: %w", err)
 		}

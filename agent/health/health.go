@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -47,7 +48,7 @@ type Check struct {
 	TCP  string   // host:port; passes when it connects
 	Exec []string // argv; passes on exit 0
 	Dir  string   // working directory of Exec
-	Env  []string // environment of Exec (nil: the agent's)
+	Env  []string // environment of Exec (nil: the agent's, without its settings and secrets: RECONCILER_*, COSIGN_*)
 
 	// RequiredStatus is the worst acceptable JSON status: "ok" (default)
 	// or "degraded".
@@ -214,6 +215,9 @@ func (c Check) probeExec(ctx context.Context) error {
 	}
 	cmd := exec.CommandContext(ctx, path, c.Exec[1:]...)
 	cmd.Dir, cmd.Env = c.Dir, c.Env
+	if cmd.Env == nil {
+		cmd.Env = agentEnviron()
+	}
 	// Its own process group: a check cut short by its timeout is killed
 	// with what it forked, not just its first process.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -346,4 +350,17 @@ func isInterfaceAddr(ip net.IP) bool {
 		}
 	}
 	return false
+}
+
+// agentEnviron is the agent's environment without its own settings and
+// secrets (RECONCILER_*, such as RECONCILER_GIT_PASSWORD, and COSIGN_*), as
+// workloads and hooks get it.
+func agentEnviron() []string {
+	env := []string{}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "RECONCILER_") && !strings.HasPrefix(kv, "COSIGN_") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }

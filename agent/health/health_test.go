@@ -337,3 +337,20 @@ func TestExecTimeoutKillsWhatTheCheckForked(t *testing.T) {
 		time.Sleep(10 * time.Millisecond) // polling /proc
 	}
 }
+
+// TestExecDoesNotGetTheAgentsSecrets: an exec check gets the agent's
+// environment without its settings and secrets, as workloads and hooks
+// do; before, it got RECONCILER_GIT_PASSWORD and COSIGN_PASSWORD.
+func TestExecDoesNotGetTheAgentsSecrets(t *testing.T) {
+	t.Setenv("RECONCILER_GIT_PASSWORD", "s3cret")
+	t.Setenv("COSIGN_PASSWORD", "s3cret")
+	t.Setenv("HEXEC_PLAIN", "kept")
+	dir := releaseDir(t)
+	script := "#!/bin/sh\nenv | grep -q s3cret && { echo leaked; exit 1; }\ntest \"$HEXEC_PLAIN\" = kept\n"
+	if err := os.WriteFile(filepath.Join(dir, "bin", "env"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := (Check{Exec: []string{"bin/env"}, Dir: dir}).Probe(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}

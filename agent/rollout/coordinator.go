@@ -28,6 +28,8 @@ import (
 	"time"
 
 	"github.com/fleetops/reconciler/agent"
+	"github.com/fleetops/reconciler/fleetrepo"
+	"github.com/fleetops/reconciler/internal/clock"
 	"github.com/fleetops/reconciler/reconciler"
 )
 
@@ -61,18 +63,14 @@ type Shared interface {
 	Validity(l reconciler.Lease) time.Duration
 }
 
-// RollbackFunc writes the rollback commit of app on the tracked branch:
-// restore version to, as before the commit that set failed. It returns the
-// new commit, or an error matching ErrNoRollback when someone else already
-// did it or a person pushed something newer.
-type RollbackFunc func(ctx context.Context, req RollbackRequest) (string, error)
-
-// RollbackRequest is what a rollback commit needs.
-type RollbackRequest struct {
-	App, Failed, To string
-	Rollout         string // the rollout id (the commit that set Failed)
-	Node, Reason    string
-}
+// RollbackFunc writes the rollback commit of req.App on the tracked branch
+// (fleetrepo.(*Desired).Rollback, as this node): restore req.To, the
+// version the fleet ran, undoing the commit req.Failed that set
+// req.Version. It returns the new commit, or an error matching
+// ErrNoRollback when someone else already did it or a person pushed
+// something newer. The request is fleetrepo's: one type for the agent's
+// rollbacks and the operator's.
+type RollbackFunc func(ctx context.Context, req fleetrepo.RollbackRequest) (string, error)
 
 // ErrNoRollback is returned by a RollbackFunc that had nothing to do.
 var ErrNoRollback = errors.New("no rollback needed")
@@ -96,11 +94,12 @@ type Options struct {
 	// older than it). Only a descendant tip may supersede a rollout or
 	// change its pause and options. Nil: every tip descends.
 	Descends func(tip, ancestor string) bool
-	Logger   *slog.Logger     // default: discard
-	Now      func() time.Time // default time.Now (monotonic readings matter)
-	// After is the timer the lease's renewal goroutine waits on (default
-	// time.After); a simulation passes its own.
-	After func(time.Duration) <-chan time.Time
+	Logger   *slog.Logger // default: discard
+	// Clock is the coordinator's time source, for the engine's Now, wave
+	// timers and the lease goroutine's waits (default clock.System{});
+	// tests and internal/fleetsim pass a *clock.Fake. It must be the clock
+	// of Shared too: validity is measured on it.
+	Clock clock.Clock
 }
 
 // Coordinator is an agent.Coordinator that follows the lease protocol.
@@ -132,11 +131,8 @@ func New(opt Options) (*Coordinator, error) {
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opt.Now == nil {
-		opt.Now = time.Now
-	}
-	if opt.After == nil {
-		opt.After = time.After
+	if opt.Clock == nil {
+		opt.Clock = clock.System{}
 	}
 	if opt.SkewMargin <= 0 {
 		opt.SkewMargin = opt.LeaseTTL / 10
@@ -167,7 +163,7 @@ func (c *Coordinator) Permit(ctx context.Context, in agent.DecideInput) (agent.P
 		if p.Waiting == "" {
 			p.Waiting = "shared state unreachable: " + err.Error()
 		}
-		p.Recheck = c.opt.Now().Add(c.backoff(app, true))
+		p.Recheck = c.opt.Clock.Now().Add(c.backoff(app, true))
 	}
 	return p, err
 }
@@ -190,7 +186,7 @@ func (c *Coordinator) permit(ctx context.Context, in agent.DecideInput) (agent.P
 			return out, err
 		}
 	}
-	return agent.Permit{Waiting: "rollout bookkeeping in progress", Recheck: c.opt.Now()}, nil
+	return agent.Permit{Waiting: "rollout bookkeeping in progress", Recheck: c.opt.Clock.Now()}, nil
 }
 
 // backoff counts consecutive transient errors of app (or resets them) and
@@ -234,7 +230,7 @@ func (c *Coordinator) act(ctx context.Context, in agent.DecideInput, rin reconci
 				return false, waiting(d, "waiting for a lease slot", time.Time{}), fmt.Errorf("take lease %s/%d: %w", app, d.Slot, err)
 			}
 			c.log.Debug("lease not taken", "app", app, "slot", d.Slot, "err", err)
-			return false, waiting(d, "waiting for a lease slot", c.opt.Now().Add(time.Second)), nil
+			return false, waiting(d, "waiting for a lease slot", c.opt.Clock.Now().Add(time.Second)), nil
 		}
 		c.log.Info("lease taken", "app", app, "slot", l.Slot, "rollout", l.Rollout, "token", short(l.Token))
 		return true, out, nil
@@ -254,11 +250,11 @@ func (c *Coordinator) act(ctx context.Context, in agent.DecideInput, rin reconci
 		// Nothing written: the tip moves (the other agent's rollback commit,
 		// or a person's); wait for it rather than asking again at once.
 		return false, waiting(d, "rollback commit written elsewhere or superseded; waiting for the tip to move",
-			c.opt.Now().Add(c.opt.ActivePoll)), nil
+			c.opt.Clock.Now().Add(c.opt.ActivePoll)), nil
 	}
 	until := d.Until
 	if until.IsZero() && d.Rollout != nil && !d.Rollout.Ended() {
-		until = c.opt.Now().Add(c.opt.ActivePoll) // a rollout moves: look again soon
+		until = c.opt.Clock.Now().Add(c.opt.ActivePoll) // a rollout moves: look again soon
 	}
 	if in.Local.Active == in.App.Version && in.Local.Failed != in.App.Version {
 		if d.Rollout != nil && d.Rollout.Ended() {
@@ -272,6 +268,12 @@ func (c *Coordinator) act(ctx context.Context, in agent.DecideInput, rin reconci
 		// remembered failure; no lease is taken (issue 17, bug 5).
 		return false, agent.Permit{Version: in.App.Version, Rollout: rolloutID(d), Recheck: until}, nil
 	}
+	if r := d.Rollout; r != nil && r.Ended() && r.Target == in.App.Version && in.Local.Active != "" && hasFailed(r, c.opt.Node) {
+		// Recorded failed in a rollout that is over (its switch was given
+		// up, or its lease expired): it keeps serving what it runs, and
+		// says so, healthy, until the target changes.
+		return false, agent.Permit{Version: in.Local.Active, Rollout: r.ID}, nil
+	}
 	return false, waiting(d, d.Reason, until), nil
 }
 
@@ -281,6 +283,8 @@ func IsTransient(err error) bool {
 	var t interface{ Transient() bool }
 	return errors.As(err, &t) && t.Transient() && !NeedsPerson(err)
 }
+
+func hasFailed(r *reconciler.Rollout, node string) bool { _, ok := r.Failed[node]; return ok }
 
 func settledKey(in agent.DecideInput) string { return in.Commit.String() + "@" + in.App.Version }
 
@@ -311,7 +315,7 @@ func (c *Coordinator) input(ctx context.Context, in agent.DecideInput, reports m
 	if err != nil {
 		return reconciler.Input{}, fmt.Errorf("read leases of %s: %w", app, err)
 	}
-	now := c.opt.Now()
+	now := c.opt.Clock.Now()
 	var descends func(string) bool
 	if c.opt.Descends != nil {
 		tip := in.Commit.String()

@@ -3,7 +3,6 @@ package rollout
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,45 +11,45 @@ import (
 	"github.com/fleetops/reconciler/agent"
 	"github.com/fleetops/reconciler/fleetrepo"
 	"github.com/fleetops/reconciler/fleetrepo/gittest"
+	"github.com/fleetops/reconciler/internal/clock"
 	"github.com/fleetops/reconciler/reconciler"
 	"github.com/fleetops/reconciler/spec"
 )
 
-// clock is a fake clock shared by a coordinator and its Shared handle.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
+// testClock is a fake clock shared by a coordinator and its Shared handle;
+// the lease goroutine's waits go to ticks, fired by hand (never, unless a
+// test sets them).
+type testClock struct {
+	*clock.Fake
+	ticks *ticks
 }
 
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
+func (c *testClock) After(d time.Duration) <-chan time.Time {
+	if c.ticks == nil {
+		return nil // blocks: no background renewal unless a test asks
+	}
+	return c.ticks.after(d)
 }
 
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+func (c *testClock) advance(d time.Duration) { c.Fake.Advance(d) }
 
 // node is one coordinator over its own Shared handle of a real bare repo.
 type node struct {
 	name   string
-	clock  *clock
+	clock  *testClock
 	shared *fleetrepo.Shared
 	coord  *Coordinator
 }
 
 func newNode(t *testing.T, repo, name string, rollback RollbackFunc) *node {
 	t.Helper()
-	c := &clock{now: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
+	c := &testClock{Fake: clock.NewFake(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC))}
 	sh, err := fleetrepo.OpenShared(context.Background(), fleetrepo.SharedOptions{URL: repo, Clock: c,
 		Identity: fleetrepo.Identity{Name: name}, ReportRefresh: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	co, err := New(Options{Node: name, Shared: sh, Rollback: rollback, LeaseTTL: 30 * time.Second, Now: c.Now})
+	co, err := New(Options{Node: name, Shared: sh, Rollback: rollback, LeaseTTL: 30 * time.Second, Clock: c})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,8 +102,8 @@ func TestUpgradeUnderLease(t *testing.T) {
 func TestFencedAfterTakeover(t *testing.T) {
 	ctx := context.Background()
 	repo := gittest.NewBare(t, nil)
-	var asked RollbackRequest
-	rollback := func(_ context.Context, req RollbackRequest) (string, error) {
+	var asked fleetrepo.RollbackRequest
+	rollback := func(_ context.Context, req fleetrepo.RollbackRequest) (string, error) {
 		asked = req
 		return "", ErrNoRollback // as when another agent already wrote it
 	}
@@ -128,7 +127,7 @@ func TestFencedAfterTakeover(t *testing.T) {
 	if _, failed := r.Failed["a"]; !failed {
 		t.Fatalf("b did not record a's expired lease: %+v", r)
 	}
-	if asked.App != "web" || asked.Failed != "1.1.0" || asked.To != "1.0.0" || asked.Node != "a" {
+	if asked.App != "web" || asked.Failed != in.Commit || asked.Version != "1.1.0" || asked.To != "1.0.0" || asked.Node != "a" {
 		t.Fatalf("rollback asked = %+v", asked)
 	}
 	// a finishes late: the success is fenced off, the release fails quietly.
@@ -157,7 +156,7 @@ func TestRolledBackAlwaysNamesItsCommit(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			repo := gittest.NewBare(t, nil)
 			calls := 0
-			a := newNode(t, repo, "a", func(context.Context, RollbackRequest) (string, error) {
+			a := newNode(t, repo, "a", func(context.Context, fleetrepo.RollbackRequest) (string, error) {
 				calls++
 				return tc.commit, tc.err
 			})

@@ -25,7 +25,9 @@ type faulty struct {
 	cutOff     bool // every write fails as a network error, nothing lands
 	loseAnswer int  // the next n renewals land but report a network error
 	refuse     bool // every write is refused by the server (a person must act)
-	hang       bool // renewals go into a black hole: no answer until ctx ends
+	// hang, when set, makes renewals hang until their context ends (a
+	// black-holed connection), telling the channel when one starts.
+	hang chan struct{}
 }
 
 var errUnreachable = &fleetrepo.TransientError{Op: "push", Repo: "test", Err: errors.New("connection refused")}
@@ -46,7 +48,8 @@ func (f *faulty) Renew(ctx context.Context, l reconciler.Lease) (reconciler.Leas
 	f.mu.Lock()
 	hang := f.hang
 	f.mu.Unlock()
-	if hang {
+	if hang != nil {
+		hang <- struct{}{}
 		<-ctx.Done()
 		return l, &fleetrepo.TransientError{Op: "push", Repo: "test", Err: ctx.Err()}
 	}
@@ -100,7 +103,7 @@ func faultyNode(t *testing.T, repo, name string) (*node, *faulty, *ticks) {
 	n := newNode(t, repo, name, nil)
 	f := &faulty{Shared: n.shared}
 	tk := &ticks{c: make(chan time.Time)}
-	n.coord.opt.Shared, n.coord.opt.After = f, tk.after
+	n.coord.opt.Shared, n.clock.ticks = f, tk
 	return n, f, tk
 }
 
@@ -189,6 +192,24 @@ func TestHolderCutOffDoesNotBeginAfterTakeover(t *testing.T) {
 	pa.Lease.Finish(ctx, reconciler.AppReport{}, agent.ErrNotBegun)
 	if _, err := pb.Lease.Begin(ctx, 5*time.Second); err != nil {
 		t.Fatalf("b, the new holder, cannot begin: %v", err)
+	} // a gave its switch up and keeps serving 1.0.0; once the rollout is
+	// over it reports that, healthy, and takes no lease (found by the
+	// chaos helper's TestCutHolderNeverOverlaps: it said "waiting").
+	pb.Lease.Finish(ctx, healthy("1.1.0"), nil)
+	bin := in
+	bin.Local.Active = "1.1.0"
+	for range 3 {
+		if _, err := b.coord.Permit(ctx, bin); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := latest(t, b); r.Outcome != reconciler.OutcomeCompleted {
+		t.Fatalf("outcome %q, want completed", r.Outcome)
+	}
+	fa.set(func(f *faulty) { f.cutOff = false })
+	p, err := a.coord.Permit(ctx, in)
+	if err != nil || p.Version != "1.0.0" || p.Lease != nil {
+		t.Fatalf("a after the rollout, recorded failed: %+v, %v; want to keep 1.0.0, no lease", p, err)
 	}
 }
 
@@ -264,14 +285,12 @@ func TestSwitchAbandonedWhenValidityRunsOut(t *testing.T) {
 	}
 }
 
-// A renewal into a black hole (no answer, no error) must not keep a begun
-// switch going past its validity. Before the fix the lease goroutine
-// waited in Renew for ever, holding the lease's lock, and never cancelled
-// the switch: end to end (e2e TestCutHolderNeverOverlaps, a proxy
-// black-holing the holder's connections) the holder switched on for 10s
-// after its slot was taken over. This test failed before: the second fire
-// found the goroutine still in Renew.
-func TestHangingRenewalStillAbandonsSwitch(t *testing.T) {
+// Bug 1, the black hole (found by the chaos test TestCutHolderNeverOverlaps):
+// a holder whose connection to Git hangs instead of failing still gives its
+// switch up in time: a renewal waits no longer than the usable validity.
+// Before, the lease goroutine sat in the hung renewal while the switch ran
+// on past the takeover.
+func TestHungRenewalStillAbandonsSwitch(t *testing.T) {
 	ctx := context.Background()
 	repo := gittest.NewBare(t, nil)
 	a, fa, tk := faultyNode(t, repo, "a")
@@ -284,17 +303,22 @@ func TestHangingRenewalStillAbandonsSwitch(t *testing.T) {
 		t.Fatal(err)
 	}
 	tk.waitFor(t, 2)
-	fa.set(func(f *faulty) { f.hang = true })
-	// 30s TTL - 3s margin - 5s abort = 22s usable: 100ms left.
-	a.clock.advance(21900 * time.Millisecond)
-	tk.fire(t) // the renewal hangs, bounded by the 100ms left
-	a.clock.advance(time.Second)
-	tk.fire(t)
+	hang := make(chan struct{}, 1)
+	fa.set(func(f *faulty) { f.hang = hang })
+	a.clock.advance(10 * time.Second)
+	go func() { tk.c <- time.Time{} }() // the goroutine wakes to renew, and hangs
+	select {
+	case <-hang:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no renewal started")
+	}
+	a.clock.advance(13 * time.Second) // past the usable validity (12s left)
 	select {
 	case <-sctx.Done():
 	case <-time.After(10 * time.Second):
-		t.Fatal("switch not cancelled though its renewal hangs past the lease's validity")
+		t.Fatal("switch not given up while the renewal hangs")
 	}
+	fa.set(func(f *faulty) { f.hang = nil })
 	pa.Lease.Finish(ctx, reconciler.AppReport{State: reconciler.AppFailed}, context.Canceled)
 }
 

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-git/go-git/v5/plumbing"
+
 	"github.com/fleetops/reconciler/agent"
 	"github.com/fleetops/reconciler/fleetrepo"
 	"github.com/fleetops/reconciler/reconciler"
@@ -21,7 +23,7 @@ func (c *Coordinator) upgrade(ctx context.Context, in agent.DecideInput, d recon
 	l, err := c.opt.Shared.Renew(ctx, d.Lease)
 	if err != nil {
 		c.log.Warn("lease not renewed before switching: giving the slot up", "app", app, "slot", d.Lease.Slot, "err", err)
-		p := waiting(d, "lease lost before switching", c.opt.Now().Add(time.Second))
+		p := waiting(d, "lease lost before switching", c.opt.Clock.Now().Add(time.Second))
 		if NeedsPerson(err) || IsTransient(err) {
 			return p, fmt.Errorf("renew lease %s/%d: %w", app, d.Lease.Slot, err)
 		}
@@ -31,7 +33,7 @@ func (c *Coordinator) upgrade(ctx context.Context, in agent.DecideInput, d recon
 	c.log.Info("upgrading under lease", "app", app, "version", d.Version, "slot", l.Slot, "token", short(l.Token))
 	// Right after the switch, look again: this node may be the one to
 	// record its wave done, and the next wave waits for that.
-	return agent.Permit{Version: d.Version, Rollout: rolloutID(d), Lease: h, Recheck: c.opt.Now()}, nil
+	return agent.Permit{Version: d.Version, Rollout: rolloutID(d), Lease: h, Recheck: c.opt.Clock.Now()}, nil
 }
 
 // lease is an agent.Lease: a slot this node holds for one switch. Its
@@ -84,7 +86,7 @@ func (h *lease) Begin(ctx context.Context, abort time.Duration) (context.Context
 	if h.lost != nil {
 		return nil, fmt.Errorf("%w: lease %s/%d is no longer this node's: %w", agent.ErrNotBegun, h.app, h.cur.Slot, h.lost)
 	}
-	h.renewLocked(ctx)
+	h.renewLocked(ctx, h.c.opt.LeaseTTL/3)
 	if h.lost != nil {
 		return nil, fmt.Errorf("%w: lease %s/%d is no longer this node's: %w", agent.ErrNotBegun, h.app, h.cur.Slot, h.lost)
 	}
@@ -102,10 +104,22 @@ func (h *lease) Begin(ctx context.Context, abort time.Duration) (context.Context
 	return sctx, nil
 }
 
-// renewLocked renews the lease once, within renewTimeout. Caller holds mu.
-func (h *lease) renewLocked(ctx context.Context) {
-	rctx, cancel := context.WithTimeout(ctx, h.renewTimeout())
-	defer cancel()
+// renewLocked renews the lease once, giving up after timeout (a Git server
+// that black-holes the connection must not hold the lease goroutine past
+// the switch's deadline; a renewal that lands after its answer was given
+// up on is adopted at the next one). Caller holds mu.
+func (h *lease) renewLocked(ctx context.Context, timeout time.Duration) {
+	rctx, cancel := context.WithCancel(ctx)
+	t := h.c.opt.Clock.NewTimer(max(timeout, time.Millisecond))
+	done := make(chan struct{})
+	go func() { // owned here: ends with this call
+		select {
+		case <-t.C():
+			cancel()
+		case <-done:
+		}
+	}()
+	defer func() { close(done); t.Stop(); cancel() }()
 	l, err := h.c.opt.Shared.Renew(rctx, h.cur)
 	switch {
 	case err == nil:
@@ -162,12 +176,16 @@ func (h *lease) run(ctx context.Context) {
 			return
 		case <-h.kick:
 			continue
-		case <-h.c.opt.After(wait):
+		case <-h.c.opt.Clock.After(wait):
 		}
 		h.mu.Lock()
-		if h.cancel == nil || h.usable() > 0 {
+		timeout := every
+		if h.cancel != nil {
+			timeout = min(timeout, h.usable()) // back in time to give the switch up
+		}
+		if timeout > 0 {
 			before := h.cur.Token
-			h.renewLocked(ctx)
+			h.renewLocked(ctx, timeout)
 			failing = h.cur.Token == before && h.lost == nil
 		}
 		h.mu.Unlock()
@@ -201,7 +219,7 @@ func (h *lease) Finish(ctx context.Context, rep reconciler.AppReport, err error)
 		return
 	}
 	if h.lost == nil {
-		h.renewLocked(ctx)
+		h.renewLocked(ctx, c.opt.LeaseTTL/3)
 	}
 	if h.lost != nil {
 		c.log.Error("outcome not recorded: the lease was taken over meanwhile, so it does not count", "app", app,
@@ -268,7 +286,7 @@ func (c *Coordinator) record(ctx context.Context, app, rollout string, ev reconc
 			return nil, nil
 		}
 		e := ev
-		e.Time = c.opt.Now()
+		e.Time = c.opt.Clock.Now()
 		return &e, nil
 	})
 }
@@ -277,7 +295,7 @@ func (c *Coordinator) record(ctx context.Context, app, rollout string, ev reconc
 // retryDelay; more consecutive failures than the spec's retries fail it.
 func (c *Coordinator) monitor(in agent.DecideInput, d reconciler.Decision) agent.Permit {
 	app := in.App.Name
-	next := c.opt.Now().Add(max(in.App.Health.RetryDelay.Duration, time.Second))
+	next := c.opt.Clock.Now().Add(max(in.App.Health.RetryDelay.Duration, time.Second))
 	if !d.Until.IsZero() && d.Until.Before(next) {
 		next = d.Until
 	}
@@ -319,7 +337,7 @@ func (watch) Begin(context.Context, time.Duration) (context.Context, error) {
 func (w watch) Finish(ctx context.Context, rep reconciler.AppReport, err error) { w(ctx, rep, err) }
 
 func (c *Coordinator) recordMonitor(ctx context.Context, app, rollout string, ev reconciler.Event) error {
-	ev.Rollout, ev.By, ev.Time = rollout, c.opt.Node, c.opt.Now()
+	ev.Rollout, ev.By, ev.Time = rollout, c.opt.Node, c.opt.Clock.Now()
 	return c.opt.Shared.Append(ctx, app, func(cur []reconciler.Event) (*reconciler.Event, error) {
 		if r := reconciler.Latest(cur); r == nil || r.ID != rollout || r.Ended() {
 			return nil, nil
@@ -337,8 +355,12 @@ func (c *Coordinator) rollback(ctx context.Context, in agent.DecideInput, d reco
 	if c.opt.Rollback == nil {
 		return false, fmt.Errorf("rollout of %s %s failed and this agent cannot write rollback commits", app, r.Target)
 	}
-	commit, err := c.opt.Rollback(ctx, RollbackRequest{App: app, Failed: r.Target, To: d.Version,
-		Rollout: r.ID, Node: r.FailedBy, Reason: r.Reason})
+	reason := r.Reason
+	if r.FailedBy != "" {
+		reason = "failed on " + r.FailedBy + ": " + r.Reason
+	}
+	commit, err := c.opt.Rollback(ctx, fleetrepo.RollbackRequest{App: app, Failed: plumbing.NewHash(r.ID),
+		Version: r.Target, To: d.Version, Node: r.FailedBy, Reason: reason})
 	if errors.Is(err, ErrNoRollback) {
 		c.log.Info("no rollback commit written: another agent wrote it, or a person pushed something newer", "app", app, "why", err)
 		return false, nil
@@ -347,7 +369,7 @@ func (c *Coordinator) rollback(ctx context.Context, in agent.DecideInput, d reco
 		return false, fmt.Errorf("write rollback commit of %s %s -> %s: %w", app, r.Target, d.Version, err)
 	}
 	c.log.Info("rollback commit written", "app", app, "from", r.Target, "to", d.Version, "commit", short(commit))
-	ev := reconciler.Event{Type: reconciler.EventRolledBack, Rollout: r.ID, By: c.opt.Node, Time: c.opt.Now(),
+	ev := reconciler.Event{Type: reconciler.EventRolledBack, Rollout: r.ID, By: c.opt.Node, Time: c.opt.Clock.Now(),
 		RollbackCommit: commit, Reason: r.Reason, Target: d.Version}
 	return true, c.opt.Shared.Append(ctx, app, func(cur []reconciler.Event) (*reconciler.Event, error) {
 		if l := reconciler.Latest(cur); l == nil || l.ID != r.ID || l.Outcome != reconciler.OutcomeFailed {

@@ -29,6 +29,7 @@ func (d *Driver) Adopt(ctx context.Context, r driver.Running) error {
 	a := d.app(r.App)
 	if !cur.alive() {
 		d.log.Warn("workload gone: starting it again", "app", r.App, "version", cur.Release.Version, "pid", cur.PID)
+		d.stopRemnants(ctx, *cur) // its children would serve beside the new process
 		_, err := d.Switch(ctx, nil, cur.Release, func(context.Context) error { return nil })
 		return err
 	}
@@ -55,6 +56,7 @@ func derefs(p *procRecord) []procRecord {
 // stopRecord stops a recorded process that is not ours to keep.
 func (d *Driver) stopRecord(ctx context.Context, pr procRecord) {
 	if !pr.alive() {
+		d.stopRemnants(ctx, pr)
 		return
 	}
 	p := &proc{rec: pr, done: make(chan struct{})}
@@ -79,4 +81,26 @@ func (d *Driver) stopRecorded(ctx context.Context, r driver.Running) error {
 		d.stopRecord(ctx, p)
 	}
 	return nil
+}
+
+// stopRemnants stops what is left of a recorded process that has exited:
+// the processes of its session (children it forked, which a previous
+// agent did not get to stop). Only while the pid is free, or still the
+// recorded process as a zombie: then nobody else can lead a session with
+// that id, so its members are the recorded process's.
+func (d *Driver) stopRemnants(ctx context.Context, pr procRecord) {
+	if st, state, err := procStat(pr.PID); err == nil && (st != pr.StartTime || state != "Z") {
+		return // the pid is another process's now
+	}
+	left := sessionMembers(pr.PID)
+	if len(left) == 0 {
+		return
+	}
+	d.log.Warn("processes of a stopped version left: stopping them", "app", pr.Release.App, "version", pr.Release.Version,
+		"session", pr.PID, "pids", left)
+	p := &proc{rec: pr, done: make(chan struct{})}
+	close(p.done) // the leader is gone
+	if err := d.stop(ctx, p, d.drainTimeout(pr.Release)); err != nil {
+		d.log.Warn("stop what is left of a version", "app", pr.Release.App, "session", pr.PID, "err", err)
+	}
 }

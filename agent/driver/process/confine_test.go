@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -74,11 +75,13 @@ func TestUnixSocketPathsConfined(t *testing.T) {
 	for _, c := range []struct{ addr, want string }{
 		{victim, "is not under a socket directory of the agent"},
 		{"../" + filepath.Base(outside) + "/victim", "leaves the socket directory"},
-		{"out/victim", "is not under a socket directory of the agent"},
-		{inside, "exists and is not a socket the agent left"},
-		{"data", "exists and is not a socket the agent left"},
-		{link, "exists and is not a socket the agent left"},
-		{"live.sock", "a live socket"},
+		{"out/victim", "not followed"},
+		{"out/sub/web.sock", "not followed"}, // would create outside/sub
+		{"data/web.sock", "not followed"},
+		{inside, "exists and is not a socket the agent created"},
+		{"data", "exists and is not a socket the agent created"},
+		{link, "exists and is not a socket the agent created"},
+		{"live.sock", "not a socket the agent created"},
 		{"/etc/passwd", "is not under a socket directory of the agent"},
 	} {
 		r := rel("1", "")
@@ -87,6 +90,9 @@ func TestUnixSocketPathsConfined(t *testing.T) {
 		if err == nil || !errors.Is(err, ErrSocketPath) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("address %q: %v, want refused: %q", c.addr, err, c.want)
 		}
+	}
+	if _, err := os.Lstat(filepath.Join(outside, "sub")); err == nil {
+		t.Error("a directory was created outside the socket directory")
 	}
 	for _, f := range []string{victim, inside} {
 		if b, err := os.ReadFile(f); err != nil || string(b) != "precious" {
@@ -102,27 +108,62 @@ func TestUnixSocketPathsConfined(t *testing.T) {
 		c.Close()
 	}
 
-	// A stale socket left by a dead workload is removed and bound again;
-	// an absolute path under a socket directory is accepted.
-	stale := filepath.Join(sockets, "stale.sock")
-	ln, err := net.Listen("unix", stale)
+	// A stale socket nobody listens on that the agent did not create is
+	// not removed either.
+	foreign := filepath.Join(sockets, "foreign.sock")
+	fl, err := net.Listen("unix", foreign)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln.(*net.UnixListener).SetUnlinkOnClose(false)
-	ln.Close()
+	fl.(*net.UnixListener).SetUnlinkOnClose(false)
+	fl.Close()
 	r := rel("1", "")
-	r.Manifest.Listen = []release.Listener{{Name: "http", Network: "unix", Address: stale}}
-	run, err := d.Switch(context.Background(), nil, r, nil2ok)
-	if err != nil {
-		t.Fatalf("stale socket: %v", err)
+	r.Manifest.Listen = []release.Listener{{Name: "http", Network: "unix", Address: "foreign.sock"}}
+	if _, err := d.Switch(context.Background(), nil, r, nil2ok); err == nil || !strings.Contains(err.Error(), "not a socket the agent created") {
+		t.Errorf("foreign stale socket: %v, want refused", err)
 	}
-	// Stopping the app removes its socket file.
-	if err := d.Stop(context.Background(), run); err != nil {
+	if _, err := os.Lstat(foreign); err != nil {
+		t.Errorf("foreign stale socket: %v", err)
+	}
+}
+
+// TestStaleSocketOfTheAgentIsReplaced: a socket the driver bound, left by a
+// workload that died with the agent, is removed and bound again by the
+// next agent (the ledger in the socket directory remembers it); an
+// absolute path under a socket directory is accepted; Stop removes it.
+func TestStaleSocketOfTheAgentIsReplaced(t *testing.T) {
+	sockets := t.TempDir()
+	path := filepath.Join(sockets, "web.sock")
+	r := rel("1", "")
+	r.Manifest.Listen = []release.Listener{{Name: "http", Network: "unix", Address: path}}
+	d1 := newDriverWith(t, Options{SocketDirs: []string{sockets}})
+	run, err := d1.Switch(context.Background(), nil, r, nil2ok)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Lstat(stale); err == nil {
-		t.Errorf("%s left after Stop", stale)
+	// While its workload listens, another agent does not take it.
+	d2 := newDriverWith(t, Options{SocketDirs: []string{sockets}})
+	if _, err := d2.Switch(context.Background(), nil, r, nil2ok); err == nil || !strings.Contains(err.Error(), "a live socket") {
+		t.Fatalf("live socket of the agent's: %v, want refused", err)
+	}
+	pid := run.PIDs[0]
+	if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the workload to die", func() bool { return gone(pid) })
+	d1.Close() // the agent dies too: nobody listens, the file stays
+	if _, err := os.Lstat(path); err != nil {
+		t.Fatal(err)
+	}
+	run, err = d2.Switch(context.Background(), nil, r, nil2ok)
+	if err != nil {
+		t.Fatalf("stale socket of the agent's: %v", err)
+	}
+	if err := d2.Stop(context.Background(), run); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(path); err == nil {
+		t.Errorf("%s left after Stop", path)
 	}
 }
 
@@ -216,5 +257,39 @@ func TestOldVersionsChildrenDoNotSurvive(t *testing.T) {
 	}
 	if !gone(c2) {
 		t.Fatalf("the child %d of version 2 still runs after Stop", c2)
+	}
+}
+
+// TestAdoptStopsRemnantsOfADrainedVersion: a version recorded as draining
+// whose workload exited while a child it forked still runs (the agent died
+// mid-drain) has the child stopped by the next agent; before, Adopt saw
+// the workload gone and left the child running.
+func TestAdoptStopsRemnantsOfADrainedVersion(t *testing.T) {
+	pf := filepath.Join(t.TempDir(), "child")
+	d1 := newDriverWith(t, Options{})
+	r1, err := d1.Switch(context.Background(), nil, forker(t, "1", pf), nil2ok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := childPid(t, pf)
+	d1.Close() // the agent dies
+	rec, err := decodeRecord(r1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(rec.Current.PID, syscall.SIGKILL); err != nil { // the workload alone
+		t.Fatal(err)
+	}
+	waitFor(t, "the workload to exit", func() bool { return gone(rec.Current.PID) })
+	if gone(child) {
+		t.Fatal("the child died with the workload")
+	}
+	rec.Draining, rec.Current = []procRecord{*rec.Current}, nil
+	d2 := newDriver(t, nil)
+	if err := d2.Adopt(context.Background(), rec.running("forker")); err != nil {
+		t.Fatal(err)
+	}
+	if !gone(child) {
+		t.Fatalf("the child %d of the drained version still runs after Adopt", child)
 	}
 }

@@ -44,6 +44,7 @@ type Options struct {
 type Driver struct {
 	opts   Options
 	log    *slog.Logger
+	ledger *ledger         // unix sockets the driver bound; nil without SocketDirs
 	ctx    context.Context // the supervisors' and watchers' lifetime
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -88,7 +89,7 @@ func New(opts Options) (*Driver, error) {
 	}
 	opts.SocketDirs = dirs
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Driver{opts: opts, log: opts.Logger, ctx: ctx, cancel: cancel, apps: map[string]*app{}}, nil
+	return &Driver{opts: opts, log: opts.Logger, ledger: newLedger(opts.SocketDirs), ctx: ctx, cancel: cancel, apps: map[string]*app{}}, nil
 }
 
 // Close stops supervising. Workloads keep running; sockets held by the agent
@@ -231,7 +232,7 @@ func (d *Driver) Stop(ctx context.Context, r driver.Running) error {
 	closeSockets(a.sockets)
 	for _, s := range a.sockets {
 		if s.network == "unix" && !strings.HasPrefix(s.bound, "@") {
-			_ = removeStaleSocket(s.bound) // only a socket of the agent's that nobody listens on any more
+			_ = d.removeStaleSocket(s.bound) // only a socket the driver bound that nobody listens on any more
 		}
 	}
 	if d.opts.OnChange != nil {

@@ -59,7 +59,7 @@ func (d *Driver) unixPath(addr string) (string, error) {
 		if !strings.HasPrefix(p, dirs[0]+string(filepath.Separator)) {
 			return fail("%q leaves the socket directory %s", addr, dirs[0])
 		}
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		if err := mkdirsUnder(dirs[0], filepath.Dir(addr)); err != nil {
 			return fail("%v", err)
 		}
 	}
@@ -75,10 +75,37 @@ func (d *Driver) unixPath(addr string) (string, error) {
 			p, strings.Join(dirs, ", "))
 	}
 	p = filepath.Join(parent, filepath.Base(p))
-	if err := removeStaleSocket(p); err != nil {
+	if err := d.removeStaleSocket(p); err != nil {
 		return fail("%v", err)
 	}
 	return p, nil
+}
+
+// mkdirsUnder creates the directories of the relative path rel under root,
+// one at a time, refusing to go through a symlink or a non-directory: it
+// never creates anything outside root.
+func mkdirsUnder(root, rel string) error {
+	dir := root
+	for _, c := range strings.Split(filepath.ToSlash(rel), "/") {
+		if c == "." || c == "" {
+			continue
+		}
+		dir = filepath.Join(dir, c)
+		fi, err := os.Lstat(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("%s is not a directory of the socket directory (%s): not followed", dir, fi.Mode().Type())
+		}
+	}
+	return nil
 }
 
 // within reports whether p is dir or under it, symlinks in dir resolved (p
@@ -91,10 +118,11 @@ func within(dir, p string) bool {
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel)
 }
 
-// removeStaleSocket removes p when it is a socket of the agent's user that
-// nobody listens on (left by a dead workload); an absent p is fine; anything
-// else is an error, and p is left as it is.
-func removeStaleSocket(p string) error {
+// removeStaleSocket removes p when it is a socket this driver bound (the
+// ledger has its device and inode) that nobody listens on any more (left
+// by a dead workload); an absent p is fine; anything else is an error, and
+// p is left as it is.
+func (d *Driver) removeStaleSocket(p string) error {
 	fi, err := os.Lstat(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -103,9 +131,9 @@ func removeStaleSocket(p string) error {
 		return err
 	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
-	if fi.Mode().Type() != fs.ModeSocket || !ok || int(st.Uid) != os.Geteuid() {
-		return fmt.Errorf("%s exists and is not a socket the agent left (%s, owner %v): not removed; remove it yourself or choose another address",
-			p, fi.Mode().Type(), ownerOf(fi))
+	if fi.Mode().Type() != fs.ModeSocket || !ok || int(st.Uid) != os.Geteuid() || d.ledger == nil || !d.ledger.created(p, fi) {
+		return fmt.Errorf("%s exists and is not a socket the agent created (a %s, owner uid %v): not removed; remove it yourself or choose another address",
+			p, kindOf(fi), ownerOf(fi))
 	}
 	c, err := net.DialTimeout("unix", p, time.Second)
 	if err == nil {
@@ -115,7 +143,26 @@ func removeStaleSocket(p string) error {
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		return fmt.Errorf("%s: cannot tell whether it is stale: %w: not removed", p, err)
 	}
-	return os.Remove(p)
+	if err := os.Remove(p); err != nil {
+		return err
+	}
+	d.ledger.forget(p)
+	return nil
+}
+
+func kindOf(fi fs.FileInfo) string {
+	switch t := fi.Mode().Type(); {
+	case t == 0:
+		return "regular file"
+	case t&fs.ModeSymlink != 0:
+		return "symlink"
+	case t&fs.ModeSocket != 0:
+		return "socket"
+	case t&fs.ModeDir != 0:
+		return "directory"
+	default:
+		return t.String()
+	}
 }
 
 func ownerOf(fi fs.FileInfo) any {
@@ -145,6 +192,12 @@ func (d *Driver) openSocket(ctx context.Context, l release.Listener) (*socket, e
 	ln, err := new(net.ListenConfig).Listen(ctx, nw, addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s %s: %w", nw, addr, err)
+	}
+	if nw == "unix" && !strings.HasPrefix(addr, "@") {
+		if err := d.ledger.add(addr); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("listen %s %s: %w", nw, addr, err)
+		}
 	}
 	var f *os.File
 	switch ln := ln.(type) {

@@ -13,8 +13,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fleetops/reconciler/internal/logging"
-	"github.com/fleetops/reconciler/spec"
 	"github.com/fleetops/reconciler/release"
+	"github.com/fleetops/reconciler/spec"
 )
 
 // agentOptions are the agent command's flags.
@@ -125,15 +125,15 @@ func (o *agentOptions) validate() error {
 	if o.leaseTTL < time.Second {
 		errs = append(errs, fmt.Errorf("--lease-ttl %v: want at least 1s", o.leaseTTL))
 	}
+	if o.fetchTimeout <= 0 || o.fetchStall <= 0 {
+		errs = append(errs, fmt.Errorf("--fetch-timeout %v, --fetch-stall %v: want positive durations", o.fetchTimeout, o.fetchStall))
+	}
 	if o.switchAbort == 0 {
 		o.switchAbort = min(o.leaseTTL/4, 5*time.Second)
 	}
 	if o.switchAbort < 0 || o.switchAbort+o.leaseTTL/10 >= o.leaseTTL*2/3 {
 		errs = append(errs, fmt.Errorf("--switch-abort %v with --lease-ttl %v leaves a lease no validity to switch in: want it below %v (two thirds of the TTL less a tenth); raise --lease-ttl or lower --switch-abort",
 			o.switchAbort, o.leaseTTL, o.leaseTTL*2/3-o.leaseTTL/10))
-	}
-	if o.fetchTimeout <= 0 || o.fetchStall <= 0 {
-		errs = append(errs, fmt.Errorf("--fetch-timeout %v, --fetch-stall %v: want positive durations", o.fetchTimeout, o.fetchStall))
 	}
 	if o.poll <= 0 {
 		errs = append(errs, fmt.Errorf("--poll %v: want a positive duration", o.poll))

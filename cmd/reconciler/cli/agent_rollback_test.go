@@ -6,7 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleetops/reconciler/agent/rollout"
+	"github.com/go-git/go-git/v5/plumbing"
+
 	"github.com/fleetops/reconciler/fleetrepo"
 	"github.com/fleetops/reconciler/fleetrepo/gittest"
 )
@@ -36,8 +37,8 @@ func TestAgentRollbackRestoresWhatTheFleetRan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	commit, err := rollbackCommitter(d, "n1")(ctx, rollout.RollbackRequest{App: "web", Failed: "1.2.0", To: "1.0.0",
-		Rollout: failed, Node: "n1", Reason: "health check failed"})
+	commit, err := rollbackCommitter(d, "n1")(ctx, fleetrepo.RollbackRequest{App: "web", Failed: plumbing.NewHash(failed),
+		Version: "1.2.0", To: "1.0.0", Node: "n1", Reason: "failed on n1: health check failed"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -109,7 +109,12 @@ func printStatus(w io.Writer, st reconciler.Status) {
 		head = fmt.Sprintf("%s  %s -> %s", st.App, st.From, st.Target)
 	}
 	fmt.Fprintf(w, "%s  %s", head, st.State)
-	if st.Rollout != "" {
+	switch {
+	case st.Rollout != "" && st.AtOnce:
+		fmt.Fprintf(w, "  (rollback to %s from %s at once, commit %.12s, %s)", st.RolloutTarget, orDash(st.From), st.Rollout, st.Elapsed)
+	case st.Rollout != "" && st.Rollback:
+		fmt.Fprintf(w, "  (rollback to %s from %s in waves, commit %.12s, %s)", st.RolloutTarget, orDash(st.From), st.Rollout, st.Elapsed)
+	case st.Rollout != "":
 		fmt.Fprintf(w, "  (rollout of %s from %s, commit %.12s, %s)", st.RolloutTarget, orDash(st.From), st.Rollout, st.Elapsed)
 	}
 	fmt.Fprintln(w)

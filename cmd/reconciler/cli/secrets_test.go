@@ -40,7 +40,7 @@ apps: dl: {
 	version: "1.0.0"
 	artifact: url: "http://artuser:s3cr3tA@%[1]s/dl-1.0.0.tar.gz?X-Amz-Signature=s3cr3tC&x=1"
 	artifact: signature: "http://ghp_s3cr3tB@%[1]s/dl.sig?token=s3cr3tD"
-	health: exec: ["true"]
+	health: exec: ["hooks/ok.sh"]
 }
 apps: hello: {
 	version: "1.0.0"

@@ -1,0 +1,300 @@
+package spec
+
+import (
+	"bytes"
+	"encoding/json"
+	"regexp"
+	"strconv"
+
+	"cuelang.org/go/cue"
+)
+
+// The fast path. Most loads are of a valid fleet, and unifying every app
+// with the schema in CUE costs more than evaluating the files themselves.
+// So the user's files are evaluated alone and exported as JSON, as "cue
+// export" does, and the JSON is checked in Go against the same rules as
+// schema.cue and check_rules.go. Only when this finds anything at all (or
+// the files do not export: an incomplete value, a cycle) does LoadFiles take
+// the full path, which unifies with the schema and reports every problem
+// with its position. The fast path never reports: it accepts or defers.
+// TestFastPathAgreesWithSchema keeps the two in step.
+
+var (
+	reURL    = regexp.MustCompile(`^(https?|file)://.`) // schema.cue #Artifact
+	reSHA256 = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	reHTTP   = regexp.MustCompile(`^https?://.`)
+	reTCP    = regexp.MustCompile(`^.+:.+$`)
+)
+
+// fastLoad returns the fleet when the user's files, evaluated alone, are
+// valid by every rule; ok is false when the full path must decide. A fleet
+// over the limits on apps and nodes is refused here (err), without the full
+// path's walk, whose cost grows faster than the count.
+func fastLoad(user cue.Value) (f *Fleet, ok bool, err error) {
+	b, jerr := user.MarshalJSON()
+	if jerr != nil {
+		return nil, false, nil
+	}
+	var top map[string]json.RawMessage
+	if !jsonObject(b, &top, "apps", "nodes") {
+		return nil, false, nil
+	}
+	var apps, nodes map[string]json.RawMessage
+	if raw, set := top["apps"]; set && !jsonObject(raw, &apps) {
+		return nil, false, nil
+	}
+	if raw, set := top["nodes"]; set && !jsonObject(raw, &nodes) {
+		return nil, false, nil
+	}
+	if err := overLimit(user, len(apps), len(nodes)); err != nil {
+		return nil, false, err
+	}
+	// As the full path, where the schema always declares nodes.
+	f = &Fleet{Apps: make(map[string]App, len(apps)), Nodes: make(map[string]Node, len(nodes))}
+	for name, raw := range nodes {
+		n, ok := fastNode(name, raw)
+		if !ok {
+			return nil, false, nil
+		}
+		f.Nodes[name] = n
+	}
+	for name, raw := range apps {
+		if !fastApp(name, raw, f.Nodes) {
+			return nil, false, nil
+		}
+		var app App
+		if json.Unmarshal(raw, &app) != nil {
+			return nil, false, nil
+		}
+		app.Name = name
+		f.Apps[name] = app
+	}
+	return f, true, nil
+}
+
+// jsonObject decodes a JSON object into m, and reports whether it is one with
+// only the given keys (any key when none are given).
+func jsonObject(raw json.RawMessage, m *map[string]json.RawMessage, keys ...string) bool {
+	if len(raw) == 0 || raw[0] != '{' || json.Unmarshal(raw, m) != nil {
+		return false
+	}
+	if len(keys) == 0 {
+		return true
+	}
+	for k := range *m {
+		if !contains(keys, k) {
+			return false
+		}
+	}
+	return true
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func fastNode(name string, raw json.RawMessage) (Node, bool) {
+	var fields map[string]json.RawMessage
+	if CheckName("node", name) != nil || !jsonObject(raw, &fields, "labels", "vars") {
+		return Node{}, false
+	}
+	for _, k := range []string{"labels", "vars"} {
+		if v, set := fields[k]; set && !stringMap(v) {
+			return Node{}, false
+		}
+	}
+	n := Node{Labels: map[string]string{}, Vars: map[string]string{}} // as the schema declares them
+	return n, json.Unmarshal(raw, &n) == nil
+}
+
+// stringMap reports whether raw is an object of strings.
+func stringMap(raw json.RawMessage) bool {
+	var m map[string]json.RawMessage
+	if !jsonObject(raw, &m) {
+		return false
+	}
+	for _, v := range m {
+		if _, ok := str(v); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func fastApp(name string, raw json.RawMessage, declared map[string]Node) bool {
+	var a map[string]json.RawMessage
+	if CheckName("app", name) != nil || !jsonObject(raw, &a, "version", "artifact", "rollout", "health", "nodes", "paused") {
+		return false
+	}
+	if v, ok := str(a["version"]); !ok || !validVersion(v) {
+		return false
+	}
+	if p, set := a["paused"]; set && !boolean(p) {
+		return false
+	}
+	return fastArtifact(a["artifact"]) && fastRollout(a["rollout"]) && fastHealth(a["health"]) && fastTargets(a["nodes"], declared)
+}
+
+func fastArtifact(raw json.RawMessage) bool {
+	var a map[string]json.RawMessage
+	if !jsonObject(raw, &a, "url", "sha256", "signature") {
+		return false
+	}
+	if u, ok := str(a["url"]); !ok || !reURL.MatchString(u) {
+		return false
+	}
+	return optString(a, "sha256", reSHA256.MatchString) && optString(a, "signature", reURL.MatchString)
+}
+
+func fastRollout(raw json.RawMessage) bool {
+	if raw == nil {
+		return true
+	}
+	var r map[string]json.RawMessage
+	if !jsonObject(raw, &r, "strategy", "batchSize", "batchDelay", "nodeTimeout", "rollbackOnFail", "onUnreachable", "canary") {
+		return false
+	}
+	ok := optString(r, "strategy", oneOf(StrategyRolling, StrategyCanary, StrategyAllAtOnce)) &&
+		optInt(r, "batchSize", 1) && optString(r, "batchDelay", validDuration) &&
+		optString(r, "nodeTimeout", validDuration) && optBool(r, "rollbackOnFail") &&
+		optString(r, "onUnreachable", oneOf(OnUnreachableSkip, OnUnreachableFail))
+	if c, set := r["canary"]; ok && set {
+		var m map[string]json.RawMessage
+		ok = jsonObject(c, &m, "count", "monitor") && optInt(m, "count", 1) && optString(m, "monitor", validDuration)
+	}
+	return ok
+}
+
+func fastHealth(raw json.RawMessage) bool {
+	var h map[string]json.RawMessage
+	if !jsonObject(raw, &h, "http", "tcp", "exec", "requiredStatus", "retries", "retryDelay") {
+		return false
+	}
+	kinds := 0
+	for _, k := range []string{"http", "tcp", "exec"} {
+		if _, set := h[k]; set {
+			kinds++
+		}
+	}
+	if kinds != 1 || !optString(h, "http", reHTTP.MatchString) || !optString(h, "tcp", reTCP.MatchString) {
+		return false
+	}
+	if e, set := h["exec"]; set {
+		var argv []json.RawMessage
+		if json.Unmarshal(e, &argv) != nil || len(argv) == 0 || e[0] != '[' {
+			return false
+		}
+		for i, x := range argv {
+			s, ok := str(x)
+			if !ok || (i == 0 && programProblem(s) != "") {
+				return false
+			}
+		}
+	}
+	return optString(h, "requiredStatus", oneOf(RequiredStatusOK, RequiredStatusDegr)) &&
+		optInt(h, "retries", 0) && optString(h, "retryDelay", validDuration)
+}
+
+// fastTargets checks an app's nodes: "all", a list of valid names, or a
+// selector of strings matching a declared node (when nodes are declared).
+func fastTargets(raw json.RawMessage, declared map[string]Node) bool {
+	switch {
+	case raw == nil:
+		return true
+	case string(raw) == "[]" || string(raw) == "{}":
+		return false // perhaps an open list or a pattern: the full path tells
+	case raw[0] == '"':
+		s, ok := str(raw)
+		return ok && s == "all"
+	case raw[0] == '[':
+		var names []json.RawMessage
+		if json.Unmarshal(raw, &names) != nil || len(names) > MaxNodes {
+			return false
+		}
+		for _, x := range names {
+			if s, ok := str(x); !ok || CheckName("node", s) != nil {
+				return false
+			}
+		}
+		return true
+	case !stringMap(raw):
+		return false
+	}
+	if len(declared) == 0 {
+		return true
+	}
+	var t Targets
+	if json.Unmarshal(raw, &t.Selector) != nil {
+		return false
+	}
+	for name, n := range declared {
+		if t.Match(name, n.Labels) {
+			return true
+		}
+	}
+	return false
+}
+
+// str decodes a JSON string (and only a string).
+func str(raw json.RawMessage) (string, bool) {
+	var s string
+	if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
+		return "", false
+	}
+	return s, true
+}
+
+func boolean(raw json.RawMessage) bool {
+	return bytes.Equal(raw, []byte("true")) || bytes.Equal(raw, []byte("false"))
+}
+
+func oneOf(values ...string) func(string) bool {
+	return func(s string) bool { return contains(values, s) }
+}
+
+// optString: m[k] is absent, or a string that ok accepts.
+func optString(m map[string]json.RawMessage, k string, ok func(string) bool) bool {
+	raw, set := m[k]
+	if !set {
+		return true
+	}
+	s, isStr := str(raw)
+	return isStr && ok(s)
+}
+
+// optInt: m[k] is absent, or an integer (as CUE writes an int: digits, no
+// fraction or exponent) of at least min.
+func optInt(m map[string]json.RawMessage, k string, min int64) bool {
+	raw, set := m[k]
+	if !set {
+		return true
+	}
+	n, err := strconv.ParseInt(string(raw), 10, 64)
+	return err == nil && n >= min
+}
+
+func optBool(m map[string]json.RawMessage, k string) bool {
+	raw, set := m[k]
+	return !set || boolean(raw)
+}
+
+// overLimit reports a fleet with more apps or nodes than the limits, at the
+// field that declares them.
+func overLimit(user cue.Value, apps, nodes int) error {
+	var errs errorList
+	for _, m := range []struct {
+		field  string
+		n, max int
+	}{{"apps", apps, MaxApps}, {"nodes", nodes, MaxNodes}} {
+		if m.n > m.max {
+			errs.add(userPos(user.LookupPath(cue.MakePath(cue.Str(m.field)))),
+				"%s: %d %s, more than %d, the limit of one fleet (docs/spec.md): split the fleet repo", m.field, m.n, m.field, m.max)
+		}
+	}
+	return errs.err()
+}
