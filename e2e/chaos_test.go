@@ -208,7 +208,7 @@ func runSchedule(t *testing.T, s schedule) {
 	res := load.Stop()
 	f.judgeOneProcess()
 
-	maxSw := f.judgeSwitching(s.target, since, s.batch)
+	maxSw := f.judgeSwitching(s.target, since, s.batch, false)
 	f.judgeFenced(f.record("web"), c.rollout, s.target, since)
 	strict := map[string]bool{}
 	for _, n := range f.nodes {

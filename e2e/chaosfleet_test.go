@@ -165,9 +165,9 @@ func (f *faultFleet) switches(target string, since int64) []fleetlab.Switch {
 	return out
 }
 
-// judgeSwitching fails (or, before issue 17's fix, logs a known bug) when
-// more than batch nodes switched to target at once.
-func (f *faultFleet) judgeSwitching(target string, since int64, batch int) (max int) {
+// judgeSwitching fails (or, unless strict, before issue 17's fix, logs a
+// known bug) when more than batch nodes switched to target at once.
+func (f *faultFleet) judgeSwitching(target string, since int64, batch int, strict bool) (max int) {
 	f.t.Helper()
 	sw := f.switches(target, since)
 	n, at, who := fleetlab.MaxConcurrent(sw)
@@ -177,7 +177,7 @@ func (f *faultFleet) judgeSwitching(target string, since int64, batch int) (max 
 		for _, s := range who {
 			f.logEvents(s.Node)
 		}
-		if issue17Fixed() {
+		if strict || issue17Fixed() {
 			f.t.Error(msg)
 		} else {
 			f.t.Logf("KNOWN BUG (issue 17 bug 1, fails until RECONCILER_ISSUE17=fixed): %s", msg)
