@@ -52,11 +52,11 @@ func (l *Lab) StartAgent(name, repo string, extra ...string) (*Agent, error) {
 // NewAgent prepares the agent of node name as StartAgent does, without
 // starting it: set Env, then Start. Close kills it like the others.
 func (l *Lab) NewAgent(name, repo string, extra ...string) (*Agent, error) {
-	port, err := FreePort()
+	port, err := l.freePort()
 	if err != nil {
 		return nil, err
 	}
-	hport, err := FreePort()
+	hport, err := l.freePort()
 	if err != nil {
 		return nil, err
 	}

@@ -59,13 +59,40 @@ type Lab struct {
 	nodesDir string // where agents keep their state and logs
 	mu       sync.Mutex
 	agents   []*Agent
+	ports    *ports // handed out to this lab's agents (shared with its fleets)
+}
+
+// ports remembers the ports a lab handed out: the kernel may give a port
+// that was free when asked (FreePort closes its listener) to the next ask
+// too, and two agents of one lab then fight over it (seen in make demo
+// under load: two agents with one /healthz port).
+type ports struct {
+	mu   sync.Mutex
+	used map[int]bool
+}
+
+// freePort is FreePort, never twice the same port for one lab.
+func (l *Lab) freePort() (int, error) {
+	l.ports.mu.Lock()
+	defer l.ports.mu.Unlock()
+	for range 100 {
+		p, err := FreePort()
+		if err != nil {
+			return 0, err
+		}
+		if !l.ports.used[p] {
+			l.ports.used[p] = true
+			return p, nil
+		}
+	}
+	return 0, errors.New("fleetlab: no loopback port that this lab has not handed out already")
 }
 
 // Fleet returns a lab that shares l's binaries and releases but keeps its
 // agents' state and logs under dir, and closes only its own agents.
 func (l *Lab) Fleet(dir string) *Lab {
 	return &Lab{opt: l.opt, Reconciler: l.Reconciler, PubKey: l.PubKey, PrivKey: l.PrivKey,
-		Releases: l.Releases, key: l.key, nodesDir: dir}
+		Releases: l.Releases, key: l.key, nodesDir: dir, ports: l.ports}
 }
 
 // New builds the binaries and the signed releases.
@@ -76,7 +103,8 @@ func New(ctx context.Context, opt Options) (*Lab, error) {
 	if opt.App == "" {
 		opt.App = "web"
 	}
-	l := &Lab{opt: opt, Releases: filepath.Join(opt.Dir, "releases"), nodesDir: filepath.Join(opt.Dir, "nodes")}
+	l := &Lab{opt: opt, Releases: filepath.Join(opt.Dir, "releases"), nodesDir: filepath.Join(opt.Dir, "nodes"),
+		ports: &ports{used: map[int]bool{}}}
 	for _, d := range []string{l.Releases, filepath.Join(opt.Dir, "bin")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("fleetlab: %w", err)
