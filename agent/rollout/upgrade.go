@@ -133,19 +133,6 @@ func (h *lease) renewLocked(ctx context.Context, timeout time.Duration) {
 	}
 }
 
-// renewTimeout bounds one renewal. A renewal into a black hole (a
-// partition that drops packets: no answer and no error) must not outlast
-// the switch it guards, or the goroutine would wait in it, holding mu, past
-// the point where it must cancel the switch: during a switch the bound is
-// the usable validity left. Otherwise it is the validity left, at least a
-// third of the TTL. Caller holds mu.
-func (h *lease) renewTimeout() time.Duration {
-	if h.cancel != nil {
-		return max(h.usable(), time.Millisecond)
-	}
-	return max(h.c.opt.Shared.Validity(h.cur), h.c.opt.LeaseTTL/3)
-}
-
 // run renews once a third of the TTL has passed since the last write it
 // saw land (every quarter of that while renewals fail) and, once a switch
 // began, cancels it when its usable validity runs out: before renewing, as
