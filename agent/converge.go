@@ -72,12 +72,14 @@ func (a *Agent) Converge(ctx context.Context, t Target) (reconciler.AppReport, e
 		a.log.Log(ctx, level, "release not applied: keeping what runs", "app", name, "version", v, "err", err)
 		var refused *release.RefusedError
 		isRefused := errors.As(err, &refused)
-		_ = a.store.UpdateApp(name, func(s *state.App) {
+		if werr := a.saveApp(name, "install", func(s *state.App) {
 			s.LastError, s.ErrorTime = err.Error(), a.cfg.Clock.Now()
 			if isRefused {
 				s.AddRefusal(state.Refusal{Key: downloadKey(t), SHA256: refused.SHA256, Reason: err.Error(), Time: a.cfg.Clock.Now()})
 			}
-		})
+		}); werr != nil {
+			err = errors.Join(err, werr)
+		}
 		return a.appReport(a.store.App(name), t, reconciler.AppFailed, err.Error()), err
 	}
 	return a.switchTo(ctx, t, st, p)
@@ -193,7 +195,9 @@ func (a *Agent) download(ctx context.Context, t Target, dir string) (*release.Ma
 	if err != nil {
 		return nil, err
 	}
-	_ = a.store.UpdateApp(t.App.Name, func(s *state.App) { s.AddInstalled(t.Version) })
+	if err := a.saveApp(t.App.Name, "download", func(s *state.App) { s.AddInstalled(t.Version) }); err != nil {
+		return nil, err // not recorded installed: it must not be switched to
+	}
 	return m, nil
 }
 
@@ -216,7 +220,7 @@ func (a *Agent) switchTo(ctx context.Context, t Target, st state.App, p prepared
 			return a.appReport(st, t, reconciler.AppWaiting, err.Error()), err
 		}
 	}
-	if err := a.store.UpdateApp(name, func(s *state.App) {
+	if err := a.saveApp(name, "switch", func(s *state.App) {
 		s.Step = &state.Step{Op: state.StepSwitch, From: st.Active, To: v, Started: a.cfg.Clock.Now()}
 	}); err != nil {
 		return a.appReport(st, t, reconciler.AppFailed, err.Error()), err
@@ -259,7 +263,7 @@ func (a *Agent) switched(t Target, driverName string, running driver.Running, to
 	a.metrics.upgradeSeconds.WithLabelValues(name, ResultSuccess).Observe(took.Seconds())
 	a.metrics.upgrades.WithLabelValues(name, ResultSuccess).Inc()
 	a.log.Info("switched", "app", name, "version", v, "took", took)
-	err := a.store.UpdateApp(name, func(s *state.App) {
+	err := a.saveApp(name, "switched", func(s *state.App) {
 		if s.Active != v {
 			s.Previous, s.Active = s.Active, v
 		}
@@ -284,7 +288,7 @@ func (a *Agent) switchFailed(t Target, st state.App, running driver.Running, too
 	a.metrics.reconcileErrors.WithLabelValues("switch").Inc()
 	a.log.Error("switch failed: previous version kept", "app", name, "version", v, "previous", st.Active, "err", err)
 	now := a.cfg.Clock.Now()
-	_ = a.store.UpdateApp(name, func(s *state.App) {
+	if werr := a.saveApp(name, "switch_failed", func(s *state.App) {
 		if running.App != "" {
 			s.Running = &running
 		}
@@ -293,7 +297,9 @@ func (a *Agent) switchFailed(t Target, st state.App, running driver.Running, too
 		}
 		s.Step, s.LastError, s.ErrorTime, s.Since = nil, err.Error(), now, now
 		s.Failed = &state.Failure{Version: v, Reason: err.Error(), Time: now}
-	})
+	}); werr != nil {
+		err = errors.Join(err, werr)
+	}
 	return a.appReport(a.store.App(name), t, reconciler.AppFailed, err.Error()), err
 }
 
@@ -302,12 +308,14 @@ func (a *Agent) switchFailed(t Target, st state.App, running driver.Running, too
 // the next agent (it did not fail).
 func (a *Agent) switchInterrupted(t Target, st state.App, running driver.Running, err error) (reconciler.AppReport, error) {
 	a.log.Warn("switch interrupted: previous version kept", "app", t.App.Name, "version", t.Version, "err", err)
-	_ = a.store.UpdateApp(t.App.Name, func(s *state.App) {
+	if werr := a.saveApp(t.App.Name, "switch_interrupted", func(s *state.App) {
 		if running.App != "" {
 			s.Running = &running
 		}
 		s.Step, s.LastError = nil, "switch to "+t.Version+" interrupted: "+err.Error()
-	})
+	}); werr != nil {
+		err = errors.Join(err, werr)
+	}
 	return a.appReport(a.store.App(t.App.Name), t, reconciler.AppFailed, err.Error()), err
 }
 
@@ -320,4 +328,19 @@ func (a *Agent) stopOther(ctx context.Context, name string, st state.App) {
 	if err != nil {
 		a.log.Error("stop the version the previous driver ran", "app", name, "version", st.Active, "err", err)
 	}
+}
+
+// saveApp writes a change to one app's local state. A failed write is
+// logged, counted (reconciler_state_write_errors_total) and returned: the
+// caller stops the step it guards, as the state would not say what runs.
+func (a *Agent) saveApp(name, step string, f func(*state.App)) error {
+	err := a.store.UpdateApp(name, f)
+	if err == nil {
+		return nil
+	}
+	a.metrics.stateWrites.WithLabelValues(step).Inc()
+	err = fmt.Errorf("write local state of app %s (%s) in %s on %s: %w; check the state directory is writable and not full",
+		name, step, a.cfg.StateDir, a.cfg.Node, err)
+	a.log.Error("local state not written: step stopped", "app", name, "step", step, "err", err)
+	return err
 }

@@ -20,6 +20,7 @@ type metrics struct {
 	fetchSeconds    prometheus.Histogram
 	swaps           *prometheus.CounterVec
 	blocked         *prometheus.GaugeVec
+	stateWrites     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -54,7 +55,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "reconciler_blocked",
 			Help: "1 while an app on this node cannot move until a person acts (a push the shared state refuses, refused credentials); its report says why.",
 		}, []string{"app"}),
+		stateWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "reconciler_state_write_errors_total",
+			Help: "Local state writes that failed, by step: install, download, switch, switched, switch_failed, switch_interrupted, recover, prune. The step they guard stopped.",
+		}, []string{"step"}),
 	}
-	reg.MustRegister(m.upgradeSeconds, m.upgrades, m.active, m.reconcileErrors, m.fetchSeconds, m.swaps, m.blocked)
+	reg.MustRegister(m.upgradeSeconds, m.upgrades, m.active, m.reconcileErrors, m.fetchSeconds, m.swaps, m.blocked, m.stateWrites)
 	return m
 }

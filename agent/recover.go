@@ -26,12 +26,14 @@ func (a *Agent) Recover(ctx context.Context) {
 		if st.Running != nil {
 			if err := a.adopt(ctx, name, st); err != nil {
 				a.log.Error("adopt workload", "app", name, "version", st.Active, "err", err)
-				_ = a.store.UpdateApp(name, func(s *state.App) { s.LastError = err.Error() })
+				if a.saveApp(name, "recover", func(s *state.App) { s.LastError = err.Error() }) != nil {
+					continue // logged and counted; the step stays for the next start
+				}
 			}
 		}
 		if st.Step != nil {
 			step := *st.Step
-			_ = a.store.UpdateApp(name, func(s *state.App) {
+			_ = a.saveApp(name, "recover", func(s *state.App) { // a failure is logged and counted
 				s.Step = nil
 				s.LastError = fmt.Sprintf("agent restarted during %s from %q to %q; settled on %q", step.Op, step.From, step.To, s.Active)
 			})
@@ -78,7 +80,7 @@ func (a *Agent) prune(name string) {
 	}
 	if len(removed) > 0 {
 		a.log.Info("pruned old releases", "app", name, "versions", removed)
-		_ = a.store.UpdateApp(name, func(s *state.App) {
+		_ = a.saveApp(name, "prune", func(s *state.App) { // a failure is logged and counted; the next prune retries
 			s.Installed = slices.DeleteFunc(s.Installed, func(v string) bool { return slices.Contains(removed, v) })
 		})
 	}

@@ -397,9 +397,12 @@ func freeSlot(in Input, r *Rollout) (int, bool) {
 // freeable reports whether a held lease can be taken over: it expired on
 // this observer's clock (so its holder's validity ended before) and no
 // verdict on its holder is still to be recorded: the holder has one, is
-// not in the plan (a late joiner, bug 6), or belongs to another rollout.
+// not in the plan (a late joiner, bug 6), or belongs to another rollout;
+// or the rollout is over, so no verdict is recorded any more (a node
+// recorded unreachable that died holding a lease after completion would
+// otherwise keep its slot for good, fleetsim unreachable seeds 90, 175).
 func freeable(r *Rollout, l Lease) bool {
-	return l.Expired() && (l.Rollout != r.ID || !awaitsVerdict(r, l.Holder))
+	return l.Expired() && (l.Rollout != r.ID || r.Ended() || !awaitsVerdict(r, l.Holder))
 }
 
 // awaitsVerdict reports whether node is in the plan without a done or

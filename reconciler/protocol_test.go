@@ -161,3 +161,53 @@ func TestStatusShowsBlockedNode(t *testing.T) {
 		t.Fatalf("status of a blocked node: %+v", n)
 	}
 }
+
+// completedTwoSkipped is a finished rollout of 1.1.0 over a, b and c: a
+// upgraded, b and c recorded unreachable (onUnreachable skip).
+func completedTwoSkipped() []Event {
+	rec := started([]string{"a"}, []string{"b", "c"})
+	rec[0].Options = &RolloutFlags{BatchSize: 1}
+	return append(rec,
+		ev(EventNodeDone, node("a"), func(e *Event) { e.Lease = "ta" }),
+		ev(EventWaveDone, wave(0)),
+		ev(EventNodeUnreachable, node("b"), func(e *Event) { e.Reason = "took no lease within nodeTimeout" }),
+		ev(EventNodeUnreachable, node("c"), func(e *Event) { e.Reason = "took no lease within nodeTimeout" }),
+		ev(EventWaveDone, wave(1)),
+		ev(EventCompleted))
+}
+
+// Liveness defect 2 (fleetsim unreachable seeds 90, 175): after completion
+// a node recorded unreachable converges like a late joiner, under a lease,
+// even when another skipped node died holding the slot: its expired lease
+// frees the slot. Before the fix the skipped holder "awaited a verdict"
+// that no one records once the rollout is over, so its slot stayed taken
+// and c stayed on 1.0.0 for good.
+func TestSkippedNodeConvergesAfterCompletion(t *testing.T) {
+	app := testApp(func(a *spec.App) { a.Rollout.BatchSize, a.Rollout.RollbackOnFail = 1, false })
+	in := base("c", completedTwoSkipped())
+	in.App = app
+	if d := Decide(in); d.Action != Acquire || d.Slot != 0 {
+		t.Fatalf("skipped c, live again after completion: %v %s; want to acquire slot 0", d.Action, d.Reason)
+	}
+	in.Leases = []Lease{lease(0, "b", 0)}
+	if d := Decide(in); d.Action != Wait {
+		t.Fatalf("c while skipped b's lease is live: %v %s; want wait", d.Action, d.Reason)
+	}
+	in.Leases[0].Unchanged = 31 * time.Second
+	if d := Decide(in); d.Action != Acquire || d.Slot != 0 {
+		t.Fatalf("c once skipped b's lease expired: %v %s; want slot 0", d.Action, d.Reason)
+	}
+	// b itself, back again, takes its slot anew rather than wait on its
+	// own dead lease.
+	bin := base("b", completedTwoSkipped())
+	bin.App, bin.Leases = app, in.Leases
+	if d := Decide(bin); d.Action != Acquire || d.Slot != 0 {
+		t.Fatalf("b after its own lease expired: %v %s; want slot 0", d.Action, d.Reason)
+	}
+	// A skipped node whose own switch failed (its local state says so) does
+	// not retry the target.
+	bin.Self = AppReport{Version: "1.0.0", State: AppFailed}
+	if d := Decide(bin); d.Action != Wait {
+		t.Fatalf("b after failing the target itself: %v %s; want wait", d.Action, d.Reason)
+	}
+}

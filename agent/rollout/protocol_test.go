@@ -571,3 +571,41 @@ func TestInFlightReportIsNoVerdict(t *testing.T) {
 		}
 	}
 }
+
+// Liveness defect 1 (fleetsim faults seeds 147, 442): a lease lost before
+// Begin (broken by an operator while the node downloads) must end its
+// renewal goroutine. Before the fix the goroutine went on renewing the
+// dead lease, at once and over and over (its validity was spent, so it
+// waited 0) until the download ended: a stream of failed pushes.
+func TestLostLeaseStopsRenewing(t *testing.T) {
+	ctx := context.Background()
+	repo := gittest.NewBare(t, nil)
+	a, _, tk := faultyNode(t, repo, "a")
+	pa, err := a.coord.Permit(ctx, input(app(false), "a"))
+	if err != nil || pa.Lease == nil {
+		t.Fatalf("a: %+v, %v", pa, err)
+	}
+	h := pa.Lease.(*lease)
+	tk.waitFor(t, 1)
+	op := newNode(t, repo, "operator", nil)
+	if _, err := op.shared.Break(ctx, "web", 0); err != nil {
+		t.Fatal(err)
+	}
+	a.clock.advance(10 * time.Second)
+	tk.fire(t) // the renewal finds the lease broken
+	select {
+	case <-h.done:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("the lease goroutine still runs after its lease was lost (waited %d times): it would renew again and again", tk.waits())
+	}
+	if _, err := pa.Lease.Begin(ctx, 5*time.Second); !errors.Is(err, agent.ErrNotBegun) {
+		t.Fatalf("Begin on a lost lease: %v, want ErrNotBegun", err)
+	}
+	pa.Lease.Finish(ctx, reconciler.AppReport{}, agent.ErrNotBegun)
+	// The slot is free for the next pass: a takes a new lease.
+	p, err := a.coord.Permit(ctx, input(app(false), "a"))
+	if err != nil || p.Lease == nil {
+		t.Fatalf("a's next pass: %+v, %v; want a new lease", p, err)
+	}
+	p.Lease.Finish(ctx, reconciler.AppReport{}, agent.ErrNotBegun)
+}

@@ -136,7 +136,7 @@ func (h *lease) renewLocked(ctx context.Context, timeout time.Duration) {
 // run renews once a third of the TTL has passed since the last write it
 // saw land (every quarter of that while renewals fail) and, once a switch
 // began, cancels it when its usable validity runs out: before renewing, as
-// the time left is the abort's.
+// the time left is the abort's. It ends once the lease is lost.
 func (h *lease) run(ctx context.Context) {
 	every := h.c.opt.LeaseTTL / 3
 	failing := false
@@ -145,6 +145,13 @@ func (h *lease) run(ctx context.Context) {
 		wait := max(h.c.opt.Shared.Validity(h.cur)-(h.c.opt.LeaseTTL-every), 0)
 		if failing {
 			wait = every / 4
+		}
+		if h.lost != nil && h.cancel == nil {
+			// Lost before Begin: the slot is someone else's, nothing is
+			// left to renew (renewing a dead lease again and again was a
+			// stream of failed pushes). Begin refuses; Finish frees nothing.
+			h.mu.Unlock()
+			return
 		}
 		if h.cancel != nil {
 			u := h.usable()
