@@ -37,7 +37,7 @@ func Open(path string) (*os.File, error) {
 	}
 	if !fi.Mode().IsRegular() {
 		f.Close()
-		return nil, &fs.PathError{Op: "open", Path: path, Err: fmt.Errorf("%w: it is %s", ErrNotRegular, kind(fi.Mode()))}
+		return nil, &fs.PathError{Op: "open", Path: path, Err: fmt.Errorf("%w: it is %s", ErrNotRegular, Kind(fi.Mode()))}
 	}
 	return f, nil
 }
@@ -63,9 +63,13 @@ func ReadFile(path string, max int64) ([]byte, error) {
 	return b, nil
 }
 
-// kind names a non-regular file mode for people.
-func kind(m fs.FileMode) string {
+// Kind names a file mode for people: "a named pipe (FIFO)", "a symlink".
+func Kind(m fs.FileMode) string {
 	switch {
+	case m.IsRegular():
+		return "a regular file"
+	case m&fs.ModeSymlink != 0:
+		return "a symlink"
 	case m.IsDir():
 		return "a directory"
 	case m&fs.ModeNamedPipe != 0:

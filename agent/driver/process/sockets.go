@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/fleetops/reconciler/internal/regfile"
 	"github.com/fleetops/reconciler/release"
 )
 
@@ -132,8 +133,8 @@ func (d *Driver) removeStaleSocket(p string) error {
 	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if fi.Mode().Type() != fs.ModeSocket || !ok || int(st.Uid) != os.Geteuid() || d.ledger == nil || !d.ledger.created(p, fi) {
-		return fmt.Errorf("%s exists and is not a socket the agent created (a %s, owner uid %v): not removed; remove it yourself or choose another address",
-			p, kindOf(fi), ownerOf(fi))
+		return fmt.Errorf("%s exists and is not a socket the agent created (%s, owner uid %v): not removed; remove it yourself or choose another address",
+			p, regfile.Kind(fi.Mode()), ownerOf(fi))
 	}
 	c, err := net.DialTimeout("unix", p, time.Second)
 	if err == nil {
@@ -148,21 +149,6 @@ func (d *Driver) removeStaleSocket(p string) error {
 	}
 	d.ledger.forget(p)
 	return nil
-}
-
-func kindOf(fi fs.FileInfo) string {
-	switch t := fi.Mode().Type(); {
-	case t == 0:
-		return "regular file"
-	case t&fs.ModeSymlink != 0:
-		return "symlink"
-	case t&fs.ModeSocket != 0:
-		return "socket"
-	case t&fs.ModeDir != 0:
-		return "directory"
-	default:
-		return t.String()
-	}
 }
 
 func ownerOf(fi fs.FileInfo) any {
