@@ -144,6 +144,30 @@ func (f *fleet) upgraded(v string) int {
 	return n
 }
 
+// firstServingAll polls every node until each has answered with version v at
+// least once and returns how long after since the last of them first did, or
+// -1 if some node had not within limit of since.
+func (f *fleet) firstServingAll(v string, since time.Time, limit time.Duration) time.Duration {
+	seen := make([]bool, len(f.agents))
+	left := len(f.agents)
+	for time.Since(since) < limit {
+		for i, a := range f.agents {
+			if seen[i] {
+				continue
+			}
+			if got, err := a.Serving(); err == nil && got == v {
+				seen[i] = true
+				left--
+			}
+		}
+		if left == 0 {
+			return time.Since(since)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return -1
+}
+
 // TestCanaryRollback: a broken version fails on the canary; a rollback
 // commit lands on main with its trailers, every node ends on the previous
 // version, and history shows both commits.
