@@ -81,11 +81,23 @@ func LoadDir(dir string) (*Fleet, error) {
 // commit's tree, reading the objects from repo without a checkout. Positions
 // in errors carry the paths inside the repository.
 func LoadCommit(repo *git.Repository, commit plumbing.Hash, dir string) (*Fleet, error) {
+	files, err := ReadCommit(repo, commit, dir)
+	if err != nil {
+		return nil, err
+	}
+	return LoadFiles(files)
+}
+
+// ReadCommit reads the spec files in directory dir of commit's tree, as
+// LoadCommit does, without evaluating them: a caller that evaluates
+// elsewhere (package spec/isolate, under limits) passes them to LoadFiles
+// there. The size limits are checked before any file is read.
+func ReadCommit(repo *git.Repository, commit plumbing.Hash, dir string) (map[string][]byte, error) {
 	files, err := commitFiles(repo, commit, path.Clean("/" + dir)[1:])
 	if err != nil {
 		return nil, fmt.Errorf("load fleet %s at commit %s: %w", displayDir(dir), commit, err)
 	}
-	return LoadFiles(files)
+	return files, nil
 }
 
 // readFile reads a regular file of at most MaxFileBytes (it may have grown

@@ -1,0 +1,4 @@
+package isolate
+
+// DecodeFleet is decodeFleet, for the round-trip test.
+var DecodeFleet = decodeFleet
