@@ -36,6 +36,11 @@ type Agent struct {
 	// (loading CUE is the costliest part of an idle pass). Loop goroutine only.
 	specCommit plumbing.Hash
 	specFleet  *spec.Fleet
+	// specRefused is specCommit's verdict when its spec was refused (invalid,
+	// or over a limit): the same files are not evaluated again at every
+	// pass, so a spec that costs the whole --spec-timeout costs it once per
+	// commit. Loop goroutine only.
+	specRefused error
 	// marks: app -> whether marksAt (the tip) is a rollback of it
 	// (fleetrepo.RollbackMarkOf), read once per tip. Loop goroutine only.
 	marksAt plumbing.Hash
@@ -229,26 +234,51 @@ func (a *Agent) load(ctx context.Context) (plumbing.Hash, *spec.Fleet, error) {
 	if commit.IsZero() {
 		return commit, nil, ferr
 	}
-	if commit == a.specCommit && a.specFleet != nil {
+	if commit == a.specCommit && (a.specFleet != nil || a.specRefused != nil) {
+		if a.specRefused != nil {
+			return commit, nil, a.specRefused
+		}
 		return commit, a.specFleet, ferr
 	}
-	var fleet *spec.Fleet
-	err := a.cfg.Desired.View(func(repo *git.Repository) error {
-		var err error
-		fleet, err = spec.LoadCommit(repo, commit, a.cfg.SpecDir)
-		return err
-	})
+	fleet, err := a.loadSpec(ctx, commit)
 	if err != nil {
 		a.metrics.reconcileErrors.WithLabelValues("spec").Inc()
 		if err.Error() != a.lastSpecErr {
 			a.log.Error("spec not applied: keeping what runs", "commit", commit.String(), "err", err)
 		}
 		a.lastSpecErr = err.Error()
-		return commit, nil, fmt.Errorf("spec at %s not applied: %w", commit.String()[:12], err)
+		err = fmt.Errorf("spec at %s not applied: %w", commit.String()[:12], err)
+		if refusal(err) {
+			a.specCommit, a.specFleet, a.specRefused = commit, nil, err
+		}
+		return commit, nil, err
 	}
 	a.lastSpecErr = ""
-	a.specCommit, a.specFleet = commit, fleet
+	a.specCommit, a.specFleet, a.specRefused = commit, fleet, nil
 	return commit, fleet, ferr
+}
+
+// loadSpec reads commit's spec files and evaluates them with the
+// SpecLoader: outside View, so a long evaluation does not hold up fetches.
+func (a *Agent) loadSpec(ctx context.Context, commit plumbing.Hash) (*spec.Fleet, error) {
+	var files map[string][]byte
+	err := a.cfg.Desired.View(func(repo *git.Repository) error {
+		var err error
+		files, err = spec.ReadCommit(repo, commit, a.cfg.SpecDir)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return a.cfg.SpecLoader.LoadSpec(ctx, files)
+}
+
+// refusal reports whether a spec error is a verdict on the commit's files
+// (problems in them, or a limit), which evaluating them again would repeat;
+// other errors (reading the objects, starting a process) are retried.
+func refusal(err error) bool {
+	var serr *spec.Errors
+	return errors.As(err, &serr) || errors.Is(err, spec.ErrLimit)
 }
 
 // applyFleet converges every app targeting this node and stops the others.

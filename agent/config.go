@@ -31,6 +31,23 @@ type Desired interface {
 	Watch(ctx context.Context, wake func()) error
 }
 
+// SpecLoader evaluates a commit's spec files (name -> content) into a
+// fleet, or says why not as spec.LoadFiles does: *spec.Errors for problems
+// in the files, an error wrapping spec.ErrLimit for a spec over a limit.
+// Either is a verdict on the commit, kept until the tip moves.
+type SpecLoader interface {
+	LoadSpec(ctx context.Context, files map[string][]byte) (*spec.Fleet, error)
+}
+
+// InProcess is the SpecLoader that evaluates in this process, with
+// spec.LoadFiles: no bound on CUE's time or memory (docs/spec.md, "Limits").
+type InProcess struct{}
+
+// LoadSpec implements SpecLoader.
+func (InProcess) LoadSpec(_ context.Context, files map[string][]byte) (*spec.Fleet, error) {
+	return spec.LoadFiles(files)
+}
+
 // Watcher calls wake whenever what it watches may have moved, until ctx ends.
 type Watcher interface {
 	Watch(ctx context.Context, wake func()) error
@@ -86,6 +103,10 @@ type Config struct {
 	// for longer, and is abandoned when its validity less this runs out.
 	SwitchAbort time.Duration
 	SpecDir     string // directory of the specs in the fleet repo (default: root)
+	// SpecLoader evaluates the spec files of a new tip (default: InProcess).
+	// The reconciler agent command passes a spec/isolate.Loader, which
+	// bounds the evaluation's time and memory in a child process.
+	SpecLoader SpecLoader
 
 	Poll          time.Duration // re-evaluation period besides watch events (default 30s)
 	HealthTimeout time.Duration // bound on one health check with its retries (default 2m)
@@ -122,6 +143,9 @@ func (c *Config) Validate() error {
 func (c Config) withDefaults() Config {
 	if c.Coordinator == nil {
 		c.Coordinator = SpecCoordinator{}
+	}
+	if c.SpecLoader == nil {
+		c.SpecLoader = InProcess{}
 	}
 	if c.Poll <= 0 {
 		c.Poll = 30 * time.Second

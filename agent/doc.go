@@ -4,7 +4,9 @@
 // in Run is one select: on a wake (the fleet repo's branch moved, or the poll
 // ticker) it runs Reconcile, one pass:
 //
-//  1. fetch the tip of the tracked branch and load its spec (spec.LoadCommit);
+//  1. fetch the tip of the tracked branch and load its spec (spec.ReadCommit,
+//     then Config.SpecLoader: in-process, or in a child process under a
+//     deadline and a memory limit, spec/isolate);
 //  2. for each app targeting this node, ask the Coordinator which version to run
 //     now (by default the spec's: SpecCoordinator), and Converge to it: install the
 //     signed release (release.Fetcher.Install into <state>/releases/<app>/<v>,

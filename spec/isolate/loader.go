@@ -56,8 +56,8 @@ func (e *LimitError) Error() string {
 	if e.Memory {
 		what = "needed more than " + e.Limit + " of memory"
 	}
-	return fmt.Sprintf("evaluation %s (limit %s), refused after %v: %v (docs/spec.md, \"Limits\"); simplify the spec, or raise %s",
-		what, e.Flag, e.Elapsed.Round(time.Millisecond), spec.ErrLimit, e.Flag)
+	return fmt.Sprintf("evaluation %s (limit %s; stopped after %v): the spec costs too much to evaluate (docs/spec.md, \"Limits\"): declare fewer fields in one comprehension, or raise %s",
+		what, e.Flag, e.Elapsed.Round(time.Millisecond), e.Flag)
 }
 
 func (e *LimitError) Unwrap() error { return spec.ErrLimit }
