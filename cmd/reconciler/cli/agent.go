@@ -15,6 +15,7 @@ import (
 	"github.com/fleetops/reconciler/internal/logging"
 	"github.com/fleetops/reconciler/release"
 	"github.com/fleetops/reconciler/spec"
+	"github.com/fleetops/reconciler/spec/isolate"
 )
 
 // agentOptions are the agent command's flags.
@@ -34,6 +35,8 @@ type agentOptions struct {
 	switchAbort               time.Duration
 	trustSigners              []string // --trust-signer: who may move the fleet (agent_trust.go)
 	requireSigned, signingKey string
+	specTimeout               time.Duration // --spec-timeout: bound on evaluating one commit's spec
+	specMemoryMiB             int64         // --spec-memory: bound on its memory, in MiB
 }
 
 // agentCommands builds agent.
@@ -94,9 +97,31 @@ agent adopts them. See docs/agent.md.`,
 	f.StringVar(&o.coordination, "coordination", "lease", "lease: upgrade in waves under leases with the fleet; none: switch to the spec's version at once, alone")
 	f.DurationVar(&o.leaseTTL, "lease-ttl", 20*time.Second, "how long a lease lives without renewal (renewed every third of it)")
 	f.DurationVar(&o.switchAbort, "switch-abort", 0, "how long giving a candidate up takes at most: a switch begins only under a lease valid longer, and is given up when that runs out (default a quarter of --lease-ttl, at most 5s)")
+	f.DurationVar(&o.specTimeout, "spec-timeout", isolate.DefaultTimeout, "bound on evaluating the spec of one commit (in a child process); a spec over it is refused like an invalid one")
+	f.Int64Var(&o.specMemoryMiB, "spec-memory", isolate.DefaultMemory>>20, "bound on the memory (address space, MiB) evaluating the spec of one commit may take")
 	o.registerTrust(f)
 	completeWords(c, "coordination", "lease", "none")
-	return []*cobra.Command{c}
+	return []*cobra.Command{c, evalSpecCommand(e)}
+}
+
+// evalSpecCommand is the child the agent evaluates specs in (spec/isolate):
+// hidden, its input and output are the agent's business.
+func evalSpecCommand(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:    "__eval-spec",
+		Short:  "Evaluate spec files read as JSON on stdin, under the limits given there (used by agent)",
+		Hidden: true,
+		Args:   exactArgs(0),
+		RunE: func(*cobra.Command, []string) error {
+			return isolate.Serve(e.stdin, e.stdout)
+		},
+	}
+}
+
+// specLoader is the agent's SpecLoader: this binary's __eval-spec, under
+// --spec-timeout and --spec-memory.
+func (o *agentOptions) specLoader() isolate.Loader {
+	return isolate.Loader{Timeout: o.specTimeout, Memory: o.specMemoryMiB << 20}
 }
 
 var varName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -134,6 +159,12 @@ func (o *agentOptions) validate() error {
 	if o.switchAbort < 0 || o.switchAbort+o.leaseTTL/10 >= o.leaseTTL*2/3 {
 		errs = append(errs, fmt.Errorf("--switch-abort %v with --lease-ttl %v leaves a lease no validity to switch in: want it below %v (two thirds of the TTL less a tenth); raise --lease-ttl or lower --switch-abort",
 			o.switchAbort, o.leaseTTL, o.leaseTTL*2/3-o.leaseTTL/10))
+	}
+	if o.specTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--spec-timeout %v: want a positive duration", o.specTimeout))
+	}
+	if o.specMemoryMiB < 64 {
+		errs = append(errs, fmt.Errorf("--spec-memory %d: want at least 64 (MiB)", o.specMemoryMiB))
 	}
 	if o.poll <= 0 {
 		errs = append(errs, fmt.Errorf("--poll %v: want a positive duration", o.poll))

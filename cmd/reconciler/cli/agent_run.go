@@ -69,7 +69,7 @@ func runAgent(ctx context.Context, e *env, o *agentOptions) error {
 	cfg := agent.Config{
 		Node: o.node, Labels: o.labels, Vars: vars, StateDir: o.stateDir, State: st,
 		Desired: desired, Installer: agent.VerifiedInstaller{Fetcher: fetcher, Keys: keys}, Reporter: shared,
-		SharedWatch: shared, Coordinator: coord, SwitchAbort: o.switchAbort, Drivers: drivers, SpecDir: o.dir, Poll: o.poll, Listen: o.listen, Once: o.once, Logger: log,
+		SharedWatch: shared, Coordinator: coord, SwitchAbort: o.switchAbort, Drivers: drivers, SpecDir: o.dir, SpecLoader: o.specLoader(), Poll: o.poll, Listen: o.listen, Once: o.once, Logger: log,
 		AgentVersion: buildOf().Version, Registry: reg,
 	}
 	log.Info("agent starting", "version", buildOf().String(), "repo", o.repo, "branch", o.branch, "state", o.stateDir, "keys", keys.IDs())
