@@ -14,8 +14,13 @@ import (
 // as an operator would: `reconciler upgrade --push --wait --output json`.
 // Three waves; the lease refs' history shows never more than 2 holders at
 // once; every node_done names a lease commit its node held; all end on 1.1.0.
-func TestRollingUpgrade(t *testing.T) {
-	f := newFleet(t, 5)
+func TestRollingUpgrade(t *testing.T) { rollingUpgrade(t, newFleet(t, 5)) }
+
+// TestEtcdRollingUpgrade is TestRollingUpgrade with the shared state in
+// etcd (--shared etcd://..., an embedded etcd the test starts).
+func TestEtcdRollingUpgrade(t *testing.T) { rollingUpgrade(t, newEtcdFleet(t, 5)) }
+
+func rollingUpgrade(t *testing.T, f *fleet) {
 	pushed := time.Now()
 	out, err := f.cli("upgrade", "web", "1.1.0", "--strategy", "rolling", "--batch-size", "2",
 		"--push", "--wait", "--timeout", "2m", "--output", "json")
@@ -171,8 +176,14 @@ func (f *fleet) firstServingAll(v string, since time.Time, limit time.Duration) 
 // TestCanaryRollback: a broken version fails on the canary; a rollback
 // commit lands on main with its trailers, every node ends on the previous
 // version, and history shows both commits.
-func TestCanaryRollback(t *testing.T) {
-	f := newFleet(t, 5)
+func TestCanaryRollback(t *testing.T) { canaryRollback(t, newFleet(t, 5)) }
+
+// TestEtcdCanaryRollback is TestCanaryRollback with the shared state in
+// etcd: the rollback commit still goes to Git, history reads the record
+// from etcd.
+func TestEtcdCanaryRollback(t *testing.T) { canaryRollback(t, newEtcdFleet(t, 5)) }
+
+func canaryRollback(t *testing.T, f *fleet) {
 	bad := f.push(specOptions{version: "1.2.0",
 		rollout: `strategy: "canary", batchSize: 2, canary: {count: 1, monitor: "3s"}`}, "web 1.2.0")
 	var rollback string
