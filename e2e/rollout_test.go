@@ -66,6 +66,9 @@ func rollingUpgrade(t *testing.T, f *fleet) {
 	if len(r.Done) != 5 {
 		t.Fatalf("done = %v, want all 5 nodes", r.Done)
 	}
+	if refs := f.refs("refs/reconciler/"); f.etcd != nil && len(refs) > 0 {
+		t.Fatalf("shared state in etcd, yet the fleet repo has shared refs: %v", refs)
+	}
 }
 
 // TestPauseResume: pausing mid-rollout lets in-flight nodes finish and
