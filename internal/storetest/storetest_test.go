@@ -17,7 +17,7 @@ import (
 	"github.com/fleetops/reconciler/internal/storetest"
 )
 
-func gitOpener(t *testing.T, url string) storetest.Opener {
+func gitOpener(t testing.TB, url string) storetest.Opener {
 	return func(node string, c clock.Clock) storetest.Store {
 		sh, err := fleetrepo.OpenShared(context.Background(), fleetrepo.SharedOptions{URL: url,
 			Identity: fleetrepo.Identity{Name: node}, Clock: c, ReportRefresh: -1})
@@ -76,7 +76,7 @@ func etcdFactory(t *testing.T) storetest.Factory {
 	}
 }
 
-func etcdOpener(t *testing.T, endpoints []string, prefix string, timeout time.Duration) storetest.Opener {
+func etcdOpener(t testing.TB, endpoints []string, prefix string, timeout time.Duration) storetest.Opener {
 	return func(node string, c clock.Clock) storetest.Store {
 		st, err := etcdstore.Open(etcdstore.Options{Endpoints: endpoints, Prefix: prefix, Identity: node,
 			Clock: c, ReportRefresh: -1, OpTimeout: timeout})
