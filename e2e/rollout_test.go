@@ -66,6 +66,22 @@ func rollingUpgrade(t *testing.T, f *fleet) {
 	if len(r.Done) != 5 {
 		t.Fatalf("done = %v, want all 5 nodes", r.Done)
 	}
+	// The read commands see the same shared state as the agents.
+	out, err = f.cli("audit", "web", "--output", "json")
+	var audit map[string][]string
+	if err != nil || json.Unmarshal([]byte(out), &audit) != nil || len(audit["1.1.0"]) != 5 {
+		t.Fatalf("audit web = %s, %v: want 5 nodes on 1.1.0", out, err)
+	}
+	out, err = f.cli("leases", "web", "--output", "json")
+	var leases []reconciler.LeaseStatus
+	if err != nil || json.Unmarshal([]byte(out), &leases) != nil || len(leases) < 2 {
+		t.Fatalf("leases web = %s, %v: want the slots used", out, err)
+	}
+	for _, l := range leases {
+		if l.State != reconciler.LeaseFree {
+			t.Fatalf("lease %s/%d is %s after the rollout: want free", l.App, l.Slot, l.State)
+		}
+	}
 	if refs := f.refs("refs/reconciler/"); f.etcd != nil && len(refs) > 0 {
 		t.Fatalf("shared state in etcd, yet the fleet repo has shared refs: %v", refs)
 	}
