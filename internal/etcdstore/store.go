@@ -121,7 +121,9 @@ type Store struct {
 	bad   map[string]fleetrepo.BadRef // unreadable keys, by key
 }
 
-// Open connects to etcd (lazily: it does not wait for a member to answer).
+// Open connects to etcd. Without a user it does not wait for a member to
+// answer; with one it authenticates first (an error for a person when the
+// credentials are refused).
 func Open(opts Options) (*Store, error) {
 	if err := opts.withDefaults(); err != nil {
 		return nil, err
@@ -129,13 +131,17 @@ func Open(opts Options) (*Store, error) {
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints: opts.Endpoints, TLS: opts.TLS, Username: opts.Username, Password: opts.Password,
 		Logger: zap.NewNop(), DialKeepAliveTime: 10 * time.Second, DialKeepAliveTimeout: 5 * time.Second,
+		DialTimeout: opts.OpTimeout, // bounds the authentication at connect (with a user)
 	})
+	url := "etcd://" + strings.Join(opts.Endpoints, ",") + opts.Prefix
 	if err != nil {
-		return nil, fmt.Errorf("connect to etcd %s: %w", strings.Join(opts.Endpoints, ","), err)
+		// With a user, the client authenticates as it connects: refused
+		// credentials are a person's to fix.
+		return nil, classify("connect to", url, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Store{
-		opts: opts, cli: cli, url: "etcd://" + strings.Join(opts.Endpoints, ",") + opts.Prefix,
+		opts: opts, cli: cli, url: url,
 		instance: randomID(), ctx: ctx, cancel: cancel,
 		seen: map[string]observation{}, records: map[string]recordCache{}, reports: map[string]reportCache{},
 		bad: map[string]fleetrepo.BadRef{},
@@ -203,12 +209,14 @@ func rev(r int64) string {
 // refused credentials or permissions need a person (*PersonError);
 // anything else (no leader, unreachable members, timeouts) is a
 // *fleetrepo.TransientError, retried with backoff.
-func (s *Store) classify(op string, err error) error {
+func (s *Store) classify(op string, err error) error { return classify(op, s.url, err) }
+
+func classify(op, url string, err error) error {
 	for _, permanent := range []error{rpctypes.ErrPermissionDenied, rpctypes.ErrAuthFailed,
 		rpctypes.ErrUserEmpty, rpctypes.ErrUserNotFound, rpctypes.ErrAuthNotEnabled, rpctypes.ErrInvalidAuthMgmt} {
 		if errors.Is(err, permanent) || (err != nil && err.Error() == permanent.Error()) {
-			return &PersonError{Op: op, URL: s.url, Err: err}
+			return &PersonError{Op: op, URL: url, Err: err}
 		}
 	}
-	return &fleetrepo.TransientError{Op: op, Repo: s.url, Err: err}
+	return &fleetrepo.TransientError{Op: op, Repo: url, Err: err}
 }

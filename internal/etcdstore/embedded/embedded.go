@@ -67,6 +67,7 @@ func Start(dir string, n int) (*Cluster, error) {
 		// Short heartbeats: a killed leader is replaced in well under a
 		// second on loopback (defaults: 100 ms and 1 s).
 		cfg.TickMs, cfg.ElectionMs = 50, 500
+		cfg.BcryptCost = 4 // bcrypt's minimum: tests that turn auth on need no strong hashes
 		cfgs[i] = cfg
 	}
 	c := &Cluster{}
