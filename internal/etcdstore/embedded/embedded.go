@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 )
@@ -30,7 +31,7 @@ type Cluster struct {
 // Member is one etcd server of a Cluster.
 type Member struct {
 	Name   string
-	Client string // client URL, http://127.0.0.1:<port>
+	Client string // client URL, http(s)://127.0.0.1:<port>
 	etcd   *embed.Etcd
 	closed bool
 }
@@ -38,7 +39,21 @@ type Member struct {
 // Start runs a cluster of n members with their data under dir and waits
 // until every member is ready (at most 30 s). Ports are free loopback
 // ports picked at start.
-func Start(dir string, n int) (*Cluster, error) {
+func Start(dir string, n int) (*Cluster, error) { return start(dir, n, nil) }
+
+// StartTLS is Start with clients served over TLS only, requiring a client
+// certificate: it writes a fresh CA and the certificates under dir and
+// returns the files a client needs.
+func StartTLS(dir string, n int) (*Cluster, TLSFiles, error) {
+	srv, cli, err := makeTLS(filepath.Join(dir, "tls"))
+	if err != nil {
+		return nil, cli, fmt.Errorf("embedded etcd: %w", err)
+	}
+	c, err := start(dir, n, &srv)
+	return c, cli, err
+}
+
+func start(dir string, n int, tls *serverTLS) (*Cluster, error) {
 	if n < 1 {
 		return nil, errors.New("embedded etcd: need at least one member")
 	}
@@ -55,7 +70,12 @@ func Start(dir string, n int) (*Cluster, error) {
 		cfg := embed.NewConfig()
 		cfg.Name = fmt.Sprintf("m%d", i)
 		cfg.Dir = filepath.Join(dir, cfg.Name)
-		cu, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", ports[2*i]))
+		scheme := "http"
+		if tls != nil {
+			scheme = "https"
+			cfg.ClientTLSInfo = transport.TLSInfo{CertFile: tls.cert, KeyFile: tls.key, TrustedCAFile: tls.ca, ClientCertAuth: true}
+		}
+		cu, _ := url.Parse(fmt.Sprintf("%s://127.0.0.1:%d", scheme, ports[2*i]))
 		pu, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1]))
 		cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
 		cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
@@ -111,7 +131,8 @@ func New(t testing.TB, n int) *Cluster {
 func (c *Cluster) Endpoints() []string {
 	var out []string
 	for _, m := range c.Members {
-		out = append(out, strings.TrimPrefix(m.Client, "http://"))
+		_, hostPort, _ := strings.Cut(m.Client, "://")
+		out = append(out, hostPort)
 	}
 	return out
 }
