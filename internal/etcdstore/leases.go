@@ -29,6 +29,52 @@ type observation struct {
 	token int64
 	since time.Time
 	own   bool // this Store wrote token: since is when it sent the write
+	write writeID
+}
+
+// writeID tells one lease write from another by what the writer put in
+// it: an etcd write whose answer was lost has no revision the writer
+// knows, so a write is recognised later by its value.
+type writeID struct {
+	holder            string
+	acquired, renewed time.Time
+}
+
+func idOf(doc leaseDoc) writeID {
+	return writeID{holder: doc.Holder, acquired: doc.Acquired, renewed: doc.Renewed}
+}
+
+// lostWrite is a lease write whose answer never came: it may have landed.
+type lostWrite struct {
+	key  string
+	id   writeID
+	sent time.Time
+	ttl  time.Duration
+}
+
+// elapsed is the time from since to now, the longer of the monotonic and
+// the wall clock's reading (as fleetrepo's: a clock that stood still during
+// a suspend must not lengthen a lease).
+func elapsed(now, since time.Time) time.Duration {
+	return max(now.Sub(since), now.Round(0).Sub(since.Round(0)))
+}
+
+// sentLost remembers a write whose answer was lost, forgetting those too
+// old to matter. Caller holds mu.
+func (s *Store) sentLost(key string, doc leaseDoc, sent time.Time) {
+	now := s.opts.Clock.Now()
+	s.lost = slices.DeleteFunc(s.lost, func(w lostWrite) bool { return elapsed(now, w.sent) >= w.ttl })
+	s.lost = append(s.lost, lostWrite{key: key, id: idOf(doc), sent: sent, ttl: doc.TTL})
+}
+
+// lostAt returns the lost write of key that made a value with id. Caller holds mu.
+func (s *Store) lostAt(key string, id writeID) (lostWrite, bool) {
+	for _, w := range s.lost {
+		if w.key == key && w.id == id {
+			return w, true
+		}
+	}
+	return lostWrite{}, false
 }
 
 // leaseDoc is a lease key's value: the same JSON as the Git store's lease.json.
@@ -74,7 +120,7 @@ func token(r int64) string {
 func (s *Store) observe(key string, rev int64, doc leaseDoc, now time.Time) reconciler.Lease {
 	o, ok := s.seen[key]
 	if !ok || o.token != rev {
-		o = observation{token: rev, since: now}
+		o = observation{token: rev, since: now, write: idOf(doc)}
 		s.seen[key] = o
 	}
 	return reconciler.Lease{App: doc.App, Slot: doc.Slot, Holder: doc.Holder, Rollout: doc.Rollout,
@@ -145,9 +191,12 @@ func (s *Store) writeLease(ctx context.Context, doc leaseDoc, expected int64, se
 	key := s.leaseKey(doc.App, doc.Slot)
 	r, err := s.cas(ctx, key, expected, doc, "write lease "+key+" in")
 	if err != nil {
+		if !errors.Is(err, fleetrepo.ErrConflict) {
+			s.sentLost(key, doc, sent) // it may have landed
+		}
 		return reconciler.Lease{}, err
 	}
-	s.seen[key] = observation{token: r, since: sent, own: true}
+	s.seen[key] = observation{token: r, since: sent, own: true, write: idOf(doc)}
 	return s.observe(key, r, doc, sent), nil
 }
 
@@ -206,9 +255,22 @@ func (s *Store) rewrite(ctx context.Context, l reconciler.Lease, op string, edit
 	now := s.opts.Clock.Now()
 	doc := leaseDoc{App: l.App, Slot: l.Slot, Holder: l.Holder, Rollout: l.Rollout, Acquired: l.Acquired, Renewed: l.Renewed, TTL: l.TTL}
 	edit(&doc, now)
+	if op == "renew" && s.expiredLocked(l, now) {
+		// Expired on this Store's clock: observers may have taken the
+		// slot over or recorded the holder failed, and a renewal landing
+		// now would revive the lease behind their backs. Only a write of
+		// this holding that landed within the TTL, its answer lost, kept
+		// it alive (as on Git).
+		own, id, ok := s.ownSuccessor(ctx, l, tok)
+		if w, sent := s.lostAt(s.leaseKey(l.App, l.Slot), id); !ok || !sent || elapsed(now, w.sent) >= l.TTL {
+			return l, fmt.Errorf("renew lease %s/%d held by %s: %w: expired on this node's clock (no renewal landed within its %s TTL); take a new lease",
+				l.App, l.Slot, l.Holder, fleetrepo.ErrLeaseLost, l.TTL)
+		}
+		tok = own
+	}
 	next, err := s.writeLease(ctx, doc, tok, now)
 	if errors.Is(err, fleetrepo.ErrConflict) {
-		if own, ok := s.ownSuccessor(ctx, l, tok); ok {
+		if own, _, ok := s.ownSuccessor(ctx, l, tok); ok {
 			next, err = s.writeLease(ctx, doc, own, now)
 		}
 	}
@@ -225,33 +287,47 @@ func (s *Store) rewrite(ctx context.Context, l reconciler.Lease, op string, edit
 // from by recognising its own writes.
 const maxOwnSuccessors = 16
 
-// ownSuccessor returns the slot's current revision when every write since
-// tok is of the same holding as l (same holder, rollout, acquisition time
-// and TTL), walking the key's history back through etcd's revisions.
-// Caller holds mu.
-func (s *Store) ownSuccessor(ctx context.Context, l reconciler.Lease, tok int64) (int64, bool) {
+// ownSuccessor returns the slot's current revision, and what identifies
+// the write that made it, when every write since tok is of the same
+// holding as l (same holder, rollout, acquisition time and TTL), walking
+// the key's history back through etcd's revisions. Caller holds mu.
+func (s *Store) ownSuccessor(ctx context.Context, l reconciler.Lease, tok int64) (int64, writeID, bool) {
 	key := s.leaseKey(l.App, l.Slot)
 	var tip int64
+	var tipID writeID
 	at := int64(0) // 0: the current revision
 	for range maxOwnSuccessors {
 		kv, err := s.getAt(ctx, key, at)
 		if err != nil || kv == nil || kv.ModRevision < tok {
-			return tip, false
-		}
-		if tip == 0 {
-			tip = kv.ModRevision
+			return tip, tipID, false
 		}
 		if kv.ModRevision == tok {
-			return tip, tip != tok
+			return tip, tipID, tip != 0
 		}
 		var doc leaseDoc
 		if json.Unmarshal(kv.Value, &doc) != nil || doc.Holder != l.Holder || doc.Rollout != l.Rollout ||
 			!doc.Acquired.Equal(l.Acquired) || doc.TTL != l.TTL {
-			return tip, false // another holding came in between
+			return tip, tipID, false // another holding came in between
+		}
+		if tip == 0 {
+			tip, tipID = kv.ModRevision, idOf(doc)
 		}
 		at = kv.ModRevision - 1
 	}
-	return tip, false
+	return tip, tipID, false
+}
+
+// expiredLocked reports whether this Store's last word on l's slot is
+// older than l's TTL: the write it last saw land, or one it sent whose
+// answer was lost. With no write of its own (a holder restarted) it has no
+// measure. Caller holds mu.
+func (s *Store) expiredLocked(l reconciler.Lease, now time.Time) bool {
+	key := s.leaseKey(l.App, l.Slot)
+	o, ok := s.seen[key]
+	if w, sent := s.lostAt(key, o.write); ok && sent {
+		return elapsed(now, w.sent) >= l.TTL
+	}
+	return ok && o.own && elapsed(now, o.since) >= l.TTL
 }
 
 // Validity is how much longer the caller may act under l, on this Store's
@@ -265,9 +341,7 @@ func (s *Store) Validity(l reconciler.Lease) time.Duration {
 	if !ok || !o.own || token(o.token) != l.Token {
 		return 0
 	}
-	now := s.opts.Clock.Now()
-	elapsed := max(now.Sub(o.since), now.Round(0).Sub(o.since.Round(0)))
-	return l.TTL - elapsed
+	return l.TTL - elapsed(s.opts.Clock.Now(), o.since)
 }
 
 // Break frees a slot whatever its state (`reconciler leases break`) and

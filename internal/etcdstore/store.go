@@ -113,6 +113,7 @@ type Store struct {
 
 	mu       sync.Mutex
 	seen     map[string]observation // lease key -> first seen at its token
+	lost     []lostWrite            // lease writes whose answers were lost
 	records  map[string]recordCache // app -> events read so far
 	reports  map[string]reportCache // node -> last report written
 	liveness clientv3.LeaseID       // 0: none granted (or expired)

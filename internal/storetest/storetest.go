@@ -64,6 +64,7 @@ func Run(t *testing.T, f Factory, reference *Factory) {
 	t.Run("StaleTokenRefused", func(t *testing.T) { staleToken(t, f.New(t)) })
 	t.Run("ReleaseFreesAtOnce", func(t *testing.T) { release(t, f.New(t)) })
 	t.Run("ExpiryAndValidity", func(t *testing.T) { expiry(t, f.New(t)) })
+	t.Run("ExpiredLeaseNotRenewed", func(t *testing.T) { expiredNotRenewed(t, f.New(t)) })
 	t.Run("ReportsRoundTrip", func(t *testing.T) { reports(t, f.New(t)) })
 	t.Run("TypedErrors", func(t *testing.T) { typedErrors(t, f) })
 }
@@ -254,6 +255,34 @@ func expiry(t *testing.T, open Opener) {
 	ca.Advance(ttl)
 	if v := a.Validity(la2); v > 0 {
 		t.Fatalf("validity a TTL after the renewal = %s, want none", v)
+	}
+}
+
+// expiredNotRenewed: a holder whose last write is a TTL old may not renew,
+// even on an untouched slot (observers may have recorded it failed); it
+// takes the slot afresh, with a new token.
+func expiredNotRenewed(t *testing.T, open Opener) {
+	ctx := context.Background()
+	ca := clock.NewFake(time.Time{})
+	a := open("a", ca)
+	l, err := a.Acquire(ctx, "web", 0, "a", "r1", ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca.Advance(ttl + time.Second)
+	if _, err := a.Renew(ctx, l); !errors.Is(err, fleetrepo.ErrLeaseLost) {
+		t.Fatalf("renew of a lease expired on the holder's clock: %v, want ErrLeaseLost", err)
+	}
+	ls, err := open("b", clock.NewFake(time.Time{})).Leases(ctx, "web")
+	if err != nil || len(ls) != 1 || ls[0].Token != l.Token {
+		t.Fatalf("the refused renewal moved the slot: %+v, %v", ls, err)
+	}
+	l2, err := a.Acquire(ctx, "web", 0, "a", "r1", ttl)
+	if err != nil || l2.Token == l.Token || a.Validity(l2) <= 0 {
+		t.Fatalf("acquire afresh = %+v, %v", l2, err)
+	}
+	if _, err := a.Renew(ctx, l2); err != nil {
+		t.Fatalf("renew of the fresh lease: %v", err)
 	}
 }
 
