@@ -68,3 +68,67 @@ func TestSharedEtcdTLSAndPrefix(t *testing.T) {
 		t.Fatalf("bad CA: exit %d %s", r.code, r.stderr)
 	}
 }
+
+// TestStatusShowsStaleNodes: with the shared state in etcd, status marks a
+// node whose agent stopped (its liveness lease expired) stale, in text and
+// JSON, and not a node whose agent runs.
+func TestStatusShowsStaleNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: runs git")
+	}
+	f := newFixture(t, "1.0.0")
+	cluster := embedded.New(t, 1)
+	ctx := context.Background()
+	open := func(node string) *etcdstore.Store {
+		st, err := etcdstore.Open(etcdstore.Options{Endpoints: cluster.Endpoints(), Identity: node, LivenessTTL: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	n1, n2 := open("n1"), open("n2")
+	defer n2.Close()
+	err := n2.Append(ctx, "hello", func([]reconciler.Event) (*reconciler.Event, error) {
+		return &reconciler.Event{Type: reconciler.EventStarted, Rollout: "r1", By: "n2", Target: "1.0.0",
+			Waves: [][]string{{"n1", "n2"}, {"n3"}}}, nil
+	})
+	must(t, err)
+	for node, st := range map[string]*etcdstore.Store{"n1": n1, "n2": n2} {
+		must(t, st.WriteReport(ctx, reconciler.NodeReport{Node: node, Time: time.Now(),
+			Apps: map[string]reconciler.AppReport{"hello": {Version: "1.0.0", State: reconciler.AppHealthy}}}))
+	}
+	n1.Close() // n1's agent stops
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		reps, err := n2.Reports(ctx)
+		must(t, err)
+		if reps["n1"].Stale {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("n1 never turned stale")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	r := f.run("status", "hello", "--repo", f.repo, "--shared", cluster.URL(), "--output", "json")
+	if r.code != 0 {
+		t.Fatalf("status: exit %d\n%s", r.code, r.stderr)
+	}
+	var st struct{ Waves [][]reconciler.NodeStatus }
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || len(st.Waves) != 2 {
+		t.Fatalf("status JSON %s: %v", r.stdout, err)
+	}
+	stale := map[string]bool{}
+	for _, w := range st.Waves {
+		for _, n := range w {
+			stale[n.Node] = n.Stale
+		}
+	}
+	if !stale["n1"] || stale["n2"] {
+		t.Fatalf("stale = %v, want n1 only:\n%s", stale, r.stdout)
+	}
+	r = f.run("status", "hello", "--repo", f.repo, "--shared", cluster.URL())
+	if r.code != 0 || !strings.Contains(r.stdout, "n1  1.0.0") || strings.Count(r.stdout, "stale: agent not seen") != 1 {
+		t.Fatalf("status text: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
