@@ -88,7 +88,7 @@ func (f *sharedFlags) gitURL() (url string, endpoints []string, err error) {
 		return "", nil, &usageError{fmt.Errorf("--shared %q: want etcd://host:port[,host:port...] (TLS: add --etcd-ca)", v)}
 	}
 	if f.ca != "" || f.cert != "" || f.key != "" || f.user != "" || f.passwordFile != "" {
-		return "", nil, &usageError{errors.New("--etcd-ca, --etcd-cert, --etcd-key, --etcd-user and --etcd-password-file need --shared etcd://...")}
+		return "", nil, &usageError{errors.New("--etcd-ca, --etcd-cert, --etcd-key, --etcd-user and --etcd-password-file need --shared etcd://host:port")}
 	}
 	return v, nil, nil
 }
