@@ -23,7 +23,8 @@ func open(t *testing.T, c *embedded.Cluster, node string, opts etcdstore.Options
 }
 
 // TestWatchWakesOnChange: a watcher wakes within milliseconds of another
-// store's append or lease write, and not for node reports.
+// store's append, acquisition or release, and not for node reports or
+// lease renewals.
 func TestWatchWakesOnChange(t *testing.T) {
 	c := embedded.New(t, 1)
 	w, a := open(t, c, "w", etcdstore.Options{}), open(t, c, "a", etcdstore.Options{})
@@ -44,6 +45,31 @@ func TestWatchWakesOnChange(t *testing.T) {
 	case <-woke:
 		t.Fatal("a node report woke the watcher")
 	case <-time.After(300 * time.Millisecond):
+	}
+	l, err := a.Acquire(ctx, "db", 0, "a", "r1", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-woke: // the acquisition
+	case <-time.After(2 * time.Second):
+		t.Fatal("an acquisition did not wake the watcher")
+	}
+	if l, err = a.Renew(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-woke:
+		t.Fatal("a lease renewal woke the watcher")
+	case <-time.After(300 * time.Millisecond):
+	}
+	if err := a.Release(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-woke:
+	case <-time.After(2 * time.Second):
+		t.Fatal("a release did not wake the watcher")
 	}
 	var lat []time.Duration
 	for i := range 20 {
