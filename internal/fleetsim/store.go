@@ -17,7 +17,7 @@ import (
 )
 
 // Store is the shared state in memory with the compare-and-swap semantics
-// of fleetrepo's refs/reconciler/* (TestStoreConformance holds the two to
+// of fleetrepo's refs/reconciler/* (internal/storetest holds every store to
 // the same table): per app a rollout record, per app and slot a lease
 // chain whose commit ids are the fencing tokens, per node a report. Each
 // agent talks to it through its own Handle, which, like a fleetrepo.Shared,
