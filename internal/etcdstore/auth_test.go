@@ -10,7 +10,6 @@ import (
 
 	"github.com/fleetops/reconciler/fleetrepo"
 	"github.com/fleetops/reconciler/internal/etcdstore"
-	"github.com/fleetops/reconciler/internal/etcdstore/embedded"
 	"github.com/fleetops/reconciler/reconciler"
 )
 
@@ -18,7 +17,7 @@ import (
 // work; a wrong password, or a user whose role may not write the prefix,
 // is an error for a person (NeedsPerson, ErrRejected), never transient.
 func TestAuth(t *testing.T) {
-	c := embedded.New(t, 1)
+	c := cluster(t, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	admin, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints()})

@@ -11,6 +11,16 @@ import (
 	"github.com/fleetops/reconciler/reconciler"
 )
 
+// cluster starts an embedded etcd for a test (skipped under -short: make
+// test-unit runs no servers).
+func cluster(t *testing.T, n int) *embedded.Cluster {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: runs an etcd server")
+	}
+	return embedded.New(t, n)
+}
+
 func open(t *testing.T, c *embedded.Cluster, node string, opts etcdstore.Options) *etcdstore.Store {
 	t.Helper()
 	opts.Endpoints, opts.Identity = c.Endpoints(), node
@@ -26,7 +36,7 @@ func open(t *testing.T, c *embedded.Cluster, node string, opts etcdstore.Options
 // store's append, acquisition or release, and not for node reports or
 // lease renewals.
 func TestWatchWakesOnChange(t *testing.T) {
-	c := embedded.New(t, 1)
+	c := cluster(t, 1)
 	w, a := open(t, c, "w", etcdstore.Options{}), open(t, c, "a", etcdstore.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -112,7 +122,7 @@ func drain(c chan time.Time) {
 // TestDeadAgentIsStale: a report whose writer stopped reads as Stale once
 // its liveness lease expires; a live writer's does not.
 func TestDeadAgentIsStale(t *testing.T) {
-	c := embedded.New(t, 1)
+	c := cluster(t, 1)
 	ctx := context.Background()
 	reader := open(t, c, "r", etcdstore.Options{})
 	live := open(t, c, "live", etcdstore.Options{LivenessTTL: time.Second})

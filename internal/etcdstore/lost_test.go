@@ -9,7 +9,6 @@ import (
 	"github.com/fleetops/reconciler/fleetrepo"
 	"github.com/fleetops/reconciler/internal/clock"
 	"github.com/fleetops/reconciler/internal/etcdstore"
-	"github.com/fleetops/reconciler/internal/etcdstore/embedded"
 	"github.com/fleetops/reconciler/internal/faultproxy"
 )
 
@@ -19,7 +18,7 @@ import (
 // its last answered write is older than the TTL, because the lost one was
 // sent within it. Once that one is a TTL old too, the lease is lost.
 func TestLostRenewalAnswer(t *testing.T) {
-	c := embedded.New(t, 1)
+	c := cluster(t, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	p, err := faultproxy.New(ctx, "127.0.0.1:0", c.Endpoints()[0])

@@ -19,6 +19,7 @@ import (
 // carries on through the two survivors, and a failed call during the
 // election is transient, never a conflict it did not cause.
 func TestEtcdLeaderKill(t *testing.T) {
+	servers(t)
 	cluster := embedded.New(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -57,6 +57,9 @@ func Run(t *testing.T, f Factory, reference *Factory) {
 		if reference == nil {
 			t.Skip("this is the reference store")
 		}
+		if testing.Short() {
+			t.Skip("-short: the reference store runs git")
+		}
 		compare(t, Transcript(t, f.New(t)), Transcript(t, reference.New(t)))
 	})
 	t.Run("AppendConflictRedecides", func(t *testing.T) { appendConflict(t, f.New(t)) })

@@ -88,7 +88,15 @@ func etcdOpener(t testing.TB, endpoints []string, prefix string, timeout time.Du
 	}
 }
 
-func TestGitBare(t *testing.T)        { storetest.Run(t, bare, nil) }
-func TestGitHTTPBackend(t *testing.T) { storetest.Run(t, httpBackend, &bare) }
+func TestGitBare(t *testing.T)        { servers(t); storetest.Run(t, bare, nil) }
+func TestGitHTTPBackend(t *testing.T) { servers(t); storetest.Run(t, httpBackend, &bare) }
 func TestMemory(t *testing.T)         { storetest.Run(t, memory, &bare) }
-func TestEtcd(t *testing.T)           { storetest.Run(t, etcdFactory(t), &bare) }
+func TestEtcd(t *testing.T)           { servers(t); storetest.Run(t, etcdFactory(t), &bare) }
+
+// servers skips a test that runs git or an etcd server under -short (make
+// test-unit).
+func servers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: runs git or etcd servers")
+	}
+}

@@ -19,6 +19,9 @@ import (
 // --etcd-cert and --etcd-key, read under --shared-prefix, and fail without
 // the client certificate.
 func TestSharedEtcdTLSAndPrefix(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: runs an etcd server")
+	}
 	dir := t.TempDir()
 	cluster, files, err := embedded.StartTLS(dir, 1)
 	if err != nil {
