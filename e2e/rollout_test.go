@@ -130,8 +130,13 @@ func TestPauseResume(t *testing.T) {
 // starts; with onUnreachable skip and rollbackOnFail false the rollout
 // skips it after nodeTimeout and completes; the dead node's workload keeps
 // serving the old version and no other node is left unhealthy.
-func TestKilledAgentSkipped(t *testing.T) {
-	f := newFleet(t, 5)
+func TestKilledAgentSkipped(t *testing.T) { killedAgentSkipped(t, newFleet(t, 5)) }
+
+// TestEtcdKilledAgentSkipped is TestKilledAgentSkipped with the shared
+// state in etcd: nodeTimeout is noticed by time, not by a watch event.
+func TestEtcdKilledAgentSkipped(t *testing.T) { killedAgentSkipped(t, newEtcdFleet(t, 5)) }
+
+func killedAgentSkipped(t *testing.T, f *fleet) {
 	victim := f.agents[2] // node-3: wave 2 of [1 2] [3 4] [5]
 	victim.Kill()
 	pushed := time.Now()
@@ -263,8 +268,13 @@ func canaryRollback(t *testing.T, f *fleet) {
 // TestKilledAgentRollsBack: SIGKILL of an agent of the second wave; with
 // onUnreachable fail its silence fails the rollout after nodeTimeout, an
 // agent writes the rollback commit and every live node returns to 1.0.0.
-func TestKilledAgentRollsBack(t *testing.T) {
-	f := newFleet(t, 5)
+func TestKilledAgentRollsBack(t *testing.T) { killedAgentRollsBack(t, newFleet(t, 5)) }
+
+// TestEtcdKilledAgentRollsBack is TestKilledAgentRollsBack with the shared
+// state in etcd; the rollback commit still goes to Git.
+func TestEtcdKilledAgentRollsBack(t *testing.T) { killedAgentRollsBack(t, newEtcdFleet(t, 5)) }
+
+func killedAgentRollsBack(t *testing.T, f *fleet) {
 	victim := f.agents[2] // node-3, in wave 2
 	victim.Kill()
 	bad := f.push(specOptions{version: "1.1.0",
