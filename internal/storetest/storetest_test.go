@@ -100,3 +100,13 @@ func servers(t *testing.T) {
 		t.Skip("-short: runs git or etcd servers")
 	}
 }
+
+// TestEtcdContention: 20 clients on 3 slots of an embedded etcd, crashing
+// holders, takeovers and stale renewals (fleetrepo's TestLeaseContention
+// runs the same on a bare repository).
+func TestEtcdContention(t *testing.T) {
+	servers(t)
+	storetest.Contention(t, etcdFactory(t).New(t), 20, 10)
+}
+
+func TestMemoryContention(t *testing.T) { storetest.Contention(t, memory.New(t), 20, 10) }
