@@ -106,7 +106,7 @@ func servers(t *testing.T) {
 // runs the same on a bare repository).
 func TestEtcdContention(t *testing.T) {
 	servers(t)
-	storetest.Contention(t, etcdFactory(t).New(t), 20, 10)
+	storetest.Contention(t, etcdFactory(t).New(t), 20, 6)
 }
 
-func TestMemoryContention(t *testing.T) { storetest.Contention(t, memory.New(t), 20, 10) }
+func TestMemoryContention(t *testing.T) { storetest.Contention(t, memory.New(t), 20, 6) }
