@@ -120,19 +120,23 @@ func runRollback(ctx context.Context, e *env, w *writeFlags, app string, o rollb
 
 // knownVersion refuses a rollback to a version that neither the app's
 // history on the tracked branch nor any node (running it, or keeping it as
-// the previous version) knows: a typo, or a release never tried, would
-// reach every node at once. The error lists the versions there are.
+// the previous version) knows, or whose rollout failed and that runs on no
+// node: a typo, a release never tried or one the fleet refused would reach
+// every node at once. The error lists the versions there are.
 func knownVersion(ctx context.Context, e *env, h *fleetHandles, app, current, to string) error {
 	vs, err := versions(ctx, e, h, app)
 	if err != nil {
 		return fmt.Errorf("list the versions %s can roll back to (--force skips the check): %w", app, err)
 	}
 	var possible []string
+	var failed *versionInfo
 	for _, v := range vs {
-		if v.Version == to {
+		switch {
+		case v.Version == to && !failedNowhere(v):
 			return nil
-		}
-		if v.Version != current {
+		case v.Version == to:
+			failed = &v
+		case v.Version != current && !failedNowhere(v):
 			possible = append(possible, v.Version)
 		}
 	}
@@ -140,9 +144,17 @@ func knownVersion(ctx context.Context, e *env, h *fleetHandles, app, current, to
 	if len(possible) > 0 {
 		list = strings.Join(possible, ", ")
 	}
+	if failed != nil {
+		return fmt.Errorf("%s %s failed its rollout (%s) and runs on no node: a rollback to it would reach every node at once; possible versions: %s (reconciler versions %s); --force rolls back to it anyway",
+			app, to, failed.Failed, list, app)
+	}
 	return fmt.Errorf("%s %s is not in the history of %s nor installed on any node: possible versions: %s (reconciler versions %s); --force rolls back to it anyway",
 		app, to, h.flags.branch, list, app)
 }
+
+// failedNowhere reports whether v's rollout failed or was rolled back and
+// no node runs it now: a version the fleet refused, not one it ran.
+func failedNowhere(v versionInfo) bool { return v.Failed != "" && len(v.Nodes) == 0 }
 
 // fleetRan is the version the fleet ran before current: the From of the
 // latest rollout, when it moved to current; "" (the version before the
