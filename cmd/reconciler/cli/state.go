@@ -250,6 +250,9 @@ func checkSlot(ctx context.Context, e *env, f *stateFlags, sh *fleetrepo.Shared,
 		}
 	}
 	n, err := slotCount(ctx, e, f, app)
+	if errors.Is(err, errNoApp) {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("no lease %s/%d in %s, and the app's slot count is unknown: %w", app, slot, sh.URL(), err)
 	}
