@@ -3,6 +3,7 @@ package spec
 import (
 	"fmt"
 	"maps"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -28,6 +29,8 @@ func (c *checker) runCheck(v cue.Value) {
 		c.checkTargets(v)
 	case "exec":
 		c.checkExec(v)
+	case "url":
+		c.checkString(v, fetchableURL)
 	default:
 		panic(fmt.Sprintf("spec: schema names unknown check %q", rule))
 	}
@@ -48,6 +51,23 @@ func (c *checker) checkString(v cue.Value, ok func(string) bool) {
 func validVersion(s string) bool {
 	v := "v" + strings.TrimPrefix(s, "v")
 	return semver.IsValid(v) && semver.Canonical(v) == strings.TrimSuffix(v, semver.Build(v))
+}
+
+// fetchableURL accepts what an agent can fetch (release's parseSource):
+// http(s) with a host, file:// with no host (or localhost) and a path, and
+// a URL that parses; the schema's pattern has checked the scheme.
+func fetchableURL(s string) bool {
+	u, err := url.Parse(s)
+	if err != nil {
+		return false
+	}
+	switch u.Scheme {
+	case "http", "https":
+		return u.Host != ""
+	case "file":
+		return (u.Host == "" || u.Host == "localhost") && u.Path != ""
+	}
+	return false
 }
 
 // validDuration accepts a non-negative Go duration string.
