@@ -23,6 +23,8 @@ func (c *checker) runCheck(v cue.Value) {
 		c.checkString(v, validVersion)
 	case "duration":
 		c.checkString(v, validDuration)
+	case "positive":
+		c.checkString(v, positiveDuration)
 	case "health":
 		c.checkHealth(v)
 	case "targets":
@@ -51,6 +53,13 @@ func (c *checker) checkString(v cue.Value, ok func(string) bool) {
 func validVersion(s string) bool {
 	v := "v" + strings.TrimPrefix(s, "v")
 	return semver.IsValid(v) && semver.Canonical(v) == strings.TrimSuffix(v, semver.Build(v))
+}
+
+// positiveDuration accepts a Go duration string above zero: a timeout of
+// 0 would expire the moment it starts.
+func positiveDuration(s string) bool {
+	d, err := time.ParseDuration(s)
+	return err == nil && d > 0
 }
 
 // fetchableURL accepts what an agent can fetch (release's parseSource):

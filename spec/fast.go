@@ -164,7 +164,7 @@ func fastRollout(raw json.RawMessage) bool {
 	}
 	ok := optString(r, "strategy", oneOf(StrategyRolling, StrategyCanary, StrategyAllAtOnce)) &&
 		optInt(r, "batchSize", 1) && optString(r, "batchDelay", validDuration) &&
-		optString(r, "nodeTimeout", validDuration) && optBool(r, "rollbackOnFail") &&
+		optString(r, "nodeTimeout", positiveDuration) && optBool(r, "rollbackOnFail") &&
 		optString(r, "onUnreachable", oneOf(OnUnreachableSkip, OnUnreachableFail))
 	if c, set := r["canary"]; ok && set {
 		var m map[string]json.RawMessage
