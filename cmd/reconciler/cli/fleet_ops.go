@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -48,6 +49,9 @@ reconciler diff warns when a change targets it again.`,
 			if err := w.checkOutput(); err != nil {
 				return err
 			}
+			if c.Flags().Changed("to") && o.to == "" {
+				return &usageError{errors.New(`--to "": want a version (leave the flag out to go back to the version the fleet ran before)`)}
+			}
 			return runRollback(c.Context(), e, w, args[0], *o)
 		},
 	}
@@ -86,8 +90,19 @@ func runRollback(ctx context.Context, e *env, w *writeFlags, app string, o rollb
 	}
 	var commit plumbing.Hash
 	if o.to == "" {
+		ran := fleetRan(ctx, h, app, cur.Version)
+		if !o.force {
+			// The default target passes the check --to does: without a
+			// record, it is the version before the commit that set the
+			// current one, which may be a version that just failed.
+			if to := defaultTarget(h, ran, setBy, app); to != "" {
+				if err := knownVersion(ctx, e, h, app, cur.Version, to); err != nil {
+					return fmt.Errorf("roll back %s from %s: %w", app, cur.Version, err)
+				}
+			}
+		}
 		commit, err = h.desired.Rollback(ctx, fleetrepo.RollbackRequest{App: app, Failed: setBy,
-			Version: cur.Version, To: fleetRan(ctx, h, app, cur.Version), Reason: reason, Author: id, Waves: o.waves})
+			Version: cur.Version, To: ran, Reason: reason, Author: id, Waves: o.waves})
 	} else {
 		msg := w.message
 		if msg == "" {
@@ -116,6 +131,23 @@ func runRollback(ctx context.Context, e *env, w *writeFlags, app string, o rollb
 		res.Next = "agents roll it out in waves under leases, like an upgrade (--waves)"
 	}
 	return res.report(e, w.output)
+}
+
+// defaultTarget is the version a rollback without --to restores: ran when
+// the record says, else the app's version before setBy ("" when unknown).
+func defaultTarget(h *fleetHandles, ran string, setBy plumbing.Hash, app string) string {
+	if ran != "" {
+		return ran
+	}
+	c, err := h.desired.CommitObject(setBy)
+	if err != nil || len(c.ParentHashes) == 0 {
+		return ""
+	}
+	v, err := h.desired.AppVersion(c.ParentHashes[0], app)
+	if err != nil {
+		return ""
+	}
+	return v
 }
 
 // knownVersion refuses a rollback to a version that neither the app's
@@ -164,8 +196,24 @@ func fleetRan(ctx context.Context, h *fleetHandles, app, current string) string 
 	if err != nil {
 		return ""
 	}
-	if r := reconciler.Latest(events); r != nil && r.Target == current && r.From != current {
-		return r.From
+	// The newest rollout to current that did not fail: a later rollout
+	// that failed and was rolled back to current (without a started of
+	// its own) is not how the fleet came to run current, and its target is
+	// the last place to go back to.
+	end := len(events) // the rollout started at i ends before end
+	for i := len(events) - 1; i >= 0; i-- {
+		if events[i].Type != reconciler.EventStarted {
+			continue
+		}
+		r := reconciler.Latest(events[:end])
+		end = i
+		if r.Target != current || r.Outcome == reconciler.OutcomeFailed || r.Outcome == reconciler.OutcomeRolledBack {
+			continue
+		}
+		if r.From != current {
+			return r.From
+		}
+		return ""
 	}
 	return ""
 }
