@@ -56,6 +56,11 @@ fails or is rolled back; with --output json it prints the result.`,
 			if c.Flags().Changed("batch-size") && o.batchSize < 1 {
 				return &usageError{fmt.Errorf("--batch-size %d: want at least 1 (leave the flag out to keep rollout.batchSize)", o.batchSize)}
 			}
+			for name, v := range map[string]string{"strategy": o.strategy, "artifact": o.artifact, "sha256": o.sha, "branch": o.branch} {
+				if c.Flags().Changed(name) && v == "" {
+					return &usageError{fmt.Errorf("--%s \"\": want a value (leave the flag out to keep what the spec has)", name)}
+				}
+			}
 			return runUpgrade(c.Context(), e, o, args[0], args[1])
 		},
 	}
