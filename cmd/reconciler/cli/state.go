@@ -249,6 +249,13 @@ func checkSlot(ctx context.Context, e *env, f *stateFlags, sh *fleetrepo.Shared,
 			return nil
 		}
 	}
+	// An undecodable lease (skipped by the read above) exists: breaking is
+	// how it is repaired, whatever the slot count says now.
+	for _, b := range sh.BadRefs() {
+		if b.Ref == fmt.Sprintf("refs/reconciler/leases/%s/%d", app, slot) {
+			return nil
+		}
+	}
 	n, err := slotCount(ctx, e, f, app)
 	if errors.Is(err, errNoApp) {
 		return err
