@@ -87,6 +87,10 @@ func (o *upgradeOptions) check() error {
 		return &usageError{errors.New("--push and --branch exclude each other")}
 	case o.branch != "" && o.branch == o.branch0():
 		return &usageError{fmt.Errorf("--branch %s is the tracked branch: --branch names a new branch for a pull request; use --push to commit to %s", o.branch, o.branch0())}
+	case strings.HasPrefix(o.branch, "refs/"):
+		return &usageError{fmt.Errorf("--branch %s: give the branch's short name (%s), not a ref", o.branch, strings.TrimPrefix(o.branch, "refs/heads/"))}
+	case o.branch != "" && plumbing.NewBranchReferenceName(o.branch).Validate() != nil:
+		return &usageError{fmt.Errorf("--branch %q: not a valid branch name (git check-ref-format: no \"..\", spaces, \"~^:?*[\\\", or a trailing \".lock\")", o.branch)}
 	case o.wait && !o.push:
 		return &usageError{errors.New("--wait follows a rollout: use it with --push")}
 	}
