@@ -352,8 +352,11 @@ func (a *Agent) remove(ctx context.Context, name string) error {
 		if err != nil {
 			a.metrics.reconcileErrors.WithLabelValues("stop").Inc()
 			a.log.Error("stop app", "app", name, "err", err)
-			_ = a.store.UpdateApp(name, func(s *state.App) { s.LastError = err.Error() })
-			return fmt.Errorf("stop %s %s on %s: %w", name, st.Active, a.cfg.Node, err)
+			err = fmt.Errorf("stop %s %s on %s: %w", name, st.Active, a.cfg.Node, err)
+			if werr := a.saveApp(name, "stop", func(s *state.App) { s.LastError = err.Error() }); werr != nil {
+				return errors.Join(err, werr)
+			}
+			return err
 		}
 	}
 	return a.store.DeleteApp(name)

@@ -66,12 +66,24 @@ func (a *Agent) prune(name string) {
 	if err != nil {
 		return
 	}
-	var removed []string
+	var doomed []string
 	for _, e := range entries {
-		v := e.Name()
-		if v == st.Active || v == st.Previous {
-			continue
+		if v := e.Name(); v != st.Active && v != st.Previous {
+			doomed = append(doomed, v)
 		}
+	}
+	if len(doomed) == 0 {
+		return
+	}
+	// The state forgets the versions first: a state that still listed a
+	// removed release would let a switch to it skip the download.
+	if a.saveApp(name, "prune", func(s *state.App) {
+		s.Installed = slices.DeleteFunc(s.Installed, func(v string) bool { return slices.Contains(doomed, v) })
+	}) != nil {
+		return // logged and counted; nothing removed, the next prune retries
+	}
+	var removed []string
+	for _, v := range doomed {
 		if err := os.RemoveAll(filepath.Join(dir, v)); err != nil {
 			a.log.Warn("prune old release", "app", name, "version", v, "err", err)
 			continue
@@ -80,8 +92,5 @@ func (a *Agent) prune(name string) {
 	}
 	if len(removed) > 0 {
 		a.log.Info("pruned old releases", "app", name, "versions", removed)
-		_ = a.saveApp(name, "prune", func(s *state.App) { // a failure is logged and counted; the next prune retries
-			s.Installed = slices.DeleteFunc(s.Installed, func(v string) bool { return slices.Contains(removed, v) })
-		})
 	}
 }

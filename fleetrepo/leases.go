@@ -131,8 +131,12 @@ func (sh *Shared) writeLease(ctx context.Context, doc leaseDoc, parent plumbing.
 		return reconciler.Lease{}, err
 	}
 	if err := sh.s.cas(ctx, ref, parent, next); err != nil {
+		if !errors.Is(err, ErrConflict) {
+			sh.sentLost(next, sent, doc.TTL)
+		}
 		return reconciler.Lease{}, err
 	}
+	delete(sh.lost, next)
 	sh.seen[ref] = observation{token: next, since: sent, own: true}
 	return sh.observe(ref, next, doc, sent), nil
 }
@@ -171,6 +175,19 @@ func (sh *Shared) rewrite(ctx context.Context, l reconciler.Lease, op string, ed
 	now := sh.opts.Clock.Now()
 	doc := leaseDoc{App: l.App, Slot: l.Slot, Holder: l.Holder, Rollout: l.Rollout, Acquired: l.Acquired, Renewed: l.Renewed, TTL: l.TTL}
 	msg := edit(&doc, now)
+	if op == "renew" && sh.expiredLocked(l, now) {
+		// Expired on this handle's clock: observers may have taken the
+		// slot over or recorded the holder failed, and a renewal landing
+		// now would revive the lease behind their backs (a holder stopped
+		// or starved past its TTL). Only a write of this holding that
+		// landed within the TTL (its answer lost) kept it alive.
+		own, ok := sh.ownSuccessor(ctx, l, token)
+		if at, sent := sh.lost[own]; !ok || !sent || elapsed(now, at.sent) >= l.TTL {
+			return l, fmt.Errorf("renew lease %s/%d held by %s: %w: expired on this node's clock (no renewal landed within its %s TTL); take a new lease",
+				l.App, l.Slot, l.Holder, ErrLeaseLost, l.TTL)
+		}
+		token = own
+	}
 	next, err := sh.writeLease(ctx, doc, token, msg, now)
 	if errors.Is(err, ErrConflict) {
 		// The slot moved past l.Token. If every commit since is this same
@@ -252,13 +269,54 @@ func (sh *Shared) haveCommit(ctx context.Context, ref plumbing.ReferenceName, to
 func (sh *Shared) Validity(l reconciler.Lease) time.Duration {
 	sh.s.mu.Lock()
 	defer sh.s.mu.Unlock()
+	return sh.validityLocked(l)
+}
+
+// validityLocked is Validity. Caller holds mu.
+func (sh *Shared) validityLocked(l reconciler.Lease) time.Duration {
 	o, ok := sh.seen[leaseRef(l.App, l.Slot)]
 	if !ok || !o.own || o.token.String() != l.Token {
 		return 0
 	}
+	return l.TTL - elapsed(sh.opts.Clock.Now(), o.since)
+}
+
+// expiredLocked reports whether this handle's last word on l's holding is
+// older than its TTL: the write it last saw land (or sent unanswered) for
+// the slot. With no write of this handle's (a holder restarted) it has no
+// measure; the engine judged the lease on a fresh record. Caller holds mu.
+func (sh *Shared) expiredLocked(l reconciler.Lease, now time.Time) bool {
+	o, ok := sh.seen[leaseRef(l.App, l.Slot)]
+	if w, sent := sh.lost[o.token]; ok && sent {
+		return elapsed(now, w.sent) >= l.TTL
+	}
+	return ok && o.own && elapsed(now, o.since) >= l.TTL
+}
+
+// elapsed is the time from since to now, the longer of the monotonic and
+// the wall clock's reading (a clock that stood still during a suspend, or
+// one stepped back, must not lengthen a lease).
+func elapsed(now, since time.Time) time.Duration {
+	return max(now.Sub(since), now.Round(0).Sub(since.Round(0)))
+}
+
+// lostWrite is a lease write whose answer never came: it may have landed.
+type lostWrite struct {
+	sent time.Time
+	ttl  time.Duration
+}
+
+// sentLost remembers a lease write whose answer was lost, for a renewal
+// that finds it landed (rewrite), and forgets those too old to matter.
+// Caller holds mu.
+func (sh *Shared) sentLost(token plumbing.Hash, sent time.Time, ttl time.Duration) {
 	now := sh.opts.Clock.Now()
-	elapsed := max(now.Sub(o.since), now.Round(0).Sub(o.since.Round(0)))
-	return l.TTL - elapsed
+	for h, w := range sh.lost {
+		if elapsed(now, w.sent) >= w.ttl {
+			delete(sh.lost, h)
+		}
+	}
+	sh.lost[token] = lostWrite{sent: sent, ttl: ttl}
 }
 
 // Break frees a slot whatever its state (an operator's act, for a holder

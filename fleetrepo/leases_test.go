@@ -133,3 +133,33 @@ func TestMissingRepositoryIsNotTransient(t *testing.T) {
 		t.Fatalf("Leases of a missing repository = %v; want a permanent error naming it", err)
 	}
 }
+
+// A lease whose validity ran out on its holder's clock is not renewed, even
+// when no one took the slot: observers may have expired it and recorded the
+// holder failed, and a late renewal would revive it behind their backs (a
+// holder stopped past its TTL). It can be released, or taken afresh.
+func TestExpiredLeaseIsNotRenewed(t *testing.T) {
+	transports(t, nil, func(t *testing.T, url, bare string) {
+		ctx := testContext(t)
+		clk := newFakeClock()
+		a := openShared(t, url, "a", clk)
+		l, err := a.Acquire(ctx, "web", 0, "a", "r1", time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(time.Minute + time.Second)
+		if _, err := a.Renew(ctx, l); !errors.Is(err, ErrLeaseLost) {
+			t.Fatalf("Renew of a lease expired on the holder's clock = %v, want ErrLeaseLost", err)
+		}
+		if got := gittest.RevParse(t, bare, LeasePrefix+"web/0"); got != l.Token {
+			t.Fatalf("the refused renewal moved the slot: %s, want %s", got, l.Token)
+		}
+		l2, err := a.Acquire(ctx, "web", 0, "a", "r1", time.Minute)
+		if err != nil || l2.Token == l.Token || a.Validity(l2) <= 0 {
+			t.Fatalf("Acquire afresh = %+v, %v", l2, err)
+		}
+		if _, err := a.Renew(ctx, l2); err != nil {
+			t.Fatalf("Renew of the fresh lease: %v", err)
+		}
+	})
+}

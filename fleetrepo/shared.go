@@ -40,6 +40,7 @@ type Shared struct {
 
 	// Guarded by s.mu.
 	seen    map[plumbing.ReferenceName]observation // leases, by ref
+	lost    map[plumbing.Hash]lostWrite            // lease writes whose answers were lost, by commit
 	records map[string]recordCache                 // by app
 	reports map[string]reportCache                 // last written, by node
 	ignored map[plumbing.ReferenceName]bool        // invalid refs already warned about
@@ -63,6 +64,7 @@ func OpenShared(ctx context.Context, opts SharedOptions) (*Shared, error) {
 		s:        s,
 		instance: rand.Text()[:16],
 		seen:     map[plumbing.ReferenceName]observation{},
+		lost:     map[plumbing.Hash]lostWrite{},
 		records:  map[string]recordCache{},
 		reports:  map[string]reportCache{},
 		ignored:  map[plumbing.ReferenceName]bool{},

@@ -93,12 +93,23 @@ type Decision struct {
 // its input, so every rule of docs/design.md (the lease protocol) is table-tested.
 func Decide(in Input) Decision {
 	r := Latest(in.Record)
-	if r == nil || r.Target != in.App.Version || r.Outcome == OutcomeSuperseded {
+	if r == nil || r.Target != in.App.Version || r.Outcome == OutcomeSuperseded || retargeted(in, r) {
 		return decideNewTarget(in, r)
 	}
 	d := decideCurrent(in, r)
 	d.Rollout = r
 	return d
+}
+
+// retargeted reports whether the tip names again the target of a rollout
+// that was rolled back, in a commit after the rollback commit: a person
+// asked for that version anew, which is a new rollout, not the old one
+// (fleetsim chaos 759: a rollback restored 1.1.0 away from 1.0.0, a person
+// committed 1.0.0 again, and every node waited for a rollback commit that
+// had long landed).
+func retargeted(in Input, r *Rollout) bool {
+	return r.Outcome == OutcomeRolledBack && r.Rollback != "" && in.Tip != r.ID && in.Tip != r.Rollback &&
+		in.Descends != nil && in.Descends(r.Rollback)
 }
 
 // decideNewTarget handles a tip whose version is not the latest rollout's.

@@ -266,6 +266,33 @@ func TestDecide(t *testing.T) {
 			},
 		},
 		{
+			name: "the rolled-back target committed again after the rollback commit is a new rollout",
+			in: func() Input {
+				in := base("d", append(started(w3...), ev(EventNodeFailed, node("a")), ev(EventFailed, node("a")),
+					ev(EventRolledBack, func(e *Event) { e.RollbackCommit = "c2" })))
+				in.Tip = "c3" // 1.1.0 again, after c2 restored 1.0.0
+				in.Descends = func(c string) bool { return c == "c1" || c == "c2" || c == "c3" }
+				return in
+			}(),
+			action: Append,
+			check: func(t *testing.T, d Decision) {
+				if d.Event.Type != EventStarted || d.Event.Rollout != "c3" || d.Event.Target != "1.1.0" {
+					t.Fatalf("event = %+v, want started 1.1.0 as rollout c3", d.Event)
+				}
+			},
+		},
+		{
+			name: "a tip that does not descend from the rollback commit does not restart a rolled-back rollout",
+			in: func() Input {
+				in := base("d", append(started(w3...), ev(EventFailed, node("a")),
+					ev(EventRolledBack, func(e *Event) { e.RollbackCommit = "c2" })))
+				in.Tip = "c0" // older than the rollback commit: this node's fetch lags
+				in.Descends = func(c string) bool { return false }
+				return in
+			}(),
+			action: Wait,
+		},
+		{
 			name: "a node already on the rolled-back version has nothing to do",
 			in: func() Input {
 				in := base("d", append(started(w3...), ev(EventFailed, node("a")), ev(EventRolledBack)))

@@ -175,13 +175,15 @@ func (c *Coordinator) permit(ctx context.Context, in agent.DecideInput) (agent.P
 	if err != nil {
 		return agent.Permit{}, fmt.Errorf("read node reports: %w", err)
 	}
+	var st step
 	for range maxSteps {
+		st.read = c.opt.Clock.Now()
 		rin, err := c.input(ctx, in, reports)
 		if err != nil {
 			return agent.Permit{}, err
 		}
 		d := reconciler.Decide(rin)
-		again, out, err := c.act(ctx, in, rin, d)
+		again, out, err := c.act(ctx, in, rin, d, &st)
 		if err != nil || !again {
 			return out, err
 		}
@@ -217,8 +219,12 @@ func blockedText(err error) string {
 	return "blocked: " + err.Error() + ", a person must act"
 }
 
+// step is what a pass knows of the decision it acts on: when the shared
+// state it rests on was read (see stale).
+type step struct{ read time.Time }
+
 // act carries out one engine decision. again asks for a fresh decision.
-func (c *Coordinator) act(ctx context.Context, in agent.DecideInput, rin reconciler.Input, d reconciler.Decision) (again bool, out agent.Permit, err error) {
+func (c *Coordinator) act(ctx context.Context, in agent.DecideInput, rin reconciler.Input, d reconciler.Decision, st *step) (again bool, out agent.Permit, err error) {
 	app := in.App.Name
 	switch d.Action {
 	case reconciler.Append:
@@ -235,6 +241,21 @@ func (c *Coordinator) act(ctx context.Context, in agent.DecideInput, rin reconci
 		c.log.Info("lease taken", "app", app, "slot", l.Slot, "rollout", l.Rollout, "token", short(l.Token))
 		return true, out, nil
 	case reconciler.Upgrade:
+		if why, expired := c.stale(d, st); why != "" {
+			// This node stalled between reading and acting (a stopped
+			// process, a starved CPU): observers may have recorded it
+			// failed meanwhile. Read again rather than act on the past.
+			c.log.Warn("decision not acted on: "+why+"; deciding again", "app", app, "slot", d.Lease.Slot)
+			if expired {
+				// Never renewed again: give the slot up; the engine
+				// may hand this node a fresh lease if the record
+				// still allows it.
+				if err := c.opt.Shared.Release(ctx, d.Lease); err != nil && !isLost(err) {
+					return false, waiting(d, "expired lease not released", time.Time{}), fmt.Errorf("release expired lease %s/%d: %w", app, d.Lease.Slot, err)
+				}
+			}
+			return true, out, nil
+		}
 		p, err := c.upgrade(ctx, in, d)
 		return false, p, err
 	case reconciler.Converge:
@@ -275,6 +296,27 @@ func (c *Coordinator) act(ctx context.Context, in agent.DecideInput, rin reconci
 		return false, agent.Permit{Version: in.Local.Active, Rollout: r.ID}, nil
 	}
 	return false, waiting(d, d.Reason, until), nil
+}
+
+// stale says why an Upgrade decision may no longer be acted on, or "".
+// An observer may expire a lease TTL after it first saw the lease's token
+// and record its holder failed, so this node acts only on shared state read
+// less than a quarter of the TTL ago, and never on a lease it wrote whose
+// validity on its own clock is within the skew margin (expired: renewing
+// it would revive a lease that observers may have expired already; issue
+// 12's chaos runs caught a holder stopped between taking its lease and
+// renewing it that switched after it was recorded failed). A lease this
+// handle did not write (held from before a restart) has no validity here
+// (Shared.Validity is 0): the engine judged it on the fresh record.
+func (c *Coordinator) stale(d reconciler.Decision, st *step) (why string, expired bool) {
+	if v := c.opt.Shared.Validity(d.Lease); v != 0 && v <= c.opt.SkewMargin {
+		return fmt.Sprintf("lease %s/%d is valid for %s on this node's clock, within the %s skew margin",
+			d.Lease.App, d.Lease.Slot, v.Round(time.Millisecond), c.opt.SkewMargin), true
+	}
+	if age := c.opt.Clock.Since(st.read); age > c.opt.LeaseTTL/4 {
+		return fmt.Sprintf("the shared state it rests on was read %s ago", age.Round(time.Millisecond)), false
+	}
+	return "", false
 }
 
 // IsTransient reports whether err is worth retrying with backoff: it wraps

@@ -609,3 +609,72 @@ func TestLostLeaseStopsRenewing(t *testing.T) {
 	}
 	p.Lease.Finish(ctx, reconciler.AppReport{}, agent.ErrNotBegun)
 }
+
+// A holder stopped (SIGSTOP, a starved CPU) between taking its lease and
+// renewing it, past the TTL, while observers record it failed and the
+// rollout fails with no one taking the slot over: on waking it must not
+// revive the lease and switch (make chaos, seeds 2, 7, 9: the renewal of the
+// untouched slot succeeded and the node switched 8 s after it was recorded
+// failed). It gives the expired lease up and decides again on a fresh read.
+func TestStalledHolderDoesNotRevive(t *testing.T) {
+	ctx := context.Background()
+	repo := gittest.NewBare(t, nil)
+	noCommit := func(context.Context, fleetrepo.RollbackRequest) (string, error) { return "", ErrNoRollback }
+	a := newNode(t, repo, "a", noCommit)
+	b := newNode(t, repo, "b", noCommit)
+	ha := &hooked{Shared: a.coord.opt.Shared}
+	a.coord.opt.Shared = ha
+	in := input(app(true), "a", "b")
+	stall := func() {
+		if _, err := b.coord.Permit(ctx, in); err != nil { // b sees a's fresh lease
+			t.Error(err)
+		}
+		a.clock.advance(31 * time.Second) // a is stopped past its 30s TTL
+		b.clock.advance(31 * time.Second)
+		if _, err := b.coord.Permit(ctx, in); err != nil { // b records a failed; the rollout fails
+			t.Error(err)
+		}
+	}
+	// a stalls at its first leases read after it took a lease: between
+	// reading the shared state and acting on it.
+	var arm func()
+	arm = func() {
+		ls, err := b.shared.Leases(ctx, "web")
+		if err != nil {
+			t.Error(err)
+		}
+		for _, l := range ls {
+			if l.Holder == "a" {
+				stall()
+				return
+			}
+		}
+		ha.mu.Lock()
+		ha.hook = arm
+		ha.mu.Unlock()
+	}
+	ha.hook = arm
+	pa, err := a.coord.Permit(ctx, in)
+	r := latest(t, b)
+	if !hasFailed(r, "a") || r.Outcome != reconciler.OutcomeFailed {
+		t.Fatalf("the stall did not happen as planned: %+v", r)
+	}
+	if pa.Lease != nil {
+		token := pa.Lease.Token()
+		pa.Lease.Finish(ctx, reconciler.AppReport{}, agent.ErrNotBegun)
+		t.Fatalf("a, recorded failed while it stood still, was handed %q under lease %.8s (err %v): it would switch outside any lease",
+			pa.Version, token, err)
+	}
+	if err != nil || pa.Version == "1.1.0" {
+		t.Fatalf("a, recorded failed while it stood still: %q, %v", pa.Version, err)
+	}
+	ls, err := a.shared.Leases(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range ls {
+		if l.Holder == "a" {
+			t.Fatalf("a's expired lease was revived: %+v", l)
+		}
+	}
+}

@@ -88,6 +88,7 @@ type Handle struct {
 
 	mu   sync.Mutex
 	seen map[slotKey]observation
+	lost map[string]time.Time // lease writes that landed unanswered: when sent, by token
 }
 
 type observation struct {
@@ -99,7 +100,7 @@ type observation struct {
 // Handle opens a connection for node, reading now as its clock; fault,
 // when set, decides the fate of each call.
 func (s *Store) Handle(node string, now func() time.Time, fault func(op string, write bool) Fault) *Handle {
-	return &Handle{st: s, node: node, now: now, fault: fault, seen: map[slotKey]observation{}}
+	return &Handle{st: s, node: node, now: now, fault: fault, seen: map[slotKey]observation{}, lost: map[string]time.Time{}}
 }
 
 const repoName = "sim://fleet"
@@ -170,11 +171,13 @@ func (h *Handle) writeLease(k slotKey, doc reconciler.Lease, note string, now ti
 	if s.onWrite != nil {
 		s.onWrite(storeWrite{kind: "lease", by: h.node, lease: l, prev: prev})
 	}
-	if !lost {
-		h.mu.Lock()
+	h.mu.Lock()
+	if lost {
+		h.lost[w.token] = now
+	} else {
 		h.seen[k] = observation{token: w.token, since: now, own: true}
-		h.mu.Unlock()
 	}
+	h.mu.Unlock()
 	return l
 }
 
@@ -336,11 +339,22 @@ func (h *Handle) rewrite(l reconciler.Lease, op string, edit func(*reconciler.Le
 	h.st.mu.Lock()
 	defer h.st.mu.Unlock()
 	k := slotKey{l.App, l.Slot}
-	if w, _ := h.st.current(k); w.token != l.Token && !h.st.ownSuccessor(k, l) {
+	w, _ := h.st.current(k)
+	if w.token != l.Token && !h.st.ownSuccessor(k, l) {
 		conflict := &fleetrepo.ConflictError{Repo: repoName}
 		return l, fmt.Errorf("%s lease %s/%d held by %s: %w: %w", op, l.App, l.Slot, l.Holder, fleetrepo.ErrLeaseLost, conflict)
 	}
 	now := h.now()
+	if op == "renew" && h.expired(k, l, now) {
+		// Mirrors fleetrepo: an expired lease is renewed only when a write
+		// of this holding, sent within the TTL, landed unanswered.
+		h.mu.Lock()
+		sent, ok := h.lost[w.token]
+		h.mu.Unlock()
+		if w.token == l.Token || !ok || now.Sub(sent) >= l.TTL {
+			return l, fmt.Errorf("renew lease %s/%d held by %s: %w: expired on this node's clock", l.App, l.Slot, l.Holder, fleetrepo.ErrLeaseLost)
+		}
+	}
 	doc := reconciler.Lease{Holder: l.Holder, Rollout: l.Rollout, Acquired: l.Acquired, Renewed: l.Renewed, TTL: l.TTL}
 	note := edit(&doc, now)
 	next := h.writeLease(k, doc, note, now, lost)
@@ -366,6 +380,18 @@ func (s *Store) ownSuccessor(k slotKey, l reconciler.Lease) bool {
 		}
 	}
 	return false
+}
+
+// expired mirrors fleetrepo's expiredLocked: this handle's last write to
+// the slot (seen land, or landed unanswered) is older than l's TTL.
+func (h *Handle) expired(k slotKey, l reconciler.Lease, now time.Time) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	o, ok := h.seen[k]
+	if sent, lost := h.lost[o.token]; ok && lost {
+		return now.Sub(sent) >= l.TTL
+	}
+	return ok && o.own && now.Sub(o.since) >= l.TTL
 }
 
 // Validity mirrors fleetrepo.Shared.Validity: l.TTL minus the time since
