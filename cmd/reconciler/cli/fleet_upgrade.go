@@ -187,6 +187,9 @@ func upgradeSubject(app, from, to string, ed *edit) string {
 		return fmt.Sprintf("%s: upgrade from %s to %s", app, from, to)
 	}
 	fields := slices.DeleteFunc(slices.Clone(ed.fields), func(f string) bool { return f == "version" })
+	if len(fields) == 0 {
+		return fmt.Sprintf("%s: nothing to change (version stays %s)", app, to)
+	}
 	return fmt.Sprintf("%s: set %s (version stays %s)", app, strings.Join(fields, ", "), to)
 }
 
