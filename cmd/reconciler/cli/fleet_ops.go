@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/spf13/cobra"
 
@@ -127,10 +128,26 @@ func runRollback(ctx context.Context, e *env, w *writeFlags, app string, o rollb
 	res.Commit, res.Pushed = commit.String(), true
 	res.Message = fmt.Sprintf("roll back %s %s", app, versionMove(cur.Version, res.To))
 	res.Next = "agents apply it at once on every targeted node (no waves, no leases)"
-	if o.waves {
+	switch {
+	case o.waves:
 		res.Next = "agents roll it out in waves under leases, like an upgrade (--waves)"
+	case !rollsAtOnce(h, commit, app):
+		atOnce = false
+		res.Next = fmt.Sprintf("agents roll it out in waves under leases: %s %s is no version the branch had before (docs/rollouts.md)", app, res.To)
 	}
 	return res.report(e, w.output)
+}
+
+// rollsAtOnce reports whether agents will apply the rollback commit at
+// once, as they read it (fleetrepo.RollbackMarkOf).
+func rollsAtOnce(h *fleetHandles, commit plumbing.Hash, app string) bool {
+	var m *reconciler.RollbackMark
+	err := h.desired.View(func(r *git.Repository) error {
+		var err error
+		m, err = fleetrepo.RollbackMarkOf(r, commit, app)
+		return err
+	})
+	return err == nil && m != nil && !m.Waves
 }
 
 // defaultTarget is the version a rollback without --to restores: ran when
