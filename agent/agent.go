@@ -353,7 +353,7 @@ func (a *Agent) remove(ctx context.Context, name string) error {
 			a.metrics.reconcileErrors.WithLabelValues("stop").Inc()
 			a.log.Error("stop app", "app", name, "err", err)
 			err = fmt.Errorf("stop %s %s on %s: %w", name, st.Active, a.cfg.Node, err)
-			if werr := a.saveApp(name, "stop", func(s *state.App) { s.LastError = err.Error() }); werr != nil {
+			if werr := a.saveApp(name, state.JournalStopFailed, func(s *state.App) { s.LastError = err.Error() }); werr != nil {
 				return errors.Join(err, werr)
 			}
 			return err

@@ -405,3 +405,33 @@ func TestInvalidTipAfterRollbackReportsHealthy(t *testing.T) {
 		t.Fatalf("invalid tip after a rollback: spec error %q, web %+v; want healthy on 1.0.0", r.SpecError, w)
 	}
 }
+
+// expiredGuard is a Lease whose switch context has already run out, as the
+// context of a holder that stood still past its validity reads.
+type expiredGuard struct{ finished error }
+
+func (*expiredGuard) Token() string { return "t0" }
+func (*expiredGuard) Begin(ctx context.Context, _ time.Duration) (context.Context, error) {
+	c, cancel := context.WithCancel(ctx)
+	cancel()
+	return c, nil
+}
+func (g *expiredGuard) Finish(_ context.Context, _ reconciler.AppReport, err error) { g.finished = err }
+
+// The agent looks at the switch's context once more right before the
+// driver acts: a lease that ran out since Begin starts nothing.
+func TestSwitchNotStartedOnceTheGuardRanOut(t *testing.T) {
+	h := newHarness(t, nil, "web@1.0.0")
+	h.reconcile(t)
+	app := spec.App{Name: "web", Version: "2.0.0", Artifact: spec.Artifact{URL: "https://r.example/web.tgz"}}
+	g := &expiredGuard{}
+	if _, err := h.a.Converge(context.Background(), Target{App: app, Version: "2.0.0", Vars: map[string]string{"PORT": "1"}, Guard: g}); err == nil {
+		t.Fatal("a switch under a run-out guard succeeded")
+	}
+	if len(h.drv.switches) != 1 {
+		t.Fatalf("driver switches %v: the switch to 2.0.0 started under a run-out guard", h.drv.switches)
+	}
+	if st := h.a.State().App("web"); st.Active != "1.0.0" || st.Failed != nil || st.Step != nil {
+		t.Fatalf("state after a switch not started: %+v", st)
+	}
+}

@@ -72,7 +72,11 @@ func (a *Agent) Converge(ctx context.Context, t Target) (reconciler.AppReport, e
 		a.log.Log(ctx, level, "release not applied: keeping what runs", "app", name, "version", v, "err", err)
 		var refused *release.RefusedError
 		isRefused := errors.As(err, &refused)
-		if werr := a.saveApp(name, "install", func(s *state.App) {
+		if err.Error() == st.LastError && st.Last == state.JournalInstallFailed {
+			// Journaled at an earlier pass: the same failure is one step.
+			return a.appReport(st, t, reconciler.AppFailed, err.Error()), err
+		}
+		if werr := a.saveApp(name, state.JournalInstallFailed, func(s *state.App) {
 			s.LastError, s.ErrorTime = err.Error(), a.cfg.Clock.Now()
 			if isRefused {
 				s.AddRefusal(state.Refusal{Key: downloadKey(t), SHA256: refused.SHA256, Reason: err.Error(), Time: a.cfg.Clock.Now()})
@@ -195,7 +199,7 @@ func (a *Agent) download(ctx context.Context, t Target, dir string) (*release.Ma
 	if err != nil {
 		return nil, err
 	}
-	if err := a.saveApp(t.App.Name, "download", func(s *state.App) { s.AddInstalled(t.Version) }); err != nil {
+	if err := a.saveApp(t.App.Name, state.JournalInstalled, func(s *state.App) { s.AddInstalled(t.Version) }); err != nil {
 		return nil, err // not recorded installed: it must not be switched to
 	}
 	return m, nil
@@ -220,7 +224,7 @@ func (a *Agent) switchTo(ctx context.Context, t Target, st state.App, p prepared
 			return a.appReport(st, t, reconciler.AppWaiting, err.Error()), err
 		}
 	}
-	if err := a.saveApp(name, "switch", func(s *state.App) {
+	if err := a.saveApp(name, state.JournalSwitching, func(s *state.App) {
 		s.Step = &state.Step{Op: state.StepSwitch, From: st.Active, To: v, Started: a.cfg.Clock.Now()}
 	}); err != nil {
 		return a.appReport(st, t, reconciler.AppFailed, err.Error()), err
@@ -229,7 +233,12 @@ func (a *Agent) switchTo(ctx context.Context, t Target, st state.App, p prepared
 	a.switching(ctx, t, st, p) // report "switching" now, not at the end of the pass
 	a.metrics.active.Inc()
 	start := a.cfg.Clock.Now()
-	running, err := drv.Switch(sctx, cur, p.rel, a.healthFunc(versionGuard(p.check, st.Active, v)))
+	var running driver.Running
+	if err = sctx.Err(); err == nil { // last look before the driver acts: a lease may have run out while this node stood still
+		running, err = drv.Switch(sctx, cur, p.rel, a.healthFunc(versionGuard(p.check, st.Active, v)))
+	} else {
+		err = fmt.Errorf("switch %s to %s not started: %w", name, v, err) // what runs stays recorded
+	}
 	err = redact.Error(err) // a health URL's credentials stay out of state and reports
 	a.metrics.active.Dec()
 	if err != nil && sctx.Err() != nil {
@@ -263,7 +272,7 @@ func (a *Agent) switched(t Target, driverName string, running driver.Running, to
 	a.metrics.upgradeSeconds.WithLabelValues(name, ResultSuccess).Observe(took.Seconds())
 	a.metrics.upgrades.WithLabelValues(name, ResultSuccess).Inc()
 	a.log.Info("switched", "app", name, "version", v, "took", took)
-	err := a.saveApp(name, "switched", func(s *state.App) {
+	err := a.saveApp(name, state.JournalSwitched, func(s *state.App) {
 		if s.Active != v {
 			s.Previous, s.Active = s.Active, v
 		}
@@ -288,7 +297,7 @@ func (a *Agent) switchFailed(t Target, st state.App, running driver.Running, too
 	a.metrics.reconcileErrors.WithLabelValues("switch").Inc()
 	a.log.Error("switch failed: previous version kept", "app", name, "version", v, "previous", st.Active, "err", err)
 	now := a.cfg.Clock.Now()
-	if werr := a.saveApp(name, "switch_failed", func(s *state.App) {
+	if werr := a.saveApp(name, state.JournalSwitchFailed, func(s *state.App) {
 		if running.App != "" {
 			s.Running = &running
 		}
@@ -308,7 +317,7 @@ func (a *Agent) switchFailed(t Target, st state.App, running driver.Running, too
 // the next agent (it did not fail).
 func (a *Agent) switchInterrupted(t Target, st state.App, running driver.Running, err error) (reconciler.AppReport, error) {
 	a.log.Warn("switch interrupted: previous version kept", "app", t.App.Name, "version", t.Version, "err", err)
-	if werr := a.saveApp(t.App.Name, "switch_interrupted", func(s *state.App) {
+	if werr := a.saveApp(t.App.Name, state.JournalSwitchInterrupted, func(s *state.App) {
 		if running.App != "" {
 			s.Running = &running
 		}
@@ -330,15 +339,21 @@ func (a *Agent) stopOther(ctx context.Context, name string, st state.App) {
 	}
 }
 
-// saveApp writes a change to one app's local state. A failed write is
+// saveApp journals one step of an app (state.JournalStep): one write of
+// its local state, which makes the step's change f. A failed write is
 // logged, counted (reconciler_state_write_errors_total) and returned: the
 // caller stops the step it guards, as the state would not say what runs.
-func (a *Agent) saveApp(name, step string, f func(*state.App)) error {
-	err := a.store.UpdateApp(name, f)
+func (a *Agent) saveApp(name string, step state.JournalStep, f func(*state.App)) error {
+	err := a.store.UpdateApp(name, func(s *state.App) {
+		f(s)
+		if step != state.JournalPruned { // housekeeping, not a step of converging
+			s.Last, s.LastTime = step, a.cfg.Clock.Now()
+		}
+	})
 	if err == nil {
 		return nil
 	}
-	a.metrics.stateWrites.WithLabelValues(step).Inc()
+	a.metrics.stateWrites.WithLabelValues(string(step)).Inc()
 	err = fmt.Errorf("write local state of app %s (%s) in %s on %s: %w; check the state directory is writable and not full",
 		name, step, a.cfg.StateDir, a.cfg.Node, err)
 	a.log.Error("local state not written: step stopped", "app", name, "step", step, "err", err)

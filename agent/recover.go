@@ -26,14 +26,14 @@ func (a *Agent) Recover(ctx context.Context) {
 		if st.Running != nil {
 			if err := a.adopt(ctx, name, st); err != nil {
 				a.log.Error("adopt workload", "app", name, "version", st.Active, "err", err)
-				if a.saveApp(name, "recover", func(s *state.App) { s.LastError = err.Error() }) != nil {
+				if a.saveApp(name, state.JournalRecovered, func(s *state.App) { s.LastError = err.Error() }) != nil {
 					continue // logged and counted; the step stays for the next start
 				}
 			}
 		}
 		if st.Step != nil {
 			step := *st.Step
-			_ = a.saveApp(name, "recover", func(s *state.App) { // a failure is logged and counted
+			_ = a.saveApp(name, state.JournalRecovered, func(s *state.App) { // a failure is logged and counted
 				s.Step = nil
 				s.LastError = fmt.Sprintf("agent restarted during %s from %q to %q; settled on %q", step.Op, step.From, step.To, s.Active)
 			})
@@ -77,9 +77,10 @@ func (a *Agent) prune(name string) {
 	}
 	// The state forgets the versions first: a state that still listed a
 	// removed release would let a switch to it skip the download.
-	if a.saveApp(name, "prune", func(s *state.App) {
-		s.Installed = slices.DeleteFunc(s.Installed, func(v string) bool { return slices.Contains(doomed, v) })
-	}) != nil {
+	if slices.ContainsFunc(st.Installed, func(v string) bool { return slices.Contains(doomed, v) }) &&
+		a.saveApp(name, state.JournalPruned, func(s *state.App) {
+			s.Installed = slices.DeleteFunc(s.Installed, func(v string) bool { return slices.Contains(doomed, v) })
+		}) != nil {
 		return // logged and counted; nothing removed, the next prune retries
 	}
 	var removed []string

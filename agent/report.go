@@ -91,8 +91,8 @@ func (a *Agent) steady(ctx context.Context, t Target, st state.App) reconciler.A
 	if st.LastError != "" {
 		// Healthy on its version: an earlier error (a release that could
 		// not be fetched, say) is over and must not linger in reports.
-		if err := a.store.UpdateApp(t.App.Name, func(s *state.App) { s.LastError = "" }); err != nil {
-			a.log.Warn("clear the app's last error", "app", t.App.Name, "err", err)
+		if a.saveApp(t.App.Name, state.JournalSettled, func(s *state.App) { s.LastError = "" }) != nil {
+			return a.appReport(st, t, reconciler.AppHealthy, "") // logged and counted; the next probe retries
 		}
 	}
 	return a.appReport(st, t, reconciler.AppHealthy, "")

@@ -37,7 +37,40 @@ type App struct {
 	Refused   []Refusal       `json:"refused,omitempty"` // artifacts refused, newest last
 	Step      *Step           `json:"step,omitempty"`
 	Since     time.Time       `json:"since,omitzero"` // when Active or the state last changed
+	// Last is the last step of the app's convergence journaled here, and
+	// when: with Step (a switch in progress) it is all a restarted agent
+	// needs to know where it stopped.
+	Last     JournalStep `json:"last,omitempty"`
+	LastTime time.Time   `json:"lastTime,omitzero"`
 }
+
+// JournalStep names one step of an app's convergence on this node. The
+// agent journals each step with exactly one write of the local state,
+// which makes the step's change and sets Last (docs/agent.md, "the step
+// machine"):
+//
+//	target --download--> switch --switched--> runs the target --settled--> (error cleared)
+//	  |                     |--switch_failed--> old version runs, target remembered failed
+//	  |                     '--switch_interrupted--> old version runs, target retried
+//	  '--install (failed: fetch, verify or unpack, once per error) --> old version runs
+//
+// recover (a step a stopped agent left half done, settled at start),
+// prune and stop are the journal's housekeeping.
+type JournalStep string
+
+// The steps.
+const (
+	JournalInstallFailed     JournalStep = "install"            // LastError, and a refusal of the artifact
+	JournalInstalled         JournalStep = "download"           // the verified release is unpacked: Installed
+	JournalSwitching         JournalStep = "switch"             // Step: the switch is under way
+	JournalSwitched          JournalStep = "switched"           // Active, Previous, Running; Step cleared
+	JournalSwitchFailed      JournalStep = "switch_failed"      // Failed, Running (what runs now); Step cleared
+	JournalSwitchInterrupted JournalStep = "switch_interrupted" // Step cleared, target retried
+	JournalSettled           JournalStep = "settled"            // healthy on its version: an earlier error cleared
+	JournalRecovered         JournalStep = "recover"            // a half-done step settled at start
+	JournalPruned            JournalStep = "prune"              // old releases forgotten, then removed
+	JournalStopFailed        JournalStep = "stop"               // an app no longer targeted would not stop
+)
 
 // Failure is a version whose switch failed on this node.
 type Failure struct {
@@ -113,10 +146,18 @@ func (a *App) AddInstalled(v string) {
 
 // Store holds the state in memory and on disk. It is safe for concurrent use.
 type Store struct {
-	dir   string
-	clock clock.Clock
-	mu    sync.Mutex
-	st    State
+	dir    string
+	clock  clock.Clock
+	mu     sync.Mutex
+	st     State
+	writes int // state file writes that landed, for the journal's tests
+}
+
+// Writes is how many times the state file was written since Open.
+func (s *Store) Writes() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.writes
 }
 
 // Open reads dir/state.json, or starts empty when there is none; times it
@@ -197,6 +238,7 @@ func (s *Store) Update(f func(*State)) error {
 	if err := WriteFile(filepath.Join(s.dir, FileName), append(b, '\n')); err != nil {
 		return err
 	}
+	s.writes++
 	s.st = next
 	return nil
 }
