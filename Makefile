@@ -60,15 +60,11 @@ fuzz: ## run every native fuzz target for FUZZTIME each (default 1m), one after 
 	FUZZTIME=$(FUZZTIME) ./.ci/fuzz
 
 .PHONY: chaos
-# Issue 17 bug 1 (a holder cut off or frozen switches after its lease was taken over) is open on
-# main: the chaos judge (e2e, make test and make chaos) logs its violations as KNOWN BUG instead
-# of failing. Set this to "fixed" once the coordinator fix is merged (docs/testing.md).
-export RECONCILER_ISSUE17 ?= open
 CHAOS_SEEDS ?= 1-20
 chaos: ## chaos runs of real processes: 6 agents under load, kill -9, SIGSTOP, Git restarts, proxy faults (CHAOS_SEEDS=1-20; docs/testing.md)
 	@mkdir -p $(BIN); echo "make chaos: seeds $(CHAOS_SEEDS), about 45s each; the full log goes to $(BIN)/chaos.log"
 	@set -o pipefail; CHAOS_SEEDS=$(CHAOS_SEEDS) $(GO) test -race -count=1 -timeout 60m -run '^TestChaos$$' -v ./e2e/ 2>&1 | \
-	  tee $(BIN)/chaos.log | grep -E '^\s*--- |^(ok|FAIL|PASS)|RESULT|KNOWN BUG|schedule:'
+	  tee $(BIN)/chaos.log | grep -E '^\s*--- |^(ok|FAIL|PASS)|RESULT|schedule:'
 
 SEEDS ?= 20000
 soak: ## the fleet simulation (internal/fleetsim) over SEEDS seeds (default 20000), a summary by invariant in bin/soak.txt (docs/testing.md)

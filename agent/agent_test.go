@@ -383,3 +383,55 @@ func TestBlockedPermitIsReported(t *testing.T) {
 		t.Fatalf("reconciler_blocked = %v, %v; want 1", m.GetGauge().GetValue(), err)
 	}
 }
+
+// TestInvalidTipAfterRollbackReportsHealthy: a node whose switch to 2.0.0
+// failed, back on 1.0.0 by a rollback commit and healthy, keeps saying
+// healthy when the next tip does not validate. Before, the report made from
+// local state alone said "failed to 2.0.0" again (status: failed, /healthz:
+// an error) though the last valid spec targets 1.0.0, which runs.
+func TestInvalidTipAfterRollbackReportsHealthy(t *testing.T) {
+	h := newHarness(t, nil, "web@1.0.0")
+	h.reconcile(t)
+	h.drv.fail["2.0.0"] = true
+	h.push(t, "web@2.0.0")
+	h.reconcile(t)
+	h.push(t, "web@1.0.0") // the rollback commit
+	if r, _ := h.reconcile(t); r.Apps["web"].State != reconciler.AppHealthy {
+		t.Fatalf("after the rollback commit: %+v", r.Apps["web"])
+	}
+	gittest.PushFiles(t, h.repo, "main", map[string]string{"fleet.cue": "package fleet\napps: web: version: 2.0\n"}, "typo")
+	r, _ := h.reconcile(t)
+	if w := r.Apps["web"]; r.SpecError == "" || w.State != reconciler.AppHealthy || w.Version != "1.0.0" || w.Target != "" || w.Error != "" {
+		t.Fatalf("invalid tip after a rollback: spec error %q, web %+v; want healthy on 1.0.0", r.SpecError, w)
+	}
+}
+
+// expiredGuard is a Lease whose switch context has already run out, as the
+// context of a holder that stood still past its validity reads.
+type expiredGuard struct{ finished error }
+
+func (*expiredGuard) Token() string { return "t0" }
+func (*expiredGuard) Begin(ctx context.Context, _ time.Duration) (context.Context, error) {
+	c, cancel := context.WithCancel(ctx)
+	cancel()
+	return c, nil
+}
+func (g *expiredGuard) Finish(_ context.Context, _ reconciler.AppReport, err error) { g.finished = err }
+
+// The agent looks at the switch's context once more right before the
+// driver acts: a lease that ran out since Begin starts nothing.
+func TestSwitchNotStartedOnceTheGuardRanOut(t *testing.T) {
+	h := newHarness(t, nil, "web@1.0.0")
+	h.reconcile(t)
+	app := spec.App{Name: "web", Version: "2.0.0", Artifact: spec.Artifact{URL: "https://r.example/web.tgz"}}
+	g := &expiredGuard{}
+	if _, err := h.a.Converge(context.Background(), Target{App: app, Version: "2.0.0", Vars: map[string]string{"PORT": "1"}, Guard: g}); err == nil {
+		t.Fatal("a switch under a run-out guard succeeded")
+	}
+	if len(h.drv.switches) != 1 {
+		t.Fatalf("driver switches %v: the switch to 2.0.0 started under a run-out guard", h.drv.switches)
+	}
+	if st := h.a.State().App("web"); st.Active != "1.0.0" || st.Failed != nil || st.Step != nil {
+		t.Fatalf("state after a switch not started: %+v", st)
+	}
+}

@@ -233,7 +233,12 @@ func (a *Agent) switchTo(ctx context.Context, t Target, st state.App, p prepared
 	a.switching(ctx, t, st, p) // report "switching" now, not at the end of the pass
 	a.metrics.active.Inc()
 	start := a.cfg.Clock.Now()
-	running, err := drv.Switch(sctx, cur, p.rel, a.healthFunc(versionGuard(p.check, st.Active, v)))
+	var running driver.Running
+	if err = sctx.Err(); err == nil { // last look before the driver acts: a lease may have run out while this node stood still
+		running, err = drv.Switch(sctx, cur, p.rel, a.healthFunc(versionGuard(p.check, st.Active, v)))
+	} else {
+		err = fmt.Errorf("switch %s to %s not started: %w", name, v, err) // what runs stays recorded
+	}
 	err = redact.Error(err) // a health URL's credentials stay out of state and reports
 	a.metrics.active.Dec()
 	if err != nil && sctx.Err() != nil {

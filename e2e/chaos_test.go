@@ -208,7 +208,7 @@ func runSchedule(t *testing.T, s schedule) {
 	res := load.Stop()
 	f.judgeOneProcess()
 
-	maxSw := f.judgeSwitching(s.target, since, s.batch, false)
+	maxSw := f.judgeSwitching(s.target, since, s.batch)
 	f.judgeFenced(f.record("web"), c.rollout, s.target, since)
 	strict := map[string]bool{}
 	for _, n := range f.nodes {
@@ -391,9 +391,8 @@ func latestOf(events []reconciler.Event, id string) *reconciler.Rollout {
 // allHealthy waits until every node runs tip healthy and serves it. A node
 // recorded failed while rollbackOnFail is false keeps the version it had:
 // it must serve it (or the tip, see judgeFenced) and report it healthy
-// (or failed, the version kept);
-// on main such a node can loop on leases and report "waiting" for ever
-// (issue 17 bug 5), logged as a known bug until RECONCILER_ISSUE17=fixed.
+// (or failed, the version kept), not loop on leases reporting "waiting"
+// for ever (issue 17 bug 5).
 func (c *chaosRun) allHealthy(tip string, r *reconciler.Rollout, within time.Duration) {
 	kept := func(a *fleetlab.Agent) bool {
 		_, failed := r.Failed[a.Name]
@@ -428,12 +427,7 @@ func (c *chaosRun) allHealthy(tip string, r *reconciler.Rollout, within time.Dur
 				break
 			}
 			if time.Now().After(deadline) {
-				msg := fmt.Sprintf("%s, recorded failed, reports web %s %s (target %s): %s", a.Name, app.Version, app.State, app.Target, app.Error)
-				if issue17Fixed() {
-					c.t.Error(msg)
-				} else {
-					c.t.Logf("KNOWN BUG (issue 17 bug 5, fails until RECONCILER_ISSUE17=fixed): %s", msg)
-				}
+				c.t.Errorf("%s, recorded failed, reports web %s %s (target %s): %s", a.Name, app.Version, app.State, app.Target, app.Error)
 				break
 			}
 			time.Sleep(200 * time.Millisecond)

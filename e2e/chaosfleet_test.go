@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -15,13 +14,6 @@ import (
 	"github.com/fleetops/reconciler/internal/fleetlab"
 	"github.com/fleetops/reconciler/reconciler"
 )
-
-// issue17Fixed says whether the coordinator fixes of issue 17 (a holder
-// cut off from Git must not switch after its lease can have been taken
-// over) are merged: RECONCILER_ISSUE17=fixed. Until then a batchSize
-// violation measured from the workloads' event logs is logged as a known
-// bug, not failed on; every other judgement fails as usual.
-func issue17Fixed() bool { return os.Getenv("RECONCILER_ISSUE17") == "fixed" }
 
 // faultFleet is a fleet whose agents reach the Git server through a fault
 // proxy each, over a Git server that can be restarted and stall pushes.
@@ -165,9 +157,8 @@ func (f *faultFleet) switches(target string, since int64) []fleetlab.Switch {
 	return out
 }
 
-// judgeSwitching fails (or, unless strict, before issue 17's fix, logs a
-// known bug) when more than batch nodes switched to target at once.
-func (f *faultFleet) judgeSwitching(target string, since int64, batch int, strict bool) (max int) {
+// judgeSwitching fails when more than batch nodes switched to target at once.
+func (f *faultFleet) judgeSwitching(target string, since int64, batch int) (max int) {
 	f.t.Helper()
 	sw := f.switches(target, since)
 	n, at, who := fleetlab.MaxConcurrent(sw)
@@ -177,11 +168,7 @@ func (f *faultFleet) judgeSwitching(target string, since int64, batch int, stric
 		for _, s := range who {
 			f.logEvents(s.Node)
 		}
-		if strict || issue17Fixed() {
-			f.t.Error(msg)
-		} else {
-			f.t.Logf("KNOWN BUG (issue 17 bug 1, fails until RECONCILER_ISSUE17=fixed): %s", msg)
-		}
+		f.t.Error(msg)
 	}
 	return n
 }
@@ -228,10 +215,9 @@ func (f *faultFleet) tipVersion() string {
 
 // judgeRollbacks checks that every rolled_back event names a commit on
 // main that says which commit it rolls back, and that a rollout recorded
-// rolled back has such a commit on main. A rolled_back event with no commit
-// (an agent that lost the race to write it recorded the rollback first;
-// issue 17, "also decide") is logged as a known bug until
-// RECONCILER_ISSUE17=fixed.
+// rolled back has such a commit on main; a rolled_back event with no commit
+// fails (an agent that lost the race to write it recorded the rollback
+// first; issue 17, "also decide").
 func (f *faultFleet) judgeRollbacks(events []reconciler.Event) (n int) {
 	f.t.Helper()
 	rolledBack := map[string]bool{}
@@ -242,12 +228,7 @@ func (f *faultFleet) judgeRollbacks(events []reconciler.Event) (n int) {
 		n++
 		rolledBack[e.Rollout] = true
 		if e.RollbackCommit == "" {
-			msg := fmt.Sprintf("rolled_back of %s by %s names no rollback commit (reason %q)", e.Rollout[:8], e.By, e.Reason)
-			if issue17Fixed() {
-				f.t.Error(msg)
-			} else {
-				f.t.Logf("KNOWN BUG (issue 17, rolled_back without a commit; fails until RECONCILER_ISSUE17=fixed): %s", msg)
-			}
+			f.t.Errorf("rolled_back of %s by %s names no rollback commit (reason %q)", e.Rollout[:8], e.By, e.Reason)
 			continue
 		}
 		if _, err := fleetlab.Git(f.bare, "merge-base", "--is-ancestor", e.RollbackCommit, "main"); err != nil {
@@ -287,9 +268,8 @@ func (f *faultFleet) logEvents(nodes ...string) {
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
 
-// judgeFenced fails (or, before issue 17's fix, logs a known bug) when a
-// node began switching to target after the record says it failed in
-// rollout: its lease was expired and may have been taken over, so the
+// judgeFenced fails when a node began switching to target after the
+// record says it failed in rollout: its lease was expired and may have been taken over, so the
 // switch ran outside any lease. Record times are the writers' wall clocks,
 // on this machine the same clock as the workloads'.
 func (f *faultFleet) judgeFenced(events []reconciler.Event, rollout, target string, since int64) {
@@ -312,11 +292,7 @@ func (f *faultFleet) judgeFenced(events []reconciler.Event, rollout, target stri
 		msg := fmt.Sprintf("%s began switching to %s at %s, %s after it was recorded failed in %s",
 			s.Node, target, f.at(s.From), began.Sub(at).Round(time.Millisecond), rollout[:8])
 		f.logEvents(s.Node)
-		if issue17Fixed() {
-			f.t.Error(msg)
-		} else {
-			f.t.Logf("KNOWN BUG (issue 17 bug 1, fails until RECONCILER_ISSUE17=fixed): %s", msg)
-		}
+		f.t.Error(msg)
 	}
 }
 

@@ -71,7 +71,7 @@ func TestCutHolderNeverOverlaps(t *testing.T) {
 
 	r := reconciler.Latest(f.record("web"))
 	t.Logf("rollout %s: outcome %s, done %v, failed %v", commit[:8], r.Outcome, keys(r.Done), r.Failed)
-	f.judgeSwitching("1.1.0", since, 1, true)
+	f.judgeSwitching("1.1.0", since, 1)
 	f.logEvents(victim)
 	strict := map[string]bool{}
 	for _, a := range others {

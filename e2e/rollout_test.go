@@ -103,8 +103,17 @@ func TestPauseResume(t *testing.T) {
 		r := reconciler.Latest(f.record("web"))
 		return r.Paused, "not paused yet"
 	}, "the pause to be recorded")
-	// In-flight nodes may finish; then nothing moves for a while.
+	// In-flight nodes may finish (a switch lasts until the old version has
+	// drained: it answers meanwhile); then nothing moves for a while.
 	time.Sleep(3 * time.Second)
+	f.eventually(30*time.Second, func() (bool, string) {
+		for _, a := range f.agents {
+			if r, err := a.Report(); err == nil && r.Apps["web"].State == reconciler.AppSwitching {
+				return false, a.Name + " still switching"
+			}
+		}
+		return true, ""
+	}, "switches in flight to end")
 	before := f.upgraded("1.1.0")
 	time.Sleep(6 * time.Second) // three batch delays and more: a window, not a wait
 	if after := f.upgraded("1.1.0"); after != before {

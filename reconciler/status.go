@@ -165,6 +165,9 @@ func nodeStatus(n, app string, r *Rollout, reports map[string]NodeReport) NodeSt
 		ns.State, ns.Reason = NodeRolledBack, fmt.Sprintf("%s failed: %s", r.Target, r.Failed[n])
 	case hasKey(r.Failed, n):
 		ns.State, ns.Reason = NodeFailed, r.Failed[n]
+	case hasKey(r.Skipped, n) && rep.Version == r.Target && rep.State == AppHealthy:
+		// Skipped, and caught up since (a late node converges after).
+		ns.State, ns.Reason = NodeUpgraded, "skipped in the rollout ("+r.Skipped[n]+"), on the target since"
 	case hasKey(r.Skipped, n):
 		ns.State, ns.Reason = NodeSkipped, r.Skipped[n]
 	case !reported:

@@ -678,3 +678,32 @@ func TestStalledHolderDoesNotRevive(t *testing.T) {
 		}
 	}
 }
+
+// A holder stopped right after Begin, past its usable validity, continues
+// before the lease goroutine has run: the switch's context says at once
+// that the switch must not start (make chaos seed 11 started a candidate
+// 10 ms before the goroutine cancelled it, 9.7 s after the node was recorded
+// failed). Here the goroutine's timer is never fired.
+func TestSwitchContextReadsTheClock(t *testing.T) {
+	ctx := context.Background()
+	repo := gittest.NewBare(t, nil)
+	a, _, tk := faultyNode(t, repo, "a")
+	pa, err := a.coord.Permit(ctx, input(app(false), "a"))
+	if err != nil || pa.Lease == nil {
+		t.Fatalf("a: %+v, %v", pa, err)
+	}
+	sctx, err := pa.Lease.Begin(ctx, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk.waitFor(t, 2)
+	a.clock.advance(21 * time.Second) // 30s TTL - 3s margin - 5s abort = 22s usable
+	if sctx.Err() != nil {
+		t.Fatal("switch context ended while the lease is usable")
+	}
+	a.clock.advance(2 * time.Second) // stood still past it
+	if !errors.Is(sctx.Err(), context.DeadlineExceeded) {
+		t.Fatalf("switch context after the usable validity, before the lease goroutine ran: %v, want DeadlineExceeded", sctx.Err())
+	}
+	pa.Lease.Finish(ctx, reconciler.AppReport{}, context.DeadlineExceeded)
+}

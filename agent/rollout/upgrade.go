@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -48,6 +49,10 @@ type lease struct {
 	lost   error              // set once a renewal says the slot is someone else's
 	abort  time.Duration      // from Begin: what giving the candidate up takes
 	cancel context.CancelFunc // from Begin: ends the switch's context
+
+	// until is when a begun switch must have been given up by (the
+	// usable validity's end, on the coordinator's clock), for switchCtx.
+	until atomic.Pointer[time.Time]
 
 	kick chan struct{} // Begin tells the goroutine to re-plan its timer
 	stop context.CancelFunc
@@ -97,11 +102,40 @@ func (h *lease) Begin(ctx context.Context, abort time.Duration) (context.Context
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	h.cancel = cancel
+	h.setUntil()
 	select {
 	case h.kick <- struct{}{}:
 	default:
 	}
-	return sctx, nil
+	return switchCtx{Context: sctx, h: h}, nil
+}
+
+// setUntil records when the begun switch must be given up by. Caller holds mu.
+func (h *lease) setUntil() {
+	until := h.c.opt.Clock.Now().Add(h.usable())
+	h.until.Store(&until)
+}
+
+// switchCtx is the context a begun switch runs under. Its Err also reads
+// the clock: the lease goroutine cancels the switch once the validity runs
+// out, but a process stopped (SIGSTOP, a starved CPU) past that point may,
+// when it continues, run the switch before that goroutine runs. Checked
+// right before the switch, Err says so at once (make chaos seed 11: a holder
+// stopped just after Begin started its candidate 10 ms before the goroutine
+// cancelled it, 9.7 s after it was recorded failed).
+type switchCtx struct {
+	context.Context
+	h *lease
+}
+
+func (c switchCtx) Err() error {
+	if err := c.Context.Err(); err != nil {
+		return err
+	}
+	if until := c.h.until.Load(); until != nil && !c.h.c.opt.Clock.Now().Before(*until) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 // renewLocked renews the lease once, giving up after timeout (a Git server
@@ -181,6 +215,9 @@ func (h *lease) run(ctx context.Context) {
 			before := h.cur.Token
 			h.renewLocked(ctx, timeout)
 			failing = h.cur.Token == before && h.lost == nil
+			if !failing && h.lost == nil && h.cancel != nil {
+				h.setUntil()
+			}
 		}
 		h.mu.Unlock()
 	}

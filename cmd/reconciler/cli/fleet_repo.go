@@ -210,11 +210,15 @@ func (h *fleetHandles) load(commit plumbing.Hash) (*spec.Fleet, error) {
 }
 
 // app returns one app of a fleet, or an error listing the apps there are.
+// errNoApp is the one failure of every command given an app the fleet does
+// not have: `no app "nope" in the fleet (apps: api, web)`, exit 1.
+var errNoApp = errors.New("no app")
+
 func appOf(fleet *spec.Fleet, name string) (spec.App, error) {
 	a, ok := fleet.Apps[name]
 	if !ok {
 		names := slices.Sorted(maps.Keys(fleet.Apps))
-		return a, fmt.Errorf("no app %q in the fleet (apps: %s)", name, strings.Join(names, ", "))
+		return a, fmt.Errorf("%w %q in the fleet (apps: %s)", errNoApp, name, strings.Join(names, ", "))
 	}
 	if a.Name == "" {
 		a.Name = name

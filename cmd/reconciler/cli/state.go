@@ -107,6 +107,14 @@ func runLeases(ctx context.Context, e *env, f *stateFlags, app string) error {
 	for _, b := range sh.BadRefs() {
 		fmt.Fprintf(e.stderr, "warning: skipped unreadable lease %s at %.12s: %s (leases break overwrites it)\n", b.Ref, b.Commit, b.Err)
 	}
+	if app != "" && len(leases) == 0 {
+		// No lease of an app the fleet does not have is the unknown-app
+		// failure of every command; a fleet that cannot be read (a
+		// shared-state repo alone) leaves "no leases".
+		if _, err := slotCount(ctx, e, f, app); errors.Is(err, errNoApp) {
+			return err
+		}
+	}
 	now := time.Now()
 	view := reconciler.LeaseStatuses(leases, now)
 	if f.output == "json" {
@@ -247,7 +255,17 @@ func checkSlot(ctx context.Context, e *env, f *stateFlags, sh sharedState, app s
 			return nil
 		}
 	}
+	// An undecodable lease (skipped by the read above) exists: breaking is
+	// how it is repaired, whatever the slot count says now.
+	for _, b := range sh.BadRefs() {
+		if b.Ref == fmt.Sprintf("refs/reconciler/leases/%s/%d", app, slot) {
+			return nil
+		}
+	}
 	n, err := slotCount(ctx, e, f, app)
+	if errors.Is(err, errNoApp) {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("no lease %s/%d in %s, and the app's slot count is unknown: %w", app, slot, sh.URL(), err)
 	}
