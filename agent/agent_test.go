@@ -384,6 +384,28 @@ func TestBlockedPermitIsReported(t *testing.T) {
 	}
 }
 
+// TestInvalidTipAfterRollbackReportsHealthy: a node whose switch to 2.0.0
+// failed, back on 1.0.0 by a rollback commit and healthy, keeps saying
+// healthy when the next tip does not validate. Before, the report made from
+// local state alone said "failed to 2.0.0" again (status: failed, /healthz:
+// an error) though the last valid spec targets 1.0.0, which runs.
+func TestInvalidTipAfterRollbackReportsHealthy(t *testing.T) {
+	h := newHarness(t, nil, "web@1.0.0")
+	h.reconcile(t)
+	h.drv.fail["2.0.0"] = true
+	h.push(t, "web@2.0.0")
+	h.reconcile(t)
+	h.push(t, "web@1.0.0") // the rollback commit
+	if r, _ := h.reconcile(t); r.Apps["web"].State != reconciler.AppHealthy {
+		t.Fatalf("after the rollback commit: %+v", r.Apps["web"])
+	}
+	gittest.PushFiles(t, h.repo, "main", map[string]string{"fleet.cue": "package fleet\napps: web: version: 2.0\n"}, "typo")
+	r, _ := h.reconcile(t)
+	if w := r.Apps["web"]; r.SpecError == "" || w.State != reconciler.AppHealthy || w.Version != "1.0.0" || w.Target != "" || w.Error != "" {
+		t.Fatalf("invalid tip after a rollback: spec error %q, web %+v; want healthy on 1.0.0", r.SpecError, w)
+	}
+}
+
 // expiredGuard is a Lease whose switch context has already run out, as the
 // context of a holder that stood still past its validity reads.
 type expiredGuard struct{ finished error }

@@ -43,10 +43,23 @@ func (a *Agent) localReport(name string) reconciler.AppReport {
 	case st.LastError != "":
 		r.Error = st.LastError
 	}
-	if st.Failed != nil {
+	if st.Failed != nil && a.stillTargeted(name, st.Failed.Version) {
 		r.State, r.Target, r.Error = reconciler.AppFailed, st.Failed.Version, st.Failed.Reason
 	}
 	return r
+}
+
+// stillTargeted reports whether the last spec that loaded still targets
+// version for app (true when no spec loaded yet: nothing says otherwise).
+// A failure is remembered so that the version is not retried, but once a
+// rollback commit moved the spec off it, a node serving the version it
+// targets is healthy, also while a later tip does not validate.
+func (a *Agent) stillTargeted(app, version string) bool {
+	if a.specFleet == nil {
+		return true
+	}
+	s, ok := a.specFleet.Apps[app]
+	return !ok || s.Version == version
 }
 
 func (a *Agent) localReports() map[string]reconciler.AppReport {

@@ -8,6 +8,7 @@ import (
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/storer"
 
 	"github.com/fleetops/reconciler/reconciler"
 )
@@ -71,7 +72,62 @@ func markOf(repo *git.Repository, c *object.Commit, app string) *reconciler.Roll
 			}
 		}
 	}
-	return &reconciler.RollbackMark{Of: of, Waves: strings.EqualFold(t.Rollout, RolloutWaves)}
+	waves := strings.EqualFold(t.Rollout, RolloutWaves)
+	if !waves && !hadVersion(repo, c, app) {
+		// A version the branch never had is no return to what ran: the
+		// trailers alone must not send it to every node at once.
+		waves = true
+	}
+	return &reconciler.RollbackMark{Of: of, Waves: waves}
+}
+
+// maxHistoryWalk bounds how many first-parent commits hadVersion reads.
+const maxHistoryWalk = 500
+
+// hadVersion reports whether an ancestor of c (first parents, up to
+// maxHistoryWalk) gave app the version c gives it, as written. Unknown
+// (unreadable, beyond the bound) counts as no: the rollback keeps its waves.
+func hadVersion(repo *git.Repository, c *object.Commit, app string) bool {
+	want := versionAt(c, app)
+	if want == "" {
+		return false
+	}
+	for range maxHistoryWalk {
+		if len(c.ParentHashes) == 0 {
+			return false
+		}
+		p, err := repo.CommitObject(c.ParentHashes[0])
+		if err != nil {
+			return false
+		}
+		if versionAt(p, app) == want {
+			return true
+		}
+		c = p
+	}
+	return false
+}
+
+// versionAt is app's version leaf as written in c's .cue files, "" when
+// none names it.
+func versionAt(c *object.Commit, app string) string {
+	files, err := c.Files()
+	if err != nil {
+		return ""
+	}
+	defer files.Close()
+	v := ""
+	_ = files.ForEach(func(f *object.File) error {
+		if !strings.HasSuffix(f.Name, ".cue") {
+			return nil
+		}
+		if l := leavesOf(f, app); l["version"] != "" {
+			v = l["version"]
+			return storer.ErrStop
+		}
+		return nil
+	})
+	return v
 }
 
 // versionChanged reports whether commit c changed app's version (as

@@ -124,8 +124,8 @@ func TestRollbackMarkOf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rb, err := d.EditApp(ctx, AppChange{Expect: paused, App: "web", Set: map[string]any{"version": "0.9.0"},
-		Trailers: Trailers{From: "1.0.0", To: "0.9.0", RollbackOf: again.String()}})
+	rb, err := d.EditApp(ctx, AppChange{Expect: paused, App: "web", Set: map[string]any{"version": "1.1.0"},
+		Trailers: Trailers{From: "1.0.0", To: "1.1.0", RollbackOf: again.String()}}) // 1.1.0: a version the branch had
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,5 +156,40 @@ func writeFile(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRollbackToAVersionTheBranchNeverHadKeepsWaves: a commit that carries
+// the rollback trailers (written by hand, or by rollback --to V --force)
+// but sets a version the app never had on the branch is no return to
+// something that ran: it rolls in waves under leases, not on every node at
+// once. Before, the trailers alone sent 9.9.9 everywhere at once.
+func TestRollbackToAVersionTheBranchNeverHadKeepsWaves(t *testing.T) {
+	bare := gittest.NewBare(t, fleetFiles())
+	ctx := testContext(t)
+	d := openDesired(t, bare)
+	tip, err := d.Fetch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, err := d.SetVersion(ctx, tip, "web", "1.1.0", "", Identity{Name: "ada"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	known, err := d.EditApp(ctx, AppChange{Expect: up, App: "web", Set: map[string]any{"version": "1.0.0"},
+		Trailers: Trailers{From: "1.1.0", To: "1.0.0", RollbackOf: up.String()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := mark(t, d, known, "web"); m == nil || m.Waves {
+		t.Errorf("a rollback to 1.0.0, which the branch had: mark %+v, want at once", m)
+	}
+	unknown, err := d.EditApp(ctx, AppChange{Expect: known, App: "web", Set: map[string]any{"version": "9.9.9"},
+		Trailers: Trailers{From: "1.0.0", To: "9.9.9", RollbackOf: up.String()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := mark(t, d, unknown, "web"); m == nil || !m.Waves {
+		t.Errorf("a rollback to 9.9.9, which the branch never had: mark %+v, want a rollback in waves", m)
 	}
 }

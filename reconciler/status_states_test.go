@@ -151,3 +151,25 @@ func TestStatusAtOnceRollback(t *testing.T) {
 		t.Fatalf("status = %+v, want a progressing at-once rollback", st)
 	}
 }
+
+// TestStatusSkippedNodeThatCaughtUp: a node skipped as unreachable that
+// converged after the rollout completed (late, healthy on the target) is
+// upgraded now, its reason saying it was skipped; one still behind stays
+// skipped. Before, it showed "skipped" beside the target version it runs.
+func TestStatusSkippedNodeThatCaughtUp(t *testing.T) {
+	rec := append(started([]string{"a", "b"}),
+		ev(EventNodeUnreachable, node("a"), func(e *Event) { e.Reason = "took no lease within nodeTimeout 1m0s of wave 1 opening" }),
+		ev(EventNodeDone, node("b")), ev(EventWaveDone, wave(0)), ev(EventCompleted))
+	reports := map[string]NodeReport{
+		"a": {Apps: map[string]AppReport{"web": {Version: "1.1.0", State: AppHealthy}}},
+		"b": {Apps: map[string]AppReport{"web": {Version: "1.1.0", State: AppHealthy}}},
+	}
+	st := StatusOf(testApp(), rec, reports, nil, t0)
+	if a := st.Waves[0][0]; a.State != NodeUpgraded || !strings.Contains(a.Reason, "skipped in the rollout (took no lease") {
+		t.Errorf("skipped node on the target: %+v, want upgraded, saying it was skipped", a)
+	}
+	reports["a"] = NodeReport{Apps: map[string]AppReport{"web": {Version: "1.0.0", State: AppHealthy}}}
+	if a := StatusOf(testApp(), rec, reports, nil, t0).Waves[0][0]; a.State != NodeSkipped {
+		t.Errorf("skipped node still behind: %+v, want skipped", a)
+	}
+}

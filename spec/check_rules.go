@@ -3,6 +3,7 @@ package spec
 import (
 	"fmt"
 	"maps"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -22,12 +23,16 @@ func (c *checker) runCheck(v cue.Value) {
 		c.checkString(v, validVersion)
 	case "duration":
 		c.checkString(v, validDuration)
+	case "positive":
+		c.checkString(v, positiveDuration)
 	case "health":
 		c.checkHealth(v)
 	case "targets":
 		c.checkTargets(v)
 	case "exec":
 		c.checkExec(v)
+	case "url":
+		c.checkString(v, fetchableURL)
 	default:
 		panic(fmt.Sprintf("spec: schema names unknown check %q", rule))
 	}
@@ -48,6 +53,30 @@ func (c *checker) checkString(v cue.Value, ok func(string) bool) {
 func validVersion(s string) bool {
 	v := "v" + strings.TrimPrefix(s, "v")
 	return semver.IsValid(v) && semver.Canonical(v) == strings.TrimSuffix(v, semver.Build(v))
+}
+
+// positiveDuration accepts a Go duration string above zero: a timeout of
+// 0 would expire the moment it starts.
+func positiveDuration(s string) bool {
+	d, err := time.ParseDuration(s)
+	return err == nil && d > 0
+}
+
+// fetchableURL accepts what an agent can fetch (release's parseSource):
+// http(s) with a host, file:// with no host (or localhost) and a path, and
+// a URL that parses; the schema's pattern has checked the scheme.
+func fetchableURL(s string) bool {
+	u, err := url.Parse(s)
+	if err != nil {
+		return false
+	}
+	switch u.Scheme {
+	case "http", "https":
+		return u.Host != ""
+	case "file":
+		return (u.Host == "" || u.Host == "localhost") && u.Path != ""
+	}
+	return false
 }
 
 // validDuration accepts a non-negative Go duration string.

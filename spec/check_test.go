@@ -65,6 +65,11 @@ func TestCheckMistakes(t *testing.T) {
 		{"negative duration", `version: "1.0.0", health: http: "http://h/x", rollout: canary: monitor: "-5m"`, []string{
 			`f.cue:12:83: apps.x.rollout.canary.monitor: got "-5m", want a Go duration such as "5m"`,
 		}},
+		// nodeTimeout 0 marked every node of a wave unreachable the moment
+		// the wave opened: it validated.
+		{"zero nodeTimeout", `version: "1.0.0", health: http: "http://h/x", rollout: nodeTimeout: "0s"`, []string{
+			`f.cue:12:79: apps.x.rollout.nodeTimeout: got "0s", want a positive Go duration such as "60s" or "2m"`,
+		}},
 		{"batchSize 0", `version: "1.0.0", health: http: "http://h/x", rollout: batchSize: 0`, []string{
 			`f.cue:12:77: apps.x.rollout.batchSize: got 0, want an integer >= 1`,
 		}},

@@ -62,6 +62,20 @@ func TestWrittenButIncomplete(t *testing.T) {
 		{"s3 signature", app + `apps: web: artifact: signature: "s3://bucket/w.tgz.sig"` + "\n", []string{
 			`f.cue:3:33: apps.web.artifact.signature: got "s3://bucket/w.tgz.sig", want an http://, https:// or file:// URL of the cosign signature (default url + ".sig")`,
 		}},
+		// URLs of an agent's schemes that no agent can fetch either
+		// (release.parseSource refuses them): they validated.
+		{"http URL without a host", `apps: web: {version: "1.0.0", artifact: url: "http://ada:pw@/w.tgz", health: tcp: "h:1"}` + "\n", []string{
+			`f.cue:2:46: apps.web.artifact.url: got "http://ada:pw@/w.tgz", want an http://, https:// or file:// URL such as "https://releases.example.com/app-1.2.3.tar.gz"`,
+		}},
+		{"file URL of another host", `apps: web: {version: "1.0.0", artifact: url: "file://builder/srv/w.tgz", health: tcp: "h:1"}` + "\n", []string{
+			`f.cue:2:46: apps.web.artifact.url: got "file://builder/srv/w.tgz", want an http://, https:// or file:// URL such as "https://releases.example.com/app-1.2.3.tar.gz"`,
+		}},
+		{"URL that does not parse", `apps: web: {version: "1.0.0", artifact: url: "https://r.example/%zz", health: tcp: "h:1"}` + "\n", []string{
+			`f.cue:2:46: apps.web.artifact.url: got "https://r.example/%zz", want an http://, https:// or file:// URL such as "https://releases.example.com/app-1.2.3.tar.gz"`,
+		}},
+		{"signature without a host", app + `apps: web: artifact: signature: "https:///w.sig"` + "\n", []string{
+			`f.cue:3:33: apps.web.artifact.signature: got "https:///w.sig", want an http://, https:// or file:// URL of the cosign signature (default url + ".sig")`,
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -140,15 +140,18 @@ func fastApp(name string, raw json.RawMessage, declared map[string]Node) bool {
 	return fastArtifact(a["artifact"]) && fastRollout(a["rollout"]) && fastHealth(a["health"]) && fastTargets(a["nodes"], declared)
 }
 
+// artifactURL is #Artifact's pattern and its @check(url).
+func artifactURL(s string) bool { return reURL.MatchString(s) && fetchableURL(s) }
+
 func fastArtifact(raw json.RawMessage) bool {
 	var a map[string]json.RawMessage
 	if !jsonObject(raw, &a, "url", "sha256", "signature") {
 		return false
 	}
-	if u, ok := str(a["url"]); !ok || !reURL.MatchString(u) {
+	if u, ok := str(a["url"]); !ok || !artifactURL(u) {
 		return false
 	}
-	return optString(a, "sha256", reSHA256.MatchString) && optString(a, "signature", reURL.MatchString)
+	return optString(a, "sha256", reSHA256.MatchString) && optString(a, "signature", artifactURL)
 }
 
 func fastRollout(raw json.RawMessage) bool {
@@ -161,7 +164,7 @@ func fastRollout(raw json.RawMessage) bool {
 	}
 	ok := optString(r, "strategy", oneOf(StrategyRolling, StrategyCanary, StrategyAllAtOnce)) &&
 		optInt(r, "batchSize", 1) && optString(r, "batchDelay", validDuration) &&
-		optString(r, "nodeTimeout", validDuration) && optBool(r, "rollbackOnFail") &&
+		optString(r, "nodeTimeout", positiveDuration) && optBool(r, "rollbackOnFail") &&
 		optString(r, "onUnreachable", oneOf(OnUnreachableSkip, OnUnreachableFail))
 	if c, set := r["canary"]; ok && set {
 		var m map[string]json.RawMessage

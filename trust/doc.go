@@ -1,5 +1,5 @@
 // Package trust decides which commits may move the fleet: the signature
-// policy on the tracked branch (DESIGN.md section 8, docs/trust.md).
+// policy on the tracked branch (docs/design.md, docs/trust.md).
 //
 // Trusted signers come only from the agent's local configuration, never from
 // the fleet repo: LoadSigners reads OpenPGP armored public keys, SSH public

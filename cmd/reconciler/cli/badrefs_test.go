@@ -36,6 +36,8 @@ func TestBadSharedRefsAreNamed(t *testing.T) {
 	f := newFixture(t, "1.0.0")
 	plantRef(t, f.repo, "refs/reconciler/nodes/junk", map[string]string{"report.json": "not json"})
 	plantRef(t, f.repo, "refs/reconciler/leases/hello/0", map[string]string{"lease.json": "\x00"})
+	// Beyond the batch size (2) now: left from a larger one, and garbage.
+	plantRef(t, f.repo, "refs/reconciler/leases/hello/5", map[string]string{"lease.json": "{"})
 	plantRef(t, f.repo, "refs/reconciler/rollouts/hello", map[string]string{"event.json": `{"foo": 1}`})
 
 	r := f.run("status", "--repo", f.repo)
@@ -58,6 +60,9 @@ func TestBadSharedRefsAreNamed(t *testing.T) {
 	}
 	if r = f.run("leases", "break", "hello", "0", "--repo", f.repo); r.code != 0 {
 		t.Fatalf("leases break over a garbage lease: exit %d\n%s", r.code, r.stderr)
+	}
+	if r = f.run("leases", "break", "hello", "5", "--repo", f.repo); r.code != 0 {
+		t.Fatalf("leases break over a garbage lease beyond the batch size: exit %d\n%s", r.code, r.stderr)
 	}
 	if r = f.run("leases", "hello", "--repo", f.repo); r.code != 0 || strings.Contains(r.stderr, "unreadable") {
 		t.Errorf("leases after the break: exit %d\n%s", r.code, r.stderr)

@@ -2,9 +2,11 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
+	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/spf13/cobra"
 
@@ -48,6 +50,9 @@ reconciler diff warns when a change targets it again.`,
 			if err := w.checkOutput(); err != nil {
 				return err
 			}
+			if c.Flags().Changed("to") && o.to == "" {
+				return &usageError{errors.New(`--to "": want a version (leave the flag out to go back to the version the fleet ran before)`)}
+			}
 			return runRollback(c.Context(), e, w, args[0], *o)
 		},
 	}
@@ -86,8 +91,19 @@ func runRollback(ctx context.Context, e *env, w *writeFlags, app string, o rollb
 	}
 	var commit plumbing.Hash
 	if o.to == "" {
+		ran := fleetRan(ctx, h, app, cur.Version)
+		if !o.force {
+			// The default target passes the check --to does: without a
+			// record, it is the version before the commit that set the
+			// current one, which may be a version that just failed.
+			if to := defaultTarget(h, ran, setBy, app); to != "" {
+				if err := knownVersion(ctx, e, h, app, cur.Version, to); err != nil {
+					return fmt.Errorf("roll back %s from %s: %w", app, cur.Version, err)
+				}
+			}
+		}
 		commit, err = h.desired.Rollback(ctx, fleetrepo.RollbackRequest{App: app, Failed: setBy,
-			Version: cur.Version, To: fleetRan(ctx, h, app, cur.Version), Reason: reason, Author: id, Waves: o.waves})
+			Version: cur.Version, To: ran, Reason: reason, Author: id, Waves: o.waves})
 	} else {
 		msg := w.message
 		if msg == "" {
@@ -112,27 +128,64 @@ func runRollback(ctx context.Context, e *env, w *writeFlags, app string, o rollb
 	res.Commit, res.Pushed = commit.String(), true
 	res.Message = fmt.Sprintf("roll back %s %s", app, versionMove(cur.Version, res.To))
 	res.Next = "agents apply it at once on every targeted node (no waves, no leases)"
-	if o.waves {
+	switch {
+	case o.waves:
 		res.Next = "agents roll it out in waves under leases, like an upgrade (--waves)"
+	case !rollsAtOnce(h, commit, app):
+		atOnce = false
+		res.Next = fmt.Sprintf("agents roll it out in waves under leases: %s %s is no version the branch had before (docs/rollouts.md)", app, res.To)
 	}
 	return res.report(e, w.output)
 }
 
+// rollsAtOnce reports whether agents will apply the rollback commit at
+// once, as they read it (fleetrepo.RollbackMarkOf).
+func rollsAtOnce(h *fleetHandles, commit plumbing.Hash, app string) bool {
+	var m *reconciler.RollbackMark
+	err := h.desired.View(func(r *git.Repository) error {
+		var err error
+		m, err = fleetrepo.RollbackMarkOf(r, commit, app)
+		return err
+	})
+	return err == nil && m != nil && !m.Waves
+}
+
+// defaultTarget is the version a rollback without --to restores: ran when
+// the record says, else the app's version before setBy ("" when unknown).
+func defaultTarget(h *fleetHandles, ran string, setBy plumbing.Hash, app string) string {
+	if ran != "" {
+		return ran
+	}
+	c, err := h.desired.CommitObject(setBy)
+	if err != nil || len(c.ParentHashes) == 0 {
+		return ""
+	}
+	v, err := h.desired.AppVersion(c.ParentHashes[0], app)
+	if err != nil {
+		return ""
+	}
+	return v
+}
+
 // knownVersion refuses a rollback to a version that neither the app's
 // history on the tracked branch nor any node (running it, or keeping it as
-// the previous version) knows: a typo, or a release never tried, would
-// reach every node at once. The error lists the versions there are.
+// the previous version) knows, or whose rollout failed and that runs on no
+// node: a typo, a release never tried or one the fleet refused would reach
+// every node at once. The error lists the versions there are.
 func knownVersion(ctx context.Context, e *env, h *fleetHandles, app, current, to string) error {
 	vs, err := versions(ctx, e, h, app)
 	if err != nil {
 		return fmt.Errorf("list the versions %s can roll back to (--force skips the check): %w", app, err)
 	}
 	var possible []string
+	var failed *versionInfo
 	for _, v := range vs {
-		if v.Version == to {
+		switch {
+		case v.Version == to && !failedNowhere(v):
 			return nil
-		}
-		if v.Version != current {
+		case v.Version == to:
+			failed = &v
+		case v.Version != current && !failedNowhere(v):
 			possible = append(possible, v.Version)
 		}
 	}
@@ -140,9 +193,17 @@ func knownVersion(ctx context.Context, e *env, h *fleetHandles, app, current, to
 	if len(possible) > 0 {
 		list = strings.Join(possible, ", ")
 	}
+	if failed != nil {
+		return fmt.Errorf("%s %s failed its rollout (%s) and runs on no node: a rollback to it would reach every node at once; possible versions: %s (reconciler versions %s); --force rolls back to it anyway",
+			app, to, failed.Failed, list, app)
+	}
 	return fmt.Errorf("%s %s is not in the history of %s nor installed on any node: possible versions: %s (reconciler versions %s); --force rolls back to it anyway",
 		app, to, h.flags.branch, list, app)
 }
+
+// failedNowhere reports whether v's rollout failed or was rolled back and
+// no node runs it now: a version the fleet refused, not one it ran.
+func failedNowhere(v versionInfo) bool { return v.Failed != "" && len(v.Nodes) == 0 }
 
 // fleetRan is the version the fleet ran before current: the From of the
 // latest rollout, when it moved to current; "" (the version before the
@@ -152,8 +213,24 @@ func fleetRan(ctx context.Context, h *fleetHandles, app, current string) string 
 	if err != nil {
 		return ""
 	}
-	if r := reconciler.Latest(events); r != nil && r.Target == current && r.From != current {
-		return r.From
+	// The newest rollout to current that did not fail: a later rollout
+	// that failed and was rolled back to current (without a started of
+	// its own) is not how the fleet came to run current, and its target is
+	// the last place to go back to.
+	end := len(events) // the rollout started at i ends before end
+	for i := len(events) - 1; i >= 0; i-- {
+		if events[i].Type != reconciler.EventStarted {
+			continue
+		}
+		r := reconciler.Latest(events[:end])
+		end = i
+		if r.Target != current || r.Outcome == reconciler.OutcomeFailed || r.Outcome == reconciler.OutcomeRolledBack {
+			continue
+		}
+		if r.From != current {
+			return r.From
+		}
+		return ""
 	}
 	return ""
 }

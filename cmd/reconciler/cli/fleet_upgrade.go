@@ -56,6 +56,11 @@ fails or is rolled back; with --output json it prints the result.`,
 			if c.Flags().Changed("batch-size") && o.batchSize < 1 {
 				return &usageError{fmt.Errorf("--batch-size %d: want at least 1 (leave the flag out to keep rollout.batchSize)", o.batchSize)}
 			}
+			for name, v := range map[string]string{"strategy": o.strategy, "artifact": o.artifact, "sha256": o.sha, "branch": o.branch} {
+				if c.Flags().Changed(name) && v == "" {
+					return &usageError{fmt.Errorf("--%s \"\": want a value (leave the flag out to keep what the spec has)", name)}
+				}
+			}
 			return runUpgrade(c.Context(), e, o, args[0], args[1])
 		},
 	}
@@ -82,6 +87,10 @@ func (o *upgradeOptions) check() error {
 		return &usageError{errors.New("--push and --branch exclude each other")}
 	case o.branch != "" && o.branch == o.branch0():
 		return &usageError{fmt.Errorf("--branch %s is the tracked branch: --branch names a new branch for a pull request; use --push to commit to %s", o.branch, o.branch0())}
+	case strings.HasPrefix(o.branch, "refs/"):
+		return &usageError{fmt.Errorf("--branch %s: give the branch's short name (%s), not a ref", o.branch, strings.TrimPrefix(o.branch, "refs/heads/"))}
+	case o.branch != "" && plumbing.NewBranchReferenceName(o.branch).Validate() != nil:
+		return &usageError{fmt.Errorf("--branch %q: not a valid branch name (git check-ref-format: no \"..\", spaces, \"~^:?*[\\\", or a trailing \".lock\")", o.branch)}
 	case o.wait && !o.push:
 		return &usageError{errors.New("--wait follows a rollout: use it with --push")}
 	}
@@ -178,6 +187,9 @@ func upgradeSubject(app, from, to string, ed *edit) string {
 		return fmt.Sprintf("%s: upgrade from %s to %s", app, from, to)
 	}
 	fields := slices.DeleteFunc(slices.Clone(ed.fields), func(f string) bool { return f == "version" })
+	if len(fields) == 0 {
+		return fmt.Sprintf("%s: nothing to change (version stays %s)", app, to)
+	}
 	return fmt.Sprintf("%s: set %s (version stays %s)", app, strings.Join(fields, ", "), to)
 }
 

@@ -129,3 +129,28 @@ func oneJSONValue(s string) error {
 	}
 	return nil
 }
+
+// TestUsageErrorsSpeakJSON: a flag or command that does not parse is a
+// usage error (exit 2) that prints the error object too when the arguments
+// ask for JSON. Before, stdout stayed empty: the flag parser stopped before
+// it read --output.
+func TestUsageErrorsSpeakJSON(t *testing.T) {
+	f := &fixture{t: t, dir: t.TempDir()}
+	for _, args := range [][]string{
+		{"status", "--no-such-flag", "-o", "json"},
+		{"nosuchcommand", "--output=json"},
+		{"leases", "--bogus", "--output", "json"},
+		{"upgrade", "web", "1.0.0", "--batch-size", "x", "-ojson"},
+	} {
+		r := f.run(args...)
+		if r.code != 2 {
+			t.Errorf("reconciler %s: exit %d, want 2\n%s", strings.Join(args, " "), r.code, r.stderr)
+		}
+		if err := oneJSONValue(r.stdout); err != nil || !strings.Contains(r.stdout, `"exitCode": 2`) {
+			t.Errorf("reconciler %s: stdout is not the error object: %v\n%q", strings.Join(args, " "), err, r.stdout)
+		}
+	}
+	if r := f.run("status", "--no-such-flag", "--", "-o", "json"); r.stdout != "" {
+		t.Errorf("-o json after --: stdout %q, want nothing", r.stdout)
+	}
+}

@@ -51,6 +51,22 @@ func wantsJSON(c *cobra.Command) bool {
 	return f != nil && f.Changed && f.Value.String() == "json"
 }
 
+// argsWantJSON reports whether args ask for --output json, for a usage
+// error found before the flags were parsed (an unknown flag or command).
+func argsWantJSON(args []string) bool {
+	for i, a := range args {
+		switch {
+		case a == "--":
+			return false
+		case a == "-ojson" || a == "-o=json" || a == "--output=json":
+			return true
+		case (a == "-o" || a == "--output") && i+1 < len(args) && args[i+1] == "json":
+			return true
+		}
+	}
+	return false
+}
+
 func writeJSON(e *env, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {

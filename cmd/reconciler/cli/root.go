@@ -137,7 +137,7 @@ func run(ctx context.Context, e *env, args []string) int {
 		code = exitUsage
 	}
 	fmt.Fprintf(e.stderr, "reconciler: %v\n", err)
-	if wantsJSON(cmd) {
+	if wantsJSON(cmd) || (code == exitUsage && out.n == 0 && argsWantJSON(args)) {
 		writeJSONError(e, err, code)
 	}
 	return code
