@@ -36,11 +36,13 @@ type Agent struct {
 	// (loading CUE is the costliest part of an idle pass). Loop goroutine only.
 	specCommit plumbing.Hash
 	specFleet  *spec.Fleet
-	// specRefused is specCommit's verdict when its spec was refused (invalid,
-	// or over a limit): the same files are not evaluated again at every
-	// pass, so a spec that costs the whole --spec-timeout costs it once per
-	// commit. Loop goroutine only.
-	specRefused error
+	// refusedCommit's spec was refused (invalid, or over a limit) with
+	// refused: the same files are not evaluated again at every pass, so a
+	// spec that costs the whole --spec-timeout costs it once per commit.
+	// specFleet stays the last fleet that loaded (stillTargeted reads it).
+	// Loop goroutine only.
+	refusedCommit plumbing.Hash
+	refused       error
 	// marks: app -> whether marksAt (the tip) is a rollback of it
 	// (fleetrepo.RollbackMarkOf), read once per tip. Loop goroutine only.
 	marksAt plumbing.Hash
@@ -234,11 +236,11 @@ func (a *Agent) load(ctx context.Context) (plumbing.Hash, *spec.Fleet, error) {
 	if commit.IsZero() {
 		return commit, nil, ferr
 	}
-	if commit == a.specCommit && (a.specFleet != nil || a.specRefused != nil) {
-		if a.specRefused != nil {
-			return commit, nil, a.specRefused
-		}
+	if commit == a.specCommit && a.specFleet != nil {
 		return commit, a.specFleet, ferr
+	}
+	if commit == a.refusedCommit && a.refused != nil {
+		return commit, nil, a.refused
 	}
 	fleet, err := a.loadSpec(ctx, commit)
 	if err != nil {
@@ -249,12 +251,12 @@ func (a *Agent) load(ctx context.Context) (plumbing.Hash, *spec.Fleet, error) {
 		a.lastSpecErr = err.Error()
 		err = fmt.Errorf("spec at %s not applied: %w", commit.String()[:12], err)
 		if refusal(err) {
-			a.specCommit, a.specFleet, a.specRefused = commit, nil, err
+			a.refusedCommit, a.refused = commit, err
 		}
 		return commit, nil, err
 	}
 	a.lastSpecErr = ""
-	a.specCommit, a.specFleet, a.specRefused = commit, fleet, nil
+	a.specCommit, a.specFleet = commit, fleet
 	return commit, fleet, ferr
 }
 
