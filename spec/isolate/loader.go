@@ -127,9 +127,10 @@ func (l Loader) failure(ctx, run context.Context, cmd *exec.Cmd, err error, stde
 }
 
 // outOfMemory reports whether the child's stderr shows the Go runtime (or
-// the C library starting a thread) refused memory at RLIMIT_AS.
+// the C library starting a thread) refused memory at RLIMIT_AS. A binary
+// built with -race says "address space collisions" when a mapping fails.
 func outOfMemory(stderr string) bool {
-	for _, s := range []string{"out of memory", "cannot allocate memory", "pthread_create failed"} {
+	for _, s := range []string{"out of memory", "cannot allocate memory", "pthread_create failed", "too many address space collisions"} {
 		if strings.Contains(stderr, s) {
 			return true
 		}
