@@ -23,7 +23,9 @@ const (
 // Loader evaluates spec files in a child process running Serve. Zero values
 // take the defaults in comments.
 type Loader struct {
-	// Path is the program to run (default: this executable, os.Executable).
+	// Path is the program to run (default: this executable, as
+	// /proc/self/exe: the binary this process runs even once a package
+	// upgrade has replaced the file, so parent and child always agree).
 	Path string
 	// Args are its arguments (default: "__eval-spec", the hidden command of
 	// the reconciler binary).
@@ -76,15 +78,14 @@ func (l Loader) LoadSpec(ctx context.Context, files map[string][]byte) (*spec.Fl
 	if err != nil {
 		return nil, fmt.Errorf("evaluate spec: %w", err)
 	}
-	path := l.Path
+	path, argv0 := l.Path, l.Path
 	if path == "" {
-		if path, err = os.Executable(); err != nil {
-			return nil, fmt.Errorf("evaluate spec: find this executable: %w", err)
-		}
+		path, argv0 = "/proc/self/exe", os.Args[0] // argv[0] as this process was started
 	}
 	run, cancel := context.WithTimeout(ctx, l.Timeout)
 	defer cancel()
 	cmd := exec.CommandContext(run, path, l.Args...)
+	cmd.Args[0] = argv0
 	cmd.Env = append(os.Environ(), l.Env...)
 	cmd.Stdin = bytes.NewReader(in)
 	out, stderr := &capped{max: 64 << 20}, &capped{max: 64 << 10}
