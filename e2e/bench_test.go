@@ -11,7 +11,8 @@ import (
 )
 
 // BenchmarkRollout measures a rolling upgrade of 5 real agents, batch size
-// 2 (three waves), over a local bare repo and over git http-backend:
+// 2 (three waves), over a local bare repo, over git http-backend, and over
+// git http-backend with the shared state in an embedded etcd:
 //
 //   - push-to-first-switch: from the push to the first node starting its switch;
 //   - rollout: from the push to every node serving the new version;
@@ -20,9 +21,14 @@ import (
 //
 // Run: go test -run '^$' -bench BenchmarkRollout -benchtime 3x ./e2e/
 func BenchmarkRollout(b *testing.B) {
-	for _, transport := range []string{"local", "http"} {
+	for _, transport := range []string{"local", "http", "etcd"} {
 		b.Run(transport, func(b *testing.B) {
-			f := newFleet(b, 5, "--poll", "30s") // the agent's default
+			var f *fleet
+			if transport == "etcd" {
+				f = newEtcdFleet(b, 5, "--poll", "30s")
+			} else {
+				f = newFleet(b, 5, "--poll", "30s") // the agent's default
+			}
 			if transport == "local" {
 				for _, a := range f.agents { // restart them on the path instead of the URL
 					a.Kill()

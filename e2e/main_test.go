@@ -4,6 +4,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -16,6 +17,8 @@ import (
 	"time"
 
 	"github.com/fleetops/reconciler/fleetrepo/gittest"
+	"github.com/fleetops/reconciler/internal/etcdstore"
+	"github.com/fleetops/reconciler/internal/etcdstore/embedded"
 	"github.com/fleetops/reconciler/internal/fleetlab"
 	"github.com/fleetops/reconciler/reconciler"
 )
@@ -38,6 +41,9 @@ type fleet struct {
 	lab    *fleetlab.Lab
 	agents []*fleetlab.Agent
 	nodes  []string
+	// etcd, when set, holds the shared state (agents and CLI run with
+	// --shared etcd://...); otherwise it is in the bare repo's refs.
+	etcd *embedded.Cluster
 }
 
 // specOptions shape the web app's spec.
@@ -72,7 +78,17 @@ apps: web: {
 // newFleet serves a fleet repo at version 1.0.0 (all at once) and starts n
 // agents; it returns once every node serves 1.0.0.
 func newFleet(t testing.TB, n int, agentFlags ...string) *fleet {
-	f := &fleet{t: t, lab: lab.Fleet(t.TempDir())}
+	return startFleet(t, nil, n, agentFlags...)
+}
+
+// newEtcdFleet is newFleet with the shared state in an embedded etcd that
+// the test starts: the agents and the CLI get --shared etcd://...
+func newEtcdFleet(t testing.TB, n int, agentFlags ...string) *fleet {
+	return startFleet(t, embedded.New(t, 1), n, agentFlags...)
+}
+
+func startFleet(t testing.TB, etcd *embedded.Cluster, n int, agentFlags ...string) *fleet {
+	f := &fleet{t: t, lab: lab.Fleet(t.TempDir()), etcd: etcd}
 	for i := 1; i <= n; i++ {
 		f.nodes = append(f.nodes, fmt.Sprintf("node-%d", i))
 	}
@@ -85,6 +101,7 @@ func newFleet(t testing.TB, n int, agentFlags ...string) *fleet {
 		_ = f.lab.Close()
 	})
 	flags := append([]string{"--poll", "1s", "--lease-ttl", "3s"}, agentFlags...)
+	flags = append(flags, f.sharedFlags()...)
 	for _, name := range f.nodes {
 		a, err := f.lab.StartAgent(name, f.url, flags...)
 		if err != nil {
@@ -147,9 +164,25 @@ func (f *fleet) eventually(within time.Duration, cond func() (bool, string), wha
 	f.t.Fatalf("timed out after %s waiting for %s; last: %s", within, what, last)
 }
 
-// record reads the app's rollout record from the bare repo with git.
+// sharedFlags name the fleet's shared state for the agents and the CLI.
+func (f *fleet) sharedFlags() []string {
+	if f.etcd == nil {
+		return nil
+	}
+	return []string{"--shared", f.etcd.URL()}
+}
+
+// record reads the app's rollout record from the bare repo with git (or
+// from etcd).
 func (f *fleet) record(app string) []reconciler.Event {
 	f.t.Helper()
+	if f.etcd != nil {
+		rec, err := f.etcdStore().Record(context.Background(), app)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		return rec
+	}
 	var out []reconciler.Event
 	for _, c := range f.chain("refs/reconciler/rollouts/" + app) {
 		var e reconciler.Event
@@ -189,7 +222,7 @@ func (f *fleet) refs(prefix string) []string {
 
 // cli runs the reconciler binary against the fleet and returns its stdout.
 func (f *fleet) cli(args ...string) (string, error) {
-	cmd := exec.Command(lab.Reconciler, append(args, "--repo", f.url)...)
+	cmd := exec.Command(lab.Reconciler, append(append(args, "--repo", f.url), f.sharedFlags()...)...)
 	cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL="+os.DevNull)
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -222,14 +255,10 @@ type holdInterval struct {
 // commit that changed the holder (a release, break or takeover).
 func (f *fleet) leaseHistory(app, rollout string) []holdInterval {
 	var out []holdInterval
-	for _, ref := range f.refs("refs/reconciler/leases/" + app + "/") {
+	for ref, writes := range f.leaseWrites(app) {
 		var open *holdInterval
-		for _, c := range f.chain(ref) {
-			var doc struct {
-				Holder, Rollout   string
-				Acquired, Renewed time.Time
-			}
-			f.show(c, "lease.json", &doc)
+		for _, doc := range writes {
+			c := doc.Token
 			if doc.Holder != "" && doc.Rollout != rollout {
 				doc.Holder = "" // another rollout's: counts as free here
 			}
@@ -279,6 +308,59 @@ func maxConcurrent(iv []holdInterval) int {
 		best = max(best, n)
 	}
 	return best
+}
+
+// leaseWrite is one write of a lease slot; Token is its commit (Git) or
+// revision (etcd).
+type leaseWrite struct {
+	Holder, Rollout   string
+	Acquired, Renewed time.Time
+	Token             string
+}
+
+// leaseWrites returns every write of each of app's lease slots, by slot,
+// oldest first: the lease refs' commits, or the etcd keys' revisions.
+func (f *fleet) leaseWrites(app string) map[string][]leaseWrite {
+	out := map[string][]leaseWrite{}
+	if f.etcd != nil {
+		ctx := context.Background()
+		st := f.etcdStore()
+		leases, err := st.Leases(ctx, app)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		for _, l := range leases {
+			hist, err := st.LeaseHistory(ctx, app, l.Slot, 0)
+			if err != nil {
+				f.t.Fatal(err)
+			}
+			slot := fmt.Sprintf("%s/%d", app, l.Slot)
+			for _, h := range slices.Backward(hist) {
+				out[slot] = append(out[slot], leaseWrite{Holder: h.Holder, Rollout: h.Rollout, Acquired: h.Acquired, Renewed: h.Renewed, Token: h.Token})
+			}
+		}
+		return out
+	}
+	for _, ref := range f.refs("refs/reconciler/leases/" + app + "/") {
+		for _, c := range f.chain(ref) {
+			var doc leaseWrite
+			f.show(c, "lease.json", &doc)
+			doc.Token = c
+			out[ref] = append(out[ref], doc)
+		}
+	}
+	return out
+}
+
+// etcdStore opens the fleet's etcd shared state, as an operator's tool would.
+func (f *fleet) etcdStore() *etcdstore.Store {
+	f.t.Helper()
+	st, err := etcdstore.Open(etcdstore.Options{Endpoints: f.etcd.Endpoints(), Identity: "e2e"})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(func() { st.Close() })
+	return st
 }
 
 // heldBy reports whether token is one of node's lease commits.

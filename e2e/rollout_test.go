@@ -14,8 +14,13 @@ import (
 // as an operator would: `reconciler upgrade --push --wait --output json`.
 // Three waves; the lease refs' history shows never more than 2 holders at
 // once; every node_done names a lease commit its node held; all end on 1.1.0.
-func TestRollingUpgrade(t *testing.T) {
-	f := newFleet(t, 5)
+func TestRollingUpgrade(t *testing.T) { rollingUpgrade(t, newFleet(t, 5)) }
+
+// TestEtcdRollingUpgrade is TestRollingUpgrade with the shared state in
+// etcd (--shared etcd://..., an embedded etcd the test starts).
+func TestEtcdRollingUpgrade(t *testing.T) { rollingUpgrade(t, newEtcdFleet(t, 5)) }
+
+func rollingUpgrade(t *testing.T, f *fleet) {
 	pushed := time.Now()
 	out, err := f.cli("upgrade", "web", "1.1.0", "--strategy", "rolling", "--batch-size", "2",
 		"--push", "--wait", "--timeout", "2m", "--output", "json")
@@ -60,6 +65,25 @@ func TestRollingUpgrade(t *testing.T) {
 	}
 	if len(r.Done) != 5 {
 		t.Fatalf("done = %v, want all 5 nodes", r.Done)
+	}
+	// The read commands see the same shared state as the agents.
+	out, err = f.cli("audit", "web", "--output", "json")
+	var audit map[string][]string
+	if err != nil || json.Unmarshal([]byte(out), &audit) != nil || len(audit["1.1.0"]) != 5 {
+		t.Fatalf("audit web = %s, %v: want 5 nodes on 1.1.0", out, err)
+	}
+	out, err = f.cli("leases", "web", "--output", "json")
+	var leases []reconciler.LeaseStatus
+	if err != nil || json.Unmarshal([]byte(out), &leases) != nil || len(leases) < 2 {
+		t.Fatalf("leases web = %s, %v: want the slots used", out, err)
+	}
+	for _, l := range leases {
+		if l.State != reconciler.LeaseFree {
+			t.Fatalf("lease %s/%d is %s after the rollout: want free", l.App, l.Slot, l.State)
+		}
+	}
+	if refs := f.refs("refs/reconciler/"); f.etcd != nil && len(refs) > 0 {
+		t.Fatalf("shared state in etcd, yet the fleet repo has shared refs: %v", refs)
 	}
 }
 
@@ -115,8 +139,13 @@ func TestPauseResume(t *testing.T) {
 // starts; with onUnreachable skip and rollbackOnFail false the rollout
 // skips it after nodeTimeout and completes; the dead node's workload keeps
 // serving the old version and no other node is left unhealthy.
-func TestKilledAgentSkipped(t *testing.T) {
-	f := newFleet(t, 5)
+func TestKilledAgentSkipped(t *testing.T) { killedAgentSkipped(t, newFleet(t, 5)) }
+
+// TestEtcdKilledAgentSkipped is TestKilledAgentSkipped with the shared
+// state in etcd: nodeTimeout is noticed by time, not by a watch event.
+func TestEtcdKilledAgentSkipped(t *testing.T) { killedAgentSkipped(t, newEtcdFleet(t, 5)) }
+
+func killedAgentSkipped(t *testing.T, f *fleet) {
 	victim := f.agents[2] // node-3: wave 2 of [1 2] [3 4] [5]
 	victim.Kill()
 	pushed := time.Now()
@@ -180,8 +209,14 @@ func (f *fleet) firstServingAll(v string, since time.Time, limit time.Duration) 
 // TestCanaryRollback: a broken version fails on the canary; a rollback
 // commit lands on main with its trailers, every node ends on the previous
 // version, and history shows both commits.
-func TestCanaryRollback(t *testing.T) {
-	f := newFleet(t, 5)
+func TestCanaryRollback(t *testing.T) { canaryRollback(t, newFleet(t, 5)) }
+
+// TestEtcdCanaryRollback is TestCanaryRollback with the shared state in
+// etcd: the rollback commit still goes to Git, history reads the record
+// from etcd.
+func TestEtcdCanaryRollback(t *testing.T) { canaryRollback(t, newEtcdFleet(t, 5)) }
+
+func canaryRollback(t *testing.T, f *fleet) {
 	bad := f.push(specOptions{version: "1.2.0",
 		rollout: `strategy: "canary", batchSize: 2, canary: {count: 1, monitor: "3s"}`}, "web 1.2.0")
 	var rollback string
@@ -242,8 +277,13 @@ func TestCanaryRollback(t *testing.T) {
 // TestKilledAgentRollsBack: SIGKILL of an agent of the second wave; with
 // onUnreachable fail its silence fails the rollout after nodeTimeout, an
 // agent writes the rollback commit and every live node returns to 1.0.0.
-func TestKilledAgentRollsBack(t *testing.T) {
-	f := newFleet(t, 5)
+func TestKilledAgentRollsBack(t *testing.T) { killedAgentRollsBack(t, newFleet(t, 5)) }
+
+// TestEtcdKilledAgentRollsBack is TestKilledAgentRollsBack with the shared
+// state in etcd; the rollback commit still goes to Git.
+func TestEtcdKilledAgentRollsBack(t *testing.T) { killedAgentRollsBack(t, newEtcdFleet(t, 5)) }
+
+func killedAgentRollsBack(t *testing.T, f *fleet) {
 	victim := f.agents[2] // node-3, in wave 2
 	victim.Kill()
 	bad := f.push(specOptions{version: "1.1.0",

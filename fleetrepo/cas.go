@@ -37,7 +37,9 @@ func (s *store) cas(ctx context.Context, ref plumbing.ReferenceName, old, next p
 		objects = s.pending.objects
 	}
 	s.pending = pendingCommit{}
-	pushErr := s.push(ctx, &packp.Command{Name: ref, Old: old, New: next}, objects)
+	pushErr := s.bounded(ctx, s.timeout, func(ctx context.Context) error {
+		return s.push(ctx, &packp.Command{Name: ref, Old: old, New: next}, objects)
+	})
 	if pushErr == nil {
 		return s.setLocal(ref, next)
 	}

@@ -46,7 +46,7 @@ func OpenDesired(ctx context.Context, opts DesiredOptions) (*Desired, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	s, err := openStore(opts.URL, opts.CacheDir, opts.Auth, opts.Logger)
+	s, err := openStore(opts.URL, opts.CacheDir, opts.Auth, opts.Logger, opts.Timeout)
 	if err != nil {
 		return nil, fmt.Errorf("open desired state: %w", err)
 	}

@@ -48,6 +48,10 @@ type DesiredOptions struct {
 	CacheDir string
 	// Auth for http(s) and ssh; nil for none. See AuthFromEnv.
 	Auth transport.AuthMethod
+	// Timeout bounds one exchange with the repository (a ref listing, a
+	// push; a fetch gets 5 times it): a server that accepts and never
+	// answers fails it as a network error, retried. Default DefaultTimeout.
+	Timeout time.Duration
 	// Identity commits are written as (Author and Committer). Default "reconciler".
 	Identity Identity
 	// PollInterval between ref listings when watching. Default 10s for
@@ -75,6 +79,8 @@ type SharedOptions struct {
 	CacheDir string
 	// Auth for http(s) and ssh; nil for none.
 	Auth transport.AuthMethod
+	// Timeout bounds one exchange with the repository, as DesiredOptions'.
+	Timeout time.Duration
 	// Identity commits are written as. Default "reconciler".
 	Identity Identity
 	// PollInterval between ref listings when watching. Default 60s: an idle

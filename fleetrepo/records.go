@@ -133,6 +133,10 @@ func (sh *Shared) readEvent(h plumbing.Hash, ev *reconciler.Event) error {
 	return nil
 }
 
+// KnownEvent reports whether t is a rollout event type readers accept
+// (other stores of the shared state use the same list).
+func KnownEvent(t string) bool { return knownEvent[t] }
+
 var knownEvent = map[string]bool{
 	reconciler.EventStarted: true, reconciler.EventWaveDone: true, reconciler.EventNodeDone: true,
 	reconciler.EventNodeFailed: true, reconciler.EventNodeUnreachable: true, reconciler.EventPaused: true,

@@ -55,7 +55,7 @@ func OpenShared(ctx context.Context, opts SharedOptions) (*Shared, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	s, err := openStore(opts.URL, opts.CacheDir, opts.Auth, opts.Logger)
+	s, err := openStore(opts.URL, opts.CacheDir, opts.Auth, opts.Logger, opts.Timeout)
 	if err != nil {
 		return nil, fmt.Errorf("open shared state: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
@@ -30,6 +31,10 @@ type store struct {
 	gitDir string // the repository's directory when it is on this machine
 	auth   transport.AuthMethod
 	log    *slog.Logger
+	// timeout bounds one list or push (a fetch gets fetchTimeouts of it):
+	// a server, or a proxy, that accepts and never answers would hold the
+	// caller for ever otherwise.
+	timeout time.Duration
 
 	mu      sync.Mutex
 	repo    *git.Repository
@@ -47,7 +52,7 @@ type pendingCommit struct {
 
 // openStore opens (or creates) the cache at cacheDir ("" = in memory) for
 // the repository at rawURL.
-func openStore(rawURL, cacheDir string, auth transport.AuthMethod, log *slog.Logger) (*store, error) {
+func openStore(rawURL, cacheDir string, auth transport.AuthMethod, log *slog.Logger, timeout time.Duration) (*store, error) {
 	u, gitDir, err := normalizeURL(rawURL)
 	if err != nil {
 		return nil, err
@@ -63,7 +68,28 @@ func openStore(rawURL, cacheDir string, auth transport.AuthMethod, log *slog.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &store{url: u, gitDir: gitDir, auth: auth, log: log, repo: repo, remote: remote}, nil
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	return &store{url: u, gitDir: gitDir, auth: auth, log: log, timeout: timeout, repo: repo, remote: remote}, nil
+}
+
+// DefaultTimeout bounds one exchange with a repository (a ref listing, a
+// push) when the options give none; a fetch may take fetchTimeouts times it.
+const DefaultTimeout = time.Minute
+
+const fetchTimeouts = 5
+
+// bounded runs op under a deadline of d, and names the deadline when it is
+// what ended op (not the caller's ctx).
+func (s *store) bounded(ctx context.Context, d time.Duration, op func(context.Context) error) error {
+	tctx, cancel := context.WithTimeoutCause(ctx, d, fmt.Errorf("no answer from the repository within %v", d))
+	defer cancel()
+	err := op(tctx)
+	if err != nil && ctx.Err() == nil && tctx.Err() != nil {
+		return fmt.Errorf("%w: %w", context.Cause(tctx), err)
+	}
+	return err
 }
 
 // normalizeURL returns the URL go-git should dial and, for a repository on
@@ -161,7 +187,11 @@ func setRemote(repo *git.Repository, u string) (*git.Remote, error) {
 // list returns the remote's refs whose names start with prefix. Callers hold mu
 // or accept that list does not touch the cache (it does not).
 func (s *store) list(ctx context.Context, prefix string) (map[plumbing.ReferenceName]plumbing.Hash, error) {
-	refs, err := s.remote.ListContext(ctx, &git.ListOptions{Auth: s.auth})
+	var refs []*plumbing.Reference
+	err := s.bounded(ctx, s.timeout, func(ctx context.Context) (err error) {
+		refs, err = s.remote.ListContext(ctx, &git.ListOptions{Auth: s.auth})
+		return err
+	})
 	if err != nil {
 		if errors.Is(err, transport.ErrEmptyRemoteRepository) {
 			return map[plumbing.ReferenceName]plumbing.Hash{}, nil
@@ -202,8 +232,10 @@ func (s *store) fetch(ctx context.Context, want map[plumbing.ReferenceName]plumb
 	if len(specs) == 0 {
 		return nil
 	}
-	err := s.remote.FetchContext(ctx, &git.FetchOptions{
-		RemoteName: remoteName, RefSpecs: specs, Auth: s.auth, Tags: git.NoTags, Force: true,
+	err := s.bounded(ctx, fetchTimeouts*s.timeout, func(ctx context.Context) error {
+		return s.remote.FetchContext(ctx, &git.FetchOptions{
+			RemoteName: remoteName, RefSpecs: specs, Auth: s.auth, Tags: git.NoTags, Force: true,
+		})
 	})
 	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
 		return classify("fetch "+specsString(specs)+" from", s.url, err)

@@ -25,6 +25,11 @@ type NodeReport struct {
 	// writes its report (two agents with one node name): it says so.
 	Conflict string               `json:"conflict,omitempty"`
 	Apps     map[string]AppReport `json:"apps,omitempty"`
+	// Stale is set by a reader, never written: the store tracks the node's
+	// liveness (etcd: its agent's liveness lease) and it has expired, so
+	// this report is the last word of an agent that stopped or lost the
+	// store. The Git store does not track liveness and leaves it false.
+	Stale bool `json:"stale,omitempty"`
 }
 
 // App states in a node report.

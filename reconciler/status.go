@@ -76,6 +76,9 @@ type NodeStatus struct {
 	Reason  string `json:"reason,omitempty"`
 	// Swap is how the node's release switches versions (AppReport.Swap).
 	Swap string `json:"swap,omitempty"`
+	// Stale: the node's agent is not alive in the shared state (etcd: its
+	// liveness lease expired), so its report is its last word.
+	Stale bool `json:"stale,omitempty"`
 }
 
 // WaveOpening is when the next wave opens, by the clock of the agent that
@@ -155,7 +158,7 @@ func stateOf(r *Rollout, app spec.App) string {
 // the previous version is rolled_back, not failed.
 func nodeStatus(n, app string, r *Rollout, reports map[string]NodeReport) NodeStatus {
 	rep, reported := reports[n].Apps[app]
-	ns := NodeStatus{Node: n, Version: rep.Version, State: rep.State, Reason: rep.Error, Swap: rep.Swap}
+	ns := NodeStatus{Node: n, Version: rep.Version, State: rep.State, Reason: rep.Error, Swap: rep.Swap, Stale: reports[n].Stale}
 	back := reported && rep.Version != "" && rep.Version != r.Target && rep.State == AppHealthy
 	switch {
 	case hasKey(r.Failed, n) && back:

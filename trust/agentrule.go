@@ -33,25 +33,27 @@ import (
 //   - pauses: the app's spec is unchanged but for paused, false to true.
 //
 // So a stolen node key can undo the latest change of an app's version, or
-// pause it, and nothing else: it cannot deploy.
-func (p *Policy) checkAgentCommit(repo *git.Repository, c *object.Commit) error {
+// pause it, and nothing else: it cannot deploy. It returns the oldest
+// commit whose specs c keeps or restores (its source): every commit from c's
+// parent down to it must itself be trusted (see trustedSource).
+func (p *Policy) checkAgentCommit(repo *git.Repository, c *object.Commit) (plumbing.Hash, error) {
 	if len(c.ParentHashes) != 1 {
-		return fmt.Errorf("it has %d parents (agents write no merges)", len(c.ParentHashes))
+		return plumbing.ZeroHash, fmt.Errorf("it has %d parents (agents write no merges)", len(c.ParentHashes))
 	}
 	t := fleetrepo.ParseTrailers(c.Message)
 	if t.App == "" {
-		return errors.New("it has no Reconciler-App trailer naming the app it rolls back or pauses")
+		return plumbing.ZeroHash, errors.New("it has no Reconciler-App trailer naming the app it rolls back or pauses")
 	}
 	parent := c.ParentHashes[0]
 	if err := p.onlySpecFile(repo, parent, c); err != nil {
-		return err
+		return plumbing.ZeroHash, err
 	}
 	before, after, err := p.appChange(repo, parent, c.Hash, t.App)
 	if err != nil {
-		return err
+		return plumbing.ZeroHash, err
 	}
 	if t.RollbackOf == "" {
-		return pauseOnly(t.App, before, after)
+		return parent, pauseOnly(t.App, before, after)
 	}
 	return p.restores(repo, parent, t, before, after)
 }
@@ -135,33 +137,37 @@ func pauseOnly(app string, before, after spec.App) error {
 }
 
 // restores checks a rollback of t.RollbackOf (see checkAgentCommit).
-func (p *Policy) restores(repo *git.Repository, parent plumbing.Hash, t fleetrepo.Trailers, before, after spec.App) error {
+func (p *Policy) restores(repo *git.Repository, parent plumbing.Hash, t fleetrepo.Trailers, before, after spec.App) (plumbing.Hash, error) {
+	var none plumbing.Hash
 	failed, err := firstParentAncestor(repo, parent, t.RollbackOf)
 	if err != nil {
-		return err
+		return none, err
 	}
 	if len(failed.ParentHashes) == 0 {
-		return fmt.Errorf("it rolls back %s, which has no parent to restore", failed.Hash)
+		return none, fmt.Errorf("it rolls back %s, which has no parent to restore", failed.Hash)
 	}
 	prior := failed.ParentHashes[0]
 	set, err := spec.LoadCommit(repo, failed.Hash, p.SpecDir)
 	if err != nil {
-		return fmt.Errorf("the specs of %s it rolls back do not load: %v", failed.Hash, err)
+		return none, fmt.Errorf("the specs of %s it rolls back do not load: %v", failed.Hash, err)
 	}
 	old, err := spec.LoadCommit(repo, prior, p.SpecDir)
 	if err != nil {
-		return fmt.Errorf("the specs before %s do not load: %v", failed.Hash, err)
+		return none, fmt.Errorf("the specs before %s do not load: %v", failed.Hash, err)
 	}
 	if v := set.Apps[t.App].Version; v != before.Version {
-		return fmt.Errorf("the commit before it targets %s %s, not %s that %s set: rollbacks lose to newer commits", t.App, before.Version, v, failed.Hash)
+		return none, fmt.Errorf("the commit before it targets %s %s, not %s that %s set: rollbacks lose to newer commits", t.App, before.Version, v, failed.Hash)
 	}
 	restored, ok := old.Apps[t.App]
 	if !ok {
-		return fmt.Errorf("app %s did not exist before %s", t.App, failed.Hash)
+		return none, fmt.Errorf("app %s did not exist before %s", t.App, failed.Hash)
 	}
 	err = fieldsFrom(t.App, after, before, restored, prior)
-	if err == nil || t.To == "" || t.To == restored.Version {
-		return err
+	if err == nil {
+		return prior, nil
+	}
+	if t.To == "" || t.To == restored.Version {
+		return none, err
 	}
 	// An agent restores the version the fleet ran (its Reconciler-To),
 	// as of the newest commit before F that set it, skipping versions
@@ -169,9 +175,52 @@ func (p *Policy) restores(repo *git.Repository, parent plumbing.Hash, t fleetrep
 	// that spec too, within maxRestoreWalk commits before F.
 	base, baseApp, found := p.appWithVersion(repo, prior, t.App, t.To)
 	if !found {
-		return err
+		return none, err
 	}
-	return fieldsFrom(t.App, after, before, baseApp, base)
+	if err := fieldsFrom(t.App, after, before, baseApp, base); err != nil {
+		return none, err
+	}
+	return base, nil
+}
+
+// trustedSource checks that the specs an agent commit c keeps or restores
+// come from trusted commits: every first-parent commit from c's parent down
+// to its source must verify (a person's, or an agent commit whose own
+// source does), unless the walk reaches base, the last accepted tip, first.
+// Under --require-signed chain the commits after base are judged anyway;
+// under tip, and on an agent's first fetch, they are not, and without this
+// a stolen node key plus push rights could "restore" a version from an
+// unsigned commit pushed just before: a deployment.
+func (p *Policy) trustedSource(repo *git.Repository, c *object.Commit, source, base plumbing.Hash) error {
+	need := map[plumbing.Hash]bool{source: true}
+	h := c.ParentHashes[0]
+	for n := 0; len(need) > 0; n++ {
+		if h == base {
+			return nil
+		}
+		if n >= maxWalk {
+			return fmt.Errorf("it builds on %s, more than %d commits before it", source, maxWalk)
+		}
+		x, err := repo.CommitObject(h)
+		if err != nil {
+			return fmt.Errorf("cannot read %s: %v", h, err)
+		}
+		sg, src, err := p.judge(repo, x)
+		if err != nil {
+			return fmt.Errorf("it builds on %s, which is not trusted: %v", h, err)
+		}
+		delete(need, h)
+		if sg.Role == RoleAgent {
+			need[src] = true
+		}
+		if len(need) > 0 && len(x.ParentHashes) == 0 {
+			return fmt.Errorf("it builds on commits not on the first-parent history before it")
+		}
+		if len(need) > 0 {
+			h = x.ParentHashes[0]
+		}
+	}
+	return nil
 }
 
 // maxRestoreWalk bounds how far before the rolled-back commit an agent's

@@ -10,6 +10,9 @@ import (
 // Why a commit is refused, for errors.Is. A refused commit waits for a new
 // one: fetching again will not change the verdict.
 var (
+	// ErrNoPassphrase: a signing key is encrypted and no passphrase was
+	// given (the CLI names its RECONCILER_PASSWORD).
+	ErrNoPassphrase = errors.New("the key is encrypted and no passphrase was given")
 	// ErrUnsigned: the commit carries no signature.
 	ErrUnsigned = errors.New("unsigned commit")
 	// ErrUnknownKey: signed, but by a key no --trust-signer file holds.

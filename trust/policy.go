@@ -78,7 +78,7 @@ func (p *Policy) Check(repo *git.Repository, base, head plumbing.Hash) ([]Result
 	}
 	out := make([]Result, 0, len(commits))
 	for _, c := range commits {
-		out = append(out, p.Judge(repo, c))
+		out = append(out, p.judgeFrom(repo, c, base))
 	}
 	return out, nil
 }
@@ -110,19 +110,43 @@ func (p *Policy) commits(repo *git.Repository, base, head plumbing.Hash) ([]*obj
 
 // Judge verifies one commit's signature and applies its signer's role
 // (an agent's commit must be a rollback or pause; its parents are read
-// from repo). It does not look at the commits before it.
+// from repo). A person's commit is judged alone; an agent's also needs
+// the commits whose specs it keeps or restores to verify, as nothing
+// before it is taken as accepted here (see trustedSource).
 func (p *Policy) Judge(repo *git.Repository, c *object.Commit) Result {
+	return p.judgeFrom(repo, c, plumbing.ZeroHash)
+}
+
+// judgeFrom is Judge with base, the last accepted tip (zero: none), where
+// the walk of an agent commit's sources may stop.
+func (p *Policy) judgeFrom(repo *git.Repository, c *object.Commit, base plumbing.Hash) Result {
 	r := Result{Commit: c.Hash, Subject: strings.SplitN(c.Message, "\n", 2)[0], Format: SignatureFormat(c)}
-	sg, err := p.Signers.VerifyCommit(c)
-	if err != nil {
-		r.Err = err
-		return r
-	}
+	sg, source, err := p.judge(repo, c)
 	r.Signer = sg
-	if sg.Role == RoleAgent {
-		if err := p.checkAgentCommit(repo, c); err != nil {
-			r.Err = fmt.Errorf("%w: signed by %s, but %v", ErrAgentNotAllowed, sg, err)
+	if err == nil && sg.Role == RoleAgent {
+		if err = p.trustedSource(repo, c, source, base); err != nil {
+			err = fmt.Errorf("%w: signed by %s, but %v", ErrAgentNotAllowed, sg, err)
 		}
 	}
+	if err != nil {
+		r.Err = err
+	}
 	return r
+}
+
+// judge verifies c's signature and its signer's role, without the commits
+// before it; for an agent's commit it also returns its source.
+func (p *Policy) judge(repo *git.Repository, c *object.Commit) (*Signer, plumbing.Hash, error) {
+	sg, err := p.Signers.VerifyCommit(c)
+	if err != nil {
+		return nil, plumbing.ZeroHash, err
+	}
+	if sg.Role != RoleAgent {
+		return sg, plumbing.ZeroHash, nil
+	}
+	source, err := p.checkAgentCommit(repo, c)
+	if err != nil {
+		return sg, source, fmt.Errorf("%w: signed by %s, but %v", ErrAgentNotAllowed, sg, err)
+	}
+	return sg, source, nil
 }

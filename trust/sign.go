@@ -96,7 +96,7 @@ func parseSSHKey(data, passphrase []byte) (*KeySigner, error) {
 	var missing *ssh.PassphraseMissingError
 	if errors.As(err, &missing) {
 		if len(passphrase) == 0 {
-			return nil, errors.New("the key is encrypted and no passphrase was given")
+			return nil, ErrNoPassphrase
 		}
 		signer, err = ssh.ParsePrivateKeyWithPassphrase(data, passphrase)
 	}
@@ -137,7 +137,7 @@ func parsePGPKey(text string, passphrase []byte) (*KeySigner, error) {
 		}
 		if e.PrivateKey.Encrypted {
 			if len(passphrase) == 0 {
-				return nil, errors.New("the OpenPGP key is encrypted and no passphrase was given")
+				return nil, fmt.Errorf("OpenPGP: %w", ErrNoPassphrase)
 			}
 			if err := e.DecryptPrivateKeys(passphrase); err != nil {
 				return nil, fmt.Errorf("decrypt OpenPGP key: %w", err)

@@ -91,6 +91,14 @@ const (
 // parse adds the signers of one file.
 func (s *Signers) parse(path, data string) error {
 	lines := strings.Split(data, "\n")
+	// A private key anywhere is named as such first, even after a block
+	// that would be refused for another reason (openssl ecparam -genkey
+	// writes EC PARAMETERS before the EC PRIVATE KEY).
+	for i, line := range lines {
+		if privateLine.MatchString(strings.TrimSpace(line)) {
+			return fmt.Errorf("%s:%d: this is a private key; a --trust-signer file takes public keys only (ssh-keygen -y -f KEY, gpg --export --armor ID)", path, i+1)
+		}
+	}
 	role, before := RolePerson, len(s.list)
 	for i := 0; i < len(lines); i++ {
 		line, at := strings.TrimSpace(lines[i]), fmt.Sprintf("%s:%d", path, i+1)
@@ -102,8 +110,6 @@ func (s *Signers) parse(path, data string) error {
 			}
 			role = r
 		case line == "" || strings.HasPrefix(line, "#"):
-		case privateLine.MatchString(line):
-			return fmt.Errorf("%s: this is a private key; a --trust-signer file takes public keys only (ssh-keygen -y -f KEY, gpg --export --armor ID)", at)
 		case line == pgpBegin:
 			end := blockEnd(lines, i)
 			if end < 0 {

@@ -55,6 +55,7 @@ func TestLoadSignersRefuses(t *testing.T) {
 		{"only comments", "# nobody yet\n\n", "f: no public key in it"},
 		{"SSH private key", string(sshPriv), "f:1: this is a private key; a --trust-signer file takes public keys only"},
 		{"OpenPGP private key", armored(t, pgpKey(t, "Bob", nil), true), "f:1: this is a private key"},
+		{"PEM private key after EC parameters (openssl ecparam -genkey)", "-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n-----BEGIN EC PRIVATE KEY-----\nMHcC\n-----END EC PRIVATE KEY-----\n", "f:4: this is a private key"},
 		{"cosign public key", "-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n", `f:1: a PEM "PUBLIC KEY" block is not an OpenPGP or SSH public key (release keys go to --trust-key)`},
 		{"unknown role", "# reconciler-role: admin\n" + pub, `f:1: role "admin": want person or agent`},
 		{"garbage line", "# people\nhello world\n", "f:2: allowed_signers line"},

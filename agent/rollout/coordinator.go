@@ -63,6 +63,14 @@ type Shared interface {
 	Validity(l reconciler.Lease) time.Duration
 }
 
+// Pusher is an optional interface of a Shared whose watch (the agent's
+// Config.SharedWatch) reports every change to records and leases as it
+// happens, so a waiting node need not poll it often. The Git store polls
+// (or, on this machine, watches files) and does not implement it.
+type Pusher interface {
+	PushesChanges() bool
+}
+
 // RollbackFunc writes the rollback commit of req.App on the tracked branch
 // (fleetrepo.(*Desired).Rollback, as this node): restore req.To, the
 // version the fleet ran, undoing the commit req.Failed that set
@@ -85,6 +93,11 @@ type Options struct {
 	LeaseTTL time.Duration
 	// ActivePoll is how often a node waiting in a rollout in progress looks
 	// at the shared state again (default 2s); idle nodes rely on watches.
+	// With a Shared that pushes changes (a Pusher: etcdstore, whose Watch
+	// wakes the agent within milliseconds of a record or lease change) a
+	// waiting node learns of a change from the watch, and the poll only
+	// bounds what no write announces (a holder going silent, nodeTimeout):
+	// its default is then 5s.
 	ActivePoll time.Duration
 	// SkewMargin is subtracted from a lease's validity for the difference
 	// in clock rates between this node and its observers (default TTL/10).
@@ -124,6 +137,9 @@ func New(opt Options) (*Coordinator, error) {
 	}
 	if opt.LeaseTTL <= 0 {
 		opt.LeaseTTL = 20 * time.Second
+	}
+	if p, ok := opt.Shared.(Pusher); opt.ActivePoll <= 0 && ok && p.PushesChanges() {
+		opt.ActivePoll = 5 * time.Second
 	}
 	if opt.ActivePoll <= 0 {
 		opt.ActivePoll = 2 * time.Second

@@ -21,15 +21,17 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fleetops/reconciler/internal/etcdstore/embedded"
 	"github.com/fleetops/reconciler/internal/fleetlab"
 )
 
 func main() {
 	keep := flag.Bool("keep", false, "keep the demo directory (its logs, states and repo) afterwards")
+	useEtcd := flag.Bool("etcd", false, "keep the shared state (reports, rollout records, leases) in an embedded etcd instead of the fleet repo")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *keep); err != nil {
+	if err := run(ctx, *keep, *useEtcd); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
@@ -37,7 +39,7 @@ func main() {
 
 const nodes = 5
 
-func run(ctx context.Context, keep bool) error {
+func run(ctx context.Context, keep, useEtcd bool) error {
 	start := time.Now()
 	dir, err := os.MkdirTemp("", "reconciler-demo-")
 	if err != nil {
@@ -62,10 +64,22 @@ func run(ctx context.Context, keep bool) error {
 	if err := fleetlab.InitRepo(repo, map[string]string{"fleet.cue": fleetSpec(lab)}); err != nil {
 		return err
 	}
+	// shared names the shared state for the agents and the CLI: the fleet
+	// repo by default, or an embedded etcd with -etcd.
+	var shared []string
+	if useEtcd {
+		cluster, err := embedded.Start(filepath.Join(dir, "etcd"), 1)
+		if err != nil {
+			return err
+		}
+		defer cluster.Close()
+		shared = []string{"--shared", cluster.URL()}
+		step("Started an embedded etcd at %s: the shared state lives there (specs, upgrades and rollbacks stay in Git)", cluster.URL())
+	}
 	step("Starting %d agents (one per node, each with its own state dir and port)", nodes)
 	var agents []*fleetlab.Agent
 	for i := 1; i <= nodes; i++ {
-		a, err := lab.StartAgent(fmt.Sprintf("node-%d", i), repo, "--poll", "1s", "--lease-ttl", "5s")
+		a, err := lab.StartAgent(fmt.Sprintf("node-%d", i), repo, append([]string{"--poll", "1s", "--lease-ttl", "5s"}, shared...)...)
 		if err != nil {
 			return err
 		}
@@ -75,7 +89,7 @@ func run(ctx context.Context, keep bool) error {
 	if err := waitServing(ctx, agents, "1.0.0", 2*time.Minute); err != nil {
 		return err
 	}
-	cli := func(args ...string) error { return runCLI(ctx, lab, repo, args...) }
+	cli := func(args ...string) error { return runCLI(ctx, lab, repo, append(args, shared...)...) }
 
 	step("Rolling upgrade to 1.1.0, batch size 2: reconciler upgrade web 1.1.0 --strategy rolling --batch-size 2 --push --wait")
 	if err := cli("upgrade", "web", "1.1.0", "--strategy", "rolling", "--batch-size", "2", "--push", "--wait"); err != nil {

@@ -59,14 +59,15 @@ type Violation struct {
 
 // Violation kinds.
 const (
-	KindBatch     = "batch"           // more than batchSize nodes switching
-	KindTakeover  = "takeover"        // a node switched while its lease was held by another (or freed)
-	KindExpired   = "expired"         // a node switched past the point an observer could expire its lease
-	KindStale     = "stale-token"     // a node_done counted under a lease that was taken over
-	KindConverged = "not-converged"   // at quiescence, a live node is off the tip or a rollout has no outcome
-	KindRollback  = "rollback-commit" // a rollback recorded with no commit
-	KindLivelock  = "livelock"        // the turn budget ran out
-	KindLowered   = "batch-lowered"   // batch, with a holder of a slot >= batchSize among the switching (bug 7)
+	KindBatch     = "batch"              // more than batchSize nodes switching
+	KindTakeover  = "takeover"           // a node switched while its lease was held by another (or freed)
+	KindExpired   = "expired"            // a node switched past the point an observer could expire its lease
+	KindStale     = "stale-token"        // a node_done counted under a lease that was taken over
+	KindConverged = "not-converged"      // at quiescence, a live node is off the tip or a rollout has no outcome
+	KindRollback  = "rollback-commit"    // a rollback recorded with no commit
+	KindLivelock  = "livelock"           // the turn budget ran out
+	KindLowered   = "batch-lowered"      // batch, with a holder of a slot >= batchSize among the switching (bug 7)
+	KindVerdict   = "unreachable-holder" // a node recorded unreachable while it held a live lease of the rollout (bug 2)
 )
 
 // maxTurns bounds one run (a calm rollout of 8 nodes takes about 2,000).
@@ -976,6 +977,12 @@ func (w *world) onWrite(sw storeWrite) {
 		if ev.Type == reconciler.EventRolledBack && ev.RollbackCommit == "" {
 			w.violate(KindRollback, "%s recorded rolled_back of %s with no rollback commit", ev.By, ev.Rollout)
 		}
+		if ev.Type == reconciler.EventNodeUnreachable {
+			if slot, ok := w.holdsLive(ev.Node, ev.Rollout); ok {
+				w.violate(KindVerdict, "%s recorded %s unreachable for taking no lease while it held slot %d of the rollout, written less than a TTL ago (bug 2)",
+					ev.By, ev.Node, slot)
+			}
+		}
 		if ev.Type != reconciler.EventNodeDone || ev.Lease == "" || ev.Node != sw.by {
 			return
 		}
@@ -987,6 +994,22 @@ func (w *world) onWrite(sw storeWrite) {
 			w.violate(KindStale, "%s's node_done counted under lease %.4s, which %s took over (bug 2)", ev.Node, tail(ev.Lease), by)
 		}
 	}
+}
+
+// holdsLive reports whether node holds a slot of rollout whose last write
+// landed less than a TTL ago in true time: no observer can have expired it.
+// Caller holds the store's lock.
+func (w *world) holdsLive(node, rollout string) (int, bool) {
+	for k, ws := range w.store.leases {
+		if len(ws) == 0 {
+			continue
+		}
+		last := ws[len(ws)-1]
+		if last.doc.Holder == node && last.doc.Rollout == rollout && time.Since(last.global) < w.p.ttl {
+			return k.slot, true
+		}
+	}
+	return 0, false
 }
 
 // takenOver reports whether the holding that token belongs to was followed

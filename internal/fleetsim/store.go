@@ -13,10 +13,11 @@ import (
 
 	"github.com/fleetops/reconciler/fleetrepo"
 	"github.com/fleetops/reconciler/reconciler"
+	"github.com/fleetops/reconciler/spec"
 )
 
 // Store is the shared state in memory with the compare-and-swap semantics
-// of fleetrepo's refs/reconciler/* (TestStoreConformance holds the two to
+// of fleetrepo's refs/reconciler/* (internal/storetest holds every store to
 // the same table): per app a rollout record, per app and slot a lease
 // chain whose commit ids are the fencing tokens, per node a report. Each
 // agent talks to it through its own Handle, which, like a fleetrepo.Shared,
@@ -221,9 +222,19 @@ func (h *Handle) Record(ctx context.Context, app string) ([]reconciler.Event, er
 
 // Append implements rollout.Shared: decide sees the record as it is and
 // returns the event to append or nil; its error is returned unwrapped.
-// In memory no other writer can come between the read and the swap, so
-// decide runs once per call (fleetrepo retries it on lost races).
+// When another writer appended between the read and the swap, it reads
+// again and calls decide again, as fleetrepo does (up to 20 times).
 func (h *Handle) Append(ctx context.Context, app string, decide func([]reconciler.Event) (*reconciler.Event, error)) error {
+	var err error
+	for range 20 {
+		if err = h.appendOnce(app, decide); !errors.Is(err, fleetrepo.ErrConflict) {
+			return err
+		}
+	}
+	return err
+}
+
+func (h *Handle) appendOnce(app string, decide func([]reconciler.Event) (*reconciler.Event, error)) error {
 	if _, err := h.begin("read rollout record "+app+" from", false); err != nil {
 		return fmt.Errorf("read rollout record %s: %w", app, err)
 	}
@@ -243,7 +254,7 @@ func (h *Handle) Append(ctx context.Context, app string, decide func([]reconcile
 	}
 	h.st.mu.Lock()
 	defer h.st.mu.Unlock()
-	if len(h.st.records[app]) != len(cur) { // cannot happen under the scheduler; fleetrepo would retry
+	if len(h.st.records[app]) != len(cur) { // another writer came first: decide again
 		return fmt.Errorf("append %s to rollout record %s: %w", ev.Type, app, fleetrepo.ErrConflict)
 	}
 	h.st.records[app] = append(h.st.records[app], *ev)
@@ -279,6 +290,9 @@ func (h *Handle) Leases(ctx context.Context, app string) ([]reconciler.Lease, er
 func (h *Handle) Acquire(ctx context.Context, app string, slot int, holder, rollout string, ttl time.Duration) (reconciler.Lease, error) {
 	if slot < 0 || holder == "" || ttl <= 0 {
 		return reconciler.Lease{}, fmt.Errorf("acquire lease %s/%d: need a slot >= 0, a holder and a positive TTL", app, slot)
+	}
+	if err := spec.CheckName("app", app); err != nil { // as fleetrepo: a name that cannot be a ref
+		return reconciler.Lease{}, fmt.Errorf("acquire lease: %w", err)
 	}
 	if _, err := h.begin("list leases of "+app+" in", false); err != nil {
 		return reconciler.Lease{}, fmt.Errorf("acquire lease %s/%d: %w", app, slot, err)

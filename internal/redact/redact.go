@@ -8,7 +8,8 @@
 //     the user, "https://ghp_abc@host"): it becomes "REDACTED@";
 //   - the value of a query parameter whose name looks like a credential:
 //     one containing token, key, secret, pass, pwd, sig (signature), auth,
-//     credential or session, and every X-Amz-* and X-Goog-* parameter (S3
+//     credential, session, jwt or bearer, in the query or the fragment
+//     ("#access_token="), and every X-Amz-* and X-Goog-* parameter (S3
 //     and GCS presigned URLs), whatever the case: "?sig=abc" becomes
 //     "?sig=REDACTED".
 //
@@ -32,8 +33,9 @@ const Mark = "REDACTED"
 var (
 	// userinfo: scheme://<anything up to @ without a / ? # or space>@
 	userinfo = regexp.MustCompile(`([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#\s"'<>@]+@`)
-	// a secret-looking query parameter after ?, &, ; or a JSON-escaped &.
-	param = regexp.MustCompile(`(?i)((?:[?&;]|\\u0026)(?:[a-z0-9_.-]*(?:token|key|secret|pass|pwd|sig|auth|credential|session)[a-z0-9_.-]*|x-(?:amz|goog)-[a-z0-9_.-]+)=)[^&;#\s"'<>\\]*`)
+	// a secret-looking query parameter after ?, &, ; or a JSON-escaped &,
+	// or in the fragment (#access_token=, OAuth's implicit flow).
+	param = regexp.MustCompile(`(?i)((?:[?&;#]|\\u0026)(?:[a-z0-9_.-]*(?:token|key|secret|pass|pwd|sig|auth|credential|session|jwt|bearer)[a-z0-9_.-]*|x-(?:amz|goog)-[a-z0-9_.-]+)=)[^&;#\s"'<>\\]*`)
 )
 
 // String returns s with the secrets of every URL in it replaced by Mark.
@@ -49,7 +51,7 @@ func String(s string) string {
 func mayHold(s string) bool {
 	for i := 0; i < len(s); i++ {
 		switch s[i] {
-		case '@', '?', '&', ';', '\\':
+		case '@', '?', '&', ';', '#', '\\':
 			return true
 		}
 	}

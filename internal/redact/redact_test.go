@@ -21,6 +21,9 @@ func TestString(t *testing.T) {
 		{`{"url":"https://h/a?x=1\u0026token=s3"}`, `{"url":"https://h/a?x=1\u0026token=REDACTED"}`},
 		{"fetch https://h/a?token=1 and http://v:w@h2/", "fetch https://h/a?token=REDACTED and http://REDACTED@h2/"},
 		{"user@example.com https://h/p@x", "user@example.com https://h/p@x"}, // no userinfo: @ in a path
+		{"https://h/a?jwt=eyJ1&bearer=2", "https://h/a?jwt=REDACTED&bearer=REDACTED"},
+		{"https://h/cb#access_token=1&state=2", "https://h/cb#access_token=REDACTED&state=2"}, // OAuth's implicit flow
+		{"https://h/a#section", "https://h/a#section"},
 		{"plain text, no URL", "plain text, no URL"},
 		{"file:///srv/a.tgz", "file:///srv/a.tgz"},
 	} {

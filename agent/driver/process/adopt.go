@@ -92,7 +92,7 @@ func (d *Driver) stopRemnants(ctx context.Context, pr procRecord) {
 	if st, state, err := procStat(pr.PID); err == nil && (st != pr.StartTime || state != "Z") {
 		return // the pid is another process's now
 	}
-	left := sessionMembers(pr.PID)
+	left := pr.members()
 	if len(left) == 0 {
 		return
 	}

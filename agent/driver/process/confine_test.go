@@ -293,3 +293,67 @@ func TestAdoptStopsRemnantsOfADrainedVersion(t *testing.T) {
 		t.Fatalf("the child %d of the drained version still runs after Adopt", child)
 	}
 }
+
+// TestOldVersionsDaemonsDoNotSurvive: a child that leaves the version's
+// session and process group (setsid, once or after a double fork, as a
+// daemon does) and ignores SIGTERM is still the version's: it is killed
+// after the drain timeout of the swap, and at Stop. Before, it kept
+// running after its version was stopped (it is in no group the agent
+// signalled); the instance token in its environment names it now.
+func TestOldVersionsDaemonsDoNotSurvive(t *testing.T) {
+	for _, how := range []string{"setsid bin/daemon &", "(setsid bin/daemon &)"} {
+		t.Run(how, func(t *testing.T) {
+			d := newDriver(t, nil)
+			ctx := context.Background()
+			pf1, pf2 := filepath.Join(t.TempDir(), "1"), filepath.Join(t.TempDir(), "2")
+			r1, err := d.Switch(ctx, nil, daemonizer(t, "1", pf1, how), nil2ok)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c1 := childPid(t, pf1)
+			t.Cleanup(func() { _ = syscall.Kill(c1, syscall.SIGKILL) })
+			r2, err := d.Switch(ctx, &r1, daemonizer(t, "2", pf2, how), nil2ok)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c2 := childPid(t, pf2)
+			t.Cleanup(func() { _ = syscall.Kill(c2, syscall.SIGKILL) })
+			if !gone(c1) {
+				t.Fatalf("the daemon %d of version 1 still runs after the swap", c1)
+			}
+			if gone(c2) {
+				t.Fatal("the new version's daemon is gone")
+			}
+			if err := d.Stop(ctx, r2); err != nil {
+				t.Fatal(err)
+			}
+			if !gone(c2) {
+				t.Fatalf("the daemon %d of version 2 still runs after Stop", c2)
+			}
+		})
+	}
+}
+
+// daemonizer is a release whose workload starts bin/daemon with how (a
+// shell command) and serves until SIGTERM; the daemon ignores SIGTERM and
+// writes its pid to pidFile.
+func daemonizer(t *testing.T, v, pidFile, how string) driver.Release {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	daemon := `#!/bin/sh
+trap "" TERM
+echo $$ > "$CHILD_PID_FILE.tmp"; mv "$CHILD_PID_FILE.tmp" "$CHILD_PID_FILE"
+while :; do sleep 0.05; done
+`
+	workload := "#!/bin/sh\n" + how + "\ntrap 'exit 0' TERM\nwhile :; do sleep 0.05; done\n"
+	for name, s := range map[string]string{"daemon": daemon, "workload": workload} {
+		if err := os.WriteFile(filepath.Join(dir, "bin", name), []byte(s), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return driver.Release{App: "daemonizer", Version: v, Dir: dir, Manifest: release.Manifest{
+		App: "daemonizer", Version: v, Command: []string{"bin/workload"}, DrainTimeout: "300ms",
+		Env: map[string]string{"CHILD_PID_FILE": pidFile}}}
+}

@@ -1,12 +1,16 @@
 package process
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -46,7 +50,11 @@ func (p *proc) exited() bool {
 // start runs rel's command with socks as fds 3.. and watches it until it
 // exits or ctx ends.
 func (d *Driver) start(ctx context.Context, rel driver.Release, socks []*socket) (*proc, error) {
-	cmd, err := d.command(rel, socks)
+	instance, err := newInstance()
+	if err != nil {
+		return nil, fmt.Errorf("start %s %s: %w", rel.App, rel.Version, err)
+	}
+	cmd, err := d.command(rel, socks, instance)
 	if err != nil {
 		return nil, err
 	}
@@ -60,7 +68,7 @@ func (d *Driver) start(ctx context.Context, rel driver.Release, socks []*socket)
 	if err != nil {
 		return nil, fmt.Errorf("start %s %s: %w", rel.App, rel.Version, err)
 	}
-	p := &proc{rec: procRecord{PID: cmd.Process.Pid, Release: rel}, started: time.Now(), done: make(chan struct{})}
+	p := &proc{rec: procRecord{PID: cmd.Process.Pid, Instance: instance, Release: rel}, started: time.Now(), done: make(chan struct{})}
 	for _, s := range socks {
 		p.rec.Sockets = append(p.rec.Sockets, s.bound)
 	}
@@ -76,7 +84,7 @@ func (d *Driver) start(ctx context.Context, rel driver.Release, socks []*socket)
 
 // command builds the workload's exec.Cmd: argv[0] relative to the release,
 // its own session, sockets from fd 3 and the environment.
-func (d *Driver) command(rel driver.Release, socks []*socket) (*exec.Cmd, error) {
+func (d *Driver) command(rel driver.Release, socks []*socket, instance string) (*exec.Cmd, error) {
 	argv := rel.Manifest.Command
 	if len(argv) == 0 {
 		return nil, fmt.Errorf("start %s %s: release manifest has no command", rel.App, rel.Version)
@@ -93,7 +101,7 @@ func (d *Driver) command(rel driver.Release, socks []*socket) (*exec.Cmd, error)
 		cmd = exec.Command(d.opts.Shell, append([]string{"-c", shim, path}, argv[1:]...)...)
 	}
 	cmd.Dir = rel.Dir
-	cmd.Env = environ(rel, socks)
+	cmd.Env = append(environ(rel, socks), instanceVar+"="+instance)
 	// Its own session, so its own process group too: stop ends all of it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	for _, s := range socks {
@@ -193,7 +201,7 @@ func (d *Driver) watch(ctx context.Context, p *proc, reap func() error) error {
 func (d *Driver) stop(ctx context.Context, p *proc, drain time.Duration) error {
 	p.stopping.Store(true)
 	sid := p.rec.PID
-	if p.exited() && len(sessionMembers(sid)) == 0 {
+	if p.exited() && len(p.rec.members()) == 0 {
 		return nil
 	}
 	fail := func() error {
@@ -205,7 +213,7 @@ func (d *Driver) stop(ctx context.Context, p *proc, drain time.Duration) error {
 	defer t.Stop()
 	select {
 	case <-p.done:
-		err := waitSession(ctx, sid, t.C)
+		err := waitSession(ctx, p.rec, t.C)
 		if err == nil {
 			return nil
 		}
@@ -216,7 +224,7 @@ func (d *Driver) stop(ctx context.Context, p *proc, drain time.Duration) error {
 		return fail()
 	case <-t.C:
 	}
-	left := sessionMembers(sid)
+	left := p.rec.members()
 	d.log.Warn("drain timeout: killing", "app", p.rec.Release.App, "version", p.rec.Release.Version, "pid", p.rec.PID,
 		"leader_exited", p.exited(), "session_processes", len(left))
 	signalSession(p, syscall.SIGKILL)
@@ -227,11 +235,11 @@ func (d *Driver) stop(ctx context.Context, p *proc, drain time.Duration) error {
 	}
 	kill := time.NewTimer(5 * time.Second) // SIGKILL'd processes exit at once; zombies do not count
 	defer kill.Stop()
-	if err := waitSession(ctx, sid, kill.C); err != nil && ctx.Err() != nil {
+	if err := waitSession(ctx, p.rec, kill.C); err != nil && ctx.Err() != nil {
 		return fail()
 	} else if err != nil {
 		d.log.Error("processes of a stopped version still run after SIGKILL", "app", p.rec.Release.App,
-			"version", p.rec.Release.Version, "session", sid, "pids", sessionMembers(sid))
+			"version", p.rec.Release.Version, "session", sid, "pids", p.rec.members())
 	}
 	return nil
 }
@@ -239,11 +247,11 @@ func (d *Driver) stop(ctx context.Context, p *proc, drain time.Duration) error {
 // errSessionLeft is waitSession's error when until fires first.
 var errSessionLeft = errors.New("processes of the session are left")
 
-// waitSession waits until no process is left in session (or process
-// group) sid, until fires or ctx ends.
-func waitSession(ctx context.Context, sid int, until <-chan time.Time) error {
+// waitSession waits until no process of pr is left (pr.members), until
+// fires or ctx ends.
+func waitSession(ctx context.Context, pr procRecord, until <-chan time.Time) error {
 	delay := 10 * time.Millisecond
-	for len(sessionMembers(sid)) > 0 {
+	for len(pr.members()) > 0 {
 		t := time.NewTimer(delay) // polling /proc: no event says a session emptied
 		select {
 		case <-ctx.Done():
@@ -260,17 +268,64 @@ func waitSession(ctx context.Context, sid int, until <-chan time.Time) error {
 }
 
 // signalSession signals the workload's process group, every other process
-// of its session (a child that moved to a group of its own), and the
-// workload itself while it has not exited.
+// of its session (a child that moved to a group of its own) or carrying its
+// instance token (one that left the session: setsid, a daemon's double
+// fork), and the workload itself while it has not exited.
 func signalSession(p *proc, sig syscall.Signal) {
 	sid := p.rec.PID
 	_ = syscall.Kill(-sid, sig)
-	for _, pid := range sessionMembers(sid) {
+	for _, pid := range p.rec.members() {
 		_ = syscall.Kill(pid, sig)
 	}
 	if !p.exited() {
 		_ = syscall.Kill(sid, sig)
 	}
+}
+
+// instanceVar names the environment variable that carries a started
+// workload's instance token. Every process it forks inherits it, also one
+// that leaves the session and process group, so the token finds what is
+// left of a version where groups do not (short of a cgroup).
+const instanceVar = "RECONCILER_INSTANCE"
+
+// newInstance makes a token no other start shares: 128 random bits.
+func newInstance() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("instance token: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// members lists the live processes of pr: its session and process group
+// (sessionMembers), and any other process whose environment, as it was
+// started, carries pr's instance token (records written before the token
+// have none: their session alone). A process that clears its environment
+// before it execs escapes: only a cgroup holds that one.
+func (pr procRecord) members() []int {
+	pids := sessionMembers(pr.PID)
+	if pr.Instance == "" {
+		return pids
+	}
+	mark := []byte(instanceVar + "=" + pr.Instance + "\x00")
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return pids
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || slices.Contains(pids, pid) {
+			continue
+		}
+		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err != nil || !bytes.Contains(env, mark) {
+			continue // exited meanwhile, someone else's, or not ours
+		}
+		if _, state, err := procStat(pid); err == nil && state != "Z" && state != "X" {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // sessionMembers lists the live (not zombie) processes whose session or

@@ -20,9 +20,13 @@ type record struct {
 
 // procRecord identifies one process and how to start it again.
 type procRecord struct {
-	PID       int            `json:"pid"`
-	StartTime uint64         `json:"startTime"` // /proc/<pid>/stat field 22
-	Release   driver.Release `json:"release"`
+	PID       int    `json:"pid"`
+	StartTime uint64 `json:"startTime"` // /proc/<pid>/stat field 22
+	// Instance is the token in the environment of everything it forks
+	// (RECONCILER_INSTANCE): what is left of it after it exits, even
+	// outside its session, is found by it (procRecord.members).
+	Instance string         `json:"instance,omitempty"`
+	Release  driver.Release `json:"release"`
 	// Sockets are the bound addresses of fds 3.., in order.
 	Sockets []string `json:"sockets,omitempty"`
 }

@@ -19,7 +19,8 @@ import (
 
 // agentOptions are the agent command's flags.
 type agentOptions struct {
-	repo, shared, branch, dir string
+	repo, branch, dir string
+	sharedFlags
 	node, stateDir, listen    string
 	labels                    map[string]string
 	trustKeys, vars           []string
@@ -70,7 +71,7 @@ agent adopts them. See docs/agent.md.`,
 	}
 	f := c.Flags()
 	f.StringVar(&o.repo, "repo", "", "fleet repo URL: a path, file://, http(s)://, ssh:// (required)")
-	f.StringVar(&o.shared, "shared-repo", "", "repository for node reports (default: --repo)")
+	o.sharedFlags.register(f)
 	f.StringVar(&o.branch, "tracked-branch", "main", "the branch of the fleet repo to track")
 	// --branch is the old name, kept as an alias. Not MarkDeprecated: cobra
 	// prints that notice on stdout, which --output json keeps for JSON.
@@ -137,6 +138,9 @@ func (o *agentOptions) validate() error {
 	}
 	if o.poll <= 0 {
 		errs = append(errs, fmt.Errorf("--poll %v: want a positive duration", o.poll))
+	}
+	if _, _, err := o.gitURL(); err != nil {
+		errs = append(errs, err)
 	}
 	errs = append(errs, o.validateTrust())
 	switch o.logFormat {

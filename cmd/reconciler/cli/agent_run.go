@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"path/filepath"
 
@@ -55,6 +56,9 @@ func runAgent(ctx context.Context, e *env, o *agentOptions) error {
 	if err != nil {
 		return err
 	}
+	if c, ok := shared.(io.Closer); ok {
+		defer c.Close() // etcd: stops renewing this node's liveness
+	}
 	coord, err := newCoordinator(o, desired, shared, log)
 	if err != nil {
 		return err
@@ -91,7 +95,7 @@ func runAgent(ctx context.Context, e *env, o *agentOptions) error {
 }
 
 // openRepos opens the tracked branch and the shared state (reports).
-func openRepos(ctx context.Context, e *env, o *agentOptions, log *slog.Logger, tr trustOptions) (*fleetrepo.Desired, *fleetrepo.Shared, error) {
+func openRepos(ctx context.Context, e *env, o *agentOptions, log *slog.Logger, tr trustOptions) (*fleetrepo.Desired, sharedState, error) {
 	auth, err := fleetrepo.AuthFromEnv(o.repo, e.getenv)
 	if err != nil {
 		return nil, nil, fmt.Errorf("agent %s: %w", o.node, err)
@@ -103,17 +107,11 @@ func openRepos(ctx context.Context, e *env, o *agentOptions, log *slog.Logger, t
 	if err != nil {
 		return nil, nil, fmt.Errorf("agent %s: %w", o.node, err)
 	}
-	sharedURL := o.shared
-	if sharedURL == "" {
-		sharedURL = o.repo
+	shared, err := o.openShared(ctx, e, o.repo, auth, o.node, filepath.Join(o.stateDir, "git", "shared"), log)
+	var usage *usageError
+	if errors.As(err, &usage) {
+		return nil, nil, err
 	}
-	if sharedURL != o.repo {
-		if auth, err = fleetrepo.AuthFromEnv(sharedURL, e.getenv); err != nil {
-			return nil, nil, fmt.Errorf("agent %s: %w", o.node, err)
-		}
-	}
-	shared, err := fleetrepo.OpenShared(ctx, fleetrepo.SharedOptions{URL: sharedURL, Auth: auth,
-		CacheDir: filepath.Join(o.stateDir, "git", "shared"), Identity: id, Logger: log})
 	if err != nil {
 		return nil, nil, fmt.Errorf("agent %s: %w", o.node, err)
 	}
@@ -122,7 +120,7 @@ func openRepos(ctx context.Context, e *env, o *agentOptions, log *slog.Logger, t
 
 // newCoordinator picks how this node decides when to switch: with the fleet
 // (waves under leases, rollback commits) or alone (the spec's version at once).
-func newCoordinator(o *agentOptions, desired *fleetrepo.Desired, shared *fleetrepo.Shared, log *slog.Logger) (agent.Coordinator, error) {
+func newCoordinator(o *agentOptions, desired *fleetrepo.Desired, shared sharedState, log *slog.Logger) (agent.Coordinator, error) {
 	if o.coordination == "none" {
 		return agent.SpecCoordinator{}, nil
 	}
@@ -166,7 +164,7 @@ func newDrivers(o *agentOptions, st *state.Store, log *slog.Logger) (map[string]
 // badRefsGauge counts the shared refs the agent's reads skip as unreadable
 // (garbage node reports, leases, record events: fleetrepo.BadRef); `status`
 // names them.
-func badRefsGauge(sh *fleetrepo.Shared) prometheus.Collector {
+func badRefsGauge(sh sharedState) prometheus.Collector {
 	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "reconciler_shared_bad_refs",
 		Help: "Shared-state refs skipped as unreadable (see reconciler status).",

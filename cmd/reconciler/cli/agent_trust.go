@@ -42,7 +42,7 @@ type trustOptions struct {
 func agentTrust(e *env, o *agentOptions, log *slog.Logger) (trustOptions, error) {
 	var tr trustOptions
 	if o.signingKey != "" {
-		k, err := trust.LoadSigningKey(o.signingKey, e.password())
+		k, err := e.loadSigningKey(o.signingKey)
 		if err != nil {
 			return tr, fmt.Errorf("agent %s: --signing-key: %w", o.node, err)
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/fleetops/reconciler/fleetrepo"
 	"github.com/fleetops/reconciler/reconciler"
 	"github.com/fleetops/reconciler/spec"
+	"github.com/fleetops/reconciler/trust"
 )
 
 // diffOptions are the diff command's own flags.
@@ -23,7 +24,8 @@ type diffOptions struct {
 	repoFlags
 	verify       bool
 	trustKeys    []string
-	trustSigners []string // who signed each commit (fleet_diff_signers.go)
+	trustSigners []string       // who signed each commit (fleet_diff_signers.go)
+	signers      *trust.Signers // loaded from trustSigners before anything is read
 	exitCode     bool
 	perNode      time.Duration
 }
@@ -81,6 +83,12 @@ there are changes.`,
 			}
 			if o.verify && len(o.trustKeys) == 0 {
 				return &usageError{errors.New("--verify needs at least one --trust-key")}
+			}
+			if len(o.trustSigners) > 0 { // a bad file is an error, as for the agent and verify-commits
+				var err error
+				if o.signers, err = trust.LoadSigners(o.trustSigners...); err != nil {
+					return fmt.Errorf("--trust-signer: %w", err)
+				}
 			}
 			return runDiff(c.Context(), e, o, args)
 		},

@@ -35,12 +35,8 @@ const maxDiffCommits = 200
 // each is judged as an agent would judge it.
 func commitSignatures(repo *git.Repository, o *diffOptions, baseRev, headRev string) ([]commitSignature, error) {
 	var policy *trust.Policy
-	if len(o.trustSigners) > 0 {
-		signers, err := trust.LoadSigners(o.trustSigners...)
-		if err != nil {
-			return nil, err
-		}
-		policy = &trust.Policy{Signers: signers, SpecDir: o.dir}
+	if o.signers != nil {
+		policy = &trust.Policy{Signers: o.signers, SpecDir: o.dir}
 	}
 	commits, err := rangeCommits(repo, baseRev, headRev)
 	if err != nil {

@@ -20,13 +20,14 @@ import (
 
 // repoFlags are the flags every operator command shares.
 type repoFlags struct {
-	repo, shared, branch, dir, output string
+	repo, branch, dir, output string
+	sharedFlags
 }
 
 func (f *repoFlags) register(c *cobra.Command, outputs ...string) {
 	fl := c.Flags()
 	fl.StringVar(&f.repo, "repo", "", "fleet repo URL: a path, file://, http(s)://, ssh:// (default: the current directory's repo, or its origin)")
-	fl.StringVar(&f.shared, "shared-repo", "", "repository of the shared state (default: --repo)")
+	f.sharedFlags.register(fl)
 	fl.StringVar(&f.branch, "tracked-branch", "main", "the branch agents track")
 	fl.StringVar(&f.dir, "dir", "", "directory of the specs in the fleet repo (default: its root)")
 	registerOutput(c, &f.output, outputs...)
@@ -63,7 +64,7 @@ func runReader[T any](c *cobra.Command, e *env, f *repoFlags, compute func(conte
 // fleetHandles are the open fleet repo: its tracked branch and shared state.
 type fleetHandles struct {
 	desired *fleetrepo.Desired
-	shared  *fleetrepo.Shared
+	shared  sharedState
 	url     string
 	flags   *repoFlags
 }
@@ -90,13 +91,7 @@ func openFleetSigned(ctx context.Context, e *env, f *repoFlags, who string, sign
 	if err != nil {
 		return nil, err
 	}
-	sharedURL := f.shared
-	if sharedURL == "" {
-		sharedURL = url
-	} else if auth, err = fleetrepo.AuthFromEnv(sharedURL, e.getenv); err != nil {
-		return nil, err
-	}
-	shared, err := fleetrepo.OpenShared(ctx, fleetrepo.SharedOptions{URL: sharedURL, Auth: auth, Identity: id})
+	shared, err := f.openShared(ctx, e, url, auth, who, "", nil)
 	if err != nil {
 		return nil, err
 	}

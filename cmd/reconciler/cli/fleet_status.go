@@ -156,7 +156,11 @@ func printStatus(w io.Writer, st reconciler.Status) {
 
 // printNode is one node's row: label, node, version, state, reason.
 func printNode(tw io.Writer, label string, n reconciler.NodeStatus) {
-	fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", label, n.Node, orDash(n.Version), stateText(n.State), n.Reason)
+	reason := n.Reason
+	if n.Stale {
+		reason = strings.TrimSpace("stale: agent not seen (its liveness in the shared state expired); " + reason)
+	}
+	fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", label, n.Node, orDash(n.Version), stateText(n.State), reason)
 }
 
 // stateText is a state as the text output shows it: JSON's not_started is

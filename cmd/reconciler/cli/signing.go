@@ -11,6 +11,7 @@ import (
 
 	"github.com/fleetops/reconciler/internal/regfile"
 	"github.com/fleetops/reconciler/signing"
+	"github.com/fleetops/reconciler/trust"
 )
 
 // signingCommands builds keygen, sign, verify (this file) and release
@@ -21,6 +22,16 @@ func signingCommands(e *env) []*cobra.Command {
 
 // password returns the private key password: RECONCILER_PASSWORD, else
 // COSIGN_PASSWORD, else empty (allowed, as with cosign).
+// loadSigningKey loads a --signing-key, decrypted with password(); an
+// encrypted key without one says where the passphrase goes.
+func (e *env) loadSigningKey(path string) (*trust.KeySigner, error) {
+	k, err := trust.LoadSigningKey(path, e.password())
+	if errors.Is(err, trust.ErrNoPassphrase) {
+		return nil, fmt.Errorf("%w: set RECONCILER_PASSWORD", err)
+	}
+	return k, err
+}
+
 func (e *env) password() []byte {
 	if p := e.getenv("RECONCILER_PASSWORD"); p != "" {
 		return []byte(p)

@@ -24,23 +24,33 @@ func stateCommands(e *env) []*cobra.Command {
 // stateFlags name the repository of the shared state (and, for the slot
 // range, the tracked branch).
 type stateFlags struct {
-	repo, shared, branch, dir, output string
+	repo, branch, dir, output string
+	sharedFlags
 }
 
 func (f *stateFlags) register(c *cobra.Command) {
 	fl := c.Flags()
 	fl.StringVar(&f.repo, "repo", "", "fleet repo URL: a path, file://, http(s)://, ssh:// (default: the current directory's repo, or its origin)")
-	fl.StringVar(&f.shared, "shared-repo", "", "repository of the shared state (default: --repo)")
+	f.sharedFlags.register(fl)
 	fl.StringVar(&f.branch, "tracked-branch", "main", "the branch agents track (for the app's batch size)")
 	fl.StringVar(&f.dir, "dir", "", "directory of the specs in the fleet repo (default: its root)")
 	registerOutput(c, &f.output)
 }
 
 // open opens the shared state in memory (the commands are one-shot).
-func (f *stateFlags) open(ctx context.Context, e *env) (*fleetrepo.Shared, error) {
-	url := f.shared
+func (f *stateFlags) open(ctx context.Context, e *env) (sharedState, error) {
+	who := e.getenv("USER")
+	if who == "" {
+		who = "operator"
+	}
+	url, endpoints, err := f.gitURL()
+	if err != nil {
+		return nil, err
+	}
+	if endpoints != nil {
+		return f.openEtcd(e, endpoints, who, nil)
+	}
 	if url == "" {
-		var err error
 		if url, err = resolveRepo(e, f.repo); err != nil {
 			return nil, err
 		}
@@ -48,10 +58,6 @@ func (f *stateFlags) open(ctx context.Context, e *env) (*fleetrepo.Shared, error
 	auth, err := fleetrepo.AuthFromEnv(url, e.getenv)
 	if err != nil {
 		return nil, err
-	}
-	who := e.getenv("USER")
-	if who == "" {
-		who = "operator"
 	}
 	return fleetrepo.OpenShared(ctx, fleetrepo.SharedOptions{URL: url, Auth: auth, Identity: fleetrepo.Identity{Name: who}})
 }
@@ -239,7 +245,7 @@ func runBreak(ctx context.Context, e *env, f *stateFlags, app string, slot int) 
 // shared state, and outside 0..n-1 where n is the app's slot count at the
 // tip of the tracked branch (batchSize; every targeted node for
 // all_at_once).
-func checkSlot(ctx context.Context, e *env, f *stateFlags, sh *fleetrepo.Shared, app string, slot int) error {
+func checkSlot(ctx context.Context, e *env, f *stateFlags, sh sharedState, app string, slot int) error {
 	leases, err := sh.Leases(ctx, app)
 	if err != nil {
 		return err
@@ -295,5 +301,5 @@ func slotCount(ctx context.Context, e *env, f *stateFlags, app string) (int, err
 
 // repoFlags are the fleet flags these ones name.
 func (f *stateFlags) repoFlags() *repoFlags {
-	return &repoFlags{repo: f.repo, shared: f.shared, branch: f.branch, dir: f.dir, output: f.output}
+	return &repoFlags{repo: f.repo, sharedFlags: f.sharedFlags, branch: f.branch, dir: f.dir, output: f.output}
 }

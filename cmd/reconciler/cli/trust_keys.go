@@ -44,7 +44,7 @@ func (s *signFlags) register(fl *pflag.FlagSet) {
 // signer is what signs the commit: nil when not asked to.
 func (s *signFlags) signer(ctx context.Context, e *env, id fleetrepo.Identity) (fleetrepo.CommitSigner, error) {
 	if s.signingKey != "" {
-		k, err := trust.LoadSigningKey(s.signingKey, e.password())
+		k, err := e.loadSigningKey(s.signingKey)
 		if err != nil {
 			return nil, fmt.Errorf("--signing-key: %w", err)
 		}

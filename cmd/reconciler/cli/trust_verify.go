@@ -174,7 +174,15 @@ func openVerifyRepo(ctx context.Context, e *env, url string) (*git.Repository, e
 	if err != nil {
 		return nil, err
 	}
-	repo, err := git.CloneContext(ctx, memory.NewStorage(), nil, &git.CloneOptions{URL: url, Auth: auth, Mirror: true, Tags: git.AllTags})
+	// Bounded as the agents' fetches are (fleetrepo.DefaultTimeout): a
+	// server that accepts and never answers must not hold a CI job for ever.
+	cctx, cancel := context.WithTimeoutCause(ctx, 5*fleetrepo.DefaultTimeout,
+		fmt.Errorf("no answer from the repository within %v", 5*fleetrepo.DefaultTimeout))
+	defer cancel()
+	repo, err := git.CloneContext(cctx, memory.NewStorage(), nil, &git.CloneOptions{URL: url, Auth: auth, Mirror: true, Tags: git.AllTags})
+	if err != nil && ctx.Err() == nil && cctx.Err() != nil {
+		err = fmt.Errorf("%w: %w", context.Cause(cctx), err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("verify-commits: fetch %s: %w", url, err)
 	}

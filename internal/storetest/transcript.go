@@ -1,4 +1,4 @@
-package fleetsim
+package storetest
 
 import (
 	"context"
@@ -11,35 +11,14 @@ import (
 	"time"
 
 	"github.com/fleetops/reconciler/fleetrepo"
-	"github.com/fleetops/reconciler/fleetrepo/gittest"
 	"github.com/fleetops/reconciler/internal/clock"
 	"github.com/fleetops/reconciler/reconciler"
 )
 
-// shared is what the simulation needs of a store: fleetrepo.Shared's
-// methods that agent/rollout and the agent's reporter use.
-type shared interface {
-	Reports(ctx context.Context) (map[string]reconciler.NodeReport, error)
-	WriteReport(ctx context.Context, r reconciler.NodeReport) error
-	Record(ctx context.Context, app string) ([]reconciler.Event, error)
-	Append(ctx context.Context, app string, decide func([]reconciler.Event) (*reconciler.Event, error)) error
-	Leases(ctx context.Context, app string) ([]reconciler.Lease, error)
-	Acquire(ctx context.Context, app string, slot int, holder, rollout string, ttl time.Duration) (reconciler.Lease, error)
-	Renew(ctx context.Context, l reconciler.Lease) (reconciler.Lease, error)
-	Release(ctx context.Context, l reconciler.Lease) error
-	Validity(l reconciler.Lease) time.Duration
-	LeaseHistory(ctx context.Context, app string, slot int, limit int) ([]reconciler.Lease, error)
-}
-
-var (
-	_ shared = (*fleetrepo.Shared)(nil)
-	_ shared = (*Handle)(nil)
-)
-
-// transcript runs one script of lease, record and report operations by two
+// Transcript runs one script of lease, record and report operations by two
 // handles with their own clocks and writes down every answer, with tokens
 // named by order of appearance, so two stores can be compared.
-func transcript(t *testing.T, open func(name string, c *clock.Fake) shared) []string {
+func Transcript(t *testing.T, open Opener) []string {
 	ctx := context.Background()
 	ca, cb := clock.NewFake(time.Time{}), clock.NewFake(time.Time{})
 	a, b := open("a", ca), open("b", cb)
@@ -75,7 +54,7 @@ func transcript(t *testing.T, open func(name string, c *clock.Fake) shared) []st
 	note := func(step string, l reconciler.Lease, err error) {
 		out = append(out, fmt.Sprintf("%s: %s %s", step, class(err), lease(l)))
 	}
-	leases := func(step string, h shared) {
+	leases := func(step string, h Store) {
 		ls, err := h.Leases(ctx, "web")
 		var parts []string
 		for _, l := range ls {
@@ -161,39 +140,3 @@ func transcript(t *testing.T, open func(name string, c *clock.Fake) shared) []st
 }
 
 var errDecide = errors.New("decide failed")
-
-// TestStoreConformance holds the memory store to fleetrepo's semantics on
-// a real bare repository: the same script gives the same answers (which
-// operations win, which conflict, what each observer sees unchanged for
-// how long, validity, record and reports).
-func TestStoreConformance(t *testing.T) {
-	mem := NewStore()
-	memOut := transcript(t, func(name string, c *clock.Fake) shared { return mem.Handle(name, c.Now, nil) })
-	if testing.Short() {
-		t.Skip("the git half runs git (skipped under -short)")
-	}
-	bare := gittest.NewBare(t, nil)
-	gitOut := transcript(t, func(name string, c *clock.Fake) shared {
-		sh, err := fleetrepo.OpenShared(context.Background(), fleetrepo.SharedOptions{URL: bare,
-			Identity: fleetrepo.Identity{Name: name}, Clock: c, ReportRefresh: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return sh
-	})
-	for i := range max(len(memOut), len(gitOut)) {
-		var m, g string
-		if i < len(memOut) {
-			m = memOut[i]
-		}
-		if i < len(gitOut) {
-			g = gitOut[i]
-		}
-		if m != g {
-			t.Errorf("step %d differs:\n  git:    %s\n  memory: %s", i, g, m)
-		}
-	}
-	if t.Failed() {
-		t.Logf("git transcript:\n%s", strings.Join(gitOut, "\n"))
-	}
-}

@@ -1,0 +1,195 @@
+package etcdstore_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/fleetops/reconciler/internal/etcdstore"
+	"github.com/fleetops/reconciler/internal/etcdstore/embedded"
+	"github.com/fleetops/reconciler/reconciler"
+)
+
+// cluster starts an embedded etcd for a test (skipped under -short: make
+// test-unit runs no servers).
+func cluster(t *testing.T, n int) *embedded.Cluster {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: runs an etcd server")
+	}
+	return embedded.New(t, n)
+}
+
+func open(t *testing.T, c *embedded.Cluster, node string, opts etcdstore.Options) *etcdstore.Store {
+	t.Helper()
+	opts.Endpoints, opts.Identity = c.Endpoints(), node
+	st, err := etcdstore.Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// TestWatchWakesOnChange: a watcher wakes within milliseconds of another
+// store's append, acquisition or release, and not for node reports or
+// lease renewals.
+func TestWatchWakesOnChange(t *testing.T) {
+	c := cluster(t, 1)
+	w, a := open(t, c, "w", etcdstore.Options{}), open(t, c, "a", etcdstore.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	woke := make(chan time.Time, 100)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.Watch(ctx, func() { woke <- time.Now() })
+	}()
+	<-woke                             // the first call, at start
+	time.Sleep(100 * time.Millisecond) // let the watch be established
+	if err := a.WriteReport(ctx, reconciler.NodeReport{Node: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-woke:
+		t.Fatal("a node report woke the watcher")
+	case <-time.After(300 * time.Millisecond):
+	}
+	l, err := a.Acquire(ctx, "db", 0, "a", "r1", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-woke: // the acquisition
+	case <-time.After(2 * time.Second):
+		t.Fatal("an acquisition did not wake the watcher")
+	}
+	if l, err = a.Renew(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-woke:
+		t.Fatal("a lease renewal woke the watcher")
+	case <-time.After(300 * time.Millisecond):
+	}
+	if err := a.Release(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-woke:
+	case <-time.After(2 * time.Second):
+		t.Fatal("a release did not wake the watcher")
+	}
+	var lat []time.Duration
+	for i := range 20 {
+		drain(woke)
+		start := time.Now()
+		var err error
+		if i%2 == 0 {
+			err = a.Append(ctx, "web", func([]reconciler.Event) (*reconciler.Event, error) {
+				return &reconciler.Event{Type: reconciler.EventNodeDone, Rollout: "r1", Node: "a"}, nil
+			})
+		} else {
+			_, err = a.Acquire(ctx, "web", i, "a", "r1", time.Minute)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case at := <-woke:
+			lat = append(lat, at.Sub(start))
+		case <-time.After(2 * time.Second):
+			t.Fatalf("write %d: no wake within 2s", i)
+		}
+	}
+	slices.Sort(lat)
+	t.Logf("write to wake (the write's round trip included): median %s, max %s", lat[len(lat)/2], lat[len(lat)-1])
+	cancel()
+	<-done
+}
+
+func drain(c chan time.Time) {
+	for {
+		select {
+		case <-c:
+		default:
+			return
+		}
+	}
+}
+
+// TestDeadAgentIsStale: a report whose writer stopped reads as Stale once
+// its liveness lease expires; a live writer's does not.
+func TestDeadAgentIsStale(t *testing.T) {
+	c := cluster(t, 1)
+	ctx := context.Background()
+	reader := open(t, c, "r", etcdstore.Options{})
+	live := open(t, c, "live", etcdstore.Options{LivenessTTL: time.Second})
+	dead, err := etcdstore.Open(etcdstore.Options{Endpoints: c.Endpoints(), LivenessTTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []struct {
+		st   *etcdstore.Store
+		node string
+	}{{live, "live"}, {dead, "dead"}} {
+		if err := w.st.WriteReport(ctx, reconciler.NodeReport{Node: w.node}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reps, err := reader.Reports(ctx)
+	if err != nil || reps["dead"].Stale || reps["live"].Stale {
+		t.Fatalf("right after writing: %+v, %v", reps, err)
+	}
+	dead.Close() // the agent dies: no more keep-alives
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		reps, err = reader.Reports(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if reps["dead"].Stale {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the dead agent's report never turned stale")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if reps["live"].Stale {
+		t.Fatal("the live agent's report is stale: its keep-alive did not run")
+	}
+}
+
+func TestParseURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"etcd://a:2379":                "[a:2379]",
+		"etcd://a:2379,10.0.0.2:2379/": "[a:2379 10.0.0.2:2379]",
+		"etcd://[::1]:2379":            "[[::1]:2379]",
+	} {
+		eps, ok, err := etcdstore.ParseURL(in)
+		if err != nil || !ok || fmtList(eps) != want {
+			t.Errorf("ParseURL(%q) = %v %v %v, want %s", in, eps, ok, err, want)
+		}
+	}
+	for _, bad := range []string{"etcd://", "etcd://a", "etcd://a:2379,", "etcd://u@a:1", "etcd://a:1/x"} {
+		if _, ok, err := etcdstore.ParseURL(bad); !ok || err == nil {
+			t.Errorf("ParseURL(%q): ok %v err %v, want an error", bad, ok, err)
+		}
+	}
+	if _, ok, _ := etcdstore.ParseURL("https://git.example.com/fleet.git"); ok {
+		t.Error("a Git URL parsed as etcd")
+	}
+}
+
+func fmtList(s []string) string {
+	out := "["
+	for i, x := range s {
+		if i > 0 {
+			out += " "
+		}
+		out += x
+	}
+	return out + "]"
+}

@@ -1,0 +1,192 @@
+package etcdstore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/fleetops/reconciler/fleetrepo"
+	"github.com/fleetops/reconciler/internal/redact"
+	"github.com/fleetops/reconciler/reconciler"
+	"github.com/fleetops/reconciler/spec"
+)
+
+// reportCache is the last report this Store wrote for a node.
+type reportCache struct {
+	rev     int64 // mod revision of the report key it wrote
+	report  reconciler.NodeReport
+	written time.Time
+}
+
+func (s *Store) nodesPrefix() string { return s.opts.Prefix + "nodes/" }
+func (s *Store) alivePrefix() string { return s.opts.Prefix + "alive/" }
+
+// WriteReport puts r at nodes/<node> by a transaction on the key's revision,
+// and in the same transaction alive/<node> (this Store's instance id) bound
+// to its liveness lease, kept alive while the Store is open. As on Git, a
+// report that differs from the last one written only in Time is skipped
+// unless older than ReportRefresh; when another Store wrote the node's
+// report since this one did (two agents with one node name) the report is
+// written all the same and a *fleetrepo.DuplicateNodeError returned.
+func (s *Store) WriteReport(ctx context.Context, r reconciler.NodeReport) error {
+	if err := spec.CheckName("node", r.Node); err != nil {
+		return fmt.Errorf("write node report: %w", err)
+	}
+	key, alive := s.nodesPrefix()+r.Node, s.alivePrefix()+r.Node
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.opts.Clock.Now()
+	octx, cancel := s.op(ctx)
+	defer cancel()
+	resp, err := s.cli.Txn(octx).Then(clientv3.OpGet(key), clientv3.OpGet(alive)).Commit()
+	if err != nil {
+		return fmt.Errorf("write node report %s: %w", r.Node, s.classify("read node report from", err))
+	}
+	var cur int64
+	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) == 1 {
+		cur = kvs[0].ModRevision
+	}
+	var writer string
+	if kvs := resp.Responses[1].GetResponseRange().Kvs; len(kvs) == 1 {
+		writer = string(kvs[0].Value)
+	}
+	last, wrote := s.reports[r.Node]
+	if wrote && last.rev == cur && sameButTime(last.report, r) && s.liveness != 0 &&
+		(s.opts.ReportRefresh < 0 || now.Sub(last.written) < s.opts.ReportRefresh) {
+		return nil
+	}
+	var dup error
+	if wrote && cur != 0 && cur != last.rev && writer != "" && writer != s.instance {
+		dup = &fleetrepo.DuplicateNodeError{Node: r.Node, Commit: fmt.Sprintf("revision %d", cur), Instance: writer}
+	}
+	rev, err := s.putReport(ctx, key, alive, cur, r)
+	if err != nil {
+		return fmt.Errorf("write node report %s: %w", r.Node, err)
+	}
+	s.reports[r.Node] = reportCache{rev: rev, report: r, written: now}
+	return dup
+}
+
+// putReport writes the report and liveness keys, granting (again) the
+// liveness lease when there is none or it expired. Caller holds mu.
+func (s *Store) putReport(ctx context.Context, key, alive string, expected int64, r reconciler.NodeReport) (int64, error) {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return 0, fmt.Errorf("encode report: %w", err)
+	}
+	data = []byte(redact.String(string(data)))
+	cond := clientv3.Compare(clientv3.ModRevision(key), "=", expected)
+	if expected == 0 {
+		cond = clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
+	}
+	for attempt := 0; ; attempt++ {
+		id, err := s.livenessLease(ctx)
+		if err != nil {
+			return 0, err
+		}
+		octx, cancel := s.op(ctx)
+		resp, err := s.cli.Txn(octx).If(cond).
+			Then(clientv3.OpPut(key, string(data)), clientv3.OpPut(alive, s.instance, clientv3.WithLease(id))).
+			Else(clientv3.OpGet(key)).Commit()
+		cancel()
+		if err != nil && attempt == 0 && isLeaseGone(err) {
+			s.liveness = 0 // expired while this agent was stopped or cut off: grant another
+			continue
+		}
+		if err != nil {
+			return 0, s.classify("write node report to", err)
+		}
+		if !resp.Succeeded {
+			var actual int64
+			if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) == 1 {
+				actual = kvs[0].ModRevision
+			}
+			return 0, &ConflictError{URL: s.url, Key: key, Expected: expected, Actual: actual}
+		}
+		return resp.Header.Revision, nil
+	}
+}
+
+func isLeaseGone(err error) bool {
+	return err != nil && strings.Contains(err.Error(), rpctypes.ErrLeaseNotFound.Error())
+}
+
+// livenessLease returns this Store's liveness lease, granting it and
+// starting its keep-alive (owned by the Store, ended by Close) on first
+// use. Caller holds mu.
+func (s *Store) livenessLease(ctx context.Context) (clientv3.LeaseID, error) {
+	if s.liveness != 0 {
+		return s.liveness, nil
+	}
+	octx, cancel := s.op(ctx)
+	defer cancel()
+	g, err := s.cli.Grant(octx, int64((s.opts.LivenessTTL+time.Second-1)/time.Second))
+	if err != nil {
+		return 0, s.classify("grant the liveness lease on", err)
+	}
+	ch, err := s.cli.KeepAlive(s.ctx, g.ID)
+	if err != nil {
+		return 0, s.classify("keep the liveness lease alive on", err)
+	}
+	s.liveness = g.ID
+	s.wg.Go(func() {
+		for range ch { // drained until the lease is gone or Close
+		}
+		s.mu.Lock()
+		if s.liveness == g.ID {
+			s.liveness = 0
+		}
+		s.mu.Unlock()
+	})
+	return g.ID, nil
+}
+
+func sameButTime(a, b reconciler.NodeReport) bool {
+	a.Time, b.Time = time.Time{}, time.Time{}
+	a.Stale, b.Stale = false, false
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	return errA == nil && errB == nil && string(ja) == string(jb)
+}
+
+// Reports returns every node's latest report, by node name, with Stale set
+// on each whose agent's liveness key expired (the agent stopped, or lost
+// etcd, for longer than its LivenessTTL). An unreadable report is skipped
+// and named by BadRefs.
+func (s *Store) Reports(ctx context.Context) (map[string]reconciler.NodeReport, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	octx, cancel := s.op(ctx)
+	defer cancel()
+	resp, err := s.cli.Txn(octx).Then(clientv3.OpGet(s.nodesPrefix(), clientv3.WithPrefix()),
+		clientv3.OpGet(s.alivePrefix(), clientv3.WithPrefix(), clientv3.WithKeysOnly())).Commit()
+	if err != nil {
+		return nil, fmt.Errorf("read node reports: %w", s.classify("read node reports from", err))
+	}
+	alive := map[string]bool{}
+	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
+		alive[strings.TrimPrefix(string(kv.Key), s.alivePrefix())] = true
+	}
+	out := map[string]reconciler.NodeReport{}
+	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
+		key := string(kv.Key)
+		node := strings.TrimPrefix(key, s.nodesPrefix())
+		if spec.CheckName("node", node) != nil {
+			continue
+		}
+		var r reconciler.NodeReport
+		if err := json.Unmarshal(kv.Value, &r); err != nil {
+			s.markBad(key, kv.ModRevision, fmt.Errorf("read node report: %w", err))
+			continue
+		}
+		s.markGood(key)
+		r.Stale = !alive[node]
+		out[node] = r
+	}
+	return out, nil
+}
