@@ -45,11 +45,12 @@ type Agent struct {
 	refused       error
 	// marks: app -> whether marksAt (the tip) is a rollback of it
 	// (fleetrepo.RollbackMarkOf), read once per tip. Loop goroutine only.
-	marksAt plumbing.Hash
-	marks   map[string]*reconciler.RollbackMark
-	addr    atomic.Pointer[net.Addr] // of /healthz, once listening
-	dl      *downloads               // releases being installed, off the loop
-	dup     atomic.Pointer[string]   // another agent writes this node's report (duplicate.go)
+	marksAt   plumbing.Hash
+	marks     map[string]*reconciler.RollbackMark
+	addr      atomic.Pointer[net.Addr] // of /healthz, once listening
+	dl        *downloads               // releases being installed, off the loop
+	dup       atomic.Pointer[string]   // another agent writes this node's report (duplicate.go)
+	announced atomic.Bool              // the first pass wrote a report before acting
 
 	mu        sync.Mutex
 	recheckAt time.Time                 // earliest pass a decision asked for
@@ -206,6 +207,15 @@ func (a *Agent) Reconcile(ctx context.Context) bool {
 		report.SpecCommit = commit.String()
 	}
 	reportFetch(&report, err)
+	if a.announced.CompareAndSwap(false, true) {
+		// Say who this agent is before it acts for the first time: its
+		// first report write is where two agents with one node name find
+		// each other (fleetrepo.DuplicateNodeError), and the second must
+		// not have installed or switched anything by then.
+		hello := report
+		hello.Apps = a.localReports()
+		a.publish(ctx, hello)
+	}
 	if report.Conflict = a.duplicate(); report.Conflict != "" {
 		fleet = nil // two agents with one node name: act on nothing
 	}

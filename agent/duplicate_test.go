@@ -58,3 +58,60 @@ func TestTwoAgentsWithOneNodeNameStop(t *testing.T) {
 		drivers[i].mu.Unlock()
 	}
 }
+
+// dupAgent is an agent named n1 on repo with its own state and driver,
+// reporting as instance.
+func dupAgent(t *testing.T, repo, instance, stateDir string) (*Agent, *fakeDriver) {
+	t.Helper()
+	desired, err := fleetrepo.OpenDesired(context.Background(), fleetrepo.DesiredOptions{URL: repo})
+	must(t, err)
+	shared, err := fleetrepo.OpenShared(context.Background(), fleetrepo.SharedOptions{URL: repo,
+		Identity: fleetrepo.Identity{Name: "n1"}, Instance: instance})
+	must(t, err)
+	drv := &fakeDriver{fail: map[string]bool{}}
+	a, err := New(Config{Node: "n1", StateDir: stateDir, Desired: desired, Installer: &fakeInstaller{},
+		Reporter: shared, Drivers: map[string]driver.Driver{"process": drv}, Logger: slog.New(slog.DiscardHandler)})
+	must(t, err)
+	return a, drv
+}
+
+// Issue 11 item 6, the rest: the agent that starts second, beside a live
+// agent with its node name, installs and switches nothing, not even in its
+// first pass (it used to start a workload before its first report write
+// let the two find each other). The same instance after a restart is not
+// another agent.
+func TestSecondAgentWithTheNameActsOnNothing(t *testing.T) {
+	repo := gittest.NewBare(t, specFiles("web@1.0.0"))
+	ctx := context.Background()
+	dirA := t.TempDir()
+	a, _ := dupAgent(t, repo, "instance-a", dirA)
+	if !a.Reconcile(ctx) {
+		t.Fatal("the first agent did not converge")
+	}
+	b, drvB := dupAgent(t, repo, "instance-b", t.TempDir())
+	b.Reconcile(ctx)
+	if len(drvB.switches) != 0 || b.duplicate() == "" {
+		t.Fatalf("second agent with the name n1: switches %v, conflict %q; want none and a conflict", drvB.switches, b.duplicate())
+	}
+	a.Reconcile(ctx)
+	if a.duplicate() == "" {
+		t.Fatal("the first agent did not find out about the second")
+	}
+}
+
+// A restarted agent with its instance finds its own last report, fresh,
+// and acts at once.
+func TestRestartedAgentIsNotItsOwnDuplicate(t *testing.T) {
+	repo := gittest.NewBare(t, specFiles("web@1.0.0"))
+	ctx := context.Background()
+	dir := t.TempDir()
+	a, _ := dupAgent(t, repo, "instance-a", dir)
+	if !a.Reconcile(ctx) {
+		t.Fatal("first start did not converge")
+	}
+	gittest.PushFiles(t, repo, "main", specFiles("web@2.0.0"), "web 2.0.0")
+	a2, drv := dupAgent(t, repo, "instance-a", dir)
+	if !a2.Reconcile(ctx) || a2.duplicate() != "" || len(drv.switches) != 1 || drv.switches[0] != "2.0.0" {
+		t.Fatalf("restarted agent: conflict %q, switches %v; want 2.0.0 at once", a2.duplicate(), drv.switches)
+	}
+}

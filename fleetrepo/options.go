@@ -90,6 +90,11 @@ type SharedOptions struct {
 	// one written only in Time, unless the last is older than this.
 	// Default 5m; negative writes every report.
 	ReportRefresh time.Duration
+	// Instance names this handle in its report commits (the
+	// Reconciler-Instance trailer). An agent passes one kept in its state
+	// directory, so that after a restart it recognises its own reports;
+	// default: random per handle.
+	Instance string
 	// Logger; default discards.
 	Logger *slog.Logger
 	// Clock; default the system clock. Lease expiry is measured on it.

@@ -83,13 +83,13 @@ func (e *DuplicateNodeError) Is(target error) bool { return target == ErrDuplica
 // ErrDuplicateNode is matched by *DuplicateNodeError.
 var ErrDuplicateNode = errors.New("two agents with one node name")
 
-// foreignWriter returns a *DuplicateNodeError when the report chain at tip
-// moved under this handle, which wrote node's report before and is its
-// only writer: the tip is not the commit this handle last wrote and was
-// not written by it. Caller holds mu.
+// foreignWriter returns a *DuplicateNodeError when another agent writes
+// node's report: the chain moved under this handle, which wrote it before
+// and is its only writer, or, at this handle's first write, the tip is a
+// fresh report of another instance. Caller holds mu.
 func (sh *Shared) foreignWriter(node string, tip plumbing.Hash) error {
 	last, ok := sh.reports[node]
-	if !ok || tip.IsZero() || tip == last.tip {
+	if tip.IsZero() || (ok && tip == last.tip) {
 		return nil
 	}
 	c, err := sh.s.repo.CommitObject(tip)
@@ -98,7 +98,19 @@ func (sh *Shared) foreignWriter(node string, tip plumbing.Hash) error {
 	}
 	inst := trailer(c.Message, instanceTrailer)
 	if inst == sh.instance {
-		return nil // this handle's own write, whose answer was lost
+		return nil // this handle's own write (answer lost), or its instance's before a restart
+	}
+	if !ok {
+		// This handle's first write: another instance's report is another
+		// agent with this node name if it is fresh, one written within two
+		// report refreshes (a live agent rewrites its report at least that
+		// often). An older one is a predecessor that is gone (a node whose
+		// state directory, and so its instance, was lost).
+		var prev reconciler.NodeReport
+		if sh.readJSON(tip, reportFile, &prev) != nil || inst == "" ||
+			sh.opts.Clock.Now().Sub(prev.Time) >= 2*max(sh.opts.ReportRefresh, time.Minute) {
+			return nil
+		}
 	}
 	return &DuplicateNodeError{Node: node, Commit: tip.String(), Instance: inst}
 }

@@ -1,6 +1,7 @@
 package fleetrepo
 
 import (
+	"bytes"
 	"fmt"
 	"regexp"
 	"strings"
@@ -121,7 +122,11 @@ func versionAt(c *object.Commit, app string) string {
 		if !strings.HasSuffix(f.Name, ".cue") {
 			return nil
 		}
-		if l := leavesOf(f, app); l["version"] != "" {
+		src, err := fileBytes(f)
+		if err != nil || !bytes.Contains(src, []byte(app)) {
+			return nil // parsing only the files that can name app
+		}
+		if l, err := appLeaves(src, app); err == nil && l["version"] != "" {
 			v = l["version"]
 			return storer.ErrStop
 		}

@@ -1,6 +1,7 @@
 package fleetrepo
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -36,7 +37,7 @@ const (
 type Shared struct {
 	opts     SharedOptions
 	s        *store
-	instance string // random, names this handle's report commits
+	instance string // names this handle's report commits (SharedOptions.Instance)
 
 	// Guarded by s.mu.
 	seen    map[plumbing.ReferenceName]observation // leases, by ref
@@ -62,7 +63,7 @@ func OpenShared(ctx context.Context, opts SharedOptions) (*Shared, error) {
 	return &Shared{
 		opts:     opts,
 		s:        s,
-		instance: rand.Text()[:16],
+		instance: cmp.Or(opts.Instance, rand.Text()[:16]),
 		seen:     map[plumbing.ReferenceName]observation{},
 		lost:     map[plumbing.Hash]lostWrite{},
 		records:  map[string]recordCache{},

@@ -53,8 +53,21 @@ func (n *node) start(t *testing.T, extra ...string) *agentProc {
 	return startAgent(t, n.log, append(args, extra...)...)
 }
 
+// push commits web at version on main, as a person would: on top of what
+// main holds then, again if the agent's rollback commit landed meanwhile.
 func (n *node) push(t *testing.T, version string) {
-	gittest.PushFiles(t, n.repo, "main", fleetCUE(lab.Releases, n.port, version), "web "+version)
+	t.Helper()
+	for try := 0; ; try++ {
+		work := gittest.Clone(t, n.repo, "main")
+		gittest.Commit(t, work, fleetCUE(lab.Releases, n.port, version), "web "+version)
+		out, err := gittest.RunGit(work, "push", "--quiet", "origin", "HEAD:refs/heads/main")
+		if err == nil {
+			return
+		}
+		if try == 4 || !strings.Contains(out+err.Error(), "rejected") {
+			t.Fatalf("push web %s: %v\n%s", version, err, out)
+		}
+	}
 }
 
 func (n *node) serving() string {

@@ -2,10 +2,12 @@ package etcdstore_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/fleetops/reconciler/fleetrepo"
 	"github.com/fleetops/reconciler/internal/etcdstore"
 	"github.com/fleetops/reconciler/internal/etcdstore/embedded"
 	"github.com/fleetops/reconciler/reconciler"
@@ -192,4 +194,44 @@ func fmtList(s []string) string {
 		out += x
 	}
 	return out + "]"
+}
+
+// TestSecondAgentWithTheNameIsToldAtOnce: on etcd an agent's liveness key
+// says it is alive, so another instance writing the same node's report is
+// told at its first write (before it acts), and the first at its next; the
+// same instance again (a restarted agent) is not, nor is one whose
+// predecessor's liveness lease expired.
+func TestSecondAgentWithTheNameIsToldAtOnce(t *testing.T) {
+	c := cluster(t, 1)
+	ctx := context.Background()
+	rep := func(v string) reconciler.NodeReport {
+		return reconciler.NodeReport{Node: "n1", Apps: map[string]reconciler.AppReport{"web": {Version: v}}}
+	}
+	a := open(t, c, "n1", etcdstore.Options{Instance: "a"})
+	if err := a.WriteReport(ctx, rep("1.0.0")); err != nil {
+		t.Fatal(err)
+	}
+	again := open(t, c, "n1", etcdstore.Options{Instance: "a"}) // a restarted
+	if err := again.WriteReport(ctx, rep("1.0.1")); err != nil {
+		t.Fatalf("the same instance after a restart: %v", err)
+	}
+	b := open(t, c, "n1", etcdstore.Options{Instance: "b"})
+	if err := b.WriteReport(ctx, rep("1.0.2")); !errors.Is(err, fleetrepo.ErrDuplicateNode) {
+		t.Fatalf("another instance's first write beside a live agent: %v, want ErrDuplicateNode", err)
+	}
+	if err := again.WriteReport(ctx, rep("1.0.3")); !errors.Is(err, fleetrepo.ErrDuplicateNode) {
+		t.Fatalf("the live agent's next write: %v, want ErrDuplicateNode", err)
+	}
+	gone, err := etcdstore.Open(etcdstore.Options{Endpoints: c.Endpoints(), Instance: "gone", LivenessTTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gone.WriteReport(ctx, reconciler.NodeReport{Node: "n2"}); err != nil {
+		t.Fatal(err)
+	}
+	gone.Close() // its liveness lease expires
+	time.Sleep(2500 * time.Millisecond)
+	if err := open(t, c, "n2", etcdstore.Options{Instance: "new"}).WriteReport(ctx, reconciler.NodeReport{Node: "n2"}); err != nil {
+		t.Fatalf("a new instance after its predecessor's liveness expired: %v", err)
+	}
 }

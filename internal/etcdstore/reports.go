@@ -61,7 +61,10 @@ func (s *Store) WriteReport(ctx context.Context, r reconciler.NodeReport) error 
 		return nil
 	}
 	var dup error
-	if wrote && cur != 0 && cur != last.rev && writer != "" && writer != s.instance {
+	// The chain moved under this handle; or, at its first write, another
+	// instance's liveness key is there: that agent is alive (the key lives
+	// with its etcd lease), so two agents share this node name.
+	if writer != "" && writer != s.instance && (!wrote && cur != 0 || wrote && cur != 0 && cur != last.rev) {
 		dup = &fleetrepo.DuplicateNodeError{Node: r.Node, Commit: fmt.Sprintf("revision %d", cur), Instance: writer}
 	}
 	rev, err := s.putReport(ctx, key, alive, cur, r)

@@ -1,6 +1,7 @@
 package etcdstore
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -46,8 +47,11 @@ type Options struct {
 	// ReportRefresh: as fleetrepo.SharedOptions.ReportRefresh (default 5m;
 	// negative: skip every unchanged report).
 	ReportRefresh time.Duration
-	Clock         clock.Clock  // default the system clock; lease observations use it
-	Logger        *slog.Logger // default: discard
+	// Instance names this handle in its liveness keys: as
+	// fleetrepo.SharedOptions.Instance (default random).
+	Instance string
+	Clock    clock.Clock  // default the system clock; lease observations use it
+	Logger   *slog.Logger // default: discard
 }
 
 func (o *Options) withDefaults() error {
@@ -143,7 +147,7 @@ func Open(opts Options) (*Store, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Store{
 		opts: opts, cli: cli, url: url,
-		instance: randomID(), ctx: ctx, cancel: cancel,
+		instance: cmp.Or(opts.Instance, randomID()), ctx: ctx, cancel: cancel,
 		seen: map[string]observation{}, records: map[string]recordCache{}, reports: map[string]reportCache{},
 		bad: map[string]fleetrepo.BadRef{},
 	}, nil

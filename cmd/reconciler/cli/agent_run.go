@@ -2,11 +2,15 @@ package cli
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/prometheus/client_golang/prometheus"
@@ -107,7 +111,11 @@ func openRepos(ctx context.Context, e *env, o *agentOptions, log *slog.Logger, t
 	if err != nil {
 		return nil, nil, fmt.Errorf("agent %s: %w", o.node, err)
 	}
-	shared, err := o.openShared(ctx, e, o.repo, auth, o.node, filepath.Join(o.stateDir, "git", "shared"), log)
+	instance, err := agentInstance(o.stateDir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("agent %s: %w", o.node, err)
+	}
+	shared, err := o.openSharedAs(ctx, e, o.repo, auth, o.node, instance, filepath.Join(o.stateDir, "git", "shared"), log)
 	var usage *usageError
 	if errors.As(err, &usage) {
 		return nil, nil, err
@@ -169,4 +177,24 @@ func badRefsGauge(sh sharedState) prometheus.Collector {
 		Name: "reconciler_shared_bad_refs",
 		Help: "Shared-state refs skipped as unreadable (see reconciler status).",
 	}, func() float64 { return float64(len(sh.BadRefs())) })
+}
+
+// agentInstance is this state directory's agent instance id, made once:
+// the Reconciler-Instance of its reports. Kept across restarts, it lets an
+// agent tell its own earlier reports from another agent's that uses the
+// same node name (the state directory is locked: one agent per directory).
+func agentInstance(stateDir string) (string, error) {
+	path := filepath.Join(stateDir, "instance")
+	b, err := os.ReadFile(path)
+	if id := strings.TrimSpace(string(b)); err == nil && id != "" {
+		return id, nil
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("read agent instance id: %w", err)
+	}
+	id := rand.Text()[:16]
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("write agent instance id in %s: %w", stateDir, err)
+	}
+	return id, nil
 }

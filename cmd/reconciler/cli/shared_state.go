@@ -94,9 +94,9 @@ func (f *sharedFlags) gitURL() (url string, endpoints []string, err error) {
 }
 
 // openEtcd opens the etcd store at endpoints, as the flags say, for who.
-func (f *sharedFlags) openEtcd(e *env, endpoints []string, who string, log *slog.Logger) (*etcdstore.Store, error) {
+func (f *sharedFlags) openEtcd(e *env, endpoints []string, who, instance string, log *slog.Logger) (*etcdstore.Store, error) {
 	var err error
-	opts := etcdstore.Options{Endpoints: endpoints, Prefix: f.prefix, Identity: who, Logger: log}
+	opts := etcdstore.Options{Endpoints: endpoints, Prefix: f.prefix, Identity: who, Instance: instance, Logger: log}
 	if !strings.HasPrefix(f.prefix, "/") || !strings.HasSuffix(f.prefix, "/") {
 		return nil, &usageError{fmt.Errorf("--shared-prefix %q: want a key prefix that starts and ends with /", f.prefix)}
 	}
@@ -155,12 +155,18 @@ func (f *sharedFlags) tlsConfig() (*tls.Config, error) {
 // the Git repository of --shared/--shared-repo, else repo (with auth, the
 // credentials of repo). cacheDir "" keeps the Git cache in memory.
 func (f *sharedFlags) openShared(ctx context.Context, e *env, repo string, auth transport.AuthMethod, who, cacheDir string, log *slog.Logger) (sharedState, error) {
+	return f.openSharedAs(ctx, e, repo, auth, who, "", cacheDir, log)
+}
+
+// openSharedAs is openShared for an agent: instance names its writes (kept
+// in its state directory, so a restarted agent knows its own reports).
+func (f *sharedFlags) openSharedAs(ctx context.Context, e *env, repo string, auth transport.AuthMethod, who, instance, cacheDir string, log *slog.Logger) (sharedState, error) {
 	url, endpoints, err := f.gitURL()
 	if err != nil {
 		return nil, err
 	}
 	if endpoints != nil {
-		return f.openEtcd(e, endpoints, who, log)
+		return f.openEtcd(e, endpoints, who, instance, log)
 	}
 	if url == "" || url == repo {
 		url = repo
@@ -168,5 +174,5 @@ func (f *sharedFlags) openShared(ctx context.Context, e *env, repo string, auth 
 		return nil, err
 	}
 	return fleetrepo.OpenShared(ctx, fleetrepo.SharedOptions{URL: url, Auth: auth, CacheDir: cacheDir,
-		Identity: fleetrepo.Identity{Name: who}, Logger: log})
+		Identity: fleetrepo.Identity{Name: who}, Logger: log, Instance: instance})
 }

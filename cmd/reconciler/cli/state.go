@@ -48,7 +48,7 @@ func (f *stateFlags) open(ctx context.Context, e *env) (sharedState, error) {
 		return nil, err
 	}
 	if endpoints != nil {
-		return f.openEtcd(e, endpoints, who, nil)
+		return f.openEtcd(e, endpoints, who, "", nil)
 	}
 	if url == "" {
 		if url, err = resolveRepo(e, f.repo); err != nil {
