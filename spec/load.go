@@ -45,6 +45,17 @@ var ErrNoFiles = errors.New("no .cue files")
 // errors carry the file names joined to dir as given. Problems in the specs
 // are returned as *Errors; other errors name dir.
 func LoadDir(dir string) (*Fleet, error) {
+	files, err := ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	return LoadFiles(files)
+}
+
+// ReadDir reads the spec files of dir as LoadDir does, without evaluating
+// them (for a caller that evaluates under limits, package spec/isolate).
+// The size limits are checked before any file is read.
+func ReadDir(dir string) (map[string][]byte, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("load fleet %s: %w", dir, err)
@@ -74,7 +85,7 @@ func LoadDir(dir string) (*Fleet, error) {
 		}
 		files[name] = b
 	}
-	return LoadFiles(files)
+	return files, nil
 }
 
 // LoadCommit loads the fleet in directory dir ("" or "." for the root) of

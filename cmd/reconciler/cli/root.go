@@ -131,6 +131,12 @@ func run(ctx context.Context, e *env, args []string) int {
 		}
 		return ee.code
 	}
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		// Stopped by SIGINT or SIGTERM (a spec evaluation's child, say):
+		// the same word and code as a command abandoned after the grace.
+		fmt.Fprintln(e.stderr, "reconciler: interrupted")
+		return exitInterrupted
+	}
 	code := exitFailure
 	var ue *usageError
 	if errors.As(err, &ue) {

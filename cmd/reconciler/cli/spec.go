@@ -1,16 +1,19 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/fleetops/reconciler/reconciler"
 	"github.com/fleetops/reconciler/spec"
+	"github.com/fleetops/reconciler/spec/isolate"
 )
 
 // specCommands builds validate, export and plan: the commands that read a
@@ -39,6 +42,7 @@ type specError struct {
 
 func validateCmd(e *env) *cobra.Command {
 	var output string
+	var bound evalBound
 	c := &cobra.Command{
 		Use:   "validate [DIR]",
 		Short: "Check a fleet directory's specs; every problem as file:line:col: message",
@@ -55,26 +59,33 @@ With --output json it prints {"dir", "valid", "apps", "nodes", "errors":
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			return runValidate(e, dirArg(args, 1), output)
+			if err := bound.check(); err != nil {
+				return err
+			}
+			return runValidate(c.Context(), e, dirArg(args, 1), output, bound.loader())
 		},
 	}
+	bound.register(c)
 	registerOutput(c, &output)
 	return c
 }
 
-func runValidate(e *env, dir, output string) error {
+func runValidate(ctx context.Context, e *env, dir, output string, l isolate.Loader) error {
 	if output == "text" {
-		f, err := loadFleet(e, dir)
-		if err != nil {
+		f, err := loadBounded(ctx, dir, l)
+		if f, err = printProblems(e, dir, f, err); err != nil {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "%s: %s, %s: valid\n", dir, count(len(f.Apps), "app"), count(len(f.Nodes), "node"))
 		return nil
 	}
-	f, err := spec.LoadDir(dir)
+	f, err := loadBounded(ctx, dir, l)
 	res := validateResult{Dir: dir, Valid: err == nil}
 	var errs *spec.Errors
+	var limit *isolate.LimitError
 	switch {
+	case errors.As(err, &limit):
+		res.Errors = append(res.Errors, specError{Message: limit.Error()})
 	case errors.As(err, &errs):
 		for _, x := range errs.List {
 			res.Errors = append(res.Errors, specError{File: x.File, Line: x.Line, Column: x.Column, Message: x.Message})
@@ -175,6 +186,17 @@ func dirArg(args []string, n int) string {
 // per line, and turn into exit status 1.
 func loadFleet(e *env, dir string) (*spec.Fleet, error) {
 	f, err := spec.LoadDir(dir)
+	return printProblems(e, dir, f, err)
+}
+
+// printProblems prints the spec problems of err on stderr, one per line,
+// and turns them into exit status 1.
+func printProblems(e *env, dir string, f *spec.Fleet, err error) (*spec.Fleet, error) {
+	var limit *isolate.LimitError
+	if errors.As(err, &limit) {
+		fmt.Fprintln(e.stderr, limit.Error())
+		return nil, &exitError{exitFailure, dir + " does not validate: " + limit.Error()}
+	}
 	var errs *spec.Errors
 	if errors.As(err, &errs) {
 		for _, x := range errs.List {
@@ -191,4 +213,42 @@ func count(n int, noun string) string {
 		return "1 " + noun
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// evalBound is --spec-timeout and --spec-memory of a command that
+// evaluates a fleet repo's specs in a child process (validate: a CI job
+// validating a pull request must not hang on a hostile comprehension).
+type evalBound struct {
+	timeout   time.Duration
+	memoryMiB int64
+}
+
+func (b *evalBound) register(c *cobra.Command) {
+	c.Flags().DurationVar(&b.timeout, "spec-timeout", isolate.DefaultTimeout, "bound on evaluating the specs (in a child process); over it they are refused, exit 1")
+	c.Flags().Int64Var(&b.memoryMiB, "spec-memory", isolate.DefaultMemory>>20, "bound on the memory (address space, MiB) evaluating the specs may take")
+}
+
+// check refuses limits that make no sense (a usage error).
+func (b *evalBound) check() error {
+	switch {
+	case b.timeout <= 0:
+		return &usageError{fmt.Errorf("--spec-timeout %v: want a positive duration", b.timeout)}
+	case b.memoryMiB < 64:
+		return &usageError{fmt.Errorf("--spec-memory %d: want at least 64 (MiB)", b.memoryMiB)}
+	}
+	return nil
+}
+
+func (b *evalBound) loader() isolate.Loader {
+	return isolate.Loader{Timeout: b.timeout, Memory: b.memoryMiB << 20}
+}
+
+// loadBounded reads the fleet in dir and evaluates it with l, under its
+// limits; the files' positions are as spec.LoadDir gives them.
+func loadBounded(ctx context.Context, dir string, l isolate.Loader) (*spec.Fleet, error) {
+	files, err := spec.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	return l.LoadSpec(ctx, files)
 }
