@@ -28,7 +28,9 @@ type Loader struct {
 	// upgrade has replaced the file, so parent and child always agree).
 	Path string
 	// Args are its arguments (default: "__eval-spec", the hidden command of
-	// the reconciler binary).
+	// the reconciler binary). A test binary that runs such a command
+	// in-process is re-executed with them, so its TestMain must serve them
+	// (cmd/reconciler/cli/script_test.go), or every test runs again.
 	Args []string
 	// Env is added to the child's environment (tests that re-exec
 	// themselves set a variable here).
@@ -129,9 +131,10 @@ func (l Loader) failure(ctx, run context.Context, cmd *exec.Cmd, err error, stde
 
 // outOfMemory reports whether the child's stderr shows the Go runtime (or
 // the C library starting a thread) refused memory at RLIMIT_AS. A binary
-// built with -race says "address space collisions" when a mapping fails.
+// built with -race says "address space collisions", or ThreadSanitizer
+// "failed to allocate", when a mapping fails.
 func outOfMemory(stderr string) bool {
-	for _, s := range []string{"out of memory", "cannot allocate memory", "pthread_create failed", "too many address space collisions"} {
+	for _, s := range []string{"out of memory", "cannot allocate memory", "pthread_create failed", "too many address space collisions", "ThreadSanitizer failed to allocate"} {
 		if strings.Contains(stderr, s) {
 			return true
 		}
