@@ -22,7 +22,7 @@ import (
 // to renew it (which must fail). Then every client's belief is checked (at
 // no instant more than 3 believe they hold, never two on one slot), and
 // every token a client was told it won must be in its slot's history.
-// The same run as fleetrepo's TestLeaseContention, for any store.
+// One run for every store (TestGitContention, TestEtcdContention, TestMemoryContention).
 func Contention(t *testing.T, open Opener, clients, rounds int) {
 	ttl := 400 * time.Millisecond
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

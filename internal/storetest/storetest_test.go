@@ -101,9 +101,15 @@ func servers(t *testing.T) {
 	}
 }
 
-// TestEtcdContention: 20 clients on 3 slots of an embedded etcd, crashing
-// holders, takeovers and stale renewals (fleetrepo's TestLeaseContention
-// runs the same on a bare repository).
+// TestGitContention: 20 clients on 3 slots of a local bare repository,
+// crashing holders, takeovers and stale renewals (it was fleetrepo's
+// TestLeaseContention; the same run is below for every store).
+func TestGitContention(t *testing.T) {
+	servers(t)
+	storetest.Contention(t, bare.New(t), 20, 10)
+}
+
+// TestEtcdContention: the same on an embedded etcd.
 func TestEtcdContention(t *testing.T) {
 	servers(t)
 	storetest.Contention(t, etcdFactory(t).New(t), 20, 6)
