@@ -1,11 +1,9 @@
 package fleetrepo
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -409,9 +407,7 @@ func (sh *Shared) Leases(ctx context.Context, app string) ([]reconciler.Lease, e
 		doc.App, doc.Slot = a, s // the ref names the slot, whatever the file says
 		out = append(out, sh.observe(ref, tip, doc, now))
 	}
-	slices.SortFunc(out, func(a, b reconciler.Lease) int {
-		return cmp.Or(strings.Compare(a.App, b.App), a.Slot-b.Slot)
-	})
+	reconciler.SortLeases(out)
 	return out, nil
 }
 

@@ -1,6 +1,9 @@
 package reconciler
 
 import (
+	"cmp"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -168,6 +171,11 @@ type Lease struct {
 
 // Held reports whether the slot has a holder (expired or not).
 func (l Lease) Held() bool { return l.Holder != "" }
+
+// SortLeases orders leases by app, then slot: how every store lists them.
+func SortLeases(ls []Lease) {
+	slices.SortFunc(ls, func(a, b Lease) int { return cmp.Or(strings.Compare(a.App, b.App), a.Slot-b.Slot) })
+}
 
 // Expired reports whether a held lease has not been seen to change for its TTL.
 func (l Lease) Expired() bool { return l.Holder != "" && l.Unchanged >= l.TTL }

@@ -1,7 +1,6 @@
 package etcdstore
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -412,9 +411,7 @@ func (s *Store) Leases(ctx context.Context, app string) ([]reconciler.Lease, err
 		doc.App, doc.Slot = a, sl // the key names the slot, whatever the value says
 		out = append(out, s.observe(key, kv.ModRevision, doc, now))
 	}
-	slices.SortFunc(out, func(a, b reconciler.Lease) int {
-		return cmp.Or(strings.Compare(a.App, b.App), a.Slot-b.Slot)
-	})
+	reconciler.SortLeases(out)
 	return out, nil
 }
 
