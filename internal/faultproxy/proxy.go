@@ -277,15 +277,22 @@ func (p *Proxy) forward(l *link, dst net.Conn, b []byte, up bool) bool {
 			break
 		}
 	}
+	// Count before writing: once the peer has the bytes it may read the
+	// stats, and it must see them counted.
+	p.count(up, int64(len(b)))
 	if _, err := dst.Write(b); err != nil {
+		p.count(up, -int64(len(b)))
 		return false
 	}
-	p.mu.Lock()
-	if up {
-		p.stats.Up += int64(len(b))
-	} else {
-		p.stats.Down += int64(len(b))
-	}
-	p.mu.Unlock()
 	return true
+}
+
+func (p *Proxy) count(up bool, n int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if up {
+		p.stats.Up += n
+	} else {
+		p.stats.Down += n
+	}
 }
