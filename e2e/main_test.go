@@ -51,6 +51,7 @@ type specOptions struct {
 	version string
 	rollout string // CUE fields inside rollout: {...}
 	paused  bool
+	extra   string // more CUE at package level (a node's hold, say)
 }
 
 func (f *fleet) spec(o specOptions) map[string]string {
@@ -72,7 +73,8 @@ apps: web: {
 	}
 	paused: %v
 }
-`, nodes.String(), o.version, lab.Releases, o.rollout, o.paused)}
+%s
+`, nodes.String(), o.version, lab.Releases, o.rollout, o.paused, o.extra)}
 }
 
 // newFleet serves a fleet repo at version 1.0.0 (all at once) and starts n
@@ -117,12 +119,13 @@ func (f *fleet) push(o specOptions, msg string) string {
 	return gittest.PushFiles(f.t, f.url, "main", f.spec(o), msg)
 }
 
-// waitAll waits until every live node runs version v, healthy, and serves it.
-func (f *fleet) waitAll(v string, within time.Duration) {
+// waitAll waits until every live node but those named in except runs
+// version v, healthy, and serves it.
+func (f *fleet) waitAll(v string, within time.Duration, except ...string) {
 	f.t.Helper()
 	f.eventually(within, func() (bool, string) {
 		for _, a := range f.agents {
-			if !a.Running() {
+			if !a.Running() || slices.Contains(except, a.Name) {
 				continue
 			}
 			if ok, why := runs(a, v); !ok {

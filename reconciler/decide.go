@@ -127,11 +127,17 @@ func decideNewTarget(in Input, r *Rollout) Decision {
 		// Back to From after a failed rollout (the rollback commit, or a
 		// person's): at once, without waves or leases; the failed
 		// rollout's record already says rolled_back.
+		if why, held := in.heldFrom(target, true); held {
+			return Decision{Action: Wait, Reason: why, Rollout: r}
+		}
 		d := converge(in, target)
 		d.Rollout = r
 		return d
 	}
 	plan := PlanWaves(in.App, in.Inventory)
+	if in.Rollback != nil {
+		plan = PlanRollback(in.App, in.Inventory)
+	}
 	opts := flagsOf(in.App)
 	e := &Event{Type: EventStarted, Rollout: in.Tip, By: in.Node, Time: in.Now,
 		Target: target, From: inferFrom(in, r), Waves: plan.Waves, Options: &opts}
@@ -189,6 +195,9 @@ func decideEnded(in Input, r *Rollout) Decision {
 	case hasKey(r.Failed, in.Node) || in.Self.State == AppFailed:
 		return Decision{Action: Wait, Reason: "failed to upgrade to " + r.Target + "; not retried until the target changes"}
 	}
+	if why, held := in.heldFrom(r.Target, r.IsRollback); held {
+		return Decision{Action: Wait, Reason: why}
+	}
 	if r.AtOnce {
 		return converge(in, r.Target)
 	}
@@ -222,6 +231,9 @@ func bookkeeping(in Input, r *Rollout) (Decision, bool) {
 			return appendEvent(in, r, Event{Type: EventNodeFailed, Node: l.Holder, Lease: l.Token,
 				Reason: fmt.Sprintf("lease %s/%d expired: holder stopped renewing for %s", l.App, l.Slot, l.TTL)}), true
 		}
+	}
+	if e, ok := heldInPlan(in, r); ok && fresh {
+		return appendEvent(in, r, e), true
 	}
 	if in.App.Rollout.RollbackOnFail && !r.AtOnce {
 		for _, n := range planned(r) {
@@ -270,9 +282,13 @@ func unreachable(in Input, r *Rollout) (Event, bool) {
 	if in.Now.Sub(at) < in.App.Rollout.NodeTimeout.Duration {
 		return Event{}, false
 	}
+	held := in.heldNodes(r)
 	for _, n := range r.Waves[k] {
 		if r.terminal(n) || holdsLease(in.Leases, r.ID, n) {
 			continue
+		}
+		if _, ok := held[n]; ok {
+			continue // heldInPlan records it
 		}
 		reason := fmt.Sprintf("took no lease within nodeTimeout %s of %s opening", in.App.Rollout.NodeTimeout, WaveName(k))
 		if in.App.Rollout.OnUnreachable == spec.OnUnreachableFail {
@@ -281,6 +297,53 @@ func unreachable(in Input, r *Rollout) (Event, bool) {
 		return Event{Type: EventNodeUnreachable, Node: n, Reason: reason}, true
 	}
 	return Event{}, false
+}
+
+// heldInPlan finds a node of the plan without a verdict that the inventory
+// now holds (or pins elsewhere), not in flight: it is recorded node_held, so
+// its wave does not wait for it and it is never counted unreachable. A hold
+// declared before the rollout started keeps the node out of the plan.
+func heldInPlan(in Input, r *Rollout) (Event, bool) {
+	held := in.heldNodes(r)
+	if len(held) == 0 {
+		return Event{}, false
+	}
+	for _, n := range planned(r) {
+		if why, ok := held[n]; ok && !r.terminal(n) && !holdsLease(in.Leases, r.ID, n) {
+			return Event{Type: EventNodeHeld, Node: n, Reason: why}, true
+		}
+	}
+	return Event{}, false
+}
+
+// heldNodes maps each inventory node held from the rollout to why.
+func (in Input) heldNodes(r *Rollout) map[string]string {
+	var out map[string]string
+	for _, n := range in.Inventory {
+		if why, held := n.HeldFrom(in.App.Name, r.Target, r.IsRollback); held {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[n.Name] = why
+		}
+	}
+	return out
+}
+
+// held reports whether the inventory holds this node from the rollout.
+func (in Input) held(r *Rollout) bool {
+	_, h := in.heldFrom(r.Target, r.IsRollback)
+	return h
+}
+
+// heldFrom says why this node may not move to version, by the inventory.
+func (in Input) heldFrom(version string, rollback bool) (string, bool) {
+	for _, n := range in.Inventory {
+		if n.Name == in.Node {
+			return n.HeldFrom(in.App.Name, version, rollback)
+		}
+	}
+	return "", false
 }
 
 // decideSelf is this node's own part in a rollout in progress.
@@ -292,6 +355,9 @@ func decideSelf(in Input, r *Rollout) Decision {
 	switch {
 	case !in.Targeted:
 		return Decision{Action: Wait, Reason: "not targeted"}
+	case !holdsLease(in.Leases, r.ID, in.Node) && !hasKey(r.Done, in.Node) && in.held(r):
+		why, _ := in.heldFrom(r.Target, r.IsRollback)
+		return Decision{Action: Wait, Reason: why}
 	case k < 0:
 		return Decision{Action: Wait, Reason: "joined after the plan was frozen; converges when the rollout ends"}
 	case hasKey(r.Done, in.Node):
@@ -334,6 +400,9 @@ func decideAtOnce(in Input, r *Rollout) Decision {
 		return appendEvent(in, r, Event{Type: EventNodeFailed, Node: in.Node, Reason: "switch to " + r.Target + " failed"})
 	case in.Self.State == AppFailed:
 		return Decision{Action: Wait, Reason: "failed to switch to " + r.Target + "; not retried until the target changes"}
+	}
+	if why, held := in.heldFrom(r.Target, true); held {
+		return Decision{Action: Wait, Reason: why}
 	}
 	d := converge(in, r.Target)
 	d.Rollout = r

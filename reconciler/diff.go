@@ -115,6 +115,9 @@ func describe(c AppChange, h spec.App, inv []NodeInfo, opt DiffOptions) AppChang
 	for _, u := range p.Unknown {
 		c.Warnings = append(c.Warnings, fmt.Sprintf("node %s is listed but unknown to the inventory", u))
 	}
+	for _, h := range p.Held {
+		c.Warnings = append(c.Warnings, fmt.Sprintf("node %s is %s: it takes no part in this rollout", h.Node, h.Reason))
+	}
 	if len(c.Nodes) == 0 {
 		c.Warnings = append(c.Warnings, "targets no node")
 	}

@@ -1,6 +1,7 @@
 package reconciler
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 
@@ -8,10 +9,32 @@ import (
 )
 
 // NodeInfo is a node of the inventory as the planner sees it: its name and
-// labels (declared in the fleet repo or announced by its agent).
+// labels (declared in the fleet repo or announced by its agent), and the
+// hold and pins the fleet repo declares for it.
 type NodeInfo struct {
 	Name   string
 	Labels map[string]string
+	Hold   bool
+	Pin    map[string]string
+}
+
+// HeldFrom says why this node takes no move of app to version: it is held
+// (an upgrade only: rollbacks still apply to a held node), or pinned to
+// another version of app (any move). ok is false when it may move.
+func (n NodeInfo) HeldFrom(app, version string, rollback bool) (reason string, ok bool) {
+	if v, pinned := n.Pin[app]; pinned && v != version {
+		return fmt.Sprintf("pinned to %s in the inventory", v), true
+	}
+	if n.Hold && !rollback {
+		return "held in the inventory", true
+	}
+	return "", false
+}
+
+// HeldNode is a targeted node that a plan leaves out, and why.
+type HeldNode struct {
+	Node   string `json:"node"`
+	Reason string `json:"reason"`
 }
 
 // Plan is the ordered waves in which an app's new version reaches the nodes
@@ -23,6 +46,9 @@ type Plan struct {
 	Strategy string     `json:"strategy"`
 	Waves    [][]string `json:"waves"`
 	Unknown  []string   `json:"unknown,omitempty"` // listed in the spec, not in the inventory
+	// Held are the targeted nodes left out of the waves: held, or pinned to
+	// another version (docs/rollouts.md, "Holds and pins").
+	Held []HeldNode `json:"held,omitempty"`
 }
 
 // PlanWaves orders the inventory nodes that app targets into waves:
@@ -33,16 +59,25 @@ type Plan struct {
 //
 // Nodes are ordered by name, so the plan is the same on every agent. Nodes
 // the app lists by name that are not in the inventory are returned in
-// Unknown, sorted, rather than dropped. An unknown strategy plans as rolling
+// Unknown, sorted, rather than dropped. Targeted nodes that are held, or
+// pinned to another version, are left out of the waves and listed in Held
+// (PlanRollback keeps held nodes: a rollback applies to them). An unknown strategy plans as rolling
 // and a size below 1 counts as 1 (specs are validated before they get here).
-func PlanWaves(app spec.App, inventory []NodeInfo) Plan {
-	nodes := targeted(app.Nodes, inventory)
+func PlanWaves(app spec.App, inventory []NodeInfo) Plan { return plan(app, inventory, false) }
+
+// PlanRollback is PlanWaves for a rollback: a held node takes it, a node
+// pinned to another version does not.
+func PlanRollback(app spec.App, inventory []NodeInfo) Plan { return plan(app, inventory, true) }
+
+func plan(app spec.App, inventory []NodeInfo, rollback bool) Plan {
+	nodes, held := targeted(app, inventory, rollback)
 	p := Plan{
 		App:      app.Name,
 		Version:  app.Version,
 		Strategy: app.Rollout.Strategy,
 		Waves:    [][]string{},
 		Unknown:  unknown(app.Nodes, inventory),
+		Held:     held,
 	}
 	switch app.Rollout.Strategy {
 	case spec.StrategyAllAtOnce:
@@ -57,16 +92,28 @@ func PlanWaves(app spec.App, inventory []NodeInfo) Plan {
 }
 
 // targeted returns the sorted, de-duplicated names of the inventory nodes
-// that t selects.
-func targeted(t spec.Targets, inventory []NodeInfo) []string {
+// that app selects and that may move to its version, and those held from it.
+func targeted(app spec.App, inventory []NodeInfo, rollback bool) ([]string, []HeldNode) {
 	seen := make(map[string]bool, len(inventory))
-	match := t.Matcher()
+	reasons := map[string]string{}
+	match := app.Nodes.Matcher()
 	for _, n := range inventory {
-		if match(n.Name, n.Labels) {
-			seen[n.Name] = true
+		if !match(n.Name, n.Labels) {
+			continue
+		}
+		if why, held := n.HeldFrom(app.Name, app.Version, rollback); held {
+			reasons[n.Name] = why
+			continue
+		}
+		seen[n.Name] = true
+	}
+	var held []HeldNode
+	for _, n := range slices.Sorted(maps.Keys(reasons)) {
+		if !seen[n] {
+			held = append(held, HeldNode{Node: n, Reason: reasons[n]})
 		}
 	}
-	return slices.Sorted(maps.Keys(seen))
+	return slices.Sorted(maps.Keys(seen)), held
 }
 
 // unknown returns the sorted names t lists that are not in the inventory.
@@ -102,7 +149,8 @@ func chunks(nodes []string, size int) [][]string {
 func Inventory(nodes map[string]spec.Node) []NodeInfo {
 	out := make([]NodeInfo, 0, len(nodes))
 	for _, name := range slices.Sorted(maps.Keys(nodes)) {
-		out = append(out, NodeInfo{Name: name, Labels: nodes[name].Labels})
+		n := nodes[name]
+		out = append(out, NodeInfo{Name: name, Labels: n.Labels, Hold: n.Hold, Pin: n.Pin})
 	}
 	return out
 }

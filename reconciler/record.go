@@ -22,6 +22,7 @@ type Rollout struct {
 	Done     map[string]string // node -> lease token of its node_done
 	Failed   map[string]string // node -> reason
 	Skipped  map[string]string // node -> reason (unreachable)
+	Held     map[string]string // node -> reason (held or pinned in the inventory)
 	Paused   bool
 	Resumed  int          // index of the last resumed event, -1 if none
 	Options  RolloutFlags // batch size and delay in force
@@ -61,7 +62,7 @@ func fold(events []Event, start int) *Rollout {
 		ID: s.Rollout, Target: s.Target, From: s.From, Started: start,
 		Waves: cloneWaves(s.Waves), Resumed: -1, SpecAt: s.Rollout,
 		WaveDone: map[int]int{}, Done: map[string]string{},
-		Failed: map[string]string{}, Skipped: map[string]string{},
+		Failed: map[string]string{}, Skipped: map[string]string{}, Held: map[string]string{},
 		IsRollback: s.Rollback, RollbackOf: s.RollbackOf, AtOnce: s.AtOnce,
 	}
 	if s.Options != nil {
@@ -97,6 +98,10 @@ func (r *Rollout) apply(i int, e Event) {
 		if !r.terminal(e.Node) {
 			r.Skipped[e.Node] = e.Reason
 		}
+	case EventNodeHeld:
+		if !r.terminal(e.Node) {
+			r.Held[e.Node] = e.Reason
+		}
 	case EventPaused:
 		r.Paused = true
 	case EventResumed:
@@ -127,7 +132,8 @@ func (r *Rollout) terminal(node string) bool {
 	_, d := r.Done[node]
 	_, f := r.Failed[node]
 	_, s := r.Skipped[node]
-	return d || f || s
+	_, h := r.Held[node]
+	return d || f || s || h
 }
 
 // Ended reports whether the rollout has an outcome.
@@ -144,13 +150,15 @@ func (r *Rollout) WaveOf(node string) int {
 }
 
 // WaveComplete reports whether every node of wave k has a verdict that lets
-// the rollout move on: done, skipped, or failed when failures do not stop it.
+// the rollout move on: done, skipped, held, or failed when failures do not
+// stop it.
 func (r *Rollout) WaveComplete(k int, rollbackOnFail bool) bool {
 	for _, n := range r.Waves[k] {
 		_, d := r.Done[n]
 		_, s := r.Skipped[n]
+		_, h := r.Held[n]
 		_, f := r.Failed[n]
-		if !d && !s && !(f && !rollbackOnFail) {
+		if !d && !s && !h && !(f && !rollbackOnFail) {
 			return false
 		}
 	}
@@ -174,6 +182,9 @@ func (r *Rollout) Result() *Result {
 			case hasKey(r.Skipped, n):
 				res.Skipped++
 				nr.Outcome, nr.Reason = "skipped", r.Skipped[n]
+			case hasKey(r.Held, n):
+				res.Skipped++
+				nr.Outcome, nr.Reason = "skipped", r.Held[n]
 			default:
 				nr.Outcome = "pending"
 			}

@@ -81,6 +81,7 @@ const (
 	EventNodeDone        = "node_done"        // Node, Lease
 	EventNodeFailed      = "node_failed"      // Node, Reason, Lease
 	EventNodeUnreachable = "node_unreachable" // Node, Reason
+	EventNodeHeld        = "node_held"        // Node, Reason: held or pinned in the inventory
 	EventPaused          = "paused"
 	EventResumed         = "resumed"
 	EventOptionsChanged  = "options_changed"

@@ -32,6 +32,7 @@ const (
 	NodeSkipped    = "skipped"     // unreachable within nodeTimeout
 	NodeNotStarted = "not_started" // the rollout ended before this node's turn
 	NodeUnknown    = "unknown"     // no report from this node
+	NodeHeld       = "held"        // held, or pinned to another version, in the inventory
 )
 
 // Status is the rollout of one app now, as `reconciler status` shows it.
@@ -55,7 +56,11 @@ type Status struct {
 	NextWave *WaveOpening  `json:"nextWave,omitempty"`
 	Leases   []LeaseStatus `json:"leases"`
 	// Others are targeted nodes outside the frozen plan (late joiners).
-	Others  []NodeStatus  `json:"others,omitempty"`
+	Others []NodeStatus `json:"others,omitempty"`
+	// Held are the targeted nodes the inventory holds from the target (or
+	// pins to another version): they take no part in the waves and are not
+	// unreachable (docs/rollouts.md, "Holds and pins"). Set by AddHolds.
+	Held    []HeldNode    `json:"held,omitempty"`
 	Started time.Time     `json:"started,omitzero"`
 	Elapsed time.Duration `json:"-"` // JSON: "elapsed": "1m30s", "elapsedSeconds": 90
 	Result  *Result       `json:"result,omitempty"`
@@ -170,6 +175,8 @@ func nodeStatus(n, app string, r *Rollout, reports map[string]NodeReport) NodeSt
 		ns.State, ns.Reason = NodeUpgraded, "skipped in the rollout ("+r.Skipped[n]+"), on the target since"
 	case hasKey(r.Skipped, n):
 		ns.State, ns.Reason = NodeSkipped, r.Skipped[n]
+	case hasKey(r.Held, n) && !(rep.Version == r.Target && rep.State == AppHealthy):
+		ns.State, ns.Reason = NodeHeld, r.Held[n]
 	case !reported:
 		ns.State = NodeUnknown
 	case hasKey(r.Done, n) && rep.Version == r.Target && rep.State == AppHealthy:
@@ -180,6 +187,32 @@ func nodeStatus(n, app string, r *Rollout, reports map[string]NodeReport) NodeSt
 		ns.State, ns.Reason = NodeNotStarted, "the rollout "+endedAs(r.Outcome)+" before this node's turn"
 	}
 	return ns
+}
+
+// AddHolds marks the nodes of st that the inventory holds from app's
+// target (held, or pinned to another version) and lists every such targeted
+// node in st.Held. A node that already runs the target is not marked.
+func (st *Status) AddHolds(app spec.App, inv []NodeInfo) {
+	rollback := st.Rollback && st.RolloutTarget == app.Version
+	_, held := targeted(app, inv, rollback)
+	st.Held = held
+	why := map[string]string{}
+	for _, h := range held {
+		why[h.Node] = h.Reason
+	}
+	mark := func(ns *NodeStatus) {
+		if r, ok := why[ns.Node]; ok && ns.Version != app.Version && !inFlight(ns.State) {
+			ns.State, ns.Reason = NodeHeld, r
+		}
+	}
+	for _, w := range st.Waves {
+		for i := range w {
+			mark(&w[i])
+		}
+	}
+	for i := range st.Others {
+		mark(&st.Others[i])
+	}
 }
 
 // endedAs says how a rollout ended, for a sentence.

@@ -33,6 +33,8 @@ func (c *checker) runCheck(v cue.Value) {
 		c.checkExec(v)
 	case "url":
 		c.checkString(v, fetchableURL)
+	case "pins":
+		c.checkPins(v)
 	default:
 		panic(fmt.Sprintf("spec: schema names unknown check %q", rule))
 	}
@@ -83,6 +85,24 @@ func fetchableURL(s string) bool {
 func validDuration(s string) bool {
 	d, err := time.ParseDuration(s)
 	return err == nil && d >= 0
+}
+
+// checkPins requires each pin to name a valid app and a semantic version.
+func (c *checker) checkPins(v cue.Value) {
+	it, err := v.Fields()
+	if err != nil {
+		return
+	}
+	for it.Next() {
+		app := it.Selector().Unquoted()
+		if err := CheckName("app", app); err != nil {
+			c.errs.add(c.labelPos(it.Value().Path()), "%s: %v", it.Value().Path(), err)
+			continue
+		}
+		if s, err := it.Value().String(); err == nil && !validVersion(s) {
+			c.errs.add(c.valuePos(it.Value().Path()), "%s: got %q, want a semantic version such as \"1.2.3\" that the node stays on", it.Value().Path(), s)
+		}
+	}
 }
 
 // checkHealth requires exactly one of http, tcp and exec.

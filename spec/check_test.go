@@ -148,7 +148,7 @@ func TestCheckFleetLevel(t *testing.T) {
 		}},
 		{"an app that is not a struct", map[string]string{"a.cue": "package fleet\napps: web: 5\nnodes: n: 1\n"}, []string{
 			`a.cue:2:12: apps.web: got 5, want a struct with artifact, health, nodes, paused, rollout, version`,
-			`a.cue:3:11: nodes.n: got 1, want a struct with labels, vars`,
+			`a.cue:3:11: nodes.n: got 1, want a struct with hold, labels, pin, vars`,
 		}},
 		{"closed user definition", map[string]string{"a.cue": "package fleet\n#Base: {artifact: url: \"https://x/y\"}\napps: web: #Base & {version: \"1.0.0\", health: tcp: \"h:1\"}\n"}, []string{
 			`a.cue:3:20: apps.web.rollout: field not allowed by a closed definition in the fleet (end it with "..." or use a hidden field such as _base)`,
@@ -164,6 +164,15 @@ nodes: d: {labels: region: "eu", lables: x: "y"}
 			`f.cue:14:20: apps.c.version: got "1.0", want a semantic version such as "1.2.3" or "v1.2.3"`,
 			`f.cue:14:47: apps.c.colour: unknown field "colour", want one of artifact, health, nodes, paused, rollout, version`,
 			`f.cue:15:34: nodes.d.lables: unknown field "lables", did you mean "labels"?`,
+		}},
+		{"hold and pin mistakes", map[string]string{"f.cue": header + `nodes: a: hold: "yes"
+nodes: b: pin: {web: "latest", "x y": "1.0.0"}
+nodes: c: pin: ["web"]
+`}, []string{
+			`f.cue:12:17: nodes.a.hold: got "yes", want true or false`,
+			`f.cue:13:22: nodes.b.pin.web: got "latest", want a semantic version such as "1.2.3" that the node stays on`,
+			`f.cue:13:32: nodes.b.pin."x y": invalid app name "x y": character ' ' at byte 1; want ` + NameRule,
+			`f.cue:14:16: nodes.c.pin: got ["web"], want a map of app names to versions, such as {web: "1.2.3"}`,
 		}},
 		{"syntax error", map[string]string{"a.cue": "package fleet\napps: x: {\n"}, []string{
 			`a.cue:2:12: expected '}', found 'EOF'`,

@@ -100,16 +100,36 @@ func contains(list []string, s string) bool {
 
 func fastNode(name string, raw json.RawMessage) (Node, bool) {
 	var fields map[string]json.RawMessage
-	if CheckName("node", name) != nil || !jsonObject(raw, &fields, "labels", "vars") {
+	if CheckName("node", name) != nil || !jsonObject(raw, &fields, "labels", "vars", "hold", "pin") {
 		return Node{}, false
 	}
-	for _, k := range []string{"labels", "vars"} {
+	for _, k := range []string{"labels", "vars", "pin"} {
 		if v, set := fields[k]; set && !stringMap(v) {
 			return Node{}, false
 		}
 	}
+	if h, set := fields["hold"]; set && !boolean(h) {
+		return Node{}, false
+	}
+	if p, set := fields["pin"]; set && !fastPins(p) {
+		return Node{}, false
+	}
 	n := Node{Labels: map[string]string{}, Vars: map[string]string{}} // as the schema declares them
 	return n, json.Unmarshal(raw, &n) == nil
+}
+
+// fastPins: every pin names a valid app and a semantic version (checkPins).
+func fastPins(raw json.RawMessage) bool {
+	var pins map[string]string
+	if json.Unmarshal(raw, &pins) != nil {
+		return false
+	}
+	for app, v := range pins {
+		if CheckName("app", app) != nil || !validVersion(v) {
+			return false
+		}
+	}
+	return true
 }
 
 // stringMap reports whether raw is an object of strings.

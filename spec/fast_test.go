@@ -34,6 +34,7 @@ func TestFastPathAgreesWithSchema(t *testing.T) {
 apps: y: {version: "1.0.0", artifact: url: "https://r/y.tgz", health: tcp: "127.0.0.1:9", nodes: {region: "us"}}
 apps: z: {version: "1.0.0", artifact: url: "http://r/z.tgz", health: http: "https://h/x", nodes: "all"}
 nodes: a: vars: PORT: "8080"
+nodes: b: {hold: true, pin: {x: "v2.0.0-rc.1+b5", y: "1.0.0"}}
 `)},
 		"no nodes": {"f.cue": []byte(minimal)},
 	}

@@ -108,10 +108,16 @@ func (t *Targets) UnmarshalJSON(b []byte) error {
 	return json.Unmarshal(b, &t.Selector)
 }
 
-// Node is a declared node: its labels and its per-node variables.
+// Node is a declared node: its labels, its per-node variables, and the
+// gates an operator put on it (docs/rollouts.md, "Holds and pins").
 type Node struct {
 	Labels map[string]string `json:"labels,omitempty"`
 	Vars   map[string]string `json:"vars,omitempty"`
+	// Hold: the node takes no upgrade of any app; rollbacks still apply.
+	Hold bool `json:"hold,omitempty"`
+	// Pin maps an app to the version the node stays on: it takes no
+	// rollout of that app to any other version, rollbacks included.
+	Pin map[string]string `json:"pin,omitempty"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("30s").

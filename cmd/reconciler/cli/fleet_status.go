@@ -88,6 +88,7 @@ func statuses(ctx context.Context, e *env, h *fleetHandles, args []string) ([]re
 			return nil, fmt.Errorf("read the leases of %s: %w", name, err)
 		}
 		st := reconciler.StatusOf(app, record, reports, leases, time.Now())
+		st.AddHolds(app, reconciler.InventoryOf(v.fleet.Nodes, reports))
 		if v.warning != "" && h.flags.output == "json" {
 			st.Warnings = append([]string{v.warning}, st.Warnings...)
 		}
@@ -137,12 +138,26 @@ func printStatus(w io.Writer, st reconciler.Status) {
 			printNode(tw, label, n)
 		}
 	}
+	shown := map[string]bool{}
 	for i, n := range st.Others {
 		label := ""
 		if i == 0 {
 			label = "not in plan"
 		}
 		printNode(tw, label, n)
+		shown[n.Node] = true
+	}
+	for _, w := range st.Waves {
+		for _, n := range w {
+			shown[n.Node] = true
+		}
+	}
+	label := "held"
+	for _, h := range st.Held {
+		if !shown[h.Node] {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", label, h.Node, "-", reconciler.NodeHeld, h.Reason)
+			label = ""
+		}
 	}
 	tw.Flush()
 	for _, l := range st.Leases {
@@ -182,16 +197,41 @@ func newAuditCmd(e *env) *cobra.Command {
 		Args:              exactArgs(1),
 		ValidArgsFunction: completeApps(e, f),
 		RunE: func(c *cobra.Command, args []string) error {
+			var held map[string]string
 			return runReader(c, e, f, func(ctx context.Context, h *fleetHandles) (map[string][]string, error) {
-				return auditOf(ctx, e, h, args[0])
-			}, func(audit map[string][]string) error { return printAudit(e, args[0], audit) })
+				audit, hs, err := auditOf(ctx, e, h, args[0])
+				held = hs
+				return audit, err
+			}, func(audit map[string][]string) error { return printAudit(e, args[0], audit, held) })
 		},
 	}
 	f.register(c)
 	return c
 }
 
-func printAudit(e *env, app string, audit map[string][]string) error {
+// printAudit prints the versions and their nodes; a node the inventory
+// holds (or pins) is marked "(held)" or "(pinned to V)", and the held nodes
+// that report nothing yet are listed apart. The JSON keeps the plain map.
+func printAudit(e *env, app string, audit map[string][]string, held map[string]string) error {
+	listed := map[string]bool{}
+	for v, nodes := range audit {
+		marked := make([]string, len(nodes))
+		for i, n := range nodes {
+			listed[n] = true
+			marked[i] = n
+			if why, ok := held[n]; ok {
+				marked[i] = fmt.Sprintf("%s (%s)", n, why)
+			}
+		}
+		audit[v] = marked
+	}
+	defer func() {
+		for _, n := range slices.Sorted(maps.Keys(held)) {
+			if !listed[n] {
+				fmt.Fprintf(e.stdout, "%s: %s, reports nothing yet\n", n, held[n])
+			}
+		}
+	}()
 	if len(audit) == 0 {
 		fmt.Fprintf(e.stdout, "no node reports running %s\n", app)
 		return nil
@@ -206,21 +246,30 @@ func printAudit(e *env, app string, audit map[string][]string) error {
 
 // auditOf is which nodes run which version of app. An app neither in the
 // last valid specs nor on any node is the same error as status gives.
-func auditOf(ctx context.Context, e *env, h *fleetHandles, app string) (map[string][]string, error) {
+// held maps the nodes the inventory holds from app's version (held, or
+// pinned to another) to why.
+func auditOf(ctx context.Context, e *env, h *fleetHandles, app string) (audit map[string][]string, held map[string]string, err error) {
 	v, err := h.view(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	v.warn(e)
 	reports, err := h.reports(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	audit := reconciler.Audit(app, reports)
-	if _, err := appOf(v.fleet, app); err != nil && len(audit) == 0 {
-		return nil, err
+	audit = reconciler.Audit(app, reports)
+	spec, err := appOf(v.fleet, app)
+	if err != nil && len(audit) == 0 {
+		return nil, nil, err
 	}
-	return audit, nil
+	if err == nil {
+		held = map[string]string{}
+		for _, hn := range reconciler.PlanWaves(spec, reconciler.InventoryOf(v.fleet.Nodes, reports)).Held {
+			held[hn.Node] = hn.Reason
+		}
+	}
+	return audit, held, nil
 }
 
 func orDash(s string) string {

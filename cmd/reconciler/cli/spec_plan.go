@@ -46,6 +46,13 @@ func planNotes(p reconciler.Plan, app spec.App, declared int) []string {
 		notes = append(notes, fmt.Sprintf("Unknown (listed, not declared; planned once their agents announce themselves): %s",
 			strings.Join(p.Unknown, " ")))
 	}
+	if len(p.Held) > 0 {
+		var held []string
+		for _, h := range p.Held {
+			held = append(held, fmt.Sprintf("%s (%s)", h.Node, h.Reason))
+		}
+		notes = append(notes, "Held (targeted, not in the waves): "+strings.Join(held, ", "))
+	}
 	if app.Paused {
 		notes = append(notes, "Paused: agents keep the version they run until the app is resumed.")
 	}

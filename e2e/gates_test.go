@@ -1,0 +1,64 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fleetops/reconciler/reconciler"
+)
+
+// TestHeldNodeSkipped (issue 16 §6): node-2 is held in the inventory when
+// 1.1.0 is pushed. The rolling upgrade leaves it out of the waves and
+// completes without waiting for it or calling it unreachable; node-2 keeps
+// serving 1.0.0, and status and audit say it is held. Lifting the hold
+// lets it converge, under a lease, after the rollout.
+func TestHeldNodeSkipped(t *testing.T) {
+	f := newFleet(t, 4)
+	held := f.agents[1]
+	rollout := `strategy: "rolling", batchSize: 2, nodeTimeout: "4s"`
+	commit := f.push(specOptions{version: "1.1.0", rollout: rollout, extra: `nodes: "node-2": hold: true`}, "web 1.1.0, node-2 held")
+	f.eventually(time.Minute, func() (bool, string) {
+		r := reconciler.Latest(f.record("web"))
+		return r != nil && r.ID == commit && r.Outcome == reconciler.OutcomeCompleted, "not complete"
+	}, "the rollout to complete without node-2")
+	r := reconciler.Latest(f.record("web"))
+	if r.WaveOf("node-2") >= 0 || len(r.Done) != 3 || len(r.Skipped) != 0 || len(r.Failed) != 0 {
+		t.Fatalf("waves %v, done %v, skipped %v, failed %v: want node-2 out of the plan, the 3 others done",
+			r.Waves, r.Done, r.Skipped, r.Failed)
+	}
+	f.waitAll("1.1.0", 30*time.Second, "node-2")
+	f.eventually(30*time.Second, func() (bool, string) {
+		rep, err := held.Report()
+		if err != nil {
+			return false, err.Error()
+		}
+		app := rep.Apps["web"]
+		got, err := held.Serving()
+		return app.Version == "1.0.0" && strings.Contains(app.Error, "held in the inventory") && got == "1.0.0",
+			fmt.Sprintf("reports %+v, serves %q (%v)", app, got, err)
+	}, "node-2 to keep serving 1.0.0, reporting why")
+
+	out, err := f.cli("status", "web", "--output", "json")
+	var st reconciler.Status
+	if err != nil || json.Unmarshal([]byte(out), &st) != nil {
+		t.Fatalf("status web: %v\n%s", err, out)
+	}
+	if len(st.Held) != 1 || st.Held[0].Node != "node-2" || !strings.Contains(st.Held[0].Reason, "held") {
+		t.Fatalf("status held = %+v, want node-2", st.Held)
+	}
+	out, err = f.cli("status", "web")
+	if err != nil || !strings.Contains(out, "node-2") || !strings.Contains(out, "held in the inventory") {
+		t.Fatalf("status web (text) = %s, %v: want node-2 shown held", out, err)
+	}
+	out, err = f.cli("audit", "web")
+	if err != nil || !strings.Contains(out, "node-2 (held in the inventory)") {
+		t.Fatalf("audit web = %s, %v: want node-2 marked held", out, err)
+	}
+
+	// Lift the hold: node-2 converges after the rollout, under a lease.
+	f.push(specOptions{version: "1.1.0", rollout: rollout}, "node-2 released")
+	f.waitAll("1.1.0", time.Minute)
+}
