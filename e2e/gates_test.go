@@ -62,3 +62,59 @@ func TestHeldNodeSkipped(t *testing.T) {
 	f.push(specOptions{version: "1.1.0", rollout: rollout}, "node-2 released")
 	f.waitAll("1.1.0", time.Minute)
 }
+
+// TestWindowHoldsTheWave (issue 16 §3): 1.1.0 is pushed with a
+// maintenance window that is closed now (every day, six hours from now):
+// every node waits, saying why, and status says when the wave can start;
+// no node switches. A commit that opens the window (every day, all day)
+// releases the wave and the rollout completes.
+func TestWindowHoldsTheWave(t *testing.T) {
+	f := newFleet(t, 3)
+	later := time.Now().UTC().Add(6 * time.Hour)
+	closed := fmt.Sprintf(`strategy: "rolling", batchSize: 2, nodeTimeout: "4s",
+		windows: [{days: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], start: %q, end: %q, timezone: "UTC"}]`,
+		later.Format("15:04"), later.Add(time.Hour).Format("15:04"))
+	commit := f.push(specOptions{version: "1.1.0", rollout: closed}, "web 1.1.0, window closed now")
+	f.eventually(time.Minute, func() (bool, string) {
+		for i, a := range f.agents {
+			rep, err := a.Report()
+			if err != nil {
+				return false, err.Error()
+			}
+			why := "outside the maintenance windows" // wave 1: node-1, node-2
+			if i == 2 {
+				why = "wave 2 waits for earlier waves"
+			}
+			if app := rep.Apps["web"]; app.Version != "1.0.0" || !strings.Contains(app.Error, why) {
+				return false, fmt.Sprintf("%s: %+v", a.Name, app)
+			}
+		}
+		r := reconciler.Latest(f.record("web"))
+		return r != nil && r.ID == commit, "no rollout started"
+	}, "every node to wait for the window")
+	out, err := f.cli("status", "web", "--output", "json")
+	var st reconciler.Status
+	if err != nil || json.Unmarshal([]byte(out), &st) != nil {
+		t.Fatalf("status web: %v\n%s", err, out)
+	}
+	if st.Gate == nil || st.Gate.At.Sub(later) > time.Minute || st.Gate.At.Sub(later) < -time.Minute {
+		t.Fatalf("status gate = %+v, want the window opening at about %s", st.Gate, later)
+	}
+	if r := reconciler.Latest(f.record("web")); len(r.Done) != 0 || len(r.Skipped) != 0 || len(r.Failed) != 0 {
+		t.Fatalf("done %v skipped %v failed %v while the window is closed", r.Done, r.Skipped, r.Failed)
+	}
+	for _, a := range f.agents {
+		if got, err := a.Serving(); err != nil || got != "1.0.0" {
+			t.Fatalf("%s serves %q (%v) while the window is closed, want 1.0.0", a.Name, got, err)
+		}
+	}
+
+	f.push(specOptions{version: "1.1.0", rollout: `strategy: "rolling", batchSize: 2, nodeTimeout: "4s",
+		windows: [{days: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], start: "00:00", end: "24:00", timezone: "Europe/Berlin"}]`},
+		"open the window")
+	f.eventually(time.Minute, func() (bool, string) {
+		r := reconciler.Latest(f.record("web"))
+		return r.ID == commit && r.Outcome == reconciler.OutcomeCompleted && len(r.Done) == 3, "outcome " + r.Outcome
+	}, "the rollout to complete once the window opened")
+	f.waitAll("1.1.0", 30*time.Second)
+}

@@ -201,7 +201,24 @@ func decideEnded(in Input, r *Rollout) Decision {
 	if r.AtOnce {
 		return converge(in, r.Target)
 	}
+	if d, closed := gateClosed(in, r); closed {
+		return d
+	}
 	return leaseOrWait(in, r)
+}
+
+// gateClosed is the wait of a node that may not take a lease now: its
+// rollout's maintenance windows are closed, or a freeze is on, by this
+// node's clock. A rollback ignores both.
+func gateClosed(in Input, r *Rollout) (Decision, bool) {
+	if r.IsRollback || holdsLease(in.Leases, r.ID, in.Node) {
+		return Decision{}, false
+	}
+	g := GateAt(in.App.Rollout, in.Now)
+	if g.Open {
+		return Decision{}, false
+	}
+	return Decision{Action: Wait, Until: g.Next, Reason: "no switch starts now: " + g.closedText(in.Now)}, true
 }
 
 // bookkeeping returns the record entry this node should append, if any:
@@ -279,6 +296,15 @@ func unreachable(in Input, r *Rollout) (Event, bool) {
 		return Event{}, false
 	}
 	at, _ := openAt(in, r, k)
+	if !r.IsRollback {
+		// A node is given nodeTimeout while the gate is open: no lease is
+		// taken while it is closed, so none is late for it.
+		g := GateAt(in.App.Rollout, in.Now)
+		if !g.Open {
+			return Event{}, false
+		}
+		at = maxTime(at, g.Since)
+	}
 	if in.Now.Sub(at) < in.App.Rollout.NodeTimeout.Duration {
 		return Event{}, false
 	}
@@ -380,6 +406,9 @@ func decideSelf(in Input, r *Rollout) Decision {
 	}
 	if upToDate(in) {
 		return appendEvent(in, r, Event{Type: EventNodeDone, Node: in.Node, Reason: "already on target"})
+	}
+	if d, closed := gateClosed(in, r); closed {
+		return d
 	}
 	return leaseOrWait(in, r)
 }

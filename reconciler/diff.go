@@ -47,6 +47,9 @@ type DiffOptions struct {
 	// FailedTargets maps app -> version -> reason for versions that failed
 	// or were rolled back before (from the rollout records).
 	FailedTargets map[string]map[string]string
+	// Now, when set, is the moment the change is judged at: a rollout
+	// whose maintenance windows are closed then (or frozen) is warned of.
+	Now time.Time
 }
 
 // Diff compares two resolved fleets app by app (sorted by name). base may
@@ -126,6 +129,11 @@ func describe(c AppChange, h spec.App, inv []NodeInfo, opt DiffOptions) AppChang
 	}
 	if h.Paused {
 		c.Warnings = append(c.Warnings, "app is paused: no node will start")
+	}
+	if !opt.Now.IsZero() && c.From != c.To {
+		if g := GateAt(h.Rollout, opt.Now); !g.Open {
+			c.Warnings = append(c.Warnings, "no wave can start now: "+g.closedText(opt.Now)+", by this machine's clock (each node judges by its own)")
+		}
 	}
 	return c
 }

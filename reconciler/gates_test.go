@@ -1,6 +1,7 @@
 package reconciler
 
 import (
+	"github.com/fleetops/reconciler/spec"
 	"slices"
 	"strings"
 	"testing"
@@ -209,5 +210,194 @@ func TestResultCountsHeldAsSkipped(t *testing.T) {
 	if res.Total != 2 || res.Upgraded != 1 || res.Skipped != 1 || res.Nodes[1].Outcome != "skipped" ||
 		!strings.Contains(res.Nodes[1].Reason, "held") {
 		t.Fatalf("result = %+v", res)
+	}
+}
+
+// Maintenance windows and freezes (§3). t0 is Friday 2026-11-27 12:00 UTC,
+// 13:00 in Berlin.
+
+func windowed(in Input, ws []spec.Window, fs ...spec.Freeze) Input {
+	in.App.Rollout.Windows, in.App.Rollout.Freeze = ws, fs
+	return in
+}
+
+var (
+	berlinMorning = []spec.Window{{Days: []string{"mon", "fri"}, Start: "09:00", End: "12:30", Timezone: "Europe/Berlin"}}
+	berlinDay     = []spec.Window{{Days: []string{"fri"}, Start: "09:00", End: "17:00", Timezone: "Europe/Berlin"}}
+	freezeNow     = spec.Freeze{From: t0.Add(-time.Hour), To: t0.Add(2 * time.Hour), Reason: "black friday"}
+)
+
+func TestGateAt(t *testing.T) {
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		ro     spec.Rollout
+		now    time.Time
+		open   bool
+		since  time.Time
+		next   time.Time
+		reason string
+	}{
+		{name: "no windows: open", now: t0, open: true},
+		{name: "inside a window in its timezone", ro: spec.Rollout{Windows: berlinDay}, now: t0, open: true,
+			since: time.Date(2026, 11, 27, 9, 0, 0, 0, berlin)},
+		{name: "after today's window: next Monday 09:00 Berlin", ro: spec.Rollout{Windows: berlinMorning}, now: t0,
+			next: time.Date(2026, 11, 30, 9, 0, 0, 0, berlin), reason: "outside the maintenance windows"},
+		{name: "the window's timezone, not UTC: 12:00 UTC is 13:00 in Berlin",
+			ro:  spec.Rollout{Windows: []spec.Window{{Days: []string{"fri"}, Start: "12:00", End: "13:00", Timezone: "UTC"}}},
+			now: t0, open: true, since: t0},
+		{name: "an overnight window is open after midnight on the next day",
+			ro:  spec.Rollout{Windows: []spec.Window{{Days: []string{"thu"}, Start: "22:00", End: "04:00", Timezone: "UTC"}}},
+			now: time.Date(2026, 11, 27, 3, 0, 0, 0, time.UTC), open: true, since: time.Date(2026, 11, 26, 22, 0, 0, 0, time.UTC)},
+		{name: "end 24:00 is midnight",
+			ro:  spec.Rollout{Windows: []spec.Window{{Days: []string{"fri"}, Start: "13:00", End: "24:00", Timezone: "UTC"}}},
+			now: time.Date(2026, 11, 27, 23, 59, 0, 0, time.UTC), open: true, since: time.Date(2026, 11, 27, 13, 0, 0, 0, time.UTC)},
+		{name: "a freeze closes an open window, and reopens it when it ends",
+			ro: spec.Rollout{Windows: berlinDay, Freeze: []spec.Freeze{freezeNow}}, now: t0,
+			next: t0.Add(2 * time.Hour), reason: "frozen until 2026-11-27T14:00:00Z: black friday"},
+		{name: "a freeze alone", ro: spec.Rollout{Freeze: []spec.Freeze{freezeNow}}, now: t0,
+			next: t0.Add(2 * time.Hour), reason: "frozen until"},
+		{name: "after a freeze, open since it ended", ro: spec.Rollout{Freeze: []spec.Freeze{freezeNow}}, now: t0.Add(3 * time.Hour),
+			open: true, since: t0.Add(2 * time.Hour)},
+		{name: "a freeze past every window of the horizon: the next window after it",
+			ro: spec.Rollout{Windows: berlinMorning, Freeze: []spec.Freeze{{From: t0, To: t0.Add(20 * 24 * time.Hour)}}}, now: t0,
+			next: time.Date(2026, 12, 18, 9, 0, 0, 0, berlin), reason: "frozen until"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := GateAt(tt.ro, tt.now)
+			if g.Open != tt.open || !strings.Contains(g.Reason, tt.reason) {
+				t.Fatalf("gate = %+v, want open %v, reason %q", g, tt.open, tt.reason)
+			}
+			if tt.open && !tt.since.IsZero() && !g.Since.Equal(tt.since) {
+				t.Fatalf("since = %s, want %s", g.Since, tt.since)
+			}
+			if !tt.open && !g.Next.Equal(tt.next) {
+				t.Fatalf("next = %s, want %s", g.Next, tt.next)
+			}
+		})
+	}
+}
+
+func TestDecideWindowsAndFreezes(t *testing.T) {
+	w3 := [][]string{{"a", "b"}, {"c", "d"}, {"e"}}
+	monday := time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC) // 09:00 Berlin
+	tests := []struct {
+		name   string
+		in     Input
+		action Action
+		check  func(*testing.T, Decision)
+	}{
+		{
+			name:   "a closed window holds an open wave: wait until it opens",
+			in:     windowed(base("a", started(w3...)), berlinMorning),
+			action: Wait,
+			check: func(t *testing.T, d Decision) {
+				wantReason("outside the maintenance windows")(t, d)
+				if !d.Until.Equal(monday) {
+					t.Fatalf("until = %s, want %s", d.Until, monday)
+				}
+			},
+		},
+		{
+			name:   "inside the window the node asks for a lease",
+			in:     windowed(base("a", started(w3...)), berlinDay),
+			action: Acquire,
+		},
+		{
+			name:   "a freeze holds it, with its reason",
+			in:     windowed(base("a", started(w3...)), berlinDay, freezeNow),
+			action: Wait,
+			check:  wantReason("black friday"),
+		},
+		{
+			name: "a holder in flight finishes when the window closes",
+			in: func() Input {
+				in := windowed(base("a", started(w3...)), berlinMorning)
+				in.Leases = []Lease{lease(0, "a", 0)}
+				return in
+			}(),
+			action: Upgrade,
+		},
+		{
+			name: "no node is unreachable while the window is closed",
+			in: func() Input {
+				in := windowed(base("c", started(w3...)), berlinMorning)
+				in.Now = t0.Add(time.Hour) // the wave opened an hour ago, nodeTimeout 1m
+				return in
+			}(),
+			action: Wait,
+		},
+		{
+			name: "nodeTimeout counts from the window's opening, not the wave's",
+			in: func() Input {
+				in := windowed(base("a", started(w3...)), berlinMorning)
+				in.Seen = seenAt(1, t0.Add(-72*time.Hour))
+				in.Now = monday.Add(30 * time.Second)
+				return in
+			}(),
+			action: Acquire, // its own lease: neither a nor b is late yet
+		},
+		{
+			name: "past nodeTimeout inside the window, a node that took no lease is unreachable",
+			in: func() Input {
+				in := windowed(base("c", started(w3...)), berlinMorning)
+				in.Seen = seenAt(1, t0.Add(-72*time.Hour))
+				in.Now = monday.Add(2 * time.Minute)
+				return in
+			}(),
+			action: Append,
+			check:  wantEvent(EventNodeUnreachable),
+		},
+		{
+			name:   "an at-once rollback ignores windows and freezes",
+			in:     windowed(rollbackIn("a", nil), berlinMorning, freezeNow),
+			action: Converge,
+		},
+		{
+			name: "a rollback in waves ignores them too",
+			in: func() Input {
+				rec := started(w3...)
+				rec[0].Rollback = true
+				return windowed(base("a", rec), berlinMorning, freezeNow)
+			}(),
+			action: Acquire,
+		},
+		{
+			name:   "after completion a skipped node converges only inside the window",
+			in:     windowed(base("c", completedTwoSkipped()), berlinMorning),
+			action: Wait,
+			check:  wantReason("outside the maintenance windows"),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := Decide(tt.in)
+			if d.Action != tt.action {
+				t.Fatalf("action = %s (%s), want %s", d.Action, d.Reason, tt.action)
+			}
+			if tt.check != nil {
+				tt.check(t, d)
+			}
+		})
+	}
+}
+
+func TestStatusAndDiffShowTheGate(t *testing.T) {
+	app := testApp(func(a *spec.App) { a.Rollout.Windows = berlinMorning })
+	st := StatusOf(app, started([]string{"a"}), nil, nil, t0)
+	if st.Gate == nil || !st.Gate.At.Equal(time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)) || st.Gate.OpensIn != 68*time.Hour {
+		t.Fatalf("gate = %+v, want opening Monday 08:00 UTC, in 68h", st.Gate)
+	}
+	base := testApp(func(a *spec.App) { a.Version = "1.0.0" })
+	ch := Diff(&spec.Fleet{Apps: map[string]spec.App{"web": base}}, &spec.Fleet{Apps: map[string]spec.App{"web": app}},
+		inventory("a"), DiffOptions{Now: t0})
+	if len(ch) != 1 || !slices.ContainsFunc(ch[0].Warnings, func(w string) bool {
+		return strings.Contains(w, "no wave can start now: outside the maintenance windows; opens at 2026-11-30T09:00:00+01:00 (in 68h0m0s)")
+	}) {
+		t.Fatalf("diff = %+v", ch)
 	}
 }

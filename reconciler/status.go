@@ -53,8 +53,12 @@ type Status struct {
 	Waves    [][]NodeStatus `json:"waves"`
 	// NextWave is the wave waiting for batchDelay (or the canary monitor)
 	// to pass; nil when none waits, or while paused (nothing counts down).
-	NextWave *WaveOpening  `json:"nextWave,omitempty"`
-	Leases   []LeaseStatus `json:"leases"`
+	NextWave *WaveOpening `json:"nextWave,omitempty"`
+	// Gate is set while the rollout's maintenance windows are closed or a
+	// freeze is on by the observer's clock: no node takes a lease until
+	// Gate.At (each node judges by its own clock).
+	Gate   *GateStatus   `json:"gate,omitempty"`
+	Leases []LeaseStatus `json:"leases"`
 	// Others are targeted nodes outside the frozen plan (late joiners).
 	Others []NodeStatus `json:"others,omitempty"`
 	// Held are the targeted nodes the inventory holds from the target (or
@@ -84,6 +88,33 @@ type NodeStatus struct {
 	// Stale: the node's agent is not alive in the shared state (etcd: its
 	// liveness lease expired), so its report is its last word.
 	Stale bool `json:"stale,omitempty"`
+}
+
+// GateStatus is a closed time gate: why, and when it opens (zero At: not
+// within a year).
+type GateStatus struct {
+	Reason  string        `json:"reason"`
+	At      time.Time     `json:"at,omitzero"`
+	OpensIn time.Duration `json:"-"` // JSON: "opensIn": "2h3m0s", "opensInSeconds": 7380
+}
+
+// MarshalJSON writes OpensIn as "opensIn" and "opensInSeconds".
+func (g GateStatus) MarshalJSON() ([]byte, error) {
+	type plain GateStatus
+	return withDurations(plain(g), durationField{"opensIn", g.OpensIn})
+}
+
+// gateStatus is the gate of app at now when closed, else nil.
+func gateStatus(app spec.App, now time.Time) *GateStatus {
+	g := GateAt(app.Rollout, now)
+	if g.Open {
+		return nil
+	}
+	gs := &GateStatus{Reason: g.Reason, At: g.Next}
+	if !g.Next.IsZero() {
+		gs.OpensIn = g.Next.Sub(now).Round(time.Second)
+	}
+	return gs
 }
 
 // WaveOpening is when the next wave opens, by the clock of the agent that
@@ -122,6 +153,9 @@ func StatusOf(app spec.App, record []Event, reports map[string]NodeReport, lease
 	}
 	if st.State == StateProgressing {
 		st.NextWave = nextWave(app, record, r, now)
+		if !r.IsRollback {
+			st.Gate = gateStatus(app, now)
+		}
 	}
 	inPlan := map[string]bool{}
 	for k, w := range r.Waves {
@@ -238,6 +272,8 @@ func (st Status) waiting(k int, ns NodeStatus) NodeStatus {
 	switch {
 	case st.State == StatePaused:
 		ns.Reason = "rollout paused"
+	case st.Gate != nil:
+		ns.Reason = "no switch starts now: " + st.Gate.Reason
 	case st.NextWave != nil && st.NextWave.Wave == WaveNumber(k):
 		ns.Reason = fmt.Sprintf("%s opens in %s", WaveName(k), st.NextWave.OpensIn)
 	}

@@ -35,6 +35,10 @@ func (c *checker) runCheck(v cue.Value) {
 		c.checkString(v, fetchableURL)
 	case "pins":
 		c.checkPins(v)
+	case "windows":
+		c.checkWindows(v)
+	case "freeze":
+		c.checkFreeze(v)
 	default:
 		panic(fmt.Sprintf("spec: schema names unknown check %q", rule))
 	}

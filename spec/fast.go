@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"regexp"
 	"strconv"
+	"time"
 
 	"cuelang.org/go/cue"
 )
@@ -179,7 +180,10 @@ func fastRollout(raw json.RawMessage) bool {
 		return true
 	}
 	var r map[string]json.RawMessage
-	if !jsonObject(raw, &r, "strategy", "batchSize", "batchDelay", "nodeTimeout", "rollbackOnFail", "onUnreachable", "canary") {
+	if !jsonObject(raw, &r, "strategy", "batchSize", "batchDelay", "nodeTimeout", "rollbackOnFail", "onUnreachable", "canary", "windows", "freeze") {
+		return false
+	}
+	if !fastWindows(r["windows"]) || !fastFreeze(r["freeze"]) {
 		return false
 	}
 	ok := optString(r, "strategy", oneOf(StrategyRolling, StrategyCanary, StrategyAllAtOnce)) &&
@@ -192,6 +196,73 @@ func fastRollout(raw json.RawMessage) bool {
 	}
 	return ok
 }
+
+// fastWindows: absent, or a list of windows that window.go's checks accept.
+func fastWindows(raw json.RawMessage) bool {
+	if raw == nil {
+		return true
+	}
+	var list []json.RawMessage
+	if len(raw) == 0 || raw[0] != '[' || json.Unmarshal(raw, &list) != nil {
+		return false
+	}
+	for _, e := range list {
+		var m map[string]json.RawMessage
+		if !jsonObject(e, &m, "days", "start", "end", "timezone") || m["days"] == nil ||
+			!optString(m, "start", all) || !optString(m, "end", all) || !optString(m, "timezone", all) {
+			return false
+		}
+		var days []json.RawMessage
+		if m["days"][0] != '[' || json.Unmarshal(m["days"], &days) != nil {
+			return false
+		}
+		for _, d := range days {
+			if s, ok := str(d); !ok || !contains(Days, s) {
+				return false
+			}
+		}
+		var w Window
+		if json.Unmarshal(e, &w) != nil || len(windowProblems(w)) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// fastFreeze: absent, or a list of freezes of RFC 3339 times, from before to.
+func fastFreeze(raw json.RawMessage) bool {
+	if raw == nil {
+		return true
+	}
+	var list []json.RawMessage
+	if len(raw) == 0 || raw[0] != '[' || json.Unmarshal(raw, &list) != nil {
+		return false
+	}
+	for _, e := range list {
+		var m map[string]json.RawMessage
+		if !jsonObject(e, &m, "from", "to", "reason") || !optString(m, "reason", all) {
+			return false
+		}
+		var times [2]time.Time
+		for i, k := range []string{"from", "to"} {
+			s, ok := str(m[k])
+			if !ok {
+				return false
+			}
+			t, err := time.Parse(time.RFC3339, s)
+			if err != nil {
+				return false
+			}
+			times[i] = t
+		}
+		if !times[0].Before(times[1]) {
+			return false
+		}
+	}
+	return true
+}
+
+func all(string) bool { return true }
 
 func fastHealth(raw json.RawMessage) bool {
 	var h map[string]json.RawMessage

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -61,7 +62,7 @@ func appEqual(a, b App) bool {
 	tb, _ := b.Nodes.MarshalJSON()
 	a.Nodes, b.Nodes = Targets{}, Targets{}
 	return string(ta) == string(tb) && a.Name == b.Name && a.Version == b.Version &&
-		a.Artifact == b.Artifact && a.Rollout == b.Rollout && a.Paused == b.Paused &&
+		a.Artifact == b.Artifact && reflect.DeepEqual(a.Rollout, b.Rollout) && a.Paused == b.Paused &&
 		strings.Join(a.Health.Exec, " ") == strings.Join(b.Health.Exec, " ") &&
 		a.Health.HTTP == b.Health.HTTP && a.Health.TCP == b.Health.TCP &&
 		a.Health.RequiredStatus == b.Health.RequiredStatus &&

@@ -51,7 +51,41 @@ type Rollout struct {
 	NodeTimeout    Duration `json:"nodeTimeout"`
 	RollbackOnFail bool     `json:"rollbackOnFail"`
 	OnUnreachable  string   `json:"onUnreachable"`
-	Canary         Canary   `json:"canary"`
+	// Windows: a node starts a switch only inside one of them (none: any
+	// time); Freeze: and outside every freeze. Rollbacks ignore both
+	// (docs/rollouts.md, "Maintenance windows and freezes").
+	Windows []Window `json:"windows,omitempty"`
+	Freeze  []Freeze `json:"freeze,omitempty"`
+	Canary  Canary   `json:"canary"`
+}
+
+// Window is a maintenance window: on Days, from Start to End ("HH:MM",
+// End "24:00" for midnight; an End before Start runs past midnight) in
+// Timezone (an IANA name, default "UTC").
+type Window struct {
+	Days     []string `json:"days"`
+	Start    string   `json:"start"`
+	End      string   `json:"end"`
+	Timezone string   `json:"timezone"`
+}
+
+// UnmarshalJSON reads a window, taking timezone "UTC" when left out.
+func (w *Window) UnmarshalJSON(b []byte) error {
+	type plain Window
+	p := plain{Timezone: "UTC"}
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	*w = Window(p)
+	return nil
+}
+
+// Freeze is a span of time, RFC 3339 From to To, in which no node starts a
+// switch, with the reason people see.
+type Freeze struct {
+	From   time.Time `json:"from"`
+	To     time.Time `json:"to"`
+	Reason string    `json:"reason,omitempty"`
 }
 
 // Canary configures the canary strategy.

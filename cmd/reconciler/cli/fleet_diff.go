@@ -122,7 +122,7 @@ func runDiff(ctx context.Context, e *env, o *diffOptions, args []string) error {
 		return &exitError{code: exitFailure}
 	}
 	inv, failed := diffContext(ctx, e, o, head, rep)
-	rep.Changes = reconciler.Diff(base, head, inv, reconciler.DiffOptions{NodeEstimate: o.perNode, FailedTargets: failed})
+	rep.Changes = reconciler.Diff(base, head, inv, reconciler.DiffOptions{NodeEstimate: o.perNode, FailedTargets: failed, Now: time.Now()})
 	if rep.Changes == nil {
 		rep.Changes = []reconciler.AppChange{}
 	}

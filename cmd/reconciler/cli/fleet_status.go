@@ -128,6 +128,12 @@ func printStatus(w io.Writer, st reconciler.Status) {
 	if nw := st.NextWave; nw != nil {
 		fmt.Fprintf(w, "  wave %d opens in %s (batchDelay)\n", nw.Wave, nw.OpensIn)
 	}
+	if g := st.Gate; g != nil && g.At.IsZero() {
+		fmt.Fprintf(w, "  no wave starts now: %s; no opening within a year\n", g.Reason)
+	} else if g != nil {
+		fmt.Fprintf(w, "  no wave starts now: %s; the next can start at %s (in %s, by this machine's clock)\n",
+			g.Reason, g.At.Format(time.RFC3339), g.OpensIn)
+	}
 	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
 	for k, wave := range st.Waves {
 		for i, n := range wave {

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/fleetops/reconciler/reconciler"
 	"github.com/fleetops/reconciler/spec"
@@ -53,8 +54,24 @@ func planNotes(p reconciler.Plan, app spec.App, declared int) []string {
 		}
 		notes = append(notes, "Held (targeted, not in the waves): "+strings.Join(held, ", "))
 	}
+	for _, w := range app.Rollout.Windows {
+		notes = append(notes, fmt.Sprintf("Window: %s %s-%s %s (a node starts a switch only inside a window; rollbacks ignore it)",
+			strings.Join(w.Days, ","), w.Start, w.End, w.Timezone))
+	}
+	for _, f := range app.Rollout.Freeze {
+		notes = append(notes, fmt.Sprintf("Freeze: %s to %s%s (no switch starts; rollbacks ignore it)",
+			f.From.Format(time.RFC3339), f.To.Format(time.RFC3339), prefixed(": ", f.Reason)))
+	}
 	if app.Paused {
 		notes = append(notes, "Paused: agents keep the version they run until the app is resumed.")
 	}
 	return notes
+}
+
+// prefixed is p+s, or "" when s is empty.
+func prefixed(p, s string) string {
+	if s == "" {
+		return ""
+	}
+	return p + s
 }
