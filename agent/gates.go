@@ -10,6 +10,7 @@ import (
 	"github.com/fleetops/reconciler/agent/driver"
 	"github.com/fleetops/reconciler/agent/metricgate"
 	"github.com/fleetops/reconciler/agent/state"
+	"github.com/fleetops/reconciler/internal/redact"
 	"github.com/fleetops/reconciler/reconciler"
 	"github.com/fleetops/reconciler/spec"
 )
@@ -64,7 +65,7 @@ func watchWindow(g *metricgate.Gate) time.Duration {
 // meanwhile leaves the new version running, with no verdict.
 func (a *Agent) watchMetrics(ctx context.Context, t Target, before state.App, p prepared, running driver.Running, rep reconciler.AppReport) (reconciler.AppReport, error) {
 	name, v := t.App.Name, t.Version
-	a.log.Info("switched: watching its metric gates before it counts", "app", name, "version", v, "for", watchWindow(p.gate), "prometheus", p.gate.Prometheus)
+	a.log.Info("switched: watching its metric gates before it counts", "app", name, "version", v, "for", watchWindow(p.gate), "prometheus", redact.String(p.gate.Prometheus))
 	err := p.gate.Watch(ctx)
 	switch {
 	case err == nil:

@@ -97,7 +97,7 @@ func earliest(ts []time.Time) int {
 func (g *Gate) querier() (v1.API, error) {
 	c, err := api.NewClient(api.Config{Address: g.Prometheus, Client: g.Client})
 	if err != nil {
-		return nil, &Failure{Kind: Unreachable, Prometheus: redact.String(g.Prometheus), Err: err}
+		return nil, fmt.Errorf("%w: Prometheus URL %s: %w", ErrFailed, redact.String(g.Prometheus), redact.Error(err))
 	}
 	return v1.NewAPI(c), nil
 }

@@ -270,3 +270,15 @@ func TestFaults(t *testing.T) {
 		})
 	}
 }
+
+// TestCredentialsRedacted: a Prometheus URL's credentials stay out of the
+// failure reason (it goes to logs, node reports and rollback commits).
+func TestCredentialsRedacted(t *testing.T) {
+	url, _ := standIn(t, answer(200, noData))
+	url = strings.Replace(url, "http://", "http://ops:s3cret@", 1)
+	g := &Gate{Prometheus: url, Metrics: []spec.Metric{metric("up", nil, bound(1), 200*time.Millisecond, time.Second)}}
+	err := g.Check(context.Background())
+	if !errors.Is(err, ErrFailed) || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "no data") {
+		t.Fatalf("Check: %v, want no data, the password redacted", err)
+	}
+}

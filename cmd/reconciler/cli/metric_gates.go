@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/fleetops/reconciler/internal/redact"
 	"github.com/fleetops/reconciler/reconciler"
 	"github.com/fleetops/reconciler/spec"
 )
@@ -22,7 +23,7 @@ func gatesHeading(p reconciler.Plan) string {
 	if p.Strategy == spec.StrategyCanary {
 		when += " and during the canary's monitor"
 	}
-	return fmt.Sprintf("metric gates (Prometheus %s), %s; one out of bounds fails the node:", p.Prometheus, when)
+	return fmt.Sprintf("metric gates (Prometheus %s), %s; one out of bounds fails the node:", redact.String(p.Prometheus), when)
 }
 
 // writeGatesText writes the gates under a plan, indented by indent.
