@@ -1,7 +1,8 @@
 // Package promlab runs a real Prometheus server for tests (Debian's
 // prometheus package, found on PATH): a temporary configuration scraping
 // the given targets every ScrapeInterval, on a free loopback port. A test
-// that needs it fails, naming the package, when the binary is missing.
+// that needs it fails, naming the package, when the binary is missing, and
+// is skipped under -short (make test-unit, the tier without servers).
 // Entry point: Start; the server stops at the test's cleanup.
 package promlab
 
@@ -45,6 +46,9 @@ type Server struct {
 // ready; it is stopped when the test ends.
 func Start(t testing.TB, opt Options) *Server {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: starts a Prometheus server (the fast tier, make test-unit, starts no servers)")
+	}
 	bin, err := exec.LookPath("prometheus")
 	if err != nil {
 		t.Fatalf("prometheus is not on PATH: install Debian's prometheus package (make deps runs .ci/deps): %v", err)
