@@ -1,10 +1,14 @@
 package agent
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/fleetops/reconciler/agent/metricgate"
 	"github.com/fleetops/reconciler/fleetrepo/gittest"
 	"github.com/fleetops/reconciler/internal/promlab"
 	"github.com/fleetops/reconciler/reconciler"
@@ -79,5 +83,52 @@ func TestMetricGateFirstInstall(t *testing.T) {
 	}
 	if st := h.a.State().App("web"); st.Active != "" || st.Running != nil {
 		t.Fatalf("state %+v: want nothing running", st)
+	}
+}
+
+// monitorLease records the outcome a canary monitor permit is finished with.
+type monitorLease struct{ err error }
+
+func (*monitorLease) Token() string { return "" }
+func (*monitorLease) Begin(context.Context, time.Duration) (context.Context, error) {
+	return nil, ErrNotBegun
+}
+func (l *monitorLease) Finish(_ context.Context, _ reconciler.AppReport, err error) { l.err = err }
+
+// TestMetricGateDuringMonitor: under a canary monitor permit the steady
+// probe also asks the gates (a real Prometheus); a value out of bounds is
+// the app's report (unhealthy, the gate's reason) and the error the
+// monitor's lease is finished with, which the coordinator turns into a
+// failed canary (agent/rollout.TestMonitorMetricGateFailsAtOnce). Without
+// the monitor no query is asked.
+func TestMetricGateDuringMonitor(t *testing.T) {
+	prom := promlab.Start(t, promlab.Options{})
+	lease := &monitorLease{}
+	monitor := false
+	coord := CoordinatorFunc(func(_ context.Context, in DecideInput) (Permit, error) {
+		if !monitor {
+			return Permit{Version: in.App.Version}, nil
+		}
+		return Permit{Version: in.App.Version, Monitor: true, Lease: lease}, nil
+	})
+	h := newHarness(t, coord)
+	gittest.PushFiles(t, h.repo, "main", gatedSpec("1.0.0", prom.URL, "vector(0.1)"), "1.0.0, in bounds")
+	if r, ok := h.reconcile(t); !ok || r.Apps["web"].State != reconciler.AppHealthy {
+		t.Fatalf("1.0.0: converged %v, %+v", ok, r.Apps["web"])
+	}
+	// The gate's query now fails, but outside a monitor nothing asks it.
+	gittest.PushFiles(t, h.repo, "main", gatedSpec("1.0.0", prom.URL, "vector(0.9)"), "same version, the query out of bounds")
+	if r, ok := h.reconcile(t); !ok || r.Apps["web"].State != reconciler.AppHealthy {
+		t.Fatalf("steady, no monitor: converged %v, %+v; want healthy, no gate asked", ok, r.Apps["web"])
+	}
+	monitor = true
+	r, ok := h.reconcile(t)
+	w := r.Apps["web"]
+	if ok || w.State != reconciler.AppUnhealthy || w.Version != "1.0.0" ||
+		!strings.Contains(w.Error, "metric gate failed during the canary monitor of 1.0.0: metric errors out of bounds: vector(0.9) = 0.9, want <= 0.5") {
+		t.Fatalf("monitor: converged %v, %+v; want unhealthy with the gate's reason", ok, w)
+	}
+	if !errors.Is(lease.err, metricgate.ErrFailed) {
+		t.Fatalf("the monitor was finished with %v, want the gate's failure", lease.err)
 	}
 }
