@@ -45,7 +45,8 @@ type prepared struct {
 
 // Converge moves one app to t.Version on this node: install the verified
 // release (or reuse it), switch through its driver with the health check,
-// and record the outcome. A failure leaves the previous version running and
+// watch its metric gates (gates.go), and record the outcome. A failure
+// (a failed gate included) leaves the previous version running and
 // is returned with the report; a version whose switch failed is remembered
 // and not tried again (the report stays "failed") until the target changes.
 // It is the reusable per-app step under any coordination.
