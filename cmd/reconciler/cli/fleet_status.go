@@ -72,6 +72,18 @@ func statuses(ctx context.Context, e *env, h *fleetHandles, args []string) ([]re
 		}
 		names = args
 	}
+	out, err := statusesIn(ctx, h, v, names)
+	if err != nil {
+		return nil, err
+	}
+	warnBadRefs(e, h)
+	return out, nil
+}
+
+// statusesIn is the status of each named app of the view (names must be
+// its apps), with warnings in each status's Warnings under --output json.
+// `status` and `ui` share it.
+func statusesIn(ctx context.Context, h *fleetHandles, v *fleetView, names []string) ([]reconciler.Status, error) {
 	reports, err := h.reports(ctx)
 	if err != nil {
 		return nil, err
@@ -93,10 +105,9 @@ func statuses(ctx context.Context, e *env, h *fleetHandles, args []string) ([]re
 		}
 		out = append(out, st)
 	}
-	bad := badRefWarnings(h)
-	warnBadRefs(e, h)
-	for i := range out {
-		if h.flags.output == "json" {
+	if h.flags.output == "json" {
+		bad := badRefWarnings(h)
+		for i := range out {
 			out[i].Warnings = append(out[i].Warnings, bad...)
 		}
 	}
