@@ -48,20 +48,28 @@ func TestUI(t *testing.T) {
 	b.screenshot("ui-matrix.png")
 
 	// The rolling upgrade: a sampler in the page records each distinct
-	// state of the waves, every 50ms; the marker proves no reload.
-	b.do(chromedp.Evaluate[chromedp.Void](`window.__sameLoad = true; location.hash = "#/rollouts"; window.__seen = [];
+	// state of the waves every 50ms, and whether the countdown to the next
+	// wave and the estimate showed; the marker proves no reload.
+	b.do(chromedp.Evaluate[chromedp.Void](`window.__sameLoad = true; location.hash = "#/rollouts";
+		window.__seen = []; window.__countdown = ""; window.__estimate = "";
 		setInterval(() => {
-			const w = [...document.querySelectorAll('section[data-app="web"] .wave')].map(
-				(x) => x.querySelector('.node[data-state="upgraded"]') ? "u" : "-").join("");
+			const card = document.querySelector('section[data-app="web"]');
+			if (!card) return;
+			const w = [...card.querySelectorAll('.wave')].map((x) => x.querySelector('.node[data-state="upgraded"]') ? "u" : "-").join("");
 			if (w && window.__seen[window.__seen.length - 1] !== w) window.__seen.push(w);
+			const c = card.querySelector('[data-role="countdown"]');
+			if (c) window.__countdown = c.textContent;
+			const m = card.querySelector('.meta').textContent;
+			if (m.includes(" left")) window.__estimate = m;
 		}, 50)`))
-	f.push(specOptions{version: "1.1.0", rollout: `strategy: "rolling", batchSize: 1, batchDelay: "2s"`}, "web 1.1.0")
+	f.push(specOptions{version: "1.1.0", rollout: `strategy: "rolling", batchSize: 1, batchDelay: "3s"`}, "web 1.1.0")
 	b.poll(`(window.__seen || []).includes("u--")`, 30*time.Second, "wave 1 upgraded, waves 2 and 3 not yet")
-	b.poll(`!!document.querySelector('section[data-app="web"] [data-role="countdown"]')`, 10*time.Second, "the countdown to wave 2")
 	b.screenshot("ui-rollout.png")
 	b.poll(`window.__seen.includes("uuu") && document.querySelector('section[data-app="web"]').dataset.state === "complete"`,
 		60*time.Second, "every wave upgraded and the rollout complete")
 	b.expect(`window.__seen.filter((s) => ["u--", "uu-", "uuu"].includes(s)).join(" ")`, "u-- uu- uuu")
+	b.expect(`/^wave [23] opens in \d+s$/.test(window.__countdown)`, "true")
+	b.expect(`/elapsed \d+s · about \d+s left/.test(window.__estimate)`, "true")
 	b.expect(`String(window.__sameLoad)`, "true")
 	b.expect(`document.querySelector('section[data-app="web"] .progress').dataset.done`, "3")
 
@@ -101,6 +109,15 @@ func TestUI(t *testing.T) {
 		5*time.Second, "the hostile error shown as text on the node's page")
 	b.expect(`String(typeof window.__pwned) + " " + document.querySelectorAll('#view img, #view script, #view b').length`, "undefined 0")
 	b.screenshot("ui-node.png")
+
+	// The label filter: the hostile label is an option, shown as text;
+	// tier=web leaves the three real nodes.
+	b.do(chromedp.Evaluate[chromedp.Void](`location.hash = "#/"`))
+	b.poll(`[...document.querySelectorAll('#label-filter option')].some((o) => o.textContent === "tier=" + `+fmt.Sprintf("%q", hostile)+`)`,
+		5*time.Second, "the hostile label as a filter option")
+	b.do(chromedp.Evaluate[chromedp.Void](`const s = document.getElementById("label-filter"); s.value = "tier=web"; s.dispatchEvent(new Event("change"))`))
+	b.poll(`[...document.querySelectorAll('#matrix tbody tr')].map((tr) => tr.dataset.node).join(" ") === "node-1 node-2 node-3"`,
+		5*time.Second, "only the nodes labelled tier=web")
 }
 
 // TestUIBadRepo: a --repo that does not exist is a banner, not a blank page.

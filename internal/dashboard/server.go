@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/fleetops/reconciler/internal/clock"
+	"github.com/fleetops/reconciler/internal/redact"
 	"github.com/fleetops/reconciler/reconciler"
 )
 
@@ -27,6 +28,8 @@ var assets embed.FS
 type Options struct {
 	// Source reads the fleet (required).
 	Source Source
+	// Repo names the fleet repo on the page while it cannot be read yet.
+	Repo string
 	// BasePath is the path prefix the page is served under ("/fleet"),
 	// for a reverse proxy that passes the prefix on. Default "": the root,
 	// or the X-Forwarded-Prefix of a proxy that strips it.
@@ -158,7 +161,10 @@ func (s *Server) refresh(ctx context.Context) {
 			keep = *s.good
 		}
 		keep.Time = s.opt.Clock.Now()
-		keep.Error = err.Error()
+		if keep.Repo == "" {
+			keep.Repo = s.opt.Repo
+		}
+		keep.Error = redact.String(err.Error()) // a URL in it may carry credentials
 		snap = &keep
 	} else {
 		s.good, s.lastErr = snap, ""

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fleetops/reconciler/internal/dashboard"
+	"github.com/fleetops/reconciler/internal/redact"
 	"github.com/fleetops/reconciler/reconciler"
 	"github.com/fleetops/reconciler/trust"
 )
@@ -72,7 +73,7 @@ func runUI(ctx context.Context, e *env, o *uiOptions) error {
 	}
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	src := &uiSource{e: &env{stdout: io.Discard, stderr: io.Discard, getenv: e.getenv, wd: e.wd}, f: &o.repoFlags, limit: o.historyLimit}
-	srv, err := dashboard.New(dashboard.Options{Source: src, BasePath: o.basePath, Logger: log})
+	srv, err := dashboard.New(dashboard.Options{Source: src, Repo: redact.String(o.repo), BasePath: o.basePath, Logger: log})
 	if err != nil {
 		return &usageError{err}
 	}
@@ -183,7 +184,7 @@ func (s *uiSource) Snapshot(ctx context.Context) (*dashboard.Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	snap := &dashboard.Snapshot{Time: time.Now(), Repo: h.url, Shared: h.shared.URL(), Branch: s.f.branch,
+	snap := &dashboard.Snapshot{Time: time.Now(), Repo: redact.String(h.url), Shared: h.shared.URL(), Branch: s.f.branch,
 		Tip: v.tip.String(), Apps: []dashboard.App{}, Rollouts: sts}
 	if snap.Rollouts == nil {
 		snap.Rollouts = []reconciler.Status{}

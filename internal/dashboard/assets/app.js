@@ -25,6 +25,8 @@
   const short = (c) => (c || "").slice(0, 12);
   const dash = (s) => (s ? s : "–");
   const words = (s) => (s || "").replace(/_/g, " ");
+  // when is a time for people; Go's zero time (0001-01-01) is none.
+  const when = (t) => (t && !t.startsWith("0001-") ? new Date(t).toLocaleString() : "–");
 
   function secs(n) {
     n = Math.max(0, Math.round(n));
@@ -82,7 +84,8 @@
         el("td", {}, el("small", {}, labelsOf(n).join(", "))), ...cells);
     });
     const table = nodes.length ? el("table", { id: "matrix" }, el("thead", {}, head), el("tbody", {}, ...rows))
-      : el("p", { class: "empty" }, snap.nodes.length ? "No node has the label " + filter + "." : "No node has reported yet.");
+      : el("p", { class: "empty" }, snap.nodes.length ? "No node has the label " + filter + "." :
+        snap.error ? "Nothing to show until the fleet can be read." : "No node is declared or has reported yet.");
     return [el("h2", {}, "Fleet"), el("div", { class: "filter" }, "Label ", sel), table];
   }
 
@@ -148,7 +151,7 @@
   // ---- history ----
   function history() {
     const rows = (snap.history || []).map((h) => el("tr", { "data-commit": h.commit, "data-kind": h.kind },
-      el("td", { class: "mono" }, short(h.commit)), el("td", {}, new Date(h.time).toLocaleString()),
+      el("td", { class: "mono" }, short(h.commit)), el("td", {}, when(h.time)),
       el("td", {}, h.author), el("td", {}, dash(h.signer)), el("td", {}, dash(h.app)),
       el("td", {}, change(h)), el("td", { class: h.outcome ? "s-" + h.outcome : "" }, dash(words(h.outcome))),
       el("td", { "data-role": "reason" }, h.reason || "")));
@@ -176,14 +179,14 @@
     const facts = el("dl", {},
       el("dt", {}, "labels"), el("dd", {}, dash(labelsOf(n).join(", "))),
       el("dt", {}, "agent"), el("dd", {}, dash(rep.agentVersion)),
-      el("dt", {}, "reported"), el("dd", {}, rep.time ? new Date(rep.time).toLocaleString() + (rep.stale ? " (stale: its agent is not alive in the shared state)" : "") : "never"),
+      el("dt", {}, "reported"), el("dd", {}, rep.time ? when(rep.time) + (rep.stale ? " (stale: its agent is not alive in the shared state)" : "") : "never"),
       el("dt", {}, "spec commit"), el("dd", { class: "mono" }, dash(short(rep.specCommit))));
     const apps = Object.entries(rep.apps || {}).sort().map(([app, a]) => el("tr", { "data-app": app },
       el("td", {}, app), el("td", { class: "s-" + a.state }, words(a.state)), el("td", { class: "mono" }, dash(a.version)),
       el("td", { class: "mono" }, dash(a.previous)), el("td", { class: "mono" }, dash(a.target)),
-      el("td", {}, a.since ? new Date(a.since).toLocaleString() : "–"), el("td", {}, a.error || "")));
+      el("td", {}, when(a.since)), el("td", {}, a.error || "")));
     const events = (n.events || []).map((e) => el("tr", {},
-      el("td", {}, new Date(e.time).toLocaleString()), el("td", {}, e.app), el("td", {}, words(e.type)),
+      el("td", {}, when(e.time)), el("td", {}, e.app), el("td", {}, words(e.type)),
       el("td", { class: "mono" }, short(e.rollout)), el("td", {}, e.reason || "")));
     return [
       el("h2", {}, "Node " + n.name), facts,
