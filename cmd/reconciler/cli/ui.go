@@ -29,6 +29,14 @@ type uiOptions struct {
 	repoFlags
 	listen, basePath string
 	historyLimit     int
+	print            string // --output: how the serving address is told
+}
+
+// uiServing is what `ui --output json` prints once it serves: with
+// --listen 127.0.0.1:0 it is how a script learns the port.
+type uiServing struct {
+	URL      string `json:"url"`
+	ReadOnly bool   `json:"readOnly"`
 }
 
 // uiCommands builds ui.
@@ -63,10 +71,14 @@ as X-Forwarded-Prefix. See docs/ui.md.`,
 	o.sharedFlags.register(fl)
 	fl.StringVar(&o.branch, "tracked-branch", "main", "the branch agents track")
 	fl.StringVar(&o.dir, "dir", "", "directory of the specs in the fleet repo (default: its root)")
+	registerOutput(c, &o.print)
 	return []*cobra.Command{c}
 }
 
 func runUI(ctx context.Context, e *env, o *uiOptions) error {
+	if err := checkOutput(o.print); err != nil {
+		return err
+	}
 	o.output = "json" // the readers put their warnings in the results, for the page
 	if _, _, err := o.gitURL(); err != nil {
 		return err
@@ -94,7 +106,14 @@ func runUI(ctx context.Context, e *env, o *uiOptions) error {
 		_ = hs.Shutdown(sctx) // streams end with ctx; Shutdown waits for them
 	})
 	defer stop()
-	fmt.Fprintf(e.stderr, "reconciler ui: serving http://%s%s/ (read-only)\n", ln.Addr(), strings.TrimRight(o.basePath, "/"))
+	serving := uiServing{URL: fmt.Sprintf("http://%s%s/", ln.Addr(), strings.TrimRight(o.basePath, "/")), ReadOnly: true}
+	if o.print == "json" {
+		if err := writeJSON(e, serving); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(e.stderr, "reconciler ui: serving %s (read-only)\n", serving.URL)
+	}
 	if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
 	}
