@@ -93,6 +93,7 @@ func runUI(ctx context.Context, e *env, o *uiOptions) error {
 	if err != nil {
 		return fmt.Errorf("--listen %s: %w", o.listen, err)
 	}
+	defer ln.Close() // Serve closes it too; this covers the returns before
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -100,10 +101,14 @@ func runUI(ctx context.Context, e *env, o *uiOptions) error {
 	defer wg.Wait()
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return ctx }} // event streams end with ctx
+	shut := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
+		defer close(shut)
 		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer scancel()
-		_ = hs.Shutdown(sctx) // streams end with ctx; Shutdown waits for them
+		// Streams end with ctx; Shutdown waits for them and for other
+		// requests in flight. Its error is only its deadline passing.
+		_ = hs.Shutdown(sctx)
 	})
 	defer stop()
 	serving := uiServing{URL: fmt.Sprintf("http://%s%s/", ln.Addr(), strings.TrimRight(o.basePath, "/")), ReadOnly: true}
@@ -117,7 +122,7 @@ func runUI(ctx context.Context, e *env, o *uiOptions) error {
 	if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
 	}
-	<-ctx.Done()
+	<-shut // Serve returns as Shutdown begins: wait for it to end
 	return nil
 }
 
