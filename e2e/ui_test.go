@@ -19,6 +19,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/fleetops/reconciler/fleetrepo"
+	"github.com/fleetops/reconciler/fleetrepo/gittest"
 	"github.com/fleetops/reconciler/internal/fleetlab"
 	"github.com/fleetops/reconciler/reconciler"
 )
@@ -120,20 +121,38 @@ func TestUI(t *testing.T) {
 		5*time.Second, "only the nodes labelled tier=web")
 }
 
-// TestUIBadRepo: a --repo that does not exist is a banner, not a blank page.
-func TestUIBadRepo(t *testing.T) {
-	ui := startUI(t, "file://"+filepath.Join(t.TempDir(), "no-such-fleet.git"))
+// TestUIErrorBanner: a --repo that does not exist, and a shared-state store
+// that does not answer, are a banner naming them, not a blank page.
+func TestUIErrorBanner(t *testing.T) {
 	b := newBrowser(t)
+	ui := startUI(t, "file://"+filepath.Join(t.TempDir(), "no-such-fleet.git"))
 	b.do(chromedp.Navigate(ui + "/"))
 	b.poll(`!document.getElementById("banner").hidden && document.getElementById("banner").textContent.includes("no-such-fleet.git")`,
 		20*time.Second, "the error banner naming the repository")
 	b.expect(`document.getElementById("banner").textContent.startsWith("Cannot read the fleet: ")`, "true")
 	b.screenshot("ui-error.png")
+
+	port, err := fleetlab.FreePort() // nothing listens there
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := gittest.NewBare(t, map[string]string{"fleet.cue": fmt.Sprintf(`package fleet
+apps: web: {
+	version: "1.0.0"
+	artifact: url: "file://%s/web-\(version).tar.gz"
+	health: tcp: "127.0.0.1:${PORT}"
+}
+`, lab.Releases)})
+	etcd := fmt.Sprintf("etcd://127.0.0.1:%d", port)
+	ui = startUI(t, repo, "--shared", etcd)
+	b.do(chromedp.Navigate(ui + "/"))
+	b.poll(fmt.Sprintf(`document.getElementById("banner").textContent.startsWith("Cannot read the fleet: ") && document.getElementById("banner").textContent.includes(%q)`, etcd),
+		30*time.Second, "the error banner naming the unreachable etcd")
 }
 
 // startUI runs `reconciler ui` against repo and returns its URL once it
 // answers.
-func startUI(t *testing.T, repo string) string {
+func startUI(t *testing.T, repo string, flags ...string) string {
 	t.Helper()
 	port, err := fleetlab.FreePort()
 	if err != nil {
@@ -144,7 +163,7 @@ func startUI(t *testing.T, repo string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(lab.Reconciler, "ui", "--listen", addr, "--repo", repo)
+	cmd := exec.Command(lab.Reconciler, append([]string{"ui", "--listen", addr, "--repo", repo}, flags...)...)
 	cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL="+os.DevNull)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {

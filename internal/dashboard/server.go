@@ -102,7 +102,7 @@ func New(opt Options) (*Server, error) {
 	}
 	s := &Server{opt: opt, index: idx, files: http.FileServerFS(sub), subs: map[chan []byte]struct{}{}}
 	first := empty()
-	first.Error = "reading the fleet…"
+	first.Reading = true
 	s.last, _ = json.Marshal(&first)
 	return s, nil
 }

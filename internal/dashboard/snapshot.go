@@ -29,7 +29,9 @@ type Snapshot struct {
 	Tip    string    `json:"tip,omitempty"`
 	// Error is why the fleet could not be read just now; the rest is then
 	// the last snapshot that could (empty when none could).
-	Error    string   `json:"error,omitempty"`
+	Error string `json:"error,omitempty"`
+	// Reading is set only before the first read has ended.
+	Reading  bool     `json:"reading,omitempty"`
 	Warnings []string `json:"warnings,omitempty"`
 	// Apps are the apps of the last valid specs with their target version.
 	Apps []App `json:"apps"`

@@ -47,8 +47,10 @@
   function render() {
     if (!snap) return;
     const banner = document.getElementById("banner");
-    banner.hidden = !snap.error;
-    banner.textContent = snap.error ? "Cannot read the fleet: " + snap.error + (snap.nodes.length ? " (showing the last state read)" : "") : "";
+    banner.hidden = !snap.error && !snap.reading;
+    banner.classList.toggle("info", !!snap.reading);
+    banner.textContent = snap.error ? "Cannot read the fleet: " + snap.error + (snap.nodes.length ? " (showing the last state read)" : "") :
+      snap.reading ? "Reading the fleet…" : "";
     const warn = document.getElementById("warnings");
     warn.replaceChildren(...(snap.warnings || []).map((w) => el("div", {}, "warning: " + w)));
     warn.hidden = !(snap.warnings || []).length;
