@@ -35,7 +35,7 @@ type Options struct {
 	// or the X-Forwarded-Prefix of a proxy that strips it.
 	BasePath string
 	// Poll is how often the Source is read besides its watch's wakes
-	// (default 1s: the page follows a Git store within about a second).
+	// (default 1s; `reconciler ui --poll`, 500ms by default).
 	Poll time.Duration
 	// Heartbeat is how often an idle event stream gets a comment, so
 	// proxies keep it open (default 15s).

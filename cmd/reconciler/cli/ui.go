@@ -24,10 +24,16 @@ import (
 	"github.com/fleetops/reconciler/trust"
 )
 
+// uiPoll is how often ui reads the fleet besides the store's watch: a
+// Git store over HTTP reaches the page within a second (the read itself
+// takes a few ref listings; BenchmarkUIFollows).
+const uiPoll = 500 * time.Millisecond
+
 // uiOptions are the flags of `reconciler ui`.
 type uiOptions struct {
 	repoFlags
 	listen, basePath string
+	poll             time.Duration
 	historyLimit     int
 	print            string // --output: how the serving address is told
 }
@@ -54,7 +60,7 @@ failure reason) and the history of upgrades and rollbacks.
 
 The page is pushed every change (server-sent events) within about a second
 of it: the shared state's watch (etcd pushes; a local Git repository is
-watched on disk) and a poll of the repository every second. It only reads:
+watched on disk) and a read every --poll (500ms). It only reads:
 every request but GET and HEAD is refused with 405. Behind a reverse proxy,
 serve it under --base-path, or let the proxy strip the prefix and send it
 as X-Forwarded-Prefix. See docs/ui.md.`,
@@ -66,6 +72,7 @@ as X-Forwarded-Prefix. See docs/ui.md.`,
 	fl := c.Flags()
 	fl.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to serve the page on (host:port)")
 	fl.StringVar(&o.basePath, "base-path", "", "path prefix to serve under, e.g. /fleet, for a reverse proxy that passes it on (one that strips it sends X-Forwarded-Prefix instead)")
+	fl.DurationVar(&o.poll, "poll", uiPoll, "how often to read the fleet repo and the shared state besides the store's watch (each read lists their refs)")
 	fl.IntVar(&o.historyLimit, "history-limit", 50, "at most this many history entries on the page")
 	fl.StringVar(&o.repo, "repo", "", "fleet repo URL: a path, file://, http(s)://, ssh:// (default: the current directory's repo, or its origin)")
 	o.sharedFlags.register(fl)
@@ -79,13 +86,16 @@ func runUI(ctx context.Context, e *env, o *uiOptions) error {
 	if err := checkOutput(o.print); err != nil {
 		return err
 	}
+	if o.poll <= 0 {
+		return &usageError{fmt.Errorf("--poll %s: want a positive duration, e.g. 500ms", o.poll)}
+	}
 	o.output = "json" // the readers put their warnings in the results, for the page
 	if _, _, err := o.gitURL(); err != nil {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	src := &uiSource{e: &env{stdout: io.Discard, stderr: io.Discard, getenv: e.getenv, wd: e.wd}, f: &o.repoFlags, limit: o.historyLimit}
-	srv, err := dashboard.New(dashboard.Options{Source: src, Repo: redact.String(o.repo), BasePath: o.basePath, Logger: log})
+	srv, err := dashboard.New(dashboard.Options{Source: src, Repo: redact.String(o.repo), BasePath: o.basePath, Poll: o.poll, Logger: log})
 	if err != nil {
 		return &usageError{err}
 	}
@@ -200,11 +210,7 @@ func (s *uiSource) Snapshot(ctx context.Context) (*dashboard.Snapshot, error) {
 		return nil, err
 	}
 	names := slices.Sorted(maps.Keys(v.fleet.Apps))
-	sts, err := statusesIn(ctx, h, v, names)
-	if err != nil {
-		return nil, err
-	}
-	reports, err := h.reports(ctx)
+	sts, reads, err := statusesIn(ctx, h, v, names)
 	if err != nil {
 		return nil, err
 	}
@@ -220,17 +226,13 @@ func (s *uiSource) Snapshot(ctx context.Context) (*dashboard.Snapshot, error) {
 			}
 		}
 	}
-	records := map[string][]reconciler.Event{}
 	key := v.tip.String()
 	for _, name := range names {
 		app, _ := appOf(v.fleet, name)
 		snap.Apps = append(snap.Apps, dashboard.App{Name: name, Target: app.Version, Strategy: app.Rollout.Strategy, Paused: app.Paused})
-		if records[name], err = h.shared.Record(ctx, name); err != nil {
-			return nil, fmt.Errorf("read the rollout record of %s: %w", name, err)
-		}
-		key += fmt.Sprintf(" %s:%d", name, len(records[name]))
+		key += fmt.Sprintf(" %s:%d", name, len(reads.records[name]))
 	}
-	snap.Nodes = uiNodes(v, reports, records)
+	snap.Nodes = uiNodes(v, reads.reports, reads.records)
 	if snap.History, err = s.history(ctx, h, key); err != nil {
 		return nil, err
 	}
