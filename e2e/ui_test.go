@@ -102,6 +102,12 @@ func TestUI(t *testing.T) {
 	hostile := `<script>window.__pwned=1</script><img src=x onerror="window.__pwned=1">`
 	writeReport(t, f.url, reconciler.NodeReport{Node: "intruder", Time: time.Now(), Labels: map[string]string{"tier": hostile},
 		Apps: map[string]reconciler.AppReport{"web": {Version: "<b>9</b>", State: reconciler.AppFailed, Error: hostile}}})
+	// A lease taken (by the intruder: no agent renews it) shows its holder.
+	takeLease(t, f.url, "web", 0, "intruder", bad)
+	b.do(chromedp.Evaluate[chromedp.Void](`location.hash = "#/rollouts"`))
+	b.poll(`(document.querySelector('section[data-app="web"] [data-role="leases"]') || {textContent: ""}).textContent.includes("slot 0: intruder (held")`,
+		10*time.Second, "the lease holder of slot 0")
+
 	b.do(chromedp.Evaluate[chromedp.Void](`location.hash = "#/"`))
 	b.poll(`(document.querySelector('#matrix td.cell[data-node="intruder"] .err') || {}).textContent === `+fmt.Sprintf("%q", hostile),
 		20*time.Second, "the hostile error shown as text in the matrix")
@@ -233,6 +239,19 @@ func writeReport(t *testing.T, repo string, r reconciler.NodeReport) {
 	}
 	if err := sh.WriteReport(ctx, r); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// takeLease takes slot of app's leases for holder, as an agent would.
+func takeLease(t *testing.T, repo, app string, slot int, holder, rollout string) {
+	t.Helper()
+	ctx := context.Background()
+	sh, err := fleetrepo.OpenShared(ctx, fleetrepo.SharedOptions{URL: repo, Identity: fleetrepo.Identity{Name: holder}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sh.Acquire(ctx, app, slot, holder, rollout, time.Minute); err != nil {
+		t.Fatalf("take lease %s/%d: %v", app, slot, err)
 	}
 }
 
