@@ -39,7 +39,11 @@
 
   function route() {
     const h = location.hash.replace(/^#\/?/, "");
-    if (h.startsWith("node/")) return { view: "node", node: decodeURIComponent(h.slice(5)) };
+    if (h.startsWith("node/")) {
+      let node = h.slice(5);
+      try { node = decodeURIComponent(node); } catch (e) { /* a malformed link: show it as typed */ }
+      return { view: "node", node: node };
+    }
     if (h === "rollouts" || h === "history") return { view: h };
     return { view: "matrix" };
   }
