@@ -253,7 +253,9 @@ func (s *uiSource) history(ctx context.Context, h *fleetHandles, key string) ([]
 	for _, en := range entries {
 		ue := uiHistoryEntry{historyEntry: en}
 		if c, err := h.desired.CommitObject(plumbing.NewHash(en.Commit)); err == nil {
-			ue.Signer, _ = trust.SignatureKey(c) // an unreadable signature shows as none; trust decides elsewhere
+			if ue.Signer, err = trust.SignatureKey(c); err != nil {
+				ue.Signer = "unreadable signature: " + err.Error()
+			}
 		}
 		out = append(out, ue)
 	}
@@ -261,8 +263,11 @@ func (s *uiSource) history(ctx context.Context, h *fleetHandles, key string) ([]
 	return out, nil
 }
 
+// uiNodeEvents bounds each node's history on the page (records only grow).
+const uiNodeEvents = 50
+
 // uiNodes are the declared and reporting nodes with their reports and the
-// record events that name them, newest first.
+// record events that name them, newest first (the uiNodeEvents newest).
 func uiNodes(v *fleetView, reports map[string]reconciler.NodeReport, records map[string][]reconciler.Event) []dashboard.Node {
 	events := map[string][]dashboard.NodeEvent{}
 	for app, rec := range records {
@@ -282,6 +287,9 @@ func uiNodes(v *fleetView, reports map[string]reconciler.NodeReport, records map
 			n.Events = []dashboard.NodeEvent{}
 		}
 		sort.SliceStable(n.Events, func(i, j int) bool { return n.Events[i].Time.After(n.Events[j].Time) })
+		if len(n.Events) > uiNodeEvents {
+			n.Events = n.Events[:uiNodeEvents]
+		}
 		out = append(out, n)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
