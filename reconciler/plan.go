@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/fleetops/reconciler/spec"
 )
@@ -49,6 +50,21 @@ type Plan struct {
 	// Held are the targeted nodes left out of the waves: held, or pinned to
 	// another version (docs/rollouts.md, "Holds and pins").
 	Held []HeldNode `json:"held,omitempty"`
+	// Prometheus and Metrics are the app's metric gates (health.metrics):
+	// each node passes them for their `for` after its switch before it
+	// counts, and a canary during its monitor.
+	Prometheus string        `json:"prometheus,omitempty"`
+	Metrics    []spec.Metric `json:"metrics,omitempty"`
+}
+
+// MetricWindow is how long a node watches app's metric gates after its
+// switch: the longest `for` (0 without gates).
+func MetricWindow(app spec.App) time.Duration {
+	var d time.Duration
+	for _, m := range app.Health.Metrics {
+		d = max(d, m.For.Duration)
+	}
+	return d
 }
 
 // PlanWaves orders the inventory nodes that app targets into waves:
@@ -78,6 +94,9 @@ func plan(app spec.App, inventory []NodeInfo, rollback bool) Plan {
 		Waves:    [][]string{},
 		Unknown:  unknown(app.Nodes, inventory),
 		Held:     held,
+	}
+	if len(app.Health.Metrics) > 0 {
+		p.Prometheus, p.Metrics = app.Health.Prometheus, app.Health.Metrics
 	}
 	switch app.Rollout.Strategy {
 	case spec.StrategyAllAtOnce:
