@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetops/reconciler/internal/fleetlab"
 	"github.com/fleetops/reconciler/reconciler"
 )
 
@@ -118,3 +119,40 @@ func TestWindowHoldsTheWave(t *testing.T) {
 	}, "the rollout to complete once the window opened")
 	f.waitAll("1.1.0", 30*time.Second)
 }
+
+// TestFailureBudget (issue 16 §2): node-3 is down when 1.1.0 is pushed with
+// onUnreachable: "fail", so it is recorded failed, as a node whose switch
+// failed would be. With maxFailures: 1 that failure is spent from the budget:
+// the rollout goes on and completes over the three other nodes, and no
+// rollback commit is written (TestKilledAgentRollsBack is the same fleet
+// without a budget: rolled back).
+func TestFailureBudget(t *testing.T) {
+	f := newFleet(t, 4)
+	victim := f.agents[2] // node-3, in wave 2
+	victim.Kill()
+	commit := f.push(specOptions{version: "1.1.0",
+		rollout: `strategy: "rolling", batchSize: 2, nodeTimeout: "4s", onUnreachable: "fail", maxFailures: 1`}, "web 1.1.0")
+	f.eventually(time.Minute, func() (bool, string) {
+		r := reconciler.Latest(f.record("web"))
+		return r != nil && r.ID == commit && r.Ended(), "not ended"
+	}, "the rollout to end")
+	r := reconciler.Latest(f.record("web"))
+	if r.Outcome != reconciler.OutcomeCompleted || len(r.Done) != 3 || !hasFailed(r, "node-3") || len(r.Failed) != 1 {
+		t.Fatalf("outcome %q (%s), done %v, failed %v: want completed with node-3 failed", r.Outcome, r.Reason, r.Done, r.Failed)
+	}
+	tip, err := fleetlab.Git(f.bare, "rev-parse", "main")
+	if err != nil || strings.TrimSpace(tip) != commit {
+		t.Fatalf("tip of main %q (%v), want the upgrade commit %s: no rollback", tip, err, commit)
+	}
+	f.waitAll("1.1.0", 30*time.Second) // the three live nodes
+	out, err := f.cli("status", "web", "--output", "json")
+	var st reconciler.Status
+	if err != nil || json.Unmarshal([]byte(out), &st) != nil {
+		t.Fatalf("status web: %v\n%s", err, out)
+	}
+	if st.Budget == nil || st.Budget.MaxFailures != 1 || st.Budget.Failed != 1 || st.Result == nil || st.Result.Failed != 1 {
+		t.Fatalf("status budget %+v, result %+v: want 1 of 1 spent", st.Budget, st.Result)
+	}
+}
+
+func hasFailed(r *reconciler.Rollout, n string) bool { _, ok := r.Failed[n]; return ok }

@@ -252,12 +252,8 @@ func bookkeeping(in Input, r *Rollout) (Decision, bool) {
 	if e, ok := heldInPlan(in, r); ok && fresh {
 		return appendEvent(in, r, e), true
 	}
-	if in.App.Rollout.RollbackOnFail && !r.AtOnce {
-		for _, n := range planned(r) {
-			if reason, failed := r.Failed[n]; failed {
-				return appendEvent(in, r, Event{Type: EventFailed, Node: n, Reason: reason}), true
-			}
-		}
+	if e, ok := overBudget(in, r); ok {
+		return appendEvent(in, r, e), true
 	}
 	if k, ok := nextWaveDone(in, r); ok {
 		return appendEvent(in, r, Event{Type: EventWaveDone, Wave: k}), true
@@ -271,6 +267,39 @@ func bookkeeping(in Input, r *Rollout) (Decision, bool) {
 	return Decision{}, false
 }
 
+// overBudget is the failed event of a rollout that has more failed nodes
+// in its plan than rollout.maxFailures allows, naming the first failure
+// past the budget. Up to the budget, a failed node (rolled back locally by
+// its driver) is skipped and the rollout goes on. Only with rollbackOnFail:
+// without it, failures never fail the rollout; an at-once rollback goes on
+// past any failure (the others must get back too).
+func overBudget(in Input, r *Rollout) (Event, bool) {
+	if !in.App.Rollout.RollbackOnFail || r.AtOnce {
+		return Event{}, false
+	}
+	failed := r.failedInPlan()
+	allowed := in.App.Rollout.MaxFailures.Of(len(planned(r)))
+	if len(failed) <= allowed {
+		return Event{}, false
+	}
+	n := failed[allowed]
+	reason := r.Failed[n]
+	if allowed > 0 {
+		reason = fmt.Sprintf("%d nodes failed, more than maxFailures %s allows (%d): %s", len(failed), in.App.Rollout.MaxFailures, allowed, reason)
+	}
+	return Event{Type: EventFailed, Node: n, Reason: reason}, true
+}
+
+// stopsOnFailure reports whether a failed node holds its wave: when one
+// more failure fails the rollout (rollbackOnFail, the budget spent) the
+// rollout is failed instead of going on.
+func stopsOnFailure(in Input, r *Rollout) bool {
+	if !in.App.Rollout.RollbackOnFail || r.AtOnce {
+		return false
+	}
+	return len(r.failedInPlan()) > in.App.Rollout.MaxFailures.Of(len(planned(r)))
+}
+
 // nextWaveDone finds the first wave not yet recorded done whose nodes all
 // have a verdict.
 func nextWaveDone(in Input, r *Rollout) (int, bool) {
@@ -278,9 +307,7 @@ func nextWaveDone(in Input, r *Rollout) (int, bool) {
 		if _, done := r.WaveDone[k]; done {
 			continue
 		}
-		// An at-once rollback goes on past a node's failure: the others
-		// must get back too.
-		return k, r.WaveComplete(k, in.App.Rollout.RollbackOnFail && !r.AtOnce)
+		return k, r.WaveComplete(k, stopsOnFailure(in, r))
 	}
 	return 0, false
 }

@@ -403,3 +403,141 @@ func TestStatusAndDiffShowTheGate(t *testing.T) {
 		t.Fatalf("diff = %+v", ch)
 	}
 }
+
+// The failure budget (§2): rollout.maxFailures.
+
+func budget(in Input, b spec.Budget) Input {
+	in.App.Rollout.MaxFailures = b
+	return in
+}
+
+func failedEv(n, why string) Event {
+	return ev(EventNodeFailed, node(n), func(e *Event) { e.Reason = why })
+}
+
+func TestDecideFailureBudget(t *testing.T) {
+	w3 := [][]string{{"a", "b"}, {"c", "d"}, {"e"}}
+	oneFailed := append(started(w3...), failedEv("a", "health check failed"), ev(EventNodeDone, node("b")))
+	twoFailed := append(slices.Clone(oneFailed), ev(EventWaveDone, wave(0)), failedEv("c", "install failed"))
+	tests := []struct {
+		name   string
+		in     Input
+		action Action
+		check  func(*testing.T, Decision)
+	}{
+		{
+			name:   "no budget (the default): the first failure fails the rollout",
+			in:     base("b", oneFailed),
+			action: Append,
+			check:  wantFailed("a", "health check failed"),
+		},
+		{
+			name:   "within the budget the failed node is skipped: its wave is done",
+			in:     budget(base("b", oneFailed), spec.Budget{N: 1}),
+			action: Append,
+			check:  wantWaveDone(0),
+		},
+		{
+			name:   "the next wave goes on",
+			in:     budget(base("c", append(slices.Clone(oneFailed), ev(EventWaveDone, wave(0)))), spec.Budget{N: 1}),
+			action: Acquire,
+		},
+		{
+			name:   "one more than the budget fails it, naming the failure past it",
+			in:     budget(base("d", twoFailed), spec.Budget{N: 1}),
+			action: Append,
+			check:  wantFailed("c", "2 nodes failed, more than maxFailures 1 allows (1): install failed"),
+		},
+		{
+			name:   "a share of the plan: 40% of 5 nodes is 2",
+			in:     budget(base("d", twoFailed), spec.Budget{N: 40, Percent: true}),
+			action: Acquire,
+		},
+		{
+			name:   "a share rounds down: 30% of 5 nodes is 1",
+			in:     budget(base("d", twoFailed), spec.Budget{N: 30, Percent: true}),
+			action: Append,
+			check:  wantFailed("c", "more than maxFailures 30% allows (1)"),
+		},
+		{
+			name: "a holder whose lease expired counts against the budget",
+			in: func() Input {
+				in := budget(base("b", oneFailed), spec.Budget{N: 1})
+				in.Record = append(started(w3...), failedEv("a", "health check failed"),
+					failedEv("b", "lease web/1 expired: holder stopped renewing for 30s"))
+				return in
+			}(),
+			action: Append,
+			check:  wantFailed("b", "lease web/1 expired"),
+		},
+		{
+			name: "an unreachable node is skipped, not counted",
+			in: budget(base("b", append(slices.Clone(oneFailed), ev(EventNodeUnreachable, node("c")),
+				ev(EventWaveDone, wave(0)))), spec.Budget{N: 1}),
+			action: Wait, // b is done; wave 2 waits for d
+		},
+		{
+			name: "with onUnreachable fail an unreachable node counts",
+			in: func() Input {
+				in := budget(base("b", append(slices.Clone(oneFailed), ev(EventWaveDone, wave(0)))), spec.Budget{N: 1})
+				in.App.Rollout.OnUnreachable = spec.OnUnreachableFail
+				in.Now = t0.Add(2 * time.Minute)
+				return in
+			}(),
+			action: Append,
+			check: func(t *testing.T, d Decision) {
+				wantEvent(EventNodeFailed)(t, d) // c, then the budget is spent
+				in := budget(base("b", append(slices.Clone(oneFailed), ev(EventWaveDone, wave(0)), *d.Event)), spec.Budget{N: 1})
+				if d2 := Decide(in); d2.Event == nil || d2.Event.Type != EventFailed {
+					t.Fatalf("after %s: %s %+v, want failed", d.Event.Summary(), d2.Action, d2.Event)
+				}
+			},
+		},
+		{
+			name:   "without rollbackOnFail failures never fail it",
+			in:     func() Input { in := base("d", twoFailed); in.App.Rollout.RollbackOnFail = false; return in }(),
+			action: Acquire,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := Decide(tt.in)
+			if d.Action != tt.action {
+				t.Fatalf("action = %s (%s), want %s", d.Action, d.Reason, tt.action)
+			}
+			if tt.check != nil {
+				tt.check(t, d)
+			}
+		})
+	}
+}
+
+func wantFailed(n, why string) func(*testing.T, Decision) {
+	return func(t *testing.T, d Decision) {
+		wantEvent(EventFailed)(t, d)
+		if d.Event.Node != n || !strings.Contains(d.Event.Reason, why) {
+			t.Fatalf("event = %+v, want failed naming %s, saying %q", d.Event, n, why)
+		}
+	}
+}
+
+func TestBudgetCompletesWithTheFailureInTheResult(t *testing.T) {
+	rec := append(started([]string{"a", "b"}), failedEv("a", "health check failed"), ev(EventNodeDone, node("b")))
+	in := budget(base("b", rec), spec.Budget{N: 1})
+	for range 3 {
+		d := Decide(in)
+		if d.Action != Append {
+			t.Fatalf("%s (%s), want the wave done, then completed", d.Action, d.Reason)
+		}
+		in.Record = append(in.Record, *d.Event)
+		in.Seen = seenAt(len(in.Record), t0)
+		if d.Event.Type == EventCompleted {
+			res := d.Event.Result
+			if res.Total != 2 || res.Upgraded != 1 || res.Failed != 1 {
+				t.Fatalf("result = %+v", res)
+			}
+			return
+		}
+	}
+	t.Fatal("the rollout did not complete")
+}

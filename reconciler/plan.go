@@ -50,6 +50,9 @@ type Plan struct {
 	// Held are the targeted nodes left out of the waves: held, or pinned to
 	// another version (docs/rollouts.md, "Holds and pins").
 	Held []HeldNode `json:"held,omitempty"`
+	// MaxFailures is how many of the planned nodes may fail and be skipped
+	// before the rollout fails (rollout.maxFailures over the plan).
+	MaxFailures int `json:"maxFailures,omitempty"`
 	// Prometheus and Metrics are the app's metric gates (health.metrics):
 	// each node passes them for their `for` after its switch before it
 	// counts, and a canary during its monitor.
@@ -107,6 +110,7 @@ func plan(app spec.App, inventory []NodeInfo, rollback bool) Plan {
 	default:
 		p.Waves = chunks(nodes, app.Rollout.BatchSize)
 	}
+	p.MaxFailures = app.Rollout.MaxFailures.Of(len(planned(&Rollout{Waves: p.Waves})))
 	return p
 }
 

@@ -21,15 +21,18 @@ type Rollout struct {
 	WaveDone map[int]int       // wave -> index of its wave_done event
 	Done     map[string]string // node -> lease token of its node_done
 	Failed   map[string]string // node -> reason
-	Skipped  map[string]string // node -> reason (unreachable)
-	Held     map[string]string // node -> reason (held or pinned in the inventory)
-	Paused   bool
-	Resumed  int          // index of the last resumed event, -1 if none
-	Options  RolloutFlags // batch size and delay in force
-	Outcome  string
-	Reason   string // why it failed or was rolled back
-	FailedBy string // the node whose failure failed it
-	Rollback string // the rollback commit, once written
+	// FailedOrder lists the failed nodes in the order of their first
+	// node_failed: the failure budget names the first one past it.
+	FailedOrder []string
+	Skipped     map[string]string // node -> reason (unreachable)
+	Held        map[string]string // node -> reason (held or pinned in the inventory)
+	Paused      bool
+	Resumed     int          // index of the last resumed event, -1 if none
+	Options     RolloutFlags // batch size and delay in force
+	Outcome     string
+	Reason      string // why it failed or was rolled back
+	FailedBy    string // the node whose failure failed it
+	Rollback    string // the rollback commit, once written
 	// SpecAt is the newest commit that steered the rollout: its ID, or the
 	// Spec of its last paused, resumed or options_changed event.
 	SpecAt string
@@ -92,6 +95,9 @@ func (r *Rollout) apply(i int, e Event) {
 			r.Done[e.Node] = e.Lease
 		}
 	case EventNodeFailed:
+		if !hasKey(r.Failed, e.Node) {
+			r.FailedOrder = append(r.FailedOrder, e.Node)
+		}
 		r.Failed[e.Node] = e.Reason
 		delete(r.Done, e.Node)
 	case EventNodeUnreachable:
@@ -134,6 +140,17 @@ func (r *Rollout) terminal(node string) bool {
 	_, s := r.Skipped[node]
 	_, h := r.Held[node]
 	return d || f || s || h
+}
+
+// failedInPlan lists the planned nodes that failed, in the order they did.
+func (r *Rollout) failedInPlan() []string {
+	var out []string
+	for _, n := range r.FailedOrder {
+		if r.WaveOf(n) >= 0 {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // Ended reports whether the rollout has an outcome.

@@ -57,7 +57,10 @@ type Status struct {
 	// Gate is set while the rollout's maintenance windows are closed or a
 	// freeze is on by the observer's clock: no node takes a lease until
 	// Gate.At (each node judges by its own clock).
-	Gate   *GateStatus   `json:"gate,omitempty"`
+	Gate *GateStatus `json:"gate,omitempty"`
+	// Budget is the failure budget and what is spent of it, when the app
+	// allows failures (rollout.maxFailures) or a node failed.
+	Budget *BudgetStatus `json:"budget,omitempty"`
 	Leases []LeaseStatus `json:"leases"`
 	// Others are targeted nodes outside the frozen plan (late joiners).
 	Others []NodeStatus `json:"others,omitempty"`
@@ -88,6 +91,13 @@ type NodeStatus struct {
 	// Stale: the node's agent is not alive in the shared state (etcd: its
 	// liveness lease expired), so its report is its last word.
 	Stale bool `json:"stale,omitempty"`
+}
+
+// BudgetStatus is a rollout's failure budget: Failed of the planned nodes
+// failed, MaxFailures may before the rollout fails.
+type BudgetStatus struct {
+	MaxFailures int `json:"maxFailures"`
+	Failed      int `json:"failed"`
 }
 
 // GateStatus is a closed time gate: why, and when it opens (zero At: not
@@ -150,6 +160,9 @@ func StatusOf(app spec.App, record []Event, reports map[string]NodeReport, lease
 	st.Elapsed = elapsed(record, r, now)
 	if r.Ended() {
 		st.Result = r.Result()
+	}
+	if allowed, failed := app.Rollout.MaxFailures.Of(len(planned(r))), len(r.failedInPlan()); !r.AtOnce && (allowed > 0 || failed > 0) {
+		st.Budget = &BudgetStatus{MaxFailures: allowed, Failed: failed}
 	}
 	if st.State == StateProgressing {
 		st.NextWave = nextWave(app, record, r, now)

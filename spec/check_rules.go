@@ -37,6 +37,10 @@ func (c *checker) runCheck(v cue.Value) {
 		c.checkPins(v)
 	case "windows":
 		c.checkWindows(v)
+	case "percent":
+		if v.Kind() == cue.StringKind {
+			c.checkString(v, validPercent)
+		}
 	case "freeze":
 		c.checkFreeze(v)
 	case "prometheus":

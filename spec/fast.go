@@ -183,10 +183,13 @@ func fastRollout(raw json.RawMessage) bool {
 		return true
 	}
 	var r map[string]json.RawMessage
-	if !jsonObject(raw, &r, "strategy", "batchSize", "batchDelay", "nodeTimeout", "rollbackOnFail", "onUnreachable", "canary", "windows", "freeze") {
+	if !jsonObject(raw, &r, "strategy", "batchSize", "batchDelay", "nodeTimeout", "rollbackOnFail", "onUnreachable", "canary", "windows", "freeze", "maxFailures") {
 		return false
 	}
 	if !fastWindows(r["windows"]) || !fastFreeze(r["freeze"]) {
+		return false
+	}
+	if _, set := r["maxFailures"]; set && !optInt(r, "maxFailures", 0) && !optString(r, "maxFailures", validPercent) {
 		return false
 	}
 	ok := optString(r, "strategy", oneOf(StrategyRolling, StrategyCanary, StrategyAllAtOnce)) &&

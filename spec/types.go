@@ -53,6 +53,9 @@ type Rollout struct {
 	NodeTimeout    Duration `json:"nodeTimeout"`
 	RollbackOnFail bool     `json:"rollbackOnFail"`
 	OnUnreachable  string   `json:"onUnreachable"`
+	// MaxFailures is the failure budget: how many nodes may fail and be
+	// skipped before the rollout fails (docs/rollouts.md, "Failure budget").
+	MaxFailures Budget `json:"maxFailures"`
 	// Windows: a node starts a switch only inside one of them (none: any
 	// time); Freeze: and outside every freeze. Rollbacks ignore both
 	// (docs/rollouts.md, "Maintenance windows and freezes").

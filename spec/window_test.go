@@ -62,3 +62,27 @@ func TestWindowsLoad(t *testing.T) {
 		t.Fatalf("freeze = %+v", r.Freeze)
 	}
 }
+
+// TestMaxFailures: a count or a share, each mistake at its position.
+func TestMaxFailures(t *testing.T) {
+	got := loadErrors(t, map[string]string{"f.cue": `package fleet
+
+apps: [N=_]: {version: "1.0.0", artifact: url: "https://r/\(N).tgz", health: tcp: "h:1"}
+apps: a: rollout: maxFailures: "150%"
+apps: b: rollout: maxFailures: -1
+apps: c: rollout: maxFailures: 1.5
+`})
+	want := `f.cue:4:32: apps.a.rollout.maxFailures: got "150%", want a number of nodes >= 0 such as 1, or a share of the plan's nodes such as "10%"
+f.cue:5:32: apps.b.rollout.maxFailures: got -1, want a number of nodes >= 0 such as 1, or a share of the plan's nodes such as "10%"
+f.cue:6:32: apps.c.rollout.maxFailures: got 1.5, want a number of nodes >= 0 such as 1, or a share of the plan's nodes such as "10%"`
+	if strings.Join(got, "\n") != want {
+		t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), want)
+	}
+	f, err := LoadFiles(map[string][]byte{"f.cue": []byte(minimal + `apps: web: rollout: maxFailures: "25%"` + "\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := f.Apps["web"].Rollout.MaxFailures; b.String() != "25%" || b.Of(9) != 2 || b.Of(3) != 0 {
+		t.Fatalf("budget = %+v: of 9 %d, of 3 %d", b, b.Of(9), b.Of(3))
+	}
+}

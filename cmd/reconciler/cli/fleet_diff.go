@@ -325,6 +325,9 @@ func printDiffText(e *env, rep *diffReport) {
 			for k, wave := range c.Plan.Waves {
 				fmt.Fprintf(tw, "  wave %d\t%s\n", k+1, strings.Join(wave, ", "))
 			}
+			if c.Plan.MaxFailures > 0 {
+				fmt.Fprintf(tw, "  failure budget\t%s (maxFailures)\n", count(c.Plan.MaxFailures, "node"))
+			}
 			tw.Flush()
 			writeGatesText(w, *c.Plan, "  ")
 		}

@@ -35,7 +35,11 @@ func printDiffMarkdown(e *env, rep *diffReport) {
 			continue
 		}
 		fmt.Fprintf(w, "\n#### `%s`: %s\n\n", c.App, mdChange(changeLine(c)))
-		fmt.Fprintf(w, "Strategy `%s`, %d node(s), estimated %s.\n\n", c.Plan.Strategy, len(c.Nodes), c.Estimate)
+		budget := ""
+		if c.Plan.MaxFailures > 0 {
+			budget = fmt.Sprintf(", up to %d failed node(s) skipped (`maxFailures`)", c.Plan.MaxFailures)
+		}
+		fmt.Fprintf(w, "Strategy `%s`, %d node(s), estimated %s%s.\n\n", c.Plan.Strategy, len(c.Nodes), c.Estimate, budget)
 		if len(c.Plan.Waves) > 0 {
 			fmt.Fprintln(w, "| wave | nodes |")
 			fmt.Fprintln(w, "|---|---|")

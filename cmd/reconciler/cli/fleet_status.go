@@ -148,6 +148,9 @@ func printStatus(w io.Writer, st reconciler.Status) {
 	if nw := st.NextWave; nw != nil {
 		fmt.Fprintf(w, "  wave %d opens in %s (batchDelay)\n", nw.Wave, nw.OpensIn)
 	}
+	if b := st.Budget; b != nil {
+		fmt.Fprintf(w, "  failure budget: %d of %d failed nodes spent (maxFailures)\n", b.Failed, b.MaxFailures)
+	}
 	if g := st.Gate; g != nil && g.At.IsZero() {
 		fmt.Fprintf(w, "  no wave starts now: %s; no opening within a year\n", g.Reason)
 	} else if g != nil {

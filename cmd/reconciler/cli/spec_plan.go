@@ -55,6 +55,10 @@ func planNotes(p reconciler.Plan, app spec.App, declared int) []string {
 		}
 		notes = append(notes, "Held (targeted, not in the waves): "+strings.Join(held, ", "))
 	}
+	if p.MaxFailures > 0 {
+		notes = append(notes, fmt.Sprintf("Failure budget: up to %s may fail (each rolls back locally and is skipped); one more fails the rollout (maxFailures %s).",
+			count(p.MaxFailures, "node"), app.Rollout.MaxFailures))
+	}
 	for _, w := range app.Rollout.Windows {
 		notes = append(notes, fmt.Sprintf("Window: %s %s-%s %s (a node starts a switch only inside a window; rollbacks ignore it)",
 			strings.Join(w.Days, ","), w.Start, w.End, w.Timezone))
