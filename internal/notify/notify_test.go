@@ -234,7 +234,7 @@ func TestResolveStagedAfterCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := &memStore{recs: map[string][]reconciler.Event{"web": {in}}} // out was never appended
-	ob, err = Open(opts)                                           // the restart
+	ob, err = Open(opts)                                              // the restart
 	if err != nil {
 		t.Fatal(err)
 	}
