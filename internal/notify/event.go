@@ -22,7 +22,7 @@ const (
 	NodeUpgraded      = "node.upgraded"      // a node runs the target, healthy
 	NodeFailed        = "node.failed"        // a node failed its install, switch or health check
 	HealthFailed      = "health.failed"      // that failure was a health check's (sent besides node.failed)
-	RollbackStarted   = "rollback.started"   // the rollout of a rollback commit began
+	RollbackStarted   = "rollback.started"   // the fleet moves back: a rollback commit's rollout, or an agent's rollback commit
 	RollbackCommitted = "rollback.committed" // an agent wrote the rollback commit of a failed rollout
 	Completed         = "completed"          // the rollout ended: every node upgraded, skipped or failed without rollback
 	Failed            = "failed"             // the rollout failed (a rollback may follow)
@@ -124,6 +124,10 @@ func FromRecord(fleet, app string, record []reconciler.Event, i int) []CloudEven
 		if r != nil {
 			d.From = r.Target // the version that failed
 		}
+		// An automatic rollback starts with its commit: the fleet converges
+		// to it at once, and no started event follows (the engine's
+		// "back to From" path), so both are announced here.
+		add(RollbackStarted, d)
 		add(RollbackCommitted, d)
 	}
 	return out

@@ -185,7 +185,7 @@ func TestOutboxDeliversOnceAcrossOutageAndRestart(t *testing.T) {
 		appendEv(t, rec, st, ev)
 	}
 	r.down.Store(false)
-	want := []string{Started, WaveStarted, NodeUpgraded, WaveDone, WaveStarted, NodeUpgraded, NodeFailed, HealthFailed, Failed, RollbackCommitted}
+	want := []string{Started, WaveStarted, NodeUpgraded, WaveDone, WaveStarted, NodeUpgraded, NodeFailed, HealthFailed, Failed, RollbackStarted, RollbackCommitted}
 	waitFor(t, "every event delivered", func() bool { return len(r.types()) >= len(want) })
 	if got := r.types(); !slices.Equal(got, want) {
 		t.Fatalf("delivered %v, want %v", got, want)

@@ -63,7 +63,12 @@ func runAgent(ctx context.Context, e *env, o *agentOptions) error {
 	if c, ok := shared.(io.Closer); ok {
 		defer c.Close() // etcd: stops renewing this node's liveness
 	}
-	coord, err := newCoordinator(o, desired, shared, log)
+	appender, stopNotify, err := startNotify(ctx, o, shared, log)
+	if err != nil {
+		return err
+	}
+	defer stopNotify()
+	coord, err := newCoordinator(o, desired, appender, log)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,219 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fleetops/reconciler/internal/notify"
+	"github.com/fleetops/reconciler/reconciler"
+)
+
+// eventReceiver is the test's CloudEvents receiver: every POST must carry
+// a valid X-Reconciler-Signature; it counts each id.
+type eventReceiver struct {
+	t      *testing.T
+	secret []byte
+	mu     sync.Mutex
+	got    []notify.CloudEvent
+	ids    map[string]int
+	bad    int
+}
+
+func (r *eventReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !notify.Verify(r.secret, body, req.Header.Get(notify.SignatureHeader)) {
+		r.bad++
+		http.Error(w, "bad signature", http.StatusUnauthorized)
+		return
+	}
+	var e notify.CloudEvent
+	if ct := req.Header.Get("Content-Type"); ct != notify.ContentType || json.Unmarshal(body, &e) != nil {
+		r.bad++
+		http.Error(w, "not a structured CloudEvent", http.StatusBadRequest)
+		return
+	}
+	r.got = append(r.got, e)
+	r.ids[e.ID]++
+}
+
+func (r *eventReceiver) has(ids []string) (bool, string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	missing := 0
+	for _, id := range ids {
+		if r.ids[id] == 0 {
+			missing++
+		}
+	}
+	return missing == 0, fmt.Sprintf("missing %d of %d", missing, len(ids))
+}
+
+// expected is every CloudEvent the record of app stands for, by id.
+func (f *fleet) expected(app string) map[string]notify.CloudEvent {
+	rec := f.record(app)
+	out := map[string]notify.CloudEvent{}
+	for i := range rec {
+		for _, e := range notify.FromRecord(f.url, app, rec, i) {
+			out[e.ID] = e
+		}
+	}
+	return out
+}
+
+// TestNotifications (issue 15, section 2): 3 real agents with --notify to
+// a receiver that is down (connection refused) during a rolling upgrade to
+// 1.1.0; it comes back; a canary of the broken 1.2.0 fails its health check
+// and is rolled back. The receiver ends up with every event of the record
+// exactly once (each id once, none it does not stand for), each signed;
+// `reconciler events --follow --output json` streamed the same events.
+func TestNotifications(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // down: connection refused until the receiver starts
+	secret := filepath.Join(t.TempDir(), "notify.key")
+	if err := os.WriteFile(secret, []byte("fleet-notify-key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := newFleet(t, 3, "--notify", "http://"+addr+"/events", "--notify-secret-file", secret, "--notify-max-backoff", "2s")
+	up := f.push(specOptions{version: "1.1.0", rollout: `strategy: "rolling", batchSize: 1`}, "web 1.1.0")
+	f.eventually(2*time.Minute, func() (bool, string) {
+		r := reconciler.Latest(f.record("web"))
+		return r != nil && r.ID == up && r.Outcome == reconciler.OutcomeCompleted, "rollout of 1.1.0 not complete"
+	}, "the rollout of 1.1.0 to complete, receiver down")
+
+	rcv := &eventReceiver{t: t, secret: []byte("fleet-notify-key"), ids: map[string]int{}}
+	srv := &http.Server{Handler: rcv, ReadHeaderTimeout: 5 * time.Second}
+	var rl net.Listener
+	f.eventually(10*time.Second, func() (bool, string) {
+		rl, err = net.Listen("tcp", addr)
+		return err == nil, "listen: " + errString(err)
+	}, "the receiver's address")
+	go srv.Serve(rl)
+	t.Cleanup(func() { srv.Close() })
+
+	follow := exec.Command(lab.Reconciler, "events", "web", "--follow", "--output", "json", "--repo", f.url)
+	follow.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL="+os.DevNull)
+	stdout, err := follow.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = follow.Process.Kill(); _ = follow.Wait() })
+	streamed := make(chan notify.CloudEvent, 100)
+	go func() {
+		defer close(streamed)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			var e notify.CloudEvent
+			if json.Unmarshal(sc.Bytes(), &e) == nil {
+				streamed <- e
+			}
+		}
+	}()
+
+	bad := f.push(specOptions{version: "1.2.0", rollout: `strategy: "canary", batchSize: 2, canary: {count: 1, monitor: "3s"}`}, "web 1.2.0")
+	f.eventually(2*time.Minute, func() (bool, string) {
+		r := reconciler.Latest(f.record("web"))
+		return r != nil && r.ID == bad && r.Outcome == reconciler.OutcomeRolledBack, "1.2.0 not rolled back"
+	}, "the rollback of 1.2.0")
+	f.waitAll("1.1.0", time.Minute)
+
+	want := f.expected("web")
+	ids := slices.Collect(maps.Keys(want))
+	f.eventually(time.Minute, func() (bool, string) { return rcv.has(ids) }, "every event at the receiver")
+	for _, a := range f.agents { // nothing can arrive after this
+		a.Stop()
+	}
+	f.eventually(30*time.Second, func() (bool, string) {
+		for _, a := range f.agents {
+			if a.Running() {
+				return false, a.Name + " still running"
+			}
+		}
+		return true, ""
+	}, "the agents to stop")
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	if rcv.bad != 0 {
+		t.Fatalf("%d POSTs without a valid signature or CloudEvent", rcv.bad)
+	}
+	types := map[string]int{}
+	for id, n := range rcv.ids {
+		e, ok := want[id]
+		switch {
+		case !ok:
+			t.Errorf("received id %s, which no record event stands for", id)
+		case n != 1:
+			t.Errorf("%s %s received %d times", e.Type, id, n)
+		}
+		types[e.Short()]++
+	}
+	for _, typ := range []string{notify.Started, notify.WaveStarted, notify.WaveDone, notify.NodeUpgraded,
+		notify.NodeFailed, notify.HealthFailed, notify.Failed, notify.RollbackStarted, notify.RollbackCommitted, notify.Completed} {
+		if types[typ] == 0 {
+			t.Errorf("no %s event received (got %v)", typ, types)
+		}
+	}
+	if types[notify.NodeUpgraded] < 6 { // 3 nodes to 1.0.0, then to 1.1.0
+		t.Errorf("%d node.upgraded events, want at least 6", types[notify.NodeUpgraded])
+	}
+	for _, e := range rcv.got {
+		if e.SpecVersion != "1.0" || e.Subject != "web" || !strings.HasPrefix(e.Type, notify.TypePrefix) ||
+			e.Source != f.url+"#"+e.Node || e.Data.By != e.Node {
+			t.Errorf("event %+v: want specversion 1.0, subject web, source %s#<node>", e, f.url)
+		}
+	}
+
+	// events --follow printed the 1.2.0 rollout's events as they came: the
+	// same ids.
+	_ = follow.Process.Signal(syscall.SIGTERM)
+	var seen []string
+	for e := range streamed {
+		if e.Rollout == bad {
+			seen = append(seen, e.Short())
+			if _, ok := want[e.ID]; !ok {
+				t.Errorf("events --follow printed %s %s, not an id the receiver expects", e.Type, e.ID)
+			}
+		}
+	}
+	if !slices.Contains(seen, notify.Started) || !slices.Contains(seen, notify.RollbackCommitted) {
+		t.Errorf("events --follow printed %v for the 1.2.0 rollout: want it from started to rollback.committed", seen)
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return op.Err.Error()
+	}
+	return err.Error()
+}
