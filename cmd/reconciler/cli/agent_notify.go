@@ -14,8 +14,10 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/fleetops/reconciler/agent"
 	"github.com/fleetops/reconciler/agent/rollout"
 	"github.com/fleetops/reconciler/internal/notify"
+	"github.com/fleetops/reconciler/internal/webhook"
 )
 
 // notifyFlags are the agent's notification flags (docs/notifications.md):
@@ -123,4 +125,42 @@ func (n notifying) Append(ctx context.Context, app string, decide notify.Decide)
 func (n notifying) PushesChanges() bool {
 	p, ok := n.sharedState.(rollout.Pusher)
 	return ok && p.PushesChanges()
+}
+
+// webhookFlags are the agent's push webhook flags (docs/agent.md).
+type webhookFlags struct {
+	webhookListen, webhookSecretFile string
+}
+
+func (w *webhookFlags) register(f *pflag.FlagSet) {
+	f.StringVar(&w.webhookListen, "webhook-listen", "", "address to receive push webhooks from GitHub, GitLab, Gitea or Bitbucket on (host:port; \"\": none): a push to the tracked branch wakes the agent at once")
+	f.StringVar(&w.webhookSecretFile, "webhook-secret-file", "", "file of the webhooks' secret (HMAC key, or GitLab's secret token); required with --webhook-listen")
+}
+
+func (w *webhookFlags) validate() error {
+	switch {
+	case w.webhookListen != "" && w.webhookSecretFile == "":
+		return errors.New("--webhook-listen needs --webhook-secret-file: an unauthenticated hook would let anyone make the agent fetch")
+	case w.webhookListen == "" && w.webhookSecretFile != "":
+		return errors.New("--webhook-secret-file needs --webhook-listen")
+	}
+	return nil
+}
+
+// webhookWakers opens the push webhook receiver when --webhook-listen is set.
+func webhookWakers(o *agentOptions, log *slog.Logger) ([]agent.Watcher, error) {
+	if o.webhookListen == "" {
+		return nil, nil
+	}
+	secret, err := readSecret("--webhook-secret-file", o.webhookSecretFile)
+	if err != nil {
+		return nil, fmt.Errorf("agent %s: %w", o.node, err)
+	}
+	r, err := webhook.New(webhook.Options{Listen: o.webhookListen, Secret: secret, Branch: o.branch,
+		Logger: log.With("component", "webhook")})
+	if err != nil {
+		return nil, fmt.Errorf("agent %s: %w", o.node, err)
+	}
+	log.Info("push webhooks on", "addr", r.Addr(), "branch", o.branch)
+	return []agent.Watcher{r}, nil
 }
