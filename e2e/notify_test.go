@@ -105,6 +105,10 @@ func TestNotifications(t *testing.T) {
 		return r != nil && r.ID == up && r.Outcome == reconciler.OutcomeCompleted, "rollout of 1.1.0 not complete"
 	}, "the rollout of 1.1.0 to complete, receiver down")
 
+	if n := f.pendingNotifications(); n == 0 {
+		t.Fatal("reconciler_notifications_pending is 0 on every agent with the receiver down after a rollout")
+	}
+
 	rcv := &eventReceiver{t: t, secret: []byte("fleet-notify-key"), ids: map[string]int{}}
 	srv := &http.Server{Handler: rcv, ReadHeaderTimeout: 5 * time.Second}
 	var rl net.Listener
@@ -147,6 +151,14 @@ func TestNotifications(t *testing.T) {
 	want := f.expected("web")
 	ids := slices.Collect(maps.Keys(want))
 	f.eventually(time.Minute, func() (bool, string) { return rcv.has(ids) }, "every event at the receiver")
+	f.eventually(30*time.Second, func() (bool, string) {
+		n := f.pendingNotifications()
+		return n == 0, fmt.Sprintf("%d pending", n)
+	}, "the outboxes to empty")
+	out, err := f.cli("events", "web")
+	if err != nil || !strings.Contains(out, "web rollback.committed: 1.2.0 -> 1.1.0 by commit ") || !strings.Contains(out, "web health.failed: 1.2.0 on node-1") {
+		t.Errorf("events web: %v\n%s", err, out)
+	}
 	for _, a := range f.agents { // nothing can arrive after this
 		a.Stop()
 	}
@@ -216,4 +228,37 @@ func errString(err error) string {
 		return op.Err.Error()
 	}
 	return err.Error()
+}
+
+// pendingNotifications sums reconciler_notifications_pending over the
+// agents' /metrics.
+func (f *fleet) pendingNotifications() int {
+	f.t.Helper()
+	total := 0
+	for _, a := range f.agents {
+		resp, err := http.Get("http://" + a.Healthz + "/metrics")
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		found := false
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "reconciler_notifications_pending "); ok {
+				var n float64
+				if _, err := fmt.Sscan(v, &n); err != nil {
+					f.t.Fatalf("%s: %q: %v", a.Name, line, err)
+				}
+				total += int(n)
+				found = true
+			}
+		}
+		if !found {
+			f.t.Fatalf("%s: no reconciler_notifications_pending in /metrics", a.Name)
+		}
+	}
+	return total
 }

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 
 	"github.com/fleetops/reconciler/agent"
@@ -81,16 +82,16 @@ func readSecret(flag, path string) ([]byte, error) {
 // startNotify opens the outbox in the state dir and starts delivering it;
 // it returns the shared state the coordinator appends through (so that
 // each event this agent records is queued) and the stop of the delivery.
-// Without --notify it returns shared as is.
-func startNotify(ctx context.Context, o *agentOptions, shared sharedState, log *slog.Logger) (sharedState, func(), error) {
+// Without --notify it returns shared as is and a nil outbox.
+func startNotify(ctx context.Context, o *agentOptions, shared sharedState, log *slog.Logger) (sharedState, *notify.Outbox, func(), error) {
 	if len(o.notify) == 0 {
-		return shared, func() {}, nil
+		return shared, nil, func() {}, nil
 	}
 	var secret []byte
 	if o.notifySecretFile != "" {
 		var err error
 		if secret, err = readSecret("--notify-secret-file", o.notifySecretFile); err != nil {
-			return nil, nil, fmt.Errorf("agent %s: %w", o.node, err)
+			return nil, nil, nil, fmt.Errorf("agent %s: %w", o.node, err)
 		}
 	}
 	var targets []notify.Target
@@ -100,14 +101,29 @@ func startNotify(ctx context.Context, o *agentOptions, shared sharedState, log *
 	ob, err := notify.Open(notify.Options{Dir: filepath.Join(o.stateDir, "notify"), Fleet: o.repo,
 		Targets: targets, Secret: secret, MaxBackoff: o.notifyBackoff, Logger: log.With("component", "notify")})
 	if err != nil {
-		return nil, nil, fmt.Errorf("agent %s: %w", o.node, err)
+		return nil, nil, nil, fmt.Errorf("agent %s: %w", o.node, err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { ob.Run(ctx, shared) })
 	log.Info("notifications on", "targets", len(targets), "format", o.notifyFormat, "signed", secret != nil)
-	return notifying{sharedState: shared, rec: &notify.Recorder{Outbox: ob, Logger: log}},
+	return notifying{sharedState: shared, rec: &notify.Recorder{Outbox: ob, Logger: log}}, ob,
 		func() { cancel(); wg.Wait() }, nil
+}
+
+// notifyPendingGauge counts the events waiting in the outbox, over every
+// target: it grows while a receiver is down.
+func notifyPendingGauge(ob *notify.Outbox) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "reconciler_notifications_pending",
+		Help: "Rollout events queued for --notify targets and not yet delivered.",
+	}, func() float64 {
+		n := 0
+		for _, c := range ob.Pending() {
+			n += c
+		}
+		return float64(n)
+	})
 }
 
 // notifying is the shared state with each appended event's notifications

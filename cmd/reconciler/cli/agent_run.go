@@ -64,7 +64,7 @@ func runAgent(ctx context.Context, e *env, o *agentOptions) error {
 	if c, ok := shared.(io.Closer); ok {
 		defer c.Close() // etcd: stops renewing this node's liveness
 	}
-	appender, stopNotify, err := startNotify(ctx, o, shared, log)
+	appender, outbox, stopNotify, err := startNotify(ctx, o, shared, log)
 	if err != nil {
 		return err
 	}
@@ -88,6 +88,9 @@ func runAgent(ctx context.Context, e *env, o *agentOptions) error {
 		}
 	}
 	reg := prometheus.NewRegistry()
+	if outbox != nil {
+		reg.MustRegister(notifyPendingGauge(outbox))
+	}
 	reg.MustRegister(badRefsGauge(shared), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cfg := agent.Config{
 		Node: o.node, Labels: o.labels, Vars: vars, StateDir: o.stateDir, State: st,
