@@ -27,9 +27,10 @@ func newEventsCmd(e *env) *cobra.Command {
 		Short: "Print the rollout events agents notify, as CloudEvents (--follow: as they happen)",
 		Long: `events prints the events of the latest rollout of APP (or of every app) as the
 agents' notifications carry them (docs/notifications.md): one line each for
-people, or with --output json one CloudEvent per line (JSON Lines), the same
-JSON, type, source and id a --notify target receives. With --follow it
-keeps printing new events as they are recorded until interrupted. It reads
+people, or with --output json as CloudEvents, the same JSON, type, source
+and id a --notify target receives: one array, or with --follow one event
+per line (JSON Lines). With --follow it keeps printing new events as they
+are recorded until interrupted. It reads
 the shared state (the fleet repo's refs, or --shared etcd://...).`,
 		Example: `  reconciler events web --follow
   reconciler events --follow --output json | jq .type`,
@@ -69,9 +70,19 @@ func eventApps(ctx context.Context, e *env, h *fleetHandles, args []string) ([]s
 }
 
 // streamEvents prints each app's latest rollout's events, then, following,
-// the new ones whenever the shared state moves.
+// the new ones whenever the shared state moves. Not following, --output
+// json prints one array (one JSON document, as every command); following,
+// one CloudEvent per line.
 func streamEvents(ctx context.Context, e *env, h *fleetHandles, apps []string, followOn bool) error {
 	printed := map[string]int{} // app -> record events printed
+	var all []notify.CloudEvent
+	emit := func(ce notify.CloudEvent) error {
+		if h.flags.output == "json" && !followOn {
+			all = append(all, ce)
+			return nil
+		}
+		return printEvent(e, h, ce)
+	}
 	for _, app := range apps {
 		rec, err := h.shared.Record(ctx, app)
 		if err != nil {
@@ -80,11 +91,14 @@ func streamEvents(ctx context.Context, e *env, h *fleetHandles, apps []string, f
 		if r := reconciler.Latest(rec); r != nil {
 			printed[app] = r.Started
 		}
-		if err := printEvents(e, h, app, rec, printed); err != nil {
+		if err := newEvents(h, app, rec, printed, emit); err != nil {
 			return err
 		}
 	}
 	if !followOn {
+		if h.flags.output == "json" {
+			return writeJSON(e, append([]notify.CloudEvent{}, all...))
+		}
 		return nil
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -120,31 +134,39 @@ func streamEvents(ctx context.Context, e *env, h *fleetHandles, apps []string, f
 				fmt.Fprintf(e.stderr, "warning: read the rollout record of %s: %v; trying again\n", app, err)
 				continue
 			}
-			if err := printEvents(e, h, app, rec, printed); err != nil {
+			if err := newEvents(h, app, rec, printed, emit); err != nil {
 				return err
 			}
 		}
 	}
 }
 
-// printEvents prints the CloudEvents of rec beyond those printed.
-func printEvents(e *env, h *fleetHandles, app string, rec []reconciler.Event, printed map[string]int) error {
+// newEvents passes the CloudEvents of rec beyond those printed to emit.
+func newEvents(h *fleetHandles, app string, rec []reconciler.Event, printed map[string]int, emit func(notify.CloudEvent) error) error {
 	if len(rec) < printed[app] { // the record was replaced
 		printed[app] = 0
 	}
 	for i := printed[app]; i < len(rec); i++ {
 		for _, ce := range notify.FromRecord(h.url, app, rec, i) {
-			if h.flags.output == "json" {
-				b, err := json.Marshal(ce)
-				if err != nil {
-					return fmt.Errorf("encode event %s: %w", ce.ID, err)
-				}
-				fmt.Fprintf(e.stdout, "%s\n", b)
-				continue
+			if err := emit(ce); err != nil {
+				return err
 			}
-			fmt.Fprintf(e.stdout, "%s  %s\n", ce.Time.Local().Format(time.DateTime), notify.Text(ce))
 		}
 	}
 	printed[app] = len(rec)
 	return nil
+}
+
+// printEvent prints one event: a JSON line, or a line for people.
+func printEvent(e *env, h *fleetHandles, ce notify.CloudEvent) error {
+	if h.flags.output == "json" {
+		b, err := json.Marshal(ce)
+		if err != nil {
+			return fmt.Errorf("encode event %s: %w", ce.ID, err)
+		}
+		_, err = fmt.Fprintf(e.stdout, "%s\n", b)
+		return err
+	}
+	_, err := fmt.Fprintf(e.stdout, "%s  %s\n", ce.Time.Local().Format(time.DateTime), notify.Text(ce))
+	return err
 }
