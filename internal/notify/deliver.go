@@ -3,7 +3,9 @@ package notify
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -59,7 +61,9 @@ func (o *Outbox) Resolve(ctx context.Context, records Records) (left int) {
 		s, err := readStaged(filepath.Join(o.stageDir(), de.Name()))
 		if err != nil {
 			o.log.Warn("unreadable staged notification discarded", "file", de.Name(), "err", err)
-			_ = o.Discard(tok) // unreadable: nothing to deliver either way
+			if err := o.Discard(tok); err != nil {
+				o.log.Error("unreadable staged notification", "file", de.Name(), "err", err)
+			}
 			continue
 		}
 		rec, err := records.Record(ctx, s.App)
@@ -164,7 +168,7 @@ func refused(status int) bool {
 }
 
 func (o *Outbox) remove(path string, log *slog.Logger) bool {
-	if err := os.Remove(path); err != nil {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		log.Error("delivered notification not removed from the queue; it will be sent again", "err", err)
 		return false
 	}
