@@ -86,7 +86,14 @@ func (f *fleet) expected(app string) map[string]notify.CloudEvent {
 // and is rolled back. The receiver ends up with every event of the record
 // exactly once (each id once, none it does not stand for), each signed;
 // `reconciler events --follow --output json` streamed the same events.
-func TestNotifications(t *testing.T) {
+func TestNotifications(t *testing.T) { notifications(t, newFleet) }
+
+// TestEtcdNotifications is TestNotifications with the shared state in
+// etcd: the record events come from etcd, the ids are the same for the
+// agents and for `reconciler events --shared etcd://...`.
+func TestEtcdNotifications(t *testing.T) { notifications(t, newEtcdFleet) }
+
+func notifications(t *testing.T, newFleet func(testing.TB, int, ...string) *fleet) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -104,9 +111,29 @@ func TestNotifications(t *testing.T) {
 		return r != nil && r.ID == up && r.Outcome == reconciler.OutcomeCompleted, "rollout of 1.1.0 not complete"
 	}, "the rollout of 1.1.0 to complete, receiver down")
 
-	if n := f.pendingNotifications(); n == 0 {
-		t.Fatal("reconciler_notifications_pending is 0 on every agent with the receiver down after a rollout")
+	// SIGKILL the agent with the most events queued, and restart it: its
+	// outbox survives, and nothing is sent twice or lost.
+	pending := f.pendingByAgent()
+	victim := f.agents[0]
+	for _, a := range f.agents {
+		if pending[a.Name] > pending[victim.Name] {
+			victim = a
+		}
 	}
+	if pending[victim.Name] == 0 {
+		t.Fatalf("reconciler_notifications_pending is 0 on every agent with the receiver down after a rollout: %v", pending)
+	}
+	victim.Kill()
+	f.eventually(10*time.Second, func() (bool, string) { return !victim.Running(), "still running" }, victim.Name+" to die")
+	if err := victim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	f.waitAll("1.1.0", time.Minute)
+	f.eventually(30*time.Second, func() (bool, string) {
+		n := f.pendingByAgent()[victim.Name]
+		return n == pending[victim.Name], fmt.Sprintf("%d pending after the restart, %d before", n, pending[victim.Name])
+	}, "the restarted agent's outbox")
+	t.Logf("%s killed and restarted with %d events queued", victim.Name, pending[victim.Name])
 
 	rcv := &eventReceiver{t: t, secret: []byte("fleet-notify-key"), ids: map[string]int{}}
 	srv := &http.Server{Handler: rcv, ReadHeaderTimeout: 5 * time.Second}
@@ -118,7 +145,7 @@ func TestNotifications(t *testing.T) {
 	go srv.Serve(rl)
 	t.Cleanup(func() { srv.Close() })
 
-	follow := exec.Command(lab.Reconciler, "events", "web", "--follow", "--output", "json", "--repo", f.url)
+	follow := exec.Command(lab.Reconciler, append([]string{"events", "web", "--follow", "--output", "json", "--repo", f.url}, f.sharedFlags()...)...)
 	follow.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL="+os.DevNull)
 	stdout, err := follow.StdoutPipe()
 	if err != nil {
@@ -151,8 +178,8 @@ func TestNotifications(t *testing.T) {
 	ids := slices.Collect(maps.Keys(want))
 	f.eventually(time.Minute, func() (bool, string) { return rcv.has(ids) }, "every event at the receiver")
 	f.eventually(30*time.Second, func() (bool, string) {
-		n := f.pendingNotifications()
-		return n == 0, fmt.Sprintf("%d pending", n)
+		n := f.pendingByAgent()
+		return n["total"] == 0, fmt.Sprintf("pending %v", n)
 	}, "the outboxes to empty")
 	out, err := f.cli("events", "web")
 	if err != nil || !strings.Contains(out, "web rollback.committed: 1.2.0 -> 1.1.0 by commit ") || !strings.Contains(out, "web health.failed: 1.2.0 on node-1") {
@@ -239,11 +266,11 @@ func errString(err error) string {
 	return err.Error()
 }
 
-// pendingNotifications sums reconciler_notifications_pending over the
-// agents' /metrics.
-func (f *fleet) pendingNotifications() int {
+// pendingByAgent reads reconciler_notifications_pending from each agent's
+// /metrics, by node, and their sum as "total".
+func (f *fleet) pendingByAgent() map[string]int {
 	f.t.Helper()
-	total := 0
+	out := map[string]int{}
 	for _, a := range f.agents {
 		resp, err := http.Get("http://" + a.Healthz + "/metrics")
 		if err != nil {
@@ -261,7 +288,8 @@ func (f *fleet) pendingNotifications() int {
 				if _, err := fmt.Sscan(v, &n); err != nil {
 					f.t.Fatalf("%s: %q: %v", a.Name, line, err)
 				}
-				total += int(n)
+				out[a.Name] = int(n)
+				out["total"] += int(n)
 				found = true
 			}
 		}
@@ -269,5 +297,5 @@ func (f *fleet) pendingNotifications() int {
 			f.t.Fatalf("%s: no reconciler_notifications_pending in /metrics", a.Name)
 		}
 	}
-	return total
+	return out
 }
