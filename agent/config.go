@@ -212,6 +212,9 @@ type Permit struct {
 	// Recheck asks for another pass no later than this time (a wave that
 	// opens after batchDelay, a canary monitor); zero: on the next change.
 	Recheck time.Time
+	// Monitor says the node runs Version as a canary under its monitor:
+	// its steady probes also ask the app's metric gates.
+	Monitor bool
 	// Lease, when set, guards the switch to Version: Converge calls Begin
 	// right before the old version starts going away, and the agent calls
 	// Finish with the outcome, once, whatever happened.
