@@ -120,6 +120,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		if a.cfg.SharedWatch != nil {
 			wg.Go(func() { a.watch(ctx, a.cfg.SharedWatch, "shared state", wake) })
 		}
+		for _, w := range a.cfg.Wakers {
+			wg.Go(func() { a.watch(ctx, w, "webhook", wake) })
+		}
 	}
 	tick := a.cfg.Clock.NewTicker(a.cfg.Poll)
 	defer tick.Stop()

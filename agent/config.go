@@ -93,6 +93,9 @@ type Config struct {
 	// SharedWatch wakes the agent when the shared state (leases, rollout
 	// records, reports) moves; nil: only the tracked branch and Poll do.
 	SharedWatch Watcher
+	// Wakers are more wake sources (the push webhook receiver,
+	// internal/webhook): each is watched like SharedWatch.
+	Wakers []Watcher
 	// Drivers by release.json "driver"; "" means "process". Required.
 	Drivers map[string]driver.Driver
 	// Coordinator says which version to run now, under which lease
