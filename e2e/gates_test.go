@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetops/reconciler/fleetrepo/gittest"
 	"github.com/fleetops/reconciler/internal/fleetlab"
 	"github.com/fleetops/reconciler/reconciler"
 )
@@ -156,3 +157,35 @@ func TestFailureBudget(t *testing.T) {
 }
 
 func hasFailed(r *reconciler.Rollout, n string) bool { _, ok := r.Failed[n]; return ok }
+
+// TestFailureBudgetBadNode (issue 16 §2): node-2's health check of 1.1.0
+// fails (its inventory points its check at a path the workload does not
+// serve), so its switch is undone locally and recorded failed. With
+// maxFailures: 1 the rollout goes on and completes over the other three;
+// node-2 keeps serving 1.0.0.
+func TestFailureBudgetBadNode(t *testing.T) {
+	f := newFleet(t, 4)
+	files := f.spec(specOptions{version: "1.1.0", rollout: `strategy: "rolling", batchSize: 2, nodeTimeout: "20s", maxFailures: 1`})
+	fleet := strings.Replace(files["fleet.cue"], `"http://127.0.0.1:${PORT}/health"`, `"http://127.0.0.1:${PORT}${HEALTH}"`, 1)
+	for _, n := range f.nodes {
+		path := "/health"
+		if n == "node-2" {
+			path = "/no-such-check"
+		}
+		fleet += fmt.Sprintf("nodes: %q: vars: HEALTH: %q\n", n, path)
+	}
+	commit := gittest.PushFiles(t, f.url, "main", map[string]string{"fleet.cue": fleet}, "web 1.1.0, node-2's check broken")
+	f.eventually(time.Minute, func() (bool, string) {
+		r := reconciler.Latest(f.record("web"))
+		return r != nil && r.ID == commit && r.Ended(), "not ended"
+	}, "the rollout to end")
+	r := reconciler.Latest(f.record("web"))
+	if r.Outcome != reconciler.OutcomeCompleted || len(r.Done) != 3 || !hasFailed(r, "node-2") || len(r.Failed) != 1 {
+		t.Fatalf("outcome %q (%s), done %v, failed %v: want completed with node-2 failed", r.Outcome, r.Reason, r.Done, r.Failed)
+	}
+	t.Logf("node-2 failed: %s", r.Failed["node-2"])
+	f.waitAll("1.1.0", 30*time.Second, "node-2")
+	if got, err := f.agents[1].Serving(); err != nil || got != "1.0.0" {
+		t.Fatalf("node-2 serves %q (%v), want 1.0.0 (its switch undone)", got, err)
+	}
+}

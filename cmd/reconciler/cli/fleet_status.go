@@ -242,35 +242,43 @@ func newAuditCmd(e *env) *cobra.Command {
 // holds (or pins) is marked "(held)" or "(pinned to V)", and the held nodes
 // that report nothing yet are listed apart. The JSON keeps the plain map.
 func printAudit(e *env, app string, audit map[string][]string, held map[string]string) error {
-	listed := map[string]bool{}
-	for v, nodes := range audit {
-		marked := make([]string, len(nodes))
-		for i, n := range nodes {
-			listed[n] = true
-			marked[i] = n
-			if why, ok := held[n]; ok {
-				marked[i] = fmt.Sprintf("%s (%s)", n, why)
-			}
-		}
-		audit[v] = marked
-	}
-	defer func() {
-		for _, n := range slices.Sorted(maps.Keys(held)) {
-			if !listed[n] {
-				fmt.Fprintf(e.stdout, "%s: %s, reports nothing yet\n", n, held[n])
-			}
-		}
-	}()
 	if len(audit) == 0 {
 		fmt.Fprintf(e.stdout, "no node reports running %s\n", app)
-		return nil
+	} else {
+		tw := tabwriter.NewWriter(e.stdout, 0, 2, 2, ' ', 0)
+		fmt.Fprintln(tw, "VERSION\tNODES")
+		for _, v := range slices.Sorted(maps.Keys(audit)) {
+			fmt.Fprintf(tw, "%s\t%s\n", orDash(v), strings.Join(markHeld(audit[v], held), ", "))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 2, 2, ' ', 0)
-	fmt.Fprintln(tw, "VERSION\tNODES")
-	for _, v := range slices.Sorted(maps.Keys(audit)) {
-		fmt.Fprintf(tw, "%s\t%s\n", orDash(v), strings.Join(audit[v], ", "))
+	listed := map[string]bool{}
+	for _, nodes := range audit {
+		for _, n := range nodes {
+			listed[n] = true
+		}
 	}
-	return tw.Flush()
+	for _, n := range slices.Sorted(maps.Keys(held)) {
+		if !listed[n] {
+			fmt.Fprintf(e.stdout, "%s: %s, reports nothing yet\n", n, held[n])
+		}
+	}
+	return nil
+}
+
+// markHeld returns nodes with each held one followed by why: "node-2 (held
+// in the inventory)".
+func markHeld(nodes []string, held map[string]string) []string {
+	out := make([]string, len(nodes))
+	for i, n := range nodes {
+		out[i] = n
+		if why, ok := held[n]; ok {
+			out[i] = fmt.Sprintf("%s (%s)", n, why)
+		}
+	}
+	return out
 }
 
 // auditOf is which nodes run which version of app. An app neither in the
