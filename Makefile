@@ -5,7 +5,7 @@ BIN   := bin
 export GIT_CONFIG_GLOBAL := /dev/null
 export GIT_CONFIG_NOSYSTEM := 1
 
-.PHONY: help build deps test test-unit demo tour lint bench interop model soak clean
+.PHONY: help build deps test test-unit demo tour lint bench interop model soak scale clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -70,6 +70,15 @@ SEEDS ?= 20000
 soak: ## the fleet simulation (internal/fleetsim) over SEEDS seeds (default 20000), a summary by invariant in bin/soak.txt (docs/testing.md)
 	@mkdir -p $(BIN)
 	set -o pipefail; FLEETSIM_SOAK_REPORT=$(CURDIR)/$(BIN)/soak.txt $(GO) test -timeout 0 -run '^TestSoak$$' ./internal/fleetsim -soak=$(SEEDS) -v 2>&1 | grep -v '^=== RUN' | tail -60
+
+.PHONY: scale
+# One run per line: flags of bin/reconciler-scale (docs/scale.md).
+SCALE_RUNS ?= "-nodes 100 -wave 10 -store git" "-nodes 1000 -wave 100 -store git" "-nodes 10000 -wave 1000 -store etcd"
+scale: ## the scale harness: 100 and 1,000 simulated nodes on Git, 10,000 on etcd (SCALE_RUNS; figures in bin/scale.txt; fails on a broken invariant)
+	@mkdir -p $(BIN); $(GO) build -o $(BIN)/reconciler-scale ./cmd/reconciler-scale
+	@ulimit -n $$(ulimit -Hn); : > $(BIN)/scale.txt; set -o pipefail; failed=0; \
+	  for run in $(SCALE_RUNS); do echo "make scale: reconciler-scale $$run" | tee -a $(BIN)/scale.txt; \
+	    $(BIN)/reconciler-scale $$run 2>&1 | tee -a $(BIN)/scale.txt || failed=1; done; exit $$failed
 
 clean: ## remove build outputs
 	rm -rf $(BIN)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -58,6 +59,8 @@ type Options struct {
 	// (fleetrepo PollInterval of the tracked branch and, with the Git
 	// store, of the shared state; default: fleetrepo's, 10s and 60s).
 	GitPoll time.Duration
+	// LeaseTTL is the coordinator's (default: rollout's, 20s).
+	LeaseTTL time.Duration
 	// ActivePoll is the coordinator's (default: rollout's, 2s on Git, 5s
 	// on etcd).
 	ActivePoll time.Duration
@@ -131,6 +134,7 @@ type harness struct {
 	// runs for real (one server for all: nothing runs behind it).
 	healthURL string
 	health    *http.Server
+	reader    rollout.Shared // the harness's own handle on the shared state
 
 	wg      sync.WaitGroup
 	cancel  context.CancelFunc
@@ -156,6 +160,10 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	if err := h.start(); err != nil {
 		return nil, err
 	}
+	var err error
+	if h.reader, err = h.openReader(ctx); err != nil {
+		return nil, err
+	}
 	mem0 := readMem()
 	if _, err := h.push("1.0.0"); err != nil {
 		return nil, err
@@ -169,11 +177,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		return nil, err
 	}
 	res.FirstDeploy = Seconds(h.clock.Since(t0))
-	sh, err := h.reader(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := h.settled(ctx, sh, "1.0.0"); err != nil {
+	if _, err := h.settled(ctx, "1.0.0"); err != nil {
 		return nil, fmt.Errorf("first deployment: %w", err)
 	}
 	res.Memory = memPerNode(mem0, readMem(), opt.Nodes)
@@ -199,7 +203,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	res.RolloutLoad = h.sample().since(roll0)
 	res.measureRollout(h.log, tip, pushed, done)
 	res.SpecEvaluations, res.SpecLoads = h.specs.evals.Load(), h.specs.calls.Load()
-	r, err := h.settled(ctx, sh, "1.1.0")
+	r, err := h.settled(ctx, "1.1.0")
 	if err != nil {
 		return nil, err
 	}
@@ -287,16 +291,30 @@ apps: %s: {
 	return plumbing.NewHash(out), err
 }
 
-// await waits until every node runs version, or the phase's timeout.
+// await waits until every node runs version, or the phase's timeout, or
+// the rollout's record says it failed (the harness's reader reads it every
+// 5 s: a failed rollout with no version to return to never converges).
 func (h *harness) await(ctx context.Context, version, phase string) error {
 	deadline := h.clock.NewTimer(h.opt.Timeout)
 	defer deadline.Stop()
+	tick := h.clock.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	last, ticks := h.sample(), 0
 	for {
 		n, changed := h.log.running(version)
 		if n >= h.opt.Nodes {
 			return nil
 		}
 		select {
+		case <-tick.C():
+			if err := h.failed(ctx, version); err != nil {
+				return fmt.Errorf("%s: %d of %d nodes run %s: %w", phase, n, h.opt.Nodes, version, err)
+			}
+			if ticks++; ticks%3 == 0 {
+				now := h.sample()
+				h.say("%s: %d of %d nodes run %s; last 15s: %s", phase, n, h.opt.Nodes, version, now.since(last))
+				last = now
+			}
 		case <-ctx.Done():
 			return fmt.Errorf("%s: %d of %d nodes run %s: %w", phase, n, h.opt.Nodes, version, ctx.Err())
 		case <-deadline.C():
@@ -305,6 +323,24 @@ func (h *harness) await(ctx context.Context, version, phase string) error {
 		case <-changed:
 		}
 	}
+}
+
+// failed reads the rollout record: an error when the latest rollout, to
+// version, failed or was rolled back (its reason and the nodes recorded
+// failed); nil when it goes on, or the record cannot be read now.
+func (h *harness) failed(ctx context.Context, version string) error {
+	events, err := h.reader.Record(ctx, appName)
+	r := reconciler.Latest(events)
+	if err != nil || r == nil || r.Target != version || (r.Outcome != reconciler.OutcomeFailed && r.Outcome != reconciler.OutcomeRolledBack) {
+		return nil
+	}
+	var failed []string
+	for node, why := range r.Failed {
+		failed = append(failed, node+": "+why)
+	}
+	slices.Sort(failed)
+	return fmt.Errorf("the rollout %s: %s; %d nodes recorded failed (none failed: simulated switches succeed): %s",
+		r.Outcome, r.Reason, len(failed), strings.Join(first(failed, 5), "; "))
 }
 
 // startNodes opens every node's stores and starts its agent.
@@ -352,7 +388,7 @@ func (h *harness) node(ctx context.Context, name string) (agent.Config, error) {
 	if err != nil {
 		return agent.Config{}, err
 	}
-	coord, err := rollout.New(rollout.Options{Node: name, Shared: shared, ActivePoll: h.opt.ActivePoll, Logger: h.opt.Logger, Clock: h.clock,
+	coord, err := rollout.New(rollout.Options{Node: name, Shared: shared, ActivePoll: h.opt.ActivePoll, LeaseTTL: h.opt.LeaseTTL, Logger: h.opt.Logger, Clock: h.clock,
 		Rollback: func(ctx context.Context, req fleetrepo.RollbackRequest) (string, error) {
 			req.Author = fleetrepo.Identity{Name: name}
 			c, err := desired.Rollback(ctx, req)
@@ -391,9 +427,10 @@ func (h *harness) openShared(ctx context.Context, name string, log *slog.Logger)
 		PollInterval: h.opt.GitPoll, Logger: log, Clock: h.clock})
 }
 
-// reader is the harness's own handle on the shared state, to read the
-// rollout record (its requests fall outside the measured windows).
-func (h *harness) reader(ctx context.Context) (rollout.Shared, error) {
+// openReader opens the harness's own handle on the shared state, to read
+// the rollout record: every 5 s while the nodes converge (counted in the
+// load, about 0.2-0.4 requests/s), and until the outcome is written.
+func (h *harness) openReader(ctx context.Context) (rollout.Shared, error) {
 	if h.opt.Store == StoreEtcd {
 		s, err := etcdstore.Open(etcdstore.Options{Endpoints: h.etcd.cluster.Endpoints(), Client: h.etcd.client, Identity: "scale"})
 		if err != nil {
@@ -408,10 +445,10 @@ func (h *harness) reader(ctx context.Context) (rollout.Shared, error) {
 // settled waits until the latest rollout of the app targets version and
 // has an outcome (its last node writes it just after its switch), and
 // returns it.
-func (h *harness) settled(ctx context.Context, sh rollout.Shared, version string) (*reconciler.Rollout, error) {
+func (h *harness) settled(ctx context.Context, version string) (*reconciler.Rollout, error) {
 	deadline := h.clock.Now().Add(h.opt.Timeout)
 	for {
-		events, err := sh.Record(ctx, appName)
+		events, err := h.reader.Record(ctx, appName)
 		r := reconciler.Latest(events)
 		if err == nil && r != nil && r.Target == version && r.Outcome != reconciler.OutcomeNone {
 			return r, nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/cgi"
@@ -66,7 +67,11 @@ func startGit(bare string, workers int) (*gitServer, error) {
 		"GIT_HTTP_EXPORT_ALL=1",
 		"GIT_CONFIG_GLOBAL=" + os.DevNull, "GIT_CONFIG_NOSYSTEM=1",
 		"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=http.receivepack", "GIT_CONFIG_VALUE_0=true",
-	}, Stderr: io.Discard} // refused compare-and-swaps ("cannot lock ref") are the protocol working
+	},
+		// Refused compare-and-swaps ("cannot lock ref") are the protocol
+		// working, and a client gone mid-answer (a timeout) is the
+		// client's to report: neither is news on the harness's output.
+		Stderr: io.Discard, Logger: log.New(io.Discard, "", 0)}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("git server: %w", err)
