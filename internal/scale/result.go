@@ -322,8 +322,8 @@ func (r *Result) WriteText(w io.Writer) error {
 		l    Load
 	}{{"idle", r.IdleLoad}, {"rollout", r.RolloutLoad}} {
 		g := l.l.Git
-		p("%-8s Git %.1f requests/s (%d ref advertisements, %d fetches, %d pushes in %s), etcd %.1f requests/s (%d)",
-			l.name, l.l.GitPerSecond, g.RefAds, g.Fetches, g.Pushes, l.l.Duration, l.l.EtcdPerSecond, l.l.Etcd)
+		p("%-8s Git %.1f requests/s (%d ref advertisements, %d of them cached, %d fetches, %d pushes in %s), etcd %.1f requests/s (%d)",
+			l.name, l.l.GitPerSecond, g.RefAds, g.CachedAds, g.Fetches, g.Pushes, l.l.Duration, l.l.EtcdPerSecond, l.l.Etcd)
 		p("         CPU: this process %s (%.1f%% of one core per node), git http-backend %s",
 			l.l.CPU, 100*time.Duration(l.l.CPU).Seconds()/time.Duration(l.l.Duration).Seconds()/float64(r.Nodes), l.l.GitCPU)
 	}

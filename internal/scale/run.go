@@ -64,6 +64,10 @@ type Options struct {
 	// ActivePoll is the coordinator's (default: rollout's, 2s on Git, 5s
 	// on etcd).
 	ActivePoll time.Duration
+	// GitCache answers repeated ref advertisements (GET info/refs of
+	// git-upload-pack) from memory until a push (adCache): a faster Git
+	// server, the same requests counted.
+	GitCache bool
 	// GitWorkers bounds the git http-backend processes running at once
 	// (default 8).
 	GitWorkers int
@@ -226,6 +230,9 @@ func (h *harness) shared() []string {
 		"the spec of each commit, evaluated once (a caching agent.SpecLoader; one read-only *spec.Fleet for every node)",
 		"one HTTP transport to the Git server (go-git's \"http\" protocol, keep-alive pool)",
 	}
+	if h.opt.GitCache {
+		s = append(s, "(server side, not the nodes') the Git server's ref advertisement, cached until the next push")
+	}
 	if h.opt.Store == StoreEtcd {
 		s = append(s, "one etcd client connection (each node keeps its own etcdstore.Store: caches, liveness lease, watch)")
 	}
@@ -239,7 +246,7 @@ func (h *harness) start() error {
 		return err
 	}
 	var err error
-	if h.git, err = startGit(h.bare, h.opt.GitWorkers); err != nil {
+	if h.git, err = startGit(h.bare, h.opt.GitWorkers, h.opt.GitCache); err != nil {
 		return err
 	}
 	// One pool of keep-alive connections for every node's go-git, sized
@@ -287,6 +294,7 @@ apps: %s: {
 			return plumbing.ZeroHash, err
 		}
 	}
+	h.git.invalidate()
 	out, err := runGit(work, "rev-parse", "HEAD")
 	return plumbing.NewHash(out), err
 }
@@ -533,6 +541,7 @@ type load struct {
 
 func (h *harness) sample() load {
 	l := load{at: h.clock.Now(), git: h.git.counts()}
+	l.git.CachedAds = h.git.adHits()
 	if h.etcd != nil {
 		l.etcd = h.etcd.requests()
 	}

@@ -6,13 +6,16 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/cgi"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,13 +31,16 @@ type GitCounts struct {
 	RefAds  int64 `json:"refAdvertisements"` // GET info/refs (fetch or push)
 	Fetches int64 `json:"fetches"`           // POST git-upload-pack
 	Pushes  int64 `json:"pushes"`            // POST git-receive-pack
+	// CachedAds of RefAds were answered by the advertisement cache (-git-cache).
+	CachedAds int64 `json:"cachedRefAdvertisements"`
 }
 
 // Total is every request counted.
 func (c GitCounts) Total() int64 { return c.RefAds + c.Fetches + c.Pushes }
 
 func (c GitCounts) minus(o GitCounts) GitCounts {
-	return GitCounts{RefAds: c.RefAds - o.RefAds, Fetches: c.Fetches - o.Fetches, Pushes: c.Pushes - o.Pushes}
+	return GitCounts{RefAds: c.RefAds - o.RefAds, Fetches: c.Fetches - o.Fetches, Pushes: c.Pushes - o.Pushes,
+		CachedAds: c.CachedAds - o.CachedAds}
 }
 
 // gitServer serves one bare repository with the real `git http-backend`
@@ -48,11 +54,69 @@ type gitServer struct {
 	served  chan struct{}
 	backend http.Handler
 	slots   chan struct{}
+	ads     *adCache // nil: every ref advertisement runs the backend
 
 	refAds, fetches, pushes atomic.Int64
 }
 
-func startGit(bare string, workers int) (*gitServer, error) {
+// adCache keeps the answer to GET info/refs?service=git-upload-pack (the
+// ref advertisement every fetch and ref listing begins with) until the
+// repository's refs may have moved: any push through the server, or the
+// harness's own commit (invalidate). Git hosting front ends cache
+// advertisements the same way; the requests are still counted, and a
+// stale answer could only make a compare-and-swap fail and retry, since
+// git-receive-pack checks old values against the repository itself.
+type adCache struct {
+	mu   sync.Mutex
+	gen  uint64 // bumped by invalidate: a fill begun before it is not kept
+	body []byte
+	hdr  http.Header
+	hits atomic.Int64
+}
+
+func (c *adCache) invalidate() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	c.body, c.hdr = nil, nil
+}
+
+// hit answers from the cache, when it holds the advertisement.
+func (c *adCache) hit(w http.ResponseWriter) bool {
+	c.mu.Lock()
+	body, hdr := c.body, c.hdr
+	c.mu.Unlock()
+	if body == nil {
+		return false
+	}
+	c.hits.Add(1)
+	maps.Copy(w.Header(), hdr)
+	w.Write(body)
+	return true
+}
+
+// fill runs next and keeps its answer, unless the refs moved meanwhile.
+func (c *adCache) fill(w http.ResponseWriter, r *http.Request, next http.Handler) {
+	c.mu.Lock()
+	gen := c.gen
+	c.mu.Unlock()
+	rec := httptest.NewRecorder()
+	next.ServeHTTP(rec, r)
+	res := rec.Result()
+	maps.Copy(w.Header(), res.Header)
+	w.WriteHeader(res.StatusCode)
+	w.Write(rec.Body.Bytes())
+	if res.StatusCode != http.StatusOK {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen == gen {
+		c.body, c.hdr = rec.Body.Bytes(), res.Header.Clone()
+	}
+}
+
+func startGit(bare string, workers int, cacheAds bool) (*gitServer, error) {
 	out, err := exec.Command("git", "--exec-path").Output()
 	if err != nil {
 		return nil, fmt.Errorf("git --exec-path: %w (is git installed? run make deps)", err)
@@ -62,6 +126,9 @@ func startGit(bare string, workers int) (*gitServer, error) {
 		return nil, fmt.Errorf("git http-backend: %w (install git; run make deps)", err)
 	}
 	g := &gitServer{served: make(chan struct{}), slots: make(chan struct{}, workers)}
+	if cacheAds {
+		g.ads = &adCache{}
+	}
 	g.backend = &cgi.Handler{Path: backend, Env: []string{
 		"GIT_PROJECT_ROOT=" + filepath.Dir(bare),
 		"GIT_HTTP_EXPORT_ALL=1",
@@ -96,13 +163,39 @@ func (g *gitServer) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasSuffix(r.URL.Path, "/git-receive-pack"):
 		g.pushes.Add(1)
 	}
+	backend := g.backend
+	switch {
+	case g.ads == nil:
+	case r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/info/refs") && r.URL.Query().Get("service") == "git-upload-pack":
+		if g.ads.hit(w) {
+			return // no backend process, no worker slot
+		}
+		backend = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { g.ads.fill(w, r, g.backend) })
+	case strings.HasSuffix(r.URL.Path, "/git-receive-pack"):
+		defer g.ads.invalidate() // after the push: refs may have moved
+	}
 	select {
 	case g.slots <- struct{}{}:
 	case <-r.Context().Done():
 		return
 	}
 	defer func() { <-g.slots }()
-	g.backend.ServeHTTP(w, r)
+	backend.ServeHTTP(w, r)
+}
+
+// invalidate drops cached advertisements (the harness committed).
+func (g *gitServer) invalidate() {
+	if g.ads != nil {
+		g.ads.invalidate()
+	}
+}
+
+// adHits is how many ref advertisements the cache answered.
+func (g *gitServer) adHits() int64 {
+	if g.ads == nil {
+		return 0
+	}
+	return g.ads.hits.Load()
 }
 
 func (g *gitServer) counts() GitCounts {
