@@ -80,5 +80,9 @@ scale: ## the scale harness: 100 and 1,000 simulated nodes on Git, 10,000 on etc
 	  for run in $(SCALE_RUNS); do echo "make scale: reconciler-scale $$run" | tee -a $(BIN)/scale.txt; \
 	    $(BIN)/reconciler-scale $$run 2>&1 | tee -a $(BIN)/scale.txt || failed=1; done; exit $$failed
 
+.PHONY: dist
+dist: ## release binaries for linux/amd64 and linux/arm64 in dist/ (DIST_PLATFORMS, DIST_DIR), version stamped, SHA256SUMS, each signed with DIST_KEY (reconciler sign)
+	VERSION='$(VERSION)' LDFLAGS='$(LDFLAGS)' GO='$(GO)' ./.ci/dist
+
 clean: ## remove build outputs
-	rm -rf $(BIN)
+	rm -rf $(BIN) dist
