@@ -63,7 +63,8 @@ type Result struct {
 	// figure.
 	LoadAverage float64 `json:"loadAverage"`
 
-	FirstDeploy Seconds `json:"firstDeploySeconds"` // agents started to every node on 1.0.0
+	Startup     Seconds `json:"startupSeconds"`     // agents started to every node's report written
+	FirstDeploy Seconds `json:"firstDeploySeconds"` // 1.0.0 pushed to every node on it
 	// From the push of 1.1.0: the first node to fetch it, the last, and
 	// the nodes' reaction (push to their first fetch of it).
 	FirstLearned Seconds `json:"firstLearnedSeconds"`
@@ -311,7 +312,7 @@ func (r *Result) WriteText(w io.Writer) error {
 	for _, s := range r.Shared {
 		p("  - %s", s)
 	}
-	p("first deployment (1.0.0):    %s", r.FirstDeploy)
+	p("start (every node reported): %s; first deployment (1.0.0): %s", r.Startup, r.FirstDeploy)
 	p("push to first node learning: %s; to the last: %s", r.FirstLearned, r.LastLearned)
 	p("node reaction to the push:   p50 %s, p99 %s", r.ReactionP50, r.ReactionP99)
 	p("push to first node acting:   %s", r.FirstActing)

@@ -169,12 +169,23 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		return nil, err
 	}
 	mem0 := readMem()
-	if _, err := h.push("1.0.0"); err != nil {
+	// The nodes start on a spec with no app and announce themselves, so
+	// that the first deployment's plan has every node in its waves.
+	if _, err := h.push(""); err != nil {
 		return nil, err
 	}
 	h.say("starting %d agents (store %s)", opt.Nodes, opt.Store)
 	t0 := h.clock.Now()
 	if err := h.startNodes(ctx); err != nil {
+		return nil, err
+	}
+	if err := h.reported(ctx); err != nil {
+		return nil, err
+	}
+	res.Startup = Seconds(h.clock.Since(t0))
+	h.say("every node reported (%s); pushing 1.0.0", res.Startup)
+	t0 = h.clock.Now()
+	if _, err := h.push("1.0.0"); err != nil {
 		return nil, err
 	}
 	if err := h.await(ctx, "1.0.0", "first deployment"); err != nil {
@@ -276,7 +287,10 @@ func (h *harness) push(version string) (plumbing.Hash, error) {
 			return plumbing.ZeroHash, err
 		}
 	}
-	spec := fmt.Sprintf(`package fleet
+	spec, message := "package fleet\n", "no app yet"
+	if version != "" {
+		message = appName + " " + version
+		spec = fmt.Sprintf(`package fleet
 
 apps: %s: {
 	version: %q
@@ -285,10 +299,11 @@ apps: %s: {
 	health: http: %q
 }
 `, appName, version, appName, h.opt.Wave, h.healthURL)
+	}
 	if err := os.WriteFile(filepath.Join(work, "fleet.cue"), []byte(spec), 0o644); err != nil {
 		return plumbing.ZeroHash, fmt.Errorf("write the spec: %w", err)
 	}
-	for _, args := range [][]string{{"add", "fleet.cue"}, {"commit", "--quiet", "-m", appName + " " + version},
+	for _, args := range [][]string{{"add", "fleet.cue"}, {"commit", "--quiet", "-m", message},
 		{"push", "--quiet", "origin", "HEAD:refs/heads/main"}} {
 		if _, err := runGit(work, args...); err != nil {
 			return plumbing.ZeroHash, err
@@ -329,6 +344,26 @@ func (h *harness) await(ctx context.Context, version, phase string) error {
 			return fmt.Errorf("%s: only %d of %d nodes run %s after %s (a larger -timeout, or fewer -nodes)",
 				phase, n, h.opt.Nodes, version, h.opt.Timeout)
 		case <-changed:
+		}
+	}
+}
+
+// reported waits until every node's report is in the shared state.
+func (h *harness) reported(ctx context.Context) error {
+	deadline := h.clock.Now().Add(h.opt.Timeout)
+	for i := 0; ; i++ {
+		reports, err := h.reader.Reports(ctx)
+		if err == nil && len(reports) >= h.opt.Nodes {
+			return nil
+		}
+		if h.clock.Now().After(deadline) {
+			return fmt.Errorf("start: %d of %d nodes reported after %s (last read: %v)", len(reports), h.opt.Nodes, h.opt.Timeout, err)
+		}
+		if i%8 == 7 {
+			h.say("start: %d of %d nodes reported", len(reports), h.opt.Nodes)
+		}
+		if err := h.clock.Sleep(ctx, 2*time.Second); err != nil {
+			return err
 		}
 	}
 }
