@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,12 +21,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/transport/client"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 
-	"github.com/fleetops/reconciler/agent"
-	"github.com/fleetops/reconciler/agent/driver"
 	"github.com/fleetops/reconciler/agent/rollout"
-	"github.com/fleetops/reconciler/fleetrepo"
 	"github.com/fleetops/reconciler/internal/clock"
-	"github.com/fleetops/reconciler/internal/etcdstore"
 	"github.com/fleetops/reconciler/reconciler"
 )
 
@@ -36,6 +31,9 @@ const (
 	StoreGit  = "git"
 	StoreEtcd = "etcd"
 )
+
+// maxGitConns bounds the connections to the Git server (start).
+const maxGitConns = 1024
 
 // appName is the one app every simulated node runs.
 const appName = "sim"
@@ -264,8 +262,13 @@ func (h *harness) start() error {
 	// for the fleet: the default keeps 2 idle connections per host, and
 	// 1,000 nodes would then open (and leave in TIME_WAIT) a connection
 	// per request. go-git's protocol table is process-wide.
+	// At most maxGitConns connections, though: 10,000 nodes each holding
+	// one (both ends in this process) ran out of file descriptors at
+	// 20,000; a request beyond waits for a connection, as behind a
+	// server's accept backlog.
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = h.opt.Nodes+16, h.opt.Nodes+16
+	conns := min(h.opt.Nodes+16, maxGitConns)
+	tr.MaxIdleConns, tr.MaxIdleConnsPerHost, tr.MaxConnsPerHost = conns, conns, conns
 	client.InstallProtocol("http", githttp.NewClient(&http.Client{Transport: tr}))
 	if err := h.serveHealth(); err != nil {
 		return err
@@ -312,197 +315,6 @@ apps: %s: {
 	h.git.invalidate()
 	out, err := runGit(work, "rev-parse", "HEAD")
 	return plumbing.NewHash(out), err
-}
-
-// await waits until every node runs version, or the phase's timeout, or
-// the rollout's record says it failed (the harness's reader reads it every
-// 5 s: a failed rollout with no version to return to never converges).
-func (h *harness) await(ctx context.Context, version, phase string) error {
-	deadline := h.clock.NewTimer(h.opt.Timeout)
-	defer deadline.Stop()
-	tick := h.clock.NewTicker(5 * time.Second)
-	defer tick.Stop()
-	last, ticks := h.sample(), 0
-	for {
-		n, changed := h.log.running(version)
-		if n >= h.opt.Nodes {
-			return nil
-		}
-		select {
-		case <-tick.C():
-			if err := h.failed(ctx, version); err != nil {
-				return fmt.Errorf("%s: %d of %d nodes run %s: %w", phase, n, h.opt.Nodes, version, err)
-			}
-			if ticks++; ticks%3 == 0 {
-				now := h.sample()
-				h.say("%s: %d of %d nodes run %s; last 15s: %s", phase, n, h.opt.Nodes, version, now.since(last))
-				last = now
-			}
-		case <-ctx.Done():
-			return fmt.Errorf("%s: %d of %d nodes run %s: %w", phase, n, h.opt.Nodes, version, ctx.Err())
-		case <-deadline.C():
-			return fmt.Errorf("%s: only %d of %d nodes run %s after %s (a larger -timeout, or fewer -nodes)",
-				phase, n, h.opt.Nodes, version, h.opt.Timeout)
-		case <-changed:
-		}
-	}
-}
-
-// reported waits until every node's report is in the shared state.
-func (h *harness) reported(ctx context.Context) error {
-	deadline := h.clock.Now().Add(h.opt.Timeout)
-	for i := 0; ; i++ {
-		reports, err := h.reader.Reports(ctx)
-		if err == nil && len(reports) >= h.opt.Nodes {
-			return nil
-		}
-		if h.clock.Now().After(deadline) {
-			return fmt.Errorf("start: %d of %d nodes reported after %s (last read: %v)", len(reports), h.opt.Nodes, h.opt.Timeout, err)
-		}
-		if i%8 == 7 {
-			h.say("start: %d of %d nodes reported", len(reports), h.opt.Nodes)
-		}
-		if err := h.clock.Sleep(ctx, 2*time.Second); err != nil {
-			return err
-		}
-	}
-}
-
-// failed reads the rollout record: an error when the latest rollout, to
-// version, failed or was rolled back (its reason and the nodes recorded
-// failed); nil when it goes on, or the record cannot be read now.
-func (h *harness) failed(ctx context.Context, version string) error {
-	events, err := h.reader.Record(ctx, appName)
-	r := reconciler.Latest(events)
-	if err != nil || r == nil || r.Target != version || (r.Outcome != reconciler.OutcomeFailed && r.Outcome != reconciler.OutcomeRolledBack) {
-		return nil
-	}
-	var failed []string
-	for node, why := range r.Failed {
-		failed = append(failed, node+": "+why)
-	}
-	slices.Sort(failed)
-	return fmt.Errorf("the rollout %s: %s; %d nodes recorded failed (none failed: simulated switches succeed): %s",
-		r.Outcome, r.Reason, len(failed), strings.Join(first(failed, 5), "; "))
-}
-
-// startNodes opens every node's stores and starts its agent.
-func (h *harness) startNodes(ctx context.Context) error {
-	ctx, h.cancel = context.WithCancel(ctx)
-	for i := range h.opt.Nodes {
-		name := fmt.Sprintf("n%05d", i)
-		cfg, err := h.node(ctx, name)
-		if err != nil {
-			return fmt.Errorf("node %s: %w", name, err)
-		}
-		a, err := agent.New(cfg)
-		if err != nil {
-			return fmt.Errorf("node %s: %w", name, err)
-		}
-		h.wg.Go(func() {
-			if err := a.Run(ctx); err != nil {
-				h.errMu.Lock()
-				h.errs = append(h.errs, fmt.Errorf("agent %s: %w", name, err))
-				h.errMu.Unlock()
-			}
-		})
-	}
-	return nil
-}
-
-// sharedState is what a node's shared-state handle is to the agent and
-// the coordinator.
-type sharedState interface {
-	rollout.Shared
-	agent.Reporter
-	agent.Watcher
-}
-
-// node wires one simulated node: its own Desired, shared-state handle and
-// coordinator; the shared spec cache and (etcd) connection.
-func (h *harness) node(ctx context.Context, name string) (agent.Config, error) {
-	log := h.opt.Logger.With("node", name) // the stores' (agent and coordinator add it themselves)
-	desired, err := fleetrepo.OpenDesired(ctx, fleetrepo.DesiredOptions{URL: h.git.url, Identity: fleetrepo.Identity{Name: name},
-		PollInterval: h.opt.GitPoll, Logger: log, Clock: h.clock})
-	if err != nil {
-		return agent.Config{}, err
-	}
-	shared, err := h.openShared(ctx, name, log)
-	if err != nil {
-		return agent.Config{}, err
-	}
-	coord, err := rollout.New(rollout.Options{Node: name, Shared: shared, ActivePoll: h.opt.ActivePoll, LeaseTTL: h.opt.LeaseTTL, Logger: h.opt.Logger, Clock: h.clock,
-		Rollback: func(ctx context.Context, req fleetrepo.RollbackRequest) (string, error) {
-			req.Author = fleetrepo.Identity{Name: name}
-			c, err := desired.Rollback(ctx, req)
-			if errors.Is(err, fleetrepo.ErrAlreadyRolledBack) || errors.Is(err, fleetrepo.ErrSuperseded) {
-				return "", errors.Join(rollout.ErrNoRollback, err)
-			}
-			return c.String(), err
-		},
-		Descends: func(tip, ancestor string) bool {
-			return desired.Descends(plumbing.NewHash(tip), plumbing.NewHash(ancestor))
-		}})
-	if err != nil {
-		return agent.Config{}, err
-	}
-	drv := &simDriver{node: name, took: h.opt.Switch, log: h.log, clock: h.clock}
-	return agent.Config{
-		Node: name, StateDir: filepath.Join(h.opt.Dir, "nodes", name),
-		Desired: seeing{Desired: desired, node: name, log: h.log}, Reporter: shared, SharedWatch: shared,
-		Installer:   simInstaller{took: h.opt.Install, clock: h.clock},
-		Drivers:     map[string]driver.Driver{"process": drv}, // the manifests name no driver: "process"
-		Coordinator: coord, SpecLoader: h.specs, Poll: h.opt.Poll, Logger: h.opt.Logger, Clock: h.clock,
-	}, nil
-}
-
-func (h *harness) openShared(ctx context.Context, name string, log *slog.Logger) (sharedState, error) {
-	if h.opt.Store == StoreEtcd {
-		s, err := etcdstore.Open(etcdstore.Options{Endpoints: h.etcd.cluster.Endpoints(), Client: h.etcd.client,
-			Identity: name, Logger: log, Clock: h.clock})
-		if err != nil {
-			return nil, err
-		}
-		h.closers = append(h.closers, s)
-		return s, nil
-	}
-	return fleetrepo.OpenShared(ctx, fleetrepo.SharedOptions{URL: h.git.url, Identity: fleetrepo.Identity{Name: name},
-		PollInterval: h.opt.GitPoll, Logger: log, Clock: h.clock})
-}
-
-// openReader opens the harness's own handle on the shared state, to read
-// the rollout record: every 5 s while the nodes converge (counted in the
-// load, about 0.2-0.4 requests/s), and until the outcome is written.
-func (h *harness) openReader(ctx context.Context) (rollout.Shared, error) {
-	if h.opt.Store == StoreEtcd {
-		s, err := etcdstore.Open(etcdstore.Options{Endpoints: h.etcd.cluster.Endpoints(), Client: h.etcd.client, Identity: "scale"})
-		if err != nil {
-			return nil, err
-		}
-		h.closers = append(h.closers, s)
-		return s, nil
-	}
-	return fleetrepo.OpenShared(ctx, fleetrepo.SharedOptions{URL: h.git.url, Identity: fleetrepo.Identity{Name: "scale"}})
-}
-
-// settled waits until the latest rollout of the app targets version and
-// has an outcome (its last node writes it just after its switch), and
-// returns it.
-func (h *harness) settled(ctx context.Context, version string) (*reconciler.Rollout, error) {
-	deadline := h.clock.Now().Add(h.opt.Timeout)
-	for {
-		events, err := h.reader.Record(ctx, appName)
-		r := reconciler.Latest(events)
-		if err == nil && r != nil && r.Target == version && r.Outcome != reconciler.OutcomeNone {
-			return r, nil
-		}
-		if h.clock.Now().After(deadline) {
-			return r, fmt.Errorf("the rollout of %s %s has no outcome after %s (last read: %v)", appName, version, h.opt.Timeout, err)
-		}
-		if err := h.clock.Sleep(ctx, 250*time.Millisecond); err != nil {
-			return nil, err
-		}
-	}
 }
 
 // record copies the rollout's outcome and the nodes recorded failed or
