@@ -72,9 +72,12 @@ soak: ## the fleet simulation (internal/fleetsim) over SEEDS seeds (default 2000
 	set -o pipefail; FLEETSIM_SOAK_REPORT=$(CURDIR)/$(BIN)/soak.txt $(GO) test -timeout 0 -run '^TestSoak$$' ./internal/fleetsim -soak=$(SEEDS) -v 2>&1 | grep -v '^=== RUN' | tail -60
 
 .PHONY: scale
-# One run per line: flags of bin/reconciler-scale (docs/scale.md).
-SCALE_RUNS ?= "-nodes 100 -wave 10 -store git" "-nodes 1000 -wave 100 -store git" "-nodes 10000 -wave 1000 -store etcd"
-scale: ## the scale harness: 100 and 1,000 simulated nodes on Git, 10,000 on etcd (SCALE_RUNS; figures in bin/scale.txt; fails on a broken invariant)
+# One quoted run each: flags of bin/reconciler-scale (docs/scale.md). The
+# default is what completes on 2 shared cores; the issue's targets
+# (SCALE_RUNS='"-nodes 1000 -wave 100" "-nodes 10000 -wave 1000 -store etcd"')
+# do not yet, and docs/scale.md says where and why.
+SCALE_RUNS ?= "-nodes 10 -wave 3 -store git" "-nodes 100 -wave 10 -store etcd" "-nodes 100 -wave 10 -store etcd -git-cache"
+scale: ## the scale harness: simulated nodes with real agents on Git and etcd (SCALE_RUNS; figures in bin/scale.txt; fails on a broken invariant)
 	@mkdir -p $(BIN); $(GO) build -o $(BIN)/reconciler-scale ./cmd/reconciler-scale
 	@ulimit -n $$(ulimit -Hn); : > $(BIN)/scale.txt; set -o pipefail; failed=0; \
 	  for run in $(SCALE_RUNS); do echo "make scale: reconciler-scale $$run" | tee -a $(BIN)/scale.txt; \

@@ -56,7 +56,11 @@ func (h *harness) reported(ctx context.Context) error {
 			return fmt.Errorf("start: %d of %d nodes reported after %s (last read: %v)", len(reports), h.opt.Nodes, h.opt.Timeout, err)
 		}
 		if i%8 == 7 {
-			h.say("start: %d of %d nodes reported", len(reports), h.opt.Nodes)
+			if err != nil {
+				h.say("start: reading the reports: %v", err)
+			} else {
+				h.say("start: %d of %d nodes reported", len(reports), h.opt.Nodes)
+			}
 		}
 		if err := h.clock.Sleep(ctx, 2*time.Second); err != nil {
 			return err
