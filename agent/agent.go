@@ -45,8 +45,11 @@ type Agent struct {
 	refused       error
 	// marks: app -> whether marksAt (the tip) is a rollback of it
 	// (fleetrepo.RollbackMarkOf), read once per tip. Loop goroutine only.
-	marksAt   plumbing.Hash
-	marks     map[string]*reconciler.RollbackMark
+	marksAt plumbing.Hash
+	marks   map[string]*reconciler.RollbackMark
+	// gateAsked: app -> when its metric gates were last asked during a
+	// canary monitor (monitorMetrics). Loop goroutine only.
+	gateAsked map[string]time.Time
 	addr      atomic.Pointer[net.Addr] // of /healthz, once listening
 	dl        *downloads               // releases being installed, off the loop
 	dup       atomic.Pointer[string]   // another agent writes this node's report (duplicate.go)
@@ -72,7 +75,8 @@ func New(cfg Config) (*Agent, error) {
 	}
 	log := cfg.Logger.With("node", cfg.Node)
 	return &Agent{cfg: cfg, log: log, store: st, metrics: newMetrics(cfg.Registry),
-		tip: newTipWatch(cfg.Registry, log, cfg.Clock.Now), releases: map[string]cachedReleases{}, dl: newDownloads()}, nil
+		tip: newTipWatch(cfg.Registry, log, cfg.Clock.Now), releases: map[string]cachedReleases{}, dl: newDownloads(),
+		gateAsked: map[string]time.Time{}}, nil
 }
 
 // Run runs the agent until ctx ends (nil), or for one pass with Config.Once
@@ -115,6 +119,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		wg.Go(func() { a.watch(ctx, a.cfg.Desired, "tracked branch", wake) })
 		if a.cfg.SharedWatch != nil {
 			wg.Go(func() { a.watch(ctx, a.cfg.SharedWatch, "shared state", wake) })
+		}
+		for _, w := range a.cfg.Wakers {
+			wg.Go(func() { a.watch(ctx, w, "webhook", wake) })
 		}
 	}
 	tick := a.cfg.Clock.NewTicker(a.cfg.Poll)
@@ -361,7 +368,7 @@ func (a *Agent) step(ctx context.Context, commit plumbing.Hash, fleet *spec.Flee
 		// app back (wrote the rollback commit) did not converge to its tip.
 		return rep, p.Waiting == "" && p.Blocked == "" && rep.State == reconciler.AppHealthy && rep.Version == app.Version
 	}
-	t := Target{App: app, Version: p.Version, Vars: vars, Rollout: p.Rollout, Guard: p.Lease}
+	t := Target{App: app, Version: p.Version, Vars: vars, Rollout: p.Rollout, Guard: p.Lease, Monitor: p.Monitor}
 	if p.Lease != nil {
 		t.Lease = p.Lease.Token()
 	}

@@ -93,6 +93,9 @@ type Config struct {
 	// SharedWatch wakes the agent when the shared state (leases, rollout
 	// records, reports) moves; nil: only the tracked branch and Poll do.
 	SharedWatch Watcher
+	// Wakers are more wake sources (the push webhook receiver,
+	// internal/webhook): each is watched like SharedWatch.
+	Wakers []Watcher
 	// Drivers by release.json "driver"; "" means "process". Required.
 	Drivers map[string]driver.Driver
 	// Coordinator says which version to run now, under which lease
@@ -209,6 +212,9 @@ type Permit struct {
 	// Recheck asks for another pass no later than this time (a wave that
 	// opens after batchDelay, a canary monitor); zero: on the next change.
 	Recheck time.Time
+	// Monitor says the node runs Version as a canary under its monitor:
+	// its steady probes also ask the app's metric gates.
+	Monitor bool
 	// Lease, when set, guards the switch to Version: Converge calls Begin
 	// right before the old version starts going away, and the agent calls
 	// Finish with the outcome, once, whatever happened.
