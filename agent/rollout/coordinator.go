@@ -192,19 +192,22 @@ func (c *Coordinator) permit(ctx context.Context, in agent.DecideInput) (agent.P
 		return agent.Permit{}, fmt.Errorf("read node reports: %w", err)
 	}
 	var st step
+	fetch := false // a step wrote to the tracked branch
 	for range maxSteps {
 		st.read = c.opt.Clock.Now()
 		rin, err := c.input(ctx, in, reports)
 		if err != nil {
-			return agent.Permit{}, err
+			return agent.Permit{Fetch: fetch}, err
 		}
 		d := reconciler.Decide(rin)
 		again, out, err := c.act(ctx, in, rin, d, &st)
+		fetch = fetch || out.Fetch
 		if err != nil || !again {
+			out.Fetch = fetch
 			return out, err
 		}
 	}
-	return agent.Permit{Waiting: "rollout bookkeeping in progress", Recheck: c.opt.Clock.Now()}, nil
+	return agent.Permit{Waiting: "rollout bookkeeping in progress", Recheck: c.opt.Clock.Now(), Fetch: fetch}, nil
 }
 
 // backoff counts consecutive transient errors of app (or resets them) and
@@ -282,7 +285,9 @@ func (c *Coordinator) act(ctx context.Context, in agent.DecideInput, rin reconci
 	case reconciler.Rollback:
 		written, err := c.rollback(ctx, in, d)
 		if err != nil || written {
-			return written, waiting(d, d.Reason, time.Time{}), err
+			w := waiting(d, d.Reason, time.Time{})
+			w.Fetch = written // read the branch with the rollback commit at once
+			return written, w, err
 		}
 		// Nothing written: the tip moves (the other agent's rollback commit,
 		// or a person's); wait for it rather than asking again at once.
