@@ -39,6 +39,7 @@ func (sh *Shared) Record(ctx context.Context, app string) ([]reconciler.Event, e
 // handle. It returns decide's error unwrapped, or *ConflictError after 20
 // lost races.
 func (sh *Shared) Append(ctx context.Context, app string, decide func(current []reconciler.Event) (*reconciler.Event, error)) error {
+	ctx = sh.fresh(ctx) // a write reads its ref afresh, never from a Snapshot
 	if err := checkName("app", app); err != nil {
 		return fmt.Errorf("append to rollout record: %w", err)
 	}

@@ -29,6 +29,7 @@ type reportCache struct {
 // of the node's report: two agents with one node name) the report is
 // written all the same and a *DuplicateNodeError returned.
 func (sh *Shared) WriteReport(ctx context.Context, r reconciler.NodeReport) error {
+	ctx = sh.fresh(ctx) // a write reads its ref afresh, never from a Snapshot
 	if err := checkName("node", r.Node); err != nil {
 		return fmt.Errorf("write node report: %w", err)
 	}
