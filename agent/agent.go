@@ -402,8 +402,9 @@ func (a *Agent) step(ctx context.Context, commit plumbing.Hash, fleet *spec.Flee
 	st := a.store.App(app.Name)
 	in := DecideInput{Node: a.cfg.Node, Commit: commit, Fleet: fleet, App: app,
 		Local: Local{Active: st.Active, Previous: st.Previous}, Rollback: a.rollbackMark(commit, app.Name)}
-	if st.Failed != nil {
+	if st.Failed != nil && !a.retryDue(st) {
 		in.Local.Failed = st.Failed.Version
+		a.askRecheck(st.Failed.RetryAt) // a failed first install: pass again when it is retried
 	}
 	p, err := a.cfg.Coordinator.Permit(ctx, in)
 	a.askRecheck(p.Recheck)

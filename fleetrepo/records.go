@@ -140,7 +140,7 @@ func KnownEvent(t string) bool { return knownEvent[t] }
 
 var knownEvent = map[string]bool{
 	reconciler.EventStarted: true, reconciler.EventWaveDone: true, reconciler.EventNodeDone: true,
-	reconciler.EventNodeFailed: true, reconciler.EventNodeUnreachable: true, reconciler.EventPaused: true,
+	reconciler.EventNodeFailed: true, reconciler.EventNodeUnreachable: true, reconciler.EventNodeLost: true, reconciler.EventPaused: true,
 	reconciler.EventResumed: true, reconciler.EventOptionsChanged: true, reconciler.EventCompleted: true,
 	reconciler.EventFailed: true, reconciler.EventRolledBack: true, reconciler.EventSuperseded: true,
 }

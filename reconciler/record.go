@@ -22,6 +22,11 @@ type Rollout struct {
 	Done     map[string]string // node -> lease token of its node_done
 	Failed   map[string]string // node -> reason
 	Skipped  map[string]string // node -> reason (unreachable)
+	// Lost: node -> the tokens of its leases that expired without a
+	// verdict (node_lost), oldest first; LostAt: the record index of its
+	// last node_lost.
+	Lost     map[string][]string
+	LostAt   map[string]int
 	Paused   bool
 	Resumed  int          // index of the last resumed event, -1 if none
 	Options  RolloutFlags // batch size and delay in force
@@ -62,6 +67,7 @@ func fold(events []Event, start int) *Rollout {
 		Waves: cloneWaves(s.Waves), Resumed: -1, SpecAt: s.Rollout,
 		WaveDone: map[int]int{}, Done: map[string]string{},
 		Failed: map[string]string{}, Skipped: map[string]string{},
+		Lost: map[string][]string{}, LostAt: map[string]int{},
 		IsRollback: s.Rollback, RollbackOf: s.RollbackOf, AtOnce: s.AtOnce,
 	}
 	if s.Options != nil {
@@ -86,9 +92,15 @@ func (r *Rollout) apply(i int, e Event) {
 		}
 	case EventNodeDone:
 		// A failure is sticky: a holder whose lease was taken over cannot
-		// turn its failure into a success afterwards (fencing).
-		if _, failed := r.Failed[e.Node]; !failed {
+		// turn its failure into a success afterwards (fencing); nor can a
+		// holding recorded lost count.
+		if _, failed := r.Failed[e.Node]; !failed && !r.LostToken(e.Node, e.Lease) {
 			r.Done[e.Node] = e.Lease
+		}
+	case EventNodeLost:
+		if !r.LostToken(e.Node, e.Lease) {
+			r.Lost[e.Node] = append(r.Lost[e.Node], e.Lease)
+			r.LostAt[e.Node] = i
 		}
 	case EventNodeFailed:
 		r.Failed[e.Node] = e.Reason
@@ -120,6 +132,11 @@ func (r *Rollout) apply(i int, e Event) {
 	case EventSuperseded:
 		r.Outcome = OutcomeSuperseded
 	}
+}
+
+// LostToken reports whether node's lease token was recorded lost.
+func (r *Rollout) LostToken(node, token string) bool {
+	return token != "" && slices.Contains(r.Lost[node], token)
 }
 
 // terminal reports whether a node has a verdict in this rollout.
