@@ -71,5 +71,9 @@ soak: ## the fleet simulation (internal/fleetsim) over SEEDS seeds (default 2000
 	@mkdir -p $(BIN)
 	set -o pipefail; FLEETSIM_SOAK_REPORT=$(CURDIR)/$(BIN)/soak.txt $(GO) test -timeout 0 -run '^TestSoak$$' ./internal/fleetsim -soak=$(SEEDS) -v 2>&1 | grep -v '^=== RUN' | tail -60
 
+.PHONY: dist
+dist: ## release binaries for linux/amd64 and linux/arm64 in dist/ (DIST_PLATFORMS, DIST_DIR), version stamped, SHA256SUMS, each signed with DIST_KEY (reconciler sign)
+	VERSION='$(VERSION)' LDFLAGS='$(LDFLAGS)' GO='$(GO)' ./.ci/dist
+
 clean: ## remove build outputs
-	rm -rf $(BIN)
+	rm -rf $(BIN) dist

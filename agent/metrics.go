@@ -2,6 +2,8 @@ package agent
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fleetops/reconciler/agent/state"
 )
 
 // Upgrade results, the "result" label of the upgrade metrics.
@@ -61,5 +63,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"step"}),
 	}
 	reg.MustRegister(m.upgradeSeconds, m.upgrades, m.active, m.reconcileErrors, m.fetchSeconds, m.swaps, m.blocked, m.stateWrites)
+	// The error counters exist at zero from the start: a dashboard or an
+	// alert on rate(...) sees a series before the first error, not a gap.
+	for _, stage := range []string{"fetch", "spec", "decide", "install", "switch", "stop", "report"} {
+		m.reconcileErrors.WithLabelValues(stage)
+	}
+	for _, step := range []state.JournalStep{state.JournalInstallFailed, state.JournalInstalled, state.JournalSwitching,
+		state.JournalSwitched, state.JournalSwitchFailed, state.JournalSwitchInterrupted, state.JournalRecovered, state.JournalPruned} {
+		m.stateWrites.WithLabelValues(string(step))
+	}
 	return m
 }

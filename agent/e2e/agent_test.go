@@ -131,6 +131,7 @@ func TestAgentEndToEnd(t *testing.T) {
 	}
 	checkSharedReport(t, n.repo, "1.1.0", reconciler.AppFailed)
 	phase("1.2.0-broken rolled back and reported")
+	checkMetrics(t, n.healthz) // an upgrade and a local rollback are counted by now
 
 	// Killing the agent leaves the workload serving.
 	pid := workloadPID(t, n.stateDir, "web")

@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/fleetops/reconciler/agent"
 	"github.com/fleetops/reconciler/agent/driver"
@@ -74,7 +75,7 @@ func runAgent(ctx context.Context, e *env, o *agentOptions) error {
 	}
 	defer closeDrivers()
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(badRefsGauge(shared))
+	reg.MustRegister(badRefsGauge(shared), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cfg := agent.Config{
 		Node: o.node, Labels: o.labels, Vars: vars, StateDir: o.stateDir, State: st,
 		Desired: desired, Installer: agent.VerifiedInstaller{Fetcher: fetcher, Keys: keys}, Reporter: shared,

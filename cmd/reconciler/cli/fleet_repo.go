@@ -67,7 +67,19 @@ type fleetHandles struct {
 	shared  sharedState
 	url     string
 	flags   *repoFlags
+	// specs, when set, keeps the specs loaded at each commit (a commit's
+	// specs never change): the long-running ui reads them every second.
+	specs map[plumbing.Hash]loaded
 }
+
+// loaded is one commit's specs, or why they do not load.
+type loaded struct {
+	fleet *spec.Fleet
+	err   error
+}
+
+// maxCachedSpecs bounds fleetHandles.specs.
+const maxCachedSpecs = 1000
 
 // openFleet opens the fleet repo named by the flags (in-memory caches: the
 // operator commands are one-shot).
@@ -197,6 +209,21 @@ func specErrorSummary(err *spec.Errors) string {
 
 // load reads the specs of a fetched commit.
 func (h *fleetHandles) load(commit plumbing.Hash) (*spec.Fleet, error) {
+	if l, ok := h.specs[commit]; ok {
+		return l.fleet, l.err
+	}
+	fleet, err := h.loadNow(commit)
+	var serr *spec.Errors
+	if h.specs != nil && (err == nil || errors.As(err, &serr)) { // not a transient read error
+		if len(h.specs) >= maxCachedSpecs {
+			clear(h.specs)
+		}
+		h.specs[commit] = loaded{fleet, err}
+	}
+	return fleet, err
+}
+
+func (h *fleetHandles) loadNow(commit plumbing.Hash) (*spec.Fleet, error) {
 	var fleet *spec.Fleet
 	err := h.desired.View(func(r *git.Repository) error {
 		var err error

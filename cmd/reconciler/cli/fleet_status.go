@@ -72,20 +72,41 @@ func statuses(ctx context.Context, e *env, h *fleetHandles, args []string) ([]re
 		}
 		names = args
 	}
-	reports, err := h.reports(ctx)
+	out, _, err := statusesIn(ctx, h, v, names)
 	if err != nil {
 		return nil, err
 	}
+	warnBadRefs(e, h)
+	return out, nil
+}
+
+// sharedReads are the node reports and rollout records a status was
+// computed from.
+type sharedReads struct {
+	reports map[string]reconciler.NodeReport
+	records map[string][]reconciler.Event
+}
+
+// statusesIn is the status of each named app of the view (names must be
+// its apps), with warnings in each status's Warnings under --output json,
+// and what it read. `status` and `ui` share it.
+func statusesIn(ctx context.Context, h *fleetHandles, v *fleetView, names []string) ([]reconciler.Status, *sharedReads, error) {
+	reports, err := h.reports(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	reads := &sharedReads{reports: reports, records: map[string][]reconciler.Event{}}
 	var out []reconciler.Status
 	for _, name := range names {
 		app, _ := appOf(v.fleet, name)
 		record, err := h.shared.Record(ctx, name)
 		if err != nil {
-			return nil, fmt.Errorf("read the rollout record of %s: %w", name, err)
+			return nil, nil, fmt.Errorf("read the rollout record of %s: %w", name, err)
 		}
+		reads.records[name] = record
 		leases, err := h.shared.Leases(ctx, name)
 		if err != nil {
-			return nil, fmt.Errorf("read the leases of %s: %w", name, err)
+			return nil, nil, fmt.Errorf("read the leases of %s: %w", name, err)
 		}
 		st := reconciler.StatusOf(app, record, reports, leases, time.Now())
 		if v.warning != "" && h.flags.output == "json" {
@@ -93,14 +114,13 @@ func statuses(ctx context.Context, e *env, h *fleetHandles, args []string) ([]re
 		}
 		out = append(out, st)
 	}
-	bad := badRefWarnings(h)
-	warnBadRefs(e, h)
-	for i := range out {
-		if h.flags.output == "json" {
+	if h.flags.output == "json" {
+		bad := badRefWarnings(h)
+		for i := range out {
 			out[i].Warnings = append(out[i].Warnings, bad...)
 		}
 	}
-	return out, nil
+	return out, reads, nil
 }
 
 func printStatus(w io.Writer, st reconciler.Status) {

@@ -75,6 +75,7 @@ func TestEveryCommandSpeaksJSON(t *testing.T) {
 		{"versions", with("hello"), 0},
 		{"diff", with("main~1", "main"), 0},
 		{"verify-commits", with("main~1..main", "--trust-signer", filepath.Join(f.dir, "node-key.pub")), 1}, // unsigned
+		{"ui", with("--base-path", "no-slash"), 2},                                                          // serves until stopped: its usage errors
 	}
 	for _, c := range cases {
 		args := append(strings.Fields(c.cmd), append(c.args, "--output", "json")...)

@@ -193,6 +193,7 @@ func commandSets() []func(*env) []*cobra.Command {
 		fleetCommands,   // upgrade, rollback, pause, resume, status, audit, history, versions, diff (fleet.go)
 		trustCommands,   // verify-commits (trust_verify.go)
 		versionCommands, // version (version.go)
+		uiCommands,      // ui (ui.go)
 	}
 }
 
