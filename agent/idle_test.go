@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -103,5 +104,57 @@ func TestIdleAgentGitTraffic(t *testing.T) {
 	// watches' polls (real time, not counted here) on top.
 	if want := passes + 3*3 + 3; got.Total() > want {
 		t.Fatalf("idle agent over 30 minutes: %s; want at most %d (one per 30 s, and the report refreshes)", got, want)
+	}
+}
+
+// TestPermitFetchReadsTheBranchAtOnce: a Permit that says this node wrote
+// to the tracked branch (a rollback commit) has the agent read the branch
+// at the next pass, a recheck moments later, not at the next --poll.
+func TestPermitFetchReadsTheBranchAtOnce(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	repo := gittest.NewBare(t, specFiles("web@1.0.0"))
+	url, reqs := gittest.ServeCounted(t, repo)
+	clk := clock.NewFake(time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC))
+	desired, err := fleetrepo.OpenDesired(ctx, fleetrepo.DesiredOptions{URL: url, Clock: clk, PollInterval: -1})
+	must(t, err)
+	passes := make(chan time.Time, 16)
+	var asked atomic.Int32
+	coord := CoordinatorFunc(func(_ context.Context, in DecideInput) (Permit, error) {
+		passes <- clk.Now()
+		if asked.Add(1) == 2 { // the second pass writes a commit to the branch
+			return Permit{Version: in.App.Version, Fetch: true}, nil
+		}
+		return Permit{Version: in.App.Version}, nil
+	})
+	a, err := New(Config{Node: "n1", StateDir: t.TempDir(), Desired: desired, Installer: &fakeInstaller{},
+		Coordinator: coord, Drivers: map[string]driver.Driver{"process": &fakeDriver{fail: map[string]bool{}}},
+		Logger: slog.New(slog.DiscardHandler), Clock: clk, Poll: time.Hour})
+	must(t, err)
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() { cancel(); must(t, <-done) }()
+	wait := func() {
+		t.Helper()
+		select {
+		case <-passes:
+		case <-time.After(gittest.Deadline):
+			t.Fatal("no pass")
+		}
+	}
+	wait() // the first pass; the release installs off the loop: a second pass follows
+	wait() // Fetch asked
+	before := reqs.Counts()
+	gittest.Eventually(t, gittest.Deadline, func() bool {
+		clk.Advance(10 * time.Millisecond) // the recheck the Permit asked for
+		select {
+		case <-passes:
+			return true
+		default:
+			return false
+		}
+	}, "a recheck pass after Permit.Fetch")
+	if got := reqs.Counts().Sub(before); got.Adverts != 1 {
+		t.Fatalf("pass after Permit.Fetch: %s; want one listing of the branch", got)
 	}
 }
