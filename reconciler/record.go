@@ -161,13 +161,16 @@ func (r *Rollout) WaveOf(node string) int {
 }
 
 // WaveComplete reports whether every node of wave k has a verdict that lets
-// the rollout move on: done, skipped, or failed when failures do not stop it.
+// the rollout move on: done, skipped, failed when failures do not stop it,
+// or lost (its lease expired without a verdict: it is retried while the
+// waves go on, and a silent node does not hold them up).
 func (r *Rollout) WaveComplete(k int, rollbackOnFail bool) bool {
 	for _, n := range r.Waves[k] {
 		_, d := r.Done[n]
 		_, s := r.Skipped[n]
 		_, f := r.Failed[n]
-		if !d && !s && !(f && !rollbackOnFail) {
+		_, l := r.Lost[n]
+		if !d && !s && !l && !(f && !rollbackOnFail) {
 			return false
 		}
 	}
@@ -191,6 +194,9 @@ func (r *Rollout) Result() *Result {
 			case hasKey(r.Skipped, n):
 				res.Skipped++
 				nr.Outcome, nr.Reason = "skipped", r.Skipped[n]
+			case len(r.Lost[n]) > 0:
+				res.Skipped++
+				nr.Outcome, nr.Reason = "skipped", "lost its lease (went silent, no failure reported); it converges after the rollout"
 			default:
 				nr.Outcome = "pending"
 			}

@@ -179,16 +179,12 @@ func TestHolderCutOffDoesNotBeginAfterTakeover(t *testing.T) {
 	fa.set(func(f *faulty) { f.cutOff = true })
 	a.clock.advance(31 * time.Second)
 	b.clock.advance(31 * time.Second)
-	if _, err := b.coord.Permit(ctx, in); err != nil { // a's lease lost: a is retried, not failed
-		t.Fatal(err)
-	}
-	b.clock.advance(61 * time.Second) // no new lease within nodeTimeout of the loss: skipped
 	pb, err := b.coord.Permit(ctx, in)
 	if err != nil || pb.Lease == nil {
-		t.Fatalf("b after a's lease expired and a took none for nodeTimeout: %+v, %v; want the takeover", pb, err)
+		t.Fatalf("b after a's lease expired: %+v, %v; want the takeover (a lost: its wave goes on)", pb, err)
 	}
-	if r := latest(t, b); len(r.Lost["a"]) != 1 || !hasKey(r.Skipped, "a") || hasKey(r.Failed, "a") {
-		t.Fatalf("b took over without recording a lost, then skipped: %+v", r)
+	if r := latest(t, b); len(r.Lost["a"]) != 1 || hasKey(r.Failed, "a") {
+		t.Fatalf("b took over without recording a lost (not failed): %+v", r)
 	}
 	if _, err := pa.Lease.Begin(ctx, 5*time.Second); !errors.Is(err, agent.ErrNotBegun) {
 		t.Fatalf("a began its switch after the takeover (err %v): two switching with batchSize 1", err)
@@ -213,7 +209,7 @@ func TestHolderCutOffDoesNotBeginAfterTakeover(t *testing.T) {
 	fa.set(func(f *faulty) { f.cutOff = false })
 	p, err := a.coord.Permit(ctx, in)
 	if err != nil || p.Version != "1.1.0" || p.Lease == nil {
-		t.Fatalf("a after the rollout, skipped (it went silent, nothing failed): %+v, %v; want it to converge under a lease", p, err)
+		t.Fatalf("a after the rollout, lost (it went silent, nothing failed): %+v, %v; want it to converge under a lease", p, err)
 	}
 	p.Lease.Finish(ctx, healthy("1.1.0"), nil)
 }
@@ -622,7 +618,8 @@ func TestLostLeaseStopsRenewing(t *testing.T) {
 // under it (make chaos, seeds 2, 7, 9: the renewal of the untouched slot
 // succeeded and the node switched 8 s after it was recorded failed). It
 // gives the expired lease up and decides again on a fresh read: since
-// issue 13 §2 (slow is not failed) that retries it under a fresh lease.
+// issue 13 §2 (slow is not failed) it is retried, under a fresh lease once
+// a slot is free (here b, whose wave opened, took the only one).
 func TestStalledHolderDoesNotRevive(t *testing.T) {
 	ctx := context.Background()
 	repo := gittest.NewBare(t, nil)
@@ -667,10 +664,12 @@ func TestStalledHolderDoesNotRevive(t *testing.T) {
 		t.Fatalf("the stall did not happen as planned (a recorded lost, the rollout going on): %+v", r)
 	}
 	lost := r.Lost["a"][0]
-	if err != nil || pa.Lease == nil || pa.Lease.Token() == lost {
-		t.Fatalf("a, recorded lost while it stood still: %+v, %v; want a retry under a fresh lease, never the expired %.8s revived", pa, err, lost)
+	if err != nil || pa.Lease != nil && pa.Lease.Token() == lost {
+		t.Fatalf("a, recorded lost while it stood still: %+v, %v; want it waiting or under a fresh lease, never the expired %.8s revived", pa, err, lost)
 	}
-	defer pa.Lease.Finish(ctx, reconciler.AppReport{}, agent.ErrNotBegun)
+	if pa.Lease != nil {
+		defer pa.Lease.Finish(ctx, reconciler.AppReport{}, agent.ErrNotBegun)
+	}
 	hist, err := a.shared.LeaseHistory(ctx, "web", 0, 0)
 	if err != nil {
 		t.Fatal(err)

@@ -35,8 +35,10 @@ func TestStarvedHolderIsNotAFailedVersion(t *testing.T) {
 				asked = req
 				return "", ErrNoRollback
 			}
-			a, b := newNode(t, repo, "a", rollback), newNode(t, repo, "b", rollback)
-			in := input(app(true), "a", "b")
+			// a and b are the plan (two waves); o observes (the agent of a
+			// node the app does not target keeps the books too).
+			a, b := newNode(t, repo, "a", rollback), newNode(t, repo, "o", rollback)
+			in := input(app(true), "a", "z")
 			pa, err := a.coord.Permit(ctx, in)
 			if err != nil || pa.Lease == nil {
 				t.Fatalf("a: %+v, %v", pa, err)
@@ -44,7 +46,7 @@ func TestStarvedHolderIsNotAFailedVersion(t *testing.T) {
 			if _, err := b.coord.Permit(ctx, in); err != nil {
 				t.Fatal(err)
 			}
-			// a is starved past its TTL: on its own clock and on b's.
+			// a is starved past its TTL: on its own clock and on o's.
 			a.clock.advance(31 * time.Second)
 			b.clock.advance(31 * time.Second)
 			if _, err := b.coord.Permit(ctx, in); err != nil {
