@@ -46,8 +46,11 @@ type Agent struct {
 	refused       error
 	// marks: app -> whether marksAt (the tip) is a rollback of it
 	// (fleetrepo.RollbackMarkOf), read once per tip. Loop goroutine only.
-	marksAt   plumbing.Hash
-	marks     map[string]*reconciler.RollbackMark
+	marksAt plumbing.Hash
+	marks   map[string]*reconciler.RollbackMark
+	// gateAsked: app -> when its metric gates were last asked during a
+	// canary monitor (monitorMetrics). Loop goroutine only.
+	gateAsked map[string]time.Time
 	addr      atomic.Pointer[net.Addr] // of /healthz, once listening
 	dl        *downloads               // releases being installed, off the loop
 	dup       atomic.Pointer[string]   // another agent writes this node's report (duplicate.go)
@@ -80,7 +83,8 @@ func New(cfg Config) (*Agent, error) {
 	}
 	log := cfg.Logger.With("node", cfg.Node)
 	return &Agent{cfg: cfg, log: log, store: st, metrics: newMetrics(cfg.Registry),
-		tip: newTipWatch(cfg.Registry, log, cfg.Clock.Now), releases: map[string]cachedReleases{}, dl: newDownloads()}, nil
+		tip: newTipWatch(cfg.Registry, log, cfg.Clock.Now), releases: map[string]cachedReleases{}, dl: newDownloads(),
+		gateAsked: map[string]time.Time{}}, nil
 }
 
 // Run runs the agent until ctx ends (nil), or for one pass with Config.Once
@@ -111,8 +115,8 @@ func (a *Agent) Addr() net.Addr {
 // Git traffic (docs/agent.md, "Git traffic"): a pass reads the tracked
 // branch from the repository (one ref listing when it has not moved) only
 // when it may have moved: at the first pass, at every Poll tick, when a
-// watch of the branch wakes the agent (Desired.Watch, Config.TipWatchers:
-// the etcd tip key, a push webhook), or when a Permit says this node wrote
+// watch of the branch wakes the agent (Desired.Watch, Config.TipHint: the
+// etcd tip key, Config.Wakers: a push webhook), or when a Permit says this node wrote
 // to it. Other passes (the shared state moved, a download finished, a
 // decision's recheck) reuse the tip of the last read.
 func (a *Agent) Run(ctx context.Context) error {
@@ -164,7 +168,7 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 // startWatches runs the watches of the shared state (wake) and of the
-// tracked branch (branch: Desired.Watch and every TipWatcher).
+// tracked branch (branch: Desired.Watch, the TipHint and every Waker).
 func (a *Agent) startWatches(ctx context.Context, wg *sync.WaitGroup, wake, branch chan struct{}) {
 	wg.Go(func() { a.watch(ctx, a.cfg.Desired, "tracked branch", branch) })
 	if a.cfg.SharedWatch != nil {
@@ -173,8 +177,8 @@ func (a *Agent) startWatches(ctx context.Context, wg *sync.WaitGroup, wake, bran
 	if h := a.cfg.TipHint; h != nil {
 		wg.Go(func() { a.watchTipHint(ctx, h, branch) })
 	}
-	for _, w := range a.cfg.TipWatchers {
-		wg.Go(func() { a.watch(ctx, w, "tracked branch (tip watcher)", branch) })
+	for _, w := range a.cfg.Wakers {
+		wg.Go(func() { a.watch(ctx, w, "webhook", branch) })
 	}
 }
 
@@ -437,7 +441,7 @@ func (a *Agent) step(ctx context.Context, commit plumbing.Hash, fleet *spec.Flee
 		// app back (wrote the rollback commit) did not converge to its tip.
 		return rep, p.Waiting == "" && p.Blocked == "" && rep.State == reconciler.AppHealthy && rep.Version == app.Version
 	}
-	t := Target{App: app, Version: p.Version, Vars: vars, Rollout: p.Rollout, Guard: p.Lease}
+	t := Target{App: app, Version: p.Version, Vars: vars, Rollout: p.Rollout, Guard: p.Lease, Monitor: p.Monitor}
 	if p.Lease != nil {
 		t.Lease = p.Lease.Token()
 	}

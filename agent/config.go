@@ -97,10 +97,10 @@ type Config struct {
 	// etcd store's tip key): the agent publishes each new tip it reads and
 	// reads the branch at once when the hint moves; never trusted.
 	TipHint TipHint
-	// TipWatchers wake the agent to read the tracked branch at once (a push
-	// webhook receiver): each wake is one read of the branch, whose answer
-	// (not the wake's) is what applies. Desired.Watch is always one.
-	TipWatchers []Watcher
+	// Wakers wake the agent to read the tracked branch at once (the push
+	// webhook receiver, internal/webhook): each wake is one read of the
+	// branch, whose answer (not the wake's) is what applies.
+	Wakers []Watcher
 	// Drivers by release.json "driver"; "" means "process". Required.
 	Drivers map[string]driver.Driver
 	// Coordinator says which version to run now, under which lease
@@ -225,6 +225,9 @@ type Permit struct {
 	// Fetch asks the agent to read the tracked branch again before its next
 	// pass: this node wrote a commit to it (a rollback commit).
 	Fetch bool
+	// Monitor says the node runs Version as a canary under its monitor:
+	// its steady probes also ask the app's metric gates.
+	Monitor bool
 	// Lease, when set, guards the switch to Version: Converge calls Begin
 	// right before the old version starts going away, and the agent calls
 	// Finish with the outcome, once, whatever happened.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/fleetops/reconciler/agent/driver"
 	"github.com/fleetops/reconciler/agent/health"
+	"github.com/fleetops/reconciler/agent/metricgate"
 	"github.com/fleetops/reconciler/agent/state"
 	"github.com/fleetops/reconciler/internal/redact"
 	"github.com/fleetops/reconciler/internal/regfile"
@@ -30,18 +31,22 @@ type Target struct {
 	Rollout, Lease string
 	// Guard, when set, must let the switch begin (Lease.Begin) and bounds it.
 	Guard Lease
+	// Monitor: a canary under its monitor (Permit.Monitor).
+	Monitor bool
 }
 
 // prepared is a release ready to switch to.
 type prepared struct {
 	rel    driver.Release
-	check  *health.Check // nil: no health check
+	check  *health.Check    // nil: no health check
+	gate   *metricgate.Gate // nil: no metric gates
 	driver string
 }
 
 // Converge moves one app to t.Version on this node: install the verified
 // release (or reuse it), switch through its driver with the health check,
-// and record the outcome. A failure leaves the previous version running and
+// watch its metric gates (gates.go), and record the outcome. A failure
+// (a failed gate included) leaves the previous version running and
 // is returned with the report; a version whose switch failed is remembered
 // and not tried again (the report stays "failed") until the target changes.
 // It is the reusable per-app step under any coordination.
@@ -49,7 +54,15 @@ func (a *Agent) Converge(ctx context.Context, t Target) (reconciler.AppReport, e
 	name, v := t.App.Name, t.Version
 	st := a.store.App(name)
 	if st.Active == v && st.Running != nil {
-		return a.steady(ctx, t, st), nil
+		rep := a.steady(ctx, t, st)
+		if rep.State != reconciler.AppHealthy || !t.Monitor {
+			return rep, nil
+		}
+		if err := a.monitorMetrics(ctx, t); err != nil {
+			a.log.Error("canary metric gate failed", "app", name, "version", v, "err", err)
+			return a.appReport(st, t, reconciler.AppUnhealthy, err.Error()), err
+		}
+		return rep, nil
 	}
 	if st.Failed != nil && st.Failed.Version == v && !a.retryDue(st) {
 		return a.appReport(st, t, reconciler.AppFailed, failureText(st.Failed)), nil
@@ -111,7 +124,11 @@ func (a *Agent) prepare(ctx context.Context, t Target) (prepared, error) {
 	if err != nil {
 		return prepared{}, fmt.Errorf("health check of %s %s on node %s: %w", name, v, a.cfg.Node, err)
 	}
-	return prepared{rel: rel, check: check, driver: em.Driver}, nil
+	gate, err := a.metricGate(t)
+	if err != nil {
+		return prepared{}, fmt.Errorf("metric gates of %s %s on node %s: %w", name, v, a.cfg.Node, err)
+	}
+	return prepared{rel: rel, check: check, gate: gate, driver: em.Driver}, nil
 }
 
 // install returns the manifest of the release in dir, installing it first
@@ -250,7 +267,11 @@ func (a *Agent) switchTo(ctx context.Context, t Target, st state.App, p prepared
 	if cur == nil && st.Running != nil {
 		a.stopOther(ctx, name, st)
 	}
-	return a.switched(t, p.driver, running, a.cfg.Clock.Since(start))
+	rep, err := a.switched(t, p.driver, running, a.cfg.Clock.Since(start))
+	if err != nil || p.gate == nil {
+		return rep, err
+	}
+	return a.watchMetrics(ctx, t, st, p, running, rep)
 }
 
 // versionGuard makes a switch's health check ignore answers from the

@@ -115,7 +115,7 @@ func switchTimes(b *testing.B, f *fleet, v string, pushed time.Time) (first, wor
 	return first, work
 }
 
-func scanLog(b *testing.B, path string, fn func(time.Time, string)) {
+func scanLog(b testing.TB, path string, fn func(time.Time, string)) {
 	fh, err := os.Open(path)
 	if err != nil {
 		b.Fatal(err)

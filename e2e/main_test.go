@@ -23,13 +23,15 @@ import (
 	"github.com/fleetops/reconciler/reconciler"
 )
 
-// lab is built once: the binaries and the signed releases 1.0.0, 1.1.0 and
-// a broken 1.2.0 of app "web".
+// lab is built once: the binaries and the signed releases 1.0.0, 1.1.0, a
+// broken 1.2.0 (its health check fails) and 1.3.0, which answers half its
+// requests with 500 while its health check passes, of app "web".
 var lab *fleetlab.Lab
 
 func TestMain(m *testing.M) {
 	os.Exit(fleetlab.Main(fleetlab.Options{Root: "..",
-		Versions: []string{"1.0.0", "1.1.0", "1.2.0"}, Broken: map[string]bool{"1.2.0": true}},
+		Versions: []string{"1.0.0", "1.1.0", "1.2.0", "1.3.0"}, Broken: map[string]bool{"1.2.0": true},
+		VersionEnv: map[string]map[string]string{"1.3.0": {"WORKLOAD_ERROR_RATE": "0.5"}}},
 		func(l *fleetlab.Lab) int { lab = l; return m.Run() }))
 }
 
@@ -50,6 +52,7 @@ type fleet struct {
 type specOptions struct {
 	version string
 	rollout string // CUE fields inside rollout: {...}
+	health  string // more CUE fields inside health: {...}
 	paused  bool
 }
 
@@ -69,10 +72,11 @@ apps: web: {
 		http:       "http://127.0.0.1:${PORT}/health"
 		retries:    2
 		retryDelay: "200ms"
+		%s
 	}
 	paused: %v
 }
-`, nodes.String(), o.version, lab.Releases, o.rollout, o.paused)}
+`, nodes.String(), o.version, lab.Releases, o.rollout, o.health, o.paused)}
 }
 
 // newFleet serves a fleet repo at version 1.0.0 (all at once) and starts n

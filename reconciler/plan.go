@@ -3,6 +3,7 @@ package reconciler
 import (
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/fleetops/reconciler/spec"
 )
@@ -23,6 +24,21 @@ type Plan struct {
 	Strategy string     `json:"strategy"`
 	Waves    [][]string `json:"waves"`
 	Unknown  []string   `json:"unknown,omitempty"` // listed in the spec, not in the inventory
+	// Prometheus and Metrics are the app's metric gates (health.metrics):
+	// each node passes them for their `for` after its switch before it
+	// counts, and a canary during its monitor.
+	Prometheus string        `json:"prometheus,omitempty"`
+	Metrics    []spec.Metric `json:"metrics,omitempty"`
+}
+
+// MetricWindow is how long a node watches app's metric gates after its
+// switch: the longest `for` (0 without gates).
+func MetricWindow(app spec.App) time.Duration {
+	var d time.Duration
+	for _, m := range app.Health.Metrics {
+		d = max(d, m.For.Duration)
+	}
+	return d
 }
 
 // PlanWaves orders the inventory nodes that app targets into waves:
@@ -43,6 +59,9 @@ func PlanWaves(app spec.App, inventory []NodeInfo) Plan {
 		Strategy: app.Rollout.Strategy,
 		Waves:    [][]string{},
 		Unknown:  unknown(app.Nodes, inventory),
+	}
+	if len(app.Health.Metrics) > 0 {
+		p.Prometheus, p.Metrics = app.Health.Prometheus, app.Health.Metrics
 	}
 	switch app.Rollout.Strategy {
 	case spec.StrategyAllAtOnce:

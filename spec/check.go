@@ -21,6 +21,7 @@ import (
 // any other error), and runs the @check rules CUE cannot express.
 type checker struct {
 	user     cue.Value          // the fleet as written: positions and "got" values
+	metric   cue.Value          // the schema's #Metric, for health.metrics (check_metrics.go)
 	declared map[string]Node    // the declared inventory, nil if it does not decode
 	rules    map[string]ruleSet // by schema path (check_quick.go)
 	errs     errorList
@@ -46,7 +47,21 @@ func (c *checker) walk(v, schema cue.Value) {
 			return
 		}
 	}
+	if c.user.LookupPath(v.Path()).Kind() == cue.ListKind && structList(schema) {
+		c.runCheck(v) // its check walks each element (checkMetrics)
+		return
+	}
 	c.leaf(v, schema)
+}
+
+// structList reports whether schema is a list of structs, such as
+// [...#Metric].
+func structList(schema cue.Value) bool {
+	if !schema.Exists() || schema.IncompleteKind() != cue.ListKind {
+		return false
+	}
+	e := schema.LookupPath(cue.MakePath(cue.AnyIndex))
+	return e.Exists() && e.IncompleteKind() == cue.StructKind
 }
 
 // walkStruct checks each field of the struct v, then the struct's own @check.

@@ -33,6 +33,10 @@ func (c *checker) runCheck(v cue.Value) {
 		c.checkExec(v)
 	case "url":
 		c.checkString(v, fetchableURL)
+	case "prometheus":
+		c.checkString(v, prometheusURL)
+	case "metrics":
+		c.checkMetrics(v)
 	default:
 		panic(fmt.Sprintf("spec: schema names unknown check %q", rule))
 	}
@@ -85,8 +89,12 @@ func validDuration(s string) bool {
 	return err == nil && d >= 0
 }
 
-// checkHealth requires exactly one of http, tcp and exec.
+// checkHealth requires exactly one of http, tcp and exec, and a
+// prometheus server for metrics.
 func (c *checker) checkHealth(v cue.Value) {
+	if m := v.LookupPath(cue.MakePath(cue.Str("metrics"))); m.Exists() && !v.LookupPath(cue.MakePath(cue.Str("prometheus"))).Exists() {
+		c.errs.add(c.valuePos(m.Path()), "%s: metric gates without %s.prometheus, want the URL of the Prometheus server their queries go to, such as \"http://prometheus.example.com:9090\"", m.Path(), v.Path())
+	}
 	var set []string
 	for _, k := range []string{"http", "tcp", "exec"} {
 		// The schema's fields are optional: one exists only if written.

@@ -24,6 +24,9 @@ var (
 	reSHA256 = regexp.MustCompile(`^[0-9a-f]{64}$`)
 	reHTTP   = regexp.MustCompile(`^https?://.`)
 	reTCP    = regexp.MustCompile(`^.+:.+$`)
+
+	reMetricName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`) // #Metric
+	reQuery      = regexp.MustCompile(`[^ \t\n]`)
 )
 
 // fastLoad returns the fleet when the user's files, evaluated alone, are
@@ -175,7 +178,7 @@ func fastRollout(raw json.RawMessage) bool {
 
 func fastHealth(raw json.RawMessage) bool {
 	var h map[string]json.RawMessage
-	if !jsonObject(raw, &h, "http", "tcp", "exec", "requiredStatus", "retries", "retryDelay") {
+	if !jsonObject(raw, &h, "http", "tcp", "exec", "requiredStatus", "retries", "retryDelay", "prometheus", "metrics") {
 		return false
 	}
 	kinds := 0
@@ -199,8 +202,57 @@ func fastHealth(raw json.RawMessage) bool {
 			}
 		}
 	}
+	_, prom := h["prometheus"]
+	_, metrics := h["metrics"]
 	return optString(h, "requiredStatus", oneOf(RequiredStatusOK, RequiredStatusDegr)) &&
-		optInt(h, "retries", 0) && optString(h, "retryDelay", validDuration)
+		optInt(h, "retries", 0) && optString(h, "retryDelay", validDuration) &&
+		optString(h, "prometheus", func(s string) bool { return reHTTP.MatchString(s) && prometheusURL(s) }) &&
+		(!metrics || prom && fastMetrics(h["metrics"]))
+}
+
+// fastMetrics checks health.metrics: #Metric and checkMetrics.
+func fastMetrics(raw json.RawMessage) bool {
+	var list []json.RawMessage
+	if len(raw) == 0 || raw[0] != '[' || json.Unmarshal(raw, &list) != nil {
+		return false
+	}
+	seen := map[string]bool{}
+	for _, e := range list {
+		var m map[string]json.RawMessage
+		if !jsonObject(e, &m, "name", "query", "max", "min", "for", "interval") {
+			return false
+		}
+		name, ok := str(m["name"])
+		if !ok || !reMetricName.MatchString(name) || seen[name] {
+			return false
+		}
+		seen[name] = true
+		if q, ok := str(m["query"]); !ok || !reQuery.MatchString(q) {
+			return false
+		}
+		lo, loSet, loOK := optNumber(m, "min")
+		hi, hiSet, hiOK := optNumber(m, "max")
+		if !loOK || !hiOK || (!loSet && !hiSet) || (loSet && hiSet && lo > hi) {
+			return false
+		}
+		if !optString(m, "for", positiveDuration) || !optString(m, "interval", positiveDuration) {
+			return false
+		}
+	}
+	return true
+}
+
+// optNumber: m[k] is absent (set false), or a JSON number (ok false when
+// it is something else).
+func optNumber(m map[string]json.RawMessage, k string) (f float64, set, ok bool) {
+	raw, set := m[k]
+	if !set {
+		return 0, false, true
+	}
+	if len(raw) == 0 || (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) || json.Unmarshal(raw, &f) != nil {
+		return 0, true, false
+	}
+	return f, true, true
 }
 
 // fastTargets checks an app's nodes: "all", a list of valid names, or a

@@ -31,7 +31,8 @@ func TestFastPathAgreesWithSchema(t *testing.T) {
 	artifact: {url: "file:///r/x.tgz", sha256: "` + strings.Repeat("ab", 32) + `", signature: "https://s/x.sig"}
 	rollout: {strategy: "canary", batchSize: 7, batchDelay: "1m30s", nodeTimeout: "2m", rollbackOnFail: false, onUnreachable: "fail", canary: {count: 2, monitor: "10m"}}
 	health: {exec: ["bin/check", "${PORT}"], requiredStatus: "degraded", retries: 0, retryDelay: "1s"}}
-apps: y: {version: "1.0.0", artifact: url: "https://r/y.tgz", health: tcp: "127.0.0.1:9", nodes: {region: "us"}}
+apps: y: {version: "1.0.0", artifact: url: "https://r/y.tgz", health: {tcp: "127.0.0.1:9", prometheus: "http://${PROM}:9090",
+	metrics: [{name: "errors", query: "rate(x{node=\"${NODE}\"}[1m])", max: 0.05}, {name: "p.99", query: "up", min: -1, max: 2.5e3, for: "2m", interval: "5s"}]}, nodes: {region: "us"}}
 apps: z: {version: "1.0.0", artifact: url: "http://r/z.tgz", health: http: "https://h/x", nodes: "all"}
 nodes: a: vars: PORT: "8080"
 `)},

@@ -240,7 +240,7 @@ func fullLoad(ctx *cue.Context, user cue.Value) (*Fleet, error) {
 	}
 	def := schema.LookupPath(cue.ParsePath("#Fleet"))
 	v := user.Unify(def)
-	nodes, err := check(user, v, def)
+	nodes, err := check(user, v, def, schema.LookupPath(cue.ParsePath("#Metric")))
 	if err != nil {
 		return nil, err
 	}
@@ -310,8 +310,8 @@ func packageClause(f *ast.File) string {
 
 // check walks the fleet v (user unified with the schema def) and returns
 // the declared nodes, decoded on the way, or every problem as *Errors.
-func check(user, v, def cue.Value) (map[string]Node, error) {
-	c := &checker{user: user}
+func check(user, v, def, metric cue.Value) (map[string]Node, error) {
+	c := &checker{user: user, metric: metric}
 	c.walkFleet(v, def)
 	c.flush()
 	if len(c.errs.list) == 0 {

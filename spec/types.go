@@ -3,6 +3,8 @@ package spec
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -69,7 +71,59 @@ type Health struct {
 	RequiredStatus string   `json:"requiredStatus"`
 	Retries        int      `json:"retries"`
 	RetryDelay     Duration `json:"retryDelay"`
+	// Prometheus is the server Metrics are asked of (docs/spec.md).
+	Prometheus string `json:"prometheus,omitempty"`
+	// Metrics are the metric gates: each fails the node when a value of
+	// its query leaves its bounds (docs/rollouts.md).
+	Metrics []Metric `json:"metrics,omitempty"`
 }
+
+// Metric is one metric gate: a PromQL query, with ${VAR} node variables,
+// whose every series must stay at most Max and at least Min (either may be
+// unset, not both), asked every Interval for For after each node's switch
+// and during a canary's monitor.
+type Metric struct {
+	Name     string   `json:"name"`
+	Query    string   `json:"query"`
+	Max      *float64 `json:"max,omitempty"`
+	Min      *float64 `json:"min,omitempty"`
+	For      Duration `json:"for"`
+	Interval Duration `json:"interval"`
+}
+
+// Metric defaults (docs/spec.md).
+const (
+	DefaultMetricFor      = time.Minute
+	DefaultMetricInterval = 15 * time.Second
+)
+
+// UnmarshalJSON reads a metric gate, taking the default of for and
+// interval when the JSON leaves them out.
+func (m *Metric) UnmarshalJSON(b []byte) error {
+	type plain Metric // without this method
+	p := plain{For: Duration{DefaultMetricFor}, Interval: Duration{DefaultMetricInterval}}
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	*m = Metric(p)
+	return nil
+}
+
+// Bounds writes the metric's bounds as its checks read: "<= 0.05",
+// ">= 10", ">= 10 and <= 20".
+func (m Metric) Bounds() string {
+	var parts []string
+	if m.Min != nil {
+		parts = append(parts, ">= "+formatFloat(*m.Min))
+	}
+	if m.Max != nil {
+		parts = append(parts, "<= "+formatFloat(*m.Max))
+	}
+	return strings.Join(parts, " and ")
+}
+
+// formatFloat writes f in the shortest form that reads back as f.
+func formatFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
 
 // Targets selects the nodes an app runs on: all nodes, a list of names, or
 // a label selector (every label must match). Exactly one form is set.

@@ -11,6 +11,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 
 	"github.com/fleetops/reconciler/agent"
+	"github.com/fleetops/reconciler/agent/metricgate"
 	"github.com/fleetops/reconciler/fleetrepo"
 	"github.com/fleetops/reconciler/reconciler"
 )
@@ -331,7 +332,7 @@ func (c *Coordinator) monitor(in agent.DecideInput, d reconciler.Decision) agent
 		next = d.Until
 	}
 	return agent.Permit{
-		Version: d.Version, Rollout: rolloutID(d), Recheck: next,
+		Version: d.Version, Rollout: rolloutID(d), Recheck: next, Monitor: true,
 		Lease: watch(func(ctx context.Context, rep reconciler.AppReport, err error) {
 			c.mu.Lock()
 			if rep.State == reconciler.AppHealthy && err == nil {
@@ -342,10 +343,16 @@ func (c *Coordinator) monitor(in agent.DecideInput, d reconciler.Decision) agent
 			c.failures[app]++
 			n := c.failures[app]
 			c.mu.Unlock()
-			if n <= in.App.Health.Retries {
+			// A metric gate's failure is a measurement, retried already
+			// within its interval: it fails the canary at once.
+			gate := errors.Is(err, metricgate.ErrFailed)
+			if n <= in.App.Health.Retries && !gate {
 				return
 			}
 			reason := fmt.Sprintf("canary health check failed during monitor: %s", rep.Error)
+			if gate {
+				reason = rep.Error
+			}
 			ev := reconciler.Event{Type: reconciler.EventNodeFailed, Node: c.opt.Node, Reason: reason}
 			if aerr := c.recordMonitor(ctx, app, rolloutID(d), ev); aerr != nil {
 				c.log.Error("canary failure not recorded", "app", app, "err", aerr)

@@ -4,7 +4,15 @@
 // It serves on the first socket it inherits with systemd's convention
 // (LISTEN_FDS, fd 3; LISTEN_PID is honoured when set and may be absent) or,
 // when run alone, on its own address (-listen, or $WORKLOAD_LISTEN).
-// GET / answers its version, GET /health answers {"status":"ok","version":...}.
+// GET / answers its version, GET /health answers {"status":"ok","version":...},
+// GET /metrics serves Prometheus metrics: http_requests_total{code} counts
+// the answers of GET / by status code (the codes 200 and 500 from zero, so
+// a query of errors finds a series before the first one), and
+// workload_info{version} says which version answers.
+//
+// $WORKLOAD_ERROR_RATE (a fraction, such as 0.5; set in a release's
+// manifest env) makes that share of GET / answer 500 while /health stays
+// ok: a bad version only a metric gate (health.metrics) catches.
 // On SIGTERM or SIGINT it stops accepting, lets accepted connections send
 // their request, and drains in-flight requests, exiting only once
 // http.Server.Shutdown has returned (see drainAndStop).
@@ -30,6 +38,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -37,8 +46,12 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Set with -ldflags -X. They are strings because -X sets only strings.
@@ -180,7 +193,37 @@ func listener(addr string) (net.Listener, *os.File, error) {
 }
 
 func handler() http.Handler {
+	return handlerWith(errorRate(os.Getenv("WORKLOAD_ERROR_RATE")))
+}
+
+// errorRate reads $WORKLOAD_ERROR_RATE: a fraction in [0, 1], 0 when unset
+// or not one (logged).
+func errorRate(s string) float64 {
+	if s == "" {
+		return 0
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f < 0 || f > 1 {
+		log.Printf("workload %s: WORKLOAD_ERROR_RATE=%q is not a fraction in [0, 1]; answering without errors", version, s)
+		return 0
+	}
+	return f
+}
+
+// handlerWith serves the workload's endpoints; errRate of GET / answer 500.
+func handlerWith(errRate float64) http.Handler {
+	reg := prometheus.NewRegistry()
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "http_requests_total",
+		Help: "Answers of GET / by status code."}, []string{"code"})
+	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "workload_info",
+		Help: "Always 1: the version that answers."}, []string{"version"})
+	reg.MustRegister(requests, info)
+	requests.WithLabelValues("200")
+	requests.WithLabelValues("500")
+	info.WithLabelValues(version).Set(1)
+	var answered atomic.Uint64
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		status, code := "ok", http.StatusOK
 		if broken == "true" {
@@ -199,6 +242,13 @@ func handler() http.Handler {
 				return
 			}
 		}
+		// Every 1/errRate-th answer fails: the share is exact, not drawn.
+		if n := answered.Add(1); errRate > 0 && math.Floor(float64(n)*errRate) > math.Floor(float64(n-1)*errRate) {
+			requests.WithLabelValues("500").Inc()
+			http.Error(w, version+": failing on purpose (WORKLOAD_ERROR_RATE)", http.StatusInternalServerError)
+			return
+		}
+		requests.WithLabelValues("200").Inc()
 		fmt.Fprintln(w, version)
 	})
 	return mux

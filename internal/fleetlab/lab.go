@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -43,6 +44,10 @@ type Options struct {
 	// Env is extra environment in every release's manifest; values may use
 	// node variables, ${NAME} (default none).
 	Env map[string]string
+	// VersionEnv is more environment in the manifests of some versions, by
+	// version (WORKLOAD_ERROR_RATE: a version that answers errors while
+	// its health check passes).
+	VersionEnv map[string]map[string]string
 	// Progress, when set, receives one line per step.
 	Progress io.Writer
 }
@@ -191,7 +196,7 @@ func (l *Lab) ReleaseAs(app, v, port string) (string, error) {
 	}
 	m := release.Manifest{App: app, Version: v, Command: []string{"bin/workload", "-drain", "5s"},
 		Listen:       []release.Listener{{Name: "http", Address: "127.0.0.1:${" + port + "}"}},
-		Env:          l.opt.Env,
+		Env:          l.env(v),
 		DrainTimeout: "5s"}
 	mj, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
@@ -201,6 +206,19 @@ func (l *Lab) ReleaseAs(app, v, port string) (string, error) {
 		return "", fmt.Errorf("fleetlab: %w", err)
 	}
 	return l.Pack(dir, app, v)
+}
+
+// env is the manifest environment of version v: Env and VersionEnv[v].
+func (l *Lab) env(v string) map[string]string {
+	if len(l.opt.VersionEnv[v]) == 0 {
+		return l.opt.Env
+	}
+	env := maps.Clone(l.opt.Env)
+	if env == nil {
+		env = map[string]string{}
+	}
+	maps.Copy(env, l.opt.VersionEnv[v])
+	return env
 }
 
 // Pack packs the release directory dir as app at version v, signs it with

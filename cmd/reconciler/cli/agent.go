@@ -38,6 +38,8 @@ type agentOptions struct {
 	requireSigned, signingKey string
 	specTimeout               time.Duration // --spec-timeout: bound on evaluating one commit's spec
 	specMemoryMiB             int64         // --spec-memory: bound on its memory, in MiB
+	notifyFlags                             // --notify...: rollout events out (agent_notify.go)
+	webhookFlags                            // --webhook-...: push webhooks in (agent_notify.go)
 }
 
 // agentCommands builds agent.
@@ -101,6 +103,8 @@ agent adopts them. See docs/agent.md.`,
 	f.DurationVar(&o.specTimeout, "spec-timeout", isolate.DefaultTimeout, "bound on evaluating the spec of one commit (in a child process); a spec over it is refused like an invalid one")
 	f.Int64Var(&o.specMemoryMiB, "spec-memory", isolate.DefaultMemory>>20, "bound on the memory (address space, MiB) evaluating the spec of one commit may take")
 	o.registerTrust(f)
+	o.notifyFlags.register(f)
+	o.webhookFlags.register(f)
 	completeWords(c, "coordination", "lease", "none")
 	return []*cobra.Command{c, evalSpecCommand(e)}
 }
@@ -173,7 +177,7 @@ func (o *agentOptions) validate() error {
 	if _, _, err := o.gitURL(); err != nil {
 		errs = append(errs, err)
 	}
-	errs = append(errs, o.validateTrust())
+	errs = append(errs, o.validateTrust(), o.notifyFlags.validate(), o.webhookFlags.validate())
 	switch o.logFormat {
 	case "auto", "text", "json":
 	default:

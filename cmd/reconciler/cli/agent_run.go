@@ -65,7 +65,12 @@ func runAgent(ctx context.Context, e *env, o *agentOptions) error {
 	if c, ok := shared.(io.Closer); ok {
 		defer c.Close() // etcd: stops renewing this node's liveness
 	}
-	coord, err := newCoordinator(o, desired, shared, log)
+	appender, outbox, stopNotify, err := startNotify(ctx, o, shared, log)
+	if err != nil {
+		return err
+	}
+	defer stopNotify()
+	coord, err := newCoordinator(o, desired, appender, log)
 	if err != nil {
 		return err
 	}
@@ -74,12 +79,24 @@ func runAgent(ctx context.Context, e *env, o *agentOptions) error {
 		return err
 	}
 	defer closeDrivers()
+	wakers, err := webhookWakers(o, log)
+	if err != nil {
+		return err
+	}
+	for _, w := range wakers {
+		if c, ok := w.(io.Closer); ok {
+			defer c.Close() // the listener, when the agent never watched it
+		}
+	}
 	reg := prometheus.NewRegistry()
+	if outbox != nil {
+		reg.MustRegister(notifyPendingGauge(outbox))
+	}
 	reg.MustRegister(badRefsGauge(shared), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cfg := agent.Config{
 		Node: o.node, Labels: o.labels, Vars: vars, StateDir: o.stateDir, State: st,
 		Desired: desired, Installer: agent.VerifiedInstaller{Fetcher: fetcher, Keys: keys}, Reporter: shared,
-		SharedWatch: shared, Coordinator: coord, SwitchAbort: o.switchAbort, Drivers: drivers, SpecDir: o.dir, SpecLoader: o.specLoader(), Poll: o.poll, Listen: o.listen, Once: o.once, Logger: log,
+		SharedWatch: shared, Wakers: wakers, Coordinator: coord, SwitchAbort: o.switchAbort, Drivers: drivers, SpecDir: o.dir, SpecLoader: o.specLoader(), Poll: o.poll, Listen: o.listen, Once: o.once, Logger: log,
 		AgentVersion: buildOf().Version, Registry: reg,
 	}
 	if st, ok := shared.(*etcdstore.Store); ok {

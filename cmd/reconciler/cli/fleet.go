@@ -8,6 +8,6 @@ import "github.com/spf13/cobra"
 func fleetCommands(e *env) []*cobra.Command {
 	return []*cobra.Command{
 		newUpgradeCmd(e), newRollbackCmd(e), newPauseCmd(e, true), newPauseCmd(e, false),
-		newStatusCmd(e), newAuditCmd(e), newHistoryCmd(e), newVersionsCmd(e), newDiffCmd(e),
+		newStatusCmd(e), newAuditCmd(e), newHistoryCmd(e), newEventsCmd(e), newVersionsCmd(e), newDiffCmd(e),
 	}
 }

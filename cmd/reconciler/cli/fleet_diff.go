@@ -326,6 +326,7 @@ func printDiffText(e *env, rep *diffReport) {
 				fmt.Fprintf(tw, "  wave %d\t%s\n", k+1, strings.Join(wave, ", "))
 			}
 			tw.Flush()
+			writeGatesText(w, *c.Plan, "  ")
 		}
 		for _, warn := range c.Warnings {
 			fmt.Fprintf(w, "  warning: %s\n", warn)

@@ -44,6 +44,7 @@ func printDiffMarkdown(e *env, rep *diffReport) {
 			}
 			fmt.Fprintln(w)
 		}
+		writeGatesMarkdown(w, *c.Plan)
 		for _, warn := range c.Warnings {
 			fmt.Fprintf(w, "> **Warning:** %s\n", warn)
 		}

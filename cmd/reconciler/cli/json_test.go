@@ -72,6 +72,8 @@ func TestEveryCommandSpeaksJSON(t *testing.T) {
 		{"resume", with("hello"), 0},
 		{"rollback", with("hello", "--to", "1.0.0"), 0},
 		{"history", with(), 0},
+		{"events", with("hello"), 0},
+		{"events", with("nope"), 1},
 		{"versions", with("hello"), 0},
 		{"diff", with("main~1", "main"), 0},
 		{"verify-commits", with("main~1..main", "--trust-signer", filepath.Join(f.dir, "node-key.pub")), 1}, // unsigned

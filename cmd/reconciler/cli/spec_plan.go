@@ -27,6 +27,7 @@ func writePlan(e *env, p reconciler.Plan, app spec.App, declared int) {
 		}
 		fmt.Fprintf(e.stdout, "  wave %d: %s%s\n", i+1, strings.Join(w, " "), note)
 	}
+	writeGatesText(e.stdout, p, "  ")
 	for _, line := range planNotes(p, app, declared) {
 		fmt.Fprintln(e.stdout, line)
 	}
