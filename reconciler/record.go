@@ -22,6 +22,11 @@ type Rollout struct {
 	Done     map[string]string // node -> lease token of its node_done
 	Failed   map[string]string // node -> reason
 	Skipped  map[string]string // node -> reason (unreachable)
+	// Lost: node -> the tokens of its leases that expired without a
+	// verdict (node_lost), oldest first; LostAt: the record index of its
+	// last node_lost.
+	Lost     map[string][]string
+	LostAt   map[string]int
 	Paused   bool
 	Resumed  int          // index of the last resumed event, -1 if none
 	Options  RolloutFlags // batch size and delay in force
@@ -62,6 +67,7 @@ func fold(events []Event, start int) *Rollout {
 		Waves: cloneWaves(s.Waves), Resumed: -1, SpecAt: s.Rollout,
 		WaveDone: map[int]int{}, Done: map[string]string{},
 		Failed: map[string]string{}, Skipped: map[string]string{},
+		Lost: map[string][]string{}, LostAt: map[string]int{},
 		IsRollback: s.Rollback, RollbackOf: s.RollbackOf, AtOnce: s.AtOnce,
 	}
 	if s.Options != nil {
@@ -86,9 +92,15 @@ func (r *Rollout) apply(i int, e Event) {
 		}
 	case EventNodeDone:
 		// A failure is sticky: a holder whose lease was taken over cannot
-		// turn its failure into a success afterwards (fencing).
-		if _, failed := r.Failed[e.Node]; !failed {
+		// turn its failure into a success afterwards (fencing); nor can a
+		// holding recorded lost count.
+		if _, failed := r.Failed[e.Node]; !failed && !r.LostToken(e.Node, e.Lease) {
 			r.Done[e.Node] = e.Lease
+		}
+	case EventNodeLost:
+		if !r.LostToken(e.Node, e.Lease) {
+			r.Lost[e.Node] = append(r.Lost[e.Node], e.Lease)
+			r.LostAt[e.Node] = i
 		}
 	case EventNodeFailed:
 		r.Failed[e.Node] = e.Reason
@@ -122,6 +134,11 @@ func (r *Rollout) apply(i int, e Event) {
 	}
 }
 
+// LostToken reports whether node's lease token was recorded lost.
+func (r *Rollout) LostToken(node, token string) bool {
+	return token != "" && slices.Contains(r.Lost[node], token)
+}
+
 // terminal reports whether a node has a verdict in this rollout.
 func (r *Rollout) terminal(node string) bool {
 	_, d := r.Done[node]
@@ -144,13 +161,16 @@ func (r *Rollout) WaveOf(node string) int {
 }
 
 // WaveComplete reports whether every node of wave k has a verdict that lets
-// the rollout move on: done, skipped, or failed when failures do not stop it.
+// the rollout move on: done, skipped, failed when failures do not stop it,
+// or lost (its lease expired without a verdict: it is retried while the
+// waves go on, and a silent node does not hold them up).
 func (r *Rollout) WaveComplete(k int, rollbackOnFail bool) bool {
 	for _, n := range r.Waves[k] {
 		_, d := r.Done[n]
 		_, s := r.Skipped[n]
 		_, f := r.Failed[n]
-		if !d && !s && !(f && !rollbackOnFail) {
+		_, l := r.Lost[n]
+		if !d && !s && !l && !(f && !rollbackOnFail) {
 			return false
 		}
 	}
@@ -174,6 +194,9 @@ func (r *Rollout) Result() *Result {
 			case hasKey(r.Skipped, n):
 				res.Skipped++
 				nr.Outcome, nr.Reason = "skipped", r.Skipped[n]
+			case len(r.Lost[n]) > 0:
+				res.Skipped++
+				nr.Outcome, nr.Reason = "skipped", "lost its lease (went silent, no failure reported); it converges after the rollout"
 			default:
 				nr.Outcome = "pending"
 			}
