@@ -5,7 +5,7 @@ BIN   := bin
 export GIT_CONFIG_GLOBAL := /dev/null
 export GIT_CONFIG_NOSYSTEM := 1
 
-.PHONY: help build deps test test-unit demo tour lint bench interop model soak clean
+.PHONY: help build deps test test-unit demo tour lint bench interop model soak scale clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -70,6 +70,18 @@ SEEDS ?= 20000
 soak: ## the fleet simulation (internal/fleetsim) over SEEDS seeds (default 20000), a summary by invariant in bin/soak.txt (docs/testing.md)
 	@mkdir -p $(BIN)
 	set -o pipefail; FLEETSIM_SOAK_REPORT=$(CURDIR)/$(BIN)/soak.txt $(GO) test -timeout 0 -run '^TestSoak$$' ./internal/fleetsim -soak=$(SEEDS) -v 2>&1 | grep -v '^=== RUN' | tail -60
+
+.PHONY: scale
+# One quoted run each: flags of bin/reconciler-scale (docs/scale.md). The
+# default is what completes on 2 shared cores; the issue's targets
+# (SCALE_RUNS='"-nodes 1000 -wave 100" "-nodes 10000 -wave 1000 -store etcd"')
+# do not yet, and docs/scale.md says where and why.
+SCALE_RUNS ?= "-nodes 10 -wave 3 -store git" "-nodes 100 -wave 10 -store etcd" "-nodes 100 -wave 10 -store etcd -git-cache"
+scale: ## the scale harness: simulated nodes with real agents on Git and etcd (SCALE_RUNS; figures in bin/scale.txt; fails on a broken invariant)
+	@mkdir -p $(BIN); $(GO) build -o $(BIN)/reconciler-scale ./cmd/reconciler-scale
+	@ulimit -n $$(ulimit -Hn); : > $(BIN)/scale.txt; set -o pipefail; failed=0; \
+	  for run in $(SCALE_RUNS); do echo "make scale: reconciler-scale $$run" | tee -a $(BIN)/scale.txt; \
+	    $(BIN)/reconciler-scale $$run 2>&1 | tee -a $(BIN)/scale.txt || failed=1; done; exit $$failed
 
 .PHONY: dist
 dist: ## release binaries for linux/amd64 and linux/arm64 in dist/ (DIST_PLATFORMS, DIST_DIR), version stamped, SHA256SUMS, each signed with DIST_KEY (reconciler sign)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/fleetops/reconciler/agent/driver"
 	"github.com/fleetops/reconciler/agent/state"
+	"github.com/fleetops/reconciler/internal/clock"
 	"github.com/fleetops/reconciler/reconciler"
 	"github.com/fleetops/reconciler/spec"
 )
@@ -54,6 +55,13 @@ type Agent struct {
 	dl        *downloads               // releases being installed, off the loop
 	dup       atomic.Pointer[string]   // another agent writes this node's report (duplicate.go)
 	announced atomic.Bool              // the first pass wrote a report before acting
+	// The last read of the tracked branch: when (zero: never), what it
+	// returned. Loop goroutine only.
+	lastFetch time.Time
+	fetched   plumbing.Hash
+	fetchErr  error
+	refetch   atomic.Bool // a Permit asked for a read of the branch (fetchDue)
+	tipHint   tipHintState
 
 	mu        sync.Mutex
 	recheckAt time.Time                 // earliest pass a decision asked for
@@ -103,6 +111,14 @@ func (a *Agent) Addr() net.Addr {
 
 // Run implements the package's loop: recover, then one select over watch
 // events, the poll ticker and ctx.
+//
+// Git traffic (docs/agent.md, "Git traffic"): a pass reads the tracked
+// branch from the repository (one ref listing when it has not moved) only
+// when it may have moved: at the first pass, at every Poll tick, when a
+// watch of the branch wakes the agent (Desired.Watch, Config.TipHint: the
+// etcd tip key, Config.Wakers: a push webhook), or when a Permit says this node wrote
+// to it. Other passes (the shared state moved, a download finished, a
+// decision's recheck) reuse the tip of the last read.
 func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -114,52 +130,85 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.Recover(ctx)
-	wake := make(chan struct{}, 1)
+	wake := make(chan struct{}, 1)   // the shared state may have moved
+	branch := make(chan struct{}, 1) // the tracked branch may have moved
 	if !a.cfg.Once {
-		wg.Go(func() { a.watch(ctx, a.cfg.Desired, "tracked branch", wake) })
-		if a.cfg.SharedWatch != nil {
-			wg.Go(func() { a.watch(ctx, a.cfg.SharedWatch, "shared state", wake) })
-		}
-		for _, w := range a.cfg.Wakers {
-			wg.Go(func() { a.watch(ctx, w, "webhook", wake) })
-		}
+		a.startWatches(ctx, &wg, wake, branch)
 	}
 	tick := a.cfg.Clock.NewTicker(a.cfg.Poll)
 	defer tick.Stop()
 	recheck := a.cfg.Clock.NewTimer(a.cfg.Poll)
 	defer recheck.Stop()
+	fetch := true
 	for {
-		converged := a.Reconcile(ctx)
+		converged := a.reconcile(ctx, fetch)
 		if a.cfg.Once {
 			if !converged {
 				return ErrNotConverged
 			}
 			return nil
 		}
-		recheck.Reset(a.untilRecheck())
+		a.armRecheck(recheck)
 		select {
 		case <-ctx.Done():
 			a.log.Info("agent stopping; workloads keep running")
 			return nil
-		case <-wake:
-		case <-a.dl.ready: // a release is installed (or refused)
+		case <-branch:
+			fetch = true
 		case <-tick.C():
+			fetch = true
+		case <-wake:
+			fetch = a.fetchDue()
+		case <-a.dl.ready: // a release is installed (or refused)
+			fetch = a.fetchDue()
 		case <-recheck.C():
+			fetch = a.fetchDue()
 		}
 	}
 }
 
+// startWatches runs the watches of the shared state (wake) and of the
+// tracked branch (branch: Desired.Watch, the TipHint and every Waker).
+func (a *Agent) startWatches(ctx context.Context, wg *sync.WaitGroup, wake, branch chan struct{}) {
+	wg.Go(func() { a.watch(ctx, a.cfg.Desired, "tracked branch", branch) })
+	if a.cfg.SharedWatch != nil {
+		wg.Go(func() { a.watch(ctx, a.cfg.SharedWatch, "shared state", wake) })
+	}
+	if h := a.cfg.TipHint; h != nil {
+		wg.Go(func() { a.watchTipHint(ctx, h, branch) })
+	}
+	for _, w := range a.cfg.Wakers {
+		wg.Go(func() { a.watch(ctx, w, "webhook", branch) })
+	}
+}
+
+// fetchDue reports whether a pass that no watch of the branch asked for
+// reads the branch all the same: a Permit asked for it (this node wrote a
+// commit to the branch), or the last read is a Poll old.
+func (a *Agent) fetchDue() bool {
+	return a.refetch.Swap(false) || a.lastFetch.IsZero() || a.cfg.Clock.Since(a.lastFetch) >= a.cfg.Poll
+}
+
+// armRecheck sets the recheck timer to the earliest recheck a decision of
+// the last pass asked for, or stops it: the Poll ticker covers the rest.
+func (a *Agent) armRecheck(t clock.Timer) {
+	t.Stop()
+	if d, ok := a.untilRecheck(); ok {
+		t.Reset(d)
+	}
+}
+
 // untilRecheck is how long until the earliest recheck a decision of the
-// last pass asked for (at most Poll).
-func (a *Agent) untilRecheck() time.Duration {
+// last pass asked for (at most Poll); false when none did.
+func (a *Agent) untilRecheck() (time.Duration, bool) {
 	a.mu.Lock()
 	at := a.recheckAt
 	a.recheckAt = time.Time{}
 	a.mu.Unlock()
 	if at.IsZero() {
-		return a.cfg.Poll
+		return 0, false
 	}
-	return min(max(a.cfg.Clock.Until(at), 10*time.Millisecond), a.cfg.Poll)
+	return min(max(a.cfg.Clock.Until(at), 10*time.Millisecond), a.cfg.Poll), true
 }
 
 // askRecheck records a decision's wish for another pass at t.
@@ -205,11 +254,16 @@ func (a *Agent) startHTTP(ctx context.Context, wg *sync.WaitGroup) error {
 	return nil
 }
 
-// Reconcile makes one pass (see the package doc) and reports whether every
-// app targeting this node runs its decided version, healthy.
-func (a *Agent) Reconcile(ctx context.Context) bool {
+// Reconcile makes one pass (see the package doc), reading the tracked
+// branch, and reports whether every app targeting this node runs its
+// decided version, healthy.
+func (a *Agent) Reconcile(ctx context.Context) bool { return a.reconcile(ctx, true) }
+
+// reconcile is Reconcile; without fetch it reuses the last read of the
+// tracked branch (its tip, and its error).
+func (a *Agent) reconcile(ctx context.Context, fetch bool) bool {
 	report := reconciler.NodeReport{Node: a.cfg.Node, Labels: a.cfg.Labels, AgentVersion: a.cfg.AgentVersion, Time: a.cfg.Clock.Now()}
-	commit, fleet, err := a.load(ctx)
+	commit, fleet, err := a.load(ctx, fetch)
 	if !commit.IsZero() {
 		report.SpecCommit = commit.String()
 	}
@@ -238,17 +292,13 @@ func (a *Agent) Reconcile(ctx context.Context) bool {
 	return converged && err == nil
 }
 
-// load fetches the tip and loads its spec. A fetch error with a previously
-// accepted tip still returns that tip's fleet, with the error.
-func (a *Agent) load(ctx context.Context) (plumbing.Hash, *spec.Fleet, error) {
-	start := a.cfg.Clock.Now()
-	commit, ferr := a.cfg.Desired.Fetch(ctx)
-	a.metrics.fetchSeconds.Observe(a.cfg.Clock.Since(start).Seconds())
-	if refused := a.tip.observe(a.cfg.Desired, commit, ferr); ferr != nil {
-		a.metrics.reconcileErrors.WithLabelValues("fetch").Inc()
-		if !refused { // a refusal is logged once, as an ERROR
-			a.log.Warn("fetch fleet repo", "err", ferr)
-		}
+// load fetches the tip (or, without fetch, takes the last fetch's) and
+// loads its spec. A fetch error with a previously accepted tip still
+// returns that tip's fleet, with the error.
+func (a *Agent) load(ctx context.Context, fetch bool) (plumbing.Hash, *spec.Fleet, error) {
+	commit, ferr := a.fetched, a.fetchErr
+	if fetch || a.lastFetch.IsZero() {
+		commit, ferr = a.fetch(ctx)
 	}
 	if commit.IsZero() {
 		return commit, nil, ferr
@@ -275,6 +325,24 @@ func (a *Agent) load(ctx context.Context) (plumbing.Hash, *spec.Fleet, error) {
 	a.lastSpecErr = ""
 	a.specCommit, a.specFleet = commit, fleet
 	return commit, fleet, ferr
+}
+
+// fetch reads the tracked branch, and publishes a new tip to the TipHint.
+func (a *Agent) fetch(ctx context.Context) (plumbing.Hash, error) {
+	start := a.cfg.Clock.Now()
+	commit, ferr := a.cfg.Desired.Fetch(ctx)
+	a.metrics.fetchSeconds.Observe(a.cfg.Clock.Since(start).Seconds())
+	if refused := a.tip.observe(a.cfg.Desired, commit, ferr); ferr != nil {
+		a.metrics.reconcileErrors.WithLabelValues("fetch").Inc()
+		if !refused { // a refusal is logged once, as an ERROR
+			a.log.Warn("fetch fleet repo", "err", ferr)
+		}
+	}
+	a.lastFetch, a.fetched, a.fetchErr = start, commit, ferr
+	if ferr == nil && !commit.IsZero() {
+		a.publishTip(ctx, commit)
+	}
+	return commit, ferr
 }
 
 // loadSpec reads commit's spec files and evaluates them with the
@@ -338,11 +406,16 @@ func (a *Agent) step(ctx context.Context, commit plumbing.Hash, fleet *spec.Flee
 	st := a.store.App(app.Name)
 	in := DecideInput{Node: a.cfg.Node, Commit: commit, Fleet: fleet, App: app,
 		Local: Local{Active: st.Active, Previous: st.Previous}, Rollback: a.rollbackMark(commit, app.Name)}
-	if st.Failed != nil {
+	if st.Failed != nil && !a.retryDue(st) {
 		in.Local.Failed = st.Failed.Version
+		a.askRecheck(st.Failed.RetryAt) // a failed first install: pass again when it is retried
 	}
 	p, err := a.cfg.Coordinator.Permit(ctx, in)
 	a.askRecheck(p.Recheck)
+	if p.Fetch {
+		a.refetch.Store(true)
+		a.askRecheck(a.cfg.Clock.Now())
+	}
 	if err != nil {
 		a.metrics.reconcileErrors.WithLabelValues("decide").Inc()
 		rep := a.localReport(app.Name)

@@ -93,8 +93,13 @@ type Config struct {
 	// SharedWatch wakes the agent when the shared state (leases, rollout
 	// records, reports) moves; nil: only the tracked branch and Poll do.
 	SharedWatch Watcher
-	// Wakers are more wake sources (the push webhook receiver,
-	// internal/webhook): each is watched like SharedWatch.
+	// TipHint, when set, is a shared hint of the tracked branch's tip (the
+	// etcd store's tip key): the agent publishes each new tip it reads and
+	// reads the branch at once when the hint moves; never trusted.
+	TipHint TipHint
+	// Wakers wake the agent to read the tracked branch at once (the push
+	// webhook receiver, internal/webhook): each wake is one read of the
+	// branch, whose answer (not the wake's) is what applies.
 	Wakers []Watcher
 	// Drivers by release.json "driver"; "" means "process". Required.
 	Drivers map[string]driver.Driver
@@ -111,7 +116,12 @@ type Config struct {
 	// bounds the evaluation's time and memory in a child process.
 	SpecLoader SpecLoader
 
-	Poll          time.Duration // re-evaluation period besides watch events (default 30s)
+	// Poll is the re-evaluation period besides watch events (default 30s),
+	// and how often the tracked branch is read from the repository when no
+	// watch says it moved: give the agent a Desired that does not poll on
+	// its own (fleetrepo.DesiredOptions.PollInterval < 0), as the agent
+	// command does, or the repository is asked twice.
+	Poll          time.Duration
 	HealthTimeout time.Duration // bound on one health check with its retries (default 2m)
 	Listen        string        // address of /healthz and /metrics ("": none)
 	Once          bool          // Run makes one pass: nil when converged, ErrNotConverged otherwise
@@ -212,6 +222,9 @@ type Permit struct {
 	// Recheck asks for another pass no later than this time (a wave that
 	// opens after batchDelay, a canary monitor); zero: on the next change.
 	Recheck time.Time
+	// Fetch asks the agent to read the tracked branch again before its next
+	// pass: this node wrote a commit to it (a rollback commit).
+	Fetch bool
 	// Monitor says the node runs Version as a canary under its monitor:
 	// its steady probes also ask the app's metric gates.
 	Monitor bool

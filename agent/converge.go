@@ -64,8 +64,8 @@ func (a *Agent) Converge(ctx context.Context, t Target) (reconciler.AppReport, e
 		}
 		return rep, nil
 	}
-	if st.Failed != nil && st.Failed.Version == v {
-		return a.appReport(st, t, reconciler.AppFailed, st.Failed.Reason), nil
+	if st.Failed != nil && st.Failed.Version == v && !a.retryDue(st) {
+		return a.appReport(st, t, reconciler.AppFailed, failureText(st.Failed)), nil
 	}
 	if r := st.RefusalOf(downloadKey(t)); r != nil {
 		err := fmt.Errorf("%s (refused %s; not fetched again until the spec changes the artifact)", r.Reason, r.Time.Format(time.RFC3339))
@@ -183,7 +183,7 @@ func (a *Agent) startDownload(ctx context.Context, t Target, dir string) *downlo
 func (a *Agent) prefetch(ctx context.Context, app spec.App, vars map[string]string) (reconciler.AppReport, bool) {
 	st := a.store.App(app.Name)
 	t := Target{App: app, Version: app.Version, Vars: vars}
-	if !a.dl.background || app.Paused || st.Active == app.Version || (st.Failed != nil && st.Failed.Version == app.Version) ||
+	if !a.dl.background || app.Paused || st.Active == app.Version || (st.Failed != nil && st.Failed.Version == app.Version && !a.retryDue(st)) ||
 		st.RefusalOf(downloadKey(t)) != nil {
 		return reconciler.AppReport{}, false
 	}
@@ -305,8 +305,9 @@ func (a *Agent) switched(t Target, driverName string, running driver.Running, to
 	return a.appReport(a.store.App(name), t, reconciler.AppHealthy, ""), err
 }
 
-// switchFailed records a failed switch: the previous version runs (or
-// nothing, when nothing ran), and v is not retried.
+// switchFailed records a failed switch: the previous version runs, and v is
+// not retried; or nothing runs (a first install), and v is retried with
+// backoff.
 func (a *Agent) switchFailed(t Target, st state.App, running driver.Running, took time.Duration, err error) (reconciler.AppReport, error) {
 	name, v := t.App.Name, t.Version
 	result := ResultRolledBack
@@ -326,11 +327,23 @@ func (a *Agent) switchFailed(t Target, st state.App, running driver.Running, too
 			s.Active = ""
 		}
 		s.Step, s.LastError, s.ErrorTime, s.Since = nil, err.Error(), now, now
-		s.Failed = &state.Failure{Version: v, Reason: err.Error(), Time: now}
+		f := &state.Failure{Version: v, Reason: err.Error(), Time: now}
+		if s.Active == "" { // a first install: nothing serves; try again later
+			f.Attempts = 1
+			if st.Failed != nil && st.Failed.Version == v {
+				f.Attempts = st.Failed.Attempts + 1
+			}
+			f.RetryAt = now.Add(firstInstallBackoff(f.Attempts))
+		}
+		s.Failed = f
 	}); werr != nil {
 		err = errors.Join(err, werr)
 	}
-	return a.appReport(a.store.App(name), t, reconciler.AppFailed, err.Error()), err
+	text := err.Error()
+	if f := a.store.App(name).Failed; f != nil && !f.RetryAt.IsZero() {
+		text = failureText(f)
+	}
+	return a.appReport(a.store.App(name), t, reconciler.AppFailed, text), err
 }
 
 // switchInterrupted records a switch abandoned because the agent is
@@ -379,4 +392,25 @@ func (a *Agent) saveApp(name string, step state.JournalStep, f func(*state.App))
 		name, step, a.cfg.StateDir, a.cfg.Node, err)
 	a.log.Error("local state not written: step stopped", "app", name, "step", step, "err", err)
 	return err
+}
+
+// firstInstallBackoff is the wait before attempt n+1 of a failed first
+// install: 30s, doubling, at most 10 minutes.
+func firstInstallBackoff(n int) time.Duration {
+	return min(30*time.Second<<min(max(n-1, 0), 5), 10*time.Minute)
+}
+
+// retryDue reports whether st's failed version is a first install whose
+// backoff has run out: it is tried again.
+func (a *Agent) retryDue(st state.App) bool {
+	return st.Failed != nil && !st.Failed.RetryAt.IsZero() && !a.cfg.Clock.Now().Before(st.Failed.RetryAt)
+}
+
+// failureText is a remembered failure as the report says it, with the next
+// try of a first install.
+func failureText(f *state.Failure) string {
+	if f.RetryAt.IsZero() {
+		return f.Reason
+	}
+	return fmt.Sprintf("%s; nothing ran before: retrying at %s (attempt %d)", f.Reason, f.RetryAt.UTC().Format(time.RFC3339), f.Attempts+1)
 }

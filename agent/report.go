@@ -28,6 +28,9 @@ func (a *Agent) appReport(st state.App, t Target, stateName, errText string) rec
 	}
 	if r.Version == "" && stateName == reconciler.AppFailed {
 		r.Previous = "" // nothing ran before; nothing runs
+		if f := st.Failed; f != nil && f.Version == t.Version {
+			r.NextRetry = f.RetryAt
+		}
 	}
 	return r
 }
@@ -44,7 +47,7 @@ func (a *Agent) localReport(name string) reconciler.AppReport {
 		r.Error = st.LastError
 	}
 	if st.Failed != nil && a.stillTargeted(name, st.Failed.Version) {
-		r.State, r.Target, r.Error = reconciler.AppFailed, st.Failed.Version, st.Failed.Reason
+		r.State, r.Target, r.Error, r.NextRetry = reconciler.AppFailed, st.Failed.Version, failureText(st.Failed), st.Failed.RetryAt
 	}
 	return r
 }

@@ -68,7 +68,7 @@ func (sh *Shared) forget(ref plumbing.ReferenceName) {
 // while others succeed (or that name a missing object) are left out and
 // marked bad. Caller holds mu.
 func (sh *Shared) currentReadable(ctx context.Context, prefix string) (map[plumbing.ReferenceName]plumbing.Hash, map[plumbing.ReferenceName]bool, error) {
-	refs, err := sh.s.list(ctx, prefix)
+	refs, err := sh.listPrefix(ctx, prefix)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -41,7 +41,7 @@ func TestTwoWritersOfOneNodeDetectEachOther(t *testing.T) {
 		// Beside a report older than two refreshes: a predecessor that is
 		// gone (its state directory lost), not a live agent.
 		old := testReport("n2", "1.0.2")
-		old.Time = old.Time.Add(-11 * time.Minute)
+		old.Time = old.Time.Add(-2*DefaultReportRefresh - time.Minute)
 		if err := openInstance(t, url, "a").WriteReport(ctx, old); err != nil {
 			t.Fatal(err)
 		}

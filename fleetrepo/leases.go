@@ -90,6 +90,7 @@ var ErrBadLease = errors.New("unreadable lease")
 // the error matches ErrLeaseHeld and the lease returned is the one seen; a
 // lost race matches ErrConflict.
 func (sh *Shared) Acquire(ctx context.Context, app string, slot int, holder, rollout string, ttl time.Duration) (reconciler.Lease, error) {
+	ctx = sh.fresh(ctx) // a write reads its ref afresh, never from a Snapshot
 	if err := checkLease(app, slot); err != nil {
 		return reconciler.Lease{}, fmt.Errorf("acquire lease: %w", err)
 	}
@@ -161,6 +162,7 @@ func (sh *Shared) Release(ctx context.Context, l reconciler.Lease) error {
 
 // rewrite swaps the lease from l.Token to an edited copy.
 func (sh *Shared) rewrite(ctx context.Context, l reconciler.Lease, op string, edit func(*leaseDoc, time.Time) string) (reconciler.Lease, error) {
+	ctx = sh.fresh(ctx) // a write reads its ref afresh, never from a Snapshot
 	if err := checkLease(l.App, l.Slot); err != nil || l.Token == "" || l.Holder == "" {
 		return l, fmt.Errorf("%s lease %s/%d: not a held lease (%v)", op, l.App, l.Slot, err)
 	}
@@ -320,6 +322,7 @@ func (sh *Shared) sentLost(token plumbing.Hash, sent time.Time, ttl time.Duratio
 // Break frees a slot whatever its state (an operator's act, for a holder
 // that is known dead). It returns the lease as it was before.
 func (sh *Shared) Break(ctx context.Context, app string, slot int) (reconciler.Lease, error) {
+	ctx = sh.fresh(ctx) // a write reads its ref afresh, never from a Snapshot
 	if err := checkLease(app, slot); err != nil {
 		return reconciler.Lease{}, fmt.Errorf("break lease: %w", err)
 	}

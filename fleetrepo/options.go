@@ -55,7 +55,9 @@ type DesiredOptions struct {
 	// Identity commits are written as (Author and Committer). Default "reconciler".
 	Identity Identity
 	// PollInterval between ref listings when watching. Default 10s for
-	// remote repositories and 30s (a safety net under fsnotify) for local ones.
+	// remote repositories and 30s (a safety net under fsnotify) for local
+	// ones; negative: no polling (fsnotify only, for a local repository),
+	// for a caller that reads the branch on its own schedule (the agent).
 	PollInterval time.Duration
 	// Logger; default discards.
 	Logger *slog.Logger
@@ -83,12 +85,16 @@ type SharedOptions struct {
 	Timeout time.Duration
 	// Identity commits are written as. Default "reconciler".
 	Identity Identity
-	// PollInterval between ref listings when watching. Default 60s: an idle
-	// agent polls the shared state rarely.
+	// PollInterval between ref listings when watching. Default 5m: an idle
+	// agent needs nothing from the shared state, and a node waiting in a
+	// rollout reads it at the coordinator's own pace (rollout.Options.ActivePoll);
+	// negative: no polling. A repository on this machine is watched with
+	// fsnotify besides.
 	PollInterval time.Duration
 	// ReportRefresh: WriteReport skips a report that differs from the last
-	// one written only in Time, unless the last is older than this.
-	// Default 5m; negative writes every report.
+	// one written only in Time, unless the last is older than this (a
+	// skipped report costs no request). Default 10m: every refresh is a
+	// push per node; negative: never rewrite an unchanged report.
 	ReportRefresh time.Duration
 	// Instance names this handle in its report commits (the
 	// Reconciler-Instance trailer). An agent passes one kept in its state
@@ -100,6 +106,11 @@ type SharedOptions struct {
 	// Clock; default the system clock. Lease expiry is measured on it.
 	Clock Clock
 }
+
+// DefaultReportRefresh is how often an unchanged node report is written
+// again to Git (SharedOptions.ReportRefresh): it shows the node alive, and
+// tells a second agent with the node name that this one runs.
+const DefaultReportRefresh = 10 * time.Minute
 
 func (o *DesiredOptions) validate() error {
 	if o.URL == "" {
@@ -125,10 +136,10 @@ func (o *SharedOptions) validate() error {
 		o.Identity.Name = "reconciler"
 	}
 	if o.PollInterval == 0 {
-		o.PollInterval = time.Minute
+		o.PollInterval = 5 * time.Minute
 	}
 	if o.ReportRefresh == 0 {
-		o.ReportRefresh = 5 * time.Minute
+		o.ReportRefresh = DefaultReportRefresh
 	}
 	if o.Clock == nil {
 		o.Clock = clock.System{}

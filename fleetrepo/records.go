@@ -39,6 +39,7 @@ func (sh *Shared) Record(ctx context.Context, app string) ([]reconciler.Event, e
 // handle. It returns decide's error unwrapped, or *ConflictError after 20
 // lost races.
 func (sh *Shared) Append(ctx context.Context, app string, decide func(current []reconciler.Event) (*reconciler.Event, error)) error {
+	ctx = sh.fresh(ctx) // a write reads its ref afresh, never from a Snapshot
 	if err := checkName("app", app); err != nil {
 		return fmt.Errorf("append to rollout record: %w", err)
 	}
@@ -139,7 +140,7 @@ func KnownEvent(t string) bool { return knownEvent[t] }
 
 var knownEvent = map[string]bool{
 	reconciler.EventStarted: true, reconciler.EventWaveDone: true, reconciler.EventNodeDone: true,
-	reconciler.EventNodeFailed: true, reconciler.EventNodeUnreachable: true, reconciler.EventPaused: true,
+	reconciler.EventNodeFailed: true, reconciler.EventNodeUnreachable: true, reconciler.EventNodeLost: true, reconciler.EventPaused: true,
 	reconciler.EventResumed: true, reconciler.EventOptionsChanged: true, reconciler.EventCompleted: true,
 	reconciler.EventFailed: true, reconciler.EventRolledBack: true, reconciler.EventSuperseded: true,
 }

@@ -29,6 +29,7 @@ type reportCache struct {
 // of the node's report: two agents with one node name) the report is
 // written all the same and a *DuplicateNodeError returned.
 func (sh *Shared) WriteReport(ctx context.Context, r reconciler.NodeReport) error {
+	ctx = sh.fresh(ctx) // a write reads its ref afresh, never from a Snapshot
 	if err := checkName("node", r.Node); err != nil {
 		return fmt.Errorf("write node report: %w", err)
 	}
@@ -36,12 +37,21 @@ func (sh *Shared) WriteReport(ctx context.Context, r reconciler.NodeReport) erro
 	sh.s.mu.Lock()
 	defer sh.s.mu.Unlock()
 	now := sh.opts.Clock.Now()
+	last, ok := sh.reports[r.Node]
+	unchanged := ok && sameButTime(last.report, r) && (sh.opts.ReportRefresh < 0 || now.Sub(last.written) < sh.opts.ReportRefresh)
+	if unchanged && sh.s.gitDir == "" {
+		// Unchanged and fresh, on a server: no request at all. A second
+		// writer of the chain is found at this handle's next write (a
+		// change, or the refresh). A repository on this machine costs no
+		// server: its chain is read every time, so both writers find out
+		// at once.
+		return nil
+	}
 	tip, err := sh.tip(ctx, ref)
 	if err != nil {
 		return fmt.Errorf("write node report %s: %w", r.Node, err)
 	}
-	if last, ok := sh.reports[r.Node]; ok && last.tip == tip && sameButTime(last.report, r) &&
-		(sh.opts.ReportRefresh < 0 || now.Sub(last.written) < sh.opts.ReportRefresh) {
+	if unchanged && last.tip == tip {
 		return nil
 	}
 	dup := sh.foreignWriter(r.Node, tip)

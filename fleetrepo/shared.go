@@ -150,11 +150,16 @@ func (sh *Shared) writeJSON(file string, v any, parent plumbing.Hash, message st
 	})
 }
 
-// tip reads one ref's remote value (zero: absent) and fetches it. Caller holds mu.
+// tip reads one ref's remote value (zero: absent; from ctx's Snapshot when
+// it has one) and fetches it. Caller holds mu.
 func (sh *Shared) tip(ctx context.Context, ref plumbing.ReferenceName) (plumbing.Hash, error) {
-	h, err := sh.s.head(ctx, ref)
-	if err != nil || h.IsZero() {
-		return h, err
+	refs, err := sh.listPrefix(ctx, ref.String())
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	h := refs[ref]
+	if h.IsZero() {
+		return h, nil
 	}
 	return h, sh.s.fetch(ctx, map[plumbing.ReferenceName]plumbing.Hash{ref: h})
 }

@@ -28,7 +28,9 @@ func defaultPoll(s *store) time.Duration {
 // A repository on this machine is watched with fsnotify on its refs/ tree
 // and packed-refs: any event, or watcher error, re-reads the refs 150ms
 // later; PollInterval polls as a safety net. A remote repository
-// is polled with a ref listing every PollInterval (±10% jitter). wake runs
+// is polled with a ref listing every PollInterval (±10% jitter). With a
+// negative PollInterval nothing is polled (the agent reads the branch at
+// its own --poll: one listing, not two). wake runs
 // on the watching goroutine and must not block for long: a non-blocking send
 // on a channel of capacity 1 is the usual body.
 func (d *Desired) Watch(ctx context.Context, wake func()) error {
@@ -38,12 +40,21 @@ func (d *Desired) Watch(ctx context.Context, wake func()) error {
 
 // watch is the loop behind Desired.Watch and Shared.Watch.
 func (s *store) watch(ctx context.Context, match func(plumbing.ReferenceName) bool, every time.Duration, wake func()) error {
+	if every < 0 && s.gitDir == "" {
+		wake() // a remote repository, not polled: nothing to watch
+		<-ctx.Done()
+		return nil
+	}
 	last, _ := s.listMatching(ctx, match)
 	wake()
 	n := newNotifier(s)
 	defer n.close()
-	poll := time.NewTimer(jitter(every))
+	var polls <-chan time.Time // nil: no polling (every < 0)
+	poll := time.NewTimer(jitter(max(every, time.Second)))
 	defer poll.Stop()
+	if every > 0 {
+		polls = poll.C
+	}
 	var settle <-chan time.Time
 	for {
 		select {
@@ -58,7 +69,7 @@ func (s *store) watch(ctx context.Context, match func(plumbing.ReferenceName) bo
 		case <-settle:
 			settle = nil
 			last = s.recheck(ctx, match, last, wake)
-		case <-poll.C:
+		case <-polls:
 			poll.Reset(jitter(every))
 			last = s.recheck(ctx, match, last, wake)
 		}

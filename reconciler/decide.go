@@ -183,6 +183,9 @@ func decideEnded(in Input, r *Rollout) Decision {
 			return Decision{Action: Rollback, Version: r.From,
 				Reason: fmt.Sprintf("rollout of %s failed on %s: %s", r.Target, r.FailedBy, r.Reason)}
 		}
+		if retriesFirstInstall(in, r) {
+			return leaseOrWait(in, r)
+		}
 		return Decision{Action: Wait, Reason: "rollout failed; no previous version to roll back to"}
 	case OutcomeRolledBack:
 		return Decision{Action: Wait, Reason: "rolled back; waiting for the rollback commit"}
@@ -192,6 +195,7 @@ func decideEnded(in Input, r *Rollout) Decision {
 	switch {
 	case !in.Targeted || upToDate(in):
 		return Decision{Action: Wait, Reason: "up to date"}
+	case retriesFirstInstall(in, r):
 	case hasKey(r.Failed, in.Node) || in.Self.State == AppFailed:
 		return Decision{Action: Wait, Reason: "failed to upgrade to " + r.Target + "; not retried until the target changes"}
 	}
@@ -221,6 +225,21 @@ func gateClosed(in Input, r *Rollout) (Decision, bool) {
 	return Decision{Action: Wait, Until: g.Next, Reason: "no switch starts now: " + g.closedText(in.Now)}, true
 }
 
+// retriesFirstInstall reports whether this node, recorded failed in an
+// ended rollout, tries the target again under a lease: it runs nothing (a
+// failed first install has no previous version to keep serving, so waiting
+// for a person helps no one) and its agent's backoff has run out (the agent
+// no longer reports the failure: docs/agent.md, "A failed first install").
+func retriesFirstInstall(in Input, r *Rollout) bool {
+	return in.Targeted && hasKey(r.Failed, in.Node) && in.Self.Version == "" && in.Self.State != AppFailed && !r.AtOnce
+}
+
+// MaxLeaseLosses is how many times a node's lease may expire without a
+// verdict (node_lost) in one rollout before the node is skipped as
+// unreachable (failed with onUnreachable: "fail"): a node starved over and
+// over does not hold the rollout for ever, nor fail it.
+const MaxLeaseLosses = 3
+
 // bookkeeping returns the record entry this node should append, if any:
 // pauses, timeouts, expired leases, failures, finished waves, completion.
 // Whoever notices first writes it; the compare-and-swap keeps it single.
@@ -241,12 +260,24 @@ func bookkeeping(in Input, r *Rollout) (Decision, bool) {
 		return appendEvent(in, r, e), true
 	}
 	for _, l := range in.Leases {
-		// An expired holder with no done or failed verdict gets one, even
-		// when it was recorded unreachable meanwhile (bug 2): its slot is
-		// freed only after that.
-		if l.Rollout == r.ID && l.Expired() && awaitsVerdict(r, l.Holder) {
-			return appendEvent(in, r, Event{Type: EventNodeFailed, Node: l.Holder, Lease: l.Token,
-				Reason: fmt.Sprintf("lease %s/%d expired: holder stopped renewing for %s", l.App, l.Slot, l.TTL)}), true
+		// An expired holder with no done or failed verdict went silent
+		// (starved, stopped, cut off): that is recorded, not as a failure
+		// of the version, and its slot is freed only after that, even when
+		// it was recorded unreachable meanwhile (bug 2). A failure is only
+		// what a holder reports (docs/rollouts.md, "Slow is not failed").
+		if l.Rollout == r.ID && l.Expired() && awaitsVerdict(r, l.Holder) && !r.LostToken(l.Holder, l.Token) {
+			return appendEvent(in, r, Event{Type: EventNodeLost, Node: l.Holder, Lease: l.Token,
+				Reason: fmt.Sprintf("lease %s/%d expired: holder went silent for %s (starved, stopped or cut off), no failure reported; loss %d of %d before it is skipped",
+					l.App, l.Slot, l.TTL, len(r.Lost[l.Holder])+1, MaxLeaseLosses)}), true
+		}
+	}
+	for _, n := range planned(r) {
+		if len(r.Lost[n]) >= MaxLeaseLosses && !r.terminal(n) && !holdsLease(in.Leases, r.ID, n) {
+			reason := fmt.Sprintf("lost its lease %d times without reporting a failure", len(r.Lost[n]))
+			if in.App.Rollout.OnUnreachable == spec.OnUnreachableFail {
+				return appendEvent(in, r, Event{Type: EventNodeFailed, Node: n, Reason: reason}), true
+			}
+			return appendEvent(in, r, Event{Type: EventNodeUnreachable, Node: n, Reason: reason}), true
 		}
 	}
 	if e, ok := heldInPlan(in, r); ok && fresh {
@@ -343,6 +374,9 @@ func unreachable(in Input, r *Rollout) (Event, bool) {
 		if _, ok := held[n]; ok {
 			continue // heldInPlan records it
 		}
+		if i, lost := r.LostAt[n]; lost && i < len(in.Seen) && in.Now.Sub(in.Seen[i]) < in.App.Rollout.NodeTimeout.Duration {
+			continue // retried after a lost lease: nodeTimeout runs from the loss
+		}
 		reason := fmt.Sprintf("took no lease within nodeTimeout %s of %s opening", in.App.Rollout.NodeTimeout, WaveName(k))
 		if in.App.Rollout.OnUnreachable == spec.OnUnreachableFail {
 			return Event{Type: EventNodeFailed, Node: n, Reason: reason}, true
@@ -421,6 +455,8 @@ func decideSelf(in Input, r *Rollout) Decision {
 		return appendEvent(in, r, Event{Type: EventNodeFailed, Node: in.Node, Reason: "the switch to " + r.Target + " failed on this node"})
 	case holdsLease(in.Leases, r.ID, in.Node):
 		return leaseOrWait(in, r) // in flight: finishes even when paused
+	case len(r.Lost[in.Node]) >= MaxLeaseLosses:
+		return Decision{Action: Wait, Reason: fmt.Sprintf("lost its lease %d times; to be skipped", len(r.Lost[in.Node]))}
 	case r.Paused:
 		return Decision{Action: Wait, Reason: "rollout paused"}
 	}
@@ -538,7 +574,7 @@ func freeSlot(in Input, r *Rollout) (int, bool) {
 // recorded unreachable that died holding a lease after completion would
 // otherwise keep its slot for good, fleetsim unreachable seeds 90, 175).
 func freeable(r *Rollout, l Lease) bool {
-	return l.Expired() && (l.Rollout != r.ID || r.Ended() || !awaitsVerdict(r, l.Holder))
+	return l.Expired() && (l.Rollout != r.ID || r.Ended() || !awaitsVerdict(r, l.Holder) || r.LostToken(l.Holder, l.Token))
 }
 
 // awaitsVerdict reports whether node is in the plan without a done or

@@ -205,7 +205,7 @@ func TestDecide(t *testing.T) {
 			action: Wait,
 		},
 		{
-			name: "an expired holder is recorded as failed by whoever notices",
+			name: "an expired holder is recorded lost, not failed, by whoever notices",
 			in: func() Input {
 				in := base("e", started(w3...))
 				in.Leases = []Lease{lease(0, "a", 31*time.Second)}
@@ -213,7 +213,7 @@ func TestDecide(t *testing.T) {
 			}(),
 			action: Append,
 			check: func(t *testing.T, d Decision) {
-				if d.Event.Type != EventNodeFailed || d.Event.Node != "a" || d.Event.Lease != "ta" {
+				if d.Event.Type != EventNodeLost || d.Event.Node != "a" || d.Event.Lease != "ta" {
 					t.Fatalf("event = %+v", d.Event)
 				}
 			},

@@ -419,12 +419,19 @@ func TestDecideFailureBudget(t *testing.T) {
 	w3 := [][]string{{"a", "b"}, {"c", "d"}, {"e"}}
 	oneFailed := append(started(w3...), failedEv("a", "health check failed"), ev(EventNodeDone, node("b")))
 	twoFailed := append(slices.Clone(oneFailed), ev(EventWaveDone, wave(0)), failedEv("c", "install failed"))
+	lost := func(n string) Event { return ev(EventNodeLost, node(n), func(e *Event) { e.Lease = "t" + n }) }
 	tests := []struct {
 		name   string
 		in     Input
 		action Action
 		check  func(*testing.T, Decision)
 	}{
+		{
+			name:   "a starved holder (node_lost) costs nothing: its wave goes on",
+			in:     base("b", append(started(w3...), lost("a"), ev(EventNodeDone, node("b")))),
+			action: Append,
+			check:  wantWaveDone(0),
+		},
 		{
 			name:   "no budget (the default): the first failure fails the rollout",
 			in:     base("b", oneFailed),
@@ -460,15 +467,15 @@ func TestDecideFailureBudget(t *testing.T) {
 			check:  wantFailed("c", "more than maxFailures 30% allows (1)"),
 		},
 		{
-			name: "a holder whose lease expired counts against the budget",
+			name: "a second reported failure past a budget of 1 fails it",
 			in: func() Input {
 				in := budget(base("b", oneFailed), spec.Budget{N: 1})
 				in.Record = append(started(w3...), failedEv("a", "health check failed"),
-					failedEv("b", "lease web/1 expired: holder stopped renewing for 30s"))
+					failedEv("b", "health check failed twice"))
 				return in
 			}(),
 			action: Append,
-			check:  wantFailed("b", "lease web/1 expired"),
+			check:  wantFailed("b", "health check failed twice"),
 		},
 		{
 			name: "an unreachable node is skipped, not counted",

@@ -24,15 +24,20 @@ type Rollout struct {
 	// FailedOrder lists the failed nodes in the order of their first
 	// node_failed: the failure budget names the first one past it.
 	FailedOrder []string
-	Skipped     map[string]string // node -> reason (unreachable)
 	Held        map[string]string // node -> reason (held or pinned in the inventory)
-	Paused      bool
-	Resumed     int          // index of the last resumed event, -1 if none
-	Options     RolloutFlags // batch size and delay in force
-	Outcome     string
-	Reason      string // why it failed or was rolled back
-	FailedBy    string // the node whose failure failed it
-	Rollback    string // the rollback commit, once written
+	Skipped     map[string]string // node -> reason (unreachable)
+	// Lost: node -> the tokens of its leases that expired without a
+	// verdict (node_lost), oldest first; LostAt: the record index of its
+	// last node_lost.
+	Lost     map[string][]string
+	LostAt   map[string]int
+	Paused   bool
+	Resumed  int          // index of the last resumed event, -1 if none
+	Options  RolloutFlags // batch size and delay in force
+	Outcome  string
+	Reason   string // why it failed or was rolled back
+	FailedBy string // the node whose failure failed it
+	Rollback string // the rollback commit, once written
 	// SpecAt is the newest commit that steered the rollout: its ID, or the
 	// Spec of its last paused, resumed or options_changed event.
 	SpecAt string
@@ -66,6 +71,7 @@ func fold(events []Event, start int) *Rollout {
 		Waves: cloneWaves(s.Waves), Resumed: -1, SpecAt: s.Rollout,
 		WaveDone: map[int]int{}, Done: map[string]string{},
 		Failed: map[string]string{}, Skipped: map[string]string{}, Held: map[string]string{},
+		Lost: map[string][]string{}, LostAt: map[string]int{},
 		IsRollback: s.Rollback, RollbackOf: s.RollbackOf, AtOnce: s.AtOnce,
 	}
 	if s.Options != nil {
@@ -90,9 +96,15 @@ func (r *Rollout) apply(i int, e Event) {
 		}
 	case EventNodeDone:
 		// A failure is sticky: a holder whose lease was taken over cannot
-		// turn its failure into a success afterwards (fencing).
-		if _, failed := r.Failed[e.Node]; !failed {
+		// turn its failure into a success afterwards (fencing); nor can a
+		// holding recorded lost count.
+		if _, failed := r.Failed[e.Node]; !failed && !r.LostToken(e.Node, e.Lease) {
 			r.Done[e.Node] = e.Lease
+		}
+	case EventNodeLost:
+		if !r.LostToken(e.Node, e.Lease) {
+			r.Lost[e.Node] = append(r.Lost[e.Node], e.Lease)
+			r.LostAt[e.Node] = i
 		}
 	case EventNodeFailed:
 		if !hasKey(r.Failed, e.Node) {
@@ -133,6 +145,11 @@ func (r *Rollout) apply(i int, e Event) {
 	}
 }
 
+// LostToken reports whether node's lease token was recorded lost.
+func (r *Rollout) LostToken(node, token string) bool {
+	return token != "" && slices.Contains(r.Lost[node], token)
+}
+
 // terminal reports whether a node has a verdict in this rollout.
 func (r *Rollout) terminal(node string) bool {
 	_, d := r.Done[node]
@@ -167,15 +184,17 @@ func (r *Rollout) WaveOf(node string) int {
 }
 
 // WaveComplete reports whether every node of wave k has a verdict that lets
-// the rollout move on: done, skipped, held, or failed when failures do not
-// stop it.
+// the rollout move on: done, skipped, held, failed when failures do not
+// stop it, or lost (its lease expired without a verdict: it is retried
+// while the waves go on, and a silent node does not hold them up).
 func (r *Rollout) WaveComplete(k int, rollbackOnFail bool) bool {
 	for _, n := range r.Waves[k] {
 		_, d := r.Done[n]
 		_, s := r.Skipped[n]
 		_, h := r.Held[n]
 		_, f := r.Failed[n]
-		if !d && !s && !h && !(f && !rollbackOnFail) {
+		_, l := r.Lost[n]
+		if !d && !s && !h && !l && !(f && !rollbackOnFail) {
 			return false
 		}
 	}
@@ -202,6 +221,9 @@ func (r *Rollout) Result() *Result {
 			case hasKey(r.Held, n):
 				res.Skipped++
 				nr.Outcome, nr.Reason = "skipped", r.Held[n]
+			case len(r.Lost[n]) > 0:
+				res.Skipped++
+				nr.Outcome, nr.Reason = "skipped", "lost its lease (went silent, no failure reported); it converges after the rollout"
 			default:
 				nr.Outcome = "pending"
 			}

@@ -52,14 +52,16 @@ const (
 
 // AppReport is one app on one node.
 type AppReport struct {
-	Version  string    `json:"version,omitempty"` // running version, "" when none
-	Previous string    `json:"previous,omitempty"`
-	State    string    `json:"state"`
-	Target   string    `json:"target,omitempty"`  // version being moved to
-	Rollout  string    `json:"rollout,omitempty"` // rollout id the state refers to
-	Lease    string    `json:"lease,omitempty"`   // fencing token of the lease held for it
-	Error    string    `json:"error,omitempty"`
-	Since    time.Time `json:"since"`
+	Version  string `json:"version,omitempty"` // running version, "" when none
+	Previous string `json:"previous,omitempty"`
+	State    string `json:"state"`
+	Target   string `json:"target,omitempty"`  // version being moved to
+	Rollout  string `json:"rollout,omitempty"` // rollout id the state refers to
+	Lease    string `json:"lease,omitempty"`   // fencing token of the lease held for it
+	Error    string `json:"error,omitempty"`
+	// NextRetry: a failed first install (nothing runs) is tried again then.
+	NextRetry time.Time `json:"nextRetry,omitzero"`
+	Since     time.Time `json:"since"`
 	// Swap is how the release switches versions (SwapHot, SwapStopStart...).
 	Swap string `json:"swap,omitempty"`
 	// Releases are the versions the app's runtime itself knows, when it
@@ -82,13 +84,18 @@ const (
 	EventNodeFailed      = "node_failed"      // Node, Reason, Lease
 	EventNodeUnreachable = "node_unreachable" // Node, Reason
 	EventNodeHeld        = "node_held"        // Node, Reason: held or pinned in the inventory
-	EventPaused          = "paused"
-	EventResumed         = "resumed"
-	EventOptionsChanged  = "options_changed"
-	EventCompleted       = "completed"   // Result
-	EventFailed          = "failed"      // Node, Reason
-	EventRolledBack      = "rolled_back" // RollbackCommit, Reason
-	EventSuperseded      = "superseded"  // by a newer target
+	// EventNodeLost: Node's lease (Lease) expired without a verdict from
+	// it: it went silent (starved, stopped, cut off), which says nothing of
+	// the version. The slot is freed and the node retried, at most
+	// MaxLeaseLosses times (docs/rollouts.md, "Slow is not failed").
+	EventNodeLost       = "node_lost" // Node, Lease, Reason
+	EventPaused         = "paused"
+	EventResumed        = "resumed"
+	EventOptionsChanged = "options_changed"
+	EventCompleted      = "completed"   // Result
+	EventFailed         = "failed"      // Node, Reason
+	EventRolledBack     = "rolled_back" // RollbackCommit, Reason
+	EventSuperseded     = "superseded"  // by a newer target
 )
 
 // Event is one entry of a rollout record. Rollout is the id of the rollout:

@@ -71,6 +71,17 @@ type Pusher interface {
 	PushesChanges() bool
 }
 
+// Snapshotter is an optional interface of a Shared whose every read asks
+// the store (the Git store: a ref listing per read). Snapshot asks once and
+// returns a context under which the reads of one decision (Record, Leases)
+// answer from that answer: one request where there were three. Writes never
+// use it.
+type Snapshotter interface {
+	Snapshot(ctx context.Context, app string) (context.Context, error)
+}
+
+var _ Snapshotter = (*fleetrepo.Shared)(nil)
+
 // RollbackFunc writes the rollback commit of req.App on the tracked branch
 // (fleetrepo.(*Desired).Rollback, as this node): restore req.To, the
 // version the fleet ran, undoing the commit req.Failed that set
@@ -185,26 +196,37 @@ func (c *Coordinator) Permit(ctx context.Context, in agent.DecideInput) (agent.P
 }
 
 func (c *Coordinator) permit(ctx context.Context, in agent.DecideInput) (agent.Permit, error) {
-	// Reports change slowly and only feed the inventory and From: read
-	// them once per decision, the record and leases at every step.
-	reports, err := c.opt.Shared.Reports(ctx)
-	if err != nil {
-		return agent.Permit{}, fmt.Errorf("read node reports: %w", err)
-	}
+	// Node reports feed only the plan and From of a rollout being started
+	// (the inventory): they are read only for a decision that starts one,
+	// never by a node waiting in a rollout (with a thousand nodes, a
+	// thousand reports changing all the time).
+	var reports map[string]reconciler.NodeReport
 	var st step
+	fetch := false // a step wrote to the tracked branch
 	for range maxSteps {
 		st.read = c.opt.Clock.Now()
 		rin, err := c.input(ctx, in, reports)
 		if err != nil {
-			return agent.Permit{}, err
+			return agent.Permit{Fetch: fetch}, err
 		}
 		d := reconciler.Decide(rin)
+		if reports == nil && d.Action == reconciler.Append && d.Event.Type == reconciler.EventStarted {
+			if reports, err = c.opt.Shared.Reports(ctx); err != nil {
+				return agent.Permit{Fetch: fetch}, fmt.Errorf("read node reports: %w", err)
+			}
+			if reports == nil {
+				reports = map[string]reconciler.NodeReport{}
+			}
+			continue // plan over the inventory
+		}
 		again, out, err := c.act(ctx, in, rin, d, &st)
+		fetch = fetch || out.Fetch
 		if err != nil || !again {
+			out.Fetch = fetch
 			return out, err
 		}
 	}
-	return agent.Permit{Waiting: "rollout bookkeeping in progress", Recheck: c.opt.Clock.Now()}, nil
+	return agent.Permit{Waiting: "rollout bookkeeping in progress", Recheck: c.opt.Clock.Now(), Fetch: fetch}, nil
 }
 
 // backoff counts consecutive transient errors of app (or resets them) and
@@ -282,7 +304,9 @@ func (c *Coordinator) act(ctx context.Context, in agent.DecideInput, rin reconci
 	case reconciler.Rollback:
 		written, err := c.rollback(ctx, in, d)
 		if err != nil || written {
-			return written, waiting(d, d.Reason, time.Time{}), err
+			w := waiting(d, d.Reason, time.Time{})
+			w.Fetch = written // read the branch with the rollback commit at once
+			return written, w, err
 		}
 		// Nothing written: the tip moves (the other agent's rollback commit,
 		// or a person's); wait for it rather than asking again at once.
@@ -365,11 +389,18 @@ func (c *Coordinator) isSettled(in agent.DecideInput) bool {
 // input gathers the engine's input for one app.
 func (c *Coordinator) input(ctx context.Context, in agent.DecideInput, reports map[string]reconciler.NodeReport) (reconciler.Input, error) {
 	app := in.App.Name
-	record, err := c.opt.Shared.Record(ctx, app)
+	rctx := ctx
+	if s, ok := c.opt.Shared.(Snapshotter); ok {
+		var err error
+		if rctx, err = s.Snapshot(ctx, app); err != nil {
+			return reconciler.Input{}, err
+		}
+	}
+	record, err := c.opt.Shared.Record(rctx, app)
 	if err != nil {
 		return reconciler.Input{}, fmt.Errorf("read rollout record of %s: %w", app, err)
 	}
-	leases, err := c.opt.Shared.Leases(ctx, app)
+	leases, err := c.opt.Shared.Leases(rctx, app)
 	if err != nil {
 		return reconciler.Input{}, fmt.Errorf("read leases of %s: %w", app, err)
 	}

@@ -77,6 +77,11 @@ type Failure struct {
 	Version string    `json:"version"`
 	Reason  string    `json:"reason"`
 	Time    time.Time `json:"time"`
+	// Attempts and RetryAt are set for a failed first install (nothing ran
+	// before, so nothing serves meanwhile): the version is tried again at
+	// RetryAt, with backoff (docs/agent.md, "A failed first install").
+	Attempts int       `json:"attempts,omitempty"`
+	RetryAt  time.Time `json:"retryAt,omitzero"`
 }
 
 // Refusal is an artifact that was fetched and refused (signature, pin,

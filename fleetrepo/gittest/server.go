@@ -1,13 +1,16 @@
 package gittest
 
 import (
+	"fmt"
 	"net"
+	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -17,6 +20,11 @@ import (
 // -short (make test-unit) it skips the test: a server and a process per
 // request are not in the fast tier.
 func Serve(t testing.TB, bareDir string) string {
+	t.Helper()
+	return serve(t, bareDir, func(h http.Handler) http.Handler { return h })
+}
+
+func serve(t testing.TB, bareDir string, wrap func(http.Handler) http.Handler) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("-short: serves git http-backend over HTTP")
@@ -36,7 +44,7 @@ func Serve(t testing.TB, bareDir string) string {
 	if err != nil {
 		t.Fatalf("listen on loopback: %v", err)
 	}
-	srv := httptest.NewUnstartedServer(h)
+	srv := httptest.NewUnstartedServer(wrap(h))
 	srv.Listener.Close()
 	srv.Listener = l
 	srv.Start()
@@ -56,4 +64,68 @@ func httpBackend(t testing.TB) string {
 		t.Skipf("git http-backend not available: %v", err)
 	}
 	return path
+}
+
+// Requests counts what a Git server answered, by kind, for tests and
+// benchmarks that measure how much Git traffic a client makes.
+type Requests struct {
+	mu sync.Mutex
+	n  Counts
+}
+
+// Counts are a server's requests by kind.
+type Counts struct {
+	Adverts int // GET info/refs?service=git-upload-pack: a ref listing (ls-remote, the first half of a fetch)
+	Fetches int // POST git-upload-pack: objects sent
+	Pushes  int // GET info/refs?service=git-receive-pack and POST git-receive-pack
+	Other   int
+}
+
+// Total is every request counted.
+func (c Counts) Total() int { return c.Adverts + c.Fetches + c.Pushes + c.Other }
+
+// Sub is c less an earlier count.
+func (c Counts) Sub(before Counts) Counts {
+	return Counts{Adverts: c.Adverts - before.Adverts, Fetches: c.Fetches - before.Fetches,
+		Pushes: c.Pushes - before.Pushes, Other: c.Other - before.Other}
+}
+
+func (c Counts) String() string {
+	return fmt.Sprintf("%d requests (%d ref advertisements, %d upload-pack, %d receive-pack, %d other)",
+		c.Total(), c.Adverts, c.Fetches, c.Pushes, c.Other)
+}
+
+// Counts returns the requests counted so far.
+func (r *Requests) Counts() Counts {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n
+}
+
+func (r *Requests) count(req *http.Request) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case strings.HasSuffix(req.URL.Path, "/info/refs") && req.URL.Query().Get("service") == "git-upload-pack":
+		r.n.Adverts++
+	case strings.HasSuffix(req.URL.Path, "/git-upload-pack"):
+		r.n.Fetches++
+	case strings.HasSuffix(req.URL.Path, "/git-receive-pack") || req.URL.Query().Get("service") == "git-receive-pack":
+		r.n.Pushes++
+	default:
+		r.n.Other++
+	}
+}
+
+// ServeCounted is Serve, counting every request the server answers.
+func ServeCounted(t testing.TB, bareDir string) (string, *Requests) {
+	t.Helper()
+	r := &Requests{}
+	url := serve(t, bareDir, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			r.count(req)
+			h.ServeHTTP(w, req)
+		})
+	})
+	return url, r
 }

@@ -161,15 +161,17 @@ func sameButTime(a, b reconciler.NodeReport) bool {
 // on each whose agent's liveness key expired (the agent stopped, or lost
 // etcd, for longer than its LivenessTTL). An unreadable report is skipped
 // and named by BadRefs.
+//
+// It takes no lock of the Store's: the read shares no state with writes
+// (bad keys have their own lock), and a lease renewal must never queue
+// behind a read of the whole fleet (at 1,000 nodes one is a large range).
 func (s *Store) Reports(ctx context.Context) (map[string]reconciler.NodeReport, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	octx, cancel := s.op(ctx)
 	defer cancel()
 	resp, err := s.cli.Txn(octx).Then(clientv3.OpGet(s.nodesPrefix(), clientv3.WithPrefix()),
 		clientv3.OpGet(s.alivePrefix(), clientv3.WithPrefix(), clientv3.WithKeysOnly())).Commit()
 	if err != nil {
-		return nil, fmt.Errorf("read node reports: %w", s.classify("read node reports from", err))
+		return nil, s.classify("read node reports from", err)
 	}
 	alive := map[string]bool{}
 	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {

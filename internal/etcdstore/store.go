@@ -52,6 +52,11 @@ type Options struct {
 	Instance string
 	Clock    clock.Clock  // default the system clock; lease observations use it
 	Logger   *slog.Logger // default: discard
+	// Client, when set, is the connection to use instead of dialling
+	// Endpoints (TLS and the user are then the client's); Close leaves it
+	// open. Many handles in one process (internal/scale's simulated
+	// nodes) share one connection this way.
+	Client *clientv3.Client
 }
 
 func (o *Options) withDefaults() error {
@@ -107,6 +112,7 @@ func ParseURL(s string) (endpoints []string, ok bool, err error) {
 type Store struct {
 	opts     Options
 	cli      *clientv3.Client
+	ownsCli  bool // Open dialled cli (not Options.Client): Close closes it
 	url      string
 	instance string // random, names this handle's liveness keys
 
@@ -133,6 +139,9 @@ func Open(opts Options) (*Store, error) {
 	if err := opts.withDefaults(); err != nil {
 		return nil, err
 	}
+	if opts.Client != nil {
+		return newStore(opts, opts.Client, false), nil
+	}
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints: opts.Endpoints, TLS: opts.TLS, Username: opts.Username, Password: opts.Password,
 		Logger: zap.NewNop(), DialKeepAliveTime: 10 * time.Second, DialKeepAliveTimeout: 5 * time.Second,
@@ -144,13 +153,17 @@ func Open(opts Options) (*Store, error) {
 		// credentials are a person's to fix.
 		return nil, classify("connect to", url, err)
 	}
+	return newStore(opts, cli, true), nil
+}
+
+func newStore(opts Options, cli *clientv3.Client, owns bool) *Store {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Store{
-		opts: opts, cli: cli, url: url,
+		opts: opts, cli: cli, ownsCli: owns, url: "etcd://" + strings.Join(opts.Endpoints, ",") + opts.Prefix,
 		instance: cmp.Or(opts.Instance, randomID()), ctx: ctx, cancel: cancel,
 		seen: map[string]observation{}, records: map[string]recordCache{}, reports: map[string]reportCache{},
 		bad: map[string]fleetrepo.BadRef{},
-	}, nil
+	}
 }
 
 // Close stops the liveness keep-alive (the node's liveness key then expires
@@ -158,6 +171,9 @@ func Open(opts Options) (*Store, error) {
 func (s *Store) Close() error {
 	s.cancel()
 	s.wg.Wait()
+	if !s.ownsCli {
+		return nil
+	}
 	return s.cli.Close()
 }
 

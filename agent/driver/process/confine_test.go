@@ -146,12 +146,14 @@ func TestStaleSocketOfTheAgentIsReplaced(t *testing.T) {
 	if _, err := d2.Switch(context.Background(), nil, r, nil2ok); err == nil || !strings.Contains(err.Error(), "a live socket") {
 		t.Fatalf("live socket of the agent's: %v, want refused", err)
 	}
+	// The agent dies first: while it lived, its supervisor could restart
+	// the killed workload, which then listened again (seen in CI).
+	d1.Close()
 	pid := run.PIDs[0]
 	if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the workload to die", func() bool { return gone(pid) })
-	d1.Close() // the agent dies too: nobody listens, the file stays
+	waitFor(t, "the workload to die", func() bool { return gone(pid) }) // nobody listens; the file stays
 	if _, err := os.Lstat(path); err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/fleetops/reconciler/agent/rollout"
 	"github.com/fleetops/reconciler/agent/state"
 	"github.com/fleetops/reconciler/fleetrepo"
+	"github.com/fleetops/reconciler/internal/etcdstore"
 	"github.com/fleetops/reconciler/release"
 	"github.com/fleetops/reconciler/signing"
 )
@@ -98,6 +99,11 @@ func runAgent(ctx context.Context, e *env, o *agentOptions) error {
 		SharedWatch: shared, Wakers: wakers, Coordinator: coord, SwitchAbort: o.switchAbort, Drivers: drivers, SpecDir: o.dir, SpecLoader: o.specLoader(), Poll: o.poll, Listen: o.listen, Once: o.once, Logger: log,
 		AgentVersion: buildOf().Version, Registry: reg,
 	}
+	if st, ok := shared.(*etcdstore.Store); ok {
+		// The tip key: a push reaches every agent as soon as one has read
+		// it from Git (docs/shared-state.md, "The tip key").
+		cfg.TipHint = st.TipHint(o.branch)
+	}
 	log.Info("agent starting", "version", buildOf().String(), "repo", o.repo, "branch", o.branch, "state", o.stateDir, "keys", keys.IDs())
 	a, err := agent.New(cfg)
 	if err != nil {
@@ -123,8 +129,10 @@ func openRepos(ctx context.Context, e *env, o *agentOptions, log *slog.Logger, t
 		return nil, nil, fmt.Errorf("agent %s: %w", o.node, err)
 	}
 	id := fleetrepo.Identity{Name: o.node}
+	// PollInterval -1: the agent reads the branch at every --poll itself
+	// (one ref listing), and fsnotify still watches a local repository.
 	desired, err := fleetrepo.OpenDesired(ctx, fleetrepo.DesiredOptions{URL: o.repo, Branch: o.branch, Auth: auth,
-		CacheDir: filepath.Join(o.stateDir, "git", "desired"), Identity: id, Logger: log,
+		CacheDir: filepath.Join(o.stateDir, "git", "desired"), Identity: id, Logger: log, PollInterval: -1,
 		Verifier: tr.verifier, Signer: tr.signer})
 	if err != nil {
 		return nil, nil, fmt.Errorf("agent %s: %w", o.node, err)

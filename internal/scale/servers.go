@@ -1,0 +1,255 @@
+package scale
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"maps"
+	"net"
+	"net/http"
+	"net/http/cgi"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+
+	"github.com/fleetops/reconciler/internal/etcdstore/embedded"
+)
+
+// GitCounts are the requests the Git server answered, by kind.
+type GitCounts struct {
+	RefAds  int64 `json:"refAdvertisements"` // GET info/refs (fetch or push)
+	Fetches int64 `json:"fetches"`           // POST git-upload-pack
+	Pushes  int64 `json:"pushes"`            // POST git-receive-pack
+	// CachedAds of RefAds were answered by the advertisement cache (-git-cache).
+	CachedAds int64 `json:"cachedRefAdvertisements"`
+}
+
+// Total is every request counted.
+func (c GitCounts) Total() int64 { return c.RefAds + c.Fetches + c.Pushes }
+
+func (c GitCounts) minus(o GitCounts) GitCounts {
+	return GitCounts{RefAds: c.RefAds - o.RefAds, Fetches: c.Fetches - o.Fetches, Pushes: c.Pushes - o.Pushes,
+		CachedAds: c.CachedAds - o.CachedAds}
+}
+
+// gitServer serves one bare repository with the real `git http-backend`
+// (smart HTTP, pushes on), counting requests as they come in. At most
+// workers backend processes run at once; the others queue, as behind a
+// real server's fixed pool of CGI workers (unbounded, 1,000 nodes fork
+// 1,000 git processes at once).
+type gitServer struct {
+	url     string
+	srv     *http.Server
+	served  chan struct{}
+	backend http.Handler
+	slots   chan struct{}
+	ads     *adCache // nil: every ref advertisement runs the backend
+
+	refAds, fetches, pushes atomic.Int64
+}
+
+// adCache keeps the answer to GET info/refs?service=git-upload-pack (the
+// ref advertisement every fetch and ref listing begins with) until the
+// repository's refs may have moved: any push through the server, or the
+// harness's own commit (invalidate). Git hosting front ends cache
+// advertisements the same way; the requests are still counted, and a
+// stale answer could only make a compare-and-swap fail and retry, since
+// git-receive-pack checks old values against the repository itself.
+type adCache struct {
+	mu   sync.Mutex
+	gen  uint64 // bumped by invalidate: a fill begun before it is not kept
+	body []byte
+	hdr  http.Header
+	hits atomic.Int64
+}
+
+func (c *adCache) invalidate() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	c.body, c.hdr = nil, nil
+}
+
+// hit answers from the cache, when it holds the advertisement.
+func (c *adCache) hit(w http.ResponseWriter) bool {
+	c.mu.Lock()
+	body, hdr := c.body, c.hdr
+	c.mu.Unlock()
+	if body == nil {
+		return false
+	}
+	c.hits.Add(1)
+	maps.Copy(w.Header(), hdr)
+	w.Write(body)
+	return true
+}
+
+// fill runs next and keeps its answer, unless the refs moved meanwhile.
+func (c *adCache) fill(w http.ResponseWriter, r *http.Request, next http.Handler) {
+	c.mu.Lock()
+	gen := c.gen
+	c.mu.Unlock()
+	rec := httptest.NewRecorder()
+	next.ServeHTTP(rec, r)
+	res := rec.Result()
+	maps.Copy(w.Header(), res.Header)
+	w.WriteHeader(res.StatusCode)
+	w.Write(rec.Body.Bytes())
+	if res.StatusCode != http.StatusOK {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen == gen {
+		c.body, c.hdr = rec.Body.Bytes(), res.Header.Clone()
+	}
+}
+
+func startGit(bare string, workers int, cacheAds bool) (*gitServer, error) {
+	out, err := exec.Command("git", "--exec-path").Output()
+	if err != nil {
+		return nil, fmt.Errorf("git --exec-path: %w (is git installed? run make deps)", err)
+	}
+	backend := filepath.Join(strings.TrimSpace(string(out)), "git-http-backend")
+	if _, err := os.Stat(backend); err != nil {
+		return nil, fmt.Errorf("git http-backend: %w (install git; run make deps)", err)
+	}
+	g := &gitServer{served: make(chan struct{}), slots: make(chan struct{}, workers)}
+	if cacheAds {
+		g.ads = &adCache{}
+	}
+	g.backend = &cgi.Handler{Path: backend, Env: []string{
+		"GIT_PROJECT_ROOT=" + filepath.Dir(bare),
+		"GIT_HTTP_EXPORT_ALL=1",
+		"GIT_CONFIG_GLOBAL=" + os.DevNull, "GIT_CONFIG_NOSYSTEM=1",
+		"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=http.receivepack", "GIT_CONFIG_VALUE_0=true",
+	},
+		// Refused compare-and-swaps ("cannot lock ref") are the protocol
+		// working, and a client gone mid-answer (a timeout) is the
+		// client's to report: neither is news on the harness's output.
+		Stderr: io.Discard, Logger: log.New(io.Discard, "", 0)}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("git server: %w", err)
+	}
+	g.url = "http://" + ln.Addr().String() + "/" + filepath.Base(bare)
+	g.srv = &http.Server{Handler: http.HandlerFunc(g.serveHTTP), ReadHeaderTimeout: time.Minute}
+	go func() {
+		defer close(g.served)
+		if err := g.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			fmt.Fprintf(os.Stderr, "reconciler-scale: git server: %v\n", err)
+		}
+	}()
+	return g, nil
+}
+
+func (g *gitServer) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case strings.HasSuffix(r.URL.Path, "/info/refs"):
+		g.refAds.Add(1)
+	case strings.HasSuffix(r.URL.Path, "/git-upload-pack"):
+		g.fetches.Add(1)
+	case strings.HasSuffix(r.URL.Path, "/git-receive-pack"):
+		g.pushes.Add(1)
+	}
+	backend := g.backend
+	switch {
+	case g.ads == nil:
+	case r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/info/refs") && r.URL.Query().Get("service") == "git-upload-pack":
+		if g.ads.hit(w) {
+			return // no backend process, no worker slot
+		}
+		backend = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { g.ads.fill(w, r, g.backend) })
+	case strings.HasSuffix(r.URL.Path, "/git-receive-pack"):
+		defer g.ads.invalidate() // after the push: refs may have moved
+	}
+	select {
+	case g.slots <- struct{}{}:
+	case <-r.Context().Done():
+		return
+	}
+	defer func() { <-g.slots }()
+	backend.ServeHTTP(w, r)
+}
+
+// invalidate drops cached advertisements (the harness committed).
+func (g *gitServer) invalidate() {
+	if g.ads != nil {
+		g.ads.invalidate()
+	}
+}
+
+// adHits is how many ref advertisements the cache answered.
+func (g *gitServer) adHits() int64 {
+	if g.ads == nil {
+		return 0
+	}
+	return g.ads.hits.Load()
+}
+
+func (g *gitServer) counts() GitCounts {
+	return GitCounts{RefAds: g.refAds.Load(), Fetches: g.fetches.Load(), Pushes: g.pushes.Load()}
+}
+
+func (g *gitServer) close() error {
+	err := g.srv.Close()
+	<-g.served
+	return err
+}
+
+// etcdServer is an embedded one-member etcd and the one client connection
+// every simulated node's Store shares, counting the requests it sends
+// (unary calls and streams opened; watch events and keep-alives on open
+// streams are not requests).
+type etcdServer struct {
+	cluster *embedded.Cluster
+	client  *clientv3.Client
+	calls   atomic.Int64
+	streams atomic.Int64
+}
+
+func startEtcd(dir string) (*etcdServer, error) {
+	c, err := embedded.Start(dir, 1)
+	if err != nil {
+		return nil, err
+	}
+	e := &etcdServer{cluster: c}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints: c.Endpoints(), Logger: zap.NewNop(), DialTimeout: 10 * time.Second,
+		DialKeepAliveTime: 10 * time.Second, DialKeepAliveTimeout: 5 * time.Second,
+		DialOptions: []grpc.DialOption{
+			grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+				e.calls.Add(1)
+				return invoker(ctx, method, req, reply, cc, opts...)
+			}),
+			grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+				e.streams.Add(1)
+				return streamer(ctx, desc, cc, method, opts...)
+			}),
+		},
+	})
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("etcd client: %w", err)
+	}
+	e.client = cli
+	return e, nil
+}
+
+func (e *etcdServer) requests() int64 { return e.calls.Load() + e.streams.Load() }
+
+func (e *etcdServer) close() {
+	e.client.Close()
+	e.cluster.Close()
+}
