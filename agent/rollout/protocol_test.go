@@ -49,7 +49,10 @@ func (f *faulty) Renew(ctx context.Context, l reconciler.Lease) (reconciler.Leas
 	hang := f.hang
 	f.mu.Unlock()
 	if hang != nil {
-		hang <- struct{}{}
+		select {
+		case hang <- struct{}{}: // the first is awaited; later ones need not be
+		default:
+		}
 		<-ctx.Done()
 		return l, &fleetrepo.TransientError{Op: "push", Repo: "test", Err: ctx.Err()}
 	}
@@ -314,10 +317,24 @@ func TestHungRenewalStillAbandonsSwitch(t *testing.T) {
 		t.Fatal("no renewal started")
 	}
 	a.clock.advance(13 * time.Second) // past the usable validity (12s left)
-	select {
-	case <-sctx.Done():
-	case <-time.After(30 * time.Second):
-		t.Fatal("switch not given up while the renewal hangs")
+	// The goroutine gives the switch up once it sees the validity gone; if
+	// a loaded machine has it look again later, the hand-fired timer and
+	// the clock move on (renewals still hang) until it does.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		select {
+		case <-sctx.Done():
+		case <-time.After(100 * time.Millisecond):
+			if time.Now().After(deadline) {
+				t.Fatal("switch not given up while the renewal hangs")
+			}
+			select {
+			case tk.c <- time.Time{}:
+			default:
+			}
+			a.clock.advance(time.Second)
+			continue
+		}
+		break
 	}
 	fa.set(func(f *faulty) { f.hang = nil })
 	pa.Lease.Finish(ctx, reconciler.AppReport{State: reconciler.AppFailed}, context.Canceled)
