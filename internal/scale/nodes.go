@@ -52,8 +52,14 @@ type sharedState interface {
 // coordinator; the shared spec cache and (etcd) connection.
 func (h *harness) node(ctx context.Context, name string) (agent.Config, error) {
 	log := h.opt.Logger.With("node", name) // the stores' (agent and coordinator add it themselves)
+	// As the agent command does: no watch poll of the branch beside the
+	// agent's own --poll (PollInterval -1) unless -git-poll asks for one.
+	branchPoll := h.opt.GitPoll
+	if branchPoll == 0 {
+		branchPoll = -1
+	}
 	desired, err := fleetrepo.OpenDesired(ctx, fleetrepo.DesiredOptions{URL: h.git.url, Identity: fleetrepo.Identity{Name: name},
-		PollInterval: h.opt.GitPoll, Logger: log, Clock: h.clock})
+		PollInterval: branchPoll, Logger: log, Clock: h.clock})
 	if err != nil {
 		return agent.Config{}, err
 	}
@@ -77,13 +83,17 @@ func (h *harness) node(ctx context.Context, name string) (agent.Config, error) {
 		return agent.Config{}, err
 	}
 	drv := &simDriver{node: name, took: h.opt.Switch, log: h.log, clock: h.clock}
-	return agent.Config{
+	cfg := agent.Config{
 		Node: name, StateDir: filepath.Join(h.opt.Dir, "nodes", name),
 		Desired: seeing{Desired: desired, node: name, log: h.log}, Reporter: shared, SharedWatch: shared,
 		Installer:   simInstaller{took: h.opt.Install, clock: h.clock},
 		Drivers:     map[string]driver.Driver{"process": drv}, // the manifests name no driver: "process"
 		Coordinator: coord, SpecLoader: h.specs, Poll: h.opt.Poll, Logger: h.opt.Logger, Clock: h.clock,
-	}, nil
+	}
+	if st, ok := shared.(*etcdstore.Store); ok {
+		cfg.TipHint = st.TipHint("main") // the tip key, as the agent command sets it
+	}
+	return cfg, nil
 }
 
 func (h *harness) openShared(ctx context.Context, name string, log *slog.Logger) (sharedState, error) {
