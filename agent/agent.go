@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"net"
 	"slices"
 	"sync"
@@ -135,7 +136,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	if !a.cfg.Once {
 		a.startWatches(ctx, &wg, wake, branch)
 	}
-	tick := a.cfg.Clock.NewTicker(a.cfg.Poll)
+	// The first poll comes at a random point of the second half of Poll:
+	// agents started together (a reboot wave, a fleet-wide agent upgrade)
+	// would otherwise read Git in lockstep, all at once and then none for
+	// a whole Poll; spread out, one of them sees a push sooner and, with
+	// the etcd tip key, wakes the rest.
+	tick := a.cfg.Clock.NewTimer(a.cfg.Poll/2 + rand.N(a.cfg.Poll/2+1))
 	defer tick.Stop()
 	recheck := a.cfg.Clock.NewTimer(a.cfg.Poll)
 	defer recheck.Stop()
@@ -157,6 +163,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			fetch = true
 		case <-tick.C():
 			fetch = true
+			tick.Reset(a.cfg.Poll)
 		case <-wake:
 			fetch = a.fetchDue()
 		case <-a.dl.ready: // a release is installed (or refused)
