@@ -27,7 +27,6 @@ const marker = "<!-- reconciler-diff -->"
 // create and update, as the GitHub and GitLab REST APIs answer them.
 type comments struct {
 	mu      sync.Mutex
-	token   string // the credential every request must carry
 	bodies  map[int]string
 	next    int
 	creates int
