@@ -148,7 +148,7 @@ func printStatus(w io.Writer, st reconciler.Status) {
 	if nw := st.NextWave; nw != nil {
 		fmt.Fprintf(w, "  wave %d opens in %s (batchDelay)\n", nw.Wave, nw.OpensIn)
 	}
-	if b := st.Budget; b != nil {
+	if b := st.Budget; b != nil && b.MaxFailures > 0 { // without a budget the failure is the rollout's state
 		fmt.Fprintf(w, "  failure budget: %d of %d failed nodes spent (maxFailures)\n", b.Failed, b.MaxFailures)
 	}
 	if g := st.Gate; g != nil && g.At.IsZero() {
