@@ -97,3 +97,19 @@ func (r *Rollout) awaitsApprovalUpTo(k int) bool {
 	g := r.NextGate()
 	return g >= 0 && g <= k
 }
+
+// gatedWaves is app's approval gate and the waves (counted from 1) it
+// gates in a plan of waves.
+func gatedWaves(app spec.App, waves [][]string) (string, []int) {
+	r := &Rollout{Waves: waves, Options: flagsOf(app)}
+	var gated []int
+	for k := range waves {
+		if r.Gated(k) {
+			gated = append(gated, WaveNumber(k))
+		}
+	}
+	if len(gated) == 0 {
+		return "", nil
+	}
+	return r.Options.Approve, gated
+}
