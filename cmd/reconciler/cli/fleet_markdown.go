@@ -15,6 +15,9 @@ func printDiffMarkdown(e *env, rep *diffReport) {
 		fmt.Fprintf(w, "**%d validation error(s): this change cannot be applied.**\n\n```\n%s\n```\n\n",
 			len(rep.Errors), strings.Join(rep.Errors, "\n"))
 	}
+	for _, a := range rep.Approvals {
+		fmt.Fprintf(w, "**%s.**\n\n", strings.ToUpper(a.text()[:1])+a.text()[1:])
+	}
 	if len(rep.Changes) == 0 {
 		if len(rep.Errors) == 0 {
 			fmt.Fprintln(w, "No app changes.")
