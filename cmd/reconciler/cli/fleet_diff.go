@@ -45,6 +45,8 @@ type diffReport struct {
 	// Approvals are the approval commits (reconciler promote) among
 	// Commits: a pull request that approves a wave changes no app.
 	Approvals []diffApproval `json:"approvals,omitempty"`
+	// Holds are the nodes whose hold or pins the change moves.
+	Holds []reconciler.HoldChange `json:"holds,omitempty"`
 	// Notes say what could not be taken into account (shared state unreachable).
 	Notes []string `json:"notes,omitempty"`
 }
@@ -129,6 +131,7 @@ func runDiff(ctx context.Context, e *env, o *diffOptions, args []string) error {
 	if rep.Changes == nil {
 		rep.Changes = []reconciler.AppChange{}
 	}
+	rep.Holds = reconciler.DiffHolds(base, head)
 	if o.verify {
 		rep.Signatures = verifyChanges(ctx, o, head, rep.Changes)
 		swapWarnings(rep)
@@ -323,6 +326,9 @@ func printDiffText(e *env, rep *diffReport) {
 	}
 	for _, a := range rep.Approvals {
 		fmt.Fprintf(w, "%s\n", strings.ReplaceAll(a.text(), "`", ""))
+	}
+	for _, h := range rep.Holds {
+		fmt.Fprintf(w, "node %s: %s\n", h.Node, strings.Join(h.Changes, "; "))
 	}
 	for _, c := range rep.Changes {
 		fmt.Fprintf(w, "\n%s: %s\n", c.App, changeLine(c))

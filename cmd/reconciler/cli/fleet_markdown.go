@@ -65,6 +65,12 @@ func printDiffMarkdown(e *env, rep *diffReport) {
 			fmt.Fprintf(w, "| `%s` | %s | %s: %s | %s |\n", s.App, s.Version, okWord(s.OK), s.Detail, orDash(reconciler.SwapText(s.Swap)))
 		}
 	}
+	if len(rep.Holds) > 0 {
+		fmt.Fprintln(w, "\n#### Holds and pins\n\n| node | change |\n|---|---|")
+		for _, h := range rep.Holds {
+			fmt.Fprintf(w, "| `%s` | %s |\n", h.Node, strings.Join(h.Changes, "; "))
+		}
+	}
 	printCommitSignatures(w, rep.Commits, true)
 	for _, n := range rep.Notes {
 		fmt.Fprintf(w, "\n_Note: %s_\n", n)
