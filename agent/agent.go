@@ -412,7 +412,7 @@ func (a *Agent) step(ctx context.Context, commit plumbing.Hash, fleet *spec.Flee
 	}
 	st := a.store.App(app.Name)
 	in := DecideInput{Node: a.cfg.Node, Commit: commit, Fleet: fleet, App: app,
-		Local: Local{Active: st.Active, Previous: st.Previous}, Rollback: a.rollbackMark(commit, app.Name)}
+		Local: Local{Active: st.Active, Previous: st.Previous, Watching: st.Watch != nil && st.Watch.Version == st.Active}, Rollback: a.rollbackMark(commit, app.Name)}
 	if st.Failed != nil && !a.retryDue(st) {
 		in.Local.Failed = st.Failed.Version
 		a.askRecheck(st.Failed.RetryAt) // a failed first install: pass again when it is retried
@@ -492,15 +492,25 @@ func (a *Agent) remove(ctx context.Context, name string) error {
 }
 
 func (a *Agent) driver(name string) (driver.Driver, error) {
-	if name == "" {
-		name = "process"
-	}
+	name = driverOrDefault(name)
 	d, ok := a.cfg.Drivers[name]
 	if !ok {
 		return nil, fmt.Errorf("no %q driver on this agent (have %v)", name, slices.Sorted(maps.Keys(a.cfg.Drivers)))
 	}
 	return d, nil
 }
+
+// driverOrDefault is a manifest's driver name, "process" when it names none.
+func driverOrDefault(name string) string {
+	if name == "" {
+		return "process"
+	}
+	return name
+}
+
+// sameDriver reports whether two manifests' driver names are one driver
+// ("" is "process").
+func sameDriver(a, b string) bool { return driverOrDefault(a) == driverOrDefault(b) }
 
 // publish serves the report on /healthz and writes it to the Reporter.
 func (a *Agent) publish(ctx context.Context, r reconciler.NodeReport) {

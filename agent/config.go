@@ -205,6 +205,9 @@ type Local struct {
 	Active   string // running version, "" when none
 	Previous string
 	Failed   string // a version whose switch failed here, not retried
+	// Watching: Active's metric gates are still to be watched after its
+	// switch (an agent restarted during the watch); it does not count yet.
+	Watching bool
 }
 
 // Permit is a Coordinator's answer for one app.

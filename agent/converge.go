@@ -53,6 +53,9 @@ type prepared struct {
 func (a *Agent) Converge(ctx context.Context, t Target) (reconciler.AppReport, error) {
 	name, v := t.App.Name, t.Version
 	st := a.store.App(name)
+	if st.Active == v && st.Running != nil && st.Watch != nil && st.Watch.Version == v {
+		return a.resumeWatch(ctx, t, st)
+	}
 	if st.Active == v && st.Running != nil {
 		rep := a.steady(ctx, t, st)
 		if rep.State != reconciler.AppHealthy || !t.Monitor {
@@ -231,7 +234,7 @@ func (a *Agent) switchTo(ctx context.Context, t Target, st state.App, p prepared
 		return a.appReport(st, t, reconciler.AppFailed, err.Error()), err
 	}
 	cur := st.Running
-	if st.Driver != p.driver && st.Running != nil {
+	if !sameDriver(st.Driver, p.driver) && st.Running != nil {
 		cur = nil // another driver runs it: start fresh, stop the old one after
 	}
 	sctx := ctx
@@ -267,7 +270,12 @@ func (a *Agent) switchTo(ctx context.Context, t Target, st state.App, p prepared
 	if cur == nil && st.Running != nil {
 		a.stopOther(ctx, name, st)
 	}
-	rep, err := a.switched(t, p.driver, running, a.cfg.Clock.Since(start))
+	var watch *state.Watch
+	if p.gate != nil {
+		watch = &state.Watch{Version: v, Until: a.cfg.Clock.Now().Add(watchWindow(p.gate)),
+			From: st.Active, FromPrevious: st.Previous, FromDriver: st.Driver}
+	}
+	rep, err := a.switched(t, p.driver, running, a.cfg.Clock.Since(start), watch)
 	if err != nil || p.gate == nil {
 		return rep, err
 	}
@@ -288,7 +296,7 @@ func versionGuard(c *health.Check, replacing, v string) *health.Check {
 }
 
 // switched records a successful switch.
-func (a *Agent) switched(t Target, driverName string, running driver.Running, took time.Duration) (reconciler.AppReport, error) {
+func (a *Agent) switched(t Target, driverName string, running driver.Running, took time.Duration, watch *state.Watch) (reconciler.AppReport, error) {
 	name, v := t.App.Name, t.Version
 	a.metrics.upgradeSeconds.WithLabelValues(name, ResultSuccess).Observe(took.Seconds())
 	a.metrics.upgrades.WithLabelValues(name, ResultSuccess).Inc()
@@ -297,7 +305,7 @@ func (a *Agent) switched(t Target, driverName string, running driver.Running, to
 		if s.Active != v {
 			s.Previous, s.Active = s.Active, v
 		}
-		s.Driver, s.Running, s.Step, s.Failed, s.LastError = driverName, &running, nil, nil, ""
+		s.Driver, s.Running, s.Step, s.Failed, s.LastError, s.Watch = driverName, &running, nil, nil, "", watch
 		s.Since = a.cfg.Clock.Now()
 		s.AddInstalled(v)
 	})

@@ -70,6 +70,9 @@ func (a *Agent) watchMetrics(ctx context.Context, t Target, before state.App, p 
 	switch {
 	case err == nil:
 		a.log.Info("metric gates passed", "app", name, "version", v)
+		if werr := a.saveApp(name, state.JournalWatched, func(s *state.App) { s.Watch = nil }); werr != nil {
+			return rep, werr // logged and counted: the watch is resumed at the next pass
+		}
 		return rep, nil
 	case ctx.Err() != nil:
 		a.log.Warn("metric gates not finished: the agent is stopping; the new version keeps running", "app", name, "version", v)
@@ -85,12 +88,12 @@ func (a *Agent) watchMetrics(ctx context.Context, t Target, before state.App, p 
 func (a *Agent) revert(ctx context.Context, t Target, before state.App, p prepared, running driver.Running, why error) (reconciler.AppReport, error) {
 	name, v := t.App.Name, t.Version
 	drv, err := a.driver(p.driver)
-	if err == nil && before.Active != "" && before.Driver != p.driver {
+	if err == nil && before.Active != "" && !sameDriver(before.Driver, p.driver) {
 		err = fmt.Errorf("%s ran under the %q driver and %s under %q: going back across drivers is not built", before.Active, before.Driver, v, p.driver)
 	}
 	if err == nil && before.Active == "" {
 		err = drv.Stop(ctx, running) // nothing ran before: nothing runs
-	} else if err == nil && before.Driver == p.driver {
+	} else if err == nil && sameDriver(before.Driver, p.driver) {
 		var prev driver.Running
 		if prev, err = a.switchBack(ctx, t, before, drv, running); err == nil {
 			before.Running = &prev
@@ -114,7 +117,7 @@ func (a *Agent) revert(ctx context.Context, t Target, before state.App, p prepar
 				s.Running = nil
 			}
 		}
-		s.Step, s.LastError, s.ErrorTime, s.Since = nil, reason, now, now
+		s.Step, s.Watch, s.LastError, s.ErrorTime, s.Since = nil, nil, reason, now, now
 		s.Failed = &state.Failure{Version: v, Reason: reason, Time: now}
 	}); werr != nil {
 		why = errors.Join(why, werr)
@@ -170,4 +173,32 @@ func (a *Agent) monitorMetrics(ctx context.Context, t Target) error {
 		return fmt.Errorf("metric gate failed during the canary monitor of %s: %w", t.Version, err)
 	}
 	return nil
+}
+
+// resumeWatch finishes the metric watch of a version an earlier agent
+// process switched to and stopped watching (it was killed or restarted):
+// the gates are watched for what was left of their window, and at least
+// evaluated once (an agent down past the window checks them now), before
+// the version counts; a failed gate goes back to the version before it,
+// as after a fresh switch. Without gates in the spec any more, the watch
+// ends.
+func (a *Agent) resumeWatch(ctx context.Context, t Target, st state.App) (reconciler.AppReport, error) {
+	name, v, w := t.App.Name, t.Version, st.Watch
+	p, err := a.prepare(ctx, t)
+	if err != nil {
+		err = fmt.Errorf("resume the metric watch of %s %s on %s: %w", name, v, a.cfg.Node, redact.Error(err))
+		return a.appReport(st, t, reconciler.AppSwitching, err.Error()), err
+	}
+	if p.gate == nil {
+		err := a.saveApp(name, state.JournalWatched, func(s *state.App) { s.Watch = nil })
+		return a.steady(ctx, t, a.store.App(name)), err
+	}
+	left := w.Until.Sub(a.cfg.Clock.Now())
+	for i := range p.gate.Metrics {
+		m := &p.gate.Metrics[i]
+		m.For.Duration = max(min(m.For.Duration, left), m.Interval.Duration)
+	}
+	a.log.Warn("the previous agent did not finish the metric watch of this version: resuming it", "app", name, "version", v, "left", left.Round(time.Second))
+	before := state.App{Active: w.From, Previous: w.FromPrevious, Driver: w.FromDriver}
+	return a.watchMetrics(ctx, t, before, p, *st.Running, a.appReport(st, t, reconciler.AppHealthy, ""))
 }

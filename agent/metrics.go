@@ -69,7 +69,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.reconcileErrors.WithLabelValues(stage)
 	}
 	for _, step := range []state.JournalStep{state.JournalInstallFailed, state.JournalInstalled, state.JournalSwitching,
-		state.JournalSwitched, state.JournalSwitchFailed, state.JournalSwitchInterrupted, state.JournalRecovered, state.JournalPruned} {
+		state.JournalSwitched, state.JournalWatched, state.JournalSwitchFailed, state.JournalSwitchInterrupted, state.JournalRecovered, state.JournalPruned} {
 		m.stateWrites.WithLabelValues(string(step))
 	}
 	return m

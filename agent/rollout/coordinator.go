@@ -484,6 +484,10 @@ func self(in agent.DecideInput) reconciler.AppReport {
 		r.State = reconciler.AppStopped
 	case in.Local.Failed == in.App.Version:
 		r.State = reconciler.AppFailed
+	case in.Local.Watching:
+		// Switched, its metric gates not watched to the end: not done
+		// until they are (it takes a lease and resumes the watch).
+		r.State = reconciler.AppSwitching
 	}
 	return r
 }

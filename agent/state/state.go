@@ -36,7 +36,11 @@ type App struct {
 	Failed    *Failure        `json:"failed,omitempty"`
 	Refused   []Refusal       `json:"refused,omitempty"` // artifacts refused, newest last
 	Step      *Step           `json:"step,omitempty"`
-	Since     time.Time       `json:"since,omitzero"` // when Active or the state last changed
+	// Watch is set while the metric gates of Active are watched after its
+	// switch: a restarted agent finishes the watch before the version
+	// counts (agent/gates.go).
+	Watch *Watch    `json:"watch,omitempty"`
+	Since time.Time `json:"since,omitzero"` // when Active or the state last changed
 	// Last is the last step of the app's convergence journaled here, and
 	// when: with Step (a switch in progress) it is all a restarted agent
 	// needs to know where it stopped.
@@ -63,7 +67,8 @@ const (
 	JournalInstallFailed     JournalStep = "install"            // LastError, and a refusal of the artifact
 	JournalInstalled         JournalStep = "download"           // the verified release is unpacked: Installed
 	JournalSwitching         JournalStep = "switch"             // Step: the switch is under way
-	JournalSwitched          JournalStep = "switched"           // Active, Previous, Running; Step cleared
+	JournalSwitched          JournalStep = "switched"           // Active, Previous, Running; Step cleared; Watch with metric gates
+	JournalWatched           JournalStep = "watched"            // the metric gates passed: Watch cleared
 	JournalSwitchFailed      JournalStep = "switch_failed"      // Failed, Running (what runs now); Step cleared
 	JournalSwitchInterrupted JournalStep = "switch_interrupted" // Step cleared, target retried
 	JournalSettled           JournalStep = "settled"            // healthy on its version: an earlier error cleared
@@ -125,6 +130,16 @@ func (a *App) RefusedDigests() []string {
 		}
 	}
 	return out
+}
+
+// Watch is a metric watch after a switch: until Until, and what ran
+// before (From, its Previous and Driver), which a failed gate goes back to.
+type Watch struct {
+	Version      string    `json:"version"`
+	Until        time.Time `json:"until"`
+	From         string    `json:"from,omitempty"`
+	FromPrevious string    `json:"fromPrevious,omitempty"`
+	FromDriver   string    `json:"fromDriver,omitempty"`
 }
 
 // Step is an operation in progress.
