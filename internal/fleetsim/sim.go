@@ -448,6 +448,14 @@ func (g *gated) Append(ctx context.Context, app string, decide func([]reconciler
 	return g.h.Append(ctx, app, decide)
 }
 
+func (g *gated) AppendGuarded(ctx context.Context, app string, guard []reconciler.Lease, decide func([]reconciler.Event) (*reconciler.Event, error)) error {
+	if err := g.enter("append"); err != nil {
+		return err
+	}
+	defer g.leave()
+	return g.h.AppendGuarded(ctx, app, guard, decide)
+}
+
 func (g *gated) Leases(ctx context.Context, app string) ([]reconciler.Lease, error) {
 	if err := g.enter("leases"); err != nil {
 		return nil, err
