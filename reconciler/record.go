@@ -46,6 +46,8 @@ type Rollout struct {
 	IsRollback bool
 	RollbackOf string
 	AtOnce     bool
+	// Approvals are the approved events, in record order.
+	Approvals []RecordedApproval
 }
 
 // Latest folds the events of the most recent rollout in a record. It returns
@@ -131,6 +133,8 @@ func (r *Rollout) apply(i int, e Event) {
 		if e.Waves != nil && e.Wave >= 0 && e.Wave <= len(r.Waves) {
 			r.Waves = append(r.Waves[:e.Wave:e.Wave], cloneWaves(e.Waves)...)
 		}
+	case EventApproved:
+		r.Approvals = append(r.Approvals, RecordedApproval{Wave: WaveNumber(e.Wave), Commit: e.Commit, Reason: e.Reason, Index: i})
 	case EventCompleted:
 		r.Outcome = OutcomeCompleted
 	case EventFailed:

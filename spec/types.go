@@ -34,6 +34,13 @@ type Artifact struct {
 	Signature string `json:"signature"`
 }
 
+// Approval gates (rollout.approve).
+const (
+	ApproveNone        = "none"
+	ApproveAfterCanary = "after-canary"
+	ApproveEachWave    = "each-wave"
+)
+
 // Strategies.
 const (
 	StrategyRolling    = "rolling"
@@ -61,7 +68,11 @@ type Rollout struct {
 	// (docs/rollouts.md, "Maintenance windows and freezes").
 	Windows []Window `json:"windows,omitempty"`
 	Freeze  []Freeze `json:"freeze,omitempty"`
-	Canary  Canary   `json:"canary"`
+	// Approve is the approval gate: "none", "after-canary" (the second
+	// wave waits for `reconciler promote`) or "each-wave" (every wave after
+	// the first does). Rollbacks ignore it (docs/rollouts.md, "Approvals").
+	Approve string `json:"approve"`
+	Canary  Canary `json:"canary"`
 }
 
 // Window is a maintenance window: on Days, from Start to End ("HH:MM",

@@ -135,6 +135,10 @@
       card.append(el("div", { class: "countdown", "data-role": "countdown" },
         (canary ? "canary monitor: " : "") + "wave " + st.nextWave.wave + " opens in " + secs(left)));
     }
+    if (st.approval) {
+      card.append(el("div", { class: "countdown", "data-role": "approval" },
+        "wave " + st.approval.wave + " waits for approval: " + st.approval.command));
+    }
     if (st.reason) card.append(el("div", { class: "reason", "data-role": "reason" }, st.reason));
     st.waves.forEach((w, k) => card.append(el("div", { class: "wave", "data-wave": k + 1 },
       el("span", { class: "name" }, "wave " + (k + 1) + (k === 0 && isCanary(st) ? " (canary)" : "")), ...w.map(nodeChip))));
