@@ -19,7 +19,7 @@ import (
 func TestEachWaveWaitsForPromote(t *testing.T) {
 	f := newFleet(t, 3)
 	commit := f.push(specOptions{version: "1.1.0", rollout: `strategy: "rolling", batchSize: 1, nodeTimeout: "4s", approve: "each-wave"`}, "web 1.1.0, each wave approved")
-	gated := func(wave int, done ...string) {
+	gated := func(wave int, hold time.Duration, done ...string) {
 		t.Helper()
 		f.eventually(time.Minute, func() (bool, string) {
 			r := reconciler.Latest(f.record("web"))
@@ -34,8 +34,8 @@ func TestEachWaveWaitsForPromote(t *testing.T) {
 			app := rep.Apps["web"]
 			return app.Version == "1.0.0" && strings.Contains(app.Error, want), fmt.Sprintf("%s: %+v", f.agents[wave-1].Name, app)
 		}, fmt.Sprintf("wave %d to wait for approval", wave))
-		// Held there: well past the batch delay and nodeTimeout, nothing moves.
-		time.Sleep(5 * time.Second)
+		// Held there: past the batch delay and nodeTimeout, nothing moves.
+		time.Sleep(hold)
 		r := reconciler.Latest(f.record("web"))
 		if len(r.Done) != len(done) || len(r.Skipped) != 0 || len(r.Failed) != 0 || r.Ended() {
 			t.Fatalf("at the gate of wave %d: done %v skipped %v failed %v outcome %q", wave, r.Done, r.Skipped, r.Failed, r.Outcome)
@@ -54,7 +54,7 @@ func TestEachWaveWaitsForPromote(t *testing.T) {
 			t.Fatalf("status approval = %+v, want wave %d", st.Approval, wave)
 		}
 	}
-	gated(2, "node-1")
+	gated(2, 5*time.Second, "node-1") // past nodeTimeout: no node is late for a gated wave
 	out, err := f.cli("promote", "web", "--output", "json", "--reason", "canary looks good")
 	var res struct {
 		Commit, Action string
@@ -72,7 +72,7 @@ func TestEachWaveWaitsForPromote(t *testing.T) {
 	if out, err := f.cli("promote", "web", "--output", "json"); err != nil || !strings.Contains(out, `"commit": ""`) {
 		t.Fatalf("second promote: %v\n%s", err, out)
 	}
-	gated(3, "node-1", "node-2")
+	gated(3, time.Second, "node-1", "node-2")
 	r := reconciler.Latest(f.record("web"))
 	if len(r.Approvals) != 1 || r.Approvals[0].Wave != 2 || r.Approvals[0].Commit != res.Commit {
 		t.Fatalf("approvals recorded = %+v, want wave 2 in %s", r.Approvals, res.Commit)

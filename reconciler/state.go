@@ -114,6 +114,16 @@ var eventTypes = map[string]bool{
 // KnownEventType reports whether t is a rollout event type.
 func KnownEventType(t string) bool { return eventTypes[t] }
 
+// EventTypes lists every rollout event type, sorted.
+func EventTypes() []string {
+	out := make([]string, 0, len(eventTypes))
+	for t := range eventTypes {
+		out = append(out, t)
+	}
+	slices.Sort(out)
+	return out
+}
+
 // Event is one entry of a rollout record. Rollout is the id of the rollout:
 // the commit of the tracked branch that first set Target.
 type Event struct {

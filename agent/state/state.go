@@ -304,7 +304,7 @@ func syncDir(dir string) error {
 // version as the active one.
 func (s *Store) RecordRunning(r driver.Running) error {
 	return s.UpdateApp(r.App, func(a *App) {
-		if r.Version == "" && len(r.PIDs) == 0 {
+		if r.Version == "" && len(r.PIDs) == 0 && len(r.Data) == 0 {
 			a.Running = nil
 			return
 		}

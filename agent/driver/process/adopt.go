@@ -22,11 +22,15 @@ func (d *Driver) Adopt(ctx context.Context, r driver.Running) error {
 	for _, p := range append(rec.Draining, derefs(rec.Candidate)...) {
 		d.stopRecord(ctx, p)
 	}
+	a := d.app(r.App)
+	if rec.Starting != nil {
+		d.stopPending(ctx, *rec.Starting)
+	}
 	cur := rec.Current
 	if cur == nil {
+		a.update(d, func() {}) // what was left is stopped: record that nothing runs
 		return nil
 	}
-	a := d.app(r.App)
 	if !cur.alive() {
 		d.log.Warn("workload gone: starting it again", "app", r.App, "version", cur.Release.Version, "pid", cur.PID)
 		d.stopRemnants(ctx, *cur) // its children would serve beside the new process
@@ -80,7 +84,39 @@ func (d *Driver) stopRecorded(ctx context.Context, r driver.Running) error {
 	for _, p := range append(rec.Draining, append(derefs(rec.Candidate), derefs(rec.Current)...)...) {
 		d.stopRecord(ctx, p)
 	}
+	if rec.Starting != nil {
+		d.stopPending(ctx, *rec.Starting)
+	}
 	return nil
+}
+
+// stopPending stops what a start left whose pid was never recorded (the
+// agent was killed between the fork and recording it): every process
+// carrying its instance token, with the drain a stop gives, then SIGKILL.
+// It never became the candidate, so nothing of it is kept.
+func (d *Driver) stopPending(ctx context.Context, pr procRecord) {
+	left := pr.members()
+	if len(left) == 0 {
+		return
+	}
+	d.log.Warn("a start the previous agent did not record left processes: stopping them", "app", pr.Release.App,
+		"version", pr.Release.Version, "pids", left)
+	for _, pid := range left {
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+	}
+	t := time.NewTimer(d.drainTimeout(pr.Release))
+	defer t.Stop()
+	if waitSession(ctx, pr, t.C) == nil {
+		return
+	}
+	for _, pid := range pr.members() {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	kill := time.NewTimer(5 * time.Second)
+	defer kill.Stop()
+	if err := waitSession(ctx, pr, kill.C); err != nil {
+		d.log.Error("processes of an unrecorded start still run after SIGKILL", "app", pr.Release.App, "pids", pr.members(), "err", err)
+	}
 }
 
 // stopRemnants stops what is left of a recorded process that has exited:

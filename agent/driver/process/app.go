@@ -24,6 +24,8 @@ type app struct {
 	cand     *proc   // being started, health unconfirmed
 	draining []*proc // retired, asked to stop
 	cold     bool    // adopted without its sockets
+	// starting is a start under way whose pid is not known yet.
+	starting *procRecord
 }
 
 func newApp(name string) *app {
@@ -61,6 +63,7 @@ func (a *app) recordLocked() record {
 	for _, p := range a.draining {
 		rec.Draining = append(rec.Draining, p.rec)
 	}
+	rec.Starting = a.starting
 	return rec
 }
 
@@ -221,8 +224,10 @@ func (d *Driver) restart(ctx context.Context, a *app, p *proc) {
 		}
 		a.sockets, a.cold = socks, false
 	}
-	np, err := d.start(ctx, p.rec.Release, a.sockets)
+	np, err := d.start(ctx, p.rec.Release, a.sockets, func(s procRecord) { a.starting = &s; a.reportLocked(d) })
+	a.starting = nil
 	if err != nil {
+		a.reportLocked(d)
 		d.log.Error("restart failed", "app", a.name, "version", p.rec.Release.Version, "err", err)
 		select { // try again after the next delay
 		case a.changed <- struct{}{}:

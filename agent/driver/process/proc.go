@@ -48,12 +48,16 @@ func (p *proc) exited() bool {
 }
 
 // start runs rel's command with socks as fds 3.. and watches it until it
-// exits or ctx ends.
-func (d *Driver) start(ctx context.Context, rel driver.Release, socks []*socket) (*proc, error) {
+// exits or ctx ends. Before it forks it calls pending with the start's
+// instance token and release, for the caller to record: an agent killed
+// after the fork and before the pid is recorded leaves a process that only
+// the token finds (Adopt stops it).
+func (d *Driver) start(ctx context.Context, rel driver.Release, socks []*socket, pending func(procRecord)) (*proc, error) {
 	instance, err := newInstance()
 	if err != nil {
 		return nil, fmt.Errorf("start %s %s: %w", rel.App, rel.Version, err)
 	}
+	pending(procRecord{Instance: instance, Release: rel})
 	cmd, err := d.command(rel, socks, instance)
 	if err != nil {
 		return nil, err
@@ -303,7 +307,10 @@ func newInstance() (string, error) {
 // have none: their session alone). A process that clears its environment
 // before it execs escapes: only a cgroup holds that one.
 func (pr procRecord) members() []int {
-	pids := sessionMembers(pr.PID)
+	var pids []int
+	if pr.PID > 0 { // a pending start has no session yet (session 0 is the kernel's)
+		pids = sessionMembers(pr.PID)
+	}
 	if pr.Instance == "" {
 		return pids
 	}

@@ -134,12 +134,13 @@ func (d *Driver) Switch(ctx context.Context, cur *driver.Running, next driver.Re
 	if err != nil {
 		return a.running(), fmt.Errorf("switch %s to %s: %w", next.App, next.Version, err)
 	}
-	cand, err := d.start(d.ctx, next, socks)
+	cand, err := d.start(d.ctx, next, socks, func(s procRecord) { a.update(d, func() { a.starting = &s }) })
 	if err != nil {
+		a.update(d, func() { a.starting = nil })
 		closeSockets(fresh)
 		return a.running(), fmt.Errorf("switch %s to %s: %w", next.App, next.Version, err)
 	}
-	a.update(d, func() { a.cand = cand })
+	a.update(d, func() { a.cand, a.starting = cand, nil })
 	if err := d.awaitHealthy(ctx, cand, healthy); err != nil {
 		exited := cand.exited()
 		d.abandon(ctx, a, cand, fresh)

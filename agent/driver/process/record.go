@@ -16,6 +16,11 @@ type record struct {
 	Current   *procRecord  `json:"current,omitempty"`
 	Candidate *procRecord  `json:"candidate,omitempty"`
 	Draining  []procRecord `json:"draining,omitempty"`
+	// Starting is a start under way: its instance token and release,
+	// recorded before the process is forked and replaced by Candidate (or
+	// Current) once its pid is known. An agent killed in between leaves a
+	// process no pid names; the token finds it (Adopt stops it).
+	Starting *procRecord `json:"starting,omitempty"`
 }
 
 // procRecord identifies one process and how to start it again.
@@ -45,6 +50,9 @@ func decodeRecord(r driver.Running) (record, error) {
 // running renders a record as the driver.Running the agent persists.
 func (rec record) running(app string) driver.Running {
 	r := driver.Running{App: app}
+	if rec.Current == nil && rec.Candidate == nil && len(rec.Draining) == 0 && rec.Starting == nil {
+		return r // nothing runs or starts: no record
+	}
 	if rec.Current != nil {
 		r.Version, r.Dir = rec.Current.Release.Version, rec.Current.Release.Dir
 		r.PIDs = append(r.PIDs, rec.Current.PID)

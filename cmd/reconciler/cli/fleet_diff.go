@@ -42,6 +42,11 @@ type diffReport struct {
 	// Commits of HEAD since its merge base with BASE, and who signed each
 	// (when HEAD is a revision).
 	Commits []commitSignature `json:"commits,omitempty"`
+	// Approvals are the approval commits (reconciler promote) among
+	// Commits: a pull request that approves a wave changes no app.
+	Approvals []diffApproval `json:"approvals,omitempty"`
+	// Holds are the nodes whose hold or pins the change moves.
+	Holds []reconciler.HoldChange `json:"holds,omitempty"`
 	// Notes say what could not be taken into account (shared state unreachable).
 	Notes []string `json:"notes,omitempty"`
 }
@@ -126,6 +131,7 @@ func runDiff(ctx context.Context, e *env, o *diffOptions, args []string) error {
 	if rep.Changes == nil {
 		rep.Changes = []reconciler.AppChange{}
 	}
+	rep.Holds = reconciler.DiffHolds(base, head)
 	if o.verify {
 		rep.Signatures = verifyChanges(ctx, o, head, rep.Changes)
 		swapWarnings(rep)
@@ -134,6 +140,7 @@ func runDiff(ctx context.Context, e *env, o *diffOptions, args []string) error {
 		if rep.Commits, err = commitSignatures(src.repo, o, args[0], args[1]); err != nil {
 			rep.Notes = append(rep.Notes, "commit signatures: "+err.Error())
 		}
+		rep.Approvals = approvalsIn(src.repo, args[0], args[1])
 	}
 	printDiff(e, o.output, rep)
 	for _, s := range rep.Signatures {
@@ -316,6 +323,12 @@ func printDiffText(e *env, rep *diffReport) {
 	}
 	if len(rep.Changes) == 0 && len(rep.Errors) == 0 {
 		fmt.Fprintln(w, "no app changes")
+	}
+	for _, a := range rep.Approvals {
+		fmt.Fprintf(w, "%s\n", strings.ReplaceAll(a.text(), "`", ""))
+	}
+	for _, h := range rep.Holds {
+		fmt.Fprintf(w, "node %s: %s\n", h.Node, strings.Join(h.Changes, "; "))
 	}
 	for _, c := range rep.Changes {
 		fmt.Fprintf(w, "\n%s: %s\n", c.App, changeLine(c))

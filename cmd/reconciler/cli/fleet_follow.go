@@ -139,6 +139,9 @@ func progressLine(st reconciler.Status) (what, countdown string) {
 	if nw := st.NextWave; nw != nil {
 		countdown = fmt.Sprintf("  (wave %d opens in %s)", nw.Wave, nw.OpensIn)
 	}
+	if a := st.Approval; a != nil {
+		what += fmt.Sprintf("  (wave %d waits for approval: %s)", a.Wave, a.Command)
+	}
 	return what, countdown
 }
 

@@ -53,3 +53,15 @@ func TestLiveProgressRedraws(t *testing.T) {
 		t.Fatalf("live progress: %q", got)
 	}
 }
+
+// TestProgressNamesTheApproval: --wait at an approval gate says which wave
+// waits and the command that approves it.
+func TestProgressNamesTheApproval(t *testing.T) {
+	st := reconciler.Status{App: "web", Target: "1.1.0", State: reconciler.StateProgressing,
+		Waves:    [][]reconciler.NodeStatus{{{Node: "n1", State: reconciler.NodeUpgraded}}, {{Node: "n2", State: reconciler.AppWaiting}}},
+		Approval: &reconciler.ApprovalGate{Wave: 2, Command: "reconciler promote web --wave 2"}}
+	what, _ := progressLine(st)
+	if !strings.HasSuffix(what, "(wave 2 waits for approval: reconciler promote web --wave 2)") {
+		t.Fatalf("progress = %q", what)
+	}
+}

@@ -15,6 +15,9 @@ func printDiffMarkdown(e *env, rep *diffReport) {
 		fmt.Fprintf(w, "**%d validation error(s): this change cannot be applied.**\n\n```\n%s\n```\n\n",
 			len(rep.Errors), strings.Join(rep.Errors, "\n"))
 	}
+	for _, a := range rep.Approvals {
+		fmt.Fprintf(w, "**%s.**\n\n", strings.ToUpper(a.text()[:1])+a.text()[1:])
+	}
 	if len(rep.Changes) == 0 {
 		if len(rep.Errors) == 0 {
 			fmt.Fprintln(w, "No app changes.")
@@ -60,6 +63,12 @@ func printDiffMarkdown(e *env, rep *diffReport) {
 		fmt.Fprintln(w, "\n#### Signatures\n\n| app | version | result | swap |\n|---|---|---|---|")
 		for _, s := range rep.Signatures {
 			fmt.Fprintf(w, "| `%s` | %s | %s: %s | %s |\n", s.App, s.Version, okWord(s.OK), s.Detail, orDash(reconciler.SwapText(s.Swap)))
+		}
+	}
+	if len(rep.Holds) > 0 {
+		fmt.Fprintln(w, "\n#### Holds and pins\n\n| node | change |\n|---|---|")
+		for _, h := range rep.Holds {
+			fmt.Fprintf(w, "| `%s` | %s |\n", h.Node, strings.Join(h.Changes, "; "))
 		}
 	}
 	printCommitSignatures(w, rep.Commits, true)
