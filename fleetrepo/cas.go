@@ -38,7 +38,7 @@ func (s *store) cas(ctx context.Context, ref plumbing.ReferenceName, old, next p
 	}
 	s.pending = pendingCommit{}
 	pushErr := s.bounded(ctx, s.timeout, func(ctx context.Context) error {
-		return s.push(ctx, &packp.Command{Name: ref, Old: old, New: next}, objects)
+		return s.push(ctx, []*packp.Command{{Name: ref, Old: old, New: next}}, objects, false)
 	})
 	if pushErr == nil {
 		return s.setLocal(ref, next)
@@ -88,10 +88,14 @@ func (s *store) headAfter(ctx context.Context, ref plumbing.ReferenceName, d tim
 	return s.head(ctx, ref)
 }
 
-// push sends one ref update with a pack of objects. When the advertised
-// value already differs from cmd.Old it returns *ConflictError without
-// sending anything.
-func (s *store) push(ctx context.Context, cmd *packp.Command, objects []plumbing.Hash) (err error) {
+// push sends ref updates with a pack of objects; atomic asks the server
+// to apply all of them in one ref transaction or none (the push protocol's
+// "atomic" capability; a server that does not offer it gets nothing and the
+// error says so). When the first command's ref is already at its New value
+// it returns nil (the write landed: an identical commit). When the
+// advertised value of a ref already differs from its Old it returns
+// *ConflictError on that ref without sending anything.
+func (s *store) push(ctx context.Context, cmds []*packp.Command, objects []plumbing.Hash, atomic bool) (err error) {
 	ep, err := transport.NewEndpoint(s.url)
 	if err != nil {
 		return err
@@ -109,13 +113,24 @@ func (s *store) push(ctx context.Context, cmd *packp.Command, objects []plumbing
 	if err != nil && !errors.Is(err, transport.ErrEmptyRemoteRepository) {
 		return err
 	}
-	if adv := advertised(ar, cmd.Name); adv == cmd.New {
+	if advertised(ar, cmds[0].Name) == cmds[0].New {
 		return nil // an identical commit is already there (same content, same second)
-	} else if adv != cmd.Old {
-		return &ConflictError{Repo: s.url, Ref: cmd.Name, Expected: cmd.Old, Actual: adv}
+	}
+	for _, cmd := range cmds {
+		if adv := advertised(ar, cmd.Name); adv != cmd.Old {
+			return &ConflictError{Repo: s.url, Ref: cmd.Name, Expected: cmd.Old, Actual: adv}
+		}
 	}
 	req := packp.NewReferenceUpdateRequestFromCapabilities(capabilities(ar))
-	req.Commands = []*packp.Command{cmd}
+	if atomic {
+		if !capabilities(ar).Supports(capability.Atomic) {
+			return &personError{msg: "push to " + s.url, err: ErrNoAtomicPush}
+		}
+		if err := req.Capabilities.Set(capability.Atomic); err != nil {
+			return err
+		}
+	}
+	req.Commands = cmds
 	var pack bytes.Buffer
 	if _, err := packfile.NewEncoder(&pack, s.repo.Storer, false).Encode(objects, 10); err != nil {
 		return fmt.Errorf("pack %d objects: %w", len(objects), err)

@@ -31,6 +31,7 @@ import (
 	"github.com/fleetops/reconciler/fleetrepo"
 	"github.com/fleetops/reconciler/internal/clock"
 	"github.com/fleetops/reconciler/reconciler"
+	"github.com/fleetops/reconciler/spec"
 )
 
 // Shared is the fleet's shared state (*fleetrepo.Shared; fleetsim's
@@ -39,6 +40,12 @@ import (
 //
 //   - Append is a compare-and-swap on the app's record: decide sees the
 //     current events and returns the one to append (nil: nothing).
+//   - AppendGuarded is Append that lands only if each lease slot of the
+//     guard is still at the token the caller read ("": never written), in
+//     the same transaction as the record's swap (one atomic push naming
+//     the lease refs on Git; one Txn on etcd); otherwise nothing is
+//     written and the error wraps fleetrepo.ErrGuardMoved. A verdict on
+//     another node rests on the leases: it is written this way.
 //   - Leases reports each slot with Unchanged measured on this handle's
 //     clock from when it first saw the slot's current token; a held lease
 //     is expired only after TTL unchanged.
@@ -56,6 +63,7 @@ type Shared interface {
 	Reports(ctx context.Context) (map[string]reconciler.NodeReport, error)
 	Record(ctx context.Context, app string) ([]reconciler.Event, error)
 	Append(ctx context.Context, app string, decide func([]reconciler.Event) (*reconciler.Event, error)) error
+	AppendGuarded(ctx context.Context, app string, guard []reconciler.Lease, decide func([]reconciler.Event) (*reconciler.Event, error)) error
 	Leases(ctx context.Context, app string) ([]reconciler.Lease, error)
 	Acquire(ctx context.Context, app string, slot int, holder, rollout string, ttl time.Duration) (reconciler.Lease, error)
 	Renew(ctx context.Context, l reconciler.Lease) (reconciler.Lease, error)
@@ -493,32 +501,97 @@ func self(in agent.DecideInput) reconciler.AppReport {
 }
 
 // appendEvent appends the decided event by compare-and-swap, re-deciding
-// on the current record when another writer got there first.
+// on the current record when another writer got there first. A verdict on
+// another node (unreachable, failed for taking no lease, lost, held) rests
+// on the leases as much as on the record: it is decided on leases read now
+// and appended only if none of the app's slots moved since that read, in
+// the same transaction (AppendGuarded): a node that takes a lease between
+// the read and the append is never recorded as having taken none (issue
+// 17 bug 2's first half). When a slot moved, nothing is written and the
+// next step decides afresh.
 func (c *Coordinator) appendEvent(ctx context.Context, rin reconciler.Input, d reconciler.Decision) error {
 	app := rin.App.Name
-	if e := d.Event; e.Type == reconciler.EventNodeUnreachable || (e.Type == reconciler.EventNodeFailed && e.Node != c.opt.Node && e.Lease == "") {
-		// A verdict on another node for taking no lease: decide it on
-		// leases read now, not at the start of this step (the node may
-		// have taken one since).
-		leases, err := c.opt.Shared.Leases(ctx, app)
-		if err != nil {
-			return fmt.Errorf("read leases of %s before recording %s of %s: %w", app, e.Type, e.Node, err)
-		}
-		rin.Leases = leases
-	}
-	err := c.opt.Shared.Append(ctx, app, func(cur []reconciler.Event) (*reconciler.Event, error) {
+	decide := func(cur []reconciler.Event) (*reconciler.Event, error) {
 		rin.Record, rin.Seen = cur, c.observe(app, len(cur), rin.Now)
 		again := reconciler.Decide(rin)
 		if again.Action != reconciler.Append || again.Event.Type != d.Event.Type {
 			return nil, nil // someone else recorded it, or it is moot now
 		}
 		return again.Event, nil
-	})
-	if err != nil {
-		return fmt.Errorf("append %s to the rollout record of %s: %w", d.Event.Type, app, err)
 	}
-	c.log.Info("rollout event", "app", app, "event", d.Event.Summary())
+	e := d.Event
+	if !c.verdictOnOther(e) {
+		if err := c.opt.Shared.Append(ctx, app, decide); err != nil {
+			return fmt.Errorf("append %s to the rollout record of %s: %w", e.Type, app, err)
+		}
+		c.log.Info("rollout event", "app", app, "event", e.Summary())
+		return nil
+	}
+	leases, err := c.opt.Shared.Leases(ctx, app)
+	if err != nil {
+		return fmt.Errorf("read leases of %s before recording %s of %s: %w", app, e.Type, e.Node, err)
+	}
+	rin.Leases = leases
+	err = c.opt.Shared.AppendGuarded(ctx, app, leaseGuard(app, leases, slotBound(rin.App, d.Rollout)), decide)
+	if errors.Is(err, fleetrepo.ErrGuardMoved) {
+		c.log.Debug("verdict not recorded: a lease slot moved since it was read; deciding again", "app", app, "event", e.Summary(), "err", err)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("append %s to the rollout record of %s: %w", e.Type, app, err)
+	}
+	c.log.Info("rollout event", "app", app, "event", e.Summary())
 	return nil
+}
+
+// verdictOnOther reports whether e is a verdict on another node decided
+// from what the leases show (or do not show) of it.
+func (c *Coordinator) verdictOnOther(e *reconciler.Event) bool {
+	if e.Node == "" || e.Node == c.opt.Node {
+		return false
+	}
+	switch e.Type {
+	case reconciler.EventNodeUnreachable, reconciler.EventNodeFailed, reconciler.EventNodeLost, reconciler.EventNodeHeld:
+		return true
+	}
+	return false
+}
+
+// slotBound is how many slots a node of rollout r may take a lease in: the
+// recorded batch size (the spec's when none is recorded), or the largest
+// wave for all_at_once (reconciler's slot count).
+func slotBound(app spec.App, r *reconciler.Rollout) int {
+	n := app.Rollout.BatchSize
+	if r == nil {
+		return n
+	}
+	if r.Options.BatchSize > 0 {
+		n = r.Options.BatchSize
+	}
+	if app.Rollout.Strategy == spec.StrategyAllAtOnce {
+		for _, w := range r.Waves {
+			n = max(n, len(w))
+		}
+	}
+	return n
+}
+
+// leaseGuard is the precondition of a verdict: every slot read, at the
+// token read, and every slot below n that was never written, still
+// unwritten (a node taking its first lease in it would be a lease taken).
+func leaseGuard(app string, leases []reconciler.Lease, n int) []reconciler.Lease {
+	bySlot := map[int]bool{}
+	var g []reconciler.Lease
+	for _, l := range leases {
+		bySlot[l.Slot] = true
+		g = append(g, reconciler.Lease{App: app, Slot: l.Slot, Token: l.Token})
+	}
+	for s := range n {
+		if !bySlot[s] {
+			g = append(g, reconciler.Lease{App: app, Slot: s})
+		}
+	}
+	return g
 }
 
 func waiting(d reconciler.Decision, why string, until time.Time) agent.Permit {

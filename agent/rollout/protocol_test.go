@@ -402,6 +402,52 @@ func TestUnreachableDecidedOnFreshLeases(t *testing.T) {
 	}
 }
 
+// Bug 2's first half, closed: a takes its lease after b's fresh read of
+// the leases (the one right before the append) and before b's append
+// lands. With the record and the leases separate compare-and-swaps, b
+// recorded a unreachable while a held a slot (fleetsim: 6 of 2,000
+// unreachable seeds); the verdict is now appended only if no slot moved
+// since that read, in the same transaction, so b decides again and sees
+// a's lease.
+func TestUnreachableVerdictGuardedByLeases(t *testing.T) {
+	ctx := context.Background()
+	repo := gittest.NewBare(t, nil)
+	a, _, _ := faultyNode(t, repo, "a")
+	b, _, _ := faultyNode(t, repo, "b")
+	hb := &hooked{Shared: b.coord.opt.Shared}
+	b.coord.opt.Shared = hb
+	in := input(app(false), "a", "b")
+	if _, err := b.coord.Permit(ctx, in); err != nil { // b starts the rollout; a is in wave 0
+		t.Fatal(err)
+	}
+	b.clock.advance(61 * time.Second) // a took no lease within nodeTimeout, on b's clock
+	var pa agent.Permit
+	hb.hook = func() { // the step's read: a has no lease yet
+		hb.hook = func() { // the read before the verdict: a still none; then a takes slot 0
+			var err error
+			if pa, err = a.coord.Permit(ctx, in); err != nil || pa.Lease == nil {
+				t.Errorf("a: %+v, %v", pa, err)
+			}
+		}
+	}
+	if _, err := b.coord.Permit(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	if pa.Lease == nil {
+		t.Fatal("the hook did not run: a took no lease")
+	}
+	if r := latest(t, b); hasKey(r.Skipped, "a") {
+		t.Fatalf("b recorded a unreachable while a held a lease taken after b's read: %+v", r.Skipped)
+	}
+	if _, err := pa.Lease.Begin(ctx, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	pa.Lease.Finish(ctx, healthy("1.1.0"), nil)
+	if r := latest(t, a); r.Done["a"] == "" {
+		t.Fatalf("a's outcome under a valid lease not counted: %+v", r)
+	}
+}
+
 // Bug 2 (second half): a holder recorded unreachable whose lease then
 // expires gets a verdict on that lease (node_lost, issue 13 §2; it was
 // node_failed) before its slot is taken over, and its late

@@ -12,6 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/fleetops/reconciler/fleetrepo"
+	"github.com/fleetops/reconciler/internal/redact"
 	"github.com/fleetops/reconciler/reconciler"
 	"github.com/fleetops/reconciler/spec"
 )
@@ -129,5 +130,101 @@ func readEvent(data []byte, ev *reconciler.Event) error {
 	if !fleetrepo.KnownEvent(ev.Type) || ev.Rollout == "" {
 		return fmt.Errorf("not a rollout event (type %q, rollout %q)", ev.Type, ev.Rollout)
 	}
+	return nil
+}
+
+// AppendGuarded is Append under a precondition over lease slots, as the Git
+// store's: one transaction compares the next sequence key's creation (it
+// must be new) and each guarded lease key's mod revision with the guard's
+// Token ("": never written; such a key is created free by the same
+// transaction) and puts the event. When the record moved decide is called
+// again under the same guard; when a guarded slot moved nothing is written
+// and the error matches fleetrepo.ErrGuardMoved (and ErrConflict).
+func (s *Store) AppendGuarded(ctx context.Context, app string, guard []reconciler.Lease, decide func(current []reconciler.Event) (*reconciler.Event, error)) error {
+	if err := spec.CheckName("app", app); err != nil {
+		return fmt.Errorf("append to rollout record: %w", err)
+	}
+	revs := map[int]int64{}
+	for _, l := range guard {
+		r, err := strconv.ParseInt(l.Token, 10, 64)
+		if l.Token == "" {
+			r, err = 0, nil
+		}
+		if _, dup := revs[l.Slot]; l.App != app || l.Slot < 0 || dup || err != nil || r < 0 {
+			return fmt.Errorf("append to rollout record %s: bad lease guard %s/%d (token %q): want distinct slots of app %s", app, l.App, l.Slot, l.Token, app)
+		}
+		revs[l.Slot] = r
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var err error
+	for range maxAppendAttempts {
+		err = s.appendGuardedOnce(ctx, app, revs, decide)
+		if !errors.Is(err, fleetrepo.ErrConflict) || errors.Is(err, fleetrepo.ErrGuardMoved) {
+			return err
+		}
+	}
+	return err
+}
+
+func (s *Store) appendGuardedOnce(ctx context.Context, app string, guard map[int]int64, decide func([]reconciler.Event) (*reconciler.Event, error)) error {
+	c, err := s.record(ctx, app)
+	if err != nil {
+		return err
+	}
+	ev, err := decide(slices.Clone(c.events))
+	if err != nil || ev == nil {
+		return err
+	}
+	if ev.Time.IsZero() {
+		ev.Time = s.opts.Clock.Now()
+	}
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("encode event: %w", err)
+	}
+	key := s.eventKey(app, c.last+1)
+	conds := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(key), "=", 0)}
+	puts := []clientv3.Op{clientv3.OpPut(key, redact.String(string(data)))}
+	gets := []clientv3.Op{clientv3.OpGet(key)}
+	lkeys := []string{key}
+	for slot, r := range guard {
+		lk := s.leaseKey(app, slot)
+		lkeys = append(lkeys, lk)
+		gets = append(gets, clientv3.OpGet(lk))
+		if r != 0 {
+			conds = append(conds, clientv3.Compare(clientv3.ModRevision(lk), "=", r))
+			continue
+		}
+		conds = append(conds, clientv3.Compare(clientv3.CreateRevision(lk), "=", 0))
+		free, err := json.Marshal(leaseDoc{App: app, Slot: slot, Renewed: s.opts.Clock.Now(), Note: "created free by " + s.opts.Identity + " with a verdict on the record"})
+		if err != nil {
+			return fmt.Errorf("encode lease: %w", err)
+		}
+		puts = append(puts, clientv3.OpPut(lk, string(free)))
+	}
+	octx, cancel := s.op(ctx)
+	defer cancel()
+	resp, err := s.cli.Txn(octx).If(conds...).Then(puts...).Else(gets...).Commit()
+	if err != nil {
+		return fmt.Errorf("append %s to rollout record %s: %w", ev.Type, app, s.classify("append to rollout record "+app+" (guarded) in", err))
+	}
+	if !resp.Succeeded {
+		for i, lk := range lkeys {
+			var actual int64
+			if rr := resp.Responses[i].GetResponseRange(); rr != nil && len(rr.Kvs) == 1 {
+				actual = rr.Kvs[0].ModRevision
+			}
+			if i == 0 && actual != 0 {
+				return fmt.Errorf("append %s to rollout record %s: %w", ev.Type, app, &ConflictError{URL: s.url, Key: key, Actual: actual})
+			}
+			if _, slot, _ := s.parseLeaseKey(lk); i > 0 && actual != guard[slot] {
+				return fmt.Errorf("append %s to rollout record %s: %w: %w", ev.Type, app, fleetrepo.ErrGuardMoved,
+					&ConflictError{URL: s.url, Key: lk, Expected: guard[slot], Actual: actual})
+			}
+		}
+		return fmt.Errorf("append %s to rollout record %s: %w", ev.Type, app, &ConflictError{URL: s.url, Key: key})
+	}
+	s.records[app] = recordCache{last: c.last + 1, events: append(c.events, *ev)}
 	return nil
 }

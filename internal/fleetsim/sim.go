@@ -448,6 +448,14 @@ func (g *gated) Append(ctx context.Context, app string, decide func([]reconciler
 	return g.h.Append(ctx, app, decide)
 }
 
+func (g *gated) AppendGuarded(ctx context.Context, app string, guard []reconciler.Lease, decide func([]reconciler.Event) (*reconciler.Event, error)) error {
+	if err := g.enter("append"); err != nil {
+		return err
+	}
+	defer g.leave()
+	return g.h.AppendGuarded(ctx, app, guard, decide)
+}
+
 func (g *gated) Leases(ctx context.Context, app string) ([]reconciler.Lease, error) {
 	if err := g.enter("leases"); err != nil {
 		return nil, err
@@ -711,6 +719,13 @@ func (w *world) converge(ctx context.Context, g *gated, app spec.App, p agent.Pe
 		return rep, fmt.Errorf("switch %s to %s on %s: %w", appName, v, n.name, context.Canceled)
 	}
 	w.switchEnds(n, "done")
+	if w.p.unreachable && w.rng.IntN(4) == 0 {
+		// Stopped once the switch is over and before its outcome is
+		// recorded: the window the fence covers (Finish renews before it
+		// records; bug 2's second half).
+		n.stopUntil = time.Now().Add(time.Duration(10000+w.rng.IntN(80000)) * time.Millisecond)
+		w.logf("%s: agent stopped (SIGSTOP) after its switch, before recording it, until +%s", n.name, n.stopUntil.Sub(w.start).Round(time.Millisecond))
+	}
 	if !healthy {
 		n.failed = v
 		w.logf("%s: %s failed its health check; %s kept", n.name, v, n.running)

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-git/go-git/v5/plumbing"
+
 	"github.com/fleetops/reconciler/fleetrepo"
 	"github.com/fleetops/reconciler/reconciler"
 	"github.com/fleetops/reconciler/spec"
@@ -234,7 +236,33 @@ func (h *Handle) Append(ctx context.Context, app string, decide func([]reconcile
 	return err
 }
 
+// AppendGuarded implements rollout.Shared as fleetrepo does: the append
+// lands only if every slot of guard is still at its Token ("": never
+// written; such a slot is created free with it), checked in the same
+// atomic step; otherwise an error matching fleetrepo.ErrGuardMoved.
+func (h *Handle) AppendGuarded(ctx context.Context, app string, guard []reconciler.Lease, decide func([]reconciler.Event) (*reconciler.Event, error)) error {
+	seen := map[int]bool{}
+	for _, l := range guard {
+		if l.App != app || l.Slot < 0 || seen[l.Slot] {
+			return fmt.Errorf("append to rollout record %s: bad lease guard %s/%d: want distinct slots of app %s", app, l.App, l.Slot, app)
+		}
+		seen[l.Slot] = true
+	}
+	var err error
+	for range 20 {
+		err = h.appendOnceGuarded(app, guard, decide)
+		if !errors.Is(err, fleetrepo.ErrConflict) || errors.Is(err, fleetrepo.ErrGuardMoved) {
+			return err
+		}
+	}
+	return err
+}
+
 func (h *Handle) appendOnce(app string, decide func([]reconciler.Event) (*reconciler.Event, error)) error {
+	return h.appendOnceGuarded(app, nil, decide)
+}
+
+func (h *Handle) appendOnceGuarded(app string, guard []reconciler.Lease, decide func([]reconciler.Event) (*reconciler.Event, error)) error {
 	if _, err := h.begin("read rollout record "+app+" from", false); err != nil {
 		return fmt.Errorf("read rollout record %s: %w", app, err)
 	}
@@ -256,6 +284,17 @@ func (h *Handle) appendOnce(app string, decide func([]reconciler.Event) (*reconc
 	defer h.st.mu.Unlock()
 	if len(h.st.records[app]) != len(cur) { // another writer came first: decide again
 		return fmt.Errorf("append %s to rollout record %s: %w", ev.Type, app, fleetrepo.ErrConflict)
+	}
+	for _, l := range guard {
+		if w, _ := h.st.current(slotKey{app, l.Slot}); w.token != l.Token {
+			conflict := &fleetrepo.ConflictError{Repo: repoName, Ref: plumbing.ReferenceName(fmt.Sprintf("%s%s/%d", fleetrepo.LeasePrefix, app, l.Slot))}
+			return fmt.Errorf("append %s to rollout record %s: %w: %w", ev.Type, app, fleetrepo.ErrGuardMoved, conflict)
+		}
+	}
+	for _, l := range guard {
+		if k := (slotKey{app, l.Slot}); l.Token == "" {
+			h.writeLease(k, reconciler.Lease{Renewed: h.now()}, "created free by "+h.node+" with a verdict", h.now(), lost)
+		}
 	}
 	h.st.records[app] = append(h.st.records[app], *ev)
 	if h.st.onWrite != nil {

@@ -17,6 +17,12 @@ type Appender interface {
 	Append(ctx context.Context, app string, decide Decide) error
 }
 
+// GuardedAppender appends under a precondition over lease slots
+// (rollout.Shared.AppendGuarded).
+type GuardedAppender interface {
+	AppendGuarded(ctx context.Context, app string, guard []reconciler.Lease, decide Decide) error
+}
+
 // Recorder stages the notifications of every event this agent appends,
 // and queues them once the append succeeded.
 type Recorder struct {
@@ -31,6 +37,18 @@ type Recorder struct {
 // to stage is logged and does not fail the append: the rollout matters
 // more than its notification.
 func (r *Recorder) Append(ctx context.Context, store Appender, app string, decide Decide) error {
+	return r.record(ctx, app, decide, func(d Decide) error { return store.Append(ctx, app, d) })
+}
+
+// AppendGuarded is store.AppendGuarded with the appended event's
+// notifications queued, as Append.
+func (r *Recorder) AppendGuarded(ctx context.Context, store GuardedAppender, app string, guard []reconciler.Lease, decide Decide) error {
+	return r.record(ctx, app, decide, func(d Decide) error { return store.AppendGuarded(ctx, app, guard, d) })
+}
+
+// record runs one append (appendFn with a staging decide) and commits the
+// notification of the event that landed.
+func (r *Recorder) record(ctx context.Context, app string, decide Decide, appendFn func(Decide) error) error {
 	log := r.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -38,7 +56,7 @@ func (r *Recorder) Append(ctx context.Context, store Appender, app string, decid
 	c := clock.Or(r.Clock)
 	var last string
 	tried := map[string]bool{}
-	err := store.Append(ctx, app, func(cur []reconciler.Event) (*reconciler.Event, error) {
+	err := appendFn(func(cur []reconciler.Event) (*reconciler.Event, error) {
 		ev, err := decide(cur)
 		last = ""
 		if err != nil || ev == nil {

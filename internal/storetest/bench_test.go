@@ -13,7 +13,7 @@ import (
 	"github.com/fleetops/reconciler/reconciler"
 )
 
-// BenchmarkStores: one Acquire, one Append of each store (figures in
+// BenchmarkStores: one Acquire, one Append, one AppendGuarded (3 slots) of each store (figures in
 // docs/shared-state.md): go test -run '^$' -bench . ./internal/storetest
 func BenchmarkStores(b *testing.B) {
 	for _, s := range []struct {
@@ -41,6 +41,29 @@ func BenchmarkStores(b *testing.B) {
 			for i := range b.N {
 				err := st.Append(ctx, "web", func([]reconciler.Event) (*reconciler.Event, error) {
 					return &reconciler.Event{Type: reconciler.EventNodeDone, Rollout: "r1", Node: fmt.Sprint(i)}, nil
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(s.name+"/AppendGuarded", func(b *testing.B) {
+			// An append guarded by 3 held lease slots: the verdict's
+			// write (docs/shared-state.md, "Verdicts guarded by the leases").
+			st := s.open(b)
+			ctx := context.Background()
+			var guard []reconciler.Lease
+			for slot := range 3 {
+				l, err := st.Acquire(ctx, "web", slot, "a", "r1", time.Hour)
+				if err != nil {
+					b.Fatal(err)
+				}
+				guard = append(guard, l)
+			}
+			b.ResetTimer()
+			for i := range b.N {
+				err := st.AppendGuarded(ctx, "web", guard, func([]reconciler.Event) (*reconciler.Event, error) {
+					return &reconciler.Event{Type: reconciler.EventNodeUnreachable, Rollout: "r1", Node: fmt.Sprint(i)}, nil
 				})
 				if err != nil {
 					b.Fatal(err)

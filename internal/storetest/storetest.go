@@ -28,6 +28,7 @@ type Store interface {
 	WriteReport(ctx context.Context, r reconciler.NodeReport) error
 	Record(ctx context.Context, app string) ([]reconciler.Event, error)
 	Append(ctx context.Context, app string, decide func([]reconciler.Event) (*reconciler.Event, error)) error
+	AppendGuarded(ctx context.Context, app string, guard []reconciler.Lease, decide func([]reconciler.Event) (*reconciler.Event, error)) error
 	Leases(ctx context.Context, app string) ([]reconciler.Lease, error)
 	Acquire(ctx context.Context, app string, slot int, holder, rollout string, ttl time.Duration) (reconciler.Lease, error)
 	Renew(ctx context.Context, l reconciler.Lease) (reconciler.Lease, error)
@@ -63,6 +64,7 @@ func Run(t *testing.T, f Factory, reference *Factory) {
 		compare(t, Transcript(t, f.New(t)), Transcript(t, reference.New(t)))
 	})
 	t.Run("AppendConflictRedecides", func(t *testing.T) { appendConflict(t, f.New(t)) })
+	t.Run("GuardedAppend", func(t *testing.T) { guardedAppend(t, f.New(t)) })
 	t.Run("TwoAcquirersOneWinner", func(t *testing.T) { oneWinner(t, f.New(t)) })
 	t.Run("StaleTokenRefused", func(t *testing.T) { staleToken(t, f.New(t)) })
 	t.Run("ReleaseFreesAtOnce", func(t *testing.T) { release(t, f.New(t)) })
@@ -120,6 +122,115 @@ func appendConflict(t *testing.T, open Opener) {
 	rec, err := open("c", clock.NewFake(time.Time{})).Record(ctx, "web")
 	if err != nil || len(rec) != 2 || rec[0].By != "b" || rec[1].By != "a" || rec[1].Reason != "len1" {
 		t.Fatalf("record = %+v, %v; want b's started then a's event decided on 1 event", rec, err)
+	}
+}
+
+// guardedAppend: an append conditioned on lease slots lands only while
+// each is at the token the caller read ("": never written; such a slot
+// exists, free, afterwards); when one moved, before the write or while
+// decide runs, nothing is written and the error matches ErrGuardMoved; a
+// record that moved is decided again under the same guard.
+func guardedAppend(t *testing.T, open Opener) {
+	ctx := context.Background()
+	a, b, o := open("a", clock.NewFake(time.Time{})), open("b", clock.NewFake(time.Time{})), open("o", clock.NewFake(time.Time{}))
+	verdict := func(reason string) func([]reconciler.Event) (*reconciler.Event, error) {
+		return func([]reconciler.Event) (*reconciler.Event, error) {
+			return &reconciler.Event{Type: reconciler.EventNodeUnreachable, Rollout: "r1", Node: "c", By: "o", Reason: reason}, nil
+		}
+	}
+	record := func(want ...string) {
+		t.Helper()
+		rec, err := o.Record(ctx, "web")
+		var got []string
+		for _, e := range rec {
+			got = append(got, e.Reason)
+		}
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("record = %q, %v; want %q", got, err, want)
+		}
+	}
+	guardOf := func(upTo int) []reconciler.Lease {
+		t.Helper()
+		ls, err := o.Leases(ctx, "web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := make([]reconciler.Lease, upTo)
+		for s := range g {
+			g[s] = reconciler.Lease{App: "web", Slot: s}
+		}
+		for _, l := range ls {
+			g[l.Slot] = l
+		}
+		return g
+	}
+	la, err := a.Acquire(ctx, "web", 0, "a", "r1", ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Unchanged: it lands, and the never-written slot 1 now exists, free.
+	if err := o.AppendGuarded(ctx, "web", guardOf(2), verdict("e1")); err != nil {
+		t.Fatalf("guarded append, nothing moved: %v", err)
+	}
+	record("e1")
+	if ls, err := b.Leases(ctx, "web"); err != nil || len(ls) != 2 || ls[0].Token != la.Token || ls[1].Held() || ls[1].Token == "" {
+		t.Fatalf("leases after the guarded append = %+v, %v; want a's slot 0 as it was and slot 1 free", ls, err)
+	}
+	// A renewal after the read: refused, nothing written anywhere.
+	g := guardOf(2)
+	la, err = a.Renew(ctx, la)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.AppendGuarded(ctx, "web", g, verdict("e2")); !errors.Is(err, fleetrepo.ErrGuardMoved) || !errors.Is(err, fleetrepo.ErrConflict) || fleetrepo.IsTransient(err) {
+		t.Fatalf("guarded append after the slot was renewed: %v, want ErrGuardMoved (and ErrConflict)", err)
+	}
+	record("e1")
+	// A never-written slot taken after the read (the race of issue 17
+	// bug 2: a lease taken between an observer's read and its verdict).
+	g = guardOf(3)
+	lb, err := b.Acquire(ctx, "web", 2, "b", "r1", ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.AppendGuarded(ctx, "web", g, verdict("e3")); !errors.Is(err, fleetrepo.ErrGuardMoved) {
+		t.Fatalf("guarded append after a never-written slot was taken: %v, want ErrGuardMoved", err)
+	}
+	record("e1")
+	if ls, _ := o.Leases(ctx, "web"); len(ls) != 3 || ls[2].Token != lb.Token || ls[2].Holder != "b" {
+		t.Fatalf("slot 2 after the refused append = %+v, want b's lease untouched", ls)
+	}
+	// The slot moves while decide runs: refused all the same.
+	g = guardOf(3)
+	calls := 0
+	err = o.AppendGuarded(ctx, "web", g, func(cur []reconciler.Event) (*reconciler.Event, error) {
+		if calls++; calls == 1 {
+			if _, err := b.Renew(ctx, lb); err != nil {
+				t.Errorf("b renews inside o's decide: %v", err)
+			}
+		}
+		return verdict("e4")(cur)
+	})
+	if !errors.Is(err, fleetrepo.ErrGuardMoved) {
+		t.Fatalf("guarded append with a slot renewed during decide: %v, want ErrGuardMoved", err)
+	}
+	record("e1")
+	// The record moves while decide runs: decided again, under the guard.
+	g, calls = guardOf(3), 0
+	err = o.AppendGuarded(ctx, "web", g, func(cur []reconciler.Event) (*reconciler.Event, error) {
+		if calls++; calls == 1 {
+			if err := b.Append(ctx, "web", verdict("b1")); err != nil {
+				t.Errorf("b appends inside o's decide: %v", err)
+			}
+		}
+		return verdict(fmt.Sprintf("e5 on %d", len(cur)))(cur)
+	})
+	if err != nil || calls != 2 {
+		t.Fatalf("guarded append with a record that moved: %v after %d decides, want it landed on the second", err, calls)
+	}
+	record("e1", "b1", "e5 on 2")
+	if err := o.AppendGuarded(ctx, "other", g, verdict("x")); err == nil || errors.Is(err, fleetrepo.ErrGuardMoved) {
+		t.Fatalf("guard of another app's slots: %v, want a plain error", err)
 	}
 }
 

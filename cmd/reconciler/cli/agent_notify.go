@@ -19,6 +19,7 @@ import (
 	"github.com/fleetops/reconciler/agent/rollout"
 	"github.com/fleetops/reconciler/internal/notify"
 	"github.com/fleetops/reconciler/internal/webhook"
+	"github.com/fleetops/reconciler/reconciler"
 )
 
 // notifyFlags are the agent's notification flags (docs/notifications.md):
@@ -135,6 +136,10 @@ type notifying struct {
 
 func (n notifying) Append(ctx context.Context, app string, decide notify.Decide) error {
 	return n.rec.Append(ctx, n.sharedState, app, decide)
+}
+
+func (n notifying) AppendGuarded(ctx context.Context, app string, guard []reconciler.Lease, decide notify.Decide) error {
+	return n.rec.AppendGuarded(ctx, n.sharedState, app, guard, decide)
 }
 
 // PushesChanges keeps the store's rollout.Pusher (etcd) visible.
