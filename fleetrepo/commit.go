@@ -23,6 +23,11 @@ type Trailers struct {
 	// waves and leases (reconciler rollback --waves) instead of applying at
 	// once.
 	Rollout string
+	// Promote is Reconciler-Promote: the rollout (its commit id) an
+	// approval commit approves, and Wave is Reconciler-Wave: up to which
+	// wave, counted from 1 (reconciler promote; docs/rollouts.md).
+	Promote string
+	Wave    string
 }
 
 // RolloutWaves is the Reconciler-Rollout value of a rollback that rolls in
@@ -37,7 +42,7 @@ type trailerField struct {
 func (t *Trailers) fields() []trailerField {
 	return []trailerField{{"Reconciler-App", &t.App}, {"Reconciler-From", &t.From}, {"Reconciler-To", &t.To},
 		{"Reconciler-Reason", &t.Reason}, {"Reconciler-Node", &t.Node}, {"Reconciler-Rollback-Of", &t.RollbackOf},
-		{"Reconciler-Rollout", &t.Rollout}}
+		{"Reconciler-Rollout", &t.Rollout}, {"Reconciler-Promote", &t.Promote}, {"Reconciler-Wave", &t.Wave}}
 }
 
 // String is the trailer block, one "Key: value" line per set field.

@@ -128,7 +128,7 @@ func (sh *Shared) readEvent(h plumbing.Hash, ev *reconciler.Event) error {
 	if err := sh.readJSON(h, eventFile, ev); err != nil {
 		return err
 	}
-	if !knownEvent[ev.Type] || ev.Rollout == "" {
+	if !reconciler.KnownEventType(ev.Type) || ev.Rollout == "" {
 		return fmt.Errorf("%s of commit %s: not a rollout event (type %q, rollout %q)", eventFile, short(h), ev.Type, ev.Rollout)
 	}
 	return nil
@@ -136,14 +136,7 @@ func (sh *Shared) readEvent(h plumbing.Hash, ev *reconciler.Event) error {
 
 // KnownEvent reports whether t is a rollout event type readers accept
 // (other stores of the shared state use the same list).
-func KnownEvent(t string) bool { return knownEvent[t] }
-
-var knownEvent = map[string]bool{
-	reconciler.EventStarted: true, reconciler.EventWaveDone: true, reconciler.EventNodeDone: true,
-	reconciler.EventNodeFailed: true, reconciler.EventNodeUnreachable: true, reconciler.EventNodeLost: true, reconciler.EventPaused: true,
-	reconciler.EventResumed: true, reconciler.EventOptionsChanged: true, reconciler.EventCompleted: true,
-	reconciler.EventFailed: true, reconciler.EventRolledBack: true, reconciler.EventSuperseded: true,
-}
+func KnownEvent(t string) bool { return reconciler.KnownEventType(t) }
 
 // parent returns the first parent of a commit (zero for a root).
 func (sh *Shared) parent(h plumbing.Hash) (plumbing.Hash, error) {

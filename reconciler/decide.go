@@ -69,6 +69,10 @@ type Input struct {
 	// trailers, or a git revert of an upgrade commit): a rollout it starts
 	// applies at once, unless the mark asks for waves.
 	Rollback *RollbackMark
+	// Approvals are the approval commits between the rollout's commit and
+	// the tip (reconciler promote), oldest first; those of other rollouts
+	// are ignored.
+	Approvals []Approval
 }
 
 // descends reports whether the tip may act on what commit decided: it is
@@ -259,6 +263,9 @@ func bookkeeping(in Input, r *Rollout) (Decision, bool) {
 		e.Spec = in.Tip
 		return appendEvent(in, r, e), true
 	}
+	if e, ok := approval(in, r); ok {
+		return appendEvent(in, r, e), true
+	}
 	for _, l := range in.Leases {
 		// An expired holder with no done or failed verdict went silent
 		// (starved, stopped, cut off): that is recorded, not as a failure
@@ -338,7 +345,10 @@ func nextWaveDone(in Input, r *Rollout) (int, bool) {
 		if _, done := r.WaveDone[k]; done {
 			continue
 		}
-		return k, r.WaveComplete(k, stopsOnFailure(in, r))
+		// A gated wave is not done before it is approved, even when
+		// none of its nodes had to switch (all held, or already there):
+		// the waves after it wait behind the same gate.
+		return k, r.WaveComplete(k, stopsOnFailure(in, r)) && !r.awaitsApproval(k)
 	}
 	return 0, false
 }
@@ -462,6 +472,9 @@ func decideSelf(in Input, r *Rollout) Decision {
 	}
 	at, known := openAt(in, r, k)
 	if !known {
+		if _, prevDone := r.WaveDone[k-1]; prevDone && r.awaitsApproval(k) {
+			return Decision{Action: Wait, Reason: ApprovalWait(in.App.Name, k)}
+		}
 		return Decision{Action: Wait, Reason: fmt.Sprintf("%s waits for earlier waves", WaveName(k))}
 	}
 	if in.Now.Before(at) {
@@ -625,6 +638,16 @@ func openAt(in Input, r *Rollout, k int) (time.Time, bool) {
 	if k == 1 && in.App.Rollout.Strategy == spec.StrategyCanary {
 		at = at.Add(in.App.Rollout.Canary.Monitor.Duration)
 	}
+	if r.Gated(k) {
+		// An approval opens a gated wave when it arrives, once the delay
+		// (and the canary monitor) ran out: an early approval does not
+		// shorten them, a late one does not add a delay after it.
+		i, ok := r.approvedAt(k)
+		if !ok {
+			return time.Time{}, false
+		}
+		at = maxTime(at, seen(in, i))
+	}
 	return at, true
 }
 
@@ -724,5 +747,9 @@ func planned(r *Rollout) []string {
 }
 
 func flagsOf(app spec.App) RolloutFlags {
-	return RolloutFlags{BatchSize: app.Rollout.BatchSize, BatchDelay: app.Rollout.BatchDelay.Duration}
+	f := RolloutFlags{BatchSize: app.Rollout.BatchSize, BatchDelay: app.Rollout.BatchDelay.Duration}
+	if a := app.Rollout.Approve; a != spec.ApproveNone {
+		f.Approve = a
+	}
+	return f
 }

@@ -63,6 +63,10 @@ type Plan struct {
 	// targeted node, left out.
 	Stages      []StageSpan `json:"stages,omitempty"`
 	EmptyStages []int       `json:"emptyStages,omitempty"`
+	// Approve is rollout.approve when it gates waves, and Gated the waves
+	// (counted from 1) that wait for `reconciler promote`.
+	Approve string `json:"approve,omitempty"`
+	Gated   []int  `json:"gated,omitempty"`
 }
 
 // MetricWindow is how long a node watches app's metric gates after its
@@ -120,6 +124,9 @@ func plan(app spec.App, inventory []NodeInfo, rollback bool) Plan {
 		p.Waves = chunks(nodes, app.Rollout.BatchSize)
 	}
 	p.MaxFailures = app.Rollout.MaxFailures.Of(len(planned(&Rollout{Waves: p.Waves})))
+	if !rollback {
+		p.Approve, p.Gated = gatedWaves(app, p.Waves)
+	}
 	return p
 }
 

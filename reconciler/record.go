@@ -47,6 +47,8 @@ type Rollout struct {
 	IsRollback bool
 	RollbackOf string
 	AtOnce     bool
+	// Approvals are the approved events, in record order.
+	Approvals []RecordedApproval
 }
 
 // Latest folds the events of the most recent rollout in a record. It returns
@@ -135,6 +137,8 @@ func (r *Rollout) apply(i int, e Event) {
 		if e.Stages != nil {
 			r.Stages = cloneStages(e.Stages)
 		}
+	case EventApproved:
+		r.Approvals = append(r.Approvals, RecordedApproval{Wave: WaveNumber(e.Wave), Commit: e.Commit, Reason: e.Reason, Index: i})
 	case EventCompleted:
 		r.Outcome = OutcomeCompleted
 	case EventFailed:

@@ -92,11 +92,27 @@ const (
 	EventPaused         = "paused"
 	EventResumed        = "resumed"
 	EventOptionsChanged = "options_changed"
-	EventCompleted      = "completed"   // Result
-	EventFailed         = "failed"      // Node, Reason
-	EventRolledBack     = "rolled_back" // RollbackCommit, Reason
-	EventSuperseded     = "superseded"  // by a newer target
+	// EventApproved: a person approved the rollout's gated waves up to Wave
+	// with the approval commit Commit (reconciler promote; rollout.approve).
+	EventApproved   = "approved"    // Wave, Commit, Reason (who approved)
+	EventCompleted  = "completed"   // Result
+	EventFailed     = "failed"      // Node, Reason
+	EventRolledBack = "rolled_back" // RollbackCommit, Reason
+	EventSuperseded = "superseded"  // by a newer target
 )
+
+// eventTypes are the event types above: readers skip an event of any other
+// type as garbage (fleetrepo, etcdstore), so a type missing here is an
+// event written and never read (TestEveryEventTypeIsKnown).
+var eventTypes = map[string]bool{
+	EventStarted: true, EventWaveDone: true, EventNodeDone: true, EventNodeFailed: true,
+	EventNodeUnreachable: true, EventNodeHeld: true, EventNodeLost: true, EventPaused: true,
+	EventResumed: true, EventOptionsChanged: true, EventApproved: true, EventCompleted: true,
+	EventFailed: true, EventRolledBack: true, EventSuperseded: true,
+}
+
+// KnownEventType reports whether t is a rollout event type.
+func KnownEventType(t string) bool { return eventTypes[t] }
 
 // Event is one entry of a rollout record. Rollout is the id of the rollout:
 // the commit of the tracked branch that first set Target.
@@ -128,6 +144,20 @@ type Event struct {
 	Rollback   bool   `json:"rollback,omitempty"`
 	RollbackOf string `json:"rollbackOf,omitempty"`
 	AtOnce     bool   `json:"atOnce,omitempty"`
+	// Commit is the approval commit of an approved event.
+	Commit string `json:"commit,omitempty"`
+}
+
+// Approval is an approval commit on the tracked branch (trailers
+// Reconciler-Promote and Reconciler-Wave, written by reconciler promote):
+// it lets the waves of Rollout up to Wave (an index: wave Wave+1 in the
+// text) past their approval gate. The agent reads them from the history
+// between the rollout's commit and its tip (Input.Approvals).
+type Approval struct {
+	Rollout string
+	Wave    int
+	Commit  string
+	By      string // the commit's author, "Name <email>"
 }
 
 // RollbackMark says that the commit at the tip of the tracked branch is a
@@ -142,6 +172,10 @@ type RollbackMark struct {
 type RolloutFlags struct {
 	BatchSize  int           `json:"batchSize"`
 	BatchDelay time.Duration `json:"batchDelay"`
+	// Approve is rollout.approve when it gates waves ("after-canary",
+	// "each-wave"); empty for "none", so records written before approvals
+	// existed read the same.
+	Approve string `json:"approve,omitempty"`
 }
 
 // Result is a finished rollout's outcome, in the original design's shape.

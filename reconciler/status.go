@@ -59,6 +59,11 @@ type Status struct {
 	// freeze is on by the observer's clock: no node takes a lease until
 	// Gate.At (each node judges by its own clock).
 	Gate *GateStatus `json:"gate,omitempty"`
+	// Approval is set while the next wave waits for a person's approval
+	// (rollout.approve): which wave, and the command that approves it.
+	Approval *ApprovalGate `json:"approval,omitempty"`
+	// Approvals are the approvals recorded in the rollout.
+	Approvals []RecordedApproval `json:"approvals,omitempty"`
 	// Budget is the failure budget and what is spent of it, when the app
 	// allows failures (rollout.maxFailures) or a node failed.
 	Budget *BudgetStatus `json:"budget,omitempty"`
@@ -128,6 +133,12 @@ func gateStatus(app spec.App, now time.Time) *GateStatus {
 	return gs
 }
 
+// ApprovalGate is a wave waiting for approval.
+type ApprovalGate struct {
+	Wave    int    `json:"wave"` // counted from 1, as in the text
+	Command string `json:"command"`
+}
+
 // WaveOpening is when the next wave opens, by the clock of the agent that
 // recorded the previous wave done (an estimate: each node counts batchDelay
 // from when it saw that event).
@@ -172,7 +183,11 @@ func StatusOf(app spec.App, record []Event, reports map[string]NodeReport, lease
 		if !r.IsRollback {
 			st.Gate = gateStatus(app, now)
 		}
+		if k := r.NextGate(); k > 0 && hasWaveDone(r, k-1) {
+			st.Approval = &ApprovalGate{Wave: WaveNumber(k), Command: fmt.Sprintf("reconciler promote %s --wave %d", app.Name, WaveNumber(k))}
+		}
 	}
+	st.Approvals = r.Approvals
 	inPlan := map[string]bool{}
 	for k, w := range r.Waves {
 		var row []NodeStatus
@@ -288,6 +303,8 @@ func (st Status) waiting(k int, ns NodeStatus) NodeStatus {
 	switch {
 	case st.State == StatePaused:
 		ns.Reason = "rollout paused"
+	case st.Approval != nil && st.Approval.Wave == WaveNumber(k):
+		ns.Reason = ApprovalWait(st.App, k)
 	case st.Gate != nil:
 		ns.Reason = "no switch starts now: " + st.Gate.Reason
 	case st.NextWave != nil && st.NextWave.Wave == WaveNumber(k):
@@ -316,6 +333,13 @@ func nextWave(app spec.App, record []Event, r *Rollout, now time.Time) *WaveOpen
 		if k == 1 && app.Rollout.Strategy == spec.StrategyCanary {
 			at = at.Add(app.Rollout.Canary.Monitor.Duration)
 		}
+		if r.Gated(k) {
+			a, approved := r.approvedAt(k)
+			if !approved {
+				return nil // no countdown: it waits for a person (Status.Approval)
+			}
+			at = maxTime(at, record[a].Time)
+		}
 		if record[i].Time.IsZero() || !at.After(now) {
 			return nil
 		}
@@ -327,6 +351,8 @@ func nextWave(app spec.App, record []Event, r *Rollout, now time.Time) *WaveOpen
 	}
 	return nil
 }
+
+func hasWaveDone(r *Rollout, k int) bool { _, ok := r.WaveDone[k]; return ok }
 
 // swapWarnings names the nodes whose release cannot be hot-swapped.
 func swapWarnings(st Status) []string {

@@ -21,7 +21,7 @@ func (e Event) Summary() string {
 	switch {
 	case e.Target != "":
 		s += " " + e.Target
-	case e.Type == EventWaveDone:
+	case e.Type == EventWaveDone, e.Type == EventApproved:
 		s += " " + WaveName(e.Wave)
 	}
 	if e.Node != "" {

@@ -21,6 +21,7 @@ func defaultApp() App {
 			NodeTimeout:    Duration{60 * time.Second},
 			RollbackOnFail: true,
 			OnUnreachable:  OnUnreachableSkip,
+			Approve:        ApproveNone,
 			Canary:         Canary{Count: 1, Monitor: Duration{5 * time.Minute}},
 		},
 		Health: Health{

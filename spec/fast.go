@@ -183,7 +183,7 @@ func fastRollout(raw json.RawMessage) bool {
 		return true
 	}
 	var r map[string]json.RawMessage
-	if !jsonObject(raw, &r, "strategy", "batchSize", "batchDelay", "nodeTimeout", "rollbackOnFail", "onUnreachable", "canary", "windows", "freeze", "maxFailures", "stages") {
+	if !jsonObject(raw, &r, "strategy", "batchSize", "batchDelay", "nodeTimeout", "rollbackOnFail", "onUnreachable", "canary", "windows", "freeze", "maxFailures", "approve", "stages") {
 		return false
 	}
 	if !fastWindows(r["windows"]) || !fastFreeze(r["freeze"]) || !fastStages(r["stages"]) {
@@ -195,7 +195,8 @@ func fastRollout(raw json.RawMessage) bool {
 	ok := optString(r, "strategy", oneOf(StrategyRolling, StrategyCanary, StrategyAllAtOnce)) &&
 		optInt(r, "batchSize", 1) && optString(r, "batchDelay", validDuration) &&
 		optString(r, "nodeTimeout", positiveDuration) && optBool(r, "rollbackOnFail") &&
-		optString(r, "onUnreachable", oneOf(OnUnreachableSkip, OnUnreachableFail))
+		optString(r, "onUnreachable", oneOf(OnUnreachableSkip, OnUnreachableFail)) &&
+		optString(r, "approve", oneOf(ApproveNone, ApproveAfterCanary, ApproveEachWave))
 	if c, set := r["canary"]; ok && set {
 		var m map[string]json.RawMessage
 		ok = jsonObject(c, &m, "count", "monitor") && optInt(m, "count", 1) && optString(m, "monitor", validDuration)

@@ -29,7 +29,7 @@ func TestFastPathAgreesWithSchema(t *testing.T) {
 		"1000 apps": fleet1000(),
 		"every field": {"f.cue": []byte("package fleet\nnodes: {a: labels: region: \"eu\", b: {}, c: labels: region: \"us\"}\n" + `apps: x: {version: "v2.0.0-rc.1+b5", paused: false, nodes: ["a", "b"]
 	artifact: {url: "file:///r/x.tgz", sha256: "` + strings.Repeat("ab", 32) + `", signature: "https://s/x.sig"}
-	rollout: {strategy: "canary", batchSize: 7, batchDelay: "1m30s", nodeTimeout: "2m", rollbackOnFail: false, onUnreachable: "fail", canary: {count: 2, monitor: "10m"}, maxFailures: "20%",
+	rollout: {strategy: "canary", batchSize: 7, batchDelay: "1m30s", nodeTimeout: "2m", rollbackOnFail: false, onUnreachable: "fail", canary: {count: 2, monitor: "10m"}, maxFailures: "20%", approve: "after-canary",
 		windows: [{days: ["mon", "sun"], start: "22:00", end: "24:00", timezone: "Europe/Berlin"}, {days: ["tue"], start: "00:00", end: "01:00"}],
 		freeze: [{from: "2026-12-20T00:00:00+01:00", to: "2027-01-04T00:00:00Z", reason: "holidays"}, {from: "2027-02-01T00:00:00Z", to: "2027-02-02T00:00:00Z"}],
 		stages: [{nodes: {region: "eu"}, batchSize: 1, bake: "1h"}, {nodes: ["b"]}, {nodes: {region: "mars"}, bake: "0s"}, {nodes: "all"}]}

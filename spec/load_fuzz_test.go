@@ -91,6 +91,8 @@ nodes: "n.lock": labels: tier: "edge"`,
 				bad("apps.%s.rollout.strategy %q", name, r.Strategy)
 			case r.OnUnreachable != OnUnreachableSkip && r.OnUnreachable != OnUnreachableFail:
 				bad("apps.%s.rollout.onUnreachable %q", name, r.OnUnreachable)
+			case r.Approve != ApproveNone && r.Approve != ApproveAfterCanary && r.Approve != ApproveEachWave:
+				bad("apps.%s.rollout.approve %q", name, r.Approve)
 			case r.BatchDelay.Duration < 0 || r.NodeTimeout.Duration < 0 || r.Canary.Monitor.Duration < 0 || h.RetryDelay.Duration < 0:
 				bad("apps.%s: a negative duration: %+v %+v", name, r, h)
 			case h.Retries < 0 || h.RequiredStatus != RequiredStatusOK && h.RequiredStatus != RequiredStatusDegr:

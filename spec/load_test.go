@@ -39,7 +39,7 @@ func TestLoadFilesDefaults(t *testing.T) {
 		Rollout: Rollout{
 			Strategy: StrategyRolling, BatchSize: 3,
 			BatchDelay: Duration{0}, NodeTimeout: Duration{60 * time.Second},
-			RollbackOnFail: true, OnUnreachable: OnUnreachableSkip,
+			RollbackOnFail: true, OnUnreachable: OnUnreachableSkip, Approve: ApproveNone,
 			Canary: Canary{Count: 1, Monitor: Duration{5 * time.Minute}},
 		},
 		Health: Health{

@@ -34,6 +34,13 @@ type Artifact struct {
 	Signature string `json:"signature"`
 }
 
+// Approval gates (rollout.approve).
+const (
+	ApproveNone        = "none"
+	ApproveAfterCanary = "after-canary"
+	ApproveEachWave    = "each-wave"
+)
+
 // Strategies.
 const (
 	StrategyRolling    = "rolling"
@@ -61,6 +68,10 @@ type Rollout struct {
 	// (docs/rollouts.md, "Maintenance windows and freezes").
 	Windows []Window `json:"windows,omitempty"`
 	Freeze  []Freeze `json:"freeze,omitempty"`
+	// Approve is the approval gate: "none", "after-canary" (the second
+	// wave waits for `reconciler promote`) or "each-wave" (every wave after
+	// the first does). Rollbacks ignore it (docs/rollouts.md, "Approvals").
+	Approve string `json:"approve"`
 	// Stages are the rollout's rings: a node moves in the first stage
 	// whose selector matches it, the nodes no stage matches last
 	// (docs/rollouts.md, "Stages").

@@ -86,3 +86,27 @@ f.cue:6:32: apps.c.rollout.maxFailures: got 1.5, want a number of nodes >= 0 suc
 		t.Fatalf("budget = %+v: of 9 %d, of 3 %d", b, b.Of(9), b.Of(3))
 	}
 }
+
+// TestApprove: the three gates, the default, and a mistake at its position.
+func TestApprove(t *testing.T) {
+	got := loadErrors(t, map[string]string{"f.cue": `package fleet
+
+apps: [N=_]: {version: "1.0.0", artifact: url: "https://r/\(N).tgz", health: tcp: "h:1"}
+apps: a: rollout: approve: "after_canary"
+apps: b: rollout: approve: true
+`})
+	want := `f.cue:4:28: apps.a.rollout.approve: got "after_canary", want "none", "after-canary" or "each-wave"
+f.cue:5:28: apps.b.rollout.approve: got true, want "none", "after-canary" or "each-wave"`
+	if strings.Join(got, "\n") != want {
+		t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), want)
+	}
+	for _, gate := range []string{ApproveNone, ApproveAfterCanary, ApproveEachWave} {
+		f, err := LoadFiles(map[string][]byte{"f.cue": []byte(minimal + `apps: web: rollout: approve: "` + gate + `"` + "\n")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := f.Apps["web"].Rollout.Approve; got != gate {
+			t.Errorf("approve = %q, want %q", got, gate)
+		}
+	}
+}

@@ -207,6 +207,10 @@ func TestPolicyRefuses(t *testing.T) {
 			h := s.commit(f, rollbackMsg(s.c1), s.node, s.c1)
 			return h, h
 		}, ErrAgentNotAllowed, "it changes 2 files (evil.sh, fleet.cue)"},
+		{"agent-signed approval (an empty commit naming a rollout)", func(s *scene) (plumbing.Hash, plumbing.Hash) {
+			h := s.commit(files("1.1.0", "3.0.0", false), "web: approve\n\nReconciler-App: web\nReconciler-Promote: "+s.c1.String()+"\nReconciler-Wave: 2\n", s.node, s.c1)
+			return h, h
+		}, ErrAgentNotAllowed, "it changes 0 files"},
 		{"agent-signed merge", func(s *scene) (plumbing.Hash, plumbing.Hash) {
 			h := s.commit(files("1.0.0", "3.0.0", false), rollbackMsg(s.c1), s.node, s.c1, s.c0)
 			return h, h

@@ -118,7 +118,12 @@ type Options struct {
 	// older than it). Only a descendant tip may supersede a rollout or
 	// change its pause and options. Nil: every tip descends.
 	Descends func(tip, ancestor string) bool
-	Logger   *slog.Logger // default: discard
+	// Approvals lists the approval commits of app's rollout (its id) in
+	// the history of tip (fleetrepo.ApprovalsOf), asked only while the
+	// rollout waits at an approval gate and once per tip. Nil: none, and
+	// a gated wave waits for ever.
+	Approvals func(tip, app, rollout string) ([]reconciler.Approval, error)
+	Logger    *slog.Logger // default: discard
 	// Clock is the coordinator's time source, for the engine's Now, wave
 	// timers and the lease goroutine's waits (default clock.System{});
 	// tests and internal/fleetsim pass a *clock.Fake. It must be the clock
@@ -139,6 +144,14 @@ type Coordinator struct {
 	// that until the tip moves, so an idle node reads no shared state.
 	settled map[string]string
 	retries map[string]int // app -> consecutive transient errors (backoff)
+	// approvals: app -> the approvals read for one tip and rollout.
+	approvals map[string]approvalsAt
+}
+
+// approvalsAt is what Options.Approvals answered for a tip and a rollout.
+type approvalsAt struct {
+	key  string // tip + "@" + rollout
+	list []reconciler.Approval
 }
 
 // New returns a Coordinator.
@@ -165,7 +178,8 @@ func New(opt Options) (*Coordinator, error) {
 		opt.SkewMargin = opt.LeaseTTL / 10
 	}
 	return &Coordinator{opt: opt, log: opt.Logger.With("node", opt.Node), retries: map[string]int{},
-		seen: map[string][]time.Time{}, failures: map[string]int{}, settled: map[string]string{}}, nil
+		seen: map[string][]time.Time{}, failures: map[string]int{}, settled: map[string]string{},
+		approvals: map[string]approvalsAt{}}, nil
 }
 
 // maxSteps bounds the bookkeeping one pass does for one app.
@@ -415,8 +429,35 @@ func (c *Coordinator) input(ctx context.Context, in agent.DecideInput, reports m
 		Self:      self(in),
 		Inventory: reconciler.InventoryOf(in.Fleet.Nodes, reports),
 		Reports:   reports, Record: record, Seen: c.observe(app, len(record), now),
-		Leases: leases, Now: now, Rollback: in.Rollback,
+		Leases: leases, Now: now, Rollback: in.Rollback, Approvals: c.approvalsOf(in.Commit.String(), app, record),
 	}, nil
+}
+
+// approvalsOf is the approval commits at tip for app's rollout in progress
+// while it waits at an approval gate (nil otherwise), read once per tip. A
+// history that cannot be read approves nothing: the gate stays shut
+// (logged), which is the safe side.
+func (c *Coordinator) approvalsOf(tip, app string, record []reconciler.Event) []reconciler.Approval {
+	r := reconciler.Latest(record)
+	if c.opt.Approvals == nil || r == nil || r.Ended() || r.NextGate() < 0 {
+		return nil
+	}
+	key := tip + "@" + r.ID
+	c.mu.Lock()
+	at, ok := c.approvals[app]
+	c.mu.Unlock()
+	if ok && at.key == key {
+		return at.list
+	}
+	list, err := c.opt.Approvals(tip, app, r.ID)
+	if err != nil {
+		c.log.Warn("read the approval commits of a rollout: none counted", "app", app, "rollout", r.ID, "err", err)
+		return nil
+	}
+	c.mu.Lock()
+	c.approvals[app] = approvalsAt{key: key, list: list}
+	c.mu.Unlock()
+	return list
 }
 
 // observe extends an app's first-seen times to n events, stamping the new

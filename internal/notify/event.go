@@ -19,6 +19,7 @@ const (
 	Started           = "started"            // a rollout began: its plan is frozen
 	WaveStarted       = "wave.started"       // a wave opened (the first with started, the next when one is done)
 	WaveDone          = "wave.done"          // every node of a wave has a verdict
+	WaveApproved      = "wave.approved"      // a person's approval commit lets the gated waves up to this one open
 	NodeUpgraded      = "node.upgraded"      // a node runs the target, healthy
 	NodeFailed        = "node.failed"        // a node failed its install, switch or health check
 	HealthFailed      = "health.failed"      // that failure was a health check's (sent besides node.failed)
@@ -61,6 +62,7 @@ type Data struct {
 	Node           string             `json:"node,omitempty"`
 	Reason         string             `json:"reason,omitempty"`
 	RollbackCommit string             `json:"rollbackCommit,omitempty"`
+	Commit         string             `json:"commit,omitempty"` // wave.approved: the approval commit
 	Result         *reconciler.Result `json:"result,omitempty"`
 	By             string             `json:"by"`
 }
@@ -107,6 +109,10 @@ func FromRecord(fleet, app string, record []reconciler.Event, i int) []CloudEven
 		if e.Wave+1 < waves {
 			add(WaveStarted, wave(e.Wave+1))
 		}
+	case reconciler.EventApproved:
+		d := wave(e.Wave)
+		d.Commit = e.Commit
+		add(WaveApproved, d)
 	case reconciler.EventNodeDone:
 		add(NodeUpgraded, base)
 	case reconciler.EventNodeFailed:
@@ -187,6 +193,8 @@ func Text(e CloudEvent) string {
 		}
 	case WaveStarted, WaveDone:
 		s += fmt.Sprintf(": wave %d of %d (%s)", d.Wave, d.Waves, d.Target)
+	case WaveApproved:
+		s += fmt.Sprintf(": up to wave %d of %d (%s) by commit %s", d.Wave, d.Waves, d.Target, short(d.Commit))
 	case NodeUpgraded:
 		s += fmt.Sprintf(": %s runs %s", d.Node, d.Target)
 	case NodeFailed, HealthFailed:

@@ -23,6 +23,7 @@ func TestFromRecord(t *testing.T) {
 		{"install failure", []reconciler.Event{started, {Type: reconciler.EventNodeFailed, Rollout: "c1", Node: "n1", Reason: "verify release web 1.1.0: signature does not match"}}, []string{NodeFailed}},
 		{"canary monitor", []reconciler.Event{started, {Type: reconciler.EventNodeFailed, Rollout: "c1", Node: "n1", Reason: "canary health check failed during monitor: status 500"}}, []string{NodeFailed, HealthFailed}},
 		{"unreachable", []reconciler.Event{started, {Type: reconciler.EventNodeUnreachable, Rollout: "c1", Node: "n2"}}, nil},
+		{"approved", []reconciler.Event{started, {Type: reconciler.EventApproved, Rollout: "c1", Wave: 1, Commit: "p1", Reason: "approved by Ada"}}, []string{WaveApproved}},
 		{"paused", []reconciler.Event{started, {Type: reconciler.EventPaused, Rollout: "c1"}}, nil},
 		{"person's rollback at once", []reconciler.Event{rollback}, []string{RollbackStarted}},
 		{"agent's rollback commit", []reconciler.Event{started, {Type: reconciler.EventFailed, Rollout: "c1"}, {Type: reconciler.EventRolledBack, Rollout: "c1", RollbackCommit: "c2", Target: "1.0.0"}}, []string{RollbackStarted, RollbackCommitted}},
@@ -43,6 +44,12 @@ func TestFromRecord(t *testing.T) {
 				t.Fatal("two events of one record event share an id")
 			}
 		})
+	}
+	// The approval names the wave (from 1) and the approval commit.
+	appr := []reconciler.Event{started, {Type: reconciler.EventApproved, Rollout: "c1", Wave: 1, Commit: "p1", Reason: "approved by Ada", By: "n2"}}
+	if ce := FromRecord("f", "web", appr, 1)[0]; ce.Data.Wave != 2 || ce.Data.Commit != "p1" ||
+		Text(ce) != "web wave.approved: up to wave 2 of 2 (1.1.0) by commit p1: approved by Ada [by n2]" {
+		t.Fatalf("wave.approved = %+v: %s", ce.Data, Text(ce))
 	}
 	// The rolled-back event names the version restored and the one that failed.
 	rec := []reconciler.Event{started, {Type: reconciler.EventRolledBack, Rollout: "c1", RollbackCommit: "c2", Target: "1.0.0"}}

@@ -335,7 +335,7 @@ func (o *Outbox) post(ctx context.Context, t Target, body []byte) (status int, e
 func slackText(e CloudEvent) string {
 	mark := ":information_source:"
 	switch e.Short() {
-	case Completed, NodeUpgraded, WaveDone:
+	case Completed, NodeUpgraded, WaveDone, WaveApproved:
 		mark = ":white_check_mark:"
 	case Failed, NodeFailed, HealthFailed:
 		mark = ":x:"

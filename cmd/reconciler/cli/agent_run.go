@@ -162,7 +162,8 @@ func newCoordinator(o *agentOptions, desired *fleetrepo.Desired, shared sharedSt
 		Rollback: rollbackCommitter(desired, o.node),
 		Descends: func(tip, ancestor string) bool {
 			return desired.Descends(plumbing.NewHash(tip), plumbing.NewHash(ancestor))
-		}})
+		},
+		Approvals: desired.Approvals})
 	if err != nil {
 		return nil, fmt.Errorf("agent %s: %w", o.node, err)
 	}

@@ -328,6 +328,9 @@ func printDiffText(e *env, rep *diffReport) {
 			if c.Plan.MaxFailures > 0 {
 				fmt.Fprintf(tw, "  failure budget\t%s (maxFailures)\n", count(c.Plan.MaxFailures, "node"))
 			}
+			if a := approvalLine(*c.Plan); a != "" {
+				fmt.Fprintf(tw, "  approval\t%s\n", strings.ReplaceAll(a, "`", ""))
+			}
 			tw.Flush()
 			writeGatesText(w, *c.Plan, "  ")
 		}

@@ -48,6 +48,9 @@ func printDiffMarkdown(e *env, rep *diffReport) {
 			}
 			fmt.Fprintln(w)
 		}
+		if a := approvalLine(*c.Plan); a != "" {
+			fmt.Fprintf(w, "Approval: %s.\n\n", a)
+		}
 		writeGatesMarkdown(w, *c.Plan)
 		for _, warn := range c.Warnings {
 			fmt.Fprintf(w, "> **Warning:** %s\n", warn)

@@ -9,7 +9,7 @@ import (
 // --output json: one object saying what was (or would be) committed where.
 type commitResult struct {
 	App    string `json:"app"`
-	Action string `json:"action"` // upgrade, rollback, pause, resume
+	Action string `json:"action"` // upgrade, rollback, pause, resume, promote
 	From   string `json:"from,omitempty"`
 	To     string `json:"to,omitempty"`
 	// Commit is the new commit; "" when nothing was written (a preview, or
@@ -26,6 +26,9 @@ type commitResult struct {
 	// AtOnce (rollback only) says whether agents apply the commit at once
 	// (true) or in waves under leases (false, rollback --waves).
 	AtOnce *bool `json:"atOnce,omitempty"`
+	// Wave (promote only) is the wave approved, counted from 1: every
+	// gated wave up to it opens.
+	Wave int `json:"wave,omitempty"`
 	// Next says what to do next (open a pull request, preview with diff).
 	Next string `json:"next,omitempty"`
 }

@@ -148,6 +148,12 @@ func printStatus(w io.Writer, st reconciler.Status) {
 	if nw := st.NextWave; nw != nil {
 		fmt.Fprintf(w, "  wave %d opens in %s (batchDelay)\n", nw.Wave, nw.OpensIn)
 	}
+	for _, a := range st.Approvals {
+		fmt.Fprintf(w, "  approved through wave %d: commit %.12s, %s\n", a.Wave, a.Commit, a.Reason)
+	}
+	if a := st.Approval; a != nil {
+		fmt.Fprintf(w, "  wave %d waits for approval: %s\n", a.Wave, a.Command)
+	}
 	if b := st.Budget; b != nil && b.MaxFailures > 0 { // without a budget the failure is the rollout's state
 		fmt.Fprintf(w, "  failure budget: %d of %d failed nodes spent (maxFailures)\n", b.Failed, b.MaxFailures)
 	}

@@ -70,6 +70,8 @@ func TestEveryCommandSpeaksJSON(t *testing.T) {
 		{"upgrade", with("hello", "not-semver", "--push"), 1}, // does not validate
 		{"pause", with("hello", "--reason", "checking"), 0},
 		{"resume", with("hello"), 0},
+		{"promote", with("hello"), 1},                // no rollout in progress
+		{"promote", with("hello", "--wave", "1"), 2}, // the first wave is never gated
 		{"rollback", with("hello", "--to", "1.0.0"), 0},
 		{"history", with(), 0},
 		{"events", with("hello"), 0},

@@ -59,6 +59,9 @@ func planNotes(p reconciler.Plan, app spec.App, declared int) []string {
 		notes = append(notes, fmt.Sprintf("Failure budget: up to %s may fail (each rolls back locally and is skipped); one more fails the rollout (maxFailures %s).",
 			count(p.MaxFailures, "node"), app.Rollout.MaxFailures))
 	}
+	if a := approvalLine(p); a != "" {
+		notes = append(notes, "Approval: "+strings.ReplaceAll(a, "`", "")+".")
+	}
 	for _, w := range app.Rollout.Windows {
 		notes = append(notes, fmt.Sprintf("Window: %s %s-%s %s (a node starts a switch only inside a window; rollbacks ignore it)",
 			strings.Join(w.Days, ","), w.Start, w.End, w.Timezone))
