@@ -144,7 +144,7 @@ func decideNewTarget(in Input, r *Rollout) Decision {
 	}
 	opts := flagsOf(in.App)
 	e := &Event{Type: EventStarted, Rollout: in.Tip, By: in.Node, Time: in.Now,
-		Target: target, From: inferFrom(in, r), Waves: plan.Waves, Options: &opts}
+		Target: target, From: inferFrom(in, r), Waves: plan.Waves, Stages: plan.Stages, Options: &opts}
 	reason := "start rollout of " + target
 	if in.Rollback != nil {
 		e.Rollback, e.RollbackOf = true, in.Rollback.Of
@@ -155,7 +155,7 @@ func decideNewTarget(in Input, r *Rollout) Decision {
 		if !in.Rollback.Waves {
 			// A rollback applies at once: one wave of every targeted
 			// node, no leases, no batchDelay.
-			e.AtOnce, e.Waves = true, nil
+			e.AtOnce, e.Waves, e.Stages = true, nil, nil // and no stages
 			if all := planned(&Rollout{Waves: plan.Waves}); len(all) > 0 {
 				e.Waves = [][]string{all}
 			}
@@ -478,7 +478,7 @@ func decideSelf(in Input, r *Rollout) Decision {
 		return Decision{Action: Wait, Reason: fmt.Sprintf("%s waits for earlier waves", WaveName(k))}
 	}
 	if in.Now.Before(at) {
-		return Decision{Action: Wait, Until: at, Reason: fmt.Sprintf("%s opens in %s", WaveName(k), at.Sub(in.Now).Round(time.Millisecond))}
+		return Decision{Action: Wait, Until: at, Reason: r.opensText(k, at.Sub(in.Now).Round(time.Millisecond))}
 	}
 	if upToDate(in) {
 		return appendEvent(in, r, Event{Type: EventNodeDone, Node: in.Node, Reason: "already on target"})
@@ -612,7 +612,8 @@ func openWave(in Input, r *Rollout) int {
 
 // openAt is when wave k opens on this node's clock: wave 0 when the rollout
 // was first seen; wave k once wave k-1 was seen done plus batchDelay (and the
-// canary monitor after the canary wave). Resuming restarts the clock: the
+// canary monitor after the canary wave; at a stage boundary the previous
+// stage's bake instead of batchDelay). Resuming restarts the clock: the
 // delay then counts from when this node saw resumed, not wave_done.
 func openAt(in Input, r *Rollout, k int) (time.Time, bool) {
 	// from is the later of the previous wave's end and the last resume:
@@ -633,7 +634,7 @@ func openAt(in Input, r *Rollout, k int) (time.Time, bool) {
 	if k == 0 {
 		return from, true
 	}
-	at := from.Add(in.App.Rollout.BatchDelay.Duration)
+	at := from.Add(r.delayBefore(k, in.App.Rollout.BatchDelay.Duration)) // a stage's bake (stages.go)
 	if k == 1 && in.App.Rollout.Strategy == spec.StrategyCanary {
 		at = at.Add(in.App.Rollout.Canary.Monitor.Duration)
 	}
@@ -663,6 +664,11 @@ func replan(app spec.App, r *Rollout, opts RolloutFlags) Event {
 	e := Event{Type: EventOptionsChanged, Options: &opts, Wave: -1}
 	first := len(r.WaveDone) + 1
 	if opts.BatchSize == r.Options.BatchSize || first >= len(r.Waves) || app.Rollout.Strategy == spec.StrategyAllAtOnce {
+		return e
+	}
+	if len(r.Stages) > 0 {
+		e.Wave = first
+		e.Waves, e.Stages = replanStages(r, first, opts.BatchSize)
 		return e
 	}
 	var rest []string

@@ -140,13 +140,14 @@ func describe(c AppChange, h spec.App, inv []NodeInfo, opt DiffOptions) AppChang
 
 // Estimate is a rollout's expected duration: each wave takes one node's
 // switch time and the metric gates' window (MetricWindow), waves are
-// separated by batchDelay, and a canary wave adds its monitor time.
+// separated by batchDelay (a stage's bake at a stage boundary), and a
+// canary wave adds its monitor time.
 func Estimate(app spec.App, p Plan, perNode time.Duration) time.Duration {
 	n := len(p.Waves)
 	if n == 0 {
 		return 0
 	}
-	d := time.Duration(n)*(perNode+MetricWindow(app)) + time.Duration(n-1)*app.Rollout.BatchDelay.Duration
+	d := time.Duration(n)*(perNode+MetricWindow(app)) + betweenWaves(p, app.Rollout.BatchDelay.Duration)
 	if app.Rollout.Strategy == spec.StrategyCanary && n > 1 {
 		d += app.Rollout.Canary.Monitor.Duration
 	}

@@ -58,6 +58,11 @@ type Plan struct {
 	// counts, and a canary during its monitor.
 	Prometheus string        `json:"prometheus,omitempty"`
 	Metrics    []spec.Metric `json:"metrics,omitempty"`
+	// Stages are the spans of rollout.stages over Waves, in order
+	// (stages.go); EmptyStages the indexes of the stages that matched no
+	// targeted node, left out.
+	Stages      []StageSpan `json:"stages,omitempty"`
+	EmptyStages []int       `json:"emptyStages,omitempty"`
 	// Approve is rollout.approve when it gates waves, and Gated the waves
 	// (counted from 1) that wait for `reconciler promote`.
 	Approve string `json:"approve,omitempty"`
@@ -79,6 +84,8 @@ func MetricWindow(app spec.App) time.Duration {
 //   - rolling: chunks of rollout.batchSize nodes;
 //   - canary: the first canary.count nodes alone, then chunks of batchSize;
 //   - all_at_once: one wave.
+//
+// With rollout.stages, each stage is chunked so in turn (stages.go).
 //
 // Nodes are ordered by name, so the plan is the same on every agent. Nodes
 // the app lists by name that are not in the inventory are returned in
@@ -105,10 +112,12 @@ func plan(app spec.App, inventory []NodeInfo, rollback bool) Plan {
 	if len(app.Health.Metrics) > 0 {
 		p.Prometheus, p.Metrics = app.Health.Prometheus, app.Health.Metrics
 	}
-	switch app.Rollout.Strategy {
-	case spec.StrategyAllAtOnce:
+	switch {
+	case len(app.Rollout.Stages) > 0:
+		p.Waves, p.Stages, p.EmptyStages = stagedWaves(app, nodes, inventory)
+	case app.Rollout.Strategy == spec.StrategyAllAtOnce:
 		p.Waves = chunks(nodes, len(nodes))
-	case spec.StrategyCanary:
+	case app.Rollout.Strategy == spec.StrategyCanary:
 		n := min(max(app.Rollout.Canary.Count, 1), len(nodes))
 		p.Waves = append(chunks(nodes[:n], n), chunks(nodes[n:], app.Rollout.BatchSize)...)
 	default:

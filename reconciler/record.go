@@ -17,6 +17,7 @@ type Rollout struct {
 	Target   string
 	From     string
 	Waves    [][]string
+	Stages   []StageSpan       // the plan's stages over Waves, none without rollout.stages
 	Started  int               // index in the record of the started event
 	WaveDone map[int]int       // wave -> index of its wave_done event
 	Done     map[string]string // node -> lease token of its node_done
@@ -70,7 +71,7 @@ func fold(events []Event, start int) *Rollout {
 	s := events[start]
 	r := &Rollout{
 		ID: s.Rollout, Target: s.Target, From: s.From, Started: start,
-		Waves: cloneWaves(s.Waves), Resumed: -1, SpecAt: s.Rollout,
+		Waves: cloneWaves(s.Waves), Stages: cloneStages(s.Stages), Resumed: -1, SpecAt: s.Rollout,
 		WaveDone: map[int]int{}, Done: map[string]string{},
 		Failed: map[string]string{}, Skipped: map[string]string{}, Held: map[string]string{},
 		Lost: map[string][]string{}, LostAt: map[string]int{},
@@ -132,6 +133,9 @@ func (r *Rollout) apply(i int, e Event) {
 		}
 		if e.Waves != nil && e.Wave >= 0 && e.Wave <= len(r.Waves) {
 			r.Waves = append(r.Waves[:e.Wave:e.Wave], cloneWaves(e.Waves)...)
+		}
+		if e.Stages != nil {
+			r.Stages = cloneStages(e.Stages)
 		}
 	case EventApproved:
 		r.Approvals = append(r.Approvals, RecordedApproval{Wave: WaveNumber(e.Wave), Commit: e.Commit, Reason: e.Reason, Index: i})

@@ -78,7 +78,7 @@ type RuntimeRelease struct {
 
 // Rollout event types, one commit each on refs/reconciler/rollouts/<app>.
 const (
-	EventStarted         = "started"          // Target, From, Waves
+	EventStarted         = "started"          // Target, From, Waves, Stages (stages.go)
 	EventWaveDone        = "wave_done"        // Wave
 	EventNodeDone        = "node_done"        // Node, Lease
 	EventNodeFailed      = "node_failed"      // Node, Reason, Lease
@@ -134,6 +134,7 @@ type Event struct {
 	Target         string        `json:"target,omitempty"`
 	From           string        `json:"from,omitempty"`
 	Waves          [][]string    `json:"waves,omitempty"` // the frozen plan
+	Stages         []StageSpan   `json:"stages,omitempty"`
 	Wave           int           `json:"wave,omitempty"`
 	Node           string        `json:"node,omitempty"`
 	Lease          string        `json:"lease,omitempty"`

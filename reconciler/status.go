@@ -51,6 +51,7 @@ type Status struct {
 	AtOnce   bool           `json:"atOnce,omitempty"`
 	Reason   string         `json:"reason,omitempty"`
 	Waves    [][]NodeStatus `json:"waves"`
+	Stages   []StageSpan    `json:"stages,omitempty"` // the rollout's stages over Waves (stages.go)
 	// NextWave is the wave waiting for batchDelay (or the canary monitor)
 	// to pass; nil when none waits, or while paused (nothing counts down).
 	NextWave *WaveOpening `json:"nextWave,omitempty"`
@@ -142,9 +143,11 @@ type ApprovalGate struct {
 // recorded the previous wave done (an estimate: each node counts batchDelay
 // from when it saw that event).
 type WaveOpening struct {
-	Wave    int           `json:"wave"` // counted from 1, as in the text
+	Wave    int           `json:"wave"`            // counted from 1, as in the text
+	Stage   int           `json:"stage,omitempty"` // the wave waits for this stage's bake (counted from 1), not batchDelay
 	At      time.Time     `json:"at"`
 	OpensIn time.Duration `json:"-"` // JSON: "opensIn": "12s", "opensInSeconds": 12
+	stage   string        // StageName of Stage
 }
 
 // StatusOf summarises an app's rollout from its record, the node reports and
@@ -166,7 +169,7 @@ func StatusOf(app spec.App, record []Event, reports map[string]NodeReport, lease
 	}
 	st.From, st.Rollout, st.RolloutTarget, st.Reason = r.From, r.ID, r.Target, r.Reason
 	st.State = stateOf(r, app)
-	st.Rollback, st.AtOnce = r.IsRollback, r.AtOnce
+	st.Rollback, st.AtOnce, st.Stages = r.IsRollback, r.AtOnce, r.Stages
 	st.Started = record[r.Started].Time
 	st.Elapsed = elapsed(record, r, now)
 	if r.Ended() {
@@ -305,7 +308,7 @@ func (st Status) waiting(k int, ns NodeStatus) NodeStatus {
 	case st.Gate != nil:
 		ns.Reason = "no switch starts now: " + st.Gate.Reason
 	case st.NextWave != nil && st.NextWave.Wave == WaveNumber(k):
-		ns.Reason = fmt.Sprintf("%s opens in %s", WaveName(k), st.NextWave.OpensIn)
+		ns.Reason = st.NextWave.text()
 	}
 	return ns
 }
@@ -326,7 +329,7 @@ func nextWave(app spec.App, record []Event, r *Rollout, now time.Time) *WaveOpen
 		if r.Resumed > i && record[r.Resumed].Time.After(from) {
 			from = record[r.Resumed].Time // resuming restarts the delay
 		}
-		at := from.Add(r.Options.BatchDelay)
+		at := from.Add(r.delayBefore(k, r.Options.BatchDelay)) // a stage's bake (stages.go)
 		if k == 1 && app.Rollout.Strategy == spec.StrategyCanary {
 			at = at.Add(app.Rollout.Canary.Monitor.Duration)
 		}
@@ -340,7 +343,11 @@ func nextWave(app spec.App, record []Event, r *Rollout, now time.Time) *WaveOpen
 		if record[i].Time.IsZero() || !at.After(now) {
 			return nil
 		}
-		return &WaveOpening{Wave: WaveNumber(k), At: at, OpensIn: at.Sub(now).Round(time.Second)}
+		w := &WaveOpening{Wave: WaveNumber(k), At: at, OpensIn: at.Sub(now).Round(time.Second)}
+		if s, ok := r.bakeBefore(k); ok {
+			w.Stage, w.stage = s.Index+1, StageName(s)
+		}
+		return w
 	}
 	return nil
 }

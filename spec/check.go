@@ -22,6 +22,7 @@ import (
 type checker struct {
 	user     cue.Value          // the fleet as written: positions and "got" values
 	metric   cue.Value          // the schema's #Metric, for health.metrics (check_metrics.go)
+	stage    cue.Value          // the schema's #Stage, for rollout.stages (check_stages.go)
 	declared map[string]Node    // the declared inventory, nil if it does not decode
 	rules    map[string]ruleSet // by schema path (check_quick.go)
 	errs     errorList

@@ -47,6 +47,10 @@ func (c *checker) runCheck(v cue.Value) {
 		c.checkString(v, prometheusURL)
 	case "metrics":
 		c.checkMetrics(v)
+	case "stages":
+		c.checkStages(v)
+	case "stagenodes":
+		c.checkStageNodes(v)
 	default:
 		panic(fmt.Sprintf("spec: schema names unknown check %q", rule))
 	}

@@ -183,10 +183,10 @@ func fastRollout(raw json.RawMessage) bool {
 		return true
 	}
 	var r map[string]json.RawMessage
-	if !jsonObject(raw, &r, "strategy", "batchSize", "batchDelay", "nodeTimeout", "rollbackOnFail", "onUnreachable", "canary", "windows", "freeze", "maxFailures", "approve") {
+	if !jsonObject(raw, &r, "strategy", "batchSize", "batchDelay", "nodeTimeout", "rollbackOnFail", "onUnreachable", "canary", "windows", "freeze", "maxFailures", "approve", "stages") {
 		return false
 	}
-	if !fastWindows(r["windows"]) || !fastFreeze(r["freeze"]) {
+	if !fastWindows(r["windows"]) || !fastFreeze(r["freeze"]) || !fastStages(r["stages"]) {
 		return false
 	}
 	if _, set := r["maxFailures"]; set && !optInt(r, "maxFailures", 0) && !optString(r, "maxFailures", validPercent) {
@@ -202,6 +202,26 @@ func fastRollout(raw json.RawMessage) bool {
 		ok = jsonObject(c, &m, "count", "monitor") && optInt(m, "count", 1) && optString(m, "monitor", validDuration)
 	}
 	return ok
+}
+
+// fastStages: absent, or a list of stages (#Stage) whose nodes are
+// targets in any form; a selector need not match a declared node.
+func fastStages(raw json.RawMessage) bool {
+	if raw == nil {
+		return true
+	}
+	var list []json.RawMessage
+	if len(raw) == 0 || raw[0] != '[' || json.Unmarshal(raw, &list) != nil {
+		return false
+	}
+	for _, e := range list {
+		var m map[string]json.RawMessage
+		if !jsonObject(e, &m, "nodes", "batchSize", "bake") || m["nodes"] == nil ||
+			!fastTargets(m["nodes"], nil) || !optInt(m, "batchSize", 1) || !optString(m, "bake", validDuration) {
+			return false
+		}
+	}
+	return true
 }
 
 // fastWindows: absent, or a list of windows that window.go's checks accept.

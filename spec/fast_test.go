@@ -31,7 +31,8 @@ func TestFastPathAgreesWithSchema(t *testing.T) {
 	artifact: {url: "file:///r/x.tgz", sha256: "` + strings.Repeat("ab", 32) + `", signature: "https://s/x.sig"}
 	rollout: {strategy: "canary", batchSize: 7, batchDelay: "1m30s", nodeTimeout: "2m", rollbackOnFail: false, onUnreachable: "fail", canary: {count: 2, monitor: "10m"}, maxFailures: "20%", approve: "after-canary",
 		windows: [{days: ["mon", "sun"], start: "22:00", end: "24:00", timezone: "Europe/Berlin"}, {days: ["tue"], start: "00:00", end: "01:00"}],
-		freeze: [{from: "2026-12-20T00:00:00+01:00", to: "2027-01-04T00:00:00Z", reason: "holidays"}, {from: "2027-02-01T00:00:00Z", to: "2027-02-02T00:00:00Z"}]}
+		freeze: [{from: "2026-12-20T00:00:00+01:00", to: "2027-01-04T00:00:00Z", reason: "holidays"}, {from: "2027-02-01T00:00:00Z", to: "2027-02-02T00:00:00Z"}],
+		stages: [{nodes: {region: "eu"}, batchSize: 1, bake: "1h"}, {nodes: ["b"]}, {nodes: {region: "mars"}, bake: "0s"}, {nodes: "all"}]}
 	health: {exec: ["bin/check", "${PORT}"], requiredStatus: "degraded", retries: 0, retryDelay: "1s"}}
 apps: y: {version: "1.0.0", artifact: url: "https://r/y.tgz", health: {tcp: "127.0.0.1:9", prometheus: "http://${PROM}:9090",
 	metrics: [{name: "errors", query: "rate(x{node=\"${NODE}\"}[1m])", max: 0.05}, {name: "p.99", query: "up", min: -1, max: 2.5e3, for: "2m", interval: "5s"}]}, nodes: {region: "us"}}

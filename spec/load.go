@@ -240,7 +240,7 @@ func fullLoad(ctx *cue.Context, user cue.Value) (*Fleet, error) {
 	}
 	def := schema.LookupPath(cue.ParsePath("#Fleet"))
 	v := user.Unify(def)
-	nodes, err := check(user, v, def, schema.LookupPath(cue.ParsePath("#Metric")))
+	nodes, err := check(user, v, def, schema)
 	if err != nil {
 		return nil, err
 	}
@@ -310,8 +310,10 @@ func packageClause(f *ast.File) string {
 
 // check walks the fleet v (user unified with the schema def) and returns
 // the declared nodes, decoded on the way, or every problem as *Errors.
-func check(user, v, def, metric cue.Value) (map[string]Node, error) {
-	c := &checker{user: user, metric: metric}
+// schema is the compiled schema.cue, whose #Metric and #Stage check the
+// elements of health.metrics and rollout.stages.
+func check(user, v, def, schema cue.Value) (map[string]Node, error) {
+	c := &checker{user: user, metric: schema.LookupPath(cue.ParsePath("#Metric")), stage: schema.LookupPath(cue.ParsePath("#Stage"))}
 	c.walkFleet(v, def)
 	c.flush()
 	if len(c.errs.list) == 0 {

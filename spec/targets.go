@@ -1,5 +1,10 @@
 package spec
 
+import (
+	"strconv"
+	"strings"
+)
+
 // Match reports whether the targets select the node called name with the
 // given labels: "all" selects every node, a list selects the nodes it names,
 // and a selector selects the nodes that carry every one of its labels (an
@@ -38,4 +43,21 @@ func (t Targets) Matcher() func(name string, labels map[string]string) bool {
 		set[n] = true
 	}
 	return func(name string, _ map[string]string) bool { return set[name] }
+}
+
+// Text writes the targets as they are written in CUE, for people: "all",
+// ["a", "b"] or {region: "eu"}.
+func (t Targets) Text() string {
+	switch {
+	case t.Names != nil:
+		quoted := make([]string, len(t.Names))
+		for i, n := range t.Names {
+			quoted[i] = strconv.Quote(n)
+		}
+		return "[" + strings.Join(quoted, ", ") + "]"
+	case t.Selector != nil:
+		return formatSelector(t.Selector)
+	default:
+		return `"all"`
+	}
 }

@@ -72,7 +72,20 @@ type Rollout struct {
 	// wave waits for `reconciler promote`) or "each-wave" (every wave after
 	// the first does). Rollbacks ignore it (docs/rollouts.md, "Approvals").
 	Approve string `json:"approve"`
-	Canary  Canary `json:"canary"`
+	// Stages are the rollout's rings: a node moves in the first stage
+	// whose selector matches it, the nodes no stage matches last
+	// (docs/rollouts.md, "Stages").
+	Stages []Stage `json:"stages,omitempty"`
+	Canary Canary  `json:"canary"`
+}
+
+// Stage is one ring of a rollout: the nodes Nodes selects move in waves of
+// BatchSize (0: the rollout's batchSize), and the next stage's first wave
+// opens Bake after this stage's last wave is done (0: after batchDelay).
+type Stage struct {
+	Nodes     Targets  `json:"nodes"`
+	BatchSize int      `json:"batchSize,omitempty"`
+	Bake      Duration `json:"bake"`
 }
 
 // Window is a maintenance window: on Days, from Start to End ("HH:MM",
