@@ -43,6 +43,12 @@ func printDiffMarkdown(e *env, rep *diffReport) {
 			budget = fmt.Sprintf(", up to %d failed node(s) skipped (`maxFailures`)", c.Plan.MaxFailures)
 		}
 		fmt.Fprintf(w, "Strategy `%s`, %d node(s), estimated %s%s.\n\n", c.Plan.Strategy, len(c.Nodes), c.Estimate, budget)
+		for _, s := range c.Plan.Stages {
+			fmt.Fprintf(w, "- %s\n", reconciler.StageText(s))
+		}
+		if len(c.Plan.Stages) > 0 {
+			fmt.Fprintln(w)
+		}
 		if len(c.Plan.Waves) > 0 {
 			fmt.Fprintln(w, "| wave | nodes |")
 			fmt.Fprintln(w, "|---|---|")

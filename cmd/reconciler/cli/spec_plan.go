@@ -21,6 +21,9 @@ func writePlan(e *env, p reconciler.Plan, app spec.App, declared int) {
 		nodes += len(w)
 	}
 	fmt.Fprintf(e.stdout, "%s %s: %s, %s in %s\n", p.App, p.Version, p.Strategy, count(nodes, "node"), count(len(p.Waves), "wave"))
+	for _, s := range p.Stages {
+		fmt.Fprintf(e.stdout, "  %s\n", reconciler.StageText(s))
+	}
 	for i, w := range p.Waves {
 		note := ""
 		if i == 0 && p.Strategy == spec.StrategyCanary {
