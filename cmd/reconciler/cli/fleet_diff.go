@@ -336,7 +336,7 @@ func printDiffText(e *env, rep *diffReport) {
 			tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
 			fmt.Fprintf(tw, "  strategy\t%s\n  nodes\t%d (%s)\n  estimate\t%s\n", c.Plan.Strategy, len(c.Nodes), strings.Join(c.Nodes, ", "), c.Estimate)
 			for _, s := range c.Plan.Stages {
-				fmt.Fprintf(tw, "  stage %d\t%s\n", s.Index+1, reconciler.StageText(s))
+				fmt.Fprintf(tw, "  %s\n", reconciler.StageText(s))
 			}
 			for k, wave := range c.Plan.Waves {
 				fmt.Fprintf(tw, "  wave %d\t%s\n", k+1, strings.Join(wave, ", "))
