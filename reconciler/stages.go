@@ -124,16 +124,6 @@ func stageChunks(app spec.App, nodes []string, size int, first bool) [][]string 
 	return chunks(nodes, size)
 }
 
-// stageOf returns the span holding wave k, or false.
-func (r *Rollout) stageOf(k int) (StageSpan, bool) {
-	for _, s := range r.Stages {
-		if k >= s.FirstWave && k <= s.last() {
-			return s, true
-		}
-	}
-	return StageSpan{}, false
-}
-
 // bakeBefore is the bake wave k waits for: the previous stage's, when k
 // is a stage's first wave (after the first stage) and that stage bakes.
 func (r *Rollout) bakeBefore(k int) (StageSpan, bool) {
