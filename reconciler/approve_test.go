@@ -34,12 +34,7 @@ func approved(k int) Event {
 
 func TestDecideApprovals(t *testing.T) {
 	each, canary := spec.ApproveEachWave, spec.ApproveAfterCanary
-	tests := []struct {
-		name   string
-		in     Input
-		action Action
-		check  func(*testing.T, Decision)
-	}{
+	tests := []decideCase{
 		{
 			name:   "the first wave is never gated",
 			in:     gatedIn("a", each),
@@ -227,17 +222,7 @@ func TestDecideApprovals(t *testing.T) {
 			action: Monitor,
 		},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			d := Decide(tt.in)
-			if d.Action != tt.action {
-				t.Fatalf("action = %s (%s), want %s", d.Action, d.Reason, tt.action)
-			}
-			if tt.check != nil {
-				tt.check(t, d)
-			}
-		})
-	}
+	runDecideCases(t, tests)
 }
 
 // TestNextGate: the wave a promote approves next.

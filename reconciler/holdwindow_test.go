@@ -32,12 +32,7 @@ func holding(in Input, name string, pin string) Input {
 
 func TestDecideHoldsAndPins(t *testing.T) {
 	w3 := [][]string{{"a", "b"}, {"c", "d"}, {"e"}}
-	tests := []struct {
-		name   string
-		in     Input
-		action Action
-		check  func(*testing.T, Decision)
-	}{
+	tests := []decideCase{
 		{
 			name:   "a held node is left out of a new plan",
 			in:     holding(holding(base("a", nil), "c", ""), "d", "1.0.0"),
@@ -149,17 +144,7 @@ func TestDecideHoldsAndPins(t *testing.T) {
 			},
 		},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			d := Decide(tt.in)
-			if d.Action != tt.action {
-				t.Fatalf("action = %s (%s), want %s", d.Action, d.Reason, tt.action)
-			}
-			if tt.check != nil {
-				tt.check(t, d)
-			}
-		})
-	}
+	runDecideCases(t, tests)
 }
 
 // completedHeld is a completed rollout of w in which node was held.
@@ -287,12 +272,7 @@ func TestGateAt(t *testing.T) {
 func TestDecideWindowsAndFreezes(t *testing.T) {
 	w3 := [][]string{{"a", "b"}, {"c", "d"}, {"e"}}
 	monday := time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC) // 09:00 Berlin
-	tests := []struct {
-		name   string
-		in     Input
-		action Action
-		check  func(*testing.T, Decision)
-	}{
+	tests := []decideCase{
 		{
 			name:   "a closed window holds an open wave: wait until it opens",
 			in:     windowed(base("a", started(w3...)), berlinMorning),
@@ -375,17 +355,7 @@ func TestDecideWindowsAndFreezes(t *testing.T) {
 			check:  wantReason("outside the maintenance windows"),
 		},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			d := Decide(tt.in)
-			if d.Action != tt.action {
-				t.Fatalf("action = %s (%s), want %s", d.Action, d.Reason, tt.action)
-			}
-			if tt.check != nil {
-				tt.check(t, d)
-			}
-		})
-	}
+	runDecideCases(t, tests)
 }
 
 func TestStatusAndDiffShowTheGate(t *testing.T) {
@@ -420,12 +390,7 @@ func TestDecideFailureBudget(t *testing.T) {
 	oneFailed := append(started(w3...), failedEv("a", "health check failed"), ev(EventNodeDone, node("b")))
 	twoFailed := append(slices.Clone(oneFailed), ev(EventWaveDone, wave(0)), failedEv("c", "install failed"))
 	lost := func(n string) Event { return ev(EventNodeLost, node(n), func(e *Event) { e.Lease = "t" + n }) }
-	tests := []struct {
-		name   string
-		in     Input
-		action Action
-		check  func(*testing.T, Decision)
-	}{
+	tests := []decideCase{
 		{
 			name:   "a starved holder (node_lost) costs nothing: its wave goes on",
 			in:     base("b", append(started(w3...), lost("a"), ev(EventNodeDone, node("b")))),
@@ -506,17 +471,7 @@ func TestDecideFailureBudget(t *testing.T) {
 			action: Acquire,
 		},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			d := Decide(tt.in)
-			if d.Action != tt.action {
-				t.Fatalf("action = %s (%s), want %s", d.Action, d.Reason, tt.action)
-			}
-			if tt.check != nil {
-				tt.check(t, d)
-			}
-		})
-	}
+	runDecideCases(t, tests)
 }
 
 func wantFailed(n, why string) func(*testing.T, Decision) {
@@ -547,4 +502,28 @@ func TestBudgetCompletesWithTheFailureInTheResult(t *testing.T) {
 		}
 	}
 	t.Fatal("the rollout did not complete")
+}
+
+// decideCase is one row of a table test of Decide: the input, the action
+// wanted, and more checks of the decision.
+type decideCase struct {
+	name   string
+	in     Input
+	action Action
+	check  func(*testing.T, Decision)
+}
+
+func runDecideCases(t *testing.T, tests []decideCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := Decide(tt.in)
+			if d.Action != tt.action {
+				t.Fatalf("action = %s (%s), want %s", d.Action, d.Reason, tt.action)
+			}
+			if tt.check != nil {
+				tt.check(t, d)
+			}
+		})
+	}
 }

@@ -153,12 +153,7 @@ func doneUpTo(k int) []Event {
 // bake, a pause and a resume during a bake, nodeTimeout counted from the
 // bake's end, the canary monitor on top of a bake.
 func TestStagesGates(t *testing.T) {
-	tests := []struct {
-		name   string
-		in     Input
-		action Action
-		check  func(*testing.T, Decision)
-	}{
+	tests := []decideCase{
 		{
 			name:   "ring 0's wave opens at once",
 			in:     staged("a", t0),
@@ -281,17 +276,7 @@ func TestStagesGates(t *testing.T) {
 			check:  wantEvent(EventCompleted),
 		},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			d := Decide(tt.in)
-			if d.Action != tt.action {
-				t.Fatalf("action = %s (%s), want %s", d.Action, d.Reason, tt.action)
-			}
-			if tt.check != nil {
-				tt.check(t, d)
-			}
-		})
-	}
+	runDecideCases(t, tests)
 }
 
 // TestStagesStarted: the started event records the stage spans; an
