@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"time"
 
@@ -571,12 +572,31 @@ func freeSlot(in Input, r *Rollout) (int, bool) {
 	if live >= n {
 		return 0, false
 	}
-	for s := range n {
+	first := firstSlot(r, in.Node, n)
+	for i := range n {
+		s := (first + i) % n
 		if l, seen := bySlot[s]; !seen || !l.Held() || freeable(r, l) {
 			return s, true
 		}
 	}
 	return 0, false
+}
+
+// firstSlot is the slot a node tries first: its place in its wave, modulo
+// the slot count, so that the nodes of an opening wave each ask for a slot
+// of their own. All starting from slot 0, they raced for the same
+// compare-and-swap: one won, every other lost and tried again at its next
+// pass, and a wave of 100 on etcd switched about 20 at a time (docs/scale.md).
+// A node outside the plan starts from a slot its name picks.
+func firstSlot(r *Rollout, node string, n int) int {
+	for _, w := range r.Waves {
+		if i := slices.Index(w, node); i >= 0 {
+			return i % n
+		}
+	}
+	h := fnv.New32a()
+	h.Write([]byte(node))
+	return int(h.Sum32() % uint32(n))
 }
 
 // freeable reports whether a held lease can be taken over: it expired on

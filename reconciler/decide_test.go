@@ -736,3 +736,43 @@ func TestDecideSimulation(t *testing.T) {
 		})
 	}
 }
+
+// TestSlotsSpreadOverAWave checks that the nodes of an opening wave ask for
+// different slots (each its place in the wave), so that they do not all
+// race for slot 0, and that a node whose slot is taken moves on to the next
+// free one, wrapping around.
+func TestSlotsSpreadOverAWave(t *testing.T) {
+	wave := []string{"a", "b", "c", "d", "e"}
+	rec := []Event{{Type: EventStarted, Rollout: "c1", Target: "1.1.0", From: "1.0.0",
+		Waves: [][]string{wave}, Options: &RolloutFlags{BatchSize: 5}}}
+	in := func(n string, batch int) Input {
+		in := base(n, rec)
+		in.App.Rollout.BatchSize = batch
+		return in
+	}
+	asked := map[int]string{}
+	for i, n := range wave {
+		d := Decide(in(n, 5))
+		if d.Action != Acquire {
+			t.Fatalf("%s: action %v, want Acquire", n, d.Action)
+		}
+		if d.Slot != i {
+			t.Errorf("%s (place %d in its wave): slot %d, want %d", n, i, d.Slot, i)
+		}
+		if other, dup := asked[d.Slot]; dup {
+			t.Errorf("%s and %s both ask for slot %d", n, other, d.Slot)
+		}
+		asked[d.Slot] = n
+	}
+
+	e := in("e", 5) // slot 4 taken: wrap to the first free one, 1
+	e.Leases = []Lease{lease(4, "a", 0), lease(0, "b", 0)}
+	if d := Decide(e); d.Action != Acquire || d.Slot != 1 {
+		t.Fatalf("e with slots 4 and 0 held: %v slot %d, want Acquire slot 1", d.Action, d.Slot)
+	}
+
+	rec[0].Options.BatchSize = 2 // more nodes than slots: place modulo the count
+	if d := Decide(in("d", 2)); d.Action != Acquire || d.Slot != 1 {
+		t.Fatalf("d (place 3) with 2 slots: %v slot %d, want Acquire slot 1", d.Action, d.Slot)
+	}
+}
