@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -217,9 +218,13 @@ func (s *store) head(ctx context.Context, ref plumbing.ReferenceName) (plumbing.
 }
 
 // fetch copies the given refs (same names locally) and their objects into
-// the cache, skipping refs whose objects the cache already has. Caller holds mu.
+// the cache, skipping refs whose objects the cache already has. Over smart
+// HTTP it asks upload-pack for the hashes directly, one request
+// (uploadPack); elsewhere go-git's Remote.Fetch lists the refs again
+// first. Caller holds mu.
 func (s *store) fetch(ctx context.Context, want map[plumbing.ReferenceName]plumbing.Hash) error {
 	var specs []config.RefSpec
+	fetched := map[plumbing.ReferenceName]plumbing.Hash{}
 	for name, h := range want {
 		if _, err := s.repo.Storer.EncodedObject(plumbing.AnyObject, h); err == nil {
 			if err := s.setLocal(name, h); err != nil {
@@ -228,9 +233,13 @@ func (s *store) fetch(ctx context.Context, want map[plumbing.ReferenceName]plumb
 			continue
 		}
 		specs = append(specs, config.RefSpec(fmt.Sprintf("+%s:%s", name, name)))
+		fetched[name] = h
 	}
 	if len(specs) == 0 {
 		return nil
+	}
+	if s.directFetch() {
+		return s.fetchDirect(ctx, fetched, specs)
 	}
 	err := s.bounded(ctx, fetchTimeouts*s.timeout, func(ctx context.Context) error {
 		return s.remote.FetchContext(ctx, &git.FetchOptions{
@@ -247,6 +256,33 @@ func (s *store) fetch(ctx context.Context, want map[plumbing.ReferenceName]plumb
 			if err := s.setLocal(name, h); err != nil {
 				return err
 			}
+		}
+	}
+	return nil
+}
+
+// fetchDirect is fetch over smart HTTP: one upload-pack request for the
+// hashes of refs, whose names specs spell for errors; the refs are set
+// only once every wanted object is in the cache.
+func (s *store) fetchDirect(ctx context.Context, refs map[plumbing.ReferenceName]plumbing.Hash, specs []config.RefSpec) error {
+	seen := map[plumbing.Hash]bool{}
+	var wants []plumbing.Hash
+	for _, h := range refs {
+		if !seen[h] {
+			seen[h] = true
+			wants = append(wants, h)
+		}
+	}
+	sort.Slice(wants, func(i, j int) bool { return wants[i].String() < wants[j].String() })
+	err := s.bounded(ctx, fetchTimeouts*s.timeout, func(ctx context.Context) error {
+		return s.uploadPack(ctx, wants)
+	})
+	if err != nil {
+		return classify("fetch "+specsString(specs)+" from", s.url, err)
+	}
+	for name, h := range refs {
+		if err := s.setLocal(name, h); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -24,6 +24,13 @@ func Serve(t testing.TB, bareDir string) string {
 	return serve(t, bareDir, func(h http.Handler) http.Handler { return h })
 }
 
+// ServeWrapped is Serve with the server's handler wrapped by wrap: a test
+// that must see, or alter, what a client sends or the server answers.
+func ServeWrapped(t testing.TB, bareDir string, wrap func(http.Handler) http.Handler) string {
+	t.Helper()
+	return serve(t, bareDir, wrap)
+}
+
 func serve(t testing.TB, bareDir string, wrap func(http.Handler) http.Handler) string {
 	t.Helper()
 	if testing.Short() {
@@ -75,7 +82,7 @@ type Requests struct {
 
 // Counts are a server's requests by kind.
 type Counts struct {
-	Adverts int // GET info/refs?service=git-upload-pack: a ref listing (ls-remote, the first half of a fetch)
+	Adverts int // GET info/refs?service=git-upload-pack: a ref listing (ls-remote; go-git's fetch starts with one too)
 	Fetches int // POST git-upload-pack: objects sent
 	Pushes  int // GET info/refs?service=git-receive-pack and POST git-receive-pack
 	Other   int
