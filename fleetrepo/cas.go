@@ -17,7 +17,6 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp/capability"
 	"github.com/go-git/go-git/v5/plumbing/transport"
-	"github.com/go-git/go-git/v5/plumbing/transport/client"
 	"github.com/go-git/go-git/v5/utils/ioutil"
 )
 
@@ -96,11 +95,7 @@ func (s *store) headAfter(ctx context.Context, ref plumbing.ReferenceName, d tim
 // advertised value of a ref already differs from its Old it returns
 // *ConflictError on that ref without sending anything.
 func (s *store) push(ctx context.Context, cmds []*packp.Command, objects []plumbing.Hash, atomic bool) (err error) {
-	ep, err := transport.NewEndpoint(s.url)
-	if err != nil {
-		return err
-	}
-	cl, err := client.NewClient(ep)
+	cl, ep, err := s.gitTransport()
 	if err != nil {
 		return err
 	}

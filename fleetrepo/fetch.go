@@ -28,6 +28,18 @@ func (s *store) directFetch() bool {
 	return err == nil && (ep.Protocol == "http" || ep.Protocol == "https")
 }
 
+// gitTransport is go-git's transport client for this store's URL, with
+// the URL's endpoint: what a session of either service (upload-pack,
+// receive-pack) is opened on.
+func (s *store) gitTransport() (transport.Transport, *transport.Endpoint, error) {
+	ep, err := transport.NewEndpoint(s.url)
+	if err != nil {
+		return nil, nil, err
+	}
+	cl, err := client.NewClient(ep)
+	return cl, ep, err
+}
+
 // uploadPack fetches the objects of wants (and everything they reach that
 // the cache lacks) in one POST git-upload-pack: the wants, the tips of the
 // cache's refs as haves (what go-git's fetch would send, less the history
@@ -38,11 +50,7 @@ func (s *store) directFetch() bool {
 // in the pack. An answer that lacks a wanted object is an error (naming
 // it missing). It sets no ref. Caller holds mu.
 func (s *store) uploadPack(ctx context.Context, wants []plumbing.Hash) (err error) {
-	ep, err := transport.NewEndpoint(s.url)
-	if err != nil {
-		return err
-	}
-	cl, err := client.NewClient(ep)
+	cl, ep, err := s.gitTransport()
 	if err != nil {
 		return err
 	}
