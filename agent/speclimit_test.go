@@ -33,7 +33,10 @@ func TestHostileSpecIsRefusedWithinTheBound(t *testing.T) {
 	const timeout = 2 * time.Second
 	h := newHarness(t, nil, "web@1.0.0")
 	h.a.cfg.SpecLoader = isolate.Loader{Path: os.Args[0], Args: []string{},
-		Env: []string{"RECONCILER_AGENT_TEST_EVAL_SPEC=1"}, Timeout: timeout}
+		Env: []string{"RECONCILER_AGENT_TEST_EVAL_SPEC=1"}, Timeout: timeout,
+		// Memory to spare: this test is about the deadline, and a fast machine
+		// maps the default 1 GiB before it.
+		Memory: 16 << 30}
 	if r, ok := h.reconcile(t); !ok || r.Apps["web"].Version != "1.0.0" {
 		t.Fatalf("valid spec through the child: converged %v, %+v (spec error %q)", ok, r.Apps, r.SpecError)
 	}
