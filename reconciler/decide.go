@@ -3,7 +3,6 @@ package reconciler
 import (
 	"fmt"
 	"hash/fnv"
-	"slices"
 	"time"
 
 	"github.com/fleetops/reconciler/spec"
@@ -58,6 +57,9 @@ type Input struct {
 	// Reports are the nodes' latest reports (for inferring From).
 	Reports map[string]NodeReport
 	Record  []Event
+	// Folded is Latest(Record) when the caller keeps it folded as the
+	// record grows (a Folding); nil: Decide folds Record itself.
+	Folded *Rollout
 	// Seen[i] is when this node first saw Record[i], on its own clock.
 	Seen   []time.Time
 	Leases []Lease
@@ -90,14 +92,22 @@ type Decision struct {
 	Lease   Lease     // Upgrade: the lease held
 	Version string    // Upgrade, Converge, Rollback
 	Until   time.Time // Wait, Monitor: decide again no later than this (zero: on change)
-	Reason  string    // for logs and status
-	Rollout *Rollout  // the rollout decided about, nil when none
+	// Behind, on a Wait for this node's wave to open, is how many waves
+	// are to open before it does (1: its own is next); 0 on any other
+	// decision. Such a wait ends on a record event (a wave done, an
+	// approval, a resume, a replan) or at Until, never on a lease moving.
+	Behind  int
+	Reason  string   // for logs and status
+	Rollout *Rollout // the rollout decided about, nil when none
 }
 
 // Decide returns this node's next step for one app. It is a pure function of
 // its input, so every rule of docs/design.md (the lease protocol) is table-tested.
 func Decide(in Input) Decision {
-	r := Latest(in.Record)
+	r := in.Folded
+	if r == nil {
+		r = Latest(in.Record)
+	}
 	if r == nil || r.Target != in.App.Version || r.Outcome == OutcomeSuperseded || retargeted(in, r) {
 		return decideNewTarget(in, r)
 	}
@@ -279,7 +289,7 @@ func bookkeeping(in Input, r *Rollout) (Decision, bool) {
 					l.App, l.Slot, l.TTL, len(r.Lost[l.Holder])+1, MaxLeaseLosses)}), true
 		}
 	}
-	for _, n := range planned(r) {
+	for _, n := range lostInPlan(r) {
 		if len(r.Lost[n]) >= MaxLeaseLosses && !r.terminal(n) && !holdsLease(in.Leases, r.ID, n) {
 			reason := fmt.Sprintf("lost its lease %d times without reporting a failure", len(r.Lost[n]))
 			if in.App.Rollout.OnUnreachable == spec.OnUnreachableFail {
@@ -317,7 +327,7 @@ func overBudget(in Input, r *Rollout) (Event, bool) {
 		return Event{}, false
 	}
 	failed := r.failedInPlan()
-	allowed := in.App.Rollout.MaxFailures.Of(len(planned(r)))
+	allowed := in.App.Rollout.MaxFailures.Of(r.plannedCount())
 	if len(failed) <= allowed {
 		return Event{}, false
 	}
@@ -336,7 +346,7 @@ func stopsOnFailure(in Input, r *Rollout) bool {
 	if !in.App.Rollout.RollbackOnFail || r.AtOnce {
 		return false
 	}
-	return len(r.failedInPlan()) > in.App.Rollout.MaxFailures.Of(len(planned(r)))
+	return len(r.failedInPlan()) > in.App.Rollout.MaxFailures.Of(r.plannedCount())
 }
 
 // nextWaveDone finds the first wave not yet recorded done whose nodes all
@@ -378,8 +388,9 @@ func unreachable(in Input, r *Rollout) (Event, bool) {
 		return Event{}, false
 	}
 	held := in.heldNodes(r)
+	holders := liveHolders(in.Leases, r.ID)
 	for _, n := range r.Waves[k] {
-		if r.terminal(n) || holdsLease(in.Leases, r.ID, n) {
+		if r.terminal(n) || holders[n] {
 			continue
 		}
 		if _, ok := held[n]; ok {
@@ -406,8 +417,9 @@ func heldInPlan(in Input, r *Rollout) (Event, bool) {
 	if len(held) == 0 {
 		return Event{}, false
 	}
+	holders := liveHolders(in.Leases, r.ID)
 	for _, n := range planned(r) {
-		if why, ok := held[n]; ok && !r.terminal(n) && !holdsLease(in.Leases, r.ID, n) {
+		if why, ok := held[n]; ok && !r.terminal(n) && !holders[n] {
 			return Event{Type: EventNodeHeld, Node: n, Reason: why}, true
 		}
 	}
@@ -474,12 +486,12 @@ func decideSelf(in Input, r *Rollout) Decision {
 	at, known := openAt(in, r, k)
 	if !known {
 		if _, prevDone := r.WaveDone[k-1]; prevDone && r.awaitsApproval(k) {
-			return Decision{Action: Wait, Reason: ApprovalWait(in.App.Name, k)}
+			return Decision{Action: Wait, Behind: 1, Reason: ApprovalWait(in.App.Name, k)}
 		}
-		return Decision{Action: Wait, Reason: fmt.Sprintf("%s waits for earlier waves", WaveName(k))}
+		return Decision{Action: Wait, Behind: max(1, k-r.wavesDone()), Reason: fmt.Sprintf("%s waits for earlier waves", WaveName(k))}
 	}
 	if in.Now.Before(at) {
-		return Decision{Action: Wait, Until: at, Reason: r.opensText(k, at.Sub(in.Now).Round(time.Millisecond))}
+		return Decision{Action: Wait, Until: at, Behind: 1, Reason: r.opensText(k, at.Sub(in.Now).Round(time.Millisecond))}
 	}
 	if upToDate(in) {
 		return appendEvent(in, r, Event{Type: EventNodeDone, Node: in.Node, Reason: "already on target"})
@@ -589,10 +601,8 @@ func freeSlot(in Input, r *Rollout) (int, bool) {
 // pass, and a wave of 100 on etcd switched about 20 at a time (docs/scale.md).
 // A node outside the plan starts from a slot its name picks.
 func firstSlot(r *Rollout, node string, n int) int {
-	for _, w := range r.Waves {
-		if i := slices.Index(w, node); i >= 0 {
-			return i % n
-		}
+	if p, ok := r.placeOf(node); ok {
+		return p.pos % n
 	}
 	h := fnv.New32a()
 	h.Write([]byte(node))
@@ -613,7 +623,7 @@ func freeable(r *Rollout, l Lease) bool {
 // awaitsVerdict reports whether node is in the plan without a done or
 // failed verdict (unreachable does not count: it took a lease after all).
 func awaitsVerdict(r *Rollout, node string) bool {
-	return slices.Contains(planned(r), node) && !hasKey(r.Done, node) && !hasKey(r.Failed, node)
+	return r.WaveOf(node) >= 0 && !hasKey(r.Done, node) && !hasKey(r.Failed, node)
 }
 
 // openWave returns the highest wave whose earlier waves are all done and
@@ -756,6 +766,31 @@ func holdsLease(ls []Lease, rollout, node string) bool {
 		}
 	}
 	return false
+}
+
+// liveHolders is the set of nodes holding an unexpired lease of rollout.
+func liveHolders(ls []Lease, rollout string) map[string]bool {
+	out := map[string]bool{}
+	for _, l := range ls {
+		if l.Holder != "" && l.Rollout == rollout && !l.Expired() {
+			out[l.Holder] = true
+		}
+	}
+	return out
+}
+
+// lostInPlan lists the planned nodes recorded lost, in plan order.
+func lostInPlan(r *Rollout) []string {
+	if len(r.Lost) == 0 {
+		return nil
+	}
+	var out []string
+	for _, n := range planned(r) {
+		if _, lost := r.Lost[n]; lost {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func planned(r *Rollout) []string {

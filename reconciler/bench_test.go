@@ -1,0 +1,79 @@
+package reconciler
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// midRollout is the input of a node of the last wave in a rollout of n
+// nodes in waves of n/10, half way: five waves done (each node's lease
+// taken and its node_done recorded, each wave's wave_done), the sixth
+// wave's nodes holding every slot. That is what each waiting node decides
+// on at every pass of a large rollout (docs/scale.md).
+func midRollout(n int) Input {
+	size := n / 10
+	waves := make([][]string, 10)
+	var inv []NodeInfo
+	for i := range n {
+		name := fmt.Sprintf("n%05d", i)
+		waves[i/size] = append(waves[i/size], name)
+		inv = append(inv, NodeInfo{Name: name})
+	}
+	rec := []Event{{Type: EventStarted, Rollout: "c1", Target: "1.1.0", From: "1.0.0", Waves: waves,
+		Options: &RolloutFlags{BatchSize: size}}}
+	for k := range 5 {
+		for _, name := range waves[k] {
+			rec = append(rec, Event{Type: EventNodeDone, Rollout: "c1", Node: name, Lease: "t" + name})
+		}
+		rec = append(rec, Event{Type: EventWaveDone, Rollout: "c1", Wave: k})
+	}
+	var leases []Lease
+	for s, name := range waves[5] {
+		leases = append(leases, Lease{App: "web", Slot: s, Holder: name, Rollout: "c1", TTL: 20 * time.Second, Token: "t" + name})
+	}
+	app := testApp()
+	app.Rollout.BatchSize = size
+	return Input{
+		Node: waves[9][size-1], App: app, Tip: "c1", Targeted: true,
+		Self: AppReport{Version: "1.0.0", State: AppHealthy}, Inventory: inv,
+		Record: rec, Seen: seenAt(len(rec), t0), Leases: leases, Now: t0.Add(time.Minute),
+	}
+}
+
+// BenchmarkDecideWaiting is one pass of the engine for a node waiting for
+// its wave, at 1,000 and 10,000 nodes: go test -run '^$' -bench DecideWaiting ./reconciler
+func BenchmarkDecideWaiting(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		in := midRollout(n)
+		if d := Decide(in); d.Action != Wait {
+			b.Fatalf("%d nodes: %s (%s), want a wait", n, d.Action, d.Reason)
+		}
+		b.Run(fmt.Sprintf("nodes=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				Decide(in)
+			}
+		})
+	}
+}
+
+// TestBehindCountsTheWavesToOpen: a node waiting for its wave says how
+// many waves open before it does; other decisions say 0.
+func TestBehindCountsTheWavesToOpen(t *testing.T) {
+	in := midRollout(100) // waves of 10, five done, the sixth (index 5) holding every slot
+	r := Latest(in.Record)
+	for _, c := range []struct {
+		wave   int
+		action Action
+		behind int
+	}{{9, Wait, 4}, {7, Wait, 2}, {6, Wait, 1}, {5, Upgrade, 0}, {2, Wait, 0}} {
+		in.Node = r.Waves[c.wave][3]
+		if c.wave < 5 {
+			in.Self = AppReport{Version: "1.1.0", State: AppHealthy}
+		}
+		if d := Decide(in); d.Action != c.action || d.Behind != c.behind {
+			t.Errorf("node of wave %d: %s (%s), behind %d; want %s, behind %d", c.wave, d.Action, d.Reason, d.Behind, c.action, c.behind)
+		}
+	}
+}
