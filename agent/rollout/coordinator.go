@@ -79,6 +79,14 @@ type Pusher interface {
 	PushesChanges() bool
 }
 
+// Focuser is an optional interface of a Shared whose watch can leave out
+// the changes a node does not wait for. After each pass the coordinator
+// says whether a lease moving in app can change what this node does:
+// not while it waits for an earlier wave (etcdstore).
+type Focuser interface {
+	Focus(app string, leases bool)
+}
+
 // Snapshotter is an optional interface of a Shared whose every read asks
 // the store (the Git store: a ref listing per read). Snapshot asks once and
 // returns a context under which the reads of one decision (Record, Leases)
@@ -154,6 +162,9 @@ type Coordinator struct {
 	retries map[string]int // app -> consecutive transient errors (backoff)
 	// approvals: app -> the approvals read for one tip and rollout.
 	approvals map[string]approvalsAt
+	// folds: app -> its record's latest rollout, kept folded between
+	// passes (a pass takes it out while it decides).
+	folds map[string]*reconciler.Folding
 }
 
 // approvalsAt is what Options.Approvals answered for a tip and a rollout.
@@ -187,7 +198,7 @@ func New(opt Options) (*Coordinator, error) {
 	}
 	return &Coordinator{opt: opt, log: opt.Logger.With("node", opt.Node), retries: map[string]int{},
 		seen: map[string][]time.Time{}, failures: map[string]int{}, settled: map[string]string{},
-		approvals: map[string]approvalsAt{}}, nil
+		approvals: map[string]approvalsAt{}, folds: map[string]*reconciler.Folding{}}, nil
 }
 
 // maxSteps bounds the bookkeeping one pass does for one app.
@@ -225,9 +236,11 @@ func (c *Coordinator) permit(ctx context.Context, in agent.DecideInput) (agent.P
 	var reports map[string]reconciler.NodeReport
 	var st step
 	fetch := false // a step wrote to the tracked branch
+	fold := c.takeFold(in.App.Name)
+	defer c.putFold(in.App.Name, fold)
 	for range maxSteps {
 		st.read = c.opt.Clock.Now()
-		rin, err := c.input(ctx, in, reports)
+		rin, err := c.input(ctx, in, reports, fold)
 		if err != nil {
 			return agent.Permit{Fetch: fetch}, err
 		}
@@ -244,6 +257,7 @@ func (c *Coordinator) permit(ctx context.Context, in agent.DecideInput) (agent.P
 		again, out, err := c.act(ctx, in, rin, d, &st)
 		fetch = fetch || out.Fetch
 		if err != nil || !again {
+			c.focus(in.App.Name, d)
 			out.Fetch = fetch
 			return out, err
 		}
@@ -337,7 +351,7 @@ func (c *Coordinator) act(ctx context.Context, in agent.DecideInput, rin reconci
 	}
 	until := d.Until
 	if until.IsZero() && d.Rollout != nil && !d.Rollout.Ended() {
-		until = c.opt.Clock.Now().Add(c.opt.ActivePoll) // a rollout moves: look again soon
+		until = c.opt.Clock.Now().Add(c.activePoll(d)) // a rollout moves: look again soon
 	}
 	if in.Local.Active == in.App.Version && in.Local.Failed != in.App.Version {
 		if d.Rollout != nil && d.Rollout.Ended() {
@@ -358,6 +372,34 @@ func (c *Coordinator) act(ctx context.Context, in agent.DecideInput, rin reconci
 		return false, agent.Permit{Version: in.Local.Active, Rollout: r.ID}, nil
 	}
 	return false, waiting(d, d.Reason, until), nil
+}
+
+// farPollFactor stretches ActivePoll for a node two or more waves behind
+// on a store that pushes changes.
+const farPollFactor = 6
+
+// activePoll is how soon a node waiting in a rollout in progress looks
+// again when nothing wakes it. What no write announces (a holder gone
+// silent, a node past nodeTimeout, a wave whose last node died before
+// recording it done) any node records, and the nodes of the open and the
+// next wave look every ActivePoll; on a store whose watch pushes every
+// write, a node further behind looks every farPollFactor × ActivePoll
+// (30 s by default). With 10,000 nodes all looking every 5 s, the looks
+// alone were 2,000 passes a second (docs/scale.md).
+func (c *Coordinator) activePoll(d reconciler.Decision) time.Duration {
+	if p, ok := c.opt.Shared.(Pusher); ok && p.PushesChanges() && d.Behind > 1 {
+		return farPollFactor * c.opt.ActivePoll
+	}
+	return c.opt.ActivePoll
+}
+
+// focus tells a Focuser whether lease changes of app matter to this node
+// after decision d: not while it waits for an earlier wave, which only a
+// record event (or a timer) ends.
+func (c *Coordinator) focus(app string, d reconciler.Decision) {
+	if f, ok := c.opt.Shared.(Focuser); ok {
+		f.Focus(app, d.Behind == 0)
+	}
 }
 
 // stale says why an Upgrade decision may no longer be acted on, or "".
@@ -408,8 +450,28 @@ func (c *Coordinator) isSettled(in agent.DecideInput) bool {
 		c.settled[in.App.Name] == settledKey(in)
 }
 
+// takeFold hands a pass the app's kept fold (a new one when another pass
+// holds it); putFold keeps it for the next pass. The Rollout a fold returns
+// is extended in place, so one pass at a time owns it.
+func (c *Coordinator) takeFold(app string) *reconciler.Folding {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f := c.folds[app]
+	delete(c.folds, app)
+	if f == nil {
+		f = &reconciler.Folding{}
+	}
+	return f
+}
+
+func (c *Coordinator) putFold(app string, f *reconciler.Folding) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.folds[app] = f
+}
+
 // input gathers the engine's input for one app.
-func (c *Coordinator) input(ctx context.Context, in agent.DecideInput, reports map[string]reconciler.NodeReport) (reconciler.Input, error) {
+func (c *Coordinator) input(ctx context.Context, in agent.DecideInput, reports map[string]reconciler.NodeReport, fold *reconciler.Folding) (reconciler.Input, error) {
 	app := in.App.Name
 	rctx := ctx
 	if s, ok := c.opt.Shared.(Snapshotter); ok {
@@ -432,12 +494,13 @@ func (c *Coordinator) input(ctx context.Context, in agent.DecideInput, reports m
 		tip := in.Commit.String()
 		descends = func(ancestor string) bool { return ancestor == tip || c.opt.Descends(tip, ancestor) }
 	}
+	r := fold.Latest(record)
 	return reconciler.Input{
 		Node: c.opt.Node, App: in.App, Tip: in.Commit.String(), Targeted: true, Descends: descends,
 		Self:      self(in),
 		Inventory: reconciler.InventoryOf(in.Fleet.Nodes, reports),
-		Reports:   reports, Record: record, Seen: c.observe(app, len(record), now),
-		Leases: leases, Now: now, Rollback: in.Rollback, Approvals: c.approvalsOf(in.Commit.String(), app, record),
+		Reports:   reports, Record: record, Folded: r, Seen: c.observe(app, len(record), now),
+		Leases: leases, Now: now, Rollback: in.Rollback, Approvals: c.approvalsOf(in.Commit.String(), app, r),
 	}, nil
 }
 
@@ -445,8 +508,7 @@ func (c *Coordinator) input(ctx context.Context, in agent.DecideInput, reports m
 // while it waits at an approval gate (nil otherwise), read once per tip. A
 // history that cannot be read approves nothing: the gate stays shut
 // (logged), which is the safe side.
-func (c *Coordinator) approvalsOf(tip, app string, record []reconciler.Event) []reconciler.Approval {
-	r := reconciler.Latest(record)
+func (c *Coordinator) approvalsOf(tip, app string, r *reconciler.Rollout) []reconciler.Approval {
 	if c.opt.Approvals == nil || r == nil || r.Ended() || r.NextGate() < 0 {
 		return nil
 	}
@@ -469,7 +531,8 @@ func (c *Coordinator) approvalsOf(tip, app string, record []reconciler.Event) []
 }
 
 // observe extends an app's first-seen times to n events, stamping the new
-// ones with now, and returns a copy.
+// ones with now, and returns them: a view capped at n, which later appends
+// (past its end) never change.
 func (c *Coordinator) observe(app string, n int, now time.Time) []time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -481,7 +544,7 @@ func (c *Coordinator) observe(app string, n int, now time.Time) []time.Time {
 		s = append(s, now)
 	}
 	c.seen[app] = s
-	return append([]time.Time(nil), s...)
+	return s[:n:n]
 }
 
 // self is this node's own state for the engine.
@@ -512,7 +575,7 @@ func self(in agent.DecideInput) reconciler.AppReport {
 func (c *Coordinator) appendEvent(ctx context.Context, rin reconciler.Input, d reconciler.Decision) error {
 	app := rin.App.Name
 	decide := func(cur []reconciler.Event) (*reconciler.Event, error) {
-		rin.Record, rin.Seen = cur, c.observe(app, len(cur), rin.Now)
+		rin.Record, rin.Folded, rin.Seen = cur, nil, c.observe(app, len(cur), rin.Now)
 		again := reconciler.Decide(rin)
 		if again.Action != reconciler.Append || again.Event.Type != d.Event.Type {
 			return nil, nil // someone else recorded it, or it is moot now

@@ -202,7 +202,7 @@ func TestLostLeaseBeforeSwitch(t *testing.T) {
 	if _, err := op.shared.Break(ctx, "web", 0); err != nil {
 		t.Fatal(err)
 	}
-	rin, err := a.coord.input(ctx, in, nil)
+	rin, err := a.coord.input(ctx, in, nil, &reconciler.Folding{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,6 +34,67 @@ func open(t *testing.T, c *embedded.Cluster, node string, opts etcdstore.Options
 	return st
 }
 
+// TestWatchWakesOnlyForWhatMatters: a node_done event wakes no watcher;
+// while Focus says an app's leases do not matter, its lease changes do not
+// either (another app's still do), and they do again once Focus says so;
+// any other record event always does.
+func TestWatchWakesOnlyForWhatMatters(t *testing.T) {
+	c := cluster(t, 1)
+	w, a := open(t, c, "w", etcdstore.Options{}), open(t, c, "a", etcdstore.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	woke := make(chan time.Time, 100)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.Watch(ctx, func() { woke <- time.Now() })
+	}()
+	<-woke
+	time.Sleep(100 * time.Millisecond)
+	expect := func(what string, wakes bool) {
+		t.Helper()
+		select {
+		case <-woke:
+			if !wakes {
+				t.Fatalf("%s woke the watcher", what)
+			}
+		case <-time.After(500 * time.Millisecond):
+			if wakes {
+				t.Fatalf("%s did not wake the watcher", what)
+			}
+		}
+	}
+	appendEvent := func(e reconciler.Event) {
+		t.Helper()
+		if err := a.Append(ctx, "web", func([]reconciler.Event) (*reconciler.Event, error) { return &e, nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendEvent(reconciler.Event{Type: reconciler.EventNodeDone, Rollout: "r1", Node: "a", Reason: `quoted "type":"node_done"`})
+	expect("a node_done", false)
+	appendEvent(reconciler.Event{Type: reconciler.EventNodeLost, Rollout: "r1", Node: "b", Reason: `"type":"node_done"`})
+	expect("a node_lost whose reason names node_done", true)
+	w.Focus("web", false)
+	l, err := a.Acquire(ctx, "web", 0, "a", "r1", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect("an unfocused app's acquisition", false)
+	if _, err := a.Acquire(ctx, "db", 0, "a", "r1", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	expect("another app's acquisition", true)
+	appendEvent(reconciler.Event{Type: reconciler.EventWaveDone, Rollout: "r1", Wave: 0})
+	expect("a wave_done", true)
+	w.Focus("web", true)
+	if err := a.Release(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	expect("a focused app's release", true)
+	cancel()
+	<-done
+}
+
 // TestWatchWakesOnChange: a watcher wakes within milliseconds of another
 // store's append, acquisition or release, and not for node reports or
 // lease renewals.
@@ -90,7 +151,7 @@ func TestWatchWakesOnChange(t *testing.T) {
 		var err error
 		if i%2 == 0 {
 			err = a.Append(ctx, "web", func([]reconciler.Event) (*reconciler.Event, error) {
-				return &reconciler.Event{Type: reconciler.EventNodeDone, Rollout: "r1", Node: "a"}, nil
+				return &reconciler.Event{Type: reconciler.EventWaveDone, Rollout: "r1", Wave: i}, nil
 			})
 		} else {
 			_, err = a.Acquire(ctx, "web", i, "a", "r1", time.Minute)

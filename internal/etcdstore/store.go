@@ -130,6 +130,9 @@ type Store struct {
 
 	badMu sync.Mutex
 	bad   map[string]fleetrepo.BadRef // unreadable keys, by key
+
+	focusMu   sync.Mutex
+	unfocused map[string]bool // apps whose lease changes wake no Watch (Focus)
 }
 
 // Open connects to etcd. Without a user it does not wait for a member to
@@ -162,7 +165,7 @@ func newStore(opts Options, cli *clientv3.Client, owns bool) *Store {
 		opts: opts, cli: cli, ownsCli: owns, url: "etcd://" + strings.Join(opts.Endpoints, ",") + opts.Prefix,
 		instance: cmp.Or(opts.Instance, randomID()), ctx: ctx, cancel: cancel,
 		seen: map[string]observation{}, records: map[string]recordCache{}, reports: map[string]reportCache{},
-		bad: map[string]fleetrepo.BadRef{},
+		bad: map[string]fleetrepo.BadRef{}, unfocused: map[string]bool{},
 	}
 }
 
