@@ -77,3 +77,23 @@ func TestBehindCountsTheWavesToOpen(t *testing.T) {
 		}
 	}
 }
+
+// TestSlotWaitMarksOnlyTheWaitForASlot: a node of the open wave finding
+// every slot held waits for a slot (a lease change can end that); a node
+// waiting for its wave does not.
+func TestSlotWaitMarksOnlyTheWaitForASlot(t *testing.T) {
+	in := midRollout(100)
+	in.Now = t0.Add(10 * time.Second) // within nodeTimeout of the wave opening
+	r := Latest(in.Record)
+	for i := range in.Leases {
+		in.Leases[i].Holder = r.Waves[5][i/2] // half the wave holds every slot (two each)
+	}
+	in.Node = r.Waves[5][9]
+	if d := Decide(in); d.Action != Wait || !d.SlotWait || d.Behind != 0 {
+		t.Errorf("open wave, slots held: %s (%s), slot wait %v, behind %d", d.Action, d.Reason, d.SlotWait, d.Behind)
+	}
+	in.Node = r.Waves[8][0]
+	if d := Decide(in); d.Action != Wait || d.SlotWait {
+		t.Errorf("waiting for its wave: %s (%s), slot wait %v", d.Action, d.Reason, d.SlotWait)
+	}
+}

@@ -96,9 +96,12 @@ type Decision struct {
 	// are to open before it does (1: its own is next); 0 on any other
 	// decision. Such a wait ends on a record event (a wave done, an
 	// approval, a resume, a replan) or at Until, never on a lease moving.
-	Behind  int
-	Reason  string   // for logs and status
-	Rollout *Rollout // the rollout decided about, nil when none
+	Behind int
+	// SlotWait marks the Wait for a lease slot to free: the only wait a
+	// lease moving can end.
+	SlotWait bool
+	Reason   string   // for logs and status
+	Rollout  *Rollout // the rollout decided about, nil when none
 }
 
 // Decide returns this node's next step for one app. It is a pure function of
@@ -548,7 +551,7 @@ func leaseOrWait(in Input, r *Rollout) Decision {
 	if slot, ok := freeSlot(in, r); ok {
 		return Decision{Action: Acquire, Slot: slot, Version: r.Target, Reason: "wave open"}
 	}
-	return Decision{Action: Wait, Reason: fmt.Sprintf("all %d lease slots are held", slotCount(in.App, r))}
+	return Decision{Action: Wait, SlotWait: true, Reason: fmt.Sprintf("all %d lease slots are held", slotCount(in.App, r))}
 }
 
 // slotCount is how many lease slots the app's rollout may hold at once:
