@@ -29,8 +29,8 @@ func (s *Store) alivePrefix() string { return s.opts.Prefix + "alive/" }
 // WriteReport puts r at nodes/<node> by a transaction on the key's revision,
 // and in the same transaction alive/<node> (this Store's instance id) bound
 // to its liveness lease, kept alive while the Store is open. As on Git, a
-// report that differs from the last one written only in Time is skipped
-// unless older than ReportRefresh; when another Store wrote the node's
+// report that differs from the last one written only in Time is skipped,
+// without a request, unless older than ReportRefresh; when another Store wrote the node's
 // report since this one did (two agents with one node name) the report is
 // written all the same and a *fleetrepo.DuplicateNodeError returned.
 func (s *Store) WriteReport(ctx context.Context, r reconciler.NodeReport) error {
@@ -41,6 +41,15 @@ func (s *Store) WriteReport(ctx context.Context, r reconciler.NodeReport) error 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.opts.Clock.Now()
+	last, wrote := s.reports[r.Node]
+	if wrote && sameButTime(last.report, r) && s.liveness != 0 &&
+		(s.opts.ReportRefresh < 0 || now.Sub(last.written) < s.opts.ReportRefresh) {
+		// Nothing to write, and nothing read: an agent writes its report
+		// at every pass, and a read each time was a third of a rollout's
+		// requests (docs/scale.md). Another agent writing this node's
+		// report is found at the next change or refresh.
+		return nil
+	}
 	octx, cancel := s.op(ctx)
 	defer cancel()
 	resp, err := s.cli.Txn(octx).Then(clientv3.OpGet(key), clientv3.OpGet(alive)).Commit()
@@ -54,11 +63,6 @@ func (s *Store) WriteReport(ctx context.Context, r reconciler.NodeReport) error 
 	var writer string
 	if kvs := resp.Responses[1].GetResponseRange().Kvs; len(kvs) == 1 {
 		writer = string(kvs[0].Value)
-	}
-	last, wrote := s.reports[r.Node]
-	if wrote && last.rev == cur && sameButTime(last.report, r) && s.liveness != 0 &&
-		(s.opts.ReportRefresh < 0 || now.Sub(last.written) < s.opts.ReportRefresh) {
-		return nil
 	}
 	var dup error
 	// The chain moved under this handle; or, at its first write, another
