@@ -38,6 +38,8 @@ import (
 // in-memory store in the simulation). Its contract, which the protocol's
 // safety rests on (docs/shared-state.md):
 //
+//   - Record's events, and those Append hands decide, are read-only: a
+//     store may share them with its cache (etcdstore does).
 //   - Append is a compare-and-swap on the app's record: decide sees the
 //     current events and returns the one to append (nil: nothing).
 //   - AppendGuarded is Append that lands only if each lease slot of the
@@ -82,7 +84,7 @@ type Pusher interface {
 // Focuser is an optional interface of a Shared whose watch can leave out
 // the changes a node does not wait for. After each pass the coordinator
 // says whether a lease moving in app can change what this node does:
-// not while it waits for an earlier wave (etcdstore).
+// only while it waits for a free slot (etcdstore).
 type Focuser interface {
 	Focus(app string, leases bool)
 }
@@ -394,11 +396,15 @@ func (c *Coordinator) activePoll(d reconciler.Decision) time.Duration {
 }
 
 // focus tells a Focuser whether lease changes of app matter to this node
-// after decision d: not while it waits for an earlier wave, which only a
-// record event (or a timer) ends.
+// after decision d: only while it waits for a slot (all held, or its
+// compare-and-swap for one lost). Any other wait (for its wave, for the
+// rollout to end, a canary's monitor) only a record event or a timer
+// ends, and a holder follows its own lease by renewing it: with every
+// lease change waking every node, those were most of a rollout's passes
+// (docs/scale.md).
 func (c *Coordinator) focus(app string, d reconciler.Decision) {
 	if f, ok := c.opt.Shared.(Focuser); ok {
-		f.Focus(app, d.Behind == 0)
+		f.Focus(app, d.SlotWait || d.Action == reconciler.Acquire)
 	}
 }
 

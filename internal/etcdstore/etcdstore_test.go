@@ -34,10 +34,10 @@ func open(t *testing.T, c *embedded.Cluster, node string, opts etcdstore.Options
 	return st
 }
 
-// TestWatchWakesOnlyForWhatMatters: a node_done event wakes no watcher;
-// while Focus says an app's leases do not matter, its lease changes do not
-// either (another app's still do), and they do again once Focus says so;
-// any other record event always does.
+// TestWatchWakesOnlyForWhatMatters: a node_done event wakes no watcher,
+// any other record event does; once Focus was called, only lease changes
+// of an app whose slot the node waits for do, including those made since
+// its last read of the leases while no watch followed them.
 func TestWatchWakesOnlyForWhatMatters(t *testing.T) {
 	c := cluster(t, 1)
 	w, a := open(t, c, "w", etcdstore.Options{}), open(t, c, "a", etcdstore.Options{})
@@ -74,23 +74,36 @@ func TestWatchWakesOnlyForWhatMatters(t *testing.T) {
 	expect("a node_done", false)
 	appendEvent(reconciler.Event{Type: reconciler.EventNodeLost, Rollout: "r1", Node: "b", Reason: `"type":"node_done"`})
 	expect("a node_lost whose reason names node_done", true)
-	w.Focus("web", false)
+	w.Focus("web", false) // waits for its wave: no lease change matters
 	l, err := a.Acquire(ctx, "web", 0, "a", "r1", time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
-	expect("an unfocused app's acquisition", false)
+	expect("an acquisition while no slot is waited for", false)
+	appendEvent(reconciler.Event{Type: reconciler.EventWaveDone, Rollout: "r1", Wave: 0})
+	expect("a wave_done", true)
+	w.Focus("db", true) // waits for a slot of db
+	time.Sleep(100 * time.Millisecond)
 	if _, err := a.Acquire(ctx, "db", 0, "a", "r1", time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	expect("another app's acquisition", true)
-	appendEvent(reconciler.Event{Type: reconciler.EventWaveDone, Rollout: "r1", Wave: 0})
-	expect("a wave_done", true)
-	w.Focus("web", true)
+	expect("an acquisition in the app whose slot it waits for", true)
+	if _, err := a.Acquire(ctx, "web", 1, "a", "r1", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	expect("an acquisition in another app", false)
+	w.Focus("db", false)
+	// The leases read, then freed while no watch follows them: waiting for
+	// a slot again, the watch starts after that read and misses nothing.
+	if _, err := w.Leases(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
 	if err := a.Release(ctx, l); err != nil {
 		t.Fatal(err)
 	}
-	expect("a focused app's release", true)
+	expect("a release while no slot is waited for", false)
+	w.Focus("web", true)
+	expect("a release after the last read, once a slot is waited for", true)
 	cancel()
 	<-done
 }

@@ -394,6 +394,7 @@ func (s *Store) Leases(ctx context.Context, app string) ([]reconciler.Lease, err
 	if err != nil {
 		return nil, fmt.Errorf("read leases of %s: %w", orAll(app), s.classify("read leases from", err))
 	}
+	s.leasesRev = resp.Header.Revision
 	now := s.opts.Clock.Now()
 	var out []reconciler.Lease
 	for _, kv := range resp.Kvs {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -79,7 +78,7 @@ func (s *Store) appendOnce(ctx context.Context, app string, decide func([]reconc
 	if err != nil {
 		return err
 	}
-	ev, err := decide(slices.Clone(c.events))
+	ev, err := decide(c.events[:len(c.events):len(c.events)]) // read-only, as Record's
 	if err != nil || ev == nil {
 		return err
 	}
@@ -175,7 +174,7 @@ func (s *Store) appendGuardedOnce(ctx context.Context, app string, guard map[int
 	if err != nil {
 		return err
 	}
-	ev, err := decide(slices.Clone(c.events))
+	ev, err := decide(c.events[:len(c.events):len(c.events)]) // read-only, as Record's
 	if err != nil || ev == nil {
 		return err
 	}

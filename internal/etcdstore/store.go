@@ -132,7 +132,10 @@ type Store struct {
 	bad   map[string]fleetrepo.BadRef // unreadable keys, by key
 
 	focusMu   sync.Mutex
-	unfocused map[string]bool // apps whose lease changes wake no Watch (Focus)
+	focused   bool            // Focus was called: only slotWaits' lease changes wake Watch
+	slotWaits map[string]bool // apps whose last Focus said lease changes matter
+	refocus   chan struct{}   // (1) whether the leases matter changed
+	leasesRev int64           // revision of the last Leases read (under mu)
 }
 
 // Open connects to etcd. Without a user it does not wait for a member to
@@ -165,7 +168,7 @@ func newStore(opts Options, cli *clientv3.Client, owns bool) *Store {
 		opts: opts, cli: cli, ownsCli: owns, url: "etcd://" + strings.Join(opts.Endpoints, ",") + opts.Prefix,
 		instance: cmp.Or(opts.Instance, randomID()), ctx: ctx, cancel: cancel,
 		seen: map[string]observation{}, records: map[string]recordCache{}, reports: map[string]reportCache{},
-		bad: map[string]fleetrepo.BadRef{}, unfocused: map[string]bool{},
+		bad: map[string]fleetrepo.BadRef{}, slotWaits: map[string]bool{}, refocus: make(chan struct{}, 1),
 	}
 }
 

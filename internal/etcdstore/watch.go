@@ -18,12 +18,18 @@ import (
 // Node reports do not wake it, nor lease renewals (they change often and
 // decide nothing a waiting node acts on: a holder going silent shows by
 // time, which the coordinator's poll covers); a slot taken, freed or
-// handed to another holder does, unless Focus said lease changes of that
-// app do not matter now. A node_done event wakes no one: the node that
-// records it goes on to record its wave done when it completes it, and
-// waking every node of the fleet for each of them made a 1,000-node
-// rollout CPU-bound (docs/scale.md). A broken watch (a member lost, a
-// compaction) is opened again after a second, with a wake: a full re-read.
+// handed to another holder does.
+//
+// Once the coordinator has said what it waits for (Focus), only what can
+// change that wakes it: the leases are watched only while it waits for a
+// slot of some app (from the revision of its last read of the leases, so
+// that nothing written since is missed), and a node_done event wakes no
+// one (the node that records it goes on to record its wave done when it
+// completes it). Every lease write and every node_done sent to every
+// node's watch made a 1,000-node rollout CPU-bound (docs/scale.md).
+//
+// A broken watch (a member lost, a compaction) is opened again after a
+// second, with a wake: a full re-read.
 func (s *Store) Watch(ctx context.Context, wake func()) error {
 	for {
 		wake()
@@ -40,18 +46,40 @@ func (s *Store) Watch(ctx context.Context, wake func()) error {
 // happen (rollout.Options.ActivePoll then only bounds timers).
 func (s *Store) PushesChanges() bool { return true }
 
-// watchOnce follows records and leases until either watch breaks or ctx ends.
+// watchOnce follows records, and leases while they matter, until a watch
+// breaks or ctx ends.
 func (s *Store) watchOnce(ctx context.Context, wake func()) {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	records := s.cli.Watch(wctx, s.opts.Prefix+"rollouts/", clientv3.WithPrefix())
-	leases := s.cli.Watch(wctx, s.leasePrefix(), clientv3.WithPrefix(), clientv3.WithPrevKV())
+	var leases clientv3.WatchChan // nil while no lease change matters
+	stopLeases := func() {}
+	defer func() { stopLeases() }()
+	follow := func() {
+		want, from := s.leasesMatter()
+		switch {
+		case want && leases == nil:
+			lctx, stop := context.WithCancel(wctx)
+			opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithPrevKV()}
+			if from > 0 {
+				opts = append(opts, clientv3.WithRev(from))
+			}
+			leases, stopLeases = s.cli.Watch(lctx, s.leasePrefix(), opts...), stop
+		case !want && leases != nil:
+			stopLeases()
+			leases, stopLeases = nil, func() {}
+		}
+	}
+	follow()
 	for {
 		var resp clientv3.WatchResponse
 		var ok bool
 		select {
 		case <-ctx.Done():
 			return
+		case <-s.refocus:
+			follow()
+			continue
 		case resp, ok = <-records:
 		case resp, ok = <-leases:
 		}
@@ -64,17 +92,47 @@ func (s *Store) watchOnce(ctx context.Context, wake func()) {
 	}
 }
 
-// Focus implements rollout.Focuser: with leases false, lease changes of
-// app do not wake Watch until Focus says otherwise.
+// Focus implements rollout.Focuser: leases says whether lease changes of
+// app can change what this node does (it waits for a slot). Until the first
+// call every lease change wakes Watch; after it, only those of apps whose
+// last Focus said so.
 func (s *Store) Focus(app string, leases bool) {
 	s.focusMu.Lock()
-	defer s.focusMu.Unlock()
+	before := s.leasesMatterLocked()
+	s.focused = true
 	if leases {
-		delete(s.unfocused, app)
-		return
+		s.slotWaits[app] = true
+	} else {
+		delete(s.slotWaits, app)
 	}
-	s.unfocused[app] = true
+	changed := before != s.leasesMatterLocked()
+	s.focusMu.Unlock()
+	if changed {
+		select {
+		case s.refocus <- struct{}{}:
+		default: // one is pending: the watch reads the state afresh
+		}
+	}
 }
+
+// leasesMatter says whether Watch follows the leases, and from which
+// revision (0: from now): the one after this Store's last read of them.
+func (s *Store) leasesMatter() (bool, int64) {
+	s.focusMu.Lock()
+	want := s.leasesMatterLocked()
+	s.focusMu.Unlock()
+	if !want {
+		return false, 0
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.leasesRev == 0 {
+		return true, 0
+	}
+	return true, s.leasesRev + 1
+}
+
+func (s *Store) leasesMatterLocked() bool { return !s.focused || len(s.slotWaits) > 0 }
 
 // wakes reports whether a watch event can change what this node does.
 func (s *Store) wakes(ev *clientv3.Event) bool {
@@ -82,9 +140,9 @@ func (s *Store) wakes(ev *clientv3.Event) bool {
 	if app, ok := strings.CutPrefix(key, s.leasePrefix()); ok {
 		app, _, _ = strings.Cut(app, "/")
 		s.focusMu.Lock()
-		unfocused := s.unfocused[app]
+		matters := !s.focused || s.slotWaits[app]
 		s.focusMu.Unlock()
-		return !unfocused && moves(ev)
+		return matters && moves(ev)
 	}
 	// A record event, as the store writes it (compact JSON: a quote inside
 	// a string value is escaped, so this cannot match inside one).
