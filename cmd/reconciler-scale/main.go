@@ -46,6 +46,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&opt.GitPoll, "git-poll", 0, "ref-listing interval of the tracked branch and the Git shared state (default fleetrepo's: 10s and 60s)")
 	fs.DurationVar(&opt.ActivePoll, "active-poll", 0, "how often a node waiting in a rollout re-reads the shared state (default rollout's: 2s Git, 5s etcd)")
 	fs.DurationVar(&opt.LeaseTTL, "lease-ttl", 0, "each coordinator's lease TTL (default rollout's: 20s)")
+	fs.IntVar(&opt.Webhooks, "webhook", 0, "how many agents run the push webhook receiver, which the harness calls after each push as a Git host does (0: none; the agents poll, and the first to learn of a push publishes the etcd tip key)")
 	fs.BoolVar(&opt.GitCache, "git-cache", false, "answer repeated ref advertisements from memory until the next push (a faster Git server; requests are still counted)")
 	fs.IntVar(&opt.GitWorkers, "git-workers", 8, "git http-backend processes running at once")
 	output := fs.String("output", "text", "text or json")

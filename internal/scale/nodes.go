@@ -25,6 +25,13 @@ func (h *harness) startNodes(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("node %s: %w", name, err)
 		}
+		hook, err := h.hook(i)
+		if err != nil {
+			return fmt.Errorf("node %s: %w", name, err)
+		}
+		if hook != nil {
+			cfg.Wakers = append(cfg.Wakers, hook)
+		}
 		a, err := agent.New(cfg)
 		if err != nil {
 			return fmt.Errorf("node %s: %w", name, err)

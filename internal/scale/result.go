@@ -49,15 +49,17 @@ type Memory struct {
 
 // Result is one run's figures.
 type Result struct {
-	Nodes   int      `json:"nodes"`
-	Wave    int      `json:"wave"`
-	Waves   int      `json:"waves"` // ceil(nodes / wave)
-	Store   string   `json:"store"`
-	Switch  Seconds  `json:"switchSeconds"`
-	Install Seconds  `json:"installSeconds"`
-	Idle    Seconds  `json:"idleSeconds"`
-	Shared  []string `json:"shared"`
-	Cores   int      `json:"cores"`
+	Nodes   int     `json:"nodes"`
+	Wave    int     `json:"wave"`
+	Waves   int     `json:"waves"` // ceil(nodes / wave)
+	Store   string  `json:"store"`
+	Switch  Seconds `json:"switchSeconds"`
+	Install Seconds `json:"installSeconds"`
+	Idle    Seconds `json:"idleSeconds"`
+	// Webhooks is how many agents got the push webhook (Options.Webhooks).
+	Webhooks int      `json:"webhooks"`
+	Shared   []string `json:"shared"`
+	Cores    int      `json:"cores"`
 	// LoadAverage is the machine's 1-minute load average when the rollout
 	// ended (/proc/loadavg): other work on the machine shows in every
 	// figure.
@@ -306,8 +308,8 @@ func (r *Result) WriteJSON(w io.Writer) error {
 func (r *Result) WriteText(w io.Writer) error {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
-	p("scale: %d nodes, waves of %d (%d waves), store %s, switch %s, install %s, %d cores (load average %.1f)",
-		r.Nodes, r.Wave, r.Waves, r.Store, r.Switch, r.Install, r.Cores, r.LoadAverage)
+	p("scale: %d nodes, waves of %d (%d waves), store %s, switch %s, install %s, push webhook to %d agents, %d cores (load average %.1f)",
+		r.Nodes, r.Wave, r.Waves, r.Store, r.Switch, r.Install, r.Webhooks, r.Cores, r.LoadAverage)
 	p("shared between simulated nodes:")
 	for _, s := range r.Shared {
 		p("  - %s", s)

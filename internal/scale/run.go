@@ -69,6 +69,12 @@ type Options struct {
 	// GitWorkers bounds the git http-backend processes running at once
 	// (default 8).
 	GitWorkers int
+	// Webhooks is how many agents (the first ones) run the real push
+	// webhook receiver (internal/webhook), which the harness calls after
+	// each push as a Git host does: a signed GitHub push event (default
+	// 0: the agents learn of a push by polling, and from the etcd tip key
+	// that the first to learn publishes).
+	Webhooks int
 	// Dir holds the repositories, etcd's data and every node's state
 	// (required; the caller removes it).
 	Dir string
@@ -138,6 +144,7 @@ type harness struct {
 	health    *http.Server
 	reader    rollout.Shared // the harness's own handle on the shared state
 
+	hooks   []string // webhook receivers' URLs (Options.Webhooks)
 	wg      sync.WaitGroup
 	cancel  context.CancelFunc
 	closers []io.Closer
@@ -156,7 +163,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	h := &harness{opt: opt, clock: opt.Clock, log: newFleetLog(opt.Clock),
 		specs: &specCache{byKey: map[[32]byte]*specEntry{}}}
 	defer h.close()
-	res := &Result{Nodes: opt.Nodes, Wave: opt.Wave, Store: opt.Store, Switch: Seconds(opt.Switch), Install: Seconds(opt.Install),
+	res := &Result{Nodes: opt.Nodes, Wave: opt.Wave, Store: opt.Store, Webhooks: min(opt.Webhooks, opt.Nodes), Switch: Seconds(opt.Switch), Install: Seconds(opt.Install),
 		Idle: Seconds(opt.Idle), Shared: h.shared()}
 	res.Waves = int(math.Ceil(float64(opt.Nodes) / float64(opt.Wave)))
 	if err := h.start(); err != nil {
@@ -183,7 +190,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	res.Startup = Seconds(h.clock.Since(t0))
 	h.say("every node reported (%s); pushing 1.0.0", res.Startup)
 	t0 = h.clock.Now()
-	if _, err := h.push("1.0.0"); err != nil {
+	if _, err := h.pushAndCall(ctx, "1.0.0"); err != nil {
 		return nil, err
 	}
 	if err := h.await(ctx, "1.0.0", "first deployment"); err != nil {
@@ -204,7 +211,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 
 	h.say("pushing 1.1.0")
 	roll0 := h.sample()
-	tip, err := h.push("1.1.0")
+	tip, err := h.pushAndCall(ctx, "1.1.0")
 	if err != nil {
 		return nil, err
 	}
@@ -279,6 +286,15 @@ func (h *harness) start() error {
 		}
 	}
 	return nil
+}
+
+// pushAndCall pushes version and calls the webhook receivers, if any.
+func (h *harness) pushAndCall(ctx context.Context, version string) (plumbing.Hash, error) {
+	tip, err := h.push(version)
+	if err == nil {
+		h.callHooks(ctx)
+	}
+	return tip, err
 }
 
 // push commits the spec with the app at version on main, straight into the

@@ -56,6 +56,30 @@ func TestRolloutCompletes(t *testing.T) {
 	}
 }
 
+// TestWebhookWakesTheFleet: with agents that poll once an hour, a fleet
+// on etcd deploys and upgrades only because the harness calls one agent's
+// webhook after each push, as a Git host does, and that agent publishes
+// the tip key that wakes the others.
+func TestWebhookWakesTheFleet(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: runs 6 agents against git http-backend and etcd")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	res, err := Run(ctx, Options{Nodes: 6, Wave: 3, Switch: 100 * time.Millisecond, Install: 10 * time.Millisecond,
+		Store: StoreEtcd, Webhooks: 1, Poll: time.Hour, Idle: time.Second, Timeout: time.Minute, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.Check(); err != nil {
+		t.Fatalf("invariants: %v", err)
+	}
+	if res.Webhooks != 1 || res.Outcome != "completed" {
+		t.Errorf("webhooks %d, outcome %q", res.Webhooks, res.Outcome)
+	}
+	t.Logf("reaction to a push p50 %s, p99 %s", res.ReactionP50, res.ReactionP99)
+}
+
 func TestCheckWaveBound(t *testing.T) {
 	for _, c := range []struct {
 		switching, wave int
