@@ -337,6 +337,8 @@ func (a *Agent) load(ctx context.Context, fetch bool) (plumbing.Hash, *spec.Flee
 // fetch reads the tracked branch, and publishes a new tip to the TipHint.
 func (a *Agent) fetch(ctx context.Context) (plumbing.Hash, error) {
 	start := a.cfg.Clock.Now()
+	before := a.fetched
+	a.importTipObjects(ctx, before)
 	commit, ferr := a.cfg.Desired.Fetch(ctx)
 	a.metrics.fetchSeconds.Observe(a.cfg.Clock.Since(start).Seconds())
 	if refused := a.tip.observe(a.cfg.Desired, commit, ferr); ferr != nil {
@@ -347,7 +349,7 @@ func (a *Agent) fetch(ctx context.Context) (plumbing.Hash, error) {
 	}
 	a.lastFetch, a.fetched, a.fetchErr = start, commit, ferr
 	if ferr == nil && !commit.IsZero() {
-		a.publishTip(ctx, commit)
+		a.publishTip(ctx, before, commit)
 	}
 	return commit, ferr
 }

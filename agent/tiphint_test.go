@@ -112,3 +112,56 @@ func waitValue(t *testing.T, values <-chan string, want string) {
 		}
 	}
 }
+
+// TestTipObjectsSpareTheFetches: the agent that first reads a push from Git
+// publishes the objects that lead to it beside the tip key; the agents it
+// wakes import them and ask Git only for the ref listing, so one push costs
+// the Git server one fetch, not one per agent. Objects published for the
+// tip that do not make it whole (another commit's) are not imported: the
+// agents fetch from Git and apply the real tip.
+func TestTipObjectsSpareTheFetches(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: runs git http-backend and etcd")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	repo := gittest.NewBare(t, specFiles("web@1.0.0"))
+	url, reqs := gittest.ServeCounted(t, repo)
+	c := embedded.New(t, 1)
+	eager := hintedAgent(t, ctx, url, c, 200*time.Millisecond)
+	idle := []*fakeDriver{hintedAgent(t, ctx, url, c, time.Hour), hintedAgent(t, ctx, url, c, time.Hour), hintedAgent(t, ctx, url, c, time.Hour)}
+	on := func(v string) func() bool {
+		return func() bool {
+			for _, d := range append([]*fakeDriver{eager}, idle...) {
+				if !slices.Contains(d.ran(), v) {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	gittest.Eventually(t, gittest.Deadline, on("1.0.0"), "every agent on web 1.0.0")
+
+	before := reqs.Counts()
+	gittest.PushFiles(t, repo, "main", specFiles("web@2.0.0"), "web 2.0.0")
+	gittest.Eventually(t, gittest.Deadline, on("2.0.0"), "every agent on web 2.0.0")
+	if got := reqs.Counts().Sub(before); got.Fetches != 1 {
+		t.Errorf("a push read by 4 agents: %s, want 1 upload-pack (the first agent's)", got)
+	}
+
+	// Objects of the old commit, offered for the next tip: not whole, not
+	// imported; the hourly agents fetch the tip from Git themselves.
+	st, err := etcdstore.Open(etcdstore.Options{Endpoints: c.Endpoints()})
+	must(t, err)
+	defer st.Close()
+	hint := st.TipHint("main")
+	_, stale, err := hint.TipObjects(ctx, gittest.RevParse(t, repo, "main"))
+	must(t, err)
+	if stale == nil {
+		t.Fatal("no objects published for the tip")
+	}
+	next := gittest.PushFiles(t, repo, "main", specFiles("web@3.0.0"), "web 3.0.0")
+	must(t, hint.PublishTipObjects(ctx, next, gittest.RevParse(t, repo, "main~1"), stale))
+	must(t, hint.PublishTip(ctx, next))
+	gittest.Eventually(t, gittest.Deadline, on("3.0.0"), "every agent on web 3.0.0")
+}

@@ -2,6 +2,7 @@ package etcdstore
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -15,13 +16,63 @@ import (
 // milliseconds of the first agent seeing it while every agent polls Git
 // rarely. It is a hint, never trusted: it only wakes a read of Git.
 type TipHint struct {
-	s   *Store
-	key string
+	s          *Store
+	key        string
+	objectsKey string // <prefix>tipobjects/<branch>
 }
 
 // TipHint returns the tip key of branch (e.g. "main").
 func (s *Store) TipHint(branch string) *TipHint {
-	return &TipHint{s: s, key: s.opts.Prefix + "tips/" + branch}
+	return &TipHint{s: s, key: s.opts.Prefix + "tips/" + branch, objectsKey: s.opts.Prefix + "tipobjects/" + branch}
+}
+
+// tipObjects is the value of the objects key: a packfile of the objects
+// that lead from commit Base to commit Commit.
+type tipObjects struct {
+	Commit string `json:"commit"`
+	Base   string `json:"base"`
+	Pack   []byte `json:"pack"`
+}
+
+// PublishTipObjects puts at <prefix>tipobjects/<branch> the packfile of the
+// objects that lead from base to commit (fleetrepo.(*Desired).Pack), before
+// the tip key names commit, so that the agents it wakes find them. Only the
+// newest commit's pack is kept.
+func (h *TipHint) PublishTipObjects(ctx context.Context, commit, base string, pack []byte) error {
+	data, err := json.Marshal(tipObjects{Commit: commit, Base: base, Pack: pack})
+	if err != nil {
+		return fmt.Errorf("encode the objects of %.12s: %w", commit, err)
+	}
+	ctx, cancel := h.s.op(ctx)
+	defer cancel()
+	if _, err := h.s.cli.Put(ctx, h.objectsKey, string(data)); err != nil {
+		return h.s.classify(fmt.Sprintf("publish the objects of %.12s to %s in", commit, h.objectsKey), err)
+	}
+	return nil
+}
+
+// TipObjects returns the published base and pack for commit; a nil pack
+// when none is published for it. What it returns is untrusted:
+// fleetrepo.(*Desired).Import names objects by their content and imports
+// only a whole tip.
+func (h *TipHint) TipObjects(ctx context.Context, commit string) (base string, pack []byte, err error) {
+	ctx, cancel := h.s.op(ctx)
+	defer cancel()
+	resp, err := h.s.cli.Get(ctx, h.objectsKey)
+	if err != nil {
+		return "", nil, h.s.classify("read "+h.objectsKey+" from", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return "", nil, nil
+	}
+	var v tipObjects
+	if err := json.Unmarshal(resp.Kvs[0].Value, &v); err != nil {
+		return "", nil, fmt.Errorf("read %s: %w", h.objectsKey, err)
+	}
+	if v.Commit != commit {
+		return "", nil, nil
+	}
+	return v.Base, v.Pack, nil
 }
 
 // Key is the etcd key of the hint.

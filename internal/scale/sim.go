@@ -14,8 +14,8 @@ import (
 
 	"github.com/go-git/go-git/v5/plumbing"
 
-	"github.com/fleetops/reconciler/agent"
 	"github.com/fleetops/reconciler/agent/driver"
+	"github.com/fleetops/reconciler/fleetrepo"
 	"github.com/fleetops/reconciler/internal/clock"
 	"github.com/fleetops/reconciler/release"
 	"github.com/fleetops/reconciler/spec"
@@ -234,9 +234,9 @@ func filesKey(files map[string][]byte) [32]byte {
 
 // seeing wraps a node's Desired to note when it first fetched each tip.
 type seeing struct {
-	agent.Desired
-	node string
-	log  *fleetLog
+	*fleetrepo.Desired // and so an agent.Packer: the tip's objects travel beside the tip key
+	node               string
+	log                *fleetLog
 }
 
 // Fetch implements agent.Desired.
