@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/fleetops/reconciler/fleetrepo"
@@ -55,9 +56,9 @@ func (s *Store) Record(ctx context.Context, app string) ([]reconciler.Event, err
 // Append adds one event to the app's rollout record: decide sees the record
 // as it is and returns the event to append (nil: nothing); the event is
 // written as the next sequence key by a transaction that requires that key
-// to be new. When another writer appended first, Append reads again and
-// calls decide again (up to 20 times; then a *ConflictError). decide's
-// error is returned unwrapped.
+// to be new. When another writer appended first, the same transaction
+// returns what it appended, and Append calls decide again on that (up to
+// 20 times; then a *ConflictError). decide's error is returned unwrapped.
 func (s *Store) Append(ctx context.Context, app string, decide func(current []reconciler.Event) (*reconciler.Event, error)) error {
 	if err := spec.CheckName("app", app); err != nil {
 		return fmt.Errorf("append to rollout record: %w", err)
@@ -65,19 +66,28 @@ func (s *Store) Append(ctx context.Context, app string, decide func(current []re
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var err error
+	fresh := false // the cache holds what the last lost transaction returned
 	for range maxAppendAttempts {
-		if err = s.appendOnce(ctx, app, decide); !errors.Is(err, fleetrepo.ErrConflict) {
+		if err = s.appendOnce(ctx, app, decide, &fresh); !errors.Is(err, fleetrepo.ErrConflict) {
 			return err
 		}
 	}
 	return err
 }
 
-func (s *Store) appendOnce(ctx context.Context, app string, decide func([]reconciler.Event) (*reconciler.Event, error)) error {
-	c, err := s.record(ctx, app)
-	if err != nil {
-		return err
+// appendOnce is one try of Append. A lost race costs one request, not two:
+// the 100 nodes of a wave recording node_done at once each lose up to 99
+// times, and a read after each loss was half of those round trips
+// (docs/scale.md).
+func (s *Store) appendOnce(ctx context.Context, app string, decide func([]reconciler.Event) (*reconciler.Event, error), fresh *bool) error {
+	c := s.records[app]
+	if !*fresh {
+		var err error
+		if c, err = s.record(ctx, app); err != nil {
+			return err
+		}
 	}
+	*fresh = false
 	ev, err := decide(c.events[:len(c.events):len(c.events)]) // read-only, as Record's
 	if err != nil || ev == nil {
 		return err
@@ -85,8 +95,31 @@ func (s *Store) appendOnce(ctx context.Context, app string, decide func([]reconc
 	if ev.Time.IsZero() {
 		ev.Time = s.opts.Clock.Now()
 	}
-	if _, err := s.cas(ctx, s.eventKey(app, c.last+1), 0, ev, "append to rollout record "+app+" in"); err != nil {
-		return fmt.Errorf("append %s to rollout record %s: %w", ev.Type, app, err)
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("encode event: %w", err)
+	}
+	key := s.eventKey(app, c.last+1)
+	octx, cancel := s.op(ctx)
+	defer cancel()
+	resp, err := s.cli.Txn(octx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, redact.String(string(data)))).
+		Else(clientv3.OpGet(key, clientv3.WithRange(clientv3.GetPrefixRangeEnd(s.recordPrefix(app))))).Commit()
+	if err != nil {
+		return fmt.Errorf("append %s to rollout record %s: %w", ev.Type, app, s.classify("append to rollout record "+app+" in", err))
+	}
+	if !resp.Succeeded {
+		var actual int64
+		var kvs []*mvccpb.KeyValue
+		if rr := resp.Responses[0].GetResponseRange(); rr != nil {
+			kvs = rr.Kvs
+		}
+		if len(kvs) > 0 && string(kvs[0].Key) == key {
+			actual = kvs[0].ModRevision
+		}
+		s.extend(app, c, kvs)
+		*fresh = true
+		return fmt.Errorf("append %s to rollout record %s: %w", ev.Type, app, &ConflictError{URL: s.url, Key: key, Actual: actual})
 	}
 	s.records[app] = recordCache{last: c.last + 1, events: append(c.events, *ev)}
 	return nil
@@ -95,16 +128,21 @@ func (s *Store) appendOnce(ctx context.Context, app string, decide func([]reconc
 // record reads the events added since the cache. Caller holds mu.
 func (s *Store) record(ctx context.Context, app string) (recordCache, error) {
 	c := s.records[app]
-	prefix := s.recordPrefix(app)
-	from := s.eventKey(app, c.last+1)
 	octx, cancel := s.op(ctx)
 	defer cancel()
-	resp, err := s.cli.Get(octx, from, clientv3.WithRange(clientv3.GetPrefixRangeEnd(prefix)))
+	resp, err := s.cli.Get(octx, s.eventKey(app, c.last+1), clientv3.WithRange(clientv3.GetPrefixRangeEnd(s.recordPrefix(app))))
 	if err != nil {
 		return c, fmt.Errorf("read rollout record %s: %w", app, s.classify("read rollout record "+app+" from", err))
 	}
+	return s.extend(app, c, resp.Kvs), nil
+}
+
+// extend adds to the cache c the events of kvs, the keys from its next
+// sequence number on. Caller holds mu.
+func (s *Store) extend(app string, c recordCache, kvs []*mvccpb.KeyValue) recordCache {
+	prefix := s.recordPrefix(app)
 	events := c.events // appended past every view Record returned (capped)
-	for _, kv := range resp.Kvs {
+	for _, kv := range kvs {
 		key := string(kv.Key)
 		seq, err := strconv.ParseInt(strings.TrimPrefix(key, prefix), 10, 64)
 		if err != nil || len(key)-len(prefix) != seqWidth || seq <= c.last {
@@ -120,7 +158,7 @@ func (s *Store) record(ctx context.Context, app string) (recordCache, error) {
 	}
 	c.events = events
 	s.records[app] = c
-	return c, nil
+	return c
 }
 
 // readEvent decodes one event: a value that does not decode, or an event of
