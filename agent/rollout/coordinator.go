@@ -22,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -142,6 +143,13 @@ type Options struct {
 	// a gated wave waits for ever.
 	Approvals func(tip, app, rollout string) ([]reconciler.Approval, error)
 	Logger    *slog.Logger // default: discard
+	// StartJitter spreads the start of a rollout: a node that finds a tip
+	// whose rollout nobody started waits up to this long (a fraction its
+	// name and the tip pick) and decides again before it reads the node
+	// reports and appends started (default 1s; negative: none). With a
+	// push reaching 1,000 nodes within 0.25 s, each read the 1,000 reports
+	// to plan a rollout only one could start (docs/scale.md).
+	StartJitter time.Duration
 	// Clock is the coordinator's time source, for the engine's Now, wave
 	// timers and the lease goroutine's waits (default clock.System{});
 	// tests and internal/fleetsim pass a *clock.Fake. It must be the clock
@@ -167,6 +175,14 @@ type Coordinator struct {
 	// folds: app -> its record's latest rollout, kept folded between
 	// passes (a pass takes it out while it decides).
 	folds map[string]*reconciler.Folding
+	// starts: app -> when this node may start the rollout of a tip (startAt).
+	starts map[string]startTime
+}
+
+// startTime is when this node may start the rollout of key (tip@version).
+type startTime struct {
+	key string
+	at  time.Time
 }
 
 // approvalsAt is what Options.Approvals answered for a tip and a rollout.
@@ -198,9 +214,12 @@ func New(opt Options) (*Coordinator, error) {
 	if opt.SkewMargin <= 0 {
 		opt.SkewMargin = opt.LeaseTTL / 10
 	}
+	if opt.StartJitter == 0 {
+		opt.StartJitter = time.Second
+	}
 	return &Coordinator{opt: opt, log: opt.Logger.With("node", opt.Node), retries: map[string]int{},
 		seen: map[string][]time.Time{}, failures: map[string]int{}, settled: map[string]string{},
-		approvals: map[string]approvalsAt{}, folds: map[string]*reconciler.Folding{}}, nil
+		approvals: map[string]approvalsAt{}, folds: map[string]*reconciler.Folding{}, starts: map[string]startTime{}}, nil
 }
 
 // maxSteps bounds the bookkeeping one pass does for one app.
@@ -248,6 +267,10 @@ func (c *Coordinator) permit(ctx context.Context, in agent.DecideInput) (agent.P
 		}
 		d := reconciler.Decide(rin)
 		if reports == nil && d.Action == reconciler.Append && d.Event.Type == reconciler.EventStarted {
+			if at, wait := c.startAt(in); wait {
+				return agent.Permit{Fetch: fetch, Recheck: at,
+					Waiting: "about to start the rollout of " + in.App.Version + " (after a jitter: one of many nodes starts it)"}, nil
+			}
 			if reports, err = c.opt.Shared.Reports(ctx); err != nil {
 				return agent.Permit{Fetch: fetch}, fmt.Errorf("read node reports: %w", err)
 			}
@@ -454,6 +477,28 @@ func (c *Coordinator) isSettled(in agent.DecideInput) bool {
 	defer c.mu.Unlock()
 	return in.Local.Active == in.App.Version && in.Local.Failed != in.App.Version &&
 		c.settled[in.App.Name] == settledKey(in)
+}
+
+// startAt says whether this node is still to wait before it starts the
+// rollout of in's tip, and until when: the first time it finds the tip's
+// rollout unstarted, a jitter that its name and the tip pick (so each node
+// waits its own part of StartJitter, the same on every pass).
+func (c *Coordinator) startAt(in agent.DecideInput) (time.Time, bool) {
+	if c.opt.StartJitter < 0 {
+		return time.Time{}, false
+	}
+	key := settledKey(in)
+	now := c.opt.Clock.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st, ok := c.starts[in.App.Name]
+	if !ok || st.key != key {
+		h := fnv.New64a()
+		h.Write([]byte(c.opt.Node + "@" + key))
+		st = startTime{key: key, at: now.Add(time.Duration(h.Sum64() % uint64(c.opt.StartJitter)))}
+		c.starts[in.App.Name] = st
+	}
+	return st.at, now.Before(st.at)
 }
 
 // takeFold hands a pass the app's kept fold (a new one when another pass

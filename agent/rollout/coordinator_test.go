@@ -3,6 +3,7 @@ package rollout
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,7 +50,8 @@ func newNode(t *testing.T, repo, name string, rollback RollbackFunc) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	co, err := New(Options{Node: name, Shared: sh, Rollback: rollback, LeaseTTL: 30 * time.Second, Clock: c})
+	co, err := New(Options{Node: name, Shared: sh, Rollback: rollback, LeaseTTL: 30 * time.Second, Clock: c,
+		StartJitter: -1}) // these tests step one node; TestStartIsJittered has its own
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +233,8 @@ func latest(t *testing.T, n *node) *reconciler.Rollout {
 // counting wraps the real shared state and counts reads.
 type counting struct {
 	Shared
-	reads int
+	reads   int
+	reports int // of reads, Reports
 }
 
 func (c *counting) Record(ctx context.Context, app string) ([]reconciler.Event, error) {
@@ -241,6 +244,7 @@ func (c *counting) Record(ctx context.Context, app string) ([]reconciler.Event, 
 
 func (c *counting) Reports(ctx context.Context) (map[string]reconciler.NodeReport, error) {
 	c.reads++
+	c.reports++
 	return c.Shared.Reports(ctx)
 }
 
@@ -282,5 +286,67 @@ func TestSettledNodeReadsNothing(t *testing.T) {
 	}
 	if cs.reads == before {
 		t.Fatal("a new tip read no shared state")
+	}
+}
+
+// TestStartIsJittered: a node that finds a tip whose rollout nobody started
+// waits its own part of StartJitter (the same on every pass), reading no
+// node report meanwhile, then starts it; a node whose wait ends later finds
+// it started and takes part. Without the jitter every node of a fleet that
+// learns of a push at once reads every report to start a rollout only one
+// can (docs/scale.md).
+func TestStartIsJittered(t *testing.T) {
+	ctx := context.Background()
+	repo := gittest.NewBare(t, nil)
+	nodes := map[string]*node{}
+	for _, name := range []string{"a", "b"} {
+		n := newNode(t, repo, name, nil)
+		co, err := New(Options{Node: name, Shared: &counting{Shared: n.shared}, LeaseTTL: 30 * time.Second, Clock: n.clock, StartJitter: 10 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.coord = co
+		nodes[name] = n
+	}
+	in := input(app(true), "a", "b")
+	var first, second *node
+	waits := map[string]time.Time{}
+	for name, n := range nodes {
+		p, err := n.coord.Permit(ctx, in)
+		if err != nil || p.Version != "" || p.Recheck.IsZero() || !strings.Contains(p.Waiting, "about to start the rollout") {
+			t.Fatalf("%s: first permit %+v, %v: want a wait before starting", name, p, err)
+		}
+		if wait := p.Recheck.Sub(n.clock.Now()); wait < 0 || wait >= 10*time.Second {
+			t.Fatalf("%s: waits %s, want within the 10s jitter", name, wait)
+		}
+		again, err := n.coord.Permit(ctx, in)
+		if err != nil || !again.Recheck.Equal(p.Recheck) {
+			t.Fatalf("%s: second permit %+v, %v: want the same wait (until %s)", name, again, err, p.Recheck)
+		}
+		if c := n.coord.opt.Shared.(*counting); c.reports != 0 {
+			t.Fatalf("%s read the node reports %d times while waiting to start", name, c.reports)
+		}
+		waits[name] = p.Recheck
+	}
+	first, second = nodes["a"], nodes["b"]
+	if waits["b"].Before(waits["a"]) {
+		first, second = second, first
+	}
+	first.clock.AdvanceTo(waits[first.name])
+	if p, err := first.coord.Permit(ctx, in); err != nil || strings.Contains(p.Waiting, "about to start") {
+		t.Fatalf("%s after its wait: %+v, %v: want it to start the rollout", first.name, p, err)
+	}
+	if r := latest(t, first); r.Target != "1.1.0" || len(r.Waves) != 2 {
+		t.Fatalf("record after the first start: %+v", r)
+	}
+	if c := first.coord.opt.Shared.(*counting); c.reports != 1 {
+		t.Errorf("%s read the node reports %d times to start the rollout, want 1", first.name, c.reports)
+	}
+	second.clock.AdvanceTo(waits[second.name])
+	if p, err := second.coord.Permit(ctx, in); err != nil || strings.Contains(p.Waiting, "about to start") {
+		t.Fatalf("%s after its wait: %+v, %v: want it in the started rollout", second.name, p, err)
+	}
+	if c := second.coord.opt.Shared.(*counting); c.reports != 0 {
+		t.Errorf("%s read the node reports %d times though the rollout was started", second.name, c.reports)
 	}
 }
