@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/prometheus/client_golang/prometheus"
@@ -158,8 +159,12 @@ func newCoordinator(o *agentOptions, desired *fleetrepo.Desired, shared sharedSt
 	if o.coordination == "none" {
 		return agent.SpecCoordinator{}, nil
 	}
+	var startJitter time.Duration // the default: spread a fleet's start of a rollout
+	if o.once {
+		startJitter = -1 // one pass: a jittered start would always end it unconverged
+	}
 	c, err := rollout.New(rollout.Options{Node: o.node, Shared: shared, LeaseTTL: o.leaseTTL, Logger: log,
-		Rollback: rollbackCommitter(desired, o.node),
+		StartJitter: startJitter, Rollback: rollbackCommitter(desired, o.node),
 		Descends: func(tip, ancestor string) bool {
 			return desired.Descends(plumbing.NewHash(tip), plumbing.NewHash(ancestor))
 		},
