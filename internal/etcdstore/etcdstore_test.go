@@ -34,6 +34,17 @@ func open(t *testing.T, c *embedded.Cluster, node string, opts etcdstore.Options
 	return st
 }
 
+// watching runs w's Watch until ctx ends (done closes then), sending the
+// time of each wake on woke.
+func watching(ctx context.Context, w *etcdstore.Store) (woke chan time.Time, done chan struct{}) {
+	woke, done = make(chan time.Time, 100), make(chan struct{})
+	go func() {
+		defer close(done)
+		w.Watch(ctx, func() { woke <- time.Now() })
+	}()
+	return woke, done
+}
+
 // TestWatchWakesOnlyForWhatMatters: a node_done event wakes no watcher,
 // any other record event does; once Focus was called, only lease changes
 // of an app whose slot the node waits for do, including those made since
@@ -43,12 +54,7 @@ func TestWatchWakesOnlyForWhatMatters(t *testing.T) {
 	w, a := open(t, c, "w", etcdstore.Options{}), open(t, c, "a", etcdstore.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	woke := make(chan time.Time, 100)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		w.Watch(ctx, func() { woke <- time.Now() })
-	}()
+	woke, done := watching(ctx, w)
 	<-woke
 	time.Sleep(100 * time.Millisecond)
 	expect := func(what string, wakes bool) {
@@ -116,12 +122,7 @@ func TestWatchWakesOnChange(t *testing.T) {
 	w, a := open(t, c, "w", etcdstore.Options{}), open(t, c, "a", etcdstore.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	woke := make(chan time.Time, 100)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		w.Watch(ctx, func() { woke <- time.Now() })
-	}()
+	woke, done := watching(ctx, w)
 	<-woke                             // the first call, at start
 	time.Sleep(100 * time.Millisecond) // let the watch be established
 	if err := a.WriteReport(ctx, reconciler.NodeReport{Node: "a"}); err != nil {
