@@ -54,6 +54,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	progress := fs.Bool("progress", true, "print a line per phase on stderr")
 	verbose := fs.Bool("v", false, "every agent's log on stderr (info and above)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
+	heapProfile := fs.String("memprofile", "", "write a heap profile to this file once the rollout is done, before the agents stop (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -88,6 +89,15 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		defer f.Close()
 		defer pprof.StopCPUProfile()
+	}
+	if *heapProfile != "" {
+		f, err := os.Create(*heapProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "reconciler-scale: -memprofile: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		opt.HeapProfile = f
 	}
 	res, err := scale.Run(ctx, opt)
 	if res != nil {

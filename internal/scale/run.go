@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"syscall"
@@ -80,6 +82,9 @@ type Options struct {
 	Dir string
 	// Progress, when set, gets one line per phase.
 	Progress io.Writer
+	// HeapProfile, when set, gets the heap profile (pprof) once the rollout
+	// is done, before the agents stop: what the nodes hold.
+	HeapProfile io.Writer
 	// Logger for every agent, coordinator and store (default: discard).
 	Logger *slog.Logger
 	// Clock of every node and of the measurements (default the system
@@ -228,6 +233,12 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		return nil, err
 	}
 	res.record(r)
+	if h.opt.HeapProfile != nil {
+		runtime.GC()
+		if err := pprof.Lookup("heap").WriteTo(h.opt.HeapProfile, 0); err != nil {
+			return nil, fmt.Errorf("write the heap profile: %w", err)
+		}
+	}
 	h.say("rollout done in %s; stopping agents", res.Rollout)
 	h.stopNodes()
 	res.AgentErrors = h.agentErrors()

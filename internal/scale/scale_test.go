@@ -66,8 +66,10 @@ func TestWebhookWakesTheFleet(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
+	var heap bytes.Buffer
 	res, err := Run(ctx, Options{Nodes: 6, Wave: 3, Switch: 100 * time.Millisecond, Install: 10 * time.Millisecond,
-		Store: StoreEtcd, Webhooks: 1, Poll: time.Hour, Idle: time.Second, Timeout: time.Minute, Dir: t.TempDir()})
+		Store: StoreEtcd, Webhooks: 1, Poll: time.Hour, Idle: time.Second, Timeout: time.Minute, Dir: t.TempDir(),
+		HeapProfile: &heap})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,6 +78,9 @@ func TestWebhookWakesTheFleet(t *testing.T) {
 	}
 	if res.Webhooks != 1 || res.Outcome != "completed" {
 		t.Errorf("webhooks %d, outcome %q", res.Webhooks, res.Outcome)
+	}
+	if heap.Len() == 0 {
+		t.Error("no heap profile written")
 	}
 	t.Logf("reaction to a push p50 %s, p99 %s", res.ReactionP50, res.ReactionP99)
 }
