@@ -42,7 +42,9 @@ func midRollout(n int) Input {
 }
 
 // BenchmarkDecideWaiting is one pass of the engine for a node waiting for
-// its wave, at 1,000 and 10,000 nodes: go test -run '^$' -bench DecideWaiting ./reconciler
+// its wave, at 1,000 and 10,000 nodes, folding the record afresh and (folded)
+// with the record folded already, as the coordinator's Folding hands it
+// over: go test -run '^$' -bench DecideWaiting ./reconciler
 func BenchmarkDecideWaiting(b *testing.B) {
 	for _, n := range []int{1000, 10000} {
 		in := midRollout(n)
@@ -53,6 +55,14 @@ func BenchmarkDecideWaiting(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				Decide(in)
+			}
+		})
+		folded := in
+		folded.Folded = Latest(in.Record) // as the coordinator's Folding hands it over
+		b.Run(fmt.Sprintf("nodes=%d/folded", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				Decide(folded)
 			}
 		})
 	}

@@ -49,38 +49,13 @@ type Rollout struct {
 	AtOnce     bool
 	// Approvals are the approved events, in record order.
 	Approvals []RecordedApproval
-
-	// places indexes Waves (built by fold; nil for a Rollout made by
-	// hand, whose lookups scan): every waiting node asks where a node
-	// stands at each pass, and scanning 10,000 names per lease held made
-	// a pass cost milliseconds (BenchmarkDecideWaiting).
-	places  map[string]place
-	planned int // how many nodes the plan holds, with places
 }
 
 // place is where a node stands in the plan: its wave, and its position in it.
 type place struct{ wave, pos int }
 
-// index builds places from Waves.
-func (r *Rollout) index() {
-	r.places, r.planned = nil, 0
-	r.places = make(map[string]place, r.plannedCount())
-	for k, w := range r.Waves {
-		for i, n := range w {
-			if _, dup := r.places[n]; !dup {
-				r.places[n] = place{wave: k, pos: i}
-			}
-		}
-		r.planned += len(w)
-	}
-}
-
 // placeOf returns where node stands in the plan; ok is false when it is not in it.
 func (r *Rollout) placeOf(node string) (place, bool) {
-	if r.places != nil {
-		p, ok := r.places[node]
-		return p, ok
-	}
 	for k, w := range r.Waves {
 		if i := slices.Index(w, node); i >= 0 {
 			return place{wave: k, pos: i}, true
@@ -91,9 +66,6 @@ func (r *Rollout) placeOf(node string) (place, bool) {
 
 // plannedCount is how many nodes the plan holds.
 func (r *Rollout) plannedCount() int {
-	if r.places != nil {
-		return r.planned
-	}
 	n := 0
 	for _, w := range r.Waves {
 		n += len(w)
@@ -137,15 +109,10 @@ func (f *Folding) Latest(events []Event) *Rollout {
 		f.remember(events)
 		return f.r
 	}
-	replanned := false
 	for i := f.n; i < len(events); i++ {
 		if events[i].Rollout == f.r.ID {
-			replanned = replanned || events[i].Type == EventOptionsChanged
 			f.r.apply(i, events[i])
 		}
-	}
-	if replanned {
-		f.r.index()
 	}
 	f.remember(events)
 	return f.r
@@ -183,7 +150,6 @@ func fold(events []Event, start int) *Rollout {
 			r.apply(i, events[i])
 		}
 	}
-	r.index()
 	return r
 }
 
