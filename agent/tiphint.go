@@ -89,7 +89,7 @@ func (a *Agent) importTipObjects(ctx context.Context, have plumbing.Hash) {
 		return
 	}
 	base, pack, err := carrier.TipObjects(ctx, hinted)
-	if err != nil || pack == nil || base != have.String() {
+	if err != nil || pack == nil || base != have.String() || len(pack) > maxTipPack {
 		if err != nil && ctx.Err() == nil {
 			a.log.Debug("read the published objects of the hinted tip; fetching from Git", "commit", hinted, "err", err)
 		}

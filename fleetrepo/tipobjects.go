@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
@@ -30,7 +31,9 @@ func (d *Desired) Pack(base, tip plumbing.Hash, max int) ([]byte, error) {
 		return nil, fmt.Errorf("list the objects from %s to %s: %w", short(base), short(tip), err)
 	}
 	w := &boundedBuffer{max: max}
-	if _, err := packfile.NewEncoder(w, d.s.repo.Storer, false).Encode(hashes, 10); err != nil {
+	// Window 0: no deltas, which Import refuses (a delta's cost to apply
+	// is not bounded by its size).
+	if _, err := packfile.NewEncoder(w, d.s.repo.Storer, false).Encode(hashes, 0); err != nil {
 		if errors.Is(err, ErrPackTooLarge) {
 			return nil, err
 		}
@@ -52,6 +55,39 @@ func (b *boundedBuffer) Write(p []byte) (int, error) {
 	return b.Buffer.Write(p)
 }
 
+// maxImport bounds what reading a published pack may inflate to.
+const maxImport = 64 << 20
+
+// checkPack refuses, before anything is stored, a pack that could cost
+// more than max bytes to read: one holding deltas (Pack writes none), or
+// objects declared larger than max in all. go-git bounds each object's
+// inflation by its declared size, so a small pack cannot inflate to
+// gigabytes past this check.
+func checkPack(pack []byte, max int64) error {
+	sc := packfile.NewScanner(bytes.NewReader(pack))
+	_, n, err := sc.Header()
+	if err != nil {
+		return fmt.Errorf("not a packfile: %w", err)
+	}
+	var total int64
+	for i := range n {
+		h, err := sc.NextObjectHeader()
+		if err != nil {
+			return fmt.Errorf("object %d of %d: %w", i+1, n, err)
+		}
+		if h.Type == plumbing.OFSDeltaObject || h.Type == plumbing.REFDeltaObject {
+			return fmt.Errorf("object %d of %d is a delta, which a published pack may not hold", i+1, n)
+		}
+		if total += h.Length; total > max {
+			return fmt.Errorf("objects larger than %d bytes in all", max)
+		}
+		if _, _, err := sc.NextObject(io.Discard); err != nil {
+			return fmt.Errorf("object %d of %d: %w", i+1, n, err)
+		}
+	}
+	return nil
+}
+
 // Import adds the objects of pack (from Pack, published by another agent:
 // untrusted) to the cache, provided they make commit tip whole: tip, its
 // tree, every tree and blob under it and every parent commit are in the
@@ -61,6 +97,9 @@ func (b *boundedBuffer) Write(p []byte) (int, error) {
 // still reads the tip from the Git server and accepts it as from a fetch
 // (descent, signers); finding tip here, it skips the fetch.
 func (d *Desired) Import(tip plumbing.Hash, pack []byte) error {
+	if err := checkPack(pack, maxImport); err != nil {
+		return fmt.Errorf("the published objects of %s: %w", short(tip), err)
+	}
 	tmp := memory.NewStorage()
 	if err := packfile.UpdateObjectStorage(tmp, bytes.NewReader(pack)); err != nil {
 		return fmt.Errorf("read the published objects of %s: %w", short(tip), err)

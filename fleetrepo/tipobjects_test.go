@@ -1,8 +1,15 @@
 package fleetrepo
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/format/packfile"
+	"github.com/go-git/go-git/v5/storage/memory"
 
 	"github.com/fleetops/reconciler/fleetrepo/gittest"
 )
@@ -92,5 +99,45 @@ func TestImportedObjectsSpareTheFetch(t *testing.T) {
 	}
 	if !reader.Descends(tip, base) || !reader.Descends(tip, c.ParentHashes[0]) {
 		t.Error("the imported tip does not descend from the old one")
+	}
+}
+
+// TestImportRefusesCostlyPacks: a published pack holding deltas (applying
+// one costs what its copies say, not its size), or objects declared larger
+// in all than the bound, is refused before anything is read into the cache.
+func TestImportRefusesCostlyPacks(t *testing.T) {
+	st := memory.NewStorage()
+	var hashes []plumbing.Hash
+	text := strings.Repeat("the same line, again and again\n", 400)
+	for i := range 2 {
+		o := st.NewEncodedObject()
+		o.SetType(plumbing.BlobObject)
+		w, err := o.Writer()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(w, "%s%d\n", text, i)
+		w.Close()
+		h, err := st.SetEncodedObject(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hashes = append(hashes, h)
+	}
+	var deltas, whole bytes.Buffer
+	if _, err := packfile.NewEncoder(&deltas, st, false).Encode(hashes, 10); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := packfile.NewEncoder(&whole, st, false).Encode(hashes, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkPack(deltas.Bytes(), maxImport); err == nil || !strings.Contains(err.Error(), "delta") {
+		t.Errorf("a pack of deltas: %v, want it refused for its delta", err)
+	}
+	if err := checkPack(whole.Bytes(), maxImport); err != nil {
+		t.Errorf("a pack of whole objects: %v", err)
+	}
+	if err := checkPack(whole.Bytes(), int64(len(text))); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("a pack over the bound: %v, want it refused for its size", err)
 	}
 }
