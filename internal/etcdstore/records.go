@@ -65,39 +65,34 @@ func (s *Store) Append(ctx context.Context, app string, decide func(current []re
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var err error
-	fresh := false // the cache holds what the last lost transaction returned
+	c, err := s.record(ctx, app)
+	if err != nil {
+		return err
+	}
 	for range maxAppendAttempts {
-		if err = s.appendOnce(ctx, app, decide, &fresh); !errors.Is(err, fleetrepo.ErrConflict) {
+		if c, err = s.appendOnce(ctx, app, c, decide); !errors.Is(err, fleetrepo.ErrConflict) {
 			return err
 		}
 	}
 	return err
 }
 
-// appendOnce is one try of Append. A lost race costs one request, not two:
-// the 100 nodes of a wave recording node_done at once each lose up to 99
-// times, and a read after each loss was half of those round trips
+// appendOnce is one try of Append on the record as c holds it; after a lost
+// race it returns c extended by what won. A lost race so costs one request,
+// not two: the 100 nodes of a wave recording node_done at once each lose up
+// to 99 times, and a read after each loss was half of those round trips
 // (docs/scale.md).
-func (s *Store) appendOnce(ctx context.Context, app string, decide func([]reconciler.Event) (*reconciler.Event, error), fresh *bool) error {
-	c := s.records[app]
-	if !*fresh {
-		var err error
-		if c, err = s.record(ctx, app); err != nil {
-			return err
-		}
-	}
-	*fresh = false
+func (s *Store) appendOnce(ctx context.Context, app string, c recordCache, decide func([]reconciler.Event) (*reconciler.Event, error)) (recordCache, error) {
 	ev, err := decide(c.events[:len(c.events):len(c.events)]) // read-only, as Record's
 	if err != nil || ev == nil {
-		return err
+		return c, err
 	}
 	if ev.Time.IsZero() {
 		ev.Time = s.opts.Clock.Now()
 	}
 	data, err := json.Marshal(ev)
 	if err != nil {
-		return fmt.Errorf("encode event: %w", err)
+		return c, fmt.Errorf("encode event: %w", err)
 	}
 	key := s.eventKey(app, c.last+1)
 	octx, cancel := s.op(ctx)
@@ -106,7 +101,7 @@ func (s *Store) appendOnce(ctx context.Context, app string, decide func([]reconc
 		Then(clientv3.OpPut(key, redact.String(string(data)))).
 		Else(clientv3.OpGet(key, clientv3.WithRange(clientv3.GetPrefixRangeEnd(s.recordPrefix(app))))).Commit()
 	if err != nil {
-		return fmt.Errorf("append %s to rollout record %s: %w", ev.Type, app, s.classify("append to rollout record "+app+" in", err))
+		return c, fmt.Errorf("append %s to rollout record %s: %w", ev.Type, app, s.classify("append to rollout record "+app+" in", err))
 	}
 	if !resp.Succeeded {
 		var actual int64
@@ -117,12 +112,11 @@ func (s *Store) appendOnce(ctx context.Context, app string, decide func([]reconc
 		if len(kvs) > 0 && string(kvs[0].Key) == key {
 			actual = kvs[0].ModRevision
 		}
-		s.extend(app, c, kvs)
-		*fresh = true
-		return fmt.Errorf("append %s to rollout record %s: %w", ev.Type, app, &ConflictError{URL: s.url, Key: key, Actual: actual})
+		return s.extend(app, c, kvs), fmt.Errorf("append %s to rollout record %s: %w", ev.Type, app, &ConflictError{URL: s.url, Key: key, Actual: actual})
 	}
-	s.records[app] = recordCache{last: c.last + 1, events: append(c.events, *ev)}
-	return nil
+	c = recordCache{last: c.last + 1, events: append(c.events, *ev)}
+	s.records[app] = c
+	return c, nil
 }
 
 // record reads the events added since the cache. Caller holds mu.
