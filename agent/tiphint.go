@@ -75,17 +75,24 @@ func (a *Agent) watchTipHint(ctx context.Context, h TipHint, branch chan<- struc
 	}
 }
 
+// tipObjects is the hint and the Desired as carrier and packer of a tip's
+// objects; ok is false unless both are.
+func (a *Agent) tipObjects() (TipObjects, Packer, bool) {
+	carrier, ok := a.cfg.TipHint.(TipObjects)
+	packer, ok2 := a.cfg.Desired.(Packer)
+	return carrier, packer, ok && ok2
+}
+
 // importTipObjects imports the published objects of the hinted tip when
 // they lead from have, the tip this agent holds, so that the fetch that
 // follows finds the commit in the cache and asks Git only for the ref
 // listing. Anything amiss leaves the fetch to do as it always did.
 func (a *Agent) importTipObjects(ctx context.Context, have plumbing.Hash) {
-	carrier, ok := a.cfg.TipHint.(TipObjects)
-	packer, ok2 := a.cfg.Desired.(Packer)
+	carrier, packer, ok := a.tipObjects()
 	a.tipHint.mu.Lock()
 	hinted := a.tipHint.hinted
 	a.tipHint.mu.Unlock()
-	if !ok || !ok2 || have.IsZero() || hinted == "" || hinted == have.String() {
+	if !ok || have.IsZero() || hinted == "" || hinted == have.String() {
 		return
 	}
 	base, pack, err := carrier.TipObjects(ctx, hinted)
@@ -130,9 +137,8 @@ func (a *Agent) publishTip(ctx context.Context, base, commit plumbing.Hash) {
 // publishTipObjects publishes the pack from base to commit, when the hint
 // carries objects and it fits.
 func (a *Agent) publishTipObjects(ctx context.Context, base, commit plumbing.Hash) {
-	carrier, ok := a.cfg.TipHint.(TipObjects)
-	packer, ok2 := a.cfg.Desired.(Packer)
-	if !ok || !ok2 || base.IsZero() || base == commit {
+	carrier, packer, ok := a.tipObjects()
+	if !ok || base.IsZero() || base == commit {
 		return
 	}
 	pack, err := packer.Pack(base, commit, maxTipPack)
