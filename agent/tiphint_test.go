@@ -40,6 +40,20 @@ func hintedAgent(t *testing.T, ctx context.Context, url string, c *embedded.Clus
 	return drv
 }
 
+// hintedFleet serves a fleet repo with web 1.0.0 over git http-backend
+// (its requests counted) beside an embedded etcd, for agents with a tip key.
+func hintedFleet(t *testing.T) (context.Context, string, string, *gittest.Requests, *embedded.Cluster) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: runs git http-backend and etcd")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	repo := gittest.NewBare(t, specFiles("web@1.0.0"))
+	url, reqs := gittest.ServeCounted(t, repo)
+	return ctx, repo, url, reqs, embedded.New(t, 1)
+}
+
 func (f *fakeDriver) ran() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -52,14 +66,7 @@ func (f *fakeDriver) ran() []string {
 // A bogus tip written into the key is never applied: it only makes agents
 // read the branch from Git, and the first to do so puts the real tip back.
 func TestTipHintWakesAtOnce(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: runs git http-backend and etcd")
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	repo := gittest.NewBare(t, specFiles("web@1.0.0"))
-	url, reqs := gittest.ServeCounted(t, repo)
-	c := embedded.New(t, 1)
+	ctx, repo, url, reqs, c := hintedFleet(t)
 	eager := hintedAgent(t, ctx, url, c, 200*time.Millisecond)
 	idle := hintedAgent(t, ctx, url, c, time.Hour)
 	gittest.Eventually(t, gittest.Deadline, func() bool {
@@ -120,14 +127,7 @@ func waitValue(t *testing.T, values <-chan string, want string) {
 // tip that do not make it whole (another commit's) are not imported: the
 // agents fetch from Git and apply the real tip.
 func TestTipObjectsSpareTheFetches(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: runs git http-backend and etcd")
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	repo := gittest.NewBare(t, specFiles("web@1.0.0"))
-	url, reqs := gittest.ServeCounted(t, repo)
-	c := embedded.New(t, 1)
+	ctx, repo, url, reqs, c := hintedFleet(t)
 	eager := hintedAgent(t, ctx, url, c, 200*time.Millisecond)
 	idle := []*fakeDriver{hintedAgent(t, ctx, url, c, time.Hour), hintedAgent(t, ctx, url, c, time.Hour), hintedAgent(t, ctx, url, c, time.Hour)}
 	on := func(v string) func() bool {
