@@ -1,10 +1,12 @@
 package scale
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"runtime"
@@ -35,6 +37,10 @@ type Load struct {
 	GitPerSecond  float64   `json:"gitRequestsPerSecond"`
 	Etcd          int64     `json:"etcdRequests"` // unary calls and streams opened
 	EtcdPerSecond float64   `json:"etcdRequestsPerSecond"`
+	// EtcdByKind counts the requests by method ("Txn", "Range", "Put",
+	// "Watch stream", ...); "Txn lost" counts the transactions whose
+	// compare failed (among "Txn").
+	EtcdByKind map[string]int64 `json:"etcdRequestsByKind,omitempty"`
 	CPU           Seconds   `json:"cpuSeconds"`    // this process: agents, coordinators, stores (and embedded etcd)
 	GitCPU        Seconds   `json:"gitCPUSeconds"` // the git http-backend processes
 }
@@ -233,6 +239,17 @@ func (l Load) String() string {
 		l.GitPerSecond, l.Git.RefAds, l.Git.Fetches, l.Git.Pushes, l.Duration, l.EtcdPerSecond)
 }
 
+// byKind lists counts by kind, the largest first.
+func byKind(m map[string]int64) string {
+	kinds := slices.Collect(maps.Keys(m))
+	slices.SortFunc(kinds, func(a, b string) int { return cmp.Or(cmp.Compare(m[b], m[a]), cmp.Compare(a, b)) })
+	parts := make([]string, len(kinds))
+	for i, k := range kinds {
+		parts[i] = fmt.Sprintf("%s %d", k, m[k])
+	}
+	return strings.Join(parts, ", ")
+}
+
 func first(s []string, n int) []string { return s[:min(n, len(s))] }
 
 func percentile(sorted []time.Duration, p float64) time.Duration {
@@ -327,6 +344,9 @@ func (r *Result) WriteText(w io.Writer) error {
 		g := l.l.Git
 		p("%-8s Git %.1f requests/s (%d ref advertisements, %d of them cached, %d fetches, %d pushes in %s), etcd %.1f requests/s (%d)",
 			l.name, l.l.GitPerSecond, g.RefAds, g.CachedAds, g.Fetches, g.Pushes, l.l.Duration, l.l.EtcdPerSecond, l.l.Etcd)
+		if len(l.l.EtcdByKind) > 0 {
+			p("         etcd by kind: %s", byKind(l.l.EtcdByKind))
+		}
 		p("         CPU: this process %s (%.1f%% of one core per node), git http-backend %s",
 			l.l.CPU, 100*time.Duration(l.l.CPU).Seconds()/time.Duration(l.l.Duration).Seconds()/float64(r.Nodes), l.l.GitCPU)
 	}

@@ -410,6 +410,7 @@ type load struct {
 	at        time.Time
 	git       GitCounts
 	etcd      int64
+	etcdKinds map[string]int64
 	cpu, kids time.Duration // this process (agents, etcd) and its children (git)
 }
 
@@ -417,7 +418,7 @@ func (h *harness) sample() load {
 	l := load{at: h.clock.Now(), git: h.git.counts()}
 	l.git.CachedAds = h.git.adHits()
 	if h.etcd != nil {
-		l.etcd = h.etcd.requests()
+		l.etcd, l.etcdKinds = h.etcd.requests(), h.etcd.kinds()
 	}
 	l.cpu, l.kids = rusage(syscall.RUSAGE_SELF), rusage(syscall.RUSAGE_CHILDREN)
 	return l
@@ -428,8 +429,22 @@ func (l load) since(o load) Load {
 	s := d.Seconds()
 	g := l.git.minus(o.git)
 	return Load{Duration: Seconds(d), Git: g, GitPerSecond: float64(g.Total()) / s,
-		Etcd: l.etcd - o.etcd, EtcdPerSecond: float64(l.etcd-o.etcd) / s,
+		Etcd: l.etcd - o.etcd, EtcdPerSecond: float64(l.etcd-o.etcd) / s, EtcdByKind: kindsSince(l.etcdKinds, o.etcdKinds),
 		CPU: Seconds(l.cpu - o.cpu), GitCPU: Seconds(l.kids - o.kids)}
+}
+
+// kindsSince is the counts of l less those of o (nil when none).
+func kindsSince(l, o map[string]int64) map[string]int64 {
+	var d map[string]int64
+	for k, n := range l {
+		if n -= o[k]; n > 0 {
+			if d == nil {
+				d = map[string]int64{}
+			}
+			d[k] = n
+		}
+	}
+	return d
 }
 
 func rusage(who int) time.Duration {

@@ -37,6 +37,17 @@ func TestRolloutCompletes(t *testing.T) {
 			if res.RolloutLoad.Git.Total() == 0 || (store == StoreEtcd) != (res.RolloutLoad.Etcd > 0) {
 				t.Errorf("requests counted during the rollout: Git %+v, etcd %d", res.RolloutLoad.Git, res.RolloutLoad.Etcd)
 			}
+			if store == StoreEtcd {
+				var sum int64
+				for k, n := range res.RolloutLoad.EtcdByKind {
+					if k != "Txn lost" {
+						sum += n
+					}
+				}
+				if lost := res.RolloutLoad.EtcdByKind["Txn lost"]; sum != res.RolloutLoad.Etcd || res.RolloutLoad.EtcdByKind["Txn"] < lost || res.RolloutLoad.EtcdByKind["Range"] == 0 {
+					t.Errorf("etcd requests by kind %v add up to %d, not the %d counted (or lost transactions outnumber them)", res.RolloutLoad.EtcdByKind, sum, res.RolloutLoad.Etcd)
+				}
+			}
 			if res.SpecEvaluations != 3 || res.SpecLoads < int64(2*nodes) {
 				t.Errorf("spec evaluated %d times for %d loads, want 3 (one per commit) for at least %d", res.SpecEvaluations, res.SpecLoads, 2*nodes)
 			}

@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -217,6 +219,9 @@ type etcdServer struct {
 	client  *clientv3.Client
 	calls   atomic.Int64
 	streams atomic.Int64
+
+	mu     sync.Mutex
+	byKind map[string]int64 // method ("Txn", "Range", ...; "Txn lost": a compare that failed)
 }
 
 func startEtcd(dir string) (*etcdServer, error) {
@@ -224,17 +229,20 @@ func startEtcd(dir string) (*etcdServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &etcdServer{cluster: c}
+	e := &etcdServer{cluster: c, byKind: map[string]int64{}}
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints: c.Endpoints(), Logger: zap.NewNop(), DialTimeout: 10 * time.Second,
 		DialKeepAliveTime: 10 * time.Second, DialKeepAliveTimeout: 5 * time.Second,
 		DialOptions: []grpc.DialOption{
 			grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 				e.calls.Add(1)
-				return invoker(ctx, method, req, reply, cc, opts...)
+				err := invoker(ctx, method, req, reply, cc, opts...)
+				e.count(method[strings.LastIndexByte(method, '/')+1:], reply)
+				return err
 			}),
 			grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 				e.streams.Add(1)
+				e.count(method[strings.LastIndexByte(method, '/')+1:]+" stream", nil)
 				return streamer(ctx, desc, cc, method, opts...)
 			}),
 		},
@@ -248,6 +256,24 @@ func startEtcd(dir string) (*etcdServer, error) {
 }
 
 func (e *etcdServer) requests() int64 { return e.calls.Load() + e.streams.Load() }
+
+// count adds one request of a kind; a transaction whose compare failed
+// also counts as "Txn lost" (an append that lost a race, a lease taken).
+func (e *etcdServer) count(kind string, reply any) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.byKind[kind]++
+	if t, ok := reply.(*etcdserverpb.TxnResponse); ok && !t.Succeeded {
+		e.byKind["Txn lost"]++
+	}
+}
+
+// kinds is a copy of the counts by kind.
+func (e *etcdServer) kinds() map[string]int64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return maps.Clone(e.byKind)
+}
 
 func (e *etcdServer) close() {
 	e.client.Close()
