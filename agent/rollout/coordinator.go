@@ -255,10 +255,10 @@ func (c *Coordinator) permit(ctx context.Context, in agent.DecideInput) (agent.P
 	// never by a node waiting in a rollout (with a thousand nodes, a
 	// thousand reports changing all the time).
 	var reports map[string]reconciler.NodeReport
-	var st step
 	fetch := false // a step wrote to the tracked branch
 	fold := c.takeFold(in.App.Name)
 	defer c.putFold(in.App.Name, fold)
+	st := step{fold: fold}
 	for range maxSteps {
 		st.read = c.opt.Clock.Now()
 		rin, err := c.input(ctx, in, reports, fold)
@@ -320,14 +320,17 @@ func blockedText(err error) string {
 
 // step is what a pass knows of the decision it acts on: when the shared
 // state it rests on was read (see stale).
-type step struct{ read time.Time }
+type step struct {
+	read time.Time
+	fold *reconciler.Folding // the pass's fold of the record, extended by every re-decision
+}
 
 // act carries out one engine decision. again asks for a fresh decision.
 func (c *Coordinator) act(ctx context.Context, in agent.DecideInput, rin reconciler.Input, d reconciler.Decision, st *step) (again bool, out agent.Permit, err error) {
 	app := in.App.Name
 	switch d.Action {
 	case reconciler.Append:
-		return true, out, c.appendEvent(ctx, rin, d)
+		return true, out, c.appendEvent(ctx, rin, d, st.fold)
 	case reconciler.Acquire:
 		l, err := c.opt.Shared.Acquire(ctx, app, d.Slot, c.opt.Node, rolloutID(d), c.opt.LeaseTTL)
 		if err != nil {
@@ -623,14 +626,25 @@ func self(in agent.DecideInput) reconciler.AppReport {
 // the read and the append is never recorded as having taken none (issue
 // 17 bug 2's first half). When a slot moved, nothing is written and the
 // next step decides afresh.
-func (c *Coordinator) appendEvent(ctx context.Context, rin reconciler.Input, d reconciler.Decision) error {
+//
+// A lost race re-decides on the record grown by what won, folding only
+// those events (fold): with a hundred nodes of a wave recording node_done
+// at once, folding the whole record at every loss was a pass's work each
+// time.
+func (c *Coordinator) appendEvent(ctx context.Context, rin reconciler.Input, d reconciler.Decision, fold *reconciler.Folding) error {
 	app := rin.App.Name
+	// wrote is the event of decide's last call: the one appended when
+	// Append returns nil (nil: another writer recorded it, or it is moot;
+	// with a hundred nodes deciding the same wave_done, only one logs it).
+	var wrote *reconciler.Event
 	decide := func(cur []reconciler.Event) (*reconciler.Event, error) {
-		rin.Record, rin.Folded, rin.Seen = cur, nil, c.observe(app, len(cur), rin.Now)
+		rin.Record, rin.Folded, rin.Seen = cur, fold.Latest(cur), c.observe(app, len(cur), rin.Now)
 		again := reconciler.Decide(rin)
 		if again.Action != reconciler.Append || again.Event.Type != d.Event.Type {
+			wrote = nil
 			return nil, nil // someone else recorded it, or it is moot now
 		}
+		wrote = again.Event
 		return again.Event, nil
 	}
 	e := d.Event
@@ -638,7 +652,7 @@ func (c *Coordinator) appendEvent(ctx context.Context, rin reconciler.Input, d r
 		if err := c.opt.Shared.Append(ctx, app, decide); err != nil {
 			return fmt.Errorf("append %s to the rollout record of %s: %w", e.Type, app, err)
 		}
-		c.log.Info("rollout event", "app", app, "event", e.Summary())
+		c.logAppended(app, wrote)
 		return nil
 	}
 	leases, err := c.opt.Shared.Leases(ctx, app)
@@ -654,8 +668,15 @@ func (c *Coordinator) appendEvent(ctx context.Context, rin reconciler.Input, d r
 	if err != nil {
 		return fmt.Errorf("append %s to the rollout record of %s: %w", e.Type, app, err)
 	}
-	c.log.Info("rollout event", "app", app, "event", e.Summary())
+	c.logAppended(app, wrote)
 	return nil
+}
+
+// logAppended logs the event this node appended (none: nothing).
+func (c *Coordinator) logAppended(app string, e *reconciler.Event) {
+	if e != nil {
+		c.log.Info("rollout event", "app", app, "event", e.Summary())
+	}
 }
 
 // verdictOnOther reports whether e is a verdict on another node decided
