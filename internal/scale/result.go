@@ -41,8 +41,8 @@ type Load struct {
 	// "Watch stream", ...); "Txn lost" counts the transactions whose
 	// compare failed (among "Txn").
 	EtcdByKind map[string]int64 `json:"etcdRequestsByKind,omitempty"`
-	CPU           Seconds   `json:"cpuSeconds"`    // this process: agents, coordinators, stores (and embedded etcd)
-	GitCPU        Seconds   `json:"gitCPUSeconds"` // the git http-backend processes
+	CPU        Seconds          `json:"cpuSeconds"`    // this process: agents, coordinators, stores (and embedded etcd)
+	GitCPU     Seconds          `json:"gitCPUSeconds"` // the git http-backend processes
 }
 
 // Memory is the process's memory once every node runs, less what it used
