@@ -90,6 +90,14 @@ type Focuser interface {
 	Focus(app string, leases bool)
 }
 
+// WaveFocuser is an optional interface of a Shared whose watch can leave
+// out the wave_done events a node does not wait for: those of rollout's
+// waves below from (0: none left out). A node two or more waves behind
+// acts when the wave before its own is done, not at each wave before.
+type WaveFocuser interface {
+	FocusWaves(app, rollout string, from int)
+}
+
 // Snapshotter is an optional interface of a Shared whose every read asks
 // the store (the Git store: a ref listing per read). Snapshot asks once and
 // returns a context under which the reads of one decision (Record, Leases)
@@ -428,9 +436,23 @@ func (c *Coordinator) activePoll(d reconciler.Decision) time.Duration {
 // ends, and a holder follows its own lease by renewing it: with every
 // lease change waking every node, those were most of a rollout's passes
 // (docs/scale.md).
+//
+// A node two or more waves behind (Decision.Behind) is woken by the
+// wave_done of the wave before its own only (WaveFocuser): the waves
+// before that open other nodes' waves, and its timer (6 × ActivePoll)
+// covers the rest.
 func (c *Coordinator) focus(app string, d reconciler.Decision) {
 	if f, ok := c.opt.Shared.(Focuser); ok {
 		f.Focus(app, d.SlotWait || d.Action == reconciler.Acquire)
+	}
+	if f, ok := c.opt.Shared.(WaveFocuser); ok {
+		from, rollout := 0, ""
+		if d.Behind > 1 && d.Rollout != nil {
+			if k := d.Rollout.WaveOf(c.opt.Node); k > 0 {
+				from, rollout = k-1, d.Rollout.ID
+			}
+		}
+		f.FocusWaves(app, rollout, from)
 	}
 }
 

@@ -350,3 +350,52 @@ func TestStartIsJittered(t *testing.T) {
 		t.Errorf("%s read the node reports %d times though the rollout was started", second.name, c.reports)
 	}
 }
+
+// waveFocused is a Shared that notes what the coordinator tells its watch
+// of the wave_done events it waits for.
+type waveFocused struct {
+	Shared
+	rollout string
+	from    int
+}
+
+func (w *waveFocused) FocusWaves(_, rollout string, from int) { w.rollout, w.from = rollout, from }
+
+// TestFarNodeWaitsForTheWaveBeforeItsOwn: a node two or more waves behind
+// asks its watch for the wave_done of the wave before its own only; a node
+// of the next wave for every one.
+func TestFarNodeWaitsForTheWaveBeforeItsOwn(t *testing.T) {
+	ctx := context.Background()
+	repo := gittest.NewBare(t, nil)
+	in := input(app(true), "a", "b", "c", "d")
+	var held agent.Permit
+	for _, name := range []string{"a", "b", "c", "d"} {
+		n := newNode(t, repo, name, nil)
+		wf := &waveFocused{Shared: n.coord.opt.Shared, from: -1}
+		n.coord.opt.Shared = wf
+		p, err := n.coord.Permit(ctx, in)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		r := latest(t, n)
+		k := r.WaveOf(name)
+		switch {
+		case p.Lease != nil:
+			held = p
+			if wf.from != 0 {
+				t.Errorf("%s (wave %d) holds a lease and focuses from wave %d", name, k, wf.from)
+			}
+		case k <= 1:
+			if wf.from != 0 {
+				t.Errorf("%s (wave %d, next to open) leaves out wave_done events below %d", name, k, wf.from)
+			}
+		default:
+			if wf.from != k-1 || wf.rollout != r.ID {
+				t.Errorf("%s (wave %d, %d behind) focuses from wave %d of %q, want %d of %q", name, k, k, wf.from, wf.rollout, k-1, r.ID)
+			}
+		}
+	}
+	if held.Lease == nil {
+		t.Fatal("no node took the lease of wave 0")
+	}
+}

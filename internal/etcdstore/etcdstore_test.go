@@ -48,7 +48,8 @@ func watching(ctx context.Context, w *etcdstore.Store) (woke chan time.Time, don
 // TestWatchWakesOnlyForWhatMatters: a node_done event wakes no watcher,
 // any other record event does; once Focus was called, only lease changes
 // of an app whose slot the node waits for do, including those made since
-// its last read of the leases while no watch followed them.
+// its last read of the leases while no watch followed them; after
+// FocusWaves, only the wave_done that opens the node's wave does.
 func TestWatchWakesOnlyForWhatMatters(t *testing.T) {
 	c := cluster(t, 1)
 	w, a := open(t, c, "w", etcdstore.Options{}), open(t, c, "a", etcdstore.Options{})
@@ -92,6 +93,18 @@ func TestWatchWakesOnlyForWhatMatters(t *testing.T) {
 	expect("an acquisition while no slot is waited for", false)
 	appendEvent(reconciler.Event{Type: reconciler.EventWaveDone, Rollout: "r1", Wave: 0})
 	expect("a wave_done", true)
+	w.FocusWaves("web", "r1", 3) // waits for wave 4: the wave_done of wave 3 opens it
+	appendEvent(reconciler.Event{Type: reconciler.EventWaveDone, Rollout: "r1", Wave: 2})
+	expect("a wave_done two waves before the node's", false)
+	appendEvent(reconciler.Event{Type: reconciler.EventWaveDone, Rollout: "r1", Wave: 3})
+	expect("the wave_done of the wave before the node's", true)
+	appendEvent(reconciler.Event{Type: reconciler.EventWaveDone, Rollout: "r2", Wave: 0})
+	expect("a wave_done of another rollout", true)
+	appendEvent(reconciler.Event{Type: reconciler.EventPaused, Rollout: "r1"})
+	expect("a pause while waiting two waves behind", true)
+	w.FocusWaves("web", "", 0)
+	appendEvent(reconciler.Event{Type: reconciler.EventWaveDone, Rollout: "r1", Wave: 1})
+	expect("a wave_done once the focus is off", true)
 	w.Focus("db", true) // waits for a slot of db
 	time.Sleep(100 * time.Millisecond)
 	if _, err := a.Acquire(ctx, "db", 0, "a", "r1", time.Minute); err != nil {

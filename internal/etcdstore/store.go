@@ -134,8 +134,11 @@ type Store struct {
 	focusMu   sync.Mutex
 	focused   bool            // Focus was called: only slotWaits' lease changes wake Watch
 	slotWaits map[string]bool // apps whose last Focus said lease changes matter
-	refocus   chan struct{}   // (1) whether the leases matter changed
-	leasesRev int64           // revision of the last Leases read (under mu)
+	// farWaves: app -> the wave_done events that cannot change what this
+	// node does (FocusWaves)
+	farWaves  map[string]waveFocus
+	refocus   chan struct{} // (1) whether the leases matter changed
+	leasesRev int64         // revision of the last Leases read (under mu)
 }
 
 // Open connects to etcd. Without a user it does not wait for a member to
@@ -168,7 +171,7 @@ func newStore(opts Options, cli *clientv3.Client, owns bool) *Store {
 		opts: opts, cli: cli, ownsCli: owns, url: "etcd://" + strings.Join(opts.Endpoints, ",") + opts.Prefix,
 		instance: cmp.Or(opts.Instance, randomID()), ctx: ctx, cancel: cancel,
 		seen: map[string]observation{}, records: map[string]recordCache{}, reports: map[string]reportCache{},
-		bad: map[string]fleetrepo.BadRef{}, slotWaits: map[string]bool{}, refocus: make(chan struct{}, 1),
+		bad: map[string]fleetrepo.BadRef{}, slotWaits: map[string]bool{}, farWaves: map[string]waveFocus{}, refocus: make(chan struct{}, 1),
 	}
 }
 
