@@ -9,6 +9,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/fleetops/reconciler/reconciler"
 )
 
 // Watch calls wake once when it starts and then whenever a rollout record
@@ -196,7 +198,7 @@ func (s *Store) farWave(key string, v []byte) bool {
 	if json.Unmarshal(v, &ev) != nil {
 		return false
 	}
-	return ev.Type == "wave_done" && ev.Rollout == f.rollout && ev.Wave < f.from
+	return ev.Type == reconciler.EventWaveDone && ev.Rollout == f.rollout && ev.Wave < f.from
 }
 
 // moves reports whether an event is more than a lease renewal: a record

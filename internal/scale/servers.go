@@ -237,12 +237,12 @@ func startEtcd(dir string) (*etcdServer, error) {
 			grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 				e.calls.Add(1)
 				err := invoker(ctx, method, req, reply, cc, opts...)
-				e.count(method[strings.LastIndexByte(method, '/')+1:], reply)
+				e.count(shortMethod(method), reply)
 				return err
 			}),
 			grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 				e.streams.Add(1)
-				e.count(method[strings.LastIndexByte(method, '/')+1:]+" stream", nil)
+				e.count(shortMethod(method)+" stream", nil)
 				return streamer(ctx, desc, cc, method, opts...)
 			}),
 		},
@@ -256,6 +256,10 @@ func startEtcd(dir string) (*etcdServer, error) {
 }
 
 func (e *etcdServer) requests() int64 { return e.calls.Load() + e.streams.Load() }
+
+// shortMethod is a gRPC method's name without its service
+// ("/etcdserverpb.KV/Txn": "Txn").
+func shortMethod(method string) string { return method[strings.LastIndexByte(method, '/')+1:] }
 
 // count adds one request of a kind; a transaction whose compare failed
 // also counts as "Txn lost" (an append that lost a race, a lease taken).
