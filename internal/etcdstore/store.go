@@ -57,6 +57,10 @@ type Options struct {
 	// open. Many handles in one process (internal/scale's simulated
 	// nodes) share one connection this way.
 	Client *clientv3.Client
+	// Decoded, when set, holds the rollout records' decoded events for
+	// every Store given the same one (many handles in one process, as
+	// Client): each event is decoded once, not once per handle.
+	Decoded *Decoded
 }
 
 func (o *Options) withDefaults() error {

@@ -27,7 +27,12 @@
 //     installed as go-git's "http" protocol for the process;
 //   - with the etcd store, one etcd client connection (etcdstore
 //     Options.Client); each node still has its own Store, with its own
-//     caches, liveness lease and watch.
+//     caches, liveness lease and watch;
+//   - with the etcd store, the rollout record's events, each decoded once
+//     (etcdstore.Decoded: a key is written once, so every node that reads
+//     it at that revision gets the same event). Each node still reads
+//     every key from etcd itself; only the decoding and the memory are
+//     shared.
 //
 // Not shared: each node has its own state directory, *fleetrepo.Desired
 // (its own in-memory clone of the fleet repo), shared-state handle,

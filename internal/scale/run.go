@@ -25,6 +25,7 @@ import (
 
 	"github.com/fleetops/reconciler/agent/rollout"
 	"github.com/fleetops/reconciler/internal/clock"
+	"github.com/fleetops/reconciler/internal/etcdstore"
 	"github.com/fleetops/reconciler/reconciler"
 )
 
@@ -141,8 +142,11 @@ type harness struct {
 	bare  string
 	git   *gitServer
 	etcd  *etcdServer
-	log   *fleetLog
-	specs *specCache
+	// decoded: the rollout records' events, decoded once for every
+	// node's etcdstore.Store (immutable once written)
+	decoded *etcdstore.Decoded
+	log     *fleetLog
+	specs   *specCache
 	// healthURL answers 200: the spec's health check, which every node
 	// runs for real (one server for all: nothing runs behind it).
 	healthURL string
@@ -166,7 +170,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		return nil, err
 	}
 	h := &harness{opt: opt, clock: opt.Clock, log: newFleetLog(opt.Clock),
-		specs: &specCache{byKey: map[[32]byte]*specEntry{}}}
+		specs: &specCache{byKey: map[[32]byte]*specEntry{}}, decoded: etcdstore.NewDecoded()}
 	defer h.close()
 	res := &Result{Nodes: opt.Nodes, Wave: opt.Wave, Store: opt.Store, Webhooks: min(opt.Webhooks, opt.Nodes), Switch: Seconds(opt.Switch), Install: Seconds(opt.Install),
 		Idle: Seconds(opt.Idle), Shared: h.shared()}
@@ -261,7 +265,8 @@ func (h *harness) shared() []string {
 		s = append(s, "(server side, not the nodes') the Git server's ref advertisement, cached until the next push")
 	}
 	if h.opt.Store == StoreEtcd {
-		s = append(s, "one etcd client connection (each node keeps its own etcdstore.Store: caches, liveness lease, watch)")
+		s = append(s, "one etcd client connection (each node keeps its own etcdstore.Store: caches, liveness lease, watch)",
+			"the rollout record's events, each decoded once (etcdstore.Decoded; each node still reads every key itself)")
 	}
 	return s
 }

@@ -23,7 +23,7 @@ func BenchmarkStores(b *testing.B) {
 		{"bare", func(b *testing.B) storetest.Store { return gitOpenerB(b, gittest.NewBare(b, nil)) }},
 		{"http-backend", func(b *testing.B) storetest.Store { return gitOpenerB(b, gittest.Serve(b, gittest.NewBare(b, nil))) }},
 		{"etcd", func(b *testing.B) storetest.Store {
-			return etcdOpener(b, embedded.New(b, 1).Endpoints(), "/bench/", 0)("a", clock.System{})
+			return etcdOpener(b, embedded.New(b, 1).Endpoints(), "/bench/", 0, nil)("a", clock.System{})
 		}},
 	} {
 		b.Run(s.name+"/Acquire", func(b *testing.B) {

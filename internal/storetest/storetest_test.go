@@ -63,23 +63,32 @@ var memory = storetest.Factory{
 
 // etcdFactory runs every test on one embedded etcd member, each under its
 // own key prefix.
-func etcdFactory(t *testing.T) storetest.Factory {
+func etcdFactory(t *testing.T) storetest.Factory { return etcdFactoryDecoding(t, false) }
+
+// etcdFactoryDecoding is etcdFactory; with shared, the handles of each test
+// decode the rollout records once between them (etcdstore.Decoded, as the
+// scale harness's simulated nodes do).
+func etcdFactoryDecoding(t *testing.T, shared bool) storetest.Factory {
 	cluster := embedded.New(t, 1)
 	var n atomic.Int64
 	return storetest.Factory{
 		New: func(t *testing.T) storetest.Opener {
-			return etcdOpener(t, cluster.Endpoints(), fmt.Sprintf("/test%d/reconciler/", n.Add(1)), 0)
+			var d *etcdstore.Decoded
+			if shared {
+				d = etcdstore.NewDecoded()
+			}
+			return etcdOpener(t, cluster.Endpoints(), fmt.Sprintf("/test%d/reconciler/", n.Add(1)), 0, d)
 		},
 		Unreachable: func(t *testing.T) storetest.Store {
-			return etcdOpener(t, []string{deadPort(t)}, etcdstore.DefaultPrefix, 300*time.Millisecond)("a", clock.System{})
+			return etcdOpener(t, []string{deadPort(t)}, etcdstore.DefaultPrefix, 300*time.Millisecond, nil)("a", clock.System{})
 		},
 	}
 }
 
-func etcdOpener(t testing.TB, endpoints []string, prefix string, timeout time.Duration) storetest.Opener {
+func etcdOpener(t testing.TB, endpoints []string, prefix string, timeout time.Duration, decoded *etcdstore.Decoded) storetest.Opener {
 	return func(node string, c clock.Clock) storetest.Store {
 		st, err := etcdstore.Open(etcdstore.Options{Endpoints: endpoints, Prefix: prefix, Identity: node,
-			Clock: c, ReportRefresh: -1, OpTimeout: timeout})
+			Clock: c, ReportRefresh: -1, OpTimeout: timeout, Decoded: decoded})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -92,6 +101,13 @@ func TestGitBare(t *testing.T)        { servers(t); storetest.Run(t, bare, nil) 
 func TestGitHTTPBackend(t *testing.T) { servers(t); storetest.Run(t, httpBackend, &bare) }
 func TestMemory(t *testing.T)         { storetest.Run(t, memory, &bare) }
 func TestEtcd(t *testing.T)           { servers(t); storetest.Run(t, etcdFactory(t), &bare) }
+
+// TestEtcdDecodedOnce: the same, every handle of a test sharing the
+// decoded records.
+func TestEtcdDecodedOnce(t *testing.T) {
+	servers(t)
+	storetest.Run(t, etcdFactoryDecoding(t, true), &bare)
+}
 
 // servers skips a test that runs git or an etcd server under -short (make
 // test-unit).
