@@ -74,6 +74,21 @@ type Shared interface {
 	Validity(l reconciler.Lease) time.Duration
 }
 
+// Commuting is an optional interface of a Shared that appends an event
+// whose meaning does not depend on events other writers append at the same
+// time: decide sees the record as read, and the event may land after
+// events it did not see. A node's own outcome (node_done, node_failed
+// under its lease token) is such an event: the fold keeps a failure
+// sticky, ignores a node_done whose lease was recorded lost, and folds
+// only the latest rollout's events, so where it lands among its wave's
+// others changes nothing. With Append, the nodes of a wave recording
+// their outcomes at once lose the race to each other about wave²/4 times
+// (docs/scale.md). etcdstore implements it; the Git store does not (its
+// pushes carry one ref update each).
+type Commuting interface {
+	AppendCommuting(ctx context.Context, app string, decide func([]reconciler.Event) (*reconciler.Event, error)) error
+}
+
 // Pusher is an optional interface of a Shared whose watch (the agent's
 // Config.SharedWatch) reports every change to records and leases as it
 // happens, so a waiting node need not poll it often. The Git store polls

@@ -306,8 +306,15 @@ func (c *Coordinator) finish(ctx context.Context, app, rollout string, l reconci
 // that wins (a failure recorded by another node after a takeover).
 func (c *Coordinator) record(ctx context.Context, app, rollout string, ev reconciler.Event) error {
 	ev.Rollout, ev.By = rollout, c.opt.Node
-	return c.opt.Shared.Append(ctx, app, func(cur []reconciler.Event) (*reconciler.Event, error) {
-		r := reconciler.Latest(cur)
+	// Folded as it grows: a node that loses the race to a hundred others
+	// of its wave re-decides up to twenty times on a record of thousands.
+	var fold reconciler.Folding
+	appendEvent := c.opt.Shared.Append
+	if cs, ok := c.opt.Shared.(Commuting); ok {
+		appendEvent = cs.AppendCommuting
+	}
+	return appendEvent(ctx, app, func(cur []reconciler.Event) (*reconciler.Event, error) {
+		r := fold.Latest(cur)
 		if r == nil || r.ID != rollout || r.Ended() {
 			return nil, nil
 		}

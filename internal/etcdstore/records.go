@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -29,6 +30,10 @@ const seqWidth = 10
 type recordCache struct {
 	last   int64 // highest sequence number seen (0: none)
 	events []reconciler.Event
+	// With Options.Decoded: pos is how many keys of the shared record
+	// this cache has followed; private, that it stopped following it.
+	pos     int
+	private bool
 }
 
 func (s *Store) recordPrefix(app string) string { return s.opts.Prefix + "rollouts/" + app + "/" }
@@ -94,11 +99,11 @@ func (s *Store) appendOnce(ctx context.Context, app string, c recordCache, decid
 	if err != nil {
 		return c, fmt.Errorf("encode event: %w", err)
 	}
-	key := s.eventKey(app, c.last+1)
+	key, stored := s.eventKey(app, c.last+1), redact.String(string(data))
 	octx, cancel := s.op(ctx)
 	defer cancel()
 	resp, err := s.cli.Txn(octx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(clientv3.OpPut(key, redact.String(string(data)))).
+		Then(clientv3.OpPut(key, stored)).
 		Else(clientv3.OpGet(key, clientv3.WithRange(clientv3.GetPrefixRangeEnd(s.recordPrefix(app))))).Commit()
 	if err != nil {
 		return c, fmt.Errorf("append %s to rollout record %s: %w", ev.Type, app, s.classify("append to rollout record "+app+" in", err))
@@ -114,9 +119,7 @@ func (s *Store) appendOnce(ctx context.Context, app string, c recordCache, decid
 		}
 		return s.extend(app, c, kvs), fmt.Errorf("append %s to rollout record %s: %w", ev.Type, app, &ConflictError{URL: s.url, Key: key, Actual: actual})
 	}
-	c = recordCache{last: c.last + 1, events: append(c.events, *ev)}
-	s.records[app] = c
-	return c, nil
+	return s.extend(app, c, written(key, stored, resp.Header.Revision)), nil
 }
 
 // record reads the events added since the cache. Caller holds mu.
@@ -135,7 +138,8 @@ func (s *Store) record(ctx context.Context, app string) (recordCache, error) {
 // sequence number on. Caller holds mu.
 func (s *Store) extend(app string, c recordCache, kvs []*mvccpb.KeyValue) recordCache {
 	prefix := s.recordPrefix(app)
-	events := c.events // appended past every view Record returned (capped)
+	shared := s.opts.Decoded != nil && !c.private
+	events, n := c.events, len(c.events) // appended past every view Record returned (capped)
 	for _, kv := range kvs {
 		key := string(kv.Key)
 		seq, err := strconv.ParseInt(strings.TrimPrefix(key, prefix), 10, 64)
@@ -143,12 +147,30 @@ func (s *Store) extend(app string, c recordCache, kvs []*mvccpb.KeyValue) record
 			continue // not an event key of this store's (written by hand)
 		}
 		c.last = seq
+		if shared {
+			bad, ok := s.opts.Decoded.next(prefix, c.pos, seq, kv.ModRevision, kv.Value)
+			if ok {
+				c.pos++
+				if bad != nil {
+					s.markBad(key, kv.ModRevision, fmt.Errorf("event skipped: %w", bad))
+				} else {
+					n++
+				}
+				continue
+			}
+			// Not the key the shared record holds next: go on alone.
+			events = slices.Clone(s.opts.Decoded.events(prefix, n))
+			shared, c.private = false, true
+		}
 		var ev reconciler.Event
 		if err := readEvent(kv.Value, &ev); err != nil {
 			s.markBad(key, kv.ModRevision, fmt.Errorf("event skipped: %w", err))
 			continue
 		}
 		events = append(events, ev)
+	}
+	if shared && n > len(events) {
+		events = s.opts.Decoded.events(prefix, n)
 	}
 	c.events = events
 	s.records[app] = c
@@ -217,9 +239,9 @@ func (s *Store) appendGuardedOnce(ctx context.Context, app string, guard map[int
 	if err != nil {
 		return fmt.Errorf("encode event: %w", err)
 	}
-	key := s.eventKey(app, c.last+1)
+	key, stored := s.eventKey(app, c.last+1), redact.String(string(data))
 	conds := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(key), "=", 0)}
-	puts := []clientv3.Op{clientv3.OpPut(key, redact.String(string(data)))}
+	puts := []clientv3.Op{clientv3.OpPut(key, stored)}
 	gets := []clientv3.Op{clientv3.OpGet(key)}
 	lkeys := []string{key}
 	for slot, r := range guard {
@@ -259,6 +281,101 @@ func (s *Store) appendGuardedOnce(ctx context.Context, app string, guard map[int
 		}
 		return fmt.Errorf("append %s to rollout record %s: %w", ev.Type, app, &ConflictError{URL: s.url, Key: key})
 	}
-	s.records[app] = recordCache{last: c.last + 1, events: append(c.events, *ev)}
+	s.extend(app, c, written(key, stored, resp.Header.Revision))
 	return nil
+}
+
+// written is the key a successful append wrote, as a read returns it: the
+// cache holds the event as every reader decodes it (redacted), at the
+// revision of the transaction that wrote it.
+func written(key, value string, rev int64) []*mvccpb.KeyValue {
+	return []*mvccpb.KeyValue{{Key: []byte(key), Value: []byte(value), ModRevision: rev, CreateRevision: rev}}
+}
+
+// maxProbe is how many sequence keys past the record as read one
+// AppendCommuting transaction tries, nested one in the other's else
+// (each level costs one of etcd's --max-txn-ops, 128 by default).
+const maxProbe = 64
+
+// AppendCommuting is Append for an event whose meaning does not depend on
+// the events other writers append at the same time (rollout.Commuting: a
+// node's own outcome under its lease token). decide sees the record as
+// read; one transaction puts the event at the first of the next 64
+// sequence keys that is free, so it may land after events decide did not
+// see. Only when all 64 were taken does it read what won and call decide
+// again (up to 20 times; then a *ConflictError). The 1,000 nodes of a wave
+// recording node_done at once so cost a few transactions each, not the
+// hundreds Append's one key at a time costs (docs/scale.md).
+func (s *Store) AppendCommuting(ctx context.Context, app string, decide func(current []reconciler.Event) (*reconciler.Event, error)) error {
+	if err := spec.CheckName("app", app); err != nil {
+		return fmt.Errorf("append to rollout record: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, err := s.record(ctx, app)
+	if err != nil {
+		return err
+	}
+	for range maxAppendAttempts {
+		ev, err := decide(c.events[:len(c.events):len(c.events)]) // read-only, as Record's
+		if err != nil || ev == nil {
+			return err
+		}
+		if ev.Time.IsZero() {
+			ev.Time = s.opts.Clock.Now()
+		}
+		data, err := json.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("encode event: %w", err)
+		}
+		stored := redact.String(string(data))
+		var landed bool
+		if c, landed, err = s.probe(ctx, app, c, stored); err != nil || landed {
+			if err != nil {
+				return fmt.Errorf("append %s to rollout record %s: %w", ev.Type, app, err)
+			}
+			return nil
+		}
+	}
+	key := s.eventKey(app, c.last+1)
+	return fmt.Errorf("append to rollout record %s: %d tries lost to other writers: %w", app, maxAppendAttempts, &ConflictError{URL: s.url, Key: key})
+}
+
+// probe puts value at the first free key of the maxProbe after c, in one
+// transaction of nested ones. When none was free it returns c extended by
+// the keys that won. Caller holds mu.
+func (s *Store) probe(ctx context.Context, app string, c recordCache, value string) (recordCache, bool, error) {
+	first := s.eventKey(app, c.last+1)
+	var txn *clientv3.Op
+	for i := maxProbe - 1; i >= 1; i-- {
+		key := s.eventKey(app, c.last+1+int64(i))
+		els := clientv3.OpGet(first, clientv3.WithRange(clientv3.GetPrefixRangeEnd(s.recordPrefix(app))))
+		if txn != nil {
+			els = *txn
+		}
+		t := clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(key), "=", 0)},
+			[]clientv3.Op{clientv3.OpPut(key, value)}, []clientv3.Op{els})
+		txn = &t
+	}
+	octx, cancel := s.op(ctx)
+	defer cancel()
+	resp, err := s.cli.Txn(octx).If(clientv3.Compare(clientv3.CreateRevision(first), "=", 0)).
+		Then(clientv3.OpPut(first, value)).Else(*txn).Commit()
+	if err != nil {
+		return c, false, s.classify("append to rollout record "+app+" in", err)
+	}
+	if resp.Succeeded { // at the next key: the cache follows on
+		return s.extend(app, c, written(first, value, resp.Header.Revision)), true, nil
+	}
+	nested := resp.Responses[0].GetResponseTxn()
+	for nested != nil {
+		if nested.Succeeded {
+			return c, true, nil // past keys this cache has not read: the next read has them
+		}
+		if rr := nested.Responses[0].GetResponseRange(); rr != nil {
+			return s.extend(app, c, rr.Kvs), false, nil
+		}
+		nested = nested.Responses[0].GetResponseTxn()
+	}
+	return c, false, fmt.Errorf("append to rollout record %s: unexpected transaction response from %s", app, s.url)
 }
