@@ -15,12 +15,15 @@
 //     at its current revision.
 //   - A rollout record is append-only: each event is its own key,
 //     rollouts/<app>/<seq>, written by a transaction that requires the key
-//     to be new; a lost race re-reads and calls decide again.
+//     to be new; a lost race re-reads and calls decide again. A node's
+//     own outcome may land past what decide saw (AppendCommuting).
+//   - Every event but a node_done also rewrites its app's wake key,
+//     wakes/<app>, in the same transaction: Watch follows those.
 //   - A node report is one key, written with a liveness key bound to an
 //     etcd lease this Store keeps alive: when the agent dies, the liveness
 //     key expires and readers mark its report Stale.
-//   - Watch wakes the agent within milliseconds of a change to any record
-//     or lease (etcd watches), instead of the Git store's polling.
+//   - Watch wakes the agent within milliseconds of a change to a wake key
+//     or a lease (etcd watches), instead of the Git store's polling.
 //
 // The key layout is in docs/shared-state.md ("etcd"). Entry point: Open.
 package etcdstore

@@ -1,7 +1,6 @@
 package etcdstore
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"slices"
@@ -30,6 +29,12 @@ import (
 // completes it). Every lease write and every node_done sent to every
 // node's watch made a 1,000-node rollout CPU-bound (docs/scale.md).
 //
+// Record events are followed by their apps' wake keys (wakes/<app>),
+// which every append but a node_done rewrites in its transaction: a
+// watcher of the records themselves received every node_done of the
+// fleet, O(nodes²) in all. An event written by hand, without its wake
+// key, is seen at the next poll.
+//
 // A broken watch (a member lost, a compaction) is opened again after a
 // second, with a wake: a full re-read.
 func (s *Store) Watch(ctx context.Context, wake func()) error {
@@ -53,7 +58,7 @@ func (s *Store) PushesChanges() bool { return true }
 func (s *Store) watchOnce(ctx context.Context, wake func()) {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	records := s.cli.Watch(wctx, s.opts.Prefix+"rollouts/", clientv3.WithPrefix())
+	records := s.cli.Watch(wctx, s.opts.Prefix+"wakes/", clientv3.WithPrefix())
 	var leases clientv3.WatchChan // nil while no lease change matters
 	stopLeases := func() {}
 	defer func() { stopLeases() }()
@@ -146,15 +151,16 @@ func (s *Store) wakes(ev *clientv3.Event) bool {
 		s.focusMu.Unlock()
 		return matters && moves(ev)
 	}
-	// A record event, as the store writes it (compact JSON: a quote inside
-	// a string value is escaped, so this cannot match inside one).
+	// A wake key: every record event but a node_done rewrites it.
 	if ev.Type != clientv3.EventTypePut {
 		return true
 	}
-	if bytes.Contains(ev.Kv.Value, []byte(`"type":"node_done"`)) {
-		return false
+	var w wakeDoc
+	if json.Unmarshal(ev.Kv.Value, &w) != nil {
+		return true // garbage written by hand: a read tells
 	}
-	return !bytes.Contains(ev.Kv.Value, []byte(`"type":"wave_done"`)) || !s.farWave(key, ev.Kv.Value)
+	app := strings.TrimPrefix(key, s.opts.Prefix+"wakes/")
+	return w.Type != reconciler.EventNodeDone && (w.Type != reconciler.EventWaveDone || !s.farWave(app, w))
 }
 
 // waveFocus is a FocusWaves: the wave_done events of rollout with a wave
@@ -180,25 +186,13 @@ func (s *Store) FocusWaves(app, rollout string, from int) {
 	s.farWaves[app] = waveFocus{rollout: rollout, from: from}
 }
 
-// farWave reports whether the wave_done event at key (value v) is one the
-// app's FocusWaves said wakes no one. An event that does not decode wakes.
-func (s *Store) farWave(key string, v []byte) bool {
-	app, _, _ := strings.Cut(strings.TrimPrefix(key, s.opts.Prefix+"rollouts/"), "/")
+// farWave reports whether the wave_done event w of app is one the app's
+// FocusWaves said wakes no one.
+func (s *Store) farWave(app string, w wakeDoc) bool {
 	s.focusMu.Lock()
 	f, ok := s.farWaves[app]
 	s.focusMu.Unlock()
-	if !ok {
-		return false
-	}
-	var ev struct {
-		Type    string `json:"type"`
-		Rollout string `json:"rollout"`
-		Wave    int    `json:"wave"`
-	}
-	if json.Unmarshal(v, &ev) != nil {
-		return false
-	}
-	return ev.Type == reconciler.EventWaveDone && ev.Rollout == f.rollout && ev.Wave < f.from
+	return ok && w.Rollout == f.rollout && w.Wave < f.from
 }
 
 // moves reports whether an event is more than a lease renewal: a record
