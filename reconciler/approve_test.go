@@ -112,7 +112,7 @@ func TestDecideApprovals(t *testing.T) {
 				in := gatedIn("c", each, append(wave0Done, approved(1))...)
 				in.App.Rollout.BatchDelay = spec.Duration{Duration: 30 * time.Second}
 				in.Record[0].Options.BatchDelay = 30 * time.Second
-				in.Seen[len(in.Seen)-1] = t0.Add(time.Hour)
+				in.Seen = seenSet(in.Seen, map[int]time.Time{in.Seen.Len() - 1: t0.Add(time.Hour)})
 				in.Now = t0.Add(time.Hour)
 				return in
 			}(),

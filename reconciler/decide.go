@@ -60,8 +60,9 @@ type Input struct {
 	// Folded is Latest(Record) when the caller keeps it folded as the
 	// record grows (a Folding); nil: Decide folds Record itself.
 	Folded *Rollout
-	// Seen[i] is when this node first saw Record[i], on its own clock.
-	Seen   []time.Time
+	// Seen says when this node first saw each event of Record, on its own
+	// clock.
+	Seen   SeenTimes
 	Leases []Lease
 	Now    time.Time
 	// Descends reports whether Tip descends from (or is) a commit of the
@@ -399,7 +400,7 @@ func unreachable(in Input, r *Rollout) (Event, bool) {
 		if _, ok := held[n]; ok {
 			continue // heldInPlan records it
 		}
-		if i, lost := r.LostAt[n]; lost && i < len(in.Seen) && in.Now.Sub(in.Seen[i]) < in.App.Rollout.NodeTimeout.Duration {
+		if i, lost := r.LostAt[n]; lost && seenWithin(in, i, in.App.Rollout.NodeTimeout.Duration) {
 			continue // retried after a lost lease: nodeTimeout runs from the loss
 		}
 		reason := fmt.Sprintf("took no lease within nodeTimeout %s of %s opening", in.App.Rollout.NodeTimeout, WaveName(k))
@@ -684,11 +685,18 @@ func openAt(in Input, r *Rollout, k int) (time.Time, bool) {
 	return at, true
 }
 
+// seen is when this node first saw event i (now, if it has not).
 func seen(in Input, i int) time.Time {
-	if i < len(in.Seen) && !in.Seen[i].IsZero() {
-		return in.Seen[i]
+	if at, ok := in.Seen.At(i); ok && !at.IsZero() {
+		return at
 	}
 	return in.Now
+}
+
+// seenWithin reports whether this node saw event i less than d ago.
+func seenWithin(in Input, i int, d time.Duration) bool {
+	at, ok := in.Seen.At(i)
+	return ok && in.Now.Sub(at) < d
 }
 
 // replan records new options. Waves not yet open (those after the one in

@@ -45,10 +45,7 @@ func FuzzDecide(f *testing.F) {
 		in.Node, in.App, in.Tip, in.Targeted, in.Now = self, app, "c1", true, now
 		in.Self = AppReport{Version: version, State: state}
 		in.Inventory = []NodeInfo{{Name: "a"}, {Name: "b"}, {Name: "c"}, {Name: "d"}, {Name: "e"}}
-		in.Seen = make([]time.Time, len(in.Record))
-		for i := range in.Seen {
-			in.Seen[i] = now.Add(-time.Duration(seenAgo) * time.Second)
-		}
+		in.Seen = SeenAll(len(in.Record), now.Add(-time.Duration(seenAgo)*time.Second))
 		d := Decide(in)
 		r := Latest(in.Record)
 		switch d.Action {

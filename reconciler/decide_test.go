@@ -58,12 +58,27 @@ func lease(slot int, holder string, unchanged time.Duration) Lease {
 }
 
 // seenAt marks every event as first seen at t.
-func seenAt(n int, t time.Time) []time.Time {
-	s := make([]time.Time, n)
-	for i := range s {
-		s[i] = t
+func seenAt(n int, t time.Time) SeenTimes { return SeenAll(n, t) }
+
+// seenEach says that event i was first seen at ts[i].
+func seenEach(ts ...time.Time) SeenTimes {
+	var s SeenTimes
+	for i, t := range ts {
+		s = s.Extend(i+1, t)
 	}
 	return s
+}
+
+// seenSet is s, with event i first seen at at[i] for each i of at.
+func seenSet(s SeenTimes, at map[int]time.Time) SeenTimes {
+	ts := make([]time.Time, s.Len())
+	for i := range ts {
+		ts[i], _ = s.At(i)
+	}
+	for i, t := range at {
+		ts[i] = t
+	}
+	return seenEach(ts...)
 }
 
 func base(nodeName string, rec []Event) Input {
@@ -421,7 +436,7 @@ func TestDecide(t *testing.T) {
 					ev(EventWaveDone, wave(0)), ev(EventPaused), ev(EventResumed)))
 				in.App.Rollout.BatchDelay.Duration = 30 * time.Second
 				in.Record[0].Options = &RolloutFlags{BatchSize: 2, BatchDelay: 30 * time.Second}
-				in.Seen[4], in.Seen[5] = t0.Add(5*time.Second), t0.Add(20*time.Second)
+				in.Seen = seenSet(in.Seen, map[int]time.Time{4: t0.Add(5 * time.Second), 5: t0.Add(20 * time.Second)})
 				in.Now = t0.Add(31 * time.Second)
 				return in
 			}(),
@@ -439,7 +454,7 @@ func TestDecide(t *testing.T) {
 					ev(EventNodeDone, node("b")), ev(EventWaveDone, wave(0))))
 				in.App.Rollout.BatchDelay.Duration = 30 * time.Second
 				in.Record[0].Options = &RolloutFlags{BatchSize: 2, BatchDelay: 30 * time.Second}
-				in.Seen[2], in.Seen[5] = t0.Add(2*time.Second), t0.Add(10*time.Second)
+				in.Seen = seenSet(in.Seen, map[int]time.Time{2: t0.Add(2 * time.Second), 5: t0.Add(10 * time.Second)})
 				in.Now = t0.Add(35 * time.Second)
 				return in
 			}(),

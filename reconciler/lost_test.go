@@ -104,7 +104,7 @@ func TestSlowIsNotFailed(t *testing.T) {
 		in: func() Input {
 			rec := append(started([]string{"a"}, []string{"b"}), lostOf("a", "ta"))
 			in := base("b", rec)
-			in.Seen = []time.Time{t0, t0.Add(50 * time.Second)}
+			in.Seen = seenEach(t0, t0.Add(50*time.Second))
 			in.Now = t0.Add(70 * time.Second) // 70s after the wave opened, 20s after the loss
 			return in
 		}(),

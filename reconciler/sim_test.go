@@ -15,7 +15,7 @@ type sim struct {
 	app     spec.App
 	nodes   []string
 	record  []Event
-	seen    map[string][]time.Time
+	seen    map[string]SeenTimes
 	leases  map[int]Lease
 	version map[string]string
 	now     time.Time
@@ -32,7 +32,7 @@ func newSim(t *testing.T, strategy string, nodes []string, batch int) *sim {
 		a.Rollout.Canary.Monitor.Duration = 10 * time.Second
 		a.Rollout.BatchDelay.Duration = 2 * time.Second
 	})
-	s := &sim{t: t, app: app, nodes: nodes, seen: map[string][]time.Time{}, leases: map[int]Lease{},
+	s := &sim{t: t, app: app, nodes: nodes, seen: map[string]SeenTimes{}, leases: map[int]Lease{},
 		version: map[string]string{}, now: t0, changed: map[int]time.Time{}, dead: map[string]bool{}}
 	for _, n := range nodes {
 		s.version[n] = "1.0.0"
@@ -50,9 +50,7 @@ func (s *sim) run(rounds int) {
 }
 
 func (s *sim) input(n string) Input {
-	for len(s.seen[n]) < len(s.record) {
-		s.seen[n] = append(s.seen[n], s.now)
-	}
+	s.seen[n] = s.seen[n].Extend(len(s.record), s.now)
 	var ls []Lease
 	for slot, l := range s.leases {
 		l.Unchanged = s.now.Sub(s.changed[slot])

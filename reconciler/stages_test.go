@@ -179,7 +179,7 @@ func TestStagesGates(t *testing.T) {
 			name: "the bake counts from when this node saw the wave done",
 			in: func() Input {
 				in := staged("b", t0.Add(time.Hour), doneUpTo(0)...)
-				in.Seen[2] = t0.Add(time.Minute)
+				in.Seen = seenSet(in.Seen, map[int]time.Time{2: t0.Add(time.Minute)})
 				return in
 			}(),
 			action: Wait,
@@ -222,7 +222,7 @@ func TestStagesGates(t *testing.T) {
 			name: "resuming restarts the bake",
 			in: func() Input {
 				in := staged("b", t0.Add(time.Hour), append(doneUpTo(0), ev(EventPaused), ev(EventResumed))...)
-				in.Seen[len(in.Seen)-1] = t0.Add(30 * time.Minute)
+				in.Seen = seenSet(in.Seen, map[int]time.Time{in.Seen.Len() - 1: t0.Add(30 * time.Minute)})
 				return in
 			}(),
 			action: Wait,
@@ -299,7 +299,7 @@ func TestStagesStarted(t *testing.T) {
 		in := rollbackIn("a", nil)
 		in.Tip = "c3"
 		in.Record = in.Record[:len(in.Record)-1] // no rollback started yet
-		in.Seen = in.Seen[:len(in.Record)]
+		in.Seen = in.Seen.Prefix(len(in.Record))
 		in.App = testApp(ringStages)
 		in.App.Version = "1.0.0"
 		in.Inventory = ringInventory()

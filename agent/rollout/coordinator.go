@@ -186,8 +186,8 @@ type Coordinator struct {
 	log *slog.Logger
 
 	mu       sync.Mutex
-	seen     map[string][]time.Time // app -> when each record event was first seen
-	failures map[string]int         // app -> consecutive canary monitor failures
+	seen     map[string]reconciler.SeenTimes // app -> when each record event was first seen
+	failures map[string]int                  // app -> consecutive canary monitor failures
 	// settled: app -> the tip and version at which this node was up to
 	// date with the rollout ended. Nothing in the shared state can change
 	// that until the tip moves, so an idle node reads no shared state.
@@ -241,7 +241,7 @@ func New(opt Options) (*Coordinator, error) {
 		opt.StartJitter = time.Second
 	}
 	return &Coordinator{opt: opt, log: opt.Logger.With("node", opt.Node), retries: map[string]int{},
-		seen: map[string][]time.Time{}, failures: map[string]int{}, settled: map[string]string{},
+		seen: map[string]reconciler.SeenTimes{}, failures: map[string]int{}, settled: map[string]string{},
 		approvals: map[string]approvalsAt{}, folds: map[string]*reconciler.Folding{}, starts: map[string]startTime{}}, nil
 }
 
@@ -622,20 +622,18 @@ func (c *Coordinator) approvalsOf(tip, app string, r *reconciler.Rollout) []reco
 }
 
 // observe extends an app's first-seen times to n events, stamping the new
-// ones with now, and returns them: a view capped at n, which later appends
-// (past its end) never change.
-func (c *Coordinator) observe(app string, n int, now time.Time) []time.Time {
+// ones with now, and returns them (a value: later extensions never change
+// it).
+func (c *Coordinator) observe(app string, n int, now time.Time) reconciler.SeenTimes {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := c.seen[app]
-	if n < len(s) { // the record was replaced: start over
-		s = nil
+	if n < s.Len() { // the record was replaced: start over
+		s = reconciler.SeenTimes{}
 	}
-	for len(s) < n {
-		s = append(s, now)
-	}
+	s = s.Extend(n, now)
 	c.seen[app] = s
-	return s[:n:n]
+	return s
 }
 
 // self is this node's own state for the engine.
