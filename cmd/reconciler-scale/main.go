@@ -14,6 +14,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	httppprof "net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -54,6 +57,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	progress := fs.Bool("progress", true, "print a line per phase on stderr")
 	verbose := fs.Bool("v", false, "every agent's log on stderr (info and above)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
+	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this address (host:port) during the run, to profile a phase of a long run")
 	heapProfile := fs.String("memprofile", "", "write a heap profile to this file once the rollout is done, before the agents stop (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -89,6 +93,19 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		defer f.Close()
 		defer pprof.StopCPUProfile()
+	}
+	if *pprofAddr != "" {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", httppprof.Index) // the named profiles: heap, goroutine, ...
+		mux.HandleFunc("/debug/pprof/profile", httppprof.Profile)
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		ln, err := net.Listen("tcp", *pprofAddr)
+		if err != nil {
+			fmt.Fprintf(stderr, "reconciler-scale: -pprof: %v\n", err)
+			return 1
+		}
+		go srv.Serve(ln) //nolint:errcheck // ends with Close below: ErrServerClosed
+		defer srv.Close()
 	}
 	if *heapProfile != "" {
 		f, err := os.Create(*heapProfile)

@@ -121,7 +121,7 @@ func (h *TipHint) watchOnce(ctx context.Context, wake func(string)) {
 	if len(resp.Kvs) > 0 {
 		wake(string(resp.Kvs[0].Value))
 	}
-	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	wctx, wcancel := context.WithCancel(h.s.watchContext(ctx))
 	defer wcancel()
 	for w := range h.s.cli.Watch(wctx, h.key, clientv3.WithRev(resp.Header.Revision+1)) {
 		if w.Err() != nil || w.Canceled {

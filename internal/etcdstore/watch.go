@@ -8,6 +8,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/fleetops/reconciler/reconciler"
 )
@@ -53,10 +54,20 @@ func (s *Store) Watch(ctx context.Context, wake func()) error {
 // happen (rollout.Options.ActivePoll then only bounds timers).
 func (s *Store) PushesChanges() bool { return true }
 
+// watchContext is the context of this Store's watches: they require a
+// leader, and they go on a gRPC stream of this Store's own. The etcd
+// client puts the watches of one connection whose contexts carry the same
+// metadata on one stream, served by one goroutine at each end; the scale
+// harness's 10,000 Stores on one connection (Options.Client) so waited on
+// each other's events, where real nodes each have their connection.
+func (s *Store) watchContext(ctx context.Context) context.Context {
+	return clientv3.WithRequireLeader(metadata.AppendToOutgoingContext(ctx, "reconciler-watcher", s.instance))
+}
+
 // watchOnce follows records, and leases while they matter, until a watch
 // breaks or ctx ends.
 func (s *Store) watchOnce(ctx context.Context, wake func()) {
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	wctx, cancel := context.WithCancel(s.watchContext(ctx))
 	defer cancel()
 	records := s.cli.Watch(wctx, s.opts.Prefix+"wakes/", clientv3.WithPrefix())
 	var leases clientv3.WatchChan // nil while no lease change matters
