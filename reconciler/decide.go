@@ -331,7 +331,7 @@ func overBudget(in Input, r *Rollout) (Event, bool) {
 		return Event{}, false
 	}
 	failed := r.failedInPlan()
-	allowed := in.App.Rollout.MaxFailures.Of(r.plannedCount())
+	allowed := in.App.Rollout.MaxFailures.Of(r.PlannedCount())
 	if len(failed) <= allowed {
 		return Event{}, false
 	}
@@ -350,7 +350,7 @@ func stopsOnFailure(in Input, r *Rollout) bool {
 	if !in.App.Rollout.RollbackOnFail || r.AtOnce {
 		return false
 	}
-	return len(r.failedInPlan()) > in.App.Rollout.MaxFailures.Of(r.plannedCount())
+	return len(r.failedInPlan()) > in.App.Rollout.MaxFailures.Of(r.PlannedCount())
 }
 
 // nextWaveDone finds the first wave not yet recorded done whose nodes all

@@ -67,8 +67,8 @@ func (r *Rollout) placeOf(node string) (place, bool) {
 	return place{}, false
 }
 
-// plannedCount is how many nodes the plan holds.
-func (r *Rollout) plannedCount() int {
+// PlannedCount is how many nodes the plan holds.
+func (r *Rollout) PlannedCount() int {
 	n := 0
 	for _, w := range r.Waves {
 		n += len(w)

@@ -89,6 +89,13 @@ type Commuting interface {
 	AppendCommuting(ctx context.Context, app string, decide func([]reconciler.Event) (*reconciler.Event, error)) error
 }
 
+// ReportCounter is an optional interface of a Shared that counts the node
+// reports without reading them (etcd: a count-only range), for the start
+// window of an app's first rollout (startWindow).
+type ReportCounter interface {
+	CountReports(ctx context.Context) (int, error)
+}
+
 // Pusher is an optional interface of a Shared whose watch (the agent's
 // Config.SharedWatch) reports every change to records and leases as it
 // happens, so a waiting node need not poll it often. The Git store polls
@@ -167,8 +174,9 @@ type Options struct {
 	Approvals func(tip, app, rollout string) ([]reconciler.Approval, error)
 	Logger    *slog.Logger // default: discard
 	// StartJitter spreads the start of a rollout: a node that finds a tip
-	// whose rollout nobody started waits up to this long (a fraction its
-	// name and the tip pick) and decides again before it reads the node
+	// whose rollout nobody started waits a part of a window its name and
+	// the tip pick, StartJitter long for each ten nodes of the fleet (at
+	// least StartJitter), and decides again before it reads the node
 	// reports and appends started (default 1s; negative: none). With a
 	// push reaching 1,000 nodes within 0.25 s, each read the 1,000 reports
 	// to plan a rollout only one could start (docs/scale.md).
@@ -290,7 +298,7 @@ func (c *Coordinator) permit(ctx context.Context, in agent.DecideInput) (agent.P
 		}
 		d := reconciler.Decide(rin)
 		if reports == nil && d.Action == reconciler.Append && d.Event.Type == reconciler.EventStarted {
-			if at, wait := c.startAt(in); wait {
+			if at, wait := c.startAt(ctx, in, rin); wait {
 				return agent.Permit{Fetch: fetch, Recheck: at,
 					Waiting: "about to start the rollout of " + in.App.Version + " (after a jitter: one of many nodes starts it)"}, nil
 			}
@@ -521,24 +529,52 @@ func (c *Coordinator) isSettled(in agent.DecideInput) bool {
 
 // startAt says whether this node is still to wait before it starts the
 // rollout of in's tip, and until when: the first time it finds the tip's
-// rollout unstarted, a jitter that its name and the tip pick (so each node
-// waits its own part of StartJitter, the same on every pass).
-func (c *Coordinator) startAt(in agent.DecideInput) (time.Time, bool) {
+// rollout unstarted, a point of the start window (startWindow) that its
+// name and the tip pick, the same on every pass.
+func (c *Coordinator) startAt(ctx context.Context, in agent.DecideInput, rin reconciler.Input) (time.Time, bool) {
 	if c.opt.StartJitter < 0 {
 		return time.Time{}, false
 	}
 	key := settledKey(in)
 	now := c.opt.Clock.Now()
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	st, ok := c.starts[in.App.Name]
+	c.mu.Unlock()
 	if !ok || st.key != key {
+		window := c.startWindow(ctx, in, rin)
 		h := fnv.New64a()
 		h.Write([]byte(c.opt.Node + "@" + key))
-		st = startTime{key: key, at: now.Add(time.Duration(h.Sum64() % uint64(c.opt.StartJitter)))}
+		st = startTime{key: key, at: now.Add(time.Duration(h.Sum64() % uint64(window)))}
+		c.mu.Lock()
 		c.starts[in.App.Name] = st
+		c.mu.Unlock()
 	}
 	return st.at, now.Before(st.at)
+}
+
+// startWindow is how long the nodes spread the start of a rollout over:
+// StartJitter for every ten nodes of the fleet (at least StartJitter). The
+// first of n nodes then starts about StartJitter/10 after the push, the
+// next ones about as far apart, whatever n: only those whose turn comes
+// before the first node's started is read also read the node reports. With
+// one StartJitter for any fleet, each of 10,000 nodes read the 10,000
+// reports to start a rollout only one could (docs/scale.md). The fleet's
+// size is the plan of the app's last rollout, the nodes the spec declares,
+// or, for an app's first rollout, the count of node reports when the store
+// counts them without reading them (ReportCounter).
+func (c *Coordinator) startWindow(ctx context.Context, in agent.DecideInput, rin reconciler.Input) time.Duration {
+	n := len(in.Fleet.Nodes)
+	if r := rin.Folded; r != nil {
+		n = max(n, r.PlannedCount())
+	} else if rc, ok := c.opt.Shared.(ReportCounter); ok {
+		count, err := rc.CountReports(ctx)
+		if err != nil {
+			// The declared nodes only: a start herd costs reads, not safety.
+			c.log.Debug("node reports not counted; spreading the start over the declared nodes", "app", in.App.Name, "err", err)
+		}
+		n = max(n, count)
+	}
+	return c.opt.StartJitter * time.Duration(max(1, n/10))
 }
 
 // takeFold hands a pass the app's kept fold (a new one when another pass

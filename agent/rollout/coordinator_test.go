@@ -3,6 +3,7 @@ package rollout
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -397,5 +398,80 @@ func TestFarNodeWaitsForTheWaveBeforeItsOwn(t *testing.T) {
 	}
 	if held.Lease == nil {
 		t.Fatal("no node took the lease of wave 0")
+	}
+}
+
+// reportCounter is a Shared that counts its node reports (as etcd does).
+type reportCounter struct {
+	Shared
+	n   int
+	err error
+}
+
+func (r reportCounter) CountReports(context.Context) (int, error) { return r.n, r.err }
+
+// noCount is a Shared that does not count its reports (as Git).
+type noCount struct{ Shared }
+
+// TestStartWindowGrowsWithTheFleet: the start is spread over StartJitter
+// for every ten nodes: those of the app's last rollout, those the spec
+// declares, or, for a first rollout, the reports the store counts; at
+// least StartJitter. The nodes' turns then spread over the whole window.
+func TestStartWindowGrowsWithTheFleet(t *testing.T) {
+	ctx := context.Background()
+	names := func(n int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprint("n", i)
+		}
+		return out
+	}
+	declared := func(n int) agent.DecideInput {
+		in := input(app(true), "a")
+		in.Fleet = &spec.Fleet{Nodes: map[string]spec.Node{}}
+		for _, name := range names(n) {
+			in.Fleet.Nodes[name] = spec.Node{}
+		}
+		return in
+	}
+	last := &reconciler.Rollout{Waves: [][]string{names(250), names(250)}}
+	for _, tc := range []struct {
+		name   string
+		shared Shared
+		in     agent.DecideInput
+		folded *reconciler.Rollout
+		want   time.Duration
+	}{
+		{"a small fleet", noCount{}, declared(3), nil, time.Second},
+		{"declared nodes", noCount{}, declared(40), nil, 4 * time.Second},
+		{"the last rollout's plan", reportCounter{n: 1000}, declared(40), last, 50 * time.Second},
+		{"a first rollout: counted reports", reportCounter{n: 1000}, declared(40), nil, 100 * time.Second},
+		{"a count that fails: declared nodes", reportCounter{err: errors.New("etcd down")}, declared(40), nil, 4 * time.Second},
+	} {
+		c, err := New(Options{Node: "a", Shared: tc.shared, LeaseTTL: 30 * time.Second, StartJitter: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.startWindow(ctx, tc.in, reconciler.Input{Folded: tc.folded}); got != tc.want {
+			t.Errorf("%s: window %s, want %s", tc.name, got, tc.want)
+		}
+	}
+	// 200 nodes of a 1,000-node fleet: their turns cover the 100 s window.
+	var latest time.Duration
+	for _, name := range names(200) {
+		c, err := New(Options{Node: name, Shared: reportCounter{n: 1000}, LeaseTTL: 30 * time.Second, StartJitter: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := c.opt.Clock.Now()
+		at, wait := c.startAt(ctx, declared(0), reconciler.Input{})
+		if d := at.Sub(now); d >= 100*time.Second || d < 0 {
+			t.Fatalf("%s starts %s after the push, outside the window", name, d)
+		} else if wait {
+			latest = max(latest, d)
+		}
+	}
+	if latest < 50*time.Second {
+		t.Errorf("the latest of 200 turns is %s into a 100 s window: want them spread over it", latest)
 	}
 }

@@ -327,3 +327,18 @@ func TestSecondAgentWithTheNameIsToldAtOnce(t *testing.T) {
 		t.Fatalf("a new instance after its predecessor's liveness expired: %v", err)
 	}
 }
+
+// TestCountReports counts the node report keys without reading them.
+func TestCountReports(t *testing.T) {
+	c := cluster(t, 1)
+	ctx := context.Background()
+	st := open(t, c, "op", etcdstore.Options{})
+	for _, n := range []string{"a", "b", "c"} {
+		if err := open(t, c, n, etcdstore.Options{}).WriteReport(ctx, reconciler.NodeReport{Node: n}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := st.CountReports(ctx); err != nil || n != 3 {
+		t.Fatalf("count = %d, %v: want 3", n, err)
+	}
+}

@@ -199,3 +199,17 @@ func (s *Store) Reports(ctx context.Context) (map[string]reconciler.NodeReport, 
 	}
 	return out, nil
 }
+
+// CountReports implements rollout.ReportCounter: how many node report keys
+// there are, by a count-only range (the server walks its index; no value
+// is read or sent). A node about to start an app's first rollout spreads
+// its start by it.
+func (s *Store) CountReports(ctx context.Context) (int, error) {
+	octx, cancel := s.op(ctx)
+	defer cancel()
+	resp, err := s.cli.Get(octx, s.nodesPrefix(), clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return 0, s.classify("count node reports in", err)
+	}
+	return int(resp.Count), nil
+}
