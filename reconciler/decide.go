@@ -492,7 +492,7 @@ func decideSelf(in Input, r *Rollout) Decision {
 		if _, prevDone := r.WaveDone[k-1]; prevDone && r.awaitsApproval(k) {
 			return Decision{Action: Wait, Behind: 1, Reason: ApprovalWait(in.App.Name, k)}
 		}
-		return Decision{Action: Wait, Behind: max(1, k-r.wavesDone()), Reason: fmt.Sprintf("%s waits for earlier waves", WaveName(k))}
+		return Decision{Action: Wait, Behind: max(1, k-r.WavesDone()), Reason: fmt.Sprintf("%s waits for earlier waves", WaveName(k))}
 	}
 	if in.Now.Before(at) {
 		return Decision{Action: Wait, Until: at, Behind: 1, Reason: r.opensText(k, at.Sub(in.Now).Round(time.Millisecond))}

@@ -249,8 +249,8 @@ func (r *Rollout) failedInPlan() []string {
 // Ended reports whether the rollout has an outcome.
 func (r *Rollout) Ended() bool { return r.Outcome != OutcomeNone }
 
-// wavesDone is how many waves, from the first, are recorded done.
-func (r *Rollout) wavesDone() int {
+// WavesDone is how many waves, from the first, are recorded done.
+func (r *Rollout) WavesDone() int {
 	k := 0
 	for ; k < len(r.Waves); k++ {
 		if _, done := r.WaveDone[k]; !done {

@@ -475,3 +475,69 @@ func TestStartWindowGrowsWithTheFleet(t *testing.T) {
 		t.Errorf("the latest of 200 turns is %s into a 100 s window: want them spread over it", latest)
 	}
 }
+
+// leaseCounting counts lease reads.
+type leaseCounting struct {
+	Shared
+	reads int
+}
+
+func (l *leaseCounting) Leases(ctx context.Context, app string) ([]reconciler.Lease, error) {
+	l.reads++
+	return l.Shared.Leases(ctx, app)
+}
+
+// TestWaitingNodeReadsTheLeasesOncePerTTL: a node whose wave is not open
+// reads the leases at its first pass and then once per lease TTL, however
+// often it passes; a node of the open wave reads them at every pass.
+func TestWaitingNodeReadsTheLeasesOncePerTTL(t *testing.T) {
+	ctx := context.Background()
+	repo := gittest.NewBare(t, nil)
+	in := input(app(true), "a", "b", "c", "d")
+	nodes := map[string]*node{}
+	counts := map[string]*leaseCounting{}
+	for _, name := range []string{"a", "b", "c", "d"} {
+		n := newNode(t, repo, name, nil)
+		counts[name] = &leaseCounting{Shared: n.coord.opt.Shared}
+		n.coord.opt.Shared = counts[name]
+		nodes[name] = n
+		if _, err := n.coord.Permit(ctx, in); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	r := latest(t, nodes["a"])
+	var open, later string
+	for name := range nodes {
+		switch k := r.WaveOf(name); {
+		case k == r.WavesDone():
+			open = name
+		case k > r.WavesDone():
+			later = name
+		}
+	}
+	if open == "" || later == "" {
+		t.Fatalf("plan %v: want a node in the open wave and one after it", r.Waves)
+	}
+	before := map[string]int{open: counts[open].reads, later: counts[later].reads}
+	for range 3 {
+		for _, name := range []string{open, later} {
+			nodes[name].clock.advance(time.Second)
+			if _, err := nodes[name].coord.Permit(ctx, in); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+		}
+	}
+	if got := counts[later].reads - before[later]; got != 0 {
+		t.Errorf("%s (a later wave) read the leases %d times in 3 passes within the TTL, want 0", later, got)
+	}
+	if got := counts[open].reads - before[open]; got < 3 {
+		t.Errorf("%s (the open wave) read the leases %d times in 3 passes, want each pass", open, got)
+	}
+	nodes[later].clock.advance(30 * time.Second) // newNode's lease TTL
+	if _, err := nodes[later].coord.Permit(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	if got := counts[later].reads - before[later]; got != 1 {
+		t.Errorf("%s read the leases %d times after a TTL, want once", later, got)
+	}
+}
