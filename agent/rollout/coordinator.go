@@ -643,21 +643,27 @@ type leaseRead struct {
 }
 
 // leasesFor reads app's leases for a pass, unless this node's wave of
-// rollout r is not open yet and it read them less than a lease TTL ago:
-// such a node only waits, and the leases matter to it only for verdicts on
-// other nodes, which the nodes of the open wave decide on leases read at
-// each pass. Its own verdicts stay safe on an older read: each is appended
-// guarded by the tokens it read (a slot moved since: nothing is written),
-// and a lease looks unchanged for no longer than it was when read. With
-// 10,000 nodes, 9,000 waiting nodes read the 1,000 slots of the open wave
-// at every pass, most of the etcd server's work (docs/scale.md).
+// rollout r is not open yet: a node of the next wave reuses a read less
+// than a lease TTL old, one two or more waves behind its last read in the
+// rollout. Such a node only waits, and the leases matter to it only for
+// verdicts on other nodes, which the nodes of the open wave decide on
+// leases read at each pass (and the next wave's, within a TTL, should the
+// open wave's all stop). A verdict it decides on an older read is safe:
+// appendEvent reads the leases again, decides again on them, and appends
+// guarded by their tokens; and a lease looks unchanged for no longer than
+// it did when read. With 10,000 nodes, the 9,000 waiting read the 1,000
+// slots of the open wave at every pass: most of the etcd server's work
+// (docs/scale.md).
 func (c *Coordinator) leasesFor(ctx context.Context, app string, r *reconciler.Rollout) ([]reconciler.Lease, error) {
 	now := c.opt.Clock.Now()
-	waiting := r != nil && !r.Ended() && r.WaveOf(c.opt.Node) > r.WavesDone()
+	behind := 0
+	if r != nil && !r.Ended() {
+		behind = r.WaveOf(c.opt.Node) - r.WavesDone()
+	}
 	c.mu.Lock()
 	kept, ok := c.leaseReads[app]
 	c.mu.Unlock()
-	if waiting && ok && kept.rollout == r.ID && now.Sub(kept.at) < c.opt.LeaseTTL {
+	if ok && r != nil && kept.rollout == r.ID && (behind > 1 || behind == 1 && now.Sub(kept.at) < c.opt.LeaseTTL) {
 		return kept.leases, nil
 	}
 	leases, err := c.opt.Shared.Leases(ctx, app)

@@ -487,9 +487,10 @@ func (l *leaseCounting) Leases(ctx context.Context, app string) ([]reconciler.Le
 	return l.Shared.Leases(ctx, app)
 }
 
-// TestWaitingNodeReadsTheLeasesOncePerTTL: a node whose wave is not open
-// reads the leases at its first pass and then once per lease TTL, however
-// often it passes; a node of the open wave reads them at every pass.
+// TestWaitingNodeReadsTheLeasesOncePerTTL: a node of the wave after the
+// open one reads the leases at its first pass and then once per lease TTL,
+// however often it passes; one two or more waves behind keeps its first
+// read; a node of the open wave reads them at every pass.
 func TestWaitingNodeReadsTheLeasesOncePerTTL(t *testing.T) {
 	ctx := context.Background()
 	repo := gittest.NewBare(t, nil)
@@ -506,38 +507,49 @@ func TestWaitingNodeReadsTheLeasesOncePerTTL(t *testing.T) {
 		}
 	}
 	r := latest(t, nodes["a"])
-	var open, later string
+	var open, next, far string
 	for name := range nodes {
-		switch k := r.WaveOf(name); {
-		case k == r.WavesDone():
+		switch r.WaveOf(name) - r.WavesDone() {
+		case 0:
 			open = name
-		case k > r.WavesDone():
-			later = name
+		case 1:
+			next = name
+		case 2:
+			far = name
 		}
 	}
-	if open == "" || later == "" {
-		t.Fatalf("plan %v: want a node in the open wave and one after it", r.Waves)
+	if open == "" || next == "" || far == "" {
+		t.Fatalf("plan %v: want a node in the open wave, one in the next and one after", r.Waves)
 	}
-	before := map[string]int{open: counts[open].reads, later: counts[later].reads}
+	pass := func(name string, d time.Duration) {
+		t.Helper()
+		nodes[name].clock.advance(d)
+		if _, err := nodes[name].coord.Permit(ctx, in); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	reads := func(name string) int { return counts[name].reads }
+	before := map[string]int{open: reads(open), next: reads(next), far: reads(far)}
 	for range 3 {
-		for _, name := range []string{open, later} {
-			nodes[name].clock.advance(time.Second)
-			if _, err := nodes[name].coord.Permit(ctx, in); err != nil {
-				t.Fatalf("%s: %v", name, err)
-			}
+		for _, name := range []string{open, next, far} {
+			pass(name, time.Second)
 		}
 	}
-	if got := counts[later].reads - before[later]; got != 0 {
-		t.Errorf("%s (a later wave) read the leases %d times in 3 passes within the TTL, want 0", later, got)
+	for _, name := range []string{next, far} {
+		if got := reads(name) - before[name]; got != 0 {
+			t.Errorf("%s (a later wave) read the leases %d times in 3 passes within the TTL, want 0", name, got)
+		}
 	}
-	if got := counts[open].reads - before[open]; got < 3 {
+	if got := reads(open) - before[open]; got < 3 {
 		t.Errorf("%s (the open wave) read the leases %d times in 3 passes, want each pass", open, got)
 	}
-	nodes[later].clock.advance(30 * time.Second) // newNode's lease TTL
-	if _, err := nodes[later].coord.Permit(ctx, in); err != nil {
-		t.Fatal(err)
+	for _, name := range []string{next, far} {
+		pass(name, 30*time.Second) // newNode's lease TTL
 	}
-	if got := counts[later].reads - before[later]; got != 1 {
-		t.Errorf("%s read the leases %d times after a TTL, want once", later, got)
+	if got := reads(next) - before[next]; got != 1 {
+		t.Errorf("%s (the next wave) read the leases %d times after a TTL, want once", next, got)
+	}
+	if got := reads(far) - before[far]; got != 0 {
+		t.Errorf("%s (two waves behind) read the leases %d times after a TTL, want none", far, got)
 	}
 }
