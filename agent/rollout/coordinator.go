@@ -635,6 +635,12 @@ func (c *Coordinator) input(ctx context.Context, in agent.DecideInput, reports m
 	}, nil
 }
 
+// hasDone reports whether r records node done.
+func hasDone(r *reconciler.Rollout, node string) bool {
+	_, ok := r.Done[node]
+	return ok
+}
+
 // leaseRead is an app's leases as read at a time, in a rollout.
 type leaseRead struct {
 	at      time.Time
@@ -643,9 +649,9 @@ type leaseRead struct {
 }
 
 // leasesFor reads app's leases for a pass, unless this node's wave of
-// rollout r is not open yet: a node of the next wave reuses a read less
-// than a lease TTL old, one two or more waves behind its last read in the
-// rollout. Such a node only waits, and the leases matter to it only for
+// rollout r is not open yet or it is done: a node of the next wave reuses
+// a read less than a lease TTL old; one two or more waves behind, or
+// recorded done, its last read in the rollout. Such a node only waits, and the leases matter to it only for
 // verdicts on other nodes, which the nodes of the open wave decide on
 // leases read at each pass (and the next wave's, within a TTL, should the
 // open wave's all stop). A verdict it decides on an older read is safe:
@@ -663,7 +669,8 @@ func (c *Coordinator) leasesFor(ctx context.Context, app string, r *reconciler.R
 	c.mu.Lock()
 	kept, ok := c.leaseReads[app]
 	c.mu.Unlock()
-	if ok && r != nil && kept.rollout == r.ID && (behind > 1 || behind == 1 && now.Sub(kept.at) < c.opt.LeaseTTL) {
+	settled := r != nil && hasDone(r, c.opt.Node) // its wave is behind it
+	if ok && r != nil && kept.rollout == r.ID && (settled || behind > 1 || behind == 1 && now.Sub(kept.at) < c.opt.LeaseTTL) {
 		return kept.leases, nil
 	}
 	leases, err := c.opt.Shared.Leases(ctx, app)

@@ -489,22 +489,30 @@ func (l *leaseCounting) Leases(ctx context.Context, app string) ([]reconciler.Le
 
 // TestWaitingNodeReadsTheLeasesOncePerTTL: a node of the wave after the
 // open one reads the leases at its first pass and then once per lease TTL,
-// however often it passes; one two or more waves behind keeps its first
-// read; a node of the open wave reads them at every pass.
+// however often it passes; one two or more waves behind, or done, keeps its
+// last read; a node of the open wave reads them at every pass.
 func TestWaitingNodeReadsTheLeasesOncePerTTL(t *testing.T) {
 	ctx := context.Background()
 	repo := gittest.NewBare(t, nil)
 	in := input(app(true), "a", "b", "c", "d")
 	nodes := map[string]*node{}
 	counts := map[string]*leaseCounting{}
+	var held agent.Permit
 	for _, name := range []string{"a", "b", "c", "d"} {
 		n := newNode(t, repo, name, nil)
 		counts[name] = &leaseCounting{Shared: n.coord.opt.Shared}
 		n.coord.opt.Shared = counts[name]
 		nodes[name] = n
-		if _, err := n.coord.Permit(ctx, in); err != nil {
+		p, err := n.coord.Permit(ctx, in)
+		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
+		if p.Lease != nil {
+			held = p
+		}
+	}
+	if held.Lease == nil {
+		t.Fatal("no node took the lease of the open wave")
 	}
 	r := latest(t, nodes["a"])
 	var open, next, far string
@@ -551,5 +559,17 @@ func TestWaitingNodeReadsTheLeasesOncePerTTL(t *testing.T) {
 	}
 	if got := reads(far) - before[far]; got != 0 {
 		t.Errorf("%s (two waves behind) read the leases %d times after a TTL, want none", far, got)
+	}
+	// Done, the open wave's node keeps its last read too.
+	held.Lease.Finish(ctx, reconciler.AppReport{Version: "1.1.0", State: reconciler.AppHealthy}, nil)
+	if _, done := latest(t, nodes[open]).Done[open]; !done {
+		t.Fatalf("%s finished but is not recorded done", open)
+	}
+	before[open] = reads(open)
+	for range 3 {
+		pass(open, time.Second)
+	}
+	if got := reads(open) - before[open]; got != 0 {
+		t.Errorf("%s (done) read the leases %d times in 3 passes, want 0", open, got)
 	}
 }
