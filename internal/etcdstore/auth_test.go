@@ -20,11 +20,7 @@ func TestAuth(t *testing.T) {
 	c := cluster(t, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	admin, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
+	admin := rawClient(t, c)
 	for _, step := range []func() error{
 		func() error { _, err := admin.UserAdd(ctx, "root", "rootpw"); return err },
 		func() error { _, err := admin.UserGrantRole(ctx, "root", "root"); return err },

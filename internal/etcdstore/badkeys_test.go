@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	"github.com/fleetops/reconciler/fleetrepo"
 	"github.com/fleetops/reconciler/internal/etcdstore"
 	"github.com/fleetops/reconciler/reconciler"
@@ -21,11 +19,7 @@ import (
 func TestBadKeysSkippedAndNamed(t *testing.T) {
 	c := cluster(t, 1)
 	ctx := context.Background()
-	raw, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
+	raw := rawClient(t, c)
 	st := open(t, c, "op", etcdstore.Options{})
 	if err := st.WriteReport(ctx, reconciler.NodeReport{Node: "good"}); err != nil {
 		t.Fatal(err)

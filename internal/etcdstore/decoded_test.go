@@ -4,8 +4,6 @@ import (
 	"context"
 	"testing"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	"github.com/fleetops/reconciler/internal/etcdstore"
 	"github.com/fleetops/reconciler/reconciler"
 )
@@ -18,11 +16,7 @@ import (
 func TestDecodedOnceFollowsTheRecord(t *testing.T) {
 	c := cluster(t, 1)
 	ctx := context.Background()
-	raw, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
+	raw := rawClient(t, c)
 	d := etcdstore.NewDecoded()
 	a := open(t, c, "a", etcdstore.Options{Decoded: d})
 	appendEvent := func(st *etcdstore.Store, e reconciler.Event) {

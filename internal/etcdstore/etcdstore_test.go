@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/fleetops/reconciler/fleetrepo"
 	"github.com/fleetops/reconciler/internal/etcdstore"
 	"github.com/fleetops/reconciler/internal/etcdstore/embedded"
@@ -32,6 +34,18 @@ func open(t *testing.T, c *embedded.Cluster, node string, opts etcdstore.Options
 	}
 	t.Cleanup(func() { st.Close() })
 	return st
+}
+
+// rawClient is a plain etcd client of the cluster, for writing by hand
+// what no Store would.
+func rawClient(t *testing.T, c *embedded.Cluster) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
 }
 
 // watching runs w's Watch until ctx ends (done closes then), sending the

@@ -94,6 +94,17 @@ func (s *Store) Record(ctx context.Context, app string) ([]reconciler.Event, err
 // returns what it appended, and Append calls decide again on that (up to
 // 20 times; then a *ConflictError). decide's error is returned unwrapped.
 func (s *Store) Append(ctx context.Context, app string, decide func(current []reconciler.Event) (*reconciler.Event, error)) error {
+	return s.appendWith(ctx, app, decide, s.appendOnce)
+}
+
+// appendOnceFunc is one try of an append on the record as c holds it: it
+// returns c extended by what it read, and an error matching
+// fleetrepo.ErrConflict when another writer won.
+type appendOnceFunc func(ctx context.Context, app string, c recordCache, decide func([]reconciler.Event) (*reconciler.Event, error)) (recordCache, error)
+
+// appendWith reads the record and tries once until a try does not lose
+// (up to 20 times).
+func (s *Store) appendWith(ctx context.Context, app string, decide func([]reconciler.Event) (*reconciler.Event, error), once appendOnceFunc) error {
 	if err := spec.CheckName("app", app); err != nil {
 		return fmt.Errorf("append to rollout record: %w", err)
 	}
@@ -104,11 +115,30 @@ func (s *Store) Append(ctx context.Context, app string, decide func(current []re
 		return err
 	}
 	for range maxAppendAttempts {
-		if c, err = s.appendOnce(ctx, app, c, decide); !errors.Is(err, fleetrepo.ErrConflict) {
+		if c, err = once(ctx, app, c, decide); !errors.Is(err, fleetrepo.ErrConflict) {
 			return err
 		}
 	}
 	return err
+}
+
+// decided calls decide on the record as c holds it (read-only, as
+// Record's) and returns its event, stamped with the time when it has none,
+// and that event as stored: JSON, credentials redacted. A nil event: nothing
+// to append.
+func (s *Store) decided(c recordCache, decide func([]reconciler.Event) (*reconciler.Event, error)) (*reconciler.Event, string, error) {
+	ev, err := decide(c.events[:len(c.events):len(c.events)])
+	if err != nil || ev == nil {
+		return nil, "", err
+	}
+	if ev.Time.IsZero() {
+		ev.Time = s.opts.Clock.Now()
+	}
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return nil, "", fmt.Errorf("encode event: %w", err)
+	}
+	return ev, redact.String(string(data)), nil
 }
 
 // appendOnce is one try of Append on the record as c holds it; after a lost
@@ -117,18 +147,11 @@ func (s *Store) Append(ctx context.Context, app string, decide func(current []re
 // to 99 times, and a read after each loss was half of those round trips
 // (docs/scale.md).
 func (s *Store) appendOnce(ctx context.Context, app string, c recordCache, decide func([]reconciler.Event) (*reconciler.Event, error)) (recordCache, error) {
-	ev, err := decide(c.events[:len(c.events):len(c.events)]) // read-only, as Record's
+	ev, stored, err := s.decided(c, decide)
 	if err != nil || ev == nil {
 		return c, err
 	}
-	if ev.Time.IsZero() {
-		ev.Time = s.opts.Clock.Now()
-	}
-	data, err := json.Marshal(ev)
-	if err != nil {
-		return c, fmt.Errorf("encode event: %w", err)
-	}
-	key, stored := s.eventKey(app, c.last+1), redact.String(string(data))
+	key := s.eventKey(app, c.last+1)
 	octx, cancel := s.op(ctx)
 	defer cancel()
 	resp, err := s.cli.Txn(octx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
@@ -257,18 +280,11 @@ func (s *Store) appendGuardedOnce(ctx context.Context, app string, guard map[int
 	if err != nil {
 		return err
 	}
-	ev, err := decide(c.events[:len(c.events):len(c.events)]) // read-only, as Record's
+	ev, stored, err := s.decided(c, decide)
 	if err != nil || ev == nil {
 		return err
 	}
-	if ev.Time.IsZero() {
-		ev.Time = s.opts.Clock.Now()
-	}
-	data, err := json.Marshal(ev)
-	if err != nil {
-		return fmt.Errorf("encode event: %w", err)
-	}
-	key, stored := s.eventKey(app, c.last+1), redact.String(string(data))
+	key := s.eventKey(app, c.last+1)
 	conds := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(key), "=", 0)}
 	puts := s.withWake([]clientv3.Op{clientv3.OpPut(key, stored)}, app, c.last+1, ev)
 	gets := []clientv3.Op{clientv3.OpGet(key)}
@@ -336,38 +352,24 @@ const maxProbe = 64
 // recording node_done at once so cost a few transactions each, not the
 // hundreds Append's one key at a time costs (docs/scale.md).
 func (s *Store) AppendCommuting(ctx context.Context, app string, decide func(current []reconciler.Event) (*reconciler.Event, error)) error {
-	if err := spec.CheckName("app", app); err != nil {
-		return fmt.Errorf("append to rollout record: %w", err)
+	return s.appendWith(ctx, app, decide, s.commutingOnce)
+}
+
+// commutingOnce is one try of AppendCommuting: decide, then probe.
+func (s *Store) commutingOnce(ctx context.Context, app string, c recordCache, decide func([]reconciler.Event) (*reconciler.Event, error)) (recordCache, error) {
+	ev, stored, err := s.decided(c, decide)
+	if err != nil || ev == nil {
+		return c, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, err := s.record(ctx, app)
-	if err != nil {
-		return err
+	first := s.eventKey(app, c.last+1)
+	c, landed, err := s.probe(ctx, app, c, ev, stored)
+	switch {
+	case err != nil:
+		return c, fmt.Errorf("append %s to rollout record %s: %w", ev.Type, app, err)
+	case !landed:
+		return c, fmt.Errorf("append %s to rollout record %s: the %d keys from %s were taken: %w", ev.Type, app, maxProbe, first, &ConflictError{URL: s.url, Key: first})
 	}
-	for range maxAppendAttempts {
-		ev, err := decide(c.events[:len(c.events):len(c.events)]) // read-only, as Record's
-		if err != nil || ev == nil {
-			return err
-		}
-		if ev.Time.IsZero() {
-			ev.Time = s.opts.Clock.Now()
-		}
-		data, err := json.Marshal(ev)
-		if err != nil {
-			return fmt.Errorf("encode event: %w", err)
-		}
-		stored := redact.String(string(data))
-		var landed bool
-		if c, landed, err = s.probe(ctx, app, c, ev, stored); err != nil || landed {
-			if err != nil {
-				return fmt.Errorf("append %s to rollout record %s: %w", ev.Type, app, err)
-			}
-			return nil
-		}
-	}
-	key := s.eventKey(app, c.last+1)
-	return fmt.Errorf("append to rollout record %s: %d tries lost to other writers: %w", app, maxAppendAttempts, &ConflictError{URL: s.url, Key: key})
+	return c, nil
 }
 
 // probe puts value at the first free key of the maxProbe after c, in one
