@@ -121,14 +121,19 @@ func TestWatchWakesOnlyForWhatMatters(t *testing.T) {
 	expect("a wave_done once the focus is off", true)
 	w.Focus("db", true) // waits for a slot of db
 	time.Sleep(100 * time.Millisecond)
-	if _, err := a.Acquire(ctx, "db", 0, "a", "r1", time.Minute); err != nil {
+	dbl, err := a.Acquire(ctx, "db", 0, "a", "r1", time.Minute)
+	if err != nil {
 		t.Fatal(err)
 	}
-	expect("an acquisition in the app whose slot it waits for", true)
+	expect("an acquisition in the app whose slot it waits for (it frees none)", false)
 	if _, err := a.Acquire(ctx, "web", 1, "a", "r1", time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	expect("an acquisition in another app", false)
+	if err := a.Release(ctx, dbl); err != nil {
+		t.Fatal(err)
+	}
+	expect("a release in the app whose slot it waits for", true)
 	w.Focus("db", false)
 	// The leases read, then freed while no watch follows them: waiting for
 	// a slot again, the watch starts after that read and misses nothing.

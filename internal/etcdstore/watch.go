@@ -159,9 +159,12 @@ func (s *Store) wakes(ev *clientv3.Event) bool {
 	if app, ok := strings.CutPrefix(key, s.leasePrefix()); ok {
 		app, _, _ = strings.Cut(app, "/")
 		s.focusMu.Lock()
-		matters := !s.focused || s.slotWaits[app]
+		focused, matters := s.focused, !s.focused || s.slotWaits[app]
 		s.focusMu.Unlock()
-		return matters && moves(ev)
+		if focused {
+			return matters && frees(ev)
+		}
+		return moves(ev)
 	}
 	// A wake key: every record event but a node_done rewrites it.
 	if ev.Type != clientv3.EventTypePut {
@@ -205,6 +208,16 @@ func (s *Store) farWave(app string, w wakeDoc) bool {
 	f, ok := s.farWaves[app]
 	s.focusMu.Unlock()
 	return ok && w.Rollout == f.rollout && w.Wave < f.from
+}
+
+// frees reports whether a lease event can let a node waiting for a slot
+// take one: a slot deleted, or written with no holder (a release, a break).
+// An acquisition or a renewal frees none: at the opening of a wave of
+// 1,000, each acquisition woke the wave's nodes still waiting, and each
+// read the 1,000 slots (docs/scale.md). (A holder gone silent frees its
+// slot by time: the coordinator's poll sees it.)
+func frees(ev *clientv3.Event) bool {
+	return ev.Type != clientv3.EventTypePut || !bytes.Contains(ev.Kv.Value, []byte(`"holder":`))
 }
 
 // moves reports whether an event is more than a lease renewal: a record
