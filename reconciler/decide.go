@@ -796,9 +796,11 @@ func lostInPlan(r *Rollout) []string {
 		return nil
 	}
 	var out []string
-	for _, n := range planned(r) {
-		if _, lost := r.Lost[n]; lost {
-			out = append(out, n)
+	for _, w := range r.Waves { // not planned(r): a copy of the plan at every pass of every node
+		for _, n := range w {
+			if _, lost := r.Lost[n]; lost {
+				out = append(out, n)
+			}
 		}
 	}
 	return out
