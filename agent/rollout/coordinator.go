@@ -651,15 +651,15 @@ type leaseRead struct {
 // leasesFor reads app's leases for a pass, unless this node's wave of
 // rollout r is not open yet or it is done: a node of the next wave reuses
 // a read less than a lease TTL old; one two or more waves behind, or
-// recorded done, its last read in the rollout. Such a node only waits, and the leases matter to it only for
-// verdicts on other nodes, which the nodes of the open wave decide on
-// leases read at each pass (and the next wave's, within a TTL, should the
-// open wave's all stop). A verdict it decides on an older read is safe:
-// appendEvent reads the leases again, decides again on them, and appends
-// guarded by their tokens; and a lease looks unchanged for no longer than
-// it did when read. With 10,000 nodes, the 9,000 waiting read the 1,000
-// slots of the open wave at every pass: most of the etcd server's work
-// (docs/scale.md).
+// recorded done, its last read in the rollout. Such a node only waits (or
+// monitors), and the leases matter to it only for verdicts on other nodes,
+// which the nodes of the open wave decide on leases read at each pass (and
+// the next wave's, within a TTL, should the open wave's all stop). A
+// verdict it decides on an older read is safe: appendEvent reads the
+// leases again, decides again on them, and appends guarded by their
+// tokens; and a lease looks unchanged for no longer than it did when read.
+// With 10,000 nodes, the 9,000 waiting read the 1,000 slots of the open
+// wave at every pass: most of the etcd server's work (docs/scale.md).
 func (c *Coordinator) leasesFor(ctx context.Context, app string, r *reconciler.Rollout) ([]reconciler.Lease, error) {
 	now := c.opt.Clock.Now()
 	behind := 0
