@@ -677,6 +677,13 @@ func (c *Coordinator) leasesFor(ctx context.Context, app string, r *reconciler.R
 	if err != nil {
 		return nil, err
 	}
+	c.keepLeases(app, r, now, leases)
+	return leases, nil
+}
+
+// keepLeases keeps a read of app's leases made at now in rollout r, for
+// leasesFor.
+func (c *Coordinator) keepLeases(app string, r *reconciler.Rollout, now time.Time, leases []reconciler.Lease) {
 	read := leaseRead{at: now, leases: leases}
 	if r != nil {
 		read.rollout = r.ID
@@ -684,7 +691,6 @@ func (c *Coordinator) leasesFor(ctx context.Context, app string, r *reconciler.R
 	c.mu.Lock()
 	c.leaseReads[app] = read
 	c.mu.Unlock()
-	return leases, nil
 }
 
 // approvalsOf is the approval commits at tip for app's rollout in progress
@@ -782,10 +788,15 @@ func (c *Coordinator) appendEvent(ctx context.Context, rin reconciler.Input, d r
 		c.logAppended(app, wrote)
 		return nil
 	}
+	read := c.opt.Clock.Now()
 	leases, err := c.opt.Shared.Leases(ctx, app)
 	if err != nil {
 		return fmt.Errorf("read leases of %s before recording %s of %s: %w", app, e.Type, e.Node, err)
 	}
+	// The kept read (leasesFor) showed the verdict due; this one decides:
+	// keep it, or a node whose wave is done finds the same stale verdict
+	// due, and reads the leases again, at every pass.
+	c.keepLeases(app, d.Rollout, read, leases)
 	rin.Leases = leases
 	err = c.opt.Shared.AppendGuarded(ctx, app, leaseGuard(app, leases, slotBound(rin.App, d.Rollout)), decide)
 	if errors.Is(err, fleetrepo.ErrGuardMoved) {

@@ -573,3 +573,45 @@ func TestWaitingNodeReadsTheLeasesOncePerTTL(t *testing.T) {
 		t.Errorf("%s (done) read the leases %d times in 3 passes, want 0", open, got)
 	}
 }
+
+// TestVerdictReadReplacesTheKeptLeases: a node done with its wave keeps
+// its last read of the leases; when that read shows a verdict due (the
+// next wave's node took no lease within nodeTimeout) and the fresh read
+// made before recording it shows it is not (it took one since), the fresh
+// read is kept: the next pass reads nothing and decides nothing again.
+func TestVerdictReadReplacesTheKeptLeases(t *testing.T) {
+	ctx := context.Background()
+	repo := gittest.NewBare(t, nil)
+	in := input(app(true), "a", "b")
+	a, b := newNode(t, repo, "a", nil), newNode(t, repo, "b", nil)
+	counted := &leaseCounting{Shared: a.coord.opt.Shared}
+	a.coord.opt.Shared = counted
+	p, err := a.coord.Permit(ctx, in)
+	if err != nil || p.Lease == nil {
+		t.Fatalf("a: %+v, %v: want the lease of wave 1", p, err)
+	}
+	p.Lease.Finish(ctx, reconciler.AppReport{Version: "1.1.0", State: reconciler.AppHealthy}, nil)
+	if _, err := a.coord.Permit(ctx, in); err != nil { // done: records wave 1 done, keeps its read
+		t.Fatal(err)
+	}
+	if q, err := b.coord.Permit(ctx, in); err != nil || q.Lease == nil {
+		t.Fatalf("b: %+v, %v: want the lease of wave 2", q, err)
+	}
+	a.clock.advance(2 * time.Minute) // past nodeTimeout: a's kept read shows b without a lease
+	if _, err := a.coord.Permit(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	if r := latest(t, a); r.Skipped["b"] != "" || r.Failed["b"] != "" {
+		t.Fatalf("b recorded %q / %q while it holds a lease", r.Skipped["b"], r.Failed["b"])
+	}
+	before := counted.reads
+	for range 3 {
+		a.clock.advance(time.Second)
+		if _, err := a.coord.Permit(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := counted.reads - before; got != 0 {
+		t.Errorf("a read the leases %d times in 3 passes after a verdict found not due, want 0", got)
+	}
+}
