@@ -3,11 +3,15 @@ package etcdstore_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
 
 	"github.com/fleetops/reconciler/fleetrepo"
 	"github.com/fleetops/reconciler/internal/etcdstore"
@@ -344,6 +348,71 @@ func TestSecondAgentWithTheNameIsToldAtOnce(t *testing.T) {
 	time.Sleep(2500 * time.Millisecond)
 	if err := open(t, c, "n2", etcdstore.Options{Instance: "new"}).WriteReport(ctx, reconciler.NodeReport{Node: "n2"}); err != nil {
 		t.Fatalf("a new instance after its predecessor's liveness expired: %v", err)
+	}
+}
+
+// TestReportWriteIsOneTransaction: after a handle's first write (which
+// reads the keys, to find another live instance), a changed report is one
+// transaction on the revision the handle wrote; only when another writer
+// moved the key does it read it again, and say so.
+func TestReportWriteIsOneTransaction(t *testing.T) {
+	c := cluster(t, 1)
+	ctx := context.Background()
+	var mu sync.Mutex
+	calls := map[string]int{}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialOptions: []grpc.DialOption{
+		grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			mu.Lock()
+			calls[method[strings.LastIndex(method, "/")+1:]]++
+			mu.Unlock()
+			return invoker(ctx, method, req, reply, cc, opts...)
+		})}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	count := func() map[string]int {
+		mu.Lock()
+		defer mu.Unlock()
+		out := maps.Clone(calls)
+		clear(calls)
+		return out
+	}
+	rep := func(v string) reconciler.NodeReport {
+		return reconciler.NodeReport{Node: "n1", Apps: map[string]reconciler.AppReport{"web": {Version: v}}}
+	}
+	a := open(t, c, "n1", etcdstore.Options{Instance: "a", Client: cli})
+	if err := a.WriteReport(ctx, rep("1.0.0")); err != nil {
+		t.Fatal(err)
+	}
+	if got := count(); got["Txn"] != 2 {
+		t.Fatalf("first write: %v, want 2 Txn (read, then write)", got)
+	}
+	for _, v := range []string{"1.0.1", "1.0.2"} {
+		if err := a.WriteReport(ctx, rep(v)); err != nil {
+			t.Fatal(err)
+		}
+		if got := count(); got["Txn"] != 1 || len(got) != 1 {
+			t.Fatalf("write of %s: %v, want one Txn", v, got)
+		}
+	}
+	b := open(t, c, "n1", etcdstore.Options{Instance: "b"})
+	if err := b.WriteReport(ctx, rep("2.0.0")); !errors.Is(err, fleetrepo.ErrDuplicateNode) {
+		t.Fatalf("another instance's first write beside a live agent: %v, want ErrDuplicateNode", err)
+	}
+	count()
+	if err := a.WriteReport(ctx, rep("1.0.3")); !errors.Is(err, fleetrepo.ErrDuplicateNode) {
+		t.Fatalf("the write after another instance's: %v, want ErrDuplicateNode", err)
+	}
+	if got := count(); got["Txn"] != 3 {
+		t.Fatalf("write after another instance's: %v, want 3 Txn (the compare that failed, the read, the write)", got)
+	}
+	reports, err := a.Reports(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := reports["n1"].Apps["web"].Version; v != "1.0.3" {
+		t.Fatalf("report of n1 holds %s, want 1.0.3 (written all the same)", v)
 	}
 }
 

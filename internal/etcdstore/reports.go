@@ -3,6 +3,7 @@ package etcdstore
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -32,7 +33,10 @@ func (s *Store) alivePrefix() string { return s.opts.Prefix + "alive/" }
 // report that differs from the last one written only in Time is skipped,
 // without a request, unless older than ReportRefresh; when another Store wrote the node's
 // report since this one did (two agents with one node name) the report is
-// written all the same and a *fleetrepo.DuplicateNodeError returned.
+// written all the same and a *fleetrepo.DuplicateNodeError returned. A
+// handle's first write reads the keys first (another instance's liveness
+// key says it is alive); every later one is one transaction, on the
+// revision it wrote, that reads them only when that compare fails.
 func (s *Store) WriteReport(ctx context.Context, r reconciler.NodeReport) error {
 	if err := spec.CheckName("node", r.Node); err != nil {
 		return fmt.Errorf("write node report: %w", err)
@@ -49,6 +53,21 @@ func (s *Store) WriteReport(ctx context.Context, r reconciler.NodeReport) error 
 		// requests (docs/scale.md). Another agent writing this node's
 		// report is found at the next change or refresh.
 		return nil
+	}
+	if wrote {
+		// The key is where this handle left it unless another writer
+		// moved it: one transaction, guarded by the revision it wrote.
+		// Reading it first, at every write of every agent, was half of
+		// the report writes' requests (docs/scale.md).
+		rev, err := s.putReport(ctx, key, alive, last.rev, r)
+		if err == nil {
+			s.reports[r.Node] = reportCache{rev: rev, report: r, written: now}
+			return nil
+		}
+		if !errors.Is(err, fleetrepo.ErrConflict) {
+			return fmt.Errorf("write node report %s: %w", r.Node, err)
+		}
+		// Moved under this handle: read who wrote it, below.
 	}
 	octx, cancel := s.op(ctx)
 	defer cancel()
