@@ -281,13 +281,24 @@ func bookkeeping(in Input, r *Rollout) (Decision, bool) {
 	if e, ok := approval(in, r); ok {
 		return appendEvent(in, r, e), true
 	}
+	var judge *judging // found when first needed: a walk of the plan
+	judges := func(node string) bool {
+		if judge == nil {
+			j := judgingOf(in, r)
+			judge = &j
+		}
+		return judge.judgesNode(node)
+	}
 	for _, l := range in.Leases {
 		// An expired holder with no done or failed verdict went silent
 		// (starved, stopped, cut off): that is recorded, not as a failure
 		// of the version, and its slot is freed only after that, even when
 		// it was recorded unreachable meanwhile (bug 2). A failure is only
 		// what a holder reports (docs/rollouts.md, "Slow is not failed").
-		if l.Rollout == r.ID && l.Expired() && awaitsVerdict(r, l.Holder) && !r.LostToken(l.Holder, l.Token) {
+		// Its judges record it when the lease expires, anyone once it has
+		// been expired for a TTL more (judges.go).
+		if l.Rollout == r.ID && l.Expired() && awaitsVerdict(r, l.Holder) && !r.LostToken(l.Holder, l.Token) &&
+			(l.Unchanged >= 2*l.TTL || judges(l.Holder)) {
 			return appendEvent(in, r, Event{Type: EventNodeLost, Node: l.Holder, Lease: l.Token,
 				Reason: fmt.Sprintf("lease %s/%d expired: holder went silent for %s (starved, stopped or cut off), no failure reported; loss %d of %d before it is skipped",
 					l.App, l.Slot, l.TTL, len(r.Lost[l.Holder])+1, MaxLeaseLosses)}), true
@@ -388,13 +399,19 @@ func unreachable(in Input, r *Rollout) (Event, bool) {
 		}
 		at = maxTime(at, g.Since)
 	}
-	if in.Now.Sub(at) < in.App.Rollout.NodeTimeout.Duration {
+	late := in.Now.Sub(at)
+	if late < in.App.Rollout.NodeTimeout.Duration {
 		return Event{}, false
 	}
+	// Its judges record a node that took no lease after nodeTimeout,
+	// anyone after twice that (judges.go).
+	everyone := late >= 2*in.App.Rollout.NodeTimeout.Duration
+	judge := judgingOf(in, r)
+	start := r.waveStart(k)
 	held := in.heldNodes(r)
 	holders := liveHolders(in.Leases, r.ID)
-	for _, n := range r.Waves[k] {
-		if r.terminal(n) || holders[n] {
+	for i, n := range r.Waves[k] {
+		if r.terminal(n) || holders[n] || !everyone && !judge.judges(start+i) {
 			continue
 		}
 		if _, ok := held[n]; ok {

@@ -220,15 +220,52 @@ func TestDecide(t *testing.T) {
 			action: Wait,
 		},
 		{
-			name: "an expired holder is recorded lost, not failed, by whoever notices",
+			name: "an expired holder is recorded lost, not failed, by its judges",
 			in: func() Input {
-				in := base("e", started(w3...))
+				in := base("d", started(w3...)) // a's third judge: b, c, d follow it
 				in.Leases = []Lease{lease(0, "a", 31*time.Second)}
 				return in
 			}(),
 			action: Append,
 			check: func(t *testing.T, d Decision) {
 				if d.Event.Type != EventNodeLost || d.Event.Node != "a" || d.Event.Lease != "ta" {
+					t.Fatalf("event = %+v", d.Event)
+				}
+			},
+		},
+		{
+			name: "another node leaves an expired holder to its judges for a TTL",
+			in: func() Input {
+				in := base("e", started(w3...))
+				in.Leases = []Lease{lease(0, "a", 59*time.Second)}
+				return in
+			}(),
+			action: Wait,
+		},
+		{
+			name: "then any node records it lost",
+			in: func() Input {
+				in := base("e", started(w3...))
+				in.Leases = []Lease{lease(0, "a", 60*time.Second)}
+				return in
+			}(),
+			action: Append,
+			check: func(t *testing.T, d Decision) {
+				if d.Event.Type != EventNodeLost || d.Event.Node != "a" {
+					t.Fatalf("event = %+v", d.Event)
+				}
+			},
+		},
+		{
+			name: "the last nodes of the plan judge the first",
+			in: func() Input {
+				in := base("a", started(w3...))
+				in.Leases = []Lease{lease(1, "c", 31*time.Second)}
+				return in
+			}(),
+			action: Append, // a follows c: c, d, e, a
+			check: func(t *testing.T, d Decision) {
+				if d.Event.Type != EventNodeLost || d.Event.Node != "c" {
 					t.Fatalf("event = %+v", d.Event)
 				}
 			},
@@ -505,6 +542,29 @@ func TestDecide(t *testing.T) {
 			in: func() Input {
 				in := base("e", append(started(w3...), ev(EventNodeDone, node("a"))))
 				in.Now = t0.Add(61 * time.Second)
+				return in
+			}(),
+			action: Append,
+			check: func(t *testing.T, d Decision) {
+				if d.Event.Type != EventNodeUnreachable || d.Event.Node != "b" {
+					t.Fatalf("event = %+v", d.Event)
+				}
+			},
+		},
+		{
+			name: "no lease within nodeTimeout: another node leaves it to its judges",
+			in: func() Input {
+				in := base("a", append(started(w3...), ev(EventNodeDone, node("a")))) // b's judges: c, d, e
+				in.Now = t0.Add(61 * time.Second)
+				return in
+			}(),
+			action: Wait,
+		},
+		{
+			name: "no lease within twice nodeTimeout: any node skips it",
+			in: func() Input {
+				in := base("a", append(started(w3...), ev(EventNodeDone, node("a"))))
+				in.Now = t0.Add(121 * time.Second)
 				return in
 			}(),
 			action: Append,

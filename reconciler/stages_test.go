@@ -235,7 +235,7 @@ func TestStagesGates(t *testing.T) {
 		},
 		{
 			name:   "nodeTimeout counts from the bake's end",
-			in:     staged("a", t0.Add(time.Hour+time.Minute), doneUpTo(0)...),
+			in:     staged("c", t0.Add(time.Hour+time.Minute), doneUpTo(0)...), // b's judge
 			action: Append,
 			check: func(t *testing.T, d Decision) {
 				wantEvent(EventNodeUnreachable)(t, d)

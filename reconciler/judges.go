@@ -1,0 +1,65 @@
+package reconciler
+
+// Judges is how many nodes judge a silent node first: the ones right after
+// it in the plan (its wave, then the next; the last nodes of the plan judge
+// the first). A verdict on a node from what the leases show of it (its
+// lease expired: node_lost; it took none within nodeTimeout: unreachable)
+// is due for its judges when it is due; any other node records it only
+// once it has been due as long again, so a silent node whose judges are
+// silent too is still recorded. With every node judging at once, each
+// verdict of a 10,000-node rollout was attempted by up to 10,000 nodes,
+// each attempt a transaction over every lease slot, and under load that
+// herd starved the very nodes it judged (docs/rollouts.md, "Who records a
+// verdict").
+const Judges = 3
+
+// judging is where the deciding node stands to judge the others of a
+// rollout: its place in the plan, flattened (-1: not in it).
+type judging struct {
+	self  int
+	total int
+	r     *Rollout
+}
+
+// judgingOf finds in.Node's place in r's plan.
+func judgingOf(in Input, r *Rollout) judging {
+	return judging{self: r.flatPos(in.Node), total: r.PlannedCount(), r: r}
+}
+
+// judges reports whether the deciding node is one of the first judges of
+// the node at flat position p of the plan (a node judges itself too: what
+// it records of itself it knows first).
+func (j judging) judges(p int) bool {
+	if j.self < 0 || p < 0 || j.total == 0 {
+		return false
+	}
+	d := (j.self - p + j.total) % j.total
+	return d <= Judges
+}
+
+// judgesNode is judges for a node by name.
+func (j judging) judgesNode(node string) bool { return j.judges(j.r.flatPos(node)) }
+
+// flatPos is node's position in the plan, counting every wave before its
+// own, or -1.
+func (r *Rollout) flatPos(node string) int {
+	n := 0
+	for _, w := range r.Waves {
+		for i, name := range w {
+			if name == node {
+				return n + i
+			}
+		}
+		n += len(w)
+	}
+	return -1
+}
+
+// waveStart is the flat position of the first node of wave k.
+func (r *Rollout) waveStart(k int) int {
+	n := 0
+	for _, w := range r.Waves[:k] {
+		n += len(w)
+	}
+	return n
+}
