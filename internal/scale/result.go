@@ -41,6 +41,11 @@ type Load struct {
 	// "Watch stream", ...); "Txn lost" counts the transactions whose
 	// compare failed (among "Txn").
 	EtcdByKind map[string]int64 `json:"etcdRequestsByKind,omitempty"`
+	// EtcdReplyBytes is the bytes the nodes received from etcd (encoded
+	// replies), by method; a Range by the part of the key space it read
+	// ("Range rollouts": the records, "Range leases"); "Watch events":
+	// the watch responses.
+	EtcdReplyBytes map[string]int64 `json:"etcdReplyBytes,omitempty"`
 	CPU        Seconds          `json:"cpuSeconds"`    // this process: agents, coordinators, stores (and embedded etcd)
 	GitCPU     Seconds          `json:"gitCPUSeconds"` // the git http-backend processes
 }
@@ -235,8 +240,17 @@ func CheckWaveBound(switching, wave int) error {
 
 // String summarises the load on one line.
 func (l Load) String() string {
-	return fmt.Sprintf("%.1f Git requests/s (%d ref advertisements, %d fetches, %d pushes in %s), %.1f etcd requests/s",
+	s := fmt.Sprintf("%.1f Git requests/s (%d ref advertisements, %d fetches, %d pushes in %s), %.1f etcd requests/s",
 		l.GitPerSecond, l.Git.RefAds, l.Git.Fetches, l.Git.Pushes, l.Duration, l.EtcdPerSecond)
+	if len(l.EtcdReplyBytes) > 0 {
+		var all int64
+		for _, n := range l.EtcdReplyBytes {
+			all += n
+		}
+		s += fmt.Sprintf(" (%.1f MiB/s received, records %.1f MiB/s)", float64(all)/(1<<20)/time.Duration(l.Duration).Seconds(),
+			float64(l.EtcdReplyBytes["Range rollouts"])/(1<<20)/time.Duration(l.Duration).Seconds())
+	}
+	return s
 }
 
 // byKind lists counts by kind, the largest first.
@@ -246,6 +260,17 @@ func byKind(m map[string]int64) string {
 	parts := make([]string, len(kinds))
 	for i, k := range kinds {
 		parts[i] = fmt.Sprintf("%s %d", k, m[k])
+	}
+	return strings.Join(parts, ", ")
+}
+
+// bytesByKind is byKind for byte counts, in MiB, largest first.
+func bytesByKind(m map[string]int64) string {
+	kinds := slices.Collect(maps.Keys(m))
+	slices.SortFunc(kinds, func(a, b string) int { return cmp.Or(cmp.Compare(m[b], m[a]), cmp.Compare(a, b)) })
+	parts := make([]string, len(kinds))
+	for i, k := range kinds {
+		parts[i] = fmt.Sprintf("%s %.1f MiB", k, float64(m[k])/(1<<20))
 	}
 	return strings.Join(parts, ", ")
 }
@@ -346,6 +371,9 @@ func (r *Result) WriteText(w io.Writer) error {
 			l.name, l.l.GitPerSecond, g.RefAds, g.CachedAds, g.Fetches, g.Pushes, l.l.Duration, l.l.EtcdPerSecond, l.l.Etcd)
 		if len(l.l.EtcdByKind) > 0 {
 			p("         etcd by kind: %s", byKind(l.l.EtcdByKind))
+		}
+		if len(l.l.EtcdReplyBytes) > 0 {
+			p("         etcd reply bytes: %s", bytesByKind(l.l.EtcdReplyBytes))
 		}
 		p("         CPU: this process %s (%.1f%% of one core per node), git http-backend %s",
 			l.l.CPU, 100*time.Duration(l.l.CPU).Seconds()/time.Duration(l.l.Duration).Seconds()/float64(r.Nodes), l.l.GitCPU)

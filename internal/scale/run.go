@@ -416,6 +416,7 @@ type load struct {
 	git       GitCounts
 	etcd      int64
 	etcdKinds map[string]int64
+	etcdBytes map[string]int64
 	cpu, kids time.Duration // this process (agents, etcd) and its children (git)
 }
 
@@ -423,7 +424,7 @@ func (h *harness) sample() load {
 	l := load{at: h.clock.Now(), git: h.git.counts()}
 	l.git.CachedAds = h.git.adHits()
 	if h.etcd != nil {
-		l.etcd, l.etcdKinds = h.etcd.requests(), h.etcd.kinds()
+		l.etcd, l.etcdKinds, l.etcdBytes = h.etcd.requests(), h.etcd.kinds(), h.etcd.bytes()
 	}
 	l.cpu, l.kids = rusage(syscall.RUSAGE_SELF), rusage(syscall.RUSAGE_CHILDREN)
 	return l
@@ -435,6 +436,7 @@ func (l load) since(o load) Load {
 	g := l.git.minus(o.git)
 	return Load{Duration: Seconds(d), Git: g, GitPerSecond: float64(g.Total()) / s,
 		Etcd: l.etcd - o.etcd, EtcdPerSecond: float64(l.etcd-o.etcd) / s, EtcdByKind: kindsSince(l.etcdKinds, o.etcdKinds),
+		EtcdReplyBytes: kindsSince(l.etcdBytes, o.etcdBytes),
 		CPU: Seconds(l.cpu - o.cpu), GitCPU: Seconds(l.kids - o.kids)}
 }
 

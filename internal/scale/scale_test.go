@@ -47,6 +47,10 @@ func TestRolloutCompletes(t *testing.T) {
 				if lost := res.RolloutLoad.EtcdByKind["Txn lost"]; sum != res.RolloutLoad.Etcd || res.RolloutLoad.EtcdByKind["Txn"] < lost || res.RolloutLoad.EtcdByKind["Range"] == 0 {
 					t.Errorf("etcd requests by kind %v add up to %d, not the %d counted (or lost transactions outnumber them)", res.RolloutLoad.EtcdByKind, sum, res.RolloutLoad.Etcd)
 				}
+				// Every node read the record and the leases, and was woken.
+				if b := res.RolloutLoad.EtcdReplyBytes; b["Range rollouts"] < int64(nodes)*100 || b["Watch events"] == 0 || b["Txn"] == 0 {
+					t.Errorf("etcd reply bytes %v: want the records read (Range rollouts, at least 100 bytes a node), watch events and transactions", b)
+				}
 			}
 			if res.SpecEvaluations != 3 || res.SpecLoads < int64(2*nodes) {
 				t.Errorf("spec evaluated %d times for %d loads, want 3 (one per commit) for at least %d", res.SpecEvaluations, res.SpecLoads, 2*nodes)

@@ -24,6 +24,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/fleetops/reconciler/internal/etcdstore/embedded"
 )
@@ -222,6 +223,10 @@ type etcdServer struct {
 
 	mu     sync.Mutex
 	byKind map[string]int64 // method ("Txn", "Range", ...; "Txn lost": a compare that failed)
+	// replyBytes is the bytes the nodes received, by method, a Range by
+	// what it read ("Range rollouts": the records), and the watch
+	// responses ("Watch events"): what grows with the fleet squared.
+	replyBytes map[string]int64
 }
 
 func startEtcd(dir string) (*etcdServer, error) {
@@ -229,7 +234,7 @@ func startEtcd(dir string) (*etcdServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &etcdServer{cluster: c, byKind: map[string]int64{}}
+	e := &etcdServer{cluster: c, byKind: map[string]int64{}, replyBytes: map[string]int64{}}
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints: c.Endpoints(), Logger: zap.NewNop(), DialTimeout: 10 * time.Second,
 		DialKeepAliveTime: 10 * time.Second, DialKeepAliveTimeout: 5 * time.Second,
@@ -238,12 +243,17 @@ func startEtcd(dir string) (*etcdServer, error) {
 				e.calls.Add(1)
 				err := invoker(ctx, method, req, reply, cc, opts...)
 				e.count(shortMethod(method), reply)
+				e.received(replyKind(shortMethod(method), req), reply)
 				return err
 			}),
 			grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 				e.streams.Add(1)
 				e.count(shortMethod(method)+" stream", nil)
-				return streamer(ctx, desc, cc, method, opts...)
+				s, err := streamer(ctx, desc, cc, method, opts...)
+				if err != nil || shortMethod(method) != "Watch" {
+					return s, err
+				}
+				return countedStream{ClientStream: s, e: e}, nil
 			}),
 		},
 	})
@@ -270,6 +280,53 @@ func (e *etcdServer) count(kind string, reply any) {
 	if t, ok := reply.(*etcdserverpb.TxnResponse); ok && !t.Succeeded {
 		e.byKind["Txn lost"]++
 	}
+}
+
+// received adds the encoded size of a reply to kind's bytes.
+func (e *etcdServer) received(kind string, reply any) {
+	m, ok := reply.(proto.Message)
+	if !ok {
+		return
+	}
+	n := int64(proto.Size(m))
+	e.mu.Lock()
+	e.replyBytes[kind] += n
+	e.mu.Unlock()
+}
+
+// replyKind names what a call's reply holds: its method, and for a Range
+// the part of the key space it read (the segment after the prefix:
+// "rollouts", "leases", "nodes", ...).
+func replyKind(method string, req any) string {
+	r, ok := req.(*etcdserverpb.RangeRequest)
+	if !ok {
+		return method
+	}
+	if parts := strings.SplitN(string(r.Key), "/", 4); len(parts) == 4 {
+		return method + " " + parts[2]
+	}
+	return method
+}
+
+// countedStream counts the bytes of the watch responses it receives.
+type countedStream struct {
+	grpc.ClientStream
+	e *etcdServer
+}
+
+func (s countedStream) RecvMsg(m any) error {
+	err := s.ClientStream.RecvMsg(m)
+	if err == nil {
+		s.e.received("Watch events", m)
+	}
+	return err
+}
+
+// bytes is a copy of the reply bytes by kind.
+func (e *etcdServer) bytes() map[string]int64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return maps.Clone(e.replyBytes)
 }
 
 // kinds is a copy of the counts by kind.
