@@ -46,8 +46,8 @@ type Load struct {
 	// ("Range rollouts": the records, "Range leases"); "Watch events":
 	// the watch responses.
 	EtcdReplyBytes map[string]int64 `json:"etcdReplyBytes,omitempty"`
-	CPU        Seconds          `json:"cpuSeconds"`    // this process: agents, coordinators, stores (and embedded etcd)
-	GitCPU     Seconds          `json:"gitCPUSeconds"` // the git http-backend processes
+	CPU            Seconds          `json:"cpuSeconds"`    // this process: agents, coordinators, stores (and embedded etcd)
+	GitCPU         Seconds          `json:"gitCPUSeconds"` // the git http-backend processes
 }
 
 // Memory is the process's memory once every node runs, less what it used

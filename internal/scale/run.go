@@ -437,7 +437,7 @@ func (l load) since(o load) Load {
 	return Load{Duration: Seconds(d), Git: g, GitPerSecond: float64(g.Total()) / s,
 		Etcd: l.etcd - o.etcd, EtcdPerSecond: float64(l.etcd-o.etcd) / s, EtcdByKind: kindsSince(l.etcdKinds, o.etcdKinds),
 		EtcdReplyBytes: kindsSince(l.etcdBytes, o.etcdBytes),
-		CPU: Seconds(l.cpu - o.cpu), GitCPU: Seconds(l.kids - o.kids)}
+		CPU:            Seconds(l.cpu - o.cpu), GitCPU: Seconds(l.kids - o.kids)}
 }
 
 // kindsSince is the counts of l less those of o (nil when none).
