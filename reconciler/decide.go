@@ -615,6 +615,28 @@ func freeSlot(in Input, r *Rollout) (int, bool) {
 	return 0, false
 }
 
+// Overfull reports whether held, a lease just taken, is one more than the
+// rollout allows on leases and a record read after taking it: its slot is
+// at or above the slot count, or the other live holders fill the count. A
+// node whose compare-and-swap rested on an older read (a lower batch size
+// recorded meanwhile, another node's slot taken meanwhile) gives it up
+// before installing anything; a holder that took its slot before the
+// batch size was lowered still switches (bug 7), since only a node that
+// has just taken its lease asks.
+func Overfull(app spec.App, r *Rollout, leases []Lease, held Lease) bool {
+	n := slotCount(app, r)
+	if held.Slot >= n {
+		return true
+	}
+	live := 0
+	for _, l := range leases {
+		if l.Token != held.Token && l.Held() && !freeable(r, l) {
+			live++
+		}
+	}
+	return live >= n
+}
+
 // firstSlot is the slot a node tries first: its place in its wave, modulo
 // the slot count, so that the nodes of an opening wave each ask for a slot
 // of their own. All starting from slot 0, they raced for the same

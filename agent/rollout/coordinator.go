@@ -358,6 +358,8 @@ func blockedText(err error) string {
 type step struct {
 	read time.Time
 	fold *reconciler.Folding // the pass's fold of the record, extended by every re-decision
+	// acquired is the token of the lease this pass took, "" if none.
+	acquired string
 }
 
 // act carries out one engine decision. again asks for a fresh decision.
@@ -376,8 +378,22 @@ func (c *Coordinator) act(ctx context.Context, in agent.DecideInput, rin reconci
 			return false, waiting(d, "waiting for a lease slot", c.opt.Clock.Now().Add(time.Second)), nil
 		}
 		c.log.Info("lease taken", "app", app, "slot", l.Slot, "rollout", l.Rollout, "token", short(l.Token))
+		st.acquired = l.Token
 		return true, out, nil
 	case reconciler.Upgrade:
+		if d.Lease.Token == st.acquired && reconciler.Overfull(in.App, d.Rollout, rin.Leases, d.Lease) {
+			// Taken on reads older than the compare-and-swap: a lower
+			// batch size recorded, or another node's slot taken, between
+			// them (fleetsim's operator seeds 23 and 533). The reads made
+			// after it bound the holders: give it up before installing
+			// anything, and wait for a slot.
+			c.log.Info("lease taken past the batch size that reads made since allow: giving it up", "app", app, "slot", d.Lease.Slot)
+			if err := c.opt.Shared.Release(ctx, d.Lease); err != nil && !isLost(err) {
+				return false, waiting(d, "lease past the batch size not released", time.Time{}), fmt.Errorf("release lease %s/%d: %w", app, d.Lease.Slot, err)
+			}
+			st.acquired = ""
+			return true, out, nil
+		}
 		if why, expired := c.stale(d, st); why != "" {
 			// This node stalled between reading and acting (a stopped
 			// process, a starved CPU): observers may have recorded it

@@ -41,6 +41,13 @@ func replay(scenario string, seed uint64) string {
 	return fmt.Sprintf("go test ./internal/fleetsim -run 'TestSeeds/%s' -scenario=%s -seed=%d -simlog -v", scenario, scenario, seed)
 }
 
+// regressions are seeds beyond the first n that once violated an
+// invariant, run by TestSeeds too: operator 23 and 533, a node that took a
+// lease on reads older than its compare-and-swap (a lowered batch size
+// recorded, or another slot taken, in between) and switched past the
+// batch size (reconciler.Overfull).
+var regressions = map[string][]uint64{"operator": {23, 533}}
+
 // TestSeeds runs seeds of every scenario and checks the invariants of
 // docs/testing.md after every step. A failing seed prints the command
 // that replays it.
@@ -67,6 +74,11 @@ func TestSeeds(t *testing.T) {
 			} else {
 				for i := range n {
 					seeds = append(seeds, uint64(i+1))
+				}
+				for _, seed := range regressions[sc] {
+					if seed > uint64(n) {
+						seeds = append(seeds, seed)
+					}
 				}
 			}
 			failed := 0
