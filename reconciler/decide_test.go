@@ -257,15 +257,15 @@ func TestDecide(t *testing.T) {
 			},
 		},
 		{
-			name: "the last nodes of the plan judge the first",
+			name: "the last nodes of the plan are judged by the ones before them",
 			in: func() Input {
-				in := base("a", started(w3...))
-				in.Leases = []Lease{lease(1, "c", 31*time.Second)}
+				in := base("b", started(w3...))
+				in.Leases = []Lease{lease(1, "d", 31*time.Second)}
 				return in
 			}(),
-			action: Append, // a follows c: c, d, e, a
+			action: Append, // d's judges: b, c and e, the last four but d
 			check: func(t *testing.T, d Decision) {
-				if d.Event.Type != EventNodeLost || d.Event.Node != "c" {
+				if d.Event.Type != EventNodeLost || d.Event.Node != "d" {
 					t.Fatalf("event = %+v", d.Event)
 				}
 			},

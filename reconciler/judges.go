@@ -1,8 +1,8 @@
 package reconciler
 
 // Judges is how many nodes judge a silent node first: the ones right after
-// it in the plan (its wave, then the next; the last nodes of the plan judge
-// the first). A verdict on a node from what the leases show of it (its
+// it in the plan (the rest of its wave, then the next wave; the last nodes
+// of the plan are judged by the ones right before them). A verdict on a node from what the leases show of it (its
 // lease expired: node_lost; it took none within nodeTimeout: unreachable)
 // is due for its judges when it is due; any other node records it only
 // once it has been due as long again, so a silent node whose judges are
@@ -28,13 +28,22 @@ func judgingOf(in Input, r *Rollout) judging {
 
 // judges reports whether the deciding node is one of the first judges of
 // the node at flat position p of the plan (a node judges itself too: what
-// it records of itself it knows first).
+// it records of itself it knows first). They are the Judges positions
+// after p, or, near the end of the plan, the last Judges+1 positions but
+// p: nodes whose wave is open or next, which read the leases at least once
+// a TTL (a node two or more waves behind keeps its last read, so the first
+// nodes of the plan are not judged by the last).
 func (j judging) judges(p int) bool {
-	if j.self < 0 || p < 0 || j.total == 0 {
+	if j.self < 0 || p < 0 || p >= j.total {
 		return false
 	}
-	d := (j.self - p + j.total) % j.total
-	return d <= Judges
+	if j.self == p {
+		return true
+	}
+	if p+Judges < j.total {
+		return j.self > p && j.self <= p+Judges
+	}
+	return j.self >= j.total-1-Judges
 }
 
 // judgesNode is judges for a node by name.

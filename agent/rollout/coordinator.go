@@ -664,13 +664,16 @@ type leaseRead struct {
 	leases  []reconciler.Lease
 }
 
-// leasesFor reads app's leases for a pass, unless this node's wave of
-// rollout r is not open yet or it is done: a node of the next wave reuses
-// a read less than a lease TTL old; one two or more waves behind, or
-// recorded done, its last read in the rollout. Such a node only waits (or
-// monitors), and the leases matter to it only for verdicts on other nodes,
-// which the nodes of the open wave decide on leases read at each pass (and
-// the next wave's, within a TTL, should the open wave's all stop). A
+// leasesFor reads app's leases for a pass, unless this node only waits:
+// a node of the next wave, or recorded done in the open wave, reuses a
+// read less than a lease TTL old; one two or more waves behind, or done in
+// a wave that is done, its last read in the rollout. Such a node only
+// waits (or monitors), and the leases matter to it only for verdicts on
+// other nodes, which the nodes of the open wave decide on leases read at
+// each pass, and their judges (reconciler.Judges: the nodes after them in
+// the plan, of the open wave or the next) on leases at most a TTL old: a
+// judge that kept a read for the rollout never saw a silent holder's lease
+// age, and a 10,000-node run waited for the fallback to every node (docs/scale.md). A
 // verdict it decides on an older read is safe: appendEvent reads the
 // leases again, decides again on them, and appends guarded by their
 // tokens; and a lease looks unchanged for no longer than it did when read.
@@ -685,8 +688,16 @@ func (c *Coordinator) leasesFor(ctx context.Context, app string, r *reconciler.R
 	c.mu.Lock()
 	kept, ok := c.leaseReads[app]
 	c.mu.Unlock()
-	settled := r != nil && hasDone(r, c.opt.Node) // its wave is behind it
-	if ok && r != nil && kept.rollout == r.ID && (settled || behind > 1 || behind == 1 && now.Sub(kept.at) < c.opt.LeaseTTL) {
+	done := r != nil && hasDone(r, c.opt.Node)
+	reuse := false
+	switch {
+	case !ok || r == nil || kept.rollout != r.ID:
+	case behind > 1, done && (behind < 0 || r.Ended()):
+		reuse = true // for the rollout
+	case behind == 1, done:
+		reuse = now.Sub(kept.at) < c.opt.LeaseTTL // a judge of the open wave
+	}
+	if reuse {
 		return kept.leases, nil
 	}
 	leases, err := c.opt.Shared.Leases(ctx, app)

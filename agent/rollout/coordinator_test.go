@@ -574,6 +574,52 @@ func TestWaitingNodeReadsTheLeasesOncePerTTL(t *testing.T) {
 	}
 }
 
+// TestDoneNodeOfTheOpenWaveReadsTheLeasesOncePerTTL: a node done while
+// its wave is still open judges the nodes after it (reconciler.Judges), so
+// it reads the leases again once its last read is a TTL old; until then it
+// reuses it.
+func TestDoneNodeOfTheOpenWaveReadsTheLeasesOncePerTTL(t *testing.T) {
+	ctx := context.Background()
+	repo := gittest.NewBare(t, nil)
+	spec2 := app(true)
+	spec2.Rollout.BatchSize = 2
+	in := input(spec2, "a", "b", "c")
+	a, b := newNode(t, repo, "a", nil), newNode(t, repo, "b", nil)
+	counted := &leaseCounting{Shared: a.coord.opt.Shared}
+	a.coord.opt.Shared = counted
+	pa, err := a.coord.Permit(ctx, in)
+	if err != nil || pa.Lease == nil {
+		t.Fatalf("a: %+v, %v: want a lease of wave 1", pa, err)
+	}
+	if pb, err := b.coord.Permit(ctx, in); err != nil || pb.Lease == nil {
+		t.Fatalf("b: %+v, %v: want the other lease of wave 1", pb, err)
+	}
+	pa.Lease.Finish(ctx, reconciler.AppReport{Version: "1.1.0", State: reconciler.AppHealthy}, nil)
+	if _, err := a.coord.Permit(ctx, in); err != nil { // done; b still switching
+		t.Fatal(err)
+	}
+	if r := latest(t, a); !hasDone(r, "a") || r.WavesDone() != 0 {
+		t.Fatalf("a done %v, %d waves done: want a done in the open wave", hasDone(r, "a"), r.WavesDone())
+	}
+	before := counted.reads
+	for range 3 {
+		a.clock.advance(time.Second)
+		if _, err := a.coord.Permit(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := counted.reads - before; got != 0 {
+		t.Errorf("a (done, its wave open) read the leases %d times in 3 passes within the TTL, want 0", got)
+	}
+	a.clock.advance(30 * time.Second) // newNode's lease TTL
+	if _, err := a.coord.Permit(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	if got := counted.reads - before; got != 1 {
+		t.Errorf("a (done, its wave open) read the leases %d times after a TTL, want once: it judges b", got)
+	}
+}
+
 // TestVerdictReadReplacesTheKeptLeases: a node done with its wave keeps
 // its last read of the leases; when that read shows a verdict due (the
 // next wave's node took no lease within nodeTimeout) and the fresh read
