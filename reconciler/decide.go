@@ -282,12 +282,12 @@ func bookkeeping(in Input, r *Rollout) (Decision, bool) {
 		return appendEvent(in, r, e), true
 	}
 	var judge *judging // found when first needed: a walk of the plan
-	judges := func(node string) bool {
+	judges := func(node string, w int) bool {
 		if judge == nil {
 			j := judgingOf(in, r)
 			judge = &j
 		}
-		return judge.judgesNode(node)
+		return judge.judgesNode(node, w)
 	}
 	for _, l := range in.Leases {
 		// An expired holder with no done or failed verdict went silent
@@ -295,10 +295,10 @@ func bookkeeping(in Input, r *Rollout) (Decision, bool) {
 		// of the version, and its slot is freed only after that, even when
 		// it was recorded unreachable meanwhile (bug 2). A failure is only
 		// what a holder reports (docs/rollouts.md, "Slow is not failed").
-		// Its judges record it when the lease expires, anyone once it has
-		// been expired for a TTL more (judges.go).
+		// Its judges record it when the lease expires, four times as
+		// many each TTL more (judges.go).
 		if l.Rollout == r.ID && l.Expired() && awaitsVerdict(r, l.Holder) && !r.LostToken(l.Holder, l.Token) &&
-			(l.Unchanged >= 2*l.TTL || judges(l.Holder)) {
+			judges(l.Holder, judgesFor(l.Unchanged-l.TTL, l.TTL)) {
 			return appendEvent(in, r, Event{Type: EventNodeLost, Node: l.Holder, Lease: l.Token,
 				Reason: fmt.Sprintf("lease %s/%d expired: holder went silent for %s (starved, stopped or cut off), no failure reported; loss %d of %d before it is skipped",
 					l.App, l.Slot, l.TTL, len(r.Lost[l.Holder])+1, MaxLeaseLosses)}), true
@@ -404,14 +404,14 @@ func unreachable(in Input, r *Rollout) (Event, bool) {
 		return Event{}, false
 	}
 	// Its judges record a node that took no lease after nodeTimeout,
-	// anyone after twice that (judges.go).
-	everyone := late >= 2*in.App.Rollout.NodeTimeout.Duration
+	// four times as many each nodeTimeout more (judges.go).
+	w := judgesFor(late-in.App.Rollout.NodeTimeout.Duration, in.App.Rollout.NodeTimeout.Duration)
 	judge := judgingOf(in, r)
 	start := r.waveStart(k)
 	held := in.heldNodes(r)
 	holders := liveHolders(in.Leases, r.ID)
 	for i, n := range r.Waves[k] {
-		if r.terminal(n) || holders[n] || !everyone && !judge.judges(start+i) {
+		if r.terminal(n) || holders[n] || !judge.judges(start+i, w) {
 			continue
 		}
 		if _, ok := held[n]; ok {

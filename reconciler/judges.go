@@ -1,17 +1,39 @@
 package reconciler
 
+import (
+	"math"
+	"time"
+)
+
 // Judges is how many nodes judge a silent node first: the ones right after
 // it in the plan (the rest of its wave, then the next wave; the last nodes
-// of the plan are judged by the ones right before them). A verdict on a node from what the leases show of it (its
-// lease expired: node_lost; it took none within nodeTimeout: unreachable)
-// is due for its judges when it is due; any other node records it only
-// once it has been due as long again, so a silent node whose judges are
-// silent too is still recorded. With every node judging at once, each
-// verdict of a 10,000-node rollout was attempted by up to 10,000 nodes,
-// each attempt a transaction over every lease slot, and under load that
-// herd starved the very nodes it judged (docs/rollouts.md, "Who records a
-// verdict").
+// of the plan are judged by the ones right before them). A verdict on a
+// node from what the leases show of it (its lease expired: node_lost; it
+// took none within nodeTimeout: unreachable) is due for its judges when it
+// is due; each further period it stays due (a lease TTL, a nodeTimeout)
+// the judges are four times as many, until they are every node of the
+// plan, and then any node, so a silent node whose judges are silent too is
+// still recorded. With every node judging at once, each verdict of a
+// 10,000-node rollout was attempted by up to 10,000 nodes, each attempt a
+// transaction over every lease slot, and under load that herd starved the
+// very nodes it judged (docs/rollouts.md, "Who records a verdict").
 const Judges = 3
+
+// judgesFor is how many judges a verdict has that has been due for late,
+// in periods of period: Judges, times four per period.
+func judgesFor(late, period time.Duration) int {
+	w := Judges
+	if period <= 0 {
+		return math.MaxInt
+	}
+	for k := late / period; k > 0; k-- {
+		if w > math.MaxInt/4 {
+			return math.MaxInt
+		}
+		w *= 4
+	}
+	return w
+}
 
 // judging is where the deciding node stands to judge the others of a
 // rollout: its place in the plan, flattened (-1: not in it).
@@ -26,28 +48,32 @@ func judgingOf(in Input, r *Rollout) judging {
 	return judging{self: r.flatPos(in.Node), total: r.PlannedCount(), r: r}
 }
 
-// judges reports whether the deciding node is one of the first judges of
+// judges reports whether the deciding node is one of the first w judges of
 // the node at flat position p of the plan (a node judges itself too: what
-// it records of itself it knows first). They are the Judges positions
-// after p, or, near the end of the plan, the last Judges+1 positions but
-// p: nodes whose wave is open or next, which read the leases at least once
-// a TTL (a node two or more waves behind keeps its last read, so the first
-// nodes of the plan are not judged by the last).
-func (j judging) judges(p int) bool {
+// it records of itself it knows first). They are the w positions after p,
+// or, near the end of the plan, the last w+1 positions but p: nodes whose
+// wave is open or next, which read the leases at least once a TTL (a node
+// two or more waves behind keeps its last read, so the first nodes of the
+// plan are not judged by the last). Once w covers the plan, any node
+// judges, in the plan or not.
+func (j judging) judges(p, w int) bool {
+	if w >= j.total {
+		return true
+	}
 	if j.self < 0 || p < 0 || p >= j.total {
 		return false
 	}
 	if j.self == p {
 		return true
 	}
-	if p+Judges < j.total {
-		return j.self > p && j.self <= p+Judges
+	if p+w < j.total {
+		return j.self > p && j.self <= p+w
 	}
-	return j.self >= j.total-1-Judges
+	return j.self >= j.total-1-w
 }
 
 // judgesNode is judges for a node by name.
-func (j judging) judgesNode(node string) bool { return j.judges(j.r.flatPos(node)) }
+func (j judging) judgesNode(node string, w int) bool { return j.judges(j.r.flatPos(node), w) }
 
 // flatPos is node's position in the plan, counting every wave before its
 // own, or -1.

@@ -46,11 +46,10 @@ func TestStarvedHolderIsNotAFailedVersion(t *testing.T) {
 			if _, err := b.coord.Permit(ctx, in); err != nil {
 				t.Fatal(err)
 			}
-			// a is starved past twice its TTL, on its own clock and on o's:
-			// o, outside the plan, is none of a's judges (z is), so it
-			// records the loss a TTL after they would (reconciler.Judges).
-			a.clock.advance(61 * time.Second)
-			b.clock.advance(61 * time.Second)
+			// a is starved past its TTL: on its own clock and on o's (in a
+			// plan of fewer than reconciler.Judges nodes, any node judges).
+			a.clock.advance(31 * time.Second)
+			b.clock.advance(31 * time.Second)
 			if _, err := b.coord.Permit(ctx, in); err != nil {
 				t.Fatal(err)
 			}
