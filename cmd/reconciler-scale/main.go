@@ -52,6 +52,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&opt.Webhooks, "webhook", 0, "how many agents run the push webhook receiver, which the harness calls after each push as a Git host does (0: none; the agents poll, and the first to learn of a push publishes the etcd tip key)")
 	fs.BoolVar(&opt.GitCache, "git-cache", false, "answer repeated ref advertisements from memory until the next push (a faster Git server; requests are still counted)")
 	fs.IntVar(&opt.GitWorkers, "git-workers", 8, "git http-backend processes running at once")
+	fs.IntVar(&opt.EtcdConns, "etcd-conns", 1, "etcd client connections the nodes share, round-robin (a real node has its own)")
 	output := fs.String("output", "text", "text or json")
 	dir := fs.String("dir", "", "working directory (default a new one under /dev/shm, else $TMPDIR; removed afterwards)")
 	progress := fs.Bool("progress", true, "print a line per phase on stderr")

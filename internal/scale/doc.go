@@ -25,9 +25,9 @@
 //     *spec.Fleet;
 //   - one HTTP transport for go-git (a keep-alive pool to the Git server),
 //     installed as go-git's "http" protocol for the process;
-//   - with the etcd store, one etcd client connection (etcdstore
-//     Options.Client); each node still has its own Store, with its own
-//     caches, liveness lease and watch;
+//   - with the etcd store, one etcd client connection, or EtcdConns
+//     round-robin (etcdstore Options.Client); each node still has its own
+//     Store, with its own caches, liveness lease and watch;
 //   - with the etcd store, the rollout record's events, each decoded once
 //     (etcdstore.Decoded: a key is written once, so every node that reads
 //     it at that revision gets the same event). Each node still reads

@@ -72,6 +72,10 @@ type Options struct {
 	// GitWorkers bounds the git http-backend processes running at once
 	// (default 8).
 	GitWorkers int
+	// EtcdConns is how many etcd client connections the nodes share,
+	// round-robin (default 1). A real node has its own; on one, a
+	// 10,000-node run's reads queued behind each other past their timeout.
+	EtcdConns int
 	// Webhooks is how many agents (the first ones) run the real push
 	// webhook receiver (internal/webhook), which the harness calls after
 	// each push as a Git host does: a signed GitHub push event (default
@@ -265,7 +269,11 @@ func (h *harness) shared() []string {
 		s = append(s, "(server side, not the nodes') the Git server's ref advertisement, cached until the next push")
 	}
 	if h.opt.Store == StoreEtcd {
-		s = append(s, "one etcd client connection (each node keeps its own etcdstore.Store: caches, liveness lease, watch)",
+		conns := "one etcd client connection"
+		if h.opt.EtcdConns > 1 {
+			conns = fmt.Sprintf("%d etcd client connections, round-robin", h.opt.EtcdConns)
+		}
+		s = append(s, conns+" (each node keeps its own etcdstore.Store: caches, liveness lease, watch)",
 			"the rollout record's events, each decoded once (etcdstore.Decoded; each node still reads every key itself)")
 	}
 	return s
@@ -297,7 +305,7 @@ func (h *harness) start() error {
 		return err
 	}
 	if h.opt.Store == StoreEtcd {
-		if h.etcd, err = startEtcd(filepath.Join(h.opt.Dir, "etcd")); err != nil {
+		if h.etcd, err = startEtcd(filepath.Join(h.opt.Dir, "etcd"), h.opt.EtcdConns); err != nil {
 			return err
 		}
 	}

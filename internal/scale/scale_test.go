@@ -24,7 +24,7 @@ func TestRolloutCompletes(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 			defer cancel()
 			res, err := Run(ctx, Options{Nodes: nodes, Wave: 3, Switch: 200 * time.Millisecond, Install: 20 * time.Millisecond,
-				Store: store, Idle: time.Second, Timeout: 3 * time.Minute, GitPoll: 2 * time.Second, Dir: t.TempDir()})
+				Store: store, Idle: time.Second, Timeout: 3 * time.Minute, GitPoll: 2 * time.Second, Dir: t.TempDir(), EtcdConns: 2})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -220,6 +220,10 @@ type etcdServer struct {
 	client  *clientv3.Client
 	calls   atomic.Int64
 	streams atomic.Int64
+	// clients are the nodes' connections (Options.EtcdConns), client the
+	// first: the harness's own reader uses it.
+	clients []*clientv3.Client
+	next    atomic.Int64
 
 	mu     sync.Mutex
 	byKind map[string]int64 // method ("Txn", "Range", ...; "Txn lost": a compare that failed)
@@ -229,12 +233,34 @@ type etcdServer struct {
 	replyBytes map[string]int64
 }
 
-func startEtcd(dir string) (*etcdServer, error) {
+// startEtcd starts the embedded etcd server and conns client connections
+// to it, which the nodes share round-robin (pick).
+func startEtcd(dir string, conns int) (*etcdServer, error) {
 	c, err := embedded.Start(dir, 1)
 	if err != nil {
 		return nil, err
 	}
 	e := &etcdServer{cluster: c, byKind: map[string]int64{}, replyBytes: map[string]int64{}}
+	for range max(1, conns) {
+		cli, err := e.dial()
+		if err != nil {
+			e.close()
+			return nil, err
+		}
+		e.clients = append(e.clients, cli)
+	}
+	e.client = e.clients[0]
+	return e, nil
+}
+
+// pick is the next client connection, round-robin.
+func (e *etcdServer) pick() *clientv3.Client {
+	return e.clients[int(e.next.Add(1)-1)%len(e.clients)]
+}
+
+// dial opens a client connection to the server, counting its requests.
+func (e *etcdServer) dial() (*clientv3.Client, error) {
+	c := e.cluster
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints: c.Endpoints(), Logger: zap.NewNop(), DialTimeout: 10 * time.Second,
 		DialKeepAliveTime: 10 * time.Second, DialKeepAliveTimeout: 5 * time.Second,
@@ -258,11 +284,9 @@ func startEtcd(dir string) (*etcdServer, error) {
 		},
 	})
 	if err != nil {
-		c.Close()
 		return nil, fmt.Errorf("etcd client: %w", err)
 	}
-	e.client = cli
-	return e, nil
+	return cli, nil
 }
 
 func (e *etcdServer) requests() int64 { return e.calls.Load() + e.streams.Load() }
@@ -337,6 +361,8 @@ func (e *etcdServer) kinds() map[string]int64 {
 }
 
 func (e *etcdServer) close() {
-	e.client.Close()
+	for _, cli := range e.clients {
+		cli.Close()
+	}
 	e.cluster.Close()
 }
