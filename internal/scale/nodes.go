@@ -122,7 +122,7 @@ func (h *harness) openShared(ctx context.Context, name string, log *slog.Logger)
 // load, about 0.2-0.4 requests/s), and until the outcome is written.
 func (h *harness) openReader(ctx context.Context) (rollout.Shared, error) {
 	if h.opt.Store == StoreEtcd {
-		s, err := etcdstore.Open(etcdstore.Options{Endpoints: h.etcd.cluster.Endpoints(), Client: h.etcd.client, Identity: "scale"})
+		s, err := etcdstore.Open(etcdstore.Options{Endpoints: h.etcd.cluster.Endpoints(), Client: h.etcd.clients[0], Identity: "scale"})
 		if err != nil {
 			return nil, err
 		}

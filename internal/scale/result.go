@@ -255,22 +255,22 @@ func (l Load) String() string {
 
 // byKind lists counts by kind, the largest first.
 func byKind(m map[string]int64) string {
-	kinds := slices.Collect(maps.Keys(m))
-	slices.SortFunc(kinds, func(a, b string) int { return cmp.Or(cmp.Compare(m[b], m[a]), cmp.Compare(a, b)) })
-	parts := make([]string, len(kinds))
-	for i, k := range kinds {
-		parts[i] = fmt.Sprintf("%s %d", k, m[k])
-	}
-	return strings.Join(parts, ", ")
+	return largestFirst(m, func(n int64) string { return strconv.FormatInt(n, 10) })
 }
 
-// bytesByKind is byKind for byte counts, in MiB, largest first.
+// bytesByKind is byKind for byte counts, in MiB.
 func bytesByKind(m map[string]int64) string {
+	return largestFirst(m, func(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) })
+}
+
+// largestFirst lists m's kinds with their counts as format writes them,
+// the largest first.
+func largestFirst(m map[string]int64, format func(int64) string) string {
 	kinds := slices.Collect(maps.Keys(m))
 	slices.SortFunc(kinds, func(a, b string) int { return cmp.Or(cmp.Compare(m[b], m[a]), cmp.Compare(a, b)) })
 	parts := make([]string, len(kinds))
 	for i, k := range kinds {
-		parts[i] = fmt.Sprintf("%s %.1f MiB", k, float64(m[k])/(1<<20))
+		parts[i] = k + " " + format(m[k])
 	}
 	return strings.Join(parts, ", ")
 }

@@ -211,17 +211,16 @@ func (g *gitServer) close() error {
 	return err
 }
 
-// etcdServer is an embedded one-member etcd and the one client connection
-// every simulated node's Store shares, counting the requests it sends
+// etcdServer is an embedded one-member etcd and the client connections
+// the simulated nodes' Stores share, counting the requests they send
 // (unary calls and streams opened; watch events and keep-alives on open
 // streams are not requests).
 type etcdServer struct {
 	cluster *embedded.Cluster
-	client  *clientv3.Client
 	calls   atomic.Int64
 	streams atomic.Int64
-	// clients are the nodes' connections (Options.EtcdConns), client the
-	// first: the harness's own reader uses it.
+	// clients are the nodes' connections (Options.EtcdConns); the
+	// harness's own reader uses the first.
 	clients []*clientv3.Client
 	next    atomic.Int64
 
@@ -249,7 +248,6 @@ func startEtcd(dir string, conns int) (*etcdServer, error) {
 		}
 		e.clients = append(e.clients, cli)
 	}
-	e.client = e.clients[0]
 	return e, nil
 }
 
