@@ -281,14 +281,7 @@ func bookkeeping(in Input, r *Rollout) (Decision, bool) {
 	if e, ok := approval(in, r); ok {
 		return appendEvent(in, r, e), true
 	}
-	var judge *judging // found when first needed: a walk of the plan
-	judges := func(node string, w int) bool {
-		if judge == nil {
-			j := judgingOf(in, r)
-			judge = &j
-		}
-		return judge.judgesNode(node, w)
-	}
+	judge := judgingOf(in, r)
 	for _, l := range in.Leases {
 		// An expired holder with no done or failed verdict went silent
 		// (starved, stopped, cut off): that is recorded, not as a failure
@@ -298,7 +291,7 @@ func bookkeeping(in Input, r *Rollout) (Decision, bool) {
 		// Its judges record it when the lease expires, four times as
 		// many each TTL more (judges.go).
 		if l.Rollout == r.ID && l.Expired() && awaitsVerdict(r, l.Holder) && !r.LostToken(l.Holder, l.Token) &&
-			judges(l.Holder, judgesFor(l.Unchanged-l.TTL, l.TTL)) {
+			judge.judgesNode(l.Holder, judgesFor(l.Unchanged-l.TTL, l.TTL)) {
 			return appendEvent(in, r, Event{Type: EventNodeLost, Node: l.Holder, Lease: l.Token,
 				Reason: fmt.Sprintf("lease %s/%d expired: holder went silent for %s (starved, stopped or cut off), no failure reported; loss %d of %d before it is skipped",
 					l.App, l.Slot, l.TTL, len(r.Lost[l.Holder])+1, MaxLeaseLosses)}), true

@@ -36,16 +36,19 @@ func judgesFor(late, period time.Duration) int {
 }
 
 // judging is where the deciding node stands to judge the others of a
-// rollout: its place in the plan, flattened (-1: not in it).
+// rollout: its place in the plan, flattened (-1: not in it), found when
+// first needed (a walk of the plan).
 type judging struct {
+	node  string
+	found bool
 	self  int
 	total int
 	r     *Rollout
 }
 
-// judgingOf finds in.Node's place in r's plan.
-func judgingOf(in Input, r *Rollout) judging {
-	return judging{self: r.flatPos(in.Node), total: r.PlannedCount(), r: r}
+// judgingOf is in.Node's judging in r.
+func judgingOf(in Input, r *Rollout) *judging {
+	return &judging{node: in.Node, total: r.PlannedCount(), r: r}
 }
 
 // judges reports whether the deciding node is one of the first w judges of
@@ -56,9 +59,12 @@ func judgingOf(in Input, r *Rollout) judging {
 // two or more waves behind keeps its last read, so the first nodes of the
 // plan are not judged by the last). Once w covers the plan, any node
 // judges, in the plan or not.
-func (j judging) judges(p, w int) bool {
+func (j *judging) judges(p, w int) bool {
 	if w >= j.total {
 		return true
+	}
+	if !j.found {
+		j.self, j.found = j.r.flatPos(j.node), true
 	}
 	if j.self < 0 || p < 0 || p >= j.total {
 		return false
@@ -73,7 +79,12 @@ func (j judging) judges(p, w int) bool {
 }
 
 // judgesNode is judges for a node by name.
-func (j judging) judgesNode(node string, w int) bool { return j.judges(j.r.flatPos(node), w) }
+func (j *judging) judgesNode(node string, w int) bool {
+	if w >= j.total {
+		return true
+	}
+	return j.judges(j.r.flatPos(node), w)
+}
 
 // flatPos is node's position in the plan, counting every wave before its
 // own, or -1.
