@@ -174,16 +174,30 @@ func (s *Store) appendOnce(ctx context.Context, app string, c recordCache, decid
 	return s.extend(app, c, written(key, stored, resp.Header.Revision)), nil
 }
 
-// record reads the events added since the cache. Caller holds mu.
+// record reads the events added since the cache, a page of
+// Options.RecordPage keys per request, the cache following each page. A
+// node that starts reading a record thousands of events long on a loaded
+// server so keeps what it read when a later page times out, and the next
+// read asks only for the rest: a record read in one request at 10,000
+// nodes timed out whole, again and again (docs/scale.md). Caller holds mu.
 func (s *Store) record(ctx context.Context, app string) (recordCache, error) {
 	c := s.records[app]
-	octx, cancel := s.op(ctx)
-	defer cancel()
-	resp, err := s.cli.Get(octx, s.eventKey(app, c.last+1), clientv3.WithRange(clientv3.GetPrefixRangeEnd(s.recordPrefix(app))))
-	if err != nil {
-		return c, fmt.Errorf("read rollout record %s: %w", app, s.classify("read rollout record "+app+" from", err))
+	from, end := s.eventKey(app, c.last+1), clientv3.GetPrefixRangeEnd(s.recordPrefix(app))
+	for {
+		octx, cancel := s.op(ctx)
+		resp, err := s.cli.Get(octx, from, clientv3.WithRange(end), clientv3.WithLimit(int64(s.opts.RecordPage)))
+		cancel()
+		if err != nil {
+			return c, fmt.Errorf("read rollout record %s: %w", app, s.classify("read rollout record "+app+" from", err))
+		}
+		c = s.extend(app, c, resp.Kvs)
+		if !resp.More || len(resp.Kvs) == 0 {
+			return c, nil
+		}
+		// Past the page's last key, not the cache's last event: a page of
+		// keys that are no events (written by hand) moves the read on too.
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
-	return s.extend(app, c, resp.Kvs), nil
 }
 
 // extend adds to the cache c the events of kvs, the keys from its next

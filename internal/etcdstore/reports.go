@@ -46,9 +46,10 @@ func (s *Store) WriteReport(ctx context.Context, r reconciler.NodeReport) error 
 	defer s.mu.Unlock()
 	now := s.opts.Clock.Now()
 	last, wrote := s.reports[r.Node]
-	if wrote && sameButTime(last.report, r) && s.liveness != 0 &&
+	if wrote && sameButTime(last.report, r) && s.keptAlive != 0 && s.keptAlive == s.liveness &&
 		(s.opts.ReportRefresh < 0 || now.Sub(last.written) < s.opts.ReportRefresh) {
-		// Nothing to write, and nothing read: an agent writes its report
+		// Nothing to write (the liveness lease is kept alive), and
+		// nothing read: an agent writes its report
 		// at every pass, and a read each time was a third of a rollout's
 		// requests (docs/scale.md). Another agent writing this node's
 		// report is found at the next change or refresh.
@@ -142,34 +143,69 @@ func isLeaseGone(err error) bool {
 	return err != nil && strings.Contains(err.Error(), rpctypes.ErrLeaseNotFound.Error())
 }
 
-// livenessLease returns this Store's liveness lease, granting it and
-// starting its keep-alive (owned by the Store, ended by Close) on first
-// use. Caller holds mu.
+// livenessLease returns this Store's liveness lease, granting it on first
+// use, and keeps it alive (keepAlive). Caller holds mu.
 func (s *Store) livenessLease(ctx context.Context) (clientv3.LeaseID, error) {
-	if s.liveness != 0 {
+	if s.liveness != 0 && s.keptAlive == s.liveness {
 		return s.liveness, nil
 	}
-	octx, cancel := s.op(ctx)
-	defer cancel()
-	g, err := s.cli.Grant(octx, int64((s.opts.LivenessTTL+time.Second-1)/time.Second))
-	if err != nil {
-		return 0, s.classify("grant the liveness lease on", err)
+	id := s.liveness
+	if id == 0 {
+		octx, cancel := s.op(ctx)
+		defer cancel()
+		g, err := s.cli.Grant(octx, int64((s.opts.LivenessTTL+time.Second-1)/time.Second))
+		if err != nil {
+			return 0, s.classify("grant the liveness lease on", err)
+		}
+		id = g.ID
 	}
-	ch, err := s.cli.KeepAlive(s.ctx, g.ID)
+	ch, err := s.cli.KeepAlive(s.ctx, id)
 	if err != nil {
 		return 0, s.classify("keep the liveness lease alive on", err)
 	}
-	s.liveness = g.ID
-	s.wg.Go(func() {
-		for range ch { // drained until the lease is gone or Close
+	s.liveness, s.keptAlive = id, id
+	s.wg.Go(func() { s.keepAlive(id, ch) })
+	return id, nil
+}
+
+// keepAlive drains the keep-alive channel of lease id until Close. The
+// client closes the channel when no answer came for a TTL: on a loaded
+// server that answer is late, not lost (the server renewed the lease), so
+// the keep-alive is started again at once while answers still came on
+// the last one. Granting a new lease instead, at every report write after
+// a late keep-alive, was 3,413 grants in flight at once in a 10,000-node
+// run, each a raft write, each leaving a lease to expire (docs/scale.md).
+// A keep-alive that got no answer at all (the lease is gone, or the server
+// is unreachable) is left stopped: the next report write asks again, and
+// a lease etcd says is gone is replaced there (putReport).
+func (s *Store) keepAlive(id clientv3.LeaseID, ch <-chan *clientv3.LeaseKeepAliveResponse) {
+	for {
+		answered := false
+		for range ch {
+			answered = true
 		}
 		s.mu.Lock()
-		if s.liveness == g.ID {
-			s.liveness = 0
+		current := s.keptAlive == id
+		if !answered || s.ctx.Err() != nil {
+			if current {
+				s.keptAlive = 0
+			}
+			current = false
 		}
 		s.mu.Unlock()
-	})
-	return g.ID, nil
+		if !current {
+			return
+		}
+		var err error
+		if ch, err = s.cli.KeepAlive(s.ctx, id); err != nil {
+			s.mu.Lock()
+			if s.keptAlive == id {
+				s.keptAlive = 0
+			}
+			s.mu.Unlock()
+			return
+		}
+	}
 }
 
 func sameButTime(a, b reconciler.NodeReport) bool {

@@ -57,6 +57,9 @@ type Options struct {
 	// open. Many handles in one process (internal/scale's simulated
 	// nodes) share one connection this way.
 	Client *clientv3.Client
+	// RecordPage is how many keys of a rollout record one read asks for
+	// (default 500: about 120 KB of node_done events).
+	RecordPage int
 	// Decoded, when set, holds the rollout records' decoded events for
 	// every Store given the same one (many handles in one process, as
 	// Client): each event is decoded once, not once per handle.
@@ -75,6 +78,9 @@ func (o *Options) withDefaults() error {
 	}
 	if o.OpTimeout <= 0 {
 		o.OpTimeout = 5 * time.Second
+	}
+	if o.RecordPage <= 0 {
+		o.RecordPage = 500
 	}
 	if o.LivenessTTL <= 0 {
 		o.LivenessTTL = 30 * time.Second
@@ -131,6 +137,9 @@ type Store struct {
 	records  map[string]recordCache // app -> events read so far
 	reports  map[string]reportCache // node -> last report written
 	liveness clientv3.LeaseID       // 0: none granted (or expired)
+	// keptAlive is the lease a keep-alive runs for (0: none; liveness
+	// is asked for again at the next write)
+	keptAlive clientv3.LeaseID
 
 	badMu sync.Mutex
 	bad   map[string]fleetrepo.BadRef // unreadable keys, by key
