@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 )
@@ -41,6 +42,9 @@ func midRollout(n int) Input {
 	}
 }
 
+// r0 is the rollout in's record starts.
+func r0(in Input) *Rollout { return Latest(in.Record) }
+
 // BenchmarkDecideWaiting is one pass of the engine for a node waiting for
 // its wave, at 1,000 and 10,000 nodes, folding the record afresh and (folded)
 // with the record folded already, as the coordinator's Folding hands it
@@ -63,6 +67,18 @@ func BenchmarkDecideWaiting(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				Decide(folded)
+			}
+		})
+		// Once a lease was lost (a holder of an earlier wave went silent
+		// and came back), every pass checks the lost nodes too.
+		lost := in
+		lost.Record = append(slices.Clip(in.Record), Event{Type: EventNodeLost, Rollout: "c1", Node: r0(in).Waves[5][0], Lease: "t-old"})
+		lost.Seen = seenAt(len(lost.Record), t0)
+		lost.Folded = Latest(lost.Record)
+		b.Run(fmt.Sprintf("nodes=%d/folded/lost", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				Decide(lost)
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package reconciler
 import (
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"time"
 
 	"github.com/fleetops/reconciler/spec"
@@ -297,8 +298,8 @@ func bookkeeping(in Input, r *Rollout) (Decision, bool) {
 					l.App, l.Slot, l.TTL, len(r.Lost[l.Holder])+1, MaxLeaseLosses)}), true
 		}
 	}
-	for _, n := range lostInPlan(r) {
-		if len(r.Lost[n]) >= MaxLeaseLosses && !r.terminal(n) && !holdsLease(in.Leases, r.ID, n) {
+	for _, n := range lostTooOften(r) {
+		if !r.terminal(n) && !holdsLease(in.Leases, r.ID, n) {
 			reason := fmt.Sprintf("lost its lease %d times without reporting a failure", len(r.Lost[n]))
 			if in.App.Rollout.OnUnreachable == spec.OnUnreachableFail {
 				return appendEvent(in, r, Event{Type: EventNodeFailed, Node: n, Reason: reason}), true
@@ -306,7 +307,8 @@ func bookkeeping(in Input, r *Rollout) (Decision, bool) {
 			return appendEvent(in, r, Event{Type: EventNodeUnreachable, Node: n, Reason: reason}), true
 		}
 	}
-	if e, ok := heldInPlan(in, r); ok && fresh {
+	held := in.heldNodes(r)
+	if e, ok := heldInPlan(in, r, held); ok && fresh {
 		return appendEvent(in, r, e), true
 	}
 	if e, ok := overBudget(in, r); ok {
@@ -318,7 +320,7 @@ func bookkeeping(in Input, r *Rollout) (Decision, bool) {
 	if len(r.WaveDone) >= len(r.Waves) {
 		return appendEvent(in, r, Event{Type: EventCompleted, Result: r.Result()}), true
 	}
-	if e, ok := unreachable(in, r); ok {
+	if e, ok := unreachable(in, r, held); ok {
 		return appendEvent(in, r, e), true
 	}
 	return Decision{}, false
@@ -374,7 +376,7 @@ func nextWaveDone(in Input, r *Rollout) (int, bool) {
 
 // unreachable finds a node of an open wave that has not taken a lease within
 // nodeTimeout of the wave opening (on this observer's clock).
-func unreachable(in Input, r *Rollout) (Event, bool) {
+func unreachable(in Input, r *Rollout, held map[string]string) (Event, bool) {
 	if r.Paused {
 		return Event{}, false
 	}
@@ -401,10 +403,19 @@ func unreachable(in Input, r *Rollout) (Event, bool) {
 	w := judgesFor(late-in.App.Rollout.NodeTimeout.Duration, in.App.Rollout.NodeTimeout.Duration)
 	judge := judgingOf(in, r)
 	start := r.waveStart(k)
-	held := in.heldNodes(r)
-	holders := liveHolders(in.Leases, r.ID)
+	var holders map[string]bool // read only for a node this one judges
 	for i, n := range r.Waves[k] {
-		if r.terminal(n) || holders[n] || !judge.judges(start+i, w) {
+		// Whether this node judges n first: it judges a few of the open
+		// wave's nodes, and the verdict and lease lookups for each of a
+		// wave of 1,000 at every pass were a twentieth of a 10,000-node
+		// run's CPU (docs/scale.md).
+		if !judge.judges(start+i, w) || r.terminal(n) {
+			continue
+		}
+		if holders == nil {
+			holders = liveHolders(in.Leases, r.ID)
+		}
+		if holders[n] {
 			continue
 		}
 		if _, ok := held[n]; ok {
@@ -426,8 +437,7 @@ func unreachable(in Input, r *Rollout) (Event, bool) {
 // now holds (or pins elsewhere), not in flight: it is recorded node_held, so
 // its wave does not wait for it and it is never counted unreachable. A hold
 // declared before the rollout started keeps the node out of the plan.
-func heldInPlan(in Input, r *Rollout) (Event, bool) {
-	held := in.heldNodes(r)
+func heldInPlan(in Input, r *Rollout, held map[string]string) (Event, bool) {
 	if len(held) == 0 {
 		return Event{}, false
 	}
@@ -443,7 +453,11 @@ func heldInPlan(in Input, r *Rollout) (Event, bool) {
 // heldNodes maps each inventory node held from the rollout to why.
 func (in Input) heldNodes(r *Rollout) map[string]string {
 	var out map[string]string
-	for _, n := range in.Inventory {
+	for i := range in.Inventory {
+		n := &in.Inventory[i] // not a copy of each of 10,000 nodes at every pass
+		if !n.Hold && len(n.Pin) == 0 {
+			continue
+		}
 		if why, held := n.HeldFrom(in.App.Name, r.Target, r.IsRollback); held {
 			if out == nil {
 				out = map[string]string{}
@@ -822,19 +836,22 @@ func liveHolders(ls []Lease, rollout string) map[string]bool {
 	return out
 }
 
-// lostInPlan lists the planned nodes recorded lost, in plan order.
-func lostInPlan(r *Rollout) []string {
-	if len(r.Lost) == 0 {
-		return nil
-	}
+// lostTooOften lists the planned nodes whose leases were recorded lost
+// MaxLeaseLosses times or more, in plan order. It walks the few lost nodes,
+// not the plan: a walk of the plan at every pass, once a lease had been
+// lost, was 7 % of a 10,000-node run's CPU (docs/scale.md).
+func lostTooOften(r *Rollout) []string {
 	var out []string
-	for _, w := range r.Waves { // not planned(r): a copy of the plan at every pass of every node
-		for _, n := range w {
-			if _, lost := r.Lost[n]; lost {
-				out = append(out, n)
-			}
+	pos := map[string]int{}
+	for n, tokens := range r.Lost {
+		if len(tokens) < MaxLeaseLosses {
+			continue
+		}
+		if p := r.flatPos(n); p >= 0 {
+			out, pos[n] = append(out, n), p
 		}
 	}
+	slices.SortFunc(out, func(a, b string) int { return pos[a] - pos[b] })
 	return out
 }
 
