@@ -298,6 +298,13 @@ func (c *Coordinator) permit(ctx context.Context, in agent.DecideInput) (agent.P
 		st.read = c.opt.Clock.Now()
 		rin, err := c.input(ctx, in, reports, fold)
 		if err != nil {
+			// No decision: no lease change is what this node waits for
+			// (its retry after a backoff is). A node whose first read
+			// failed was otherwise never focused, and every lease taken
+			// or freed woke it: at 10,000 nodes, the first reads timing
+			// out, thousands of nodes re-read the record at every one
+			// (docs/scale.md).
+			c.leasesMatter(in.App.Name, false)
 			return agent.Permit{Fetch: fetch}, err
 		}
 		d := reconciler.Decide(rin)
@@ -485,9 +492,7 @@ func (c *Coordinator) activePoll(d reconciler.Decision) time.Duration {
 // before that open other nodes' waves, and its timer (6 × ActivePoll)
 // covers the rest.
 func (c *Coordinator) focus(app string, d reconciler.Decision) {
-	if f, ok := c.opt.Shared.(Focuser); ok {
-		f.Focus(app, d.SlotWait || d.Action == reconciler.Acquire)
-	}
+	c.leasesMatter(app, d.SlotWait || d.Action == reconciler.Acquire)
 	if f, ok := c.opt.Shared.(WaveFocuser); ok {
 		from, rollout := 0, ""
 		if d.Behind > 1 && d.Rollout != nil {
@@ -496,6 +501,14 @@ func (c *Coordinator) focus(app string, d reconciler.Decision) {
 			}
 		}
 		f.FocusWaves(app, rollout, from)
+	}
+}
+
+// leasesMatter tells a Focuser whether lease changes of app can change
+// what this node does.
+func (c *Coordinator) leasesMatter(app string, matter bool) {
+	if f, ok := c.opt.Shared.(Focuser); ok {
+		f.Focus(app, matter)
 	}
 }
 

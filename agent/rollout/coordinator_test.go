@@ -401,6 +401,42 @@ func TestFarNodeWaitsForTheWaveBeforeItsOwn(t *testing.T) {
 	}
 }
 
+// leaseFocused is a Shared that notes what the coordinator tells its watch
+// of lease changes, and whose record reads fail while failing is set.
+type leaseFocused struct {
+	Shared
+	failing error
+	leases  map[string]bool // app -> whether lease changes matter, as last told
+}
+
+func (l *leaseFocused) Focus(app string, matter bool) { l.leases[app] = matter }
+
+func (l *leaseFocused) Record(ctx context.Context, app string) ([]reconciler.Event, error) {
+	if l.failing != nil {
+		return nil, l.failing
+	}
+	return l.Shared.Record(ctx, app)
+}
+
+// TestFailedReadFocusesAwayFromLeases: a pass that could not read the
+// shared state tells the watch that no lease change matters: its retry
+// after a backoff does.
+func TestFailedReadFocusesAwayFromLeases(t *testing.T) {
+	ctx := context.Background()
+	repo := gittest.NewBare(t, nil)
+	in := input(app(true), "a", "b")
+	b := newNode(t, repo, "b", nil)
+	lf := &leaseFocused{Shared: b.coord.opt.Shared, leases: map[string]bool{},
+		failing: &fleetrepo.TransientError{Op: "read rollout record", Repo: repo, Err: errors.New("deadline exceeded")}}
+	b.coord.opt.Shared = lf
+	if _, err := b.coord.Permit(ctx, in); err == nil {
+		t.Fatal("a pass whose record read failed: no error")
+	}
+	if matter, told := lf.leases["web"]; !told || matter {
+		t.Fatalf("after a failed read the watch was told lease changes matter %v (told: %v): want told they do not", matter, told)
+	}
+}
+
 // reportCounter is a Shared that counts its node reports (as etcd does).
 type reportCounter struct {
 	Shared
