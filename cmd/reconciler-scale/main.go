@@ -27,11 +27,22 @@ import (
 )
 
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == serveEtcdArg { // -etcd-process: this binary as the server
+		if err := scale.ServeEtcd(os.Args[2], os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintf(os.Stderr, "reconciler-scale %s: %v\n", serveEtcdArg, err)
+			os.Exit(1)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
+
+// serveEtcdArg runs this binary as the etcd server of a run with
+// -etcd-process (scale.ServeEtcd), given the data directory.
+const serveEtcdArg = "-serve-etcd"
 
 // Main parses args, runs the harness and returns the exit code.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -53,6 +64,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&opt.GitCache, "git-cache", false, "answer repeated ref advertisements from memory until the next push (a faster Git server; requests are still counted)")
 	fs.IntVar(&opt.GitWorkers, "git-workers", 8, "git http-backend processes running at once")
 	fs.IntVar(&opt.EtcdConns, "etcd-conns", 1, "etcd client connections the nodes share, round-robin (a real node has its own)")
+	etcdProcess := fs.Bool("etcd-process", false, "run the etcd server as a process of its own (this binary, "+serveEtcdArg+"), not inside the one of the nodes: its own heap and garbage collector, as a real server has")
 	output := fs.String("output", "text", "text or json")
 	dir := fs.String("dir", "", "working directory (default a new one under /dev/shm, else $TMPDIR; removed afterwards)")
 	progress := fs.Bool("progress", true, "print a line per phase on stderr")
@@ -76,6 +88,14 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if *verbose {
 		opt.Logger = slog.New(slog.NewTextHandler(stderr, nil))
+	}
+	if *etcdProcess {
+		exe, err := os.Executable()
+		if err != nil {
+			fmt.Fprintf(stderr, "reconciler-scale: -etcd-process: %v\n", err)
+			return 1
+		}
+		opt.EtcdCommand = []string{exe, serveEtcdArg}
 	}
 	var err error
 	if opt.Dir, err = workDir(*dir); err != nil {

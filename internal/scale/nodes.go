@@ -105,7 +105,7 @@ func (h *harness) node(ctx context.Context, name string) (agent.Config, error) {
 
 func (h *harness) openShared(ctx context.Context, name string, log *slog.Logger) (sharedState, error) {
 	if h.opt.Store == StoreEtcd {
-		s, err := etcdstore.Open(etcdstore.Options{Endpoints: h.etcd.cluster.Endpoints(), Client: h.etcd.pick(),
+		s, err := etcdstore.Open(etcdstore.Options{Endpoints: h.etcd.endpoints, Client: h.etcd.pick(),
 			Identity: name, Logger: log, Clock: h.clock, Decoded: h.decoded})
 		if err != nil {
 			return nil, err
@@ -122,7 +122,7 @@ func (h *harness) openShared(ctx context.Context, name string, log *slog.Logger)
 // load, about 0.2-0.4 requests/s), and until the outcome is written.
 func (h *harness) openReader(ctx context.Context) (rollout.Shared, error) {
 	if h.opt.Store == StoreEtcd {
-		s, err := etcdstore.Open(etcdstore.Options{Endpoints: h.etcd.cluster.Endpoints(), Client: h.etcd.clients[0], Identity: "scale"})
+		s, err := etcdstore.Open(etcdstore.Options{Endpoints: h.etcd.endpoints, Client: h.etcd.clients[0], Identity: "scale"})
 		if err != nil {
 			return nil, err
 		}

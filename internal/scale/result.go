@@ -46,8 +46,16 @@ type Load struct {
 	// ("Range rollouts": the records, "Range leases"); "Watch events":
 	// the watch responses.
 	EtcdReplyBytes map[string]int64 `json:"etcdReplyBytes,omitempty"`
-	CPU            Seconds          `json:"cpuSeconds"`    // this process: agents, coordinators, stores (and embedded etcd)
-	GitCPU         Seconds          `json:"gitCPUSeconds"` // the git http-backend processes
+	// EtcdDetail counts the ranges by the part of the key space they
+	// read ("Range rollouts", "Range leases", ...) and the calls that
+	// returned an error, a timeout mostly, by what they asked for
+	// ("Range rollouts failed", "Txn failed").
+	EtcdDetail map[string]int64 `json:"etcdRequestDetail,omitempty"`
+	CPU        Seconds          `json:"cpuSeconds"`    // this process: agents, coordinators, stores (and embedded etcd)
+	GitCPU     Seconds          `json:"gitCPUSeconds"` // the git http-backend processes
+	// EtcdCPU is the etcd server's when it runs as its own process
+	// (Options.EtcdCommand; otherwise it is in CPU).
+	EtcdCPU Seconds `json:"etcdCPUSeconds,omitempty"`
 }
 
 // Memory is the process's memory once every node runs, less what it used
@@ -372,11 +380,18 @@ func (r *Result) WriteText(w io.Writer) error {
 		if len(l.l.EtcdByKind) > 0 {
 			p("         etcd by kind: %s", byKind(l.l.EtcdByKind))
 		}
+		if len(l.l.EtcdDetail) > 0 {
+			p("         etcd ranges, and calls failed: %s", byKind(l.l.EtcdDetail))
+		}
 		if len(l.l.EtcdReplyBytes) > 0 {
 			p("         etcd reply bytes: %s", bytesByKind(l.l.EtcdReplyBytes))
 		}
-		p("         CPU: this process %s (%.1f%% of one core per node), git http-backend %s",
-			l.l.CPU, 100*time.Duration(l.l.CPU).Seconds()/time.Duration(l.l.Duration).Seconds()/float64(r.Nodes), l.l.GitCPU)
+		etcdCPU := ""
+		if l.l.EtcdCPU > 0 {
+			etcdCPU = fmt.Sprintf(", etcd server %s", l.l.EtcdCPU)
+		}
+		p("         CPU: this process %s (%.1f%% of one core per node), git http-backend %s%s",
+			l.l.CPU, 100*time.Duration(l.l.CPU).Seconds()/time.Duration(l.l.Duration).Seconds()/float64(r.Nodes), l.l.GitCPU, etcdCPU)
 	}
 	p("memory per node:             %.1f MiB RSS, %.1f MiB heap (%d goroutines in all)",
 		float64(r.Memory.RSSPerNode)/(1<<20), float64(r.Memory.HeapPerNode)/(1<<20), r.Memory.Goroutines)

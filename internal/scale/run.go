@@ -76,6 +76,13 @@ type Options struct {
 	// round-robin (default 1). A real node has its own; on one, a
 	// 10,000-node run's reads queued behind each other past their timeout.
 	EtcdConns int
+	// EtcdCommand, when set, runs the etcd server as its own process
+	// instead of in this one: the command, given the data directory as
+	// its last argument, prints its client endpoints on the first line of
+	// its stdout and serves until its stdin closes (ServeEtcd;
+	// reconciler-scale -etcd-process runs itself so). In this process the
+	// server's garbage collector shares a heap of 10,000 agents with them.
+	EtcdCommand []string
 	// Webhooks is how many agents (the first ones) run the real push
 	// webhook receiver (internal/webhook), which the harness calls after
 	// each push as a Git host does: a signed GitHub push event (default
@@ -275,6 +282,9 @@ func (h *harness) shared() []string {
 		}
 		s = append(s, conns+" (each node keeps its own etcdstore.Store: caches, liveness lease, watch)",
 			"the rollout record's events, each decoded once (etcdstore.Decoded; each node still reads every key itself)")
+		if len(h.opt.EtcdCommand) == 0 {
+			s = append(s, "(server side) the process: the etcd server runs in it, its garbage collector working through the nodes' heap (-etcd-process: a process of its own)")
+		}
 	}
 	return s
 }
@@ -305,7 +315,7 @@ func (h *harness) start() error {
 		return err
 	}
 	if h.opt.Store == StoreEtcd {
-		if h.etcd, err = startEtcd(filepath.Join(h.opt.Dir, "etcd"), h.opt.EtcdConns); err != nil {
+		if h.etcd, err = startEtcd(filepath.Join(h.opt.Dir, "etcd"), h.opt.EtcdConns, h.opt.EtcdCommand); err != nil {
 			return err
 		}
 	}
@@ -420,19 +430,22 @@ func (h *harness) serveHealth() error {
 
 // load is a snapshot of the counters and the process's resource use.
 type load struct {
-	at        time.Time
-	git       GitCounts
-	etcd      int64
-	etcdKinds map[string]int64
-	etcdBytes map[string]int64
-	cpu, kids time.Duration // this process (agents, etcd) and its children (git)
+	at         time.Time
+	git        GitCounts
+	etcd       int64
+	etcdKinds  map[string]int64
+	etcdBytes  map[string]int64
+	etcdDetail map[string]int64
+	cpu, kids  time.Duration // this process (agents, etcd) and its children (git)
+	etcdCPU    time.Duration // the etcd server's, when it is a process of its own
 }
 
 func (h *harness) sample() load {
 	l := load{at: h.clock.Now(), git: h.git.counts()}
 	l.git.CachedAds = h.git.adHits()
 	if h.etcd != nil {
-		l.etcd, l.etcdKinds, l.etcdBytes = h.etcd.requests(), h.etcd.kinds(), h.etcd.bytes()
+		l.etcd, l.etcdKinds, l.etcdBytes, l.etcdDetail = h.etcd.requests(), h.etcd.kinds(), h.etcd.bytes(), h.etcd.details()
+		l.etcdCPU = h.etcd.cpu()
 	}
 	l.cpu, l.kids = rusage(syscall.RUSAGE_SELF), rusage(syscall.RUSAGE_CHILDREN)
 	return l
@@ -444,8 +457,8 @@ func (l load) since(o load) Load {
 	g := l.git.minus(o.git)
 	return Load{Duration: Seconds(d), Git: g, GitPerSecond: float64(g.Total()) / s,
 		Etcd: l.etcd - o.etcd, EtcdPerSecond: float64(l.etcd-o.etcd) / s, EtcdByKind: kindsSince(l.etcdKinds, o.etcdKinds),
-		EtcdReplyBytes: kindsSince(l.etcdBytes, o.etcdBytes),
-		CPU:            Seconds(l.cpu - o.cpu), GitCPU: Seconds(l.kids - o.kids)}
+		EtcdReplyBytes: kindsSince(l.etcdBytes, o.etcdBytes), EtcdDetail: kindsSince(l.etcdDetail, o.etcdDetail),
+		CPU: Seconds(l.cpu - o.cpu), GitCPU: Seconds(l.kids - o.kids), EtcdCPU: Seconds(l.etcdCPU - o.etcdCPU)}
 }
 
 // kindsSince is the counts of l less those of o (nil when none).

@@ -3,28 +3,52 @@ package scale
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
 )
 
+// serveEtcdArg runs the test binary as the etcd server of a run with
+// Options.EtcdCommand (TestMain).
+const serveEtcdArg = "-serve-etcd"
+
+func TestMain(m *testing.M) {
+	if len(os.Args) == 3 && os.Args[1] == serveEtcdArg {
+		if err := ServeEtcd(os.Args[2], os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
 // TestRolloutCompletes runs the harness for real, small: nodes in waves of
 // 3 on each store (10 on etcd; 6 on Git, whose waves take seconds each:
 // nodes learn a wave is done by polling), through a first deployment and a
-// rolling upgrade,
-// and requires the invariants to hold and the figures to be there. Then
+// rolling upgrade (on etcd twice: the server in the process, and as its
+// own, Options.EtcdCommand), and requires the invariants to hold and the
+// figures to be there. Then
 // it checks the same result against a wave bound one below what was
 // measured: the check must fail (it is not a check that cannot).
 func TestRolloutCompletes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: runs 10 agents against git http-backend and etcd")
 	}
-	for store, nodes := range map[string]int{StoreGit: 6, StoreEtcd: 10} {
-		t.Run(store, func(t *testing.T) {
+	for _, c := range []struct {
+		store   string
+		nodes   int
+		command []string
+	}{{StoreGit, 6, nil}, {StoreEtcd, 10, nil}, {StoreEtcd, 10, []string{os.Args[0], serveEtcdArg}}} {
+		store, nodes := c.store, c.nodes
+		t.Run(fmt.Sprintf("%s/process=%v", store, c.command != nil), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 			defer cancel()
 			res, err := Run(ctx, Options{Nodes: nodes, Wave: 3, Switch: 200 * time.Millisecond, Install: 20 * time.Millisecond,
-				Store: store, Idle: time.Second, Timeout: 3 * time.Minute, GitPoll: 2 * time.Second, Dir: t.TempDir(), EtcdConns: 2})
+				Store: store, Idle: time.Second, Timeout: 3 * time.Minute, GitPoll: 2 * time.Second, Dir: t.TempDir(), EtcdConns: 2,
+				EtcdCommand: c.command})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -50,6 +74,12 @@ func TestRolloutCompletes(t *testing.T) {
 				// Every node read the record and the leases, and was woken.
 				if b := res.RolloutLoad.EtcdReplyBytes; b["Range rollouts"] < int64(nodes)*100 || b["Watch events"] == 0 || b["Txn"] == 0 {
 					t.Errorf("etcd reply bytes %v: want the records read (Range rollouts, at least 100 bytes a node), watch events and transactions", b)
+				}
+				if d := res.RolloutLoad.EtcdDetail; d["Range rollouts"] < int64(nodes) || d["Range rollouts"]+d["Range leases"] > res.RolloutLoad.EtcdByKind["Range"] {
+					t.Errorf("etcd ranges by key space %v: want every node's reads of the record, among the %d ranges", d, res.RolloutLoad.EtcdByKind["Range"])
+				}
+				if (c.command != nil) != (res.RolloutLoad.EtcdCPU > 0) {
+					t.Errorf("etcd server CPU %s with the server command %q: want it measured when, and only when, it runs apart", res.RolloutLoad.EtcdCPU, c.command)
 				}
 			}
 			if res.SpecEvaluations != 3 || res.SpecLoads < int64(2*nodes) {

@@ -216,9 +216,11 @@ func (g *gitServer) close() error {
 // (unary calls and streams opened; watch events and keep-alives on open
 // streams are not requests).
 type etcdServer struct {
-	cluster *embedded.Cluster
-	calls   atomic.Int64
-	streams atomic.Int64
+	endpoints []string
+	cluster   *embedded.Cluster // in this process; nil when process is not
+	process   *etcdProcess      // Options.EtcdCommand's
+	calls     atomic.Int64
+	streams   atomic.Int64
 	// clients are the nodes' connections (Options.EtcdConns); the
 	// harness's own reader uses the first.
 	clients []*clientv3.Client
@@ -230,16 +232,30 @@ type etcdServer struct {
 	// what it read ("Range rollouts": the records), and the watch
 	// responses ("Watch events"): what grows with the fleet squared.
 	replyBytes map[string]int64
+	// detail counts the ranges by the part of the key space they read
+	// ("Range rollouts") and the calls that failed ("Range leases
+	// failed"): what a stalled run asks for, and what times out.
+	detail map[string]int64
 }
 
-// startEtcd starts the embedded etcd server and conns client connections
+// startEtcd starts a one-member etcd server, in this process or, with a
+// command (Options.EtcdCommand), as its own, and conns client connections
 // to it, which the nodes share round-robin (pick).
-func startEtcd(dir string, conns int) (*etcdServer, error) {
-	c, err := embedded.Start(dir, 1)
-	if err != nil {
-		return nil, err
+func startEtcd(dir string, conns int, command []string) (*etcdServer, error) {
+	e := &etcdServer{byKind: map[string]int64{}, replyBytes: map[string]int64{}, detail: map[string]int64{}}
+	if len(command) > 0 {
+		p, endpoints, err := startEtcdProcess(command, dir)
+		if err != nil {
+			return nil, err
+		}
+		e.process, e.endpoints = p, endpoints
+	} else {
+		c, err := embedded.Start(dir, 1)
+		if err != nil {
+			return nil, err
+		}
+		e.cluster, e.endpoints = c, c.Endpoints()
 	}
-	e := &etcdServer{cluster: c, byKind: map[string]int64{}, replyBytes: map[string]int64{}}
 	for range max(1, conns) {
 		cli, err := e.dial()
 		if err != nil {
@@ -258,17 +274,23 @@ func (e *etcdServer) pick() *clientv3.Client {
 
 // dial opens a client connection to the server, counting its requests.
 func (e *etcdServer) dial() (*clientv3.Client, error) {
-	c := e.cluster
 	cli, err := clientv3.New(clientv3.Config{
-		Endpoints: c.Endpoints(), Logger: zap.NewNop(), DialTimeout: 10 * time.Second,
+		Endpoints: e.endpoints, Logger: zap.NewNop(), DialTimeout: 10 * time.Second,
 		DialKeepAliveTime: 10 * time.Second, DialKeepAliveTimeout: 5 * time.Second,
 		DialOptions: []grpc.DialOption{
 			grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 				e.calls.Add(1)
 				err := invoker(ctx, method, req, reply, cc, opts...)
 				e.count(shortMethod(method), reply)
+				if k := replyKind(shortMethod(method), req); k != shortMethod(method) {
+					e.detailed(k) // a Range, by the part of the key space it read
+				}
+				if err != nil { // a call timed out (or was refused): by what it asked for
+					e.detailed(replyKind(shortMethod(method), req) + " failed")
+					return err
+				}
 				e.received(replyKind(shortMethod(method), req), reply)
-				return err
+				return nil
 			}),
 			grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 				e.streams.Add(1)
@@ -351,6 +373,20 @@ func (e *etcdServer) bytes() map[string]int64 {
 	return maps.Clone(e.replyBytes)
 }
 
+// detailed adds one call to a detail count.
+func (e *etcdServer) detailed(what string) {
+	e.mu.Lock()
+	e.detail[what]++
+	e.mu.Unlock()
+}
+
+// details is a copy of the detail counts.
+func (e *etcdServer) details() map[string]int64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return maps.Clone(e.detail)
+}
+
 // kinds is a copy of the counts by kind.
 func (e *etcdServer) kinds() map[string]int64 {
 	e.mu.Lock()
@@ -362,5 +398,19 @@ func (e *etcdServer) close() {
 	for _, cli := range e.clients {
 		cli.Close()
 	}
-	e.cluster.Close()
+	if e.cluster != nil {
+		e.cluster.Close()
+	}
+	if e.process != nil {
+		e.process.stop()
+	}
+}
+
+// cpu is the server process's CPU time so far (0 when it runs in this
+// process: it is in this process's).
+func (e *etcdServer) cpu() time.Duration {
+	if e.process == nil {
+		return 0
+	}
+	return e.process.cpu()
 }
