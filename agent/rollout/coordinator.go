@@ -25,6 +25,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -460,23 +461,47 @@ func (c *Coordinator) act(ctx context.Context, in agent.DecideInput, rin reconci
 	return false, waiting(d, d.Reason, until), nil
 }
 
-// farPollFactor stretches ActivePoll for a node two or more waves behind
-// on a store that pushes changes.
-const farPollFactor = 6
+// On a store that pushes changes, farPollFactor stretches ActivePoll for
+// a node of the next wave that judges no node of the open one, and
+// farthestPollFactor for a node two or more waves behind.
+const (
+	farPollFactor      = 6
+	farthestPollFactor = 24
+)
 
 // activePoll is how soon a node waiting in a rollout in progress looks
 // again when nothing wakes it. What no write announces (a holder gone
 // silent, a node past nodeTimeout, a wave whose last node died before
-// recording it done) any node records, and the nodes of the open and the
-// next wave look every ActivePoll; on a store whose watch pushes every
-// write, a node further behind looks every farPollFactor × ActivePoll
-// (30 s by default). With 10,000 nodes all looking every 5 s, the looks
-// alone were 2,000 passes a second (docs/scale.md).
+// recording it done) the nodes of the open wave and the first judges of
+// its last nodes (the first reconciler.Judges of the next wave) record:
+// they look every ActivePoll. On a store whose watch pushes every write,
+// the rest of the next wave looks every farPollFactor × ActivePoll (30 s
+// by default), a node further behind every farthestPollFactor × (2 min):
+// the wave_done that opens its wave wakes it, and the looks are for a
+// verdict its judges failed to record, or a lost wake. With 10,000 nodes
+// all looking every 5 s, the looks alone were 2,000 passes a second; with
+// those behind looking every 30 s, still 700 (docs/scale.md).
 func (c *Coordinator) activePoll(d reconciler.Decision) time.Duration {
-	if p, ok := c.opt.Shared.(Pusher); ok && p.PushesChanges() && d.Behind > 1 {
+	p, ok := c.opt.Shared.(Pusher)
+	if !ok || !p.PushesChanges() || d.Rollout == nil {
+		return c.opt.ActivePoll
+	}
+	switch {
+	case d.Behind > 1:
+		return farthestPollFactor * c.opt.ActivePoll
+	case d.Behind == 1 && !judgesTheOpenWave(d.Rollout, c.opt.Node):
 		return farPollFactor * c.opt.ActivePoll
 	}
 	return c.opt.ActivePoll
+}
+
+// judgesTheOpenWave reports whether node, of the wave after the open one,
+// is among the first judges of the open wave's last nodes: the first
+// reconciler.Judges places of its wave (reconciler/judges.go). Its other
+// nodes judge those only once a verdict is a period late or more.
+func judgesTheOpenWave(r *reconciler.Rollout, node string) bool {
+	k := r.WaveOf(node)
+	return k < 0 || slices.Index(r.Waves[k], node) < reconciler.Judges
 }
 
 // focus tells a Focuser whether lease changes of app matter to this node

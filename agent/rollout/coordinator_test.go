@@ -697,3 +697,38 @@ func TestVerdictReadReplacesTheKeptLeases(t *testing.T) {
 		t.Errorf("a read the leases %d times in 3 passes after a verdict found not due, want 0", got)
 	}
 }
+
+// pushing is a Shared whose watch pushes every change (as etcd's).
+type pushing struct{ Shared }
+
+func (pushing) PushesChanges() bool { return true }
+
+// TestWaitingNodesLookAgainByWhatTheyJudge: on a store that pushes
+// changes, the nodes of the open wave and the first judges of its last
+// nodes (the first places of the next wave) look again every ActivePoll,
+// the rest of the next wave six times as seldom, the nodes further behind
+// 24 times; on a store that does not push, every node every ActivePoll.
+func TestWaitingNodesLookAgainByWhatTheyJudge(t *testing.T) {
+	r := &reconciler.Rollout{ID: "r1", Waves: [][]string{{"a0", "a1", "a2", "a3", "a4"}, {"b0", "b1", "b2", "b3", "b4"}, {"c0", "c1"}}}
+	for _, c := range []struct {
+		node   string
+		behind int
+		push   bool
+		want   int // × ActivePoll
+	}{
+		{"a3", 0, true, 1}, {"b0", 1, true, 1}, {"b2", 1, true, 1}, {"b3", 1, true, 6}, {"b4", 1, true, 6},
+		{"c0", 2, true, 24}, {"b4", 1, false, 1}, {"c1", 2, false, 1},
+	} {
+		var sh Shared = noCount{}
+		if c.push {
+			sh = pushing{}
+		}
+		co, err := New(Options{Node: c.node, Shared: sh, ActivePoll: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := co.activePoll(reconciler.Decision{Rollout: r, Behind: c.behind}); got != time.Duration(c.want)*time.Second {
+			t.Errorf("%s, %d behind, store pushes %v: looks again after %s, want %ds", c.node, c.behind, c.push, got, c.want)
+		}
+	}
+}
