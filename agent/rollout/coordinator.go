@@ -487,12 +487,29 @@ func (c *Coordinator) activePoll(d reconciler.Decision) time.Duration {
 		return c.opt.ActivePoll
 	}
 	switch {
-	case d.Behind > 1:
+	case d.Behind > 1 || ownWaveDone(d.Rollout, c.opt.Node):
 		return farthestPollFactor * c.opt.ActivePoll
 	case d.Behind == 1 && !judgesTheOpenWave(d.Rollout, c.opt.Node):
 		return farPollFactor * c.opt.ActivePoll
 	}
 	return c.opt.ActivePoll
+}
+
+// ownWaveDone reports whether node's wave is recorded done in a rollout
+// still in progress: nothing after that can change what it does but the
+// rollout's end (a completed, failed or superseded event, which wakes it)
+// or a rollback commit (the tracked branch moving). It judges no node (its
+// judges come after it in the plan), and every wave_done, each a pass of
+// every node upgraded before, was most of a 10,000-node run's passes: the
+// nodes already done looked every ActivePoll, each read of the record
+// bringing every node_done since (docs/scale.md).
+func ownWaveDone(r *reconciler.Rollout, node string) bool {
+	if r == nil || r.Ended() {
+		return false
+	}
+	k := r.WaveOf(node)
+	_, done := r.WaveDone[k]
+	return k >= 0 && done
 }
 
 // judgesTheOpenWave reports whether node, of the wave after the open one,
@@ -520,7 +537,10 @@ func (c *Coordinator) focus(app string, d reconciler.Decision) {
 	c.leasesMatter(app, d.SlotWait || d.Action == reconciler.Acquire)
 	if f, ok := c.opt.Shared.(WaveFocuser); ok {
 		from, rollout := 0, ""
-		if d.Behind > 1 && d.Rollout != nil {
+		switch {
+		case ownWaveDone(d.Rollout, c.opt.Node):
+			from, rollout = len(d.Rollout.Waves), d.Rollout.ID // no wave_done can change its decision
+		case d.Behind > 1 && d.Rollout != nil:
 			if k := d.Rollout.WaveOf(c.opt.Node); k > 0 {
 				from, rollout = k-1, d.Rollout.ID
 			}

@@ -707,9 +707,11 @@ func (pushing) PushesChanges() bool { return true }
 // changes, the nodes of the open wave and the first judges of its last
 // nodes (the first places of the next wave) look again every ActivePoll,
 // the rest of the next wave six times as seldom, the nodes further behind
-// 24 times; on a store that does not push, every node every ActivePoll.
+// and those of a wave done 24 times; on a store that does not push, every
+// node every ActivePoll.
 func TestWaitingNodesLookAgainByWhatTheyJudge(t *testing.T) {
-	r := &reconciler.Rollout{ID: "r1", Waves: [][]string{{"a0", "a1", "a2", "a3", "a4"}, {"b0", "b1", "b2", "b3", "b4"}, {"c0", "c1"}}}
+	r := &reconciler.Rollout{ID: "r1", Waves: [][]string{{"z0", "z1"}, {"a0", "a1", "a2", "a3", "a4"}, {"b0", "b1", "b2", "b3", "b4"}, {"c0", "c1"}},
+		WaveDone: map[int]int{0: 7}}
 	for _, c := range []struct {
 		node   string
 		behind int
@@ -717,7 +719,7 @@ func TestWaitingNodesLookAgainByWhatTheyJudge(t *testing.T) {
 		want   int // × ActivePoll
 	}{
 		{"a3", 0, true, 1}, {"b0", 1, true, 1}, {"b2", 1, true, 1}, {"b3", 1, true, 6}, {"b4", 1, true, 6},
-		{"c0", 2, true, 24}, {"b4", 1, false, 1}, {"c1", 2, false, 1},
+		{"c0", 2, true, 24}, {"z1", 0, true, 24}, {"b4", 1, false, 1}, {"c1", 2, false, 1}, {"z1", 0, false, 1},
 	} {
 		var sh Shared = noCount{}
 		if c.push {
@@ -730,5 +732,15 @@ func TestWaitingNodesLookAgainByWhatTheyJudge(t *testing.T) {
 		if got := co.activePoll(reconciler.Decision{Rollout: r, Behind: c.behind}); got != time.Duration(c.want)*time.Second {
 			t.Errorf("%s, %d behind, store pushes %v: looks again after %s, want %ds", c.node, c.behind, c.push, got, c.want)
 		}
+	}
+	// A node of a wave done is woken by no wave_done of the rollout.
+	wf := &waveFocused{Shared: pushing{}, from: -1}
+	co, err := New(Options{Node: "z1", Shared: wf, ActivePoll: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	co.focus("web", reconciler.Decision{Rollout: r})
+	if wf.rollout != "r1" || wf.from != len(r.Waves) {
+		t.Errorf("a node of a wave done focuses from wave %d of %q, want %d of r1 (none)", wf.from, wf.rollout, len(r.Waves))
 	}
 }
