@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -93,9 +94,11 @@ func TestTipHintWakesAtOnce(t *testing.T) {
 		must(t, hint.PublishTip(ctx, bogus))
 		waitValue(t, values, bogus)
 		waitValue(t, values, tip) // an agent read the branch and put the tip back
-		if got := reqs.Counts().Sub(before); got.Adverts == 0 {
-			t.Fatalf("bogus tip %q: no agent read the branch (%s)", bogus, got)
-		}
+		// The tip may be back before this bogus value's reads: an agent
+		// slower to answer the one before puts it back too. The reads
+		// come all the same (both agents hold another tip than the key).
+		gittest.Eventually(t, gittest.Deadline, func() bool { return reqs.Counts().Sub(before).Adverts > 0 },
+			fmt.Sprintf("an agent read the branch after bogus tip %q", bogus))
 		for name, d := range map[string]*fakeDriver{"eager": eager, "idle": idle} {
 			if ran := d.ran(); !slices.Equal(ran, []string{"1.0.0", "2.0.0"}) {
 				t.Fatalf("bogus tip %q: %s agent switched %v, want only 1.0.0 then 2.0.0", bogus, name, ran)
