@@ -19,13 +19,8 @@ import (
 // granting another; a lease that is really gone (revoked) is replaced.
 func TestLateKeepAliveKeepsTheLease(t *testing.T) {
 	c := cluster(t, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	p, err := faultproxy.New(ctx, "127.0.0.1:0", c.Endpoints()[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	ctx := context.Background()
+	p := proxied(t, c)
 	const ttl = 2 * time.Second
 	st, err := etcdstore.Open(etcdstore.Options{Endpoints: []string{p.Addr()}, LivenessTTL: ttl, ReportRefresh: -1})
 	if err != nil {

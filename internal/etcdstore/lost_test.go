@@ -9,8 +9,23 @@ import (
 	"github.com/fleetops/reconciler/fleetrepo"
 	"github.com/fleetops/reconciler/internal/clock"
 	"github.com/fleetops/reconciler/internal/etcdstore"
+	"github.com/fleetops/reconciler/internal/etcdstore/embedded"
 	"github.com/fleetops/reconciler/internal/faultproxy"
 )
+
+// proxied is a fault proxy in front of c's first member, closed with the
+// test.
+func proxied(t *testing.T, c *embedded.Cluster) *faultproxy.Proxy {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	p, err := faultproxy.New(ctx, "127.0.0.1:0", c.Endpoints()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
 
 // TestLostRenewalAnswer: a renewal lands but its answer is lost (the proxy
 // drops what etcd sends back). The call fails as transient; the holder's
@@ -18,14 +33,8 @@ import (
 // its last answered write is older than the TTL, because the lost one was
 // sent within it. Once that one is a TTL old too, the lease is lost.
 func TestLostRenewalAnswer(t *testing.T) {
-	c := cluster(t, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	p, err := faultproxy.New(ctx, "127.0.0.1:0", c.Endpoints()[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	ctx := context.Background()
+	p := proxied(t, cluster(t, 1))
 	clk := clock.NewFake(time.Date(2026, 12, 2, 14, 0, 0, 0, time.UTC))
 	st, err := etcdstore.Open(etcdstore.Options{Endpoints: []string{p.Addr()}, Clock: clk, OpTimeout: time.Second})
 	if err != nil {
