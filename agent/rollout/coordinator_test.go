@@ -610,6 +610,17 @@ func TestWaitingNodeReadsTheLeasesOncePerTTL(t *testing.T) {
 	}
 }
 
+// passes makes k passes of n, its clock advanced by every before each.
+func (n *node) passes(t *testing.T, ctx context.Context, in agent.DecideInput, k int, every time.Duration) {
+	t.Helper()
+	for range k {
+		n.clock.advance(every)
+		if _, err := n.coord.Permit(ctx, in); err != nil {
+			t.Fatalf("%s: %v", n.name, err)
+		}
+	}
+}
+
 // TestDoneNodeOfTheOpenWaveReadsTheLeasesOncePerTTL: a node done while
 // its wave is still open judges the nodes after it (reconciler.Judges), so
 // it reads the leases again once its last read is a TTL old; until then it
@@ -638,12 +649,7 @@ func TestDoneNodeOfTheOpenWaveReadsTheLeasesOncePerTTL(t *testing.T) {
 		t.Fatalf("a done %v, %d waves done: want a done in the open wave", hasDone(r, "a"), r.WavesDone())
 	}
 	before := counted.reads
-	for range 3 {
-		a.clock.advance(time.Second)
-		if _, err := a.coord.Permit(ctx, in); err != nil {
-			t.Fatal(err)
-		}
-	}
+	a.passes(t, ctx, in, 3, time.Second)
 	if got := counted.reads - before; got != 0 {
 		t.Errorf("a (done, its wave open) read the leases %d times in 3 passes within the TTL, want 0", got)
 	}
@@ -687,12 +693,7 @@ func TestVerdictReadReplacesTheKeptLeases(t *testing.T) {
 		t.Fatalf("b recorded %q / %q while it holds a lease", r.Skipped["b"], r.Failed["b"])
 	}
 	before := counted.reads
-	for range 3 {
-		a.clock.advance(time.Second)
-		if _, err := a.coord.Permit(ctx, in); err != nil {
-			t.Fatal(err)
-		}
-	}
+	a.passes(t, ctx, in, 3, time.Second)
 	if got := counted.reads - before; got != 0 {
 		t.Errorf("a read the leases %d times in 3 passes after a verdict found not due, want 0", got)
 	}
