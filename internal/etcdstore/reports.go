@@ -46,11 +46,11 @@ func (s *Store) WriteReport(ctx context.Context, r reconciler.NodeReport) error 
 	defer s.mu.Unlock()
 	now := s.opts.Clock.Now()
 	last, wrote := s.reports[r.Node]
-	if wrote && sameButTime(last.report, r) && s.keptAlive != 0 && s.keptAlive == s.liveness &&
+	if wrote && sameButTime(last.report, r) && s.alive() &&
 		(s.opts.ReportRefresh < 0 || now.Sub(last.written) < s.opts.ReportRefresh) {
 		// Nothing to write (the liveness lease is kept alive), and
-		// nothing read: an agent writes its report
-		// at every pass, and a read each time was a third of a rollout's
+		// nothing read: an agent writes its report at every pass, and
+		// a read each time was a third of a rollout's
 		// requests (docs/scale.md). Another agent writing this node's
 		// report is found at the next change or refresh.
 		return nil
@@ -146,7 +146,7 @@ func isLeaseGone(err error) bool {
 // livenessLease returns this Store's liveness lease, granting it on first
 // use, and keeps it alive (keepAlive). Caller holds mu.
 func (s *Store) livenessLease(ctx context.Context) (clientv3.LeaseID, error) {
-	if s.liveness != 0 && s.keptAlive == s.liveness {
+	if s.alive() {
 		return s.liveness, nil
 	}
 	id := s.liveness
@@ -179,6 +179,13 @@ func (s *Store) livenessLease(ctx context.Context) (clientv3.LeaseID, error) {
 // is unreachable) is left stopped: the next report write asks again, and
 // a lease etcd says is gone is replaced there (putReport).
 func (s *Store) keepAlive(id clientv3.LeaseID, ch <-chan *clientv3.LeaseKeepAliveResponse) {
+	defer func() {
+		s.mu.Lock()
+		if s.keptAlive == id { // not replaced by another lease meanwhile
+			s.keptAlive = 0
+		}
+		s.mu.Unlock()
+	}()
 	for {
 		answered := false
 		for range ch {
@@ -186,27 +193,20 @@ func (s *Store) keepAlive(id clientv3.LeaseID, ch <-chan *clientv3.LeaseKeepAliv
 		}
 		s.mu.Lock()
 		current := s.keptAlive == id
-		if !answered || s.ctx.Err() != nil {
-			if current {
-				s.keptAlive = 0
-			}
-			current = false
-		}
 		s.mu.Unlock()
-		if !current {
+		if !answered || !current || s.ctx.Err() != nil {
 			return
 		}
 		var err error
 		if ch, err = s.cli.KeepAlive(s.ctx, id); err != nil {
-			s.mu.Lock()
-			if s.keptAlive == id {
-				s.keptAlive = 0
-			}
-			s.mu.Unlock()
 			return
 		}
 	}
 }
+
+// alive reports whether this Store has a liveness lease and keeps it
+// alive. Caller holds mu.
+func (s *Store) alive() bool { return s.liveness != 0 && s.keptAlive == s.liveness }
 
 func sameButTime(a, b reconciler.NodeReport) bool {
 	a.Time, b.Time = time.Time{}, time.Time{}
