@@ -444,7 +444,8 @@ func (h *harness) sample() load {
 	l := load{at: h.clock.Now(), git: h.git.counts()}
 	l.git.CachedAds = h.git.adHits()
 	if h.etcd != nil {
-		l.etcd, l.etcdKinds, l.etcdBytes, l.etcdDetail = h.etcd.requests(), h.etcd.kinds(), h.etcd.bytes(), h.etcd.details()
+		l.etcd = h.etcd.requests()
+		l.etcdKinds, l.etcdBytes, l.etcdDetail = h.etcd.counters()
 		l.etcdCPU = h.etcd.cpu()
 	}
 	l.cpu, l.kids = rusage(syscall.RUSAGE_SELF), rusage(syscall.RUSAGE_CHILDREN)

@@ -211,14 +211,14 @@ func (g *gitServer) close() error {
 	return err
 }
 
-// etcdServer is an embedded one-member etcd and the client connections
-// the simulated nodes' Stores share, counting the requests they send
-// (unary calls and streams opened; watch events and keep-alives on open
-// streams are not requests).
+// etcdServer is a one-member etcd (in this process, or a process of its
+// own) and the client connections the simulated nodes' Stores share,
+// counting the requests they send (unary calls and streams opened; watch
+// events and keep-alives on open streams are not requests).
 type etcdServer struct {
 	endpoints []string
-	cluster   *embedded.Cluster // in this process; nil when process is not
-	process   *etcdProcess      // Options.EtcdCommand's
+	cluster   *embedded.Cluster // the server in this process, or nil
+	process   *etcdProcess      // the server as its own (Options.EtcdCommand), or nil
 	calls     atomic.Int64
 	streams   atomic.Int64
 	// clients are the nodes' connections (Options.EtcdConns); the
@@ -281,15 +281,17 @@ func (e *etcdServer) dial() (*clientv3.Client, error) {
 			grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 				e.calls.Add(1)
 				err := invoker(ctx, method, req, reply, cc, opts...)
-				e.count(shortMethod(method), reply)
-				if k := replyKind(shortMethod(method), req); k != shortMethod(method) {
-					e.detailed(k) // a Range, by the part of the key space it read
+				m := shortMethod(method)
+				e.count(m, reply)
+				what := replyKind(m, req)
+				if what != m {
+					e.detailed(what) // a Range, by the part of the key space it read
 				}
 				if err != nil { // a call timed out (or was refused): by what it asked for
-					e.detailed(replyKind(shortMethod(method), req) + " failed")
+					e.detailed(what + " failed")
 					return err
 				}
-				e.received(replyKind(shortMethod(method), req), reply)
+				e.received(what, reply)
 				return nil
 			}),
 			grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
@@ -366,13 +368,6 @@ func (s countedStream) RecvMsg(m any) error {
 	return err
 }
 
-// bytes is a copy of the reply bytes by kind.
-func (e *etcdServer) bytes() map[string]int64 {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return maps.Clone(e.replyBytes)
-}
-
 // detailed adds one call to a detail count.
 func (e *etcdServer) detailed(what string) {
 	e.mu.Lock()
@@ -380,18 +375,12 @@ func (e *etcdServer) detailed(what string) {
 	e.mu.Unlock()
 }
 
-// details is a copy of the detail counts.
-func (e *etcdServer) details() map[string]int64 {
+// counters are copies of the counts by kind, the reply bytes and the
+// detail counts, taken together.
+func (e *etcdServer) counters() (kinds, bytes, detail map[string]int64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return maps.Clone(e.detail)
-}
-
-// kinds is a copy of the counts by kind.
-func (e *etcdServer) kinds() map[string]int64 {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return maps.Clone(e.byKind)
+	return maps.Clone(e.byKind), maps.Clone(e.replyBytes), maps.Clone(e.detail)
 }
 
 func (e *etcdServer) close() {
