@@ -153,7 +153,16 @@ func TestStaleSocketOfTheAgentIsReplaced(t *testing.T) {
 	if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the workload to die", func() bool { return gone(pid) }) // nobody listens; the file stays
+	waitFor(t, "the workload to die", func() bool { return gone(pid) })
+	// Its group's other processes may hold the socket a moment longer
+	// than its leader (seen in make test): wait until nobody listens.
+	waitFor(t, "nobody to listen on the socket", func() bool {
+		c, err := net.Dial("unix", path)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	}) // the file stays
 	if _, err := os.Lstat(path); err != nil {
 		t.Fatal(err)
 	}
