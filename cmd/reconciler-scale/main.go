@@ -63,6 +63,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&opt.Webhooks, "webhook", 0, "how many agents run the push webhook receiver, which the harness calls after each push as a Git host does (0: none; the agents poll, and the first to learn of a push publishes the etcd tip key)")
 	fs.BoolVar(&opt.GitCache, "git-cache", false, "answer repeated ref advertisements from memory until the next push (a faster Git server; requests are still counted)")
 	fs.IntVar(&opt.GitWorkers, "git-workers", 8, "git http-backend processes running at once")
+	fs.DurationVar(&opt.LivenessTTL, "liveness-ttl", 0, "with -store etcd: each node's liveness lease TTL, the agent's --liveness-ttl (default 30s)")
 	fs.IntVar(&opt.EtcdConns, "etcd-conns", 1, "etcd client connections the nodes share, round-robin (a real node has its own)")
 	etcdProcess := fs.Bool("etcd-process", false, "run the etcd server as a process of its own (this binary, "+serveEtcdArg+"), not inside the one of the nodes: its own heap and garbage collector, as a real server has")
 	output := fs.String("output", "text", "text or json")

@@ -106,7 +106,7 @@ func (h *harness) node(ctx context.Context, name string) (agent.Config, error) {
 func (h *harness) openShared(ctx context.Context, name string, log *slog.Logger) (sharedState, error) {
 	if h.opt.Store == StoreEtcd {
 		s, err := etcdstore.Open(etcdstore.Options{Endpoints: h.etcd.endpoints, Client: h.etcd.pick(),
-			Identity: name, Logger: log, Clock: h.clock, Decoded: h.decoded})
+			Identity: name, Logger: log, Clock: h.clock, Decoded: h.decoded, LivenessTTL: h.opt.LivenessTTL})
 		if err != nil {
 			return nil, err
 		}

@@ -72,6 +72,9 @@ type Options struct {
 	// GitWorkers bounds the git http-backend processes running at once
 	// (default 8).
 	GitWorkers int
+	// LivenessTTL is the TTL of each node's etcd liveness lease (default:
+	// etcdstore's, 30s): the agent's --liveness-ttl.
+	LivenessTTL time.Duration
 	// EtcdConns is how many etcd client connections the nodes share,
 	// round-robin (default 1). A real node has its own; on one, a
 	// 10,000-node run's reads queued behind each other past their timeout.

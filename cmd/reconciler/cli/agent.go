@@ -77,6 +77,7 @@ agent adopts them. See docs/agent.md.`,
 	f := c.Flags()
 	f.StringVar(&o.repo, "repo", "", "fleet repo URL: a path, file://, http(s)://, ssh:// (required)")
 	o.sharedFlags.register(f)
+	o.sharedFlags.registerLiveness(f)
 	f.StringVar(&o.branch, "tracked-branch", "main", "the branch of the fleet repo to track")
 	// --branch is the old name, kept as an alias. Not MarkDeprecated: cobra
 	// prints that notice on stdout, which --output json keeps for JSON.

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
 	"github.com/fleetops/reconciler/internal/etcdstore"
 	"github.com/fleetops/reconciler/internal/etcdstore/embedded"
 	"github.com/fleetops/reconciler/reconciler"
@@ -133,5 +136,47 @@ func TestStatusShowsStaleNodes(t *testing.T) {
 	r = f.run("status", "hello", "--repo", f.repo, "--shared", cluster.URL())
 	if r.code != 0 || !strings.Contains(r.stdout, "n1  1.0.0") || strings.Count(r.stdout, "stale: agent not seen") != 1 {
 		t.Fatalf("status text: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestAgentLivenessTTL: --liveness-ttl is the TTL of the etcd lease behind
+// the agent's liveness key (fleets of thousands raise it so that a slow
+// keep-alive does not turn nodes stale); it needs --shared etcd:// and a
+// TTL a keep-alive every third of it can hold.
+func TestAgentLivenessTTL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: runs agent passes and an etcd server")
+	}
+	f := newFixture(t, "1.0.0")
+	cluster := embedded.New(t, 1)
+	agentArgs := func(extra ...string) []string {
+		return append([]string{"agent", "--once", "--repo", f.repo, "--node", "n1", "--state-dir", t.TempDir(),
+			"--trust-key", f.pub, "--listen", ""}, extra...)
+	}
+	if r := f.run(agentArgs("--shared", cluster.URL(), "--liveness-ttl", "47s")...); r.code != 0 {
+		t.Fatalf("agent --liveness-ttl 47s: exit %d\n%s", r.code, r.stderr)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: cluster.Endpoints(), Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx := context.Background()
+	resp, err := cli.Get(ctx, etcdstore.DefaultPrefix+"alive/n1")
+	if err != nil || len(resp.Kvs) != 1 || resp.Kvs[0].Lease == 0 {
+		t.Fatalf("liveness key of n1: %v %v", resp, err)
+	}
+	ttl, err := cli.TimeToLive(ctx, clientv3.LeaseID(resp.Kvs[0].Lease))
+	if err != nil || ttl.GrantedTTL != 47 {
+		t.Fatalf("liveness lease: %+v %v, want a granted TTL of 47 s", ttl, err)
+	}
+	for _, tc := range []struct{ args []string }{
+		{[]string{"--shared", cluster.URL(), "--liveness-ttl", "1s"}},
+		{[]string{"--shared", cluster.URL(), "--liveness-ttl", "-5s"}},
+		{[]string{"--liveness-ttl", "40s"}}, // the Git store
+	} {
+		if r := f.run(agentArgs(tc.args...)...); r.code != exitUsage || !strings.Contains(r.stderr, "--liveness-ttl") {
+			t.Errorf("agent %v: exit %d, want a usage error naming --liveness-ttl\n%s", tc.args, r.code, r.stderr)
+		}
 	}
 }

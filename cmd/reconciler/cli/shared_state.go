@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/spf13/pflag"
@@ -40,12 +41,19 @@ var (
 // --etcd-password-file is not (never a flag: it would show in ps).
 const etcdPasswordEnv = "RECONCILER_ETCD_PASSWORD"
 
+// minLivenessTTL bounds --liveness-ttl from below: etcd grants whole
+// seconds, and a keep-alive every third of a shorter TTL lapses at the
+// first slow answer.
+const minLivenessTTL = 3 * time.Second
+
 // sharedFlags choose the shared-state store: every command that reads or
 // writes node reports, rollout records or leases has them.
 type sharedFlags struct {
 	shared, sharedRepo, prefix string
 	ca, cert, key              string
 	user, passwordFile         string
+	// liveness is the agent's --liveness-ttl (0: etcdstore's default).
+	liveness time.Duration
 }
 
 func (f *sharedFlags) register(fl *pflag.FlagSet) {
@@ -57,6 +65,11 @@ func (f *sharedFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.key, "etcd-key", "", "with --shared etcd://: key (PEM) of --etcd-cert")
 	fl.StringVar(&f.user, "etcd-user", "", "with --shared etcd://: etcd user; the password comes from --etcd-password-file or $"+etcdPasswordEnv)
 	fl.StringVar(&f.passwordFile, "etcd-password-file", "", "with --shared etcd://: file holding the etcd password of --etcd-user")
+}
+
+// registerLiveness adds --liveness-ttl: only the agent writes reports.
+func (f *sharedFlags) registerLiveness(fl *pflag.FlagSet) {
+	fl.DurationVar(&f.liveness, "liveness-ttl", 0, "with --shared etcd://: TTL of the etcd lease behind this node's liveness key; status shows the node stale after this long without the agent (default 30s; raise it for fleets of thousands, docs/shared-state.md)")
 }
 
 // value is the shared state named: --shared or --shared-repo ("": --repo's).
@@ -90,13 +103,19 @@ func (f *sharedFlags) gitURL() (url string, endpoints []string, err error) {
 	if f.ca != "" || f.cert != "" || f.key != "" || f.user != "" || f.passwordFile != "" {
 		return "", nil, &usageError{errors.New("--etcd-ca, --etcd-cert, --etcd-key, --etcd-user and --etcd-password-file need --shared etcd://host:port")}
 	}
+	if f.liveness != 0 {
+		return "", nil, &usageError{errors.New("--liveness-ttl needs --shared etcd://host:port (on Git a report's freshness is its age: --poll)")}
+	}
 	return v, nil, nil
 }
 
 // openEtcd opens the etcd store at endpoints, as the flags say, for who.
 func (f *sharedFlags) openEtcd(e *env, endpoints []string, who, instance string, log *slog.Logger) (*etcdstore.Store, error) {
 	var err error
-	opts := etcdstore.Options{Endpoints: endpoints, Prefix: f.prefix, Identity: who, Instance: instance, Logger: log}
+	opts := etcdstore.Options{Endpoints: endpoints, Prefix: f.prefix, Identity: who, Instance: instance, Logger: log, LivenessTTL: f.liveness}
+	if f.liveness != 0 && f.liveness < minLivenessTTL {
+		return nil, &usageError{fmt.Errorf("--liveness-ttl %s: want at least %s (the lease is kept alive every third of it)", f.liveness, minLivenessTTL)}
+	}
 	if !strings.HasPrefix(f.prefix, "/") || !strings.HasSuffix(f.prefix, "/") {
 		return nil, &usageError{fmt.Errorf("--shared-prefix %q: want a key prefix that starts and ends with /", f.prefix)}
 	}
