@@ -121,6 +121,14 @@ type WaveFocuser interface {
 	FocusWaves(app, rollout string, from int)
 }
 
+// EndFocuser is an optional interface of a Shared whose watch can leave
+// out every event of rollout but its end (and those of another rollout):
+// a node done, in a wave recorded done, acts on nothing else. FocusWaves
+// ends it.
+type EndFocuser interface {
+	FocusEnd(app, rollout string)
+}
+
 // Snapshotter is an optional interface of a Shared whose every read asks
 // the store (the Git store: a ref listing per read). Snapshot asks once and
 // returns a context under which the reads of one decision (Record, Leases)
@@ -532,9 +540,14 @@ func judgesTheOpenWave(r *reconciler.Rollout, node string) bool {
 // A node two or more waves behind (Decision.Behind) is woken by the
 // wave_done of the wave before its own only (WaveFocuser): the waves
 // before that open other nodes' waves, and its timer (6 × ActivePoll)
-// covers the rest.
+// covers the rest. A node done, in a wave done, by the rollout's end only
+// (EndFocuser).
 func (c *Coordinator) focus(app string, d reconciler.Decision) {
 	c.leasesMatter(app, d.SlotWait || d.Action == reconciler.Acquire)
+	if f, ok := c.opt.Shared.(EndFocuser); ok && ownWaveDone(d.Rollout, c.opt.Node) && hasDone(d.Rollout, c.opt.Node) {
+		f.FocusEnd(app, d.Rollout.ID)
+		return
+	}
 	if f, ok := c.opt.Shared.(WaveFocuser); ok {
 		from, rollout := 0, ""
 		switch {

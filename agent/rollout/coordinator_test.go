@@ -358,9 +358,14 @@ type waveFocused struct {
 	Shared
 	rollout string
 	from    int
+	endOnly bool // FocusEnd was called last
 }
 
-func (w *waveFocused) FocusWaves(_, rollout string, from int) { w.rollout, w.from = rollout, from }
+func (w *waveFocused) FocusWaves(_, rollout string, from int) {
+	w.rollout, w.from, w.endOnly = rollout, from, false
+}
+
+func (w *waveFocused) FocusEnd(_, rollout string) { w.rollout, w.from, w.endOnly = rollout, -1, true }
 
 // TestFarNodeWaitsForTheWaveBeforeItsOwn: a node two or more waves behind
 // asks its watch for the wave_done of the wave before its own only; a node
@@ -741,7 +746,19 @@ func TestWaitingNodesLookAgainByWhatTheyJudge(t *testing.T) {
 		t.Fatal(err)
 	}
 	co.focus("web", reconciler.Decision{Rollout: r})
-	if wf.rollout != "r1" || wf.from != len(r.Waves) {
-		t.Errorf("a node of a wave done focuses from wave %d of %q, want %d of r1 (none)", wf.from, wf.rollout, len(r.Waves))
+	if wf.rollout != "r1" || wf.from != len(r.Waves) || wf.endOnly {
+		t.Errorf("a node of a wave done focuses from wave %d of %q (end only %v), want %d of r1 (none)", wf.from, wf.rollout, wf.endOnly, len(r.Waves))
+	}
+	// Done itself, it waits for the rollout's end only; once the rollout
+	// ended, for everything again.
+	r.Done = map[string]string{"z1": "7"}
+	co.focus("web", reconciler.Decision{Rollout: r})
+	if wf.rollout != "r1" || !wf.endOnly {
+		t.Errorf("a node done in a wave done focuses on %q, end only %v: want r1's end", wf.rollout, wf.endOnly)
+	}
+	r.Outcome = reconciler.OutcomeCompleted
+	co.focus("web", reconciler.Decision{Rollout: r})
+	if wf.endOnly || wf.from != 0 {
+		t.Errorf("after the rollout's end: end only %v, from %d: want no focus", wf.endOnly, wf.from)
 	}
 }

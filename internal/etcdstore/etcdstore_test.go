@@ -67,7 +67,8 @@ func watching(ctx context.Context, w *etcdstore.Store) (woke chan time.Time, don
 // any other record event does; once Focus was called, only lease changes
 // of an app whose slot the node waits for do, including those made since
 // its last read of the leases while no watch followed them; after
-// FocusWaves, only the wave_done that opens the node's wave does.
+// FocusWaves, only the wave_done that opens the node's wave does; after
+// FocusEnd, only the rollout's end or another rollout's events do.
 func TestWatchWakesOnlyForWhatMatters(t *testing.T) {
 	c := cluster(t, 1)
 	w, a := open(t, c, "w", etcdstore.Options{}), open(t, c, "a", etcdstore.Options{})
@@ -123,6 +124,22 @@ func TestWatchWakesOnlyForWhatMatters(t *testing.T) {
 	w.FocusWaves("web", "", 0)
 	appendEvent(reconciler.Event{Type: reconciler.EventWaveDone, Rollout: "r1", Wave: 1})
 	expect("a wave_done once the focus is off", true)
+	w.FocusEnd("web", "r1") // done, in a wave done: only the end matters
+	for _, e := range []reconciler.Event{{Type: reconciler.EventNodeLost, Node: "b", Lease: "7"}, {Type: reconciler.EventWaveDone, Wave: 4},
+		{Type: reconciler.EventNodeUnreachable, Node: "c"}, {Type: reconciler.EventResumed}} {
+		e.Rollout = "r1"
+		appendEvent(e)
+		expect("a "+e.Type+" of the rollout once only its end matters", false)
+	}
+	for _, e := range []reconciler.Event{{Type: reconciler.EventNodeLost, Rollout: "r2", Node: "b"}, {Type: reconciler.EventCompleted, Rollout: "r1"},
+		{Type: reconciler.EventFailed, Rollout: "r1"}, {Type: reconciler.EventRolledBack, Rollout: "r1"}, {Type: reconciler.EventSuperseded, Rollout: "r1"}} {
+		appendEvent(e)
+		expect("a "+e.Type+" of "+e.Rollout+" once only r1's end matters", true)
+	}
+	w.FocusWaves("web", "r1", 2)
+	appendEvent(reconciler.Event{Type: reconciler.EventNodeLost, Rollout: "r1", Node: "b", Lease: "8"})
+	expect("a node_lost once FocusWaves replaced FocusEnd", true)
+	w.FocusWaves("web", "", 0)
 	w.Focus("db", true) // waits for a slot of db
 	time.Sleep(100 * time.Millisecond)
 	dbl, err := a.Acquire(ctx, "db", 0, "a", "r1", time.Minute)

@@ -175,14 +175,16 @@ func (s *Store) wakes(ev *clientv3.Event) bool {
 		return true // garbage written by hand: a read tells
 	}
 	app := strings.TrimPrefix(key, s.opts.Prefix+"wakes/")
-	return w.Type != reconciler.EventNodeDone && (w.Type != reconciler.EventWaveDone || !s.farWave(app, w))
+	return w.Type != reconciler.EventNodeDone && !s.leftOut(app, w)
 }
 
-// waveFocus is a FocusWaves: the wave_done events of rollout with a wave
-// below from wake no one.
+// waveFocus is a FocusWaves or a FocusEnd: the wave_done events of rollout
+// with a wave below from wake no one; with endOnly, no event of rollout
+// but its end does.
 type waveFocus struct {
 	rollout string
 	from    int
+	endOnly bool
 }
 
 // FocusWaves implements rollout.WaveFocuser: a node that waits for its
@@ -201,13 +203,48 @@ func (s *Store) FocusWaves(app, rollout string, from int) {
 	s.farWaves[app] = waveFocus{rollout: rollout, from: from}
 }
 
-// farWave reports whether the wave_done event w of app is one the app's
-// FocusWaves said wakes no one.
-func (s *Store) farWave(app string, w wakeDoc) bool {
+// FocusEnd implements rollout.EndFocuser: a node done, in a wave
+// recorded done, is woken by the end of rollout (completed, failed,
+// rolled_back, superseded) or another rollout, not by the node_lost,
+// node_unreachable, approved or paused events of the waves still open,
+// which change nothing it does (its timer covers a verdict it may come to
+// judge). At 10,000 nodes each node_lost of the last wave woke the 9,000
+// nodes done before it, and their reads of the record timed out the
+// passes of the nodes that still had to switch (docs/scale.md). FocusWaves
+// ends it.
+func (s *Store) FocusEnd(app, rollout string) {
+	s.focusMu.Lock()
+	defer s.focusMu.Unlock()
+	if rollout == "" {
+		delete(s.farWaves, app)
+		return
+	}
+	s.farWaves[app] = waveFocus{rollout: rollout, endOnly: true}
+}
+
+// leftOut reports whether the record event of app that the wake w
+// announces is one FocusWaves or FocusEnd said wakes no one.
+func (s *Store) leftOut(app string, w wakeDoc) bool {
 	s.focusMu.Lock()
 	f, ok := s.farWaves[app]
 	s.focusMu.Unlock()
-	return ok && w.Rollout == f.rollout && w.Wave < f.from
+	switch {
+	case !ok || w.Rollout != f.rollout:
+		return false
+	case f.endOnly:
+		return !endsRollout(w.Type)
+	}
+	return w.Type == reconciler.EventWaveDone && w.Wave < f.from
+}
+
+// endsRollout reports whether an event of type t gives its rollout an
+// outcome.
+func endsRollout(t string) bool {
+	switch t {
+	case reconciler.EventCompleted, reconciler.EventFailed, reconciler.EventRolledBack, reconciler.EventSuperseded:
+		return true
+	}
+	return false
 }
 
 // frees reports whether a lease event can let a node waiting for a slot
