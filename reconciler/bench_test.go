@@ -81,6 +81,25 @@ func BenchmarkDecideWaiting(b *testing.B) {
 				Decide(lost)
 			}
 		})
+		// The open wave's holders all went silent and were recorded lost:
+		// every pass looks at every expired slot (the end of a 10,000-node
+		// run, docs/scale.md).
+		silent := in
+		silent.Record = slices.Clip(in.Record)
+		silent.Leases = slices.Clone(in.Leases)
+		for i := range silent.Leases {
+			l := &silent.Leases[i]
+			l.Unchanged = 2 * l.TTL
+			silent.Record = append(silent.Record, Event{Type: EventNodeLost, Rollout: "c1", Node: l.Holder, Lease: l.Token})
+		}
+		silent.Seen = seenAt(len(silent.Record), t0)
+		silent.Folded = Latest(silent.Record)
+		b.Run(fmt.Sprintf("nodes=%d/folded/silent", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				Decide(silent)
+			}
+		})
 	}
 }
 
