@@ -78,3 +78,51 @@ func TestLateKeepAliveKeepsTheLease(t *testing.T) {
 		t.Fatalf("after its lease was revoked the liveness key is on lease %x: want a new one", got)
 	}
 }
+
+// TestLeaseWritesDoNotWaitForTheRecord: a holder renews its lease and
+// writes its report while the same Store is inside a record operation (an
+// append whose decide is held here, as a record read of many pages on a
+// loaded cluster holds it for seconds). With one mutex for both, the
+// holders of a 10,000-node run queued their renewals behind their own
+// reads of the record until their leases expired (docs/scale.md).
+func TestLeaseWritesDoNotWaitForTheRecord(t *testing.T) {
+	c := cluster(t, 1)
+	st := open(t, c, "n1", etcdstore.Options{})
+	ctx := context.Background()
+	l, err := st.Acquire(ctx, "web", 0, "n1", "r1", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inDecide, release := make(chan struct{}), make(chan struct{})
+	appended := make(chan error, 1)
+	go func() {
+		appended <- st.Append(ctx, "web", func([]reconciler.Event) (*reconciler.Event, error) {
+			close(inDecide)
+			<-release
+			return &reconciler.Event{Type: reconciler.EventStarted, Rollout: "r1", Waves: [][]string{{"n1"}}}, nil
+		})
+	}()
+	<-inDecide
+	done := make(chan error, 1)
+	go func() {
+		if _, err := st.Renew(ctx, l); err != nil {
+			done <- err
+			return
+		}
+		done <- st.WriteReport(ctx, reconciler.NodeReport{Node: "n1", Time: time.Now()})
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("renew and report during a record operation: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		close(release)
+		<-appended
+		t.Fatal("the renewal and the report write waited for the record operation")
+	}
+	close(release)
+	if err := <-appended; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -81,8 +81,8 @@ func (s *Store) Record(ctx context.Context, app string) ([]reconciler.Event, err
 	if err := spec.CheckName("app", app); err != nil {
 		return nil, fmt.Errorf("read rollout record: %w", err)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.recMu.Lock()
+	defer s.recMu.Unlock()
 	c, err := s.record(ctx, app)
 	return c.events[:len(c.events):len(c.events)], err
 }
@@ -108,8 +108,8 @@ func (s *Store) appendWith(ctx context.Context, app string, decide func([]reconc
 	if err := spec.CheckName("app", app); err != nil {
 		return fmt.Errorf("append to rollout record: %w", err)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.recMu.Lock()
+	defer s.recMu.Unlock()
 	c, err := s.record(ctx, app)
 	if err != nil {
 		return err
@@ -179,7 +179,7 @@ func (s *Store) appendOnce(ctx context.Context, app string, c recordCache, decid
 // node that starts reading a record thousands of events long on a loaded
 // server so keeps what it read when a later page times out, and the next
 // read asks only for the rest: a record read in one request at 10,000
-// nodes timed out whole, again and again (docs/scale.md). Caller holds mu.
+// nodes timed out whole, again and again (docs/scale.md). Caller holds recMu.
 func (s *Store) record(ctx context.Context, app string) (recordCache, error) {
 	c := s.records[app]
 	from, end := s.eventKey(app, c.last+1), clientv3.GetPrefixRangeEnd(s.recordPrefix(app))
@@ -201,7 +201,7 @@ func (s *Store) record(ctx context.Context, app string) (recordCache, error) {
 }
 
 // extend adds to the cache c the events of kvs, the keys from its next
-// sequence number on. Caller holds mu.
+// sequence number on. Caller holds recMu.
 func (s *Store) extend(app string, c recordCache, kvs []*mvccpb.KeyValue) recordCache {
 	prefix := s.recordPrefix(app)
 	shared := s.opts.Decoded != nil && !c.private
@@ -277,8 +277,8 @@ func (s *Store) AppendGuarded(ctx context.Context, app string, guard []reconcile
 		}
 		revs[l.Slot] = r
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.recMu.Lock()
+	defer s.recMu.Unlock()
 	var err error
 	for range maxAppendAttempts {
 		err = s.appendGuardedOnce(ctx, app, revs, decide)
@@ -393,7 +393,7 @@ func (s *Store) commutingOnce(ctx context.Context, app string, c recordCache, de
 
 // probe puts value at the first free key of the maxProbe after c, in one
 // transaction of nested ones. When none was free it returns c extended by
-// the keys that won. Caller holds mu.
+// the keys that won. Caller holds recMu.
 func (s *Store) probe(ctx context.Context, app string, c recordCache, ev *reconciler.Event, value string) (recordCache, bool, error) {
 	first := s.eventKey(app, c.last+1)
 	var txn *clientv3.Op

@@ -116,9 +116,10 @@ func ParseURL(s string) (endpoints []string, ok bool, err error) {
 	return endpoints, true, nil
 }
 
-// Store is the shared state in etcd. It is safe for concurrent use;
-// operations on one Store are serialized (as on a fleetrepo.Shared), so
-// give independent actors their own.
+// Store is the shared state in etcd. It is safe for concurrent use. Its
+// record operations are serialized, and so are its lease and report
+// operations, but the two not with each other: a holder renews while its
+// pass reads the record. Give independent actors their own.
 type Store struct {
 	opts     Options
 	cli      *clientv3.Client
@@ -131,10 +132,16 @@ type Store struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// recMu serializes the rollout records' reads and appends: a record
+	// read of many pages on a loaded cluster (seconds) held the one
+	// mutex there was, and a holder's renewals and liveness keep-alive
+	// queued behind it until its lease expired (docs/scale.md).
+	recMu   sync.Mutex
+	records map[string]recordCache // app -> events read so far (under recMu)
+
 	mu       sync.Mutex
 	seen     map[string]observation // lease key -> first seen at its token
 	lost     []lostWrite            // lease writes whose answers were lost
-	records  map[string]recordCache // app -> events read so far
 	reports  map[string]reportCache // node -> last report written
 	liveness clientv3.LeaseID       // 0: none granted (or expired)
 	// keptAlive is the lease a keep-alive runs for (0: none; liveness
