@@ -34,7 +34,7 @@ func (h *harness) await(ctx context.Context, version, phase string) error {
 				l := now.since(last)
 				h.say("%s: %d of %d nodes run %s; last 15s: %s", phase, n, h.opt.Nodes, version, l)
 				if len(l.EtcdByKind) > 0 { // what a stalled run asks of etcd, and what fails
-					h.say("  etcd by kind: %s; ranges, and calls failed: %s", byKind(l.EtcdByKind), byKind(l.EtcdDetail))
+					h.say("  etcd by kind: %s; ranges, and calls that failed (timed out, canceled): %s", byKind(l.EtcdByKind), byKind(l.EtcdDetail))
 				}
 				last = now
 			}

@@ -381,7 +381,7 @@ func (r *Result) WriteText(w io.Writer) error {
 			p("         etcd by kind: %s", byKind(l.l.EtcdByKind))
 		}
 		if len(l.l.EtcdDetail) > 0 {
-			p("         etcd ranges, and calls failed: %s", byKind(l.l.EtcdDetail))
+			p("         etcd ranges, and calls that failed: %s", byKind(l.l.EtcdDetail))
 		}
 		if len(l.l.EtcdReplyBytes) > 0 {
 			p("         etcd reply bytes: %s", bytesByKind(l.l.EtcdReplyBytes))

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // serveEtcdArg runs the test binary as the etcd server of a run with
@@ -183,6 +186,25 @@ func TestMaxConcurrent(t *testing.T) {
 	} {
 		if got := MaxConcurrent(c.ivs); got != c.want {
 			t.Errorf("MaxConcurrent(%v) = %d, want %d", c.ivs, got, c.want)
+		}
+	}
+}
+
+// TestFailureNamesHow: a failed call is counted by how it failed, so that
+// a stalled run tells calls that timed out from passes that ended first.
+func TestFailureNamesHow(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("read: %w", context.DeadlineExceeded), "timed out"},
+		{status.Error(codes.DeadlineExceeded, "context deadline exceeded"), "timed out"},
+		{status.Error(codes.Canceled, "context canceled"), "canceled"},
+		{context.Canceled, "canceled"},
+		{status.Error(codes.PermissionDenied, "no"), "failed"},
+	} {
+		if got := failure(c.err); got != c.want {
+			t.Errorf("failure(%v) = %q, want %q", c.err, got, c.want)
 		}
 	}
 }

@@ -24,6 +24,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fleetops/reconciler/internal/etcdstore/embedded"
@@ -233,8 +235,9 @@ type etcdServer struct {
 	// responses ("Watch events"): what grows with the fleet squared.
 	replyBytes map[string]int64
 	// detail counts the ranges by the part of the key space they read
-	// ("Range rollouts") and the calls that failed ("Range leases
-	// failed"): what a stalled run asks for, and what times out.
+	// ("Range rollouts") and the calls that failed, by how ("Range
+	// leases timed out", "Range rollouts canceled"): what a stalled run
+	// asks for, and what times out.
 	detail map[string]int64
 }
 
@@ -267,6 +270,19 @@ func startEtcd(dir string, conns int, command []string) (*etcdServer, error) {
 	return e, nil
 }
 
+// failure names how a call failed, for the request detail: "timed out"
+// (the store's call timeout), "canceled" (the pass that made it ended
+// first: a node woken again, or stopping) or "failed" (an answer refused).
+func failure(err error) string {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded:
+		return "timed out"
+	case errors.Is(err, context.Canceled) || status.Code(err) == codes.Canceled:
+		return "canceled"
+	}
+	return "failed"
+}
+
 // pick is the next client connection, round-robin.
 func (e *etcdServer) pick() *clientv3.Client {
 	return e.clients[int(e.next.Add(1)-1)%len(e.clients)]
@@ -287,8 +303,8 @@ func (e *etcdServer) dial() (*clientv3.Client, error) {
 				if what != m {
 					e.detailed(what) // a Range, by the part of the key space it read
 				}
-				if err != nil { // a call timed out (or was refused): by what it asked for
-					e.detailed(what + " failed")
+				if err != nil { // by what it asked for, and how it failed
+					e.detailed(what + " " + failure(err))
 					return err
 				}
 				e.received(what, reply)
