@@ -114,9 +114,11 @@ type Focuser interface {
 }
 
 // WaveFocuser is an optional interface of a Shared whose watch can leave
-// out the wave_done events a node does not wait for: those of rollout's
-// waves below from (0: none left out). A node two or more waves behind
-// acts when the wave before its own is done, not at each wave before.
+// out the events a node does not wait for: the wave_done events of
+// rollout's waves below from, and its verdicts on nodes and its pauses
+// and resumes (0: none left out). A node two or more waves behind acts
+// when the wave before its own is done, not at each wave before nor at
+// each node lost or skipped in them (its timer covers the rest).
 type WaveFocuser interface {
 	FocusWaves(app, rollout string, from int)
 }

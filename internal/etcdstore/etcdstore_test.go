@@ -67,7 +67,8 @@ func watching(ctx context.Context, w *etcdstore.Store) (woke chan time.Time, don
 // any other record event does; once Focus was called, only lease changes
 // of an app whose slot the node waits for do, including those made since
 // its last read of the leases while no watch followed them; after
-// FocusWaves, only the wave_done that opens the node's wave does; after
+// FocusWaves, only the wave_done that opens the node's wave does, no
+// verdict on another node, no pause, but a new plan; after
 // FocusEnd, only the rollout's end or another rollout's events do.
 func TestWatchWakesOnlyForWhatMatters(t *testing.T) {
 	c := cluster(t, 1)
@@ -119,8 +120,16 @@ func TestWatchWakesOnlyForWhatMatters(t *testing.T) {
 	expect("the wave_done of the wave before the node's", true)
 	appendEvent(reconciler.Event{Type: reconciler.EventWaveDone, Rollout: "r2", Wave: 0})
 	expect("a wave_done of another rollout", true)
+	appendEvent(reconciler.Event{Type: reconciler.EventNodeLost, Rollout: "r1", Node: "c", Lease: "5"})
+	expect("a node_lost while waiting two waves behind", false)
+	appendEvent(reconciler.Event{Type: reconciler.EventNodeUnreachable, Rollout: "r1", Node: "d"})
+	expect("a node_unreachable while waiting two waves behind", false)
 	appendEvent(reconciler.Event{Type: reconciler.EventPaused, Rollout: "r1"})
-	expect("a pause while waiting two waves behind", true)
+	expect("a pause while waiting two waves behind", false)
+	appendEvent(reconciler.Event{Type: reconciler.EventOptionsChanged, Rollout: "r1"})
+	expect("a new plan while waiting two waves behind", true)
+	appendEvent(reconciler.Event{Type: reconciler.EventNodeLost, Rollout: "r2", Node: "c", Lease: "5"})
+	expect("a node_lost of another rollout", true)
 	w.FocusWaves("web", "", 0)
 	appendEvent(reconciler.Event{Type: reconciler.EventWaveDone, Rollout: "r1", Wave: 1})
 	expect("a wave_done once the focus is off", true)
@@ -137,8 +146,8 @@ func TestWatchWakesOnlyForWhatMatters(t *testing.T) {
 		expect("a "+e.Type+" of "+e.Rollout+" once only r1's end matters", true)
 	}
 	w.FocusWaves("web", "r1", 2)
-	appendEvent(reconciler.Event{Type: reconciler.EventNodeLost, Rollout: "r1", Node: "b", Lease: "8"})
-	expect("a node_lost once FocusWaves replaced FocusEnd", true)
+	appendEvent(reconciler.Event{Type: reconciler.EventWaveDone, Rollout: "r1", Wave: 2})
+	expect("the wave_done before the node's once FocusWaves replaced FocusEnd", true)
 	w.FocusWaves("web", "", 0)
 	w.Focus("db", true) // waits for a slot of db
 	time.Sleep(100 * time.Millisecond)

@@ -189,8 +189,10 @@ type waveFocus struct {
 
 // FocusWaves implements rollout.WaveFocuser: a node that waits for its
 // wave two or more waves ahead (from is the wave before its own) is woken
-// by the wave_done of that wave, not by those of the waves before it (0:
-// by every wave_done of app). A 1,000-node rollout woke every node at each
+// by the wave_done of that wave, not by those of the waves before it, nor
+// by a verdict on another node (node_lost, node_unreachable, node_held,
+// node_failed) or a pause or resume of the rollout (0: by every event of
+// app). A 1,000-node rollout woke every node at each
 // wave_done, and each read the record and the leases: half of its reads
 // (docs/scale.md).
 func (s *Store) FocusWaves(app, rollout string, from int) {
@@ -234,7 +236,18 @@ func (s *Store) leftOut(app string, w wakeDoc) bool {
 	case f.endOnly:
 		return !endsRollout(w.Type)
 	}
-	return w.Type == reconciler.EventWaveDone && w.Wave < f.from
+	switch w.Type {
+	case reconciler.EventWaveDone:
+		return w.Wave < f.from
+	case reconciler.EventNodeLost, reconciler.EventNodeUnreachable, reconciler.EventNodeHeld, reconciler.EventNodeFailed,
+		reconciler.EventPaused, reconciler.EventResumed:
+		// A verdict on another node, or a pause, leaves a node waiting
+		// for a wave ahead waiting: at 10,000 nodes each node_lost of
+		// the open wave woke the 5,000 nodes behind it, and their 5,000
+		// reads of the record at once timed out (docs/scale.md).
+		return true
+	}
+	return false
 }
 
 // endsRollout reports whether an event of type t gives its rollout an
