@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -825,5 +826,93 @@ func TestOnlyTheWriterLogsAnEvent(t *testing.T) {
 	}
 	if starts != 1 {
 		t.Fatalf("%d started events, want 1", starts)
+	}
+}
+
+// slowRecord is a Shared whose record appends wait at a gate, outside the
+// store: a record read of many pages on a loaded store.
+type slowRecord struct {
+	Shared
+	armed         atomic.Bool // from here on appends wait
+	entered, gate chan struct{}
+}
+
+func (s *slowRecord) Append(ctx context.Context, app string, decide func([]reconciler.Event) (*reconciler.Event, error)) error {
+	if s.armed.Load() {
+		s.entered <- struct{}{}
+		<-s.gate
+	}
+	return s.Shared.Append(ctx, app, decide)
+}
+
+// TestHolderRenewsWhileItRecordsItsOutcome: a holder goes on renewing its
+// lease while its outcome is being recorded, and the outcome is recorded
+// under the token as renewed. Before, renewals stopped first: at 10,000
+// nodes recording took longer than the TTL and holders that had switched
+// were recorded lost and switched again (docs/scale.md).
+func TestHolderRenewsWhileItRecordsItsOutcome(t *testing.T) {
+	ctx := context.Background()
+	repo := gittest.NewBare(t, nil)
+	a := newNode(t, repo, "a", nil)
+	tk := &ticks{c: make(chan time.Time)}
+	slow := &slowRecord{Shared: a.shared, entered: make(chan struct{}), gate: make(chan struct{})}
+	a.coord.opt.Shared, a.clock.ticks = slow, tk
+	open := sync.OnceFunc(func() { close(slow.gate) })
+	t.Cleanup(open) // a failure below must not leave Finish waiting
+	p, err := a.coord.Permit(ctx, input(app(false), "a"))
+	if err != nil || p.Lease == nil {
+		t.Fatalf("a: %+v, %v", p, err)
+	}
+	if _, err := p.Lease.Begin(ctx, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	slow.armed.Store(true)
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		p.Lease.Finish(ctx, healthy("1.1.0"), nil)
+	}()
+	select {
+	case <-slow.entered: // fenced, and recording
+	case <-time.After(10 * time.Second):
+		t.Fatal("Finish did not record the outcome")
+	}
+	slow.armed.Store(false)
+	fenced := tokenWithin(t, p.Lease)
+	a.clock.advance(11 * time.Second) // past a third of the 30 s TTL
+	tk.fire(t)
+	renewed := tokenWithin(t, p.Lease)
+	if renewed == fenced {
+		t.Fatalf("the lease was not renewed while the outcome was recorded (token %s)", fenced)
+	}
+	open()
+	<-finished
+	r := latest(t, a)
+	if r.Done["a"] != renewed {
+		t.Fatalf("node_done of a under %q, want the token as renewed while recording, %q (fenced: %q)", r.Done["a"], renewed, fenced)
+	}
+	leases, err := a.shared.Leases(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range leases {
+		if l.Held() {
+			t.Fatalf("slot %d still held by %s after Finish", l.Slot, l.Holder)
+		}
+	}
+}
+
+// tokenWithin is l's token, or a failure when reading it waits (the lease
+// held busy by a Finish that renews nothing meanwhile).
+func tokenWithin(t *testing.T, l agent.Lease) string {
+	t.Helper()
+	got := make(chan string, 1)
+	go func() { got <- l.Token() }()
+	select {
+	case tok := <-got:
+		return tok
+	case <-time.After(5 * time.Second):
+		t.Fatal("the lease's token could not be read while its outcome was recorded")
+		return ""
 	}
 }

@@ -58,12 +58,18 @@ type lease struct {
 	kick chan struct{} // Begin tells the goroutine to re-plan its timer
 	stop context.CancelFunc
 	done chan struct{}
+
+	// token is cur.Token, readable without mu: the outcome's decide
+	// reads it inside a store operation, and the goroutine holds mu while
+	// it renews through the same store.
+	token atomic.Pointer[string]
 }
 
 // hold starts renewing l in the background.
 func (c *Coordinator) hold(app, rollout string, l reconciler.Lease) *lease {
 	ctx, stop := context.WithCancel(context.Background())
 	h := &lease{c: c, app: app, rollout: rollout, cur: l, kick: make(chan struct{}, 1), stop: stop, done: make(chan struct{})}
+	h.token.Store(&l.Token)
 	go func() {
 		defer close(h.done)
 		h.run(ctx)
@@ -159,6 +165,7 @@ func (h *lease) renewLocked(ctx context.Context, timeout time.Duration) {
 	switch {
 	case err == nil:
 		h.cur = l
+		h.token.Store(&l.Token)
 	case isLost(err):
 		h.lost = err
 		h.c.log.Warn("lease lost", "app", h.app, "slot", h.cur.Slot, "err", err)
@@ -227,22 +234,26 @@ func (h *lease) run(ctx context.Context) {
 // isLost reports whether err says the slot is no longer this holding's.
 func isLost(err error) bool { return errors.Is(err, fleetrepo.ErrLeaseLost) }
 
-// Finish implements agent.Lease: stop renewing; then, if the switch ran,
-// prove the holding is still this node's by renewing it (the fence),
-// record the outcome under the renewed token and release the slot.
+// Finish implements agent.Lease. If the switch ran, it proves the holding
+// is still this node's by renewing it (the fence) and records the outcome
+// under the lease's token as it stands at each try, while the goroutine
+// goes on renewing it; then it stops renewing and releases the slot.
+// Renewals used to stop first: on a loaded store recording the outcome
+// (reading the record, a lost race, a timeout and the next pass's try)
+// took longer than the TTL, and at 10,000 nodes the holders that had
+// switched were recorded lost and switched again, each holding its wave
+// a TTL longer (docs/scale.md). An outcome decided on a token renewed
+// since can land only within one call's timeout of that renewal, far
+// inside the TTL that must pass before the renewed token is recorded lost.
 func (h *lease) Finish(ctx context.Context, rep reconciler.AppReport, err error) {
-	h.stop()
-	<-h.done
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.cancel != nil {
-		h.cancel()
-	}
 	c, app := h.c, h.app
 	if !verdict(rep, err) {
 		// No verdict: the switch did not run (yet: a download still going
 		// on reports upgrading), or was given up with the old version kept.
 		// Free the slot if it is still ours.
+		h.end()
+		h.mu.Lock()
+		defer h.mu.Unlock()
 		if h.lost == nil {
 			if rerr := c.opt.Shared.Release(ctx, h.cur); rerr != nil {
 				c.log.Warn("lease not released (it will expire)", "app", app, "slot", h.cur.Slot, "err", rerr)
@@ -250,19 +261,51 @@ func (h *lease) Finish(ctx context.Context, rep reconciler.AppReport, err error)
 		}
 		return
 	}
+	h.mu.Lock()
+	if h.cancel != nil {
+		h.cancel()
+		h.cancel = nil // the switch is over: from here the goroutine only renews
+	}
 	if h.lost == nil {
 		h.renewLocked(ctx, c.opt.LeaseTTL/3)
 	}
-	if h.lost != nil {
+	lost, valid, slot := h.lost, c.opt.Shared.Validity(h.cur), h.cur.Slot
+	h.mu.Unlock()
+	select {
+	case h.kick <- struct{}{}: // re-plan its timer as a plain renewal
+	default:
+	}
+	switch {
+	case lost != nil:
+		h.end()
 		c.log.Error("outcome not recorded: the lease was taken over meanwhile, so it does not count", "app", app,
-			"slot", h.cur.Slot, "version", rep.Target, "err", h.lost)
+			"slot", slot, "version", rep.Target, "err", lost)
+		return
+	case valid <= 0:
+		h.end()
+		c.log.Warn("outcome not recorded: the lease could not be renewed; it will be next pass", "app", app, "slot", slot)
 		return
 	}
-	if v := c.opt.Shared.Validity(h.cur); v <= 0 {
-		c.log.Warn("outcome not recorded: the lease could not be renewed; it will be next pass", "app", app, "slot", h.cur.Slot)
+	aerr := c.record(ctx, app, h.rollout, outcome(c.opt.Node, rep, err), func() string { return *h.token.Load() })
+	h.end()
+	if aerr != nil {
+		c.log.Error("outcome not recorded; it will be again next pass", "app", app, "err", aerr)
 		return
 	}
-	c.finish(ctx, app, h.rollout, h.cur, rep, err)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.lost != nil {
+		return // taken over after the outcome landed: nothing of ours to free
+	}
+	if rerr := c.opt.Shared.Release(ctx, h.cur); rerr != nil {
+		c.log.Warn("lease not released (it will expire)", "app", app, "slot", h.cur.Slot, "err", rerr)
+	}
+}
+
+// end stops the goroutine and waits for it.
+func (h *lease) end() {
+	h.stop()
+	<-h.done
 }
 
 // verdict reports whether converging ended in an outcome to record: a
@@ -280,9 +323,10 @@ func verdict(rep reconciler.AppReport, err error) bool {
 	return false
 }
 
-// finish records this node's outcome under its lease, then releases it.
-func (c *Coordinator) finish(ctx context.Context, app, rollout string, l reconciler.Lease, rep reconciler.AppReport, err error) {
-	ev := reconciler.Event{Type: reconciler.EventNodeDone, Node: c.opt.Node, Lease: l.Token}
+// outcome is the event that records a switch's outcome on node (its
+// lease token is set when it is recorded).
+func outcome(node string, rep reconciler.AppReport, err error) reconciler.Event {
+	ev := reconciler.Event{Type: reconciler.EventNodeDone, Node: node}
 	if rep.Swap == reconciler.SwapStopStart { // the record says what the switch cost
 		ev.Reason = "swapped " + reconciler.SwapStopStartText
 	}
@@ -291,20 +335,15 @@ func (c *Coordinator) finish(ctx context.Context, app, rollout string, l reconci
 		if err != nil {
 			reason = err.Error()
 		}
-		ev = reconciler.Event{Type: reconciler.EventNodeFailed, Node: c.opt.Node, Lease: l.Token, Reason: reason}
+		ev = reconciler.Event{Type: reconciler.EventNodeFailed, Node: node, Reason: reason}
 	}
-	if aerr := c.record(ctx, app, rollout, ev); aerr != nil {
-		c.log.Error("outcome not recorded; it will be again next pass", "app", app, "event", ev.Type, "err", aerr)
-		return
-	}
-	if rerr := c.opt.Shared.Release(ctx, l); rerr != nil {
-		c.log.Warn("lease not released (it will expire)", "app", app, "slot", l.Slot, "err", rerr)
-	}
+	return ev
 }
 
-// record appends this node's own verdict unless the record already has one
-// that wins (a failure recorded by another node after a takeover).
-func (c *Coordinator) record(ctx context.Context, app, rollout string, ev reconciler.Event) error {
+// record appends this node's own verdict, under the lease token that
+// token says at each try, unless the record already has one that wins (a
+// failure recorded by another node after a takeover).
+func (c *Coordinator) record(ctx context.Context, app, rollout string, ev reconciler.Event, token func() string) error {
 	ev.Rollout, ev.By = rollout, c.opt.Node
 	// Folded as it grows: a node that loses the race to a hundred others
 	// of its wave re-decides up to twenty times on a record of thousands.
@@ -325,7 +364,7 @@ func (c *Coordinator) record(ctx context.Context, app, rollout string, ev reconc
 			return nil, nil
 		}
 		e := ev
-		e.Time = c.opt.Clock.Now()
+		e.Time, e.Lease = c.opt.Clock.Now(), token()
 		return &e, nil
 	})
 }
