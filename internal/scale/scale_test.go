@@ -3,6 +3,7 @@ package scale
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -201,7 +202,8 @@ func TestFailureNamesHow(t *testing.T) {
 		{status.Error(codes.DeadlineExceeded, "context deadline exceeded"), "timed out"},
 		{status.Error(codes.Canceled, "context canceled"), "canceled"},
 		{context.Canceled, "canceled"},
-		{status.Error(codes.PermissionDenied, "no"), "failed"},
+		{status.Error(codes.ResourceExhausted, "etcdserver: too many requests"), "failed (ResourceExhausted)"},
+		{errors.New("not a gRPC error"), "failed (Unknown)"},
 	} {
 		if got := failure(c.err); got != c.want {
 			t.Errorf("failure(%v) = %q, want %q", c.err, got, c.want)

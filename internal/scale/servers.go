@@ -272,7 +272,9 @@ func startEtcd(dir string, conns int, command []string) (*etcdServer, error) {
 
 // failure names how a call failed, for the request detail: "timed out"
 // (the store's call timeout), "canceled" (the pass that made it ended
-// first: a node woken again, or stopping) or "failed" (an answer refused).
+// first: a node woken again, or stopping) or "failed" with the gRPC code
+// of the refusal ("failed (ResourceExhausted)": an overloaded server's
+// too many requests; "failed (NotFound)": a lease gone).
 func failure(err error) string {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded:
@@ -280,7 +282,7 @@ func failure(err error) string {
 	case errors.Is(err, context.Canceled) || status.Code(err) == codes.Canceled:
 		return "canceled"
 	}
-	return "failed"
+	return "failed (" + status.Code(err).String() + ")"
 }
 
 // pick is the next client connection, round-robin.
