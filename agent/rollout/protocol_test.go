@@ -3,6 +3,7 @@ package rollout
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -834,7 +835,15 @@ func TestOnlyTheWriterLogsAnEvent(t *testing.T) {
 type slowRecord struct {
 	Shared
 	armed         atomic.Bool // from here on appends wait
+	lose          atomic.Bool // renewals find the slot someone else's
 	entered, gate chan struct{}
+}
+
+func (s *slowRecord) Renew(ctx context.Context, l reconciler.Lease) (reconciler.Lease, error) {
+	if s.lose.Load() {
+		return l, fmt.Errorf("renew lease %s/%d: %w", l.App, l.Slot, fleetrepo.ErrLeaseLost)
+	}
+	return s.Shared.Renew(ctx, l)
 }
 
 func (s *slowRecord) Append(ctx context.Context, app string, decide func([]reconciler.Event) (*reconciler.Event, error)) error {
@@ -851,6 +860,15 @@ func (s *slowRecord) Append(ctx context.Context, app string, decide func([]recon
 // nodes recording took longer than the TTL and holders that had switched
 // were recorded lost and switched again (docs/scale.md).
 func TestHolderRenewsWhileItRecordsItsOutcome(t *testing.T) {
+	for _, lost := range []bool{false, true} {
+		t.Run(fmt.Sprintf("lost=%v", lost), func(t *testing.T) { holderRenewsWhileItRecords(t, lost) })
+	}
+}
+
+// holderRenewsWhileItRecords: with lost, the renewal made while the
+// outcome is recorded finds the slot someone else's, and the outcome is
+// not recorded under it.
+func holderRenewsWhileItRecords(t *testing.T, lost bool) {
 	ctx := context.Background()
 	repo := gittest.NewBare(t, nil)
 	a := newNode(t, repo, "a", nil)
@@ -880,14 +898,21 @@ func TestHolderRenewsWhileItRecordsItsOutcome(t *testing.T) {
 	slow.armed.Store(false)
 	fenced := tokenWithin(t, p.Lease)
 	a.clock.advance(11 * time.Second) // past a third of the 30 s TTL
+	slow.lose.Store(lost)
 	tk.fire(t)
 	renewed := tokenWithin(t, p.Lease)
-	if renewed == fenced {
+	if renewed == fenced && !lost {
 		t.Fatalf("the lease was not renewed while the outcome was recorded (token %s)", fenced)
 	}
 	open()
 	<-finished
 	r := latest(t, a)
+	if lost {
+		if hasKey(r.Done, "a") {
+			t.Fatalf("node_done of a recorded under %q after a renewal found the slot taken over", r.Done["a"])
+		}
+		return
+	}
 	if r.Done["a"] != renewed {
 		t.Fatalf("node_done of a under %q, want the token as renewed while recording, %q (fenced: %q)", r.Done["a"], renewed, fenced)
 	}

@@ -59,11 +59,16 @@ type lease struct {
 	stop context.CancelFunc
 	done chan struct{}
 
-	// token is cur.Token, readable without mu: the outcome's decide
-	// reads it inside a store operation, and the goroutine holds mu while
-	// it renews through the same store.
+	// token is cur.Token and gone whether lost is set, readable without
+	// mu: the outcome's decide reads them inside a store operation, and
+	// the goroutine holds mu while it renews through the same store.
 	token atomic.Pointer[string]
+	gone  atomic.Bool
 }
+
+// holding is the token to record an outcome under, and false once a
+// renewal found the slot someone else's (nothing is recorded then).
+func (h *lease) holding() (string, bool) { return *h.token.Load(), !h.gone.Load() }
 
 // hold starts renewing l in the background.
 func (c *Coordinator) hold(app, rollout string, l reconciler.Lease) *lease {
@@ -168,6 +173,7 @@ func (h *lease) renewLocked(ctx context.Context, timeout time.Duration) {
 		h.token.Store(&l.Token)
 	case isLost(err):
 		h.lost = err
+		h.gone.Store(true)
 		h.c.log.Warn("lease lost", "app", h.app, "slot", h.cur.Slot, "err", err)
 	case ctx.Err() == nil:
 		h.c.log.Warn("lease renewal failed; retrying while it is valid", "app", h.app, "slot", h.cur.Slot,
@@ -254,6 +260,9 @@ func (h *lease) Finish(ctx context.Context, rep reconciler.AppReport, err error)
 		h.end()
 		h.mu.Lock()
 		defer h.mu.Unlock()
+		if h.cancel != nil {
+			h.cancel() // ends the switch's context
+		}
 		if h.lost == nil {
 			if rerr := c.opt.Shared.Release(ctx, h.cur); rerr != nil {
 				c.log.Warn("lease not released (it will expire)", "app", app, "slot", h.cur.Slot, "err", rerr)
@@ -286,7 +295,7 @@ func (h *lease) Finish(ctx context.Context, rep reconciler.AppReport, err error)
 		c.log.Warn("outcome not recorded: the lease could not be renewed; it will be next pass", "app", app, "slot", slot)
 		return
 	}
-	aerr := c.record(ctx, app, h.rollout, outcome(c.opt.Node, rep, err), func() string { return *h.token.Load() })
+	aerr := c.record(ctx, app, h.rollout, outcome(c.opt.Node, rep, err), h.holding)
 	h.end()
 	if aerr != nil {
 		c.log.Error("outcome not recorded; it will be again next pass", "app", app, "err", aerr)
@@ -294,8 +303,10 @@ func (h *lease) Finish(ctx context.Context, rep reconciler.AppReport, err error)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.lost != nil {
-		return // taken over after the outcome landed: nothing of ours to free
+	if h.lost != nil { // nothing of ours to free
+		c.log.Warn("lease taken over while the outcome was recorded: recorded only if it landed first", "app", app,
+			"slot", h.cur.Slot, "err", h.lost)
+		return
 	}
 	if rerr := c.opt.Shared.Release(ctx, h.cur); rerr != nil {
 		c.log.Warn("lease not released (it will expire)", "app", app, "slot", h.cur.Slot, "err", rerr)
@@ -341,9 +352,10 @@ func outcome(node string, rep reconciler.AppReport, err error) reconciler.Event 
 }
 
 // record appends this node's own verdict, under the lease token that
-// token says at each try, unless the record already has one that wins (a
-// failure recorded by another node after a takeover).
-func (c *Coordinator) record(ctx context.Context, app, rollout string, ev reconciler.Event, token func() string) error {
+// holding says at each try, unless the record already has one that wins
+// (a failure recorded by another node after a takeover) or holding says
+// the slot is no longer this node's.
+func (c *Coordinator) record(ctx context.Context, app, rollout string, ev reconciler.Event, holding func() (string, bool)) error {
 	ev.Rollout, ev.By = rollout, c.opt.Node
 	// Folded as it grows: a node that loses the race to a hundred others
 	// of its wave re-decides up to twenty times on a record of thousands.
@@ -363,8 +375,12 @@ func (c *Coordinator) record(ctx context.Context, app, rollout string, ev reconc
 		if _, done := r.Done[c.opt.Node]; done && ev.Type == reconciler.EventNodeDone {
 			return nil, nil
 		}
+		token, held := holding()
+		if !held {
+			return nil, nil
+		}
 		e := ev
-		e.Time, e.Lease = c.opt.Clock.Now(), token()
+		e.Time, e.Lease = c.opt.Clock.Now(), token
 		return &e, nil
 	})
 }
